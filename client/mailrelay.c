@@ -1,0 +1,104 @@
+/*
+ * mailrelay: the admin CLI.  This release: check-config, queue, version.
+ * The commands that change the queue talk to the daemon over the control
+ * socket (a later milestone); read-only ones read the spool directly.
+ */
+#include "config.h"
+
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+
+#include "conf/conf.h"
+#include "log.h"
+#include "qprint.h"
+
+static void
+usage(void)
+{
+	fprintf(stderr,
+	    "usage: mailrelay [-c FILE] COMMAND [ARGS]\n"
+	    "commands:\n"
+	    "  check-config [-c FILE]   parse and check the configuration\n"
+	    "  queue [--json]           list the queue\n"
+	    "  version                  print the version\n");
+	exit(EX_USAGE);
+}
+
+static struct config *
+load(const char *path)
+{
+	char err[1024];
+	struct config *c = conf_load(path, err, sizeof err);
+
+	if (c == NULL) {
+		fprintf(stderr, "mailrelay: %s\n", err);
+		exit(EX_CONFIG);
+	}
+	return c;
+}
+
+static int
+cmd_check_config(const char *path, int argc, char **argv)
+{
+	struct config *c;
+	int i;
+
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
+			path = argv[++i];
+		else
+			usage();
+	}
+	c = load(path);
+	printf("%s: OK", c->path ? c->path : "built-in defaults");
+	if (c->nsmarthosts == 0)
+		printf(" (warning: no smarthost: mail will be accepted and kept in the queue)");
+	printf("\n");
+	conf_free(c);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *path = NULL;
+	int ch, rc;
+
+	log_init("mailrelay", LOG_TO_STDERR, LOG_WARNING);
+	while ((ch = getopt(argc, argv, "+c:h")) != -1) {
+		switch (ch) {
+		case 'c':
+			path = optarg;
+			break;
+		default:
+			usage();
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc < 1)
+		usage();
+	if (strcmp(argv[0], "check-config") == 0)
+		return cmd_check_config(path, argc, argv);
+	if (strcmp(argv[0], "version") == 0 || strcmp(argv[0], "--version") == 0) {
+		printf("mailrelay %s\n", PACKAGE_VERSION);
+		return 0;
+	}
+	if (strcmp(argv[0], "queue") == 0) {
+		int json = 0;
+		if (argc == 2 && strcmp(argv[1], "--json") == 0)
+			json = 1;
+		else if (argc != 1)
+			usage();
+		struct config *c = load(path);
+		rc = queue_print(c, json);
+		conf_free(c);
+		return rc;
+	}
+	fprintf(stderr, "mailrelay: unknown command \"%s\"\n", argv[0]);
+	usage();
+	return EX_USAGE;
+}

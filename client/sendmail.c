@@ -1,0 +1,547 @@
+/*
+ * mailrelay-sendmail: the sendmail-compatible submission client, also
+ * installed as `sendmail`, `mailq` and `newaliases` (argv[0] decides).
+ *
+ * Small and paranoid, as a program every user can run should be: umask
+ * set, fds 0-2 guaranteed open, the whole message read (bounded by
+ * max_message_size) before the daemon is contacted, arguments with CR or
+ * LF refused (no header injection), and exit 0 only after the daemon
+ * answered 250 to the final dot, which it does only once the message is
+ * on disk.  Links libc and libconfuse only: it runs once per message.
+ */
+#include "config.h"
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "addr.h"
+#include "conf/conf.h"
+#include "dotstuff.h"
+#include "log.h"
+#include "smtp_reply.h"
+#include "submit.h"
+#include "xmalloc.h"
+
+#include "qprint.h"
+
+static const char *progname = "sendmail";
+
+struct opts {
+	int extract;            /* -t */
+	int ignore_dots;        /* -i, -oi */
+	int verbose;            /* -v */
+	const char *sender;     /* -f, -r */
+	const char *fullname;   /* -F */
+	const char *conf_path;  /* -C */
+	const char *body;       /* -B */
+	char **rcpts;
+	size_t nrcpt;
+};
+
+struct msgbuf {
+	char *data;
+	size_t len, cap;
+};
+
+static void die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3), noreturn));
+
+static void
+die(int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "%s: ", progname);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(code);
+}
+
+static void
+ensure_std_fds(void)
+{
+	int fd;
+
+	/* A program started with a closed 0, 1 or 2 must not have our files land there. */
+	while ((fd = open("/dev/null", O_RDWR)) >= 0 && fd <= 2)
+		;
+	if (fd > 2)
+		close(fd);
+}
+
+static void
+check_arg(const char *what, const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			die(EX_USAGE, "%s contains a control character; refused", what);
+}
+
+static void
+add_rcpt(struct opts *o, const char *a)
+{
+	check_arg("recipient", a);
+	if (strlen(a) > ADDR_MAX)
+		die(EX_DATAERR, "recipient address too long: %.40s...", a);
+	o->rcpts = xreallocarray(o->rcpts, o->nrcpt + 1, sizeof *o->rcpts);
+	o->rcpts[o->nrcpt++] = xstrdup(a);
+}
+
+static void
+collect_rcpt(const char *a, void *arg)
+{
+	add_rcpt(arg, a);
+}
+
+static const char *
+strip_angles(const char *a, char *buf, size_t len)
+{
+	size_t n = strlen(a);
+
+	if (n >= 2 && a[0] == '<' && a[n - 1] == '>') {
+		if (n - 2 >= len)
+			die(EX_DATAERR, "sender address too long");
+		memcpy(buf, a + 1, n - 2);
+		buf[n - 2] = '\0';
+		return buf;
+	}
+	return a;
+}
+
+/*
+ * sendmail(1) options.  Short options may carry their value attached
+ * ("-fuser", "-FCronDaemon") or as the next argument.
+ */
+static int
+parse_args(struct opts *o, int argc, char **argv, int *mode)
+{
+	int i;
+
+	for (i = 1; i < argc; i++) {
+		char *a = argv[i];
+		if (strcmp(a, "--") == 0) {
+			i++;
+			break;
+		}
+		if (a[0] != '-' || a[1] == '\0')
+			break;
+		char opt = a[1];
+		const char *val = NULL;
+		/* options that take a value */
+		if (strchr("fFrCBNRVLhOX", opt) != NULL) {
+			if (a[2] != '\0')
+				val = a + 2;
+			else if (i + 1 < argc)
+				val = argv[++i];
+			else
+				die(EX_USAGE, "option -%c requires a value", opt);
+		}
+		switch (opt) {
+		case 'f':
+		case 'r':
+			o->sender = val;
+			break;
+		case 'F':
+			o->fullname = val;
+			break;
+		case 'C':
+			o->conf_path = val;
+			break;
+		case 'B':
+			if (strcasecmp(val, "7BIT") != 0 && strcasecmp(val, "8BITMIME") != 0)
+				die(EX_USAGE, "-B: expected 7BIT or 8BITMIME, got \"%s\"", val);
+			o->body = val;
+			break;
+		case 'N': case 'R': case 'V': case 'L': case 'h': case 'O': case 'X':
+			/* DSN and logging options: accepted; carried through in a later release */
+			break;
+		case 't':
+			if (a[2] != '\0')
+				die(EX_USAGE, "unknown option %s", a);
+			o->extract = 1;
+			break;
+		case 'i':
+			if (a[2] != '\0')
+				die(EX_USAGE, "unknown option %s", a);
+			o->ignore_dots = 1;
+			break;
+		case 'v':
+			o->verbose = 1;
+			break;
+		case 'o':
+			/* -oi is -i; every other -oX is accepted and ignored (-oem, -odb, -oQ...) */
+			if (a[2] == 'i' && a[3] == '\0')
+				o->ignore_dots = 1;
+			else if (a[2] == '\0')
+				die(EX_USAGE, "option -o requires a value");
+			break;
+		case 'G':
+		case 'U':
+			break;
+		case 'b':
+			if (strcmp(a, "-bm") == 0)
+				*mode = 'm';
+			else if (strcmp(a, "-bp") == 0)
+				*mode = 'p';
+			else
+				die(EX_USAGE, "mode %s is not supported", a);
+			break;
+		default:
+			die(EX_USAGE, "unknown option %s (see mailrelay-sendmail(8))", a);
+		}
+	}
+	return i;
+}
+
+/*
+ * Read the message from stdin.  Without -i a line holding a single "."
+ * ends it (the rest of stdin is not read), as sendmail does.  Input larger
+ * than max_message_size is refused before anything is sent.
+ */
+static void
+read_message(struct msgbuf *m, int ignore_dots, unsigned long long max)
+{
+	char buf[65536];
+	ssize_t n;
+
+	for (;;) {
+		n = read(0, buf, sizeof buf);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			die(EX_IOERR, "reading the message from standard input: %s", strerror(errno));
+		}
+		if (n == 0)
+			break;
+		if (m->len + (size_t)n + 1 > m->cap) {
+			m->cap = (m->len + (size_t)n + 1) * 2;
+			m->data = xreallocarray(m->data, m->cap, 1);
+		}
+		memcpy(m->data + m->len, buf, (size_t)n);
+		/* rescan the last two old bytes: a "." or ".\r" may have ended the previous read */
+		size_t i = m->len >= 2 ? m->len - 2 : 0;
+		m->len += (size_t)n;
+		for (; !ignore_dots && i < m->len; i++) {
+			if (m->data[i] != '.' || (i > 0 && m->data[i - 1] != '\n'))
+				continue;
+			if ((i + 1 < m->len && m->data[i + 1] == '\n') ||
+			    (i + 2 < m->len && m->data[i + 1] == '\r' && m->data[i + 2] == '\n')) {
+				m->len = i;
+				return;
+			}
+		}
+		if (max > 0 && m->len > max)
+			die(EX_CANTCREAT, "message is larger than the limit of %llu bytes (max_message_size); not sent", max);
+	}
+	/* "." (or ".\r") as the very last line, without a newline */
+	if (!ignore_dots) {
+		size_t l = m->len;
+		if (l >= 1 && m->data[l - 1] == '\r')
+			l--;
+		if (l >= 1 && m->data[l - 1] == '.' && (l == 1 || m->data[l - 2] == '\n'))
+			m->len = l - 1;
+	}
+}
+
+/* Length of the header section (up to and including the empty line, or all of it). */
+static size_t
+header_len(const char *d, size_t len)
+{
+	size_t i;
+
+	if (len > 0 && (d[0] == '\n' || (len > 1 && d[0] == '\r' && d[1] == '\n')))
+		return 0;
+	for (i = 0; i + 1 < len; i++) {
+		if (d[i] == '\n' && (d[i + 1] == '\n' ||
+		    (i + 2 < len && d[i + 1] == '\r' && d[i + 2] == '\n')))
+			return i + 1;
+	}
+	return len;
+}
+
+static int
+header_is(const char *line, size_t len, const char *name)
+{
+	size_t n = strlen(name);
+
+	return len > n && strncasecmp(line, name, n) == 0 && line[n] == ':';
+}
+
+struct hdrinfo {
+	int has_from, has_date, has_msgid;
+	int eightbit;
+};
+
+/*
+ * Walk the header section: note which headers exist, take recipients for
+ * -t from To/Cc/Bcc, and drop Bcc (with its continuation lines) in place.
+ */
+static void
+scan_headers(struct msgbuf *m, struct opts *o, struct hdrinfo *hi)
+{
+	size_t hlen = header_len(m->data, m->len), i = 0, out = 0;
+	int dropping = 0;
+
+	while (i < hlen) {
+		size_t end = i;
+		while (end < hlen && m->data[end] != '\n')
+			end++;
+		if (end < hlen)
+			end++;	/* include LF */
+		const char *line = m->data + i;
+		size_t len = end - i;
+		int cont = line[0] == ' ' || line[0] == '\t';
+
+		if (!cont) {
+			dropping = 0;
+			if (header_is(line, len, "From"))
+				hi->has_from = 1;
+			else if (header_is(line, len, "Date"))
+				hi->has_date = 1;
+			else if (header_is(line, len, "Message-ID"))
+				hi->has_msgid = 1;
+			int is_bcc = header_is(line, len, "Bcc");
+			if (o->extract && (header_is(line, len, "To") || header_is(line, len, "Cc") || is_bcc)) {
+				/* the value with its continuation lines */
+				size_t vend = end;
+				while (vend < hlen && (m->data[vend] == ' ' || m->data[vend] == '\t')) {
+					while (vend < hlen && m->data[vend] != '\n')
+						vend++;
+					if (vend < hlen)
+						vend++;
+				}
+				const char *v = (const char *)memchr(line, ':', len) + 1;
+				if (addr_list_parse(v, (size_t)(m->data + vend - v), collect_rcpt, o) == -1)
+					die(EX_DATAERR, "cannot parse the addresses in the %.*s header",
+					    (int)(strchr(line, ':') - line), line);
+			}
+			if (is_bcc)
+				dropping = 1;
+		}
+		if (!dropping) {
+			memmove(m->data + out, line, len);
+			out += len;
+		}
+		i = end;
+	}
+	if (out != hlen) {
+		memmove(m->data + out, m->data + hlen, m->len - hlen);
+		m->len -= hlen - out;
+	}
+	for (i = 0; i < m->len; i++)
+		if ((unsigned char)m->data[i] >= 0x80) {
+			hi->eightbit = 1;
+			break;
+		}
+}
+
+static void
+submit_fail(int code, const struct smtp_reply *r, const char *what)
+{
+	char text[600];
+
+	smtp_reply_summary(r, text, sizeof text);
+	die(code, "%s: %s", what, text);
+}
+
+static int
+reply_exit_code(const struct smtp_reply *r)
+{
+	if (r->code == 552)
+		return EX_CANTCREAT;
+	if (smtp_reply_class(r) == 4)
+		return EX_TEMPFAIL;
+	if (r->code == 550 || r->code == 553)
+		return EX_NOUSER;
+	if (r->code == 501)
+		return EX_DATAERR;
+	return EX_UNAVAILABLE;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct opts o;
+	struct msgbuf m = { 0 };
+	struct hdrinfo hi = { 0 };
+	struct config *conf;
+	struct submit s = { .fd = -1 };
+	struct smtp_reply r;
+	char err[1024], senderbuf[ADDR_MAX + 2], *sender;
+	const char *p, *sock = NULL;
+	int i, mode = 'm';
+	size_t k;
+
+	umask(077);
+	ensure_std_fds();
+	p = strrchr(argv[0], '/');
+	progname = p ? p + 1 : argv[0];
+	log_init(progname, LOG_TO_STDERR, LOG_WARNING);
+
+	memset(&o, 0, sizeof o);
+	if (strcmp(progname, "mailq") == 0)
+		mode = 'p';
+	else if (strcmp(progname, "newaliases") == 0)
+		mode = 'i';
+	i = parse_args(&o, argc, argv, &mode);
+
+	conf = conf_load(o.conf_path, err, sizeof err);
+	if (conf == NULL)
+		die(EX_CONFIG, "%s", err);
+	if (mode == 'p')
+		return queue_print(conf, 0);
+	if (mode == 'i') {
+		/* aliases are read by the daemon directly; nothing to rebuild */
+		return 0;
+	}
+	for (; i < argc; i++) {
+		int n = addr_list_parse(argv[i], strlen(argv[i]), collect_rcpt, &o);
+		if (n == -1)
+			die(EX_DATAERR, "bad recipient address: %s", argv[i]);
+	}
+
+	/* Envelope sender */
+	if (o.sender != NULL) {
+		check_arg("sender", o.sender);
+		sender = xstrdup(strip_angles(o.sender, senderbuf, sizeof senderbuf));
+	} else {
+		struct passwd *pw = getpwuid(getuid());
+		if (pw == NULL)
+			die(EX_NOUSER, "uid %lu has no user name", (unsigned long)getuid());
+		sender = xasprintf("%s@%s", pw->pw_name, conf->hostname);
+	}
+	if (o.fullname != NULL)
+		check_arg("full name (-F)", o.fullname);
+
+	read_message(&m, o.ignore_dots, conf->max_message_size);
+	scan_headers(&m, &o, &hi);
+	if (o.nrcpt == 0)
+		die(EX_DATAERR, "no recipients: give them as arguments or use -t with To:, Cc: or Bcc: headers");
+
+	/* Headers every message must carry (RFC 5322 3.6): added here for local submissions. */
+	char added[2048];
+	size_t addlen = 0;
+	added[0] = '\0';
+	if (!hi.has_from) {
+		const char *name = o.fullname;
+		struct passwd *pw = NULL;
+		if (name == NULL && (name = getenv("NAME")) != NULL)
+			check_arg("$NAME", name);
+		if (name == NULL && (pw = getpwuid(getuid())) != NULL && pw->pw_gecos[0] != '\0') {
+			static char g[256];
+			snprintf(g, sizeof g, "%.*s", (int)strcspn(pw->pw_gecos, ","), pw->pw_gecos);
+			name = g[0] ? g : NULL;
+		}
+		if (name != NULL && *sender)
+			addlen += (size_t)snprintf(added + addlen, sizeof added - addlen, "From: %s <%s>\r\n", name, sender);
+		else
+			addlen += (size_t)snprintf(added + addlen, sizeof added - addlen, "From: <%s>\r\n", *sender ? sender : "MAILER-DAEMON");
+	}
+	if (!hi.has_date && addlen < sizeof added) {
+		char d[64];
+		time_t now = time(NULL);
+		struct tm tm;
+		localtime_r(&now, &tm);
+		strftime(d, sizeof d, "%a, %d %b %Y %H:%M:%S %z", &tm);
+		addlen += (size_t)snprintf(added + addlen, sizeof added - addlen, "Date: %s\r\n", d);
+	}
+	if (!hi.has_msgid && addlen < sizeof added) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		addlen += (size_t)snprintf(added + addlen, sizeof added - addlen,
+		    "Message-ID: <%lld.%09ld.%ld@%s>\r\n", (long long)ts.tv_sec, ts.tv_nsec,
+		    (long)getpid(), conf->hostname);
+	}
+	if (addlen >= sizeof added)
+		die(EX_DATAERR, "generated headers too long (check -F and the host name)");
+
+	unsigned long long size = m.len + addlen;
+	if (conf->max_message_size > 0 && size > conf->max_message_size)
+		die(EX_CANTCREAT, "message of %llu bytes is larger than the limit of %llu bytes (max_message_size); not sent",
+		    size, conf->max_message_size);
+
+	/* Submit */
+	for (k = 0; k < conf->nlisten; k++)
+		if (conf->listen[k].kind == LISTEN_UNIX) {
+			sock = conf->listen[k].path;
+			break;
+		}
+	if (sock == NULL)
+		die(EX_CONFIG, "%s: listen has no unix: socket to submit to", conf->path ? conf->path : "configuration");
+	s.verbose = o.verbose;
+	if (submit_connect(&s, sock, err, sizeof err) == -1)
+		die(EX_TEMPFAIL, "%s; message not sent", err);
+	if (submit_reply(&s, &r, err, sizeof err) == -1)
+		die(EX_TEMPFAIL, "%s", err);
+	if (smtp_reply_class(&r) != 2)
+		submit_fail(EX_TEMPFAIL, &r, "mailrelayd refused the connection");
+	if (submit_cmd(&s, &r, err, sizeof err, "EHLO mailrelay-sendmail") == -1)
+		die(EX_TEMPFAIL, "%s", err);
+	if (smtp_reply_class(&r) != 2)
+		submit_fail(EX_TEMPFAIL, &r, "EHLO");
+	int eightbit = o.body ? strcasecmp(o.body, "8BITMIME") == 0 : hi.eightbit;
+	if (submit_cmd(&s, &r, err, sizeof err, "MAIL FROM:<%s> SIZE=%llu%s", sender, size,
+	    eightbit ? " BODY=8BITMIME" : "") == -1)
+		die(EX_TEMPFAIL, "%s", err);
+	if (smtp_reply_class(&r) != 2)
+		submit_fail(reply_exit_code(&r), &r, "sender refused");
+	for (k = 0; k < o.nrcpt; k++) {
+		if (submit_cmd(&s, &r, err, sizeof err, "RCPT TO:<%s>", o.rcpts[k]) == -1)
+			die(EX_TEMPFAIL, "%s", err);
+		if (smtp_reply_class(&r) != 2) {
+			char what[ADDR_MAX + 40];
+			snprintf(what, sizeof what, "recipient <%s> refused", o.rcpts[k]);
+			submit_fail(reply_exit_code(&r), &r, what);
+		}
+	}
+	if (submit_cmd(&s, &r, err, sizeof err, "DATA") == -1)
+		die(EX_TEMPFAIL, "%s", err);
+	if (r.code != 354)
+		submit_fail(reply_exit_code(&r), &r, "DATA refused");
+
+	struct dot_encoder enc;
+	char *out = xmalloc(2 * 65536 + 8);
+	size_t off, n;
+	dot_encoder_init(&enc);
+	n = dot_encode(&enc, added, addlen, out);
+	if (submit_write(&s, out, n, err, sizeof err) == -1)
+		die(EX_TEMPFAIL, "%s", err);
+	for (off = 0; off < m.len; off += 65536) {
+		size_t chunk = m.len - off < 65536 ? m.len - off : 65536;
+		n = dot_encode(&enc, m.data + off, chunk, out);
+		if (submit_write(&s, out, n, err, sizeof err) == -1)
+			die(EX_TEMPFAIL, "%s", err);
+	}
+	n = dot_encode_finish(&enc, out);
+	if (submit_write(&s, out, n, err, sizeof err) == -1)
+		die(EX_TEMPFAIL, "%s", err);
+	if (o.verbose)
+		fprintf(stderr, ">>> (%llu bytes of message)\n>>> .\n", size);
+	if (submit_reply(&s, &r, err, sizeof err) == -1)
+		die(EX_TEMPFAIL, "%s; the message may not have been queued", err);
+	if (smtp_reply_class(&r) != 2)
+		submit_fail(reply_exit_code(&r), &r, "message refused");
+	/* Queued durably.  QUIT is a courtesy; its failure changes nothing. */
+	submit_cmd(&s, &r, err, sizeof err, "QUIT");
+	submit_close(&s);
+
+	free(out);
+	free(m.data);
+	for (k = 0; k < o.nrcpt; k++)
+		free(o.rcpts[k]);
+	free(o.rcpts);
+	free(sender);
+	conf_free(conf);
+	return 0;
+}

@@ -1,0 +1,1797 @@
+/*
+ * conf: the libconfuse schema of mailrelay.conf, its validation, and the
+ * conversion into the immutable struct config (contract in conf.h).
+ *
+ * How validation is arranged.  Every scalar key is a libconfuse string with
+ * a parse callback.  The callback runs while the scanner still sits on the
+ * value, so cfg->line is exact and the message names the right line; it
+ * checks the text with the same function that later converts it
+ * (conf_parse_duration() and friends), so whatever is accepted can be
+ * converted.  The callbacks also note where each key was set; rules that
+ * involve several keys (a smarthost needs a host, a route names a defined
+ * smarthost, at most one secret source) run after the parse and use those
+ * lines.  Defaults are written in the schema as the text a user would
+ * write and go through the same conversion.
+ *
+ * The first error wins: parsing stops there, and the message is one line,
+ * "FILE:LINE: KEY: why", with control characters from the file escaped.
+ */
+#include "config.h"
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <confuse.h>
+
+#include "conf.h"
+#include "log.h"
+#include "xmalloc.h"
+
+/* A config file bigger than this is a mistake (-c /dev/zero), not a config. */
+#define CONF_MAX_FILE_SIZE	(1024 * 1024)
+/* How much of an offending value a message quotes. */
+#define QUOTE_MAX		80
+
+/*
+ * Names of enumerated values, in the order of the C enums they map to.
+ * Both the validation and the conversion read these tables.
+ */
+static const char *const tls_names[] =
+    { "disabled", "opportunistic", "required", "implicit", NULL };
+static const char *const log_level_names[] =
+    { "error", "warning", "info", "debug", NULL };
+static const char *const rewrite_from_names[] =
+    { "never", "local", "always", NULL };
+static const char *const double_bounce_names[] =
+    { "admin", "drop", NULL };
+static const char *const auth_names[] =
+    { "none", "auto", "plain", "login", "cram-md5", "scram-sha-256",
+      "xoauth2", "oauthbearer", NULL };
+/* Index i stands for TLS protocol number 0x0301 + i. */
+static const char *const tls_version_names[] =
+    { "TLSv1.0", "TLSv1.1", "TLSv1.2", "TLSv1.3", NULL };
+
+_Static_assert(TLS_IMPLICIT == 3, "tls_names order");
+_Static_assert(CONF_LOG_DEBUG == 3, "log_level_names order");
+_Static_assert(REWRITE_FROM_ALWAYS == 2, "rewrite_from_names order");
+_Static_assert(DOUBLE_BOUNCE_DROP == 1, "double_bounce_names order");
+_Static_assert(AUTH_OAUTHBEARER == 7, "auth_names order");
+
+static const struct enum_key {
+	const char		*key;
+	const char *const	*names;
+} enum_keys[] = {
+	{ "tls",		tls_names },
+	{ "log_level",		log_level_names },
+	{ "rewrite_from",	rewrite_from_names },
+	{ "double_bounce",	double_bounce_names },
+	{ "auth",		auth_names },
+	{ "tls_min_version",	tls_version_names },
+};
+
+/*
+ * The load in progress.  libconfuse callbacks get no user pointer, hence
+ * the file-scope pointer; libconfuse's scanner is global anyway, so
+ * conf_load() cannot run twice at once (see conf.h).
+ */
+struct seen {
+	const cfg_t	*sec;		/* section the key was set in */
+	const char	*key;		/* owned by libconfuse until cfg_free() */
+	unsigned	 line;
+};
+
+struct loadctx {
+	const char	*file;		/* as the caller named it */
+	char		*err;
+	size_t		 errlen;
+	int		 failed;
+	struct seen	*seen;
+	size_t		 nseen;
+};
+
+static struct loadctx *lctx;
+
+/* ---- messages ---------------------------------------------------------- */
+
+/* Copy src to dst with control characters escaped, so a message stays one line. */
+static void
+escape_into(char *dst, size_t len, const char *src)
+{
+	size_t o = 0;
+
+	if (len == 0)
+		return;
+	for (const unsigned char *p = (const unsigned char *)src; *p; p++) {
+		char tmp[5];
+		size_t n;
+
+		if (*p < 0x20 || *p == 0x7f) {
+			snprintf(tmp, sizeof tmp, "\\x%02x", *p);
+			n = 4;
+		} else {
+			tmp[0] = (char)*p;
+			n = 1;
+		}
+		if (o + n >= len)
+			break;
+		memcpy(dst + o, tmp, n);
+		o += n;
+	}
+	dst[o] = '\0';
+}
+
+/* A value as messages show it: in double quotes, escaped, bounded. */
+static const char *
+quoted(char *buf, size_t len, const char *s)
+{
+	size_t o = 0, shown = 0;
+	const unsigned char *p;
+
+	buf[o++] = '"';
+	for (p = (const unsigned char *)s; *p && shown < QUOTE_MAX; p++, shown++) {
+		char tmp[5];
+		size_t n = 1;
+
+		if (*p < 0x20 || *p == 0x7f) {
+			snprintf(tmp, sizeof tmp, "\\x%02x", *p);
+			n = 4;
+		} else if (*p == '"' || *p == '\\') {
+			tmp[0] = '\\';
+			tmp[1] = (char)*p;
+			n = 2;
+		} else
+			tmp[0] = (char)*p;
+		if (o + n + 5 >= len)
+			break;
+		memcpy(buf + o, tmp, n);
+		o += n;
+	}
+	if (*p != '\0') {
+		memcpy(buf + o, "...", 3);
+		o += 3;
+	}
+	buf[o++] = '"';
+	buf[o] = '\0';
+	return buf;
+}
+
+static void conf_failv(unsigned line, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
+static void
+conf_failv(unsigned line, const char *fmt, va_list ap)
+{
+	char msg[1024], full[1200];
+
+	if (lctx == NULL || lctx->failed)
+		return;
+	lctx->failed = 1;
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	if (line > 0)
+		snprintf(full, sizeof full, "%s:%u: %s", lctx->file, line, msg);
+	else
+		snprintf(full, sizeof full, "%s: %s", lctx->file, msg);
+	if (lctx->err != NULL)
+		escape_into(lctx->err, lctx->errlen, full);
+}
+
+static void conf_fail(unsigned line, const char *fmt, ...) PRINTFLIKE(2, 3);
+
+static void
+conf_fail(unsigned line, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	conf_failv(line, fmt, ap);
+	va_end(ap);
+}
+
+static unsigned
+cfg_lineno(const cfg_t *cfg)
+{
+	return cfg != NULL && cfg->line > 0 ? (unsigned)cfg->line : 0;
+}
+
+/*
+ * libconfuse's own errors: syntax, unknown keys.  Its text reads well
+ * ("no such option 'hostnme'") except for duplicate section titles, which
+ * only smarthost sections have.
+ */
+static void conf_errfunc(cfg_t *cfg, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
+static void
+conf_errfunc(cfg_t *cfg, const char *fmt, va_list ap)
+{
+	if (strcmp(fmt, "found duplicate title '%s'") == 0) {
+		char q[QUOTE_MAX * 4 + 8];
+		const char *title = va_arg(ap, const char *);
+
+		conf_fail(cfg_lineno(cfg), "smarthost: name %s is used twice",
+		    quoted(q, sizeof q, title));
+		return;
+	}
+	conf_failv(cfg_lineno(cfg), fmt, ap);
+}
+
+/* ---- small predicates ---------------------------------------------------- */
+
+static int
+is_digit(int c)
+{
+	return c >= '0' && c <= '9';
+}
+
+static int
+is_alnum(int c)
+{
+	return is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+}
+
+static int
+hex_value(int c)
+{
+	if (is_digit(c))
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static int
+has_control(const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		if (*p < 0x20 || *p == 0x7f)
+			return 1;
+	return 0;
+}
+
+static int
+is_ipv6(const char *s)
+{
+	struct in6_addr a;
+
+	return inet_pton(AF_INET6, s, &a) == 1;
+}
+
+/*
+ * A DNS host name: labels of letters, digits, '-' and '_' (seen on
+ * internal names), no empty label.  A name whose last label is numeric
+ * must be a valid IPv4 address: no top-level domain is all digits.
+ */
+static int
+is_hostname(const char *s)
+{
+	size_t len = strlen(s), label = 0;
+	const char *last;
+	int numeric = 1;
+
+	if (len == 0 || len > 253)
+		return 0;
+	for (const char *p = s; *p; p++) {
+		if (*p == '.') {
+			if (label == 0)
+				return 0;
+			label = 0;
+			continue;
+		}
+		if (!is_alnum(*p) && *p != '-' && *p != '_')
+			return 0;
+		if (++label > 63)
+			return 0;
+	}
+	if (label == 0)
+		return 0;
+	last = strrchr(s, '.');
+	last = last ? last + 1 : s;
+	for (; *last; last++)
+		if (!is_digit(*last))
+			numeric = 0;
+	if (numeric) {
+		struct in_addr a;
+
+		return inet_pton(AF_INET, s, &a) == 1;
+	}
+	return 1;
+}
+
+/* Smarthost names: used on the command line and in logs. */
+static int
+is_name(const char *s)
+{
+	size_t n = 0;
+
+	for (; s[n]; n++)
+		if (!is_alnum(s[n]) && s[n] != '.' && s[n] != '_' && s[n] != '-')
+			return 0;
+	return n > 0 && n <= 64;
+}
+
+static int
+is_username(const char *s)
+{
+	size_t n = 0;
+
+	if (s[0] == '-')
+		return 0;
+	for (; s[n]; n++)
+		if (!is_alnum(s[n]) && s[n] != '.' && s[n] != '_' && s[n] != '-')
+			return 0;
+	return n > 0 && n <= 32;
+}
+
+/*
+ * local@domain, as a bare address (no <>, no display name).  The local
+ * part is not parsed to the letter of RFC 5321: it is only kept free of
+ * what would break an SMTP command or a header.
+ */
+static int
+is_address(const char *s)
+{
+	const char *at = strrchr(s, '@');
+	const char *dom;
+
+	if (at == NULL || at == s || at[1] == '\0')
+		return 0;
+	for (const unsigned char *p = (const unsigned char *)s;
+	    p < (const unsigned char *)at; p++)
+		if (*p <= ' ' || *p == 0x7f || strchr("<>(),;:\\\"[]", *p) != NULL)
+			return 0;
+	dom = at + 1;
+	if (dom[0] == '[') {
+		char lit[INET6_ADDRSTRLEN + 8];
+		size_t n = strlen(dom);
+		struct in_addr a4;
+
+		if (n < 3 || dom[n - 1] != ']' || n - 2 >= sizeof lit)
+			return 0;
+		memcpy(lit, dom + 1, n - 2);
+		lit[n - 2] = '\0';
+		if (strncasecmp(lit, "IPv6:", 5) == 0)
+			return is_ipv6(lit + 5);
+		return inet_pton(AF_INET, lit, &a4) == 1;
+	}
+	return is_hostname(dom);
+}
+
+/* Decimal only: no sign, no 0x, no spaces.  0 on success. */
+static int
+parse_uint(const char *s, unsigned long min, unsigned long max, unsigned long *out)
+{
+	unsigned long n = 0;
+
+	if (!is_digit(*s))
+		return -1;
+	for (; *s; s++) {
+		if (!is_digit(*s))
+			return -1;
+		n = n * 10 + (unsigned long)(*s - '0');
+		if (n > max)
+			return -1;
+	}
+	if (n < min)
+		return -1;
+	*out = n;
+	return 0;
+}
+
+static int
+enum_index(const char *const *names, const char *s)
+{
+	for (int i = 0; names[i] != NULL; i++)
+		if (strcasecmp(names[i], s) == 0)
+			return i;
+	return -1;
+}
+
+static const char *const *
+enum_names(const char *key)
+{
+	for (size_t i = 0; i < sizeof enum_keys / sizeof enum_keys[0]; i++)
+		if (strcmp(enum_keys[i].key, key) == 0)
+			return enum_keys[i].names;
+	return NULL;
+}
+
+/* ---- public value parsers ------------------------------------------------ */
+
+/*
+ * "90" (seconds), "90s", "15m", "2h", "5d", "1w", and sums such as "1h30m"
+ * in which every part has its unit.  Units are case-insensitive.
+ */
+int
+conf_parse_duration(const char *s, unsigned *out)
+{
+	unsigned long long total = 0;
+	int parts = 0;
+
+	if (s == NULL || *s == '\0')
+		return -1;
+	while (*s) {
+		unsigned long long n = 0, mult;
+
+		if (!is_digit(*s))
+			return -1;
+		for (; is_digit(*s); s++) {
+			n = n * 10 + (unsigned)(*s - '0');
+			if (n > UINT_MAX)
+				return -1;
+		}
+		switch (*s) {
+		case '\0':
+			if (parts > 0)
+				return -1;	/* "1h30": 30 what? */
+			mult = 1;
+			break;
+		case 's': case 'S': mult = 1; break;
+		case 'm': case 'M': mult = 60; break;
+		case 'h': case 'H': mult = 3600; break;
+		case 'd': case 'D': mult = 86400; break;
+		case 'w': case 'W': mult = 7 * 86400; break;
+		default:
+			return -1;
+		}
+		if (*s != '\0')
+			s++;
+		total += n * mult;	/* n < 2^32, mult < 2^20: no wrap */
+		if (total > UINT_MAX)
+			return -1;
+		parts++;
+	}
+	*out = (unsigned)total;
+	return 0;
+}
+
+/* "1000", "512K", "35M", "1G": binary multiples, case-insensitive suffix. */
+int
+conf_parse_size(const char *s, unsigned long long *out)
+{
+	unsigned long long n = 0, mult = 1;
+
+	if (s == NULL || !is_digit(*s))
+		return -1;
+	for (; is_digit(*s); s++) {
+		unsigned d = (unsigned)(*s - '0');
+
+		if (n > (ULLONG_MAX - d) / 10)
+			return -1;
+		n = n * 10 + d;
+	}
+	switch (*s) {
+	case '\0': break;
+	case 'k': case 'K': mult = 1ULL << 10; s++; break;
+	case 'm': case 'M': mult = 1ULL << 20; s++; break;
+	case 'g': case 'G': mult = 1ULL << 30; s++; break;
+	default:
+		return -1;
+	}
+	if (*s != '\0')
+		return -1;
+	if (n > ULLONG_MAX / mult)
+		return -1;
+	*out = n * mult;
+	return 0;
+}
+
+/*
+ * HOST:PORT or [IPv6]:PORT.  Returns NULL with *host and *port allocated,
+ * or the reason it is not one.
+ */
+static const char *
+split_hostport(const char *s, char **host, char **port)
+{
+	const char *portstr;
+	char *h;
+	unsigned long pn;
+
+	if (s[0] == '[') {
+		const char *end = strchr(s, ']');
+
+		if (end == NULL || end[1] != ':')
+			return "expected [IPv6-ADDRESS]:PORT";
+		h = xstrndup(s + 1, (size_t)(end - s - 1));
+		if (!is_ipv6(h)) {
+			free(h);
+			return "expected an IPv6 address inside [ ]";
+		}
+		portstr = end + 2;
+	} else {
+		const char *colon = strrchr(s, ':');
+
+		if (colon == NULL)
+			return "expected HOST:PORT";
+		if (memchr(s, ':', (size_t)(colon - s)) != NULL)
+			return "an IPv6 address goes in brackets, as in [::1]:25";
+		h = xstrndup(s, (size_t)(colon - s));
+		if (!is_hostname(h)) {
+			free(h);
+			return "expected a host name or address before the port";
+		}
+		portstr = colon + 1;
+	}
+	if (parse_uint(portstr, 1, 65535, &pn) != 0) {
+		free(h);
+		return "expected a port number from 1 to 65535 after the colon";
+	}
+	*host = h;
+	*port = xasprintf("%lu", pn);
+	return NULL;
+}
+
+static const char *
+listen_parse(const char *s, struct listen_conf *out)
+{
+	memset(out, 0, sizeof *out);
+	if (strncmp(s, "unix:", 5) == 0) {
+		const char *path = s + 5;
+
+		if (path[0] != '/')
+			return "a unix socket needs an absolute path, as in unix:/run/mailrelay/submit.sock";
+		if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+			return "the socket path is too long";
+		if (has_control(path))
+			return "the socket path contains a control character";
+		out->kind = LISTEN_UNIX;
+		out->path = xstrdup(path);
+		return NULL;
+	}
+	if (strchr(s, ':') == NULL)
+		return "expected unix:/PATH or HOST:PORT";
+	out->kind = LISTEN_TCP;
+	return split_hostport(s, &out->host, &out->port);
+}
+
+int
+conf_parse_listen(const char *s, struct listen_conf *out)
+{
+	if (s == NULL || out == NULL)
+		return -1;
+	return listen_parse(s, out) == NULL ? 0 : -1;
+}
+
+int
+conf_parse_cidr(const char *s, struct cidr *out)
+{
+	char buf[INET6_ADDRSTRLEN];
+	const char *slash;
+	size_t alen;
+	unsigned max;
+
+	if (s == NULL || out == NULL)
+		return -1;
+	slash = strchr(s, '/');
+	alen = slash ? (size_t)(slash - s) : strlen(s);
+	if (alen == 0 || alen >= sizeof buf)
+		return -1;
+	memcpy(buf, s, alen);
+	buf[alen] = '\0';
+	memset(out, 0, sizeof *out);
+	if (inet_pton(AF_INET, buf, out->addr) == 1) {
+		out->family = AF_INET;
+		max = 32;
+	} else if (inet_pton(AF_INET6, buf, out->addr) == 1) {
+		out->family = AF_INET6;
+		max = 128;
+	} else
+		return -1;
+	out->prefix = max;
+	if (slash != NULL) {
+		unsigned long p;
+
+		/* at most 3 digits: "/0000000000000000000032" is not a typo we keep */
+		if (strlen(slash + 1) > 3 || parse_uint(slash + 1, 0, max, &p) != 0)
+			return -1;
+		out->prefix = (unsigned)p;
+	}
+	/* Host bits are cleared: "10.1.2.3/8" means 10.0.0.0/8. */
+	for (unsigned bit = out->prefix; bit < max; bit++)
+		out->addr[bit / 8] &= (unsigned char)~(0x80u >> (bit % 8));
+	return 0;
+}
+
+static int
+prefix_match(const unsigned char *a, const unsigned char *net, unsigned prefix)
+{
+	unsigned bytes = prefix / 8, rest = prefix % 8;
+
+	if (memcmp(a, net, bytes) != 0)
+		return 0;
+	if (rest == 0)
+		return 1;
+	unsigned char mask = (unsigned char)(0xffu << (8 - rest));
+	return (a[bytes] & mask) == (net[bytes] & mask);
+}
+
+int
+conf_allow_match(const struct config *conf, const struct sockaddr *sa)
+{
+	static const unsigned char mapped[12] =
+	    { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+	unsigned char a4[4], a6[16];
+	int have4 = 0;
+
+	if (conf == NULL || sa == NULL)
+		return 0;
+	if (sa->sa_family == AF_INET) {
+		struct sockaddr_in sin;
+
+		memcpy(&sin, sa, sizeof sin);
+		memcpy(a4, &sin.sin_addr, 4);
+		/* also as ::ffff:a.b.c.d, for networks written that way */
+		memcpy(a6, mapped, 12);
+		memcpy(a6 + 12, a4, 4);
+		have4 = 1;
+	} else if (sa->sa_family == AF_INET6) {
+		struct sockaddr_in6 sin6;
+
+		memcpy(&sin6, sa, sizeof sin6);
+		memcpy(a6, &sin6.sin6_addr, 16);
+		if (memcmp(a6, mapped, 12) == 0) {
+			memcpy(a4, a6 + 12, 4);
+			have4 = 1;
+		}
+	} else
+		return 0;
+
+	for (size_t i = 0; i < conf->nallow; i++) {
+		const struct cidr *net = &conf->allow[i];
+
+		if (net->family == AF_INET && have4 &&
+		    prefix_match(a4, net->addr, net->prefix))
+			return 1;
+		if (net->family == AF_INET6 &&
+		    prefix_match(a6, net->addr, net->prefix))
+			return 1;
+	}
+	return 0;
+}
+
+/* "sha256:" and 32 bytes in hex, optionally colon-separated: normalised copy or NULL. */
+static char *
+fingerprint_normalize(const char *s)
+{
+	char hex[65];
+	size_t n = 0;
+	int prev_colon = 0;
+
+	if (strncasecmp(s, "sha256:", 7) != 0)
+		return NULL;
+	for (const char *p = s + 7; *p; p++) {
+		if (*p == ':') {
+			/* only between byte pairs, as openssl x509 -fingerprint prints */
+			if (n == 0 || n % 2 != 0 || prev_colon || p[1] == '\0')
+				return NULL;
+			prev_colon = 1;
+			continue;
+		}
+		prev_colon = 0;
+		if (hex_value(*p) < 0 || n == 64)
+			return NULL;
+		hex[n++] = "0123456789abcdef"[hex_value(*p)];
+	}
+	if (n != 64)
+		return NULL;
+	hex[n] = '\0';
+	return xasprintf("sha256:%s", hex);
+}
+
+/* "COUNT/PERIOD": "30/m", "100/1h", "10000/d". */
+static int
+rate_limit_parse(const char *s, unsigned *count, unsigned *period)
+{
+	const char *slash = strchr(s, '/');
+	char num[16], per[32];
+	unsigned long c;
+	size_t n;
+
+	if (slash == NULL || (size_t)(slash - s) >= sizeof num)
+		return -1;
+	memcpy(num, s, (size_t)(slash - s));
+	num[slash - s] = '\0';
+	if (parse_uint(num, 1, UINT_MAX, &c) != 0)
+		return -1;
+	n = strlen(slash + 1);
+	if (n == 0 || n + 2 > sizeof per)
+		return -1;
+	/* "30/m" reads as "30 per 1m" */
+	snprintf(per, sizeof per, "%s%s", is_digit(slash[1]) ? "" : "1", slash + 1);
+	if (conf_parse_duration(per, period) != 0 || *period == 0)
+		return -1;
+	*count = (unsigned)c;
+	return 0;
+}
+
+/* An extra header line: "Name: value", safe to put into a message. */
+static int
+is_header(const char *s)
+{
+	const char *colon = strchr(s, ':');
+
+	if (colon == NULL || colon == s || strlen(s) > 998)
+		return 0;
+	for (const char *p = s; p < colon; p++)
+		if (*p <= ' ' || *p > '~')
+			return 0;
+	for (const unsigned char *p = (const unsigned char *)colon; *p; p++)
+		if ((*p < 0x20 && *p != '\t') || *p == 0x7f)
+			return 0;
+	return 1;
+}
+
+/* ---- parse callbacks ---------------------------------------------------- */
+
+/*
+ * Note where a key was set.  Setting a plain key twice in one section is
+ * refused: libconfuse would keep the last silently, and the first is
+ * usually the one the reader looks at.
+ */
+static int
+note(cfg_t *cfg, cfg_opt_t *opt)
+{
+	unsigned line = cfg_lineno(cfg);
+
+	if (lctx == NULL || line == 0)	/* a default from the schema */
+		return 0;
+	for (size_t i = 0; i < lctx->nseen; i++) {
+		struct seen *s = &lctx->seen[i];
+
+		if (s->sec != cfg || strcmp(s->key, opt->name) != 0)
+			continue;
+		if (opt->flags & CFGF_LIST)
+			return 0;	/* the first line of a list is its line */
+		conf_fail(line, "%s: set twice (first on line %u)", opt->name, s->line);
+		return -1;
+	}
+	lctx->seen = xreallocarray(lctx->seen, lctx->nseen + 1, sizeof *lctx->seen);
+	lctx->seen[lctx->nseen++] = (struct seen){ cfg, opt->name, line };
+	return 0;
+}
+
+static int
+reject(cfg_t *cfg, cfg_opt_t *opt, const char *value, const char *why)
+{
+	char q[QUOTE_MAX * 4 + 8];
+
+	conf_fail(cfg_lineno(cfg), "%s: %s, got %s", opt->name, why,
+	    quoted(q, sizeof q, value));
+	return -1;
+}
+
+static int
+accept_value(void *result, const char *value)
+{
+	*(const char **)result = value;
+	return 0;
+}
+
+/*
+ * Every callback starts the same way: a value must be present, the key is
+ * noted, and control characters are refused (they have no business in any
+ * key and could forge a header or a log line).
+ */
+static int
+begin(cfg_t *cfg, cfg_opt_t *opt, const char *value)
+{
+	if (value == NULL)
+		return -1;
+	if (note(cfg, opt) != 0)
+		return -1;
+	if (has_control(value))
+		return reject(cfg, opt, value, "control characters are not allowed");
+	return 0;
+}
+
+static int
+cb_text(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	if (begin(cfg, opt, value) != 0)
+		return -1;
+	if (*value == '\0')
+		return reject(cfg, opt, value, "expected a value");
+	return accept_value(result, value);
+}
+
+static int
+cb_path(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	if (begin(cfg, opt, value) != 0)
+		return -1;
+	if (value[0] != '/')
+		return reject(cfg, opt, value, "expected an absolute path");
+	return accept_value(result, value);
+}
+
+static int
+cb_socket(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	if (begin(cfg, opt, value) != 0)
+		return -1;
+	if (value[0] != '/')
+		return reject(cfg, opt, value, "expected an absolute path");
+	if (strlen(value) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+		return reject(cfg, opt, value, "the socket path is too long");
+	return accept_value(result, value);
+}
+
+static int
+cb_hostname(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	if (begin(cfg, opt, value) != 0)
+		return -1;
+	if (!is_hostname(value))
+		return reject(cfg, opt, value,
+		    "expected a host name such as mail.example.com");
+	return accept_value(result, value);
+}
+
+static int
+cb_host(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	if (begin(cfg, opt, value) != 0)
+		return -1;
+	if (!is_hostname(value) && !is_ipv6(value))
+		return reject(cfg, opt, value,
+		    "expected a host name or IP address such as smtp.example.com");
+	return accept_value(result, value);
+}
+
+static int
+cb_user(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	if (begin(cfg, opt, value) != 0)
+		return -1;
+	if (!is_username(value))
+		return reject(cfg, opt, value, "expected a user name");
+	return accept_value(result, value);
+}
+
+static int
+cb_address(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	if (begin(cfg, opt, value) != 0)
+		return -1;
+	if (!is_address(value))
+		return reject(cfg, opt, value,
+		    "expected an address such as postmaster@example.com");
+	return accept_value(result, value);
+}
+
+static int
+cb_enum(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	const char *const *names = enum_names(opt->name);
+	char why[256];
+
+	if (begin(cfg, opt, value) != 0)
+		return -1;
+	if (names == NULL)
+		log_fatalx("conf: no value names for key %s", opt->name);
+	if (enum_index(names, value) >= 0)
+		return accept_value(result, value);
+	strlcpy_mr(why, "expected one of ", sizeof why);
+	for (int i = 0; names[i] != NULL; i++) {
+		if (i > 0)
+			strlcat_mr(why, ", ", sizeof why);
+		strlcat_mr(why, names[i], sizeof why);
+	}
+	return reject(cfg, opt, value, why);
+}
+
+static int
+cb_bool(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	if (begin(cfg, opt, value) != 0)
+		return -1;
+	if (cfg_parse_boolean(value) < 0)
+		return reject(cfg, opt, value, "expected yes or no");
+	return accept_value(result, value);
+}
+
+static int
+cb_duration(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	unsigned secs;
+
+	if (begin(cfg, opt, value) != 0)
+		return -1;
+	if (conf_parse_duration(value, &secs) != 0)
+		return reject(cfg, opt, value,
+		    "expected a duration such as 90s, 15m, 2h or 5d");
+	if (secs == 0)
+		return reject(cfg, opt, value, "expected at least 1s");
+	return accept_value(result, value);
+}
+
+/* A duration for which 0 means "never". */
+static int
+cb_duration0(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	unsigned secs;
+
+	if (begin(cfg, opt, value) != 0)
+		return -1;
+	if (conf_parse_duration(value, &secs) != 0)
+		return reject(cfg, opt, value,
+		    "expected a duration such as 90s, 15m, 2h or 5d (0 for never)");
+	return accept_value(result, value);
+}
+
+static int
+cb_size(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	unsigned long long n;
+
+	if (begin(cfg, opt, value) != 0)
+		return -1;
+	if (conf_parse_size(value, &n) != 0)
+		return reject(cfg, opt, value, "expected a size such as 35M");
+	return accept_value(result, value);
+}
+
+static int
+cb_concurrency(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	unsigned long n;
+
+	if (begin(cfg, opt, value) != 0)
+		return -1;
+	if (parse_uint(value, 1, 256, &n) != 0)
+		return reject(cfg, opt, value, "expected a number from 1 to 256");
+	return accept_value(result, value);
+}
+
+static int
+cb_port(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	unsigned long n;
+
+	if (begin(cfg, opt, value) != 0)
+		return -1;
+	if (parse_uint(value, 1, 65535, &n) != 0)
+		return reject(cfg, opt, value, "expected a port number from 1 to 65535");
+	return accept_value(result, value);
+}
+
+static int
+cb_listen(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	struct listen_conf l;
+	const char *why;
+
+	if (begin(cfg, opt, value) != 0)
+		return -1;
+	if ((why = listen_parse(value, &l)) != NULL)
+		return reject(cfg, opt, value, why);
+	free(l.path);
+	free(l.host);
+	free(l.port);
+	/* The entry being parsed is already in the list, still without a value. */
+	for (unsigned i = 0; i < opt->nvalues; i++) {
+		const char *other = opt->values[i]->string;
+
+		if (other != NULL && strcmp(other, value) == 0)
+			return reject(cfg, opt, value, "listed twice");
+	}
+	return accept_value(result, value);
+}
+
+static int
+cb_cidr(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	struct cidr c;
+
+	if (begin(cfg, opt, value) != 0)
+		return -1;
+	if (conf_parse_cidr(value, &c) != 0)
+		return reject(cfg, opt, value,
+		    "expected an address or network such as 127.0.0.0/8 or ::1");
+	return accept_value(result, value);
+}
+
+static int
+cb_fingerprint(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	char *norm;
+
+	if (begin(cfg, opt, value) != 0)
+		return -1;
+	if ((norm = fingerprint_normalize(value)) == NULL)
+		return reject(cfg, opt, value,
+		    "expected \"sha256:\" and 64 hex digits");
+	free(norm);
+	return accept_value(result, value);
+}
+
+static int
+cb_proxy(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	char *host, *port;
+
+	if (begin(cfg, opt, value) != 0)
+		return -1;
+	if (strncasecmp(value, "socks5://", 9) != 0 ||
+	    split_hostport(value + 9, &host, &port) != NULL)
+		return reject(cfg, opt, value,
+		    "expected socks5://HOST:PORT");
+	free(host);
+	free(port);
+	return accept_value(result, value);
+}
+
+static int
+cb_header(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	if (begin(cfg, opt, value) != 0)
+		return -1;
+	if (!is_header(value))
+		return reject(cfg, opt, value,
+		    "expected a header line such as \"X-Mailer-Host: web1\"");
+	return accept_value(result, value);
+}
+
+static int
+cb_rate_limit(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	unsigned c, p;
+
+	if (begin(cfg, opt, value) != 0)
+		return -1;
+	if (rate_limit_parse(value, &c, &p) != 0)
+		return reject(cfg, opt, value,
+		    "expected messages per time such as 30/m or 1000/1h");
+	return accept_value(result, value);
+}
+
+static int
+cb_pattern(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	if (begin(cfg, opt, value) != 0)
+		return -1;
+	if (*value == '\0' || strpbrk(value, " \t") != NULL || strlen(value) > 320)
+		return reject(cfg, opt, value,
+		    "expected a sender pattern such as \"*@example.com\"");
+	return accept_value(result, value);
+}
+
+static int
+cb_name(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+{
+	if (begin(cfg, opt, value) != 0)
+		return -1;
+	if (!is_name(value))
+		return reject(cfg, opt, value, "expected a smarthost name");
+	return accept_value(result, value);
+}
+
+/* ---- the schema ---------------------------------------------------------- */
+
+static cfg_opt_t smarthost_opts[] = {
+	CFG_STR_CB("host", NULL, CFGF_NONE, cb_host),
+	CFG_STR_CB("port", NULL, CFGF_NODEFAULT, cb_port),	/* 587, or 465 for implicit */
+	CFG_STR_CB("tls", "required", CFGF_NONE, cb_enum),
+	CFG_STR_CB("timeout", "60s", CFGF_NONE, cb_duration),
+	CFG_STR_CB("connect_timeout", "30s", CFGF_NONE, cb_duration),
+	CFG_STR_CB("helo_name", NULL, CFGF_NONE, cb_hostname),
+	CFG_STR_CB("helo_fallback", "yes", CFGF_NONE, cb_bool),
+	CFG_STR_CB("tls_verify", "yes", CFGF_NONE, cb_bool),
+	CFG_STR_CB("tls_ca_file", NULL, CFGF_NONE, cb_path),
+	CFG_STR_CB("tls_ca_path", NULL, CFGF_NONE, cb_path),
+	CFG_STR_CB("tls_fingerprint", NULL, CFGF_NONE, cb_fingerprint),
+	CFG_STR_CB("tls_client_cert", NULL, CFGF_NONE, cb_path),
+	CFG_STR_CB("tls_client_key", NULL, CFGF_NONE, cb_path),
+	CFG_STR_CB("tls_min_version", "TLSv1.2", CFGF_NONE, cb_enum),
+	CFG_STR_CB("tls_ciphers", NULL, CFGF_NONE, cb_text),
+	CFG_STR_CB("auth", NULL, CFGF_NODEFAULT, cb_enum),	/* auto with username, else none */
+	CFG_STR_CB("username", NULL, CFGF_NONE, cb_text),
+	CFG_STR_CB("password", NULL, CFGF_NONE, cb_text),
+	CFG_STR_CB("password_file", NULL, CFGF_NONE, cb_path),
+	CFG_STR_CB("password_command", NULL, CFGF_NONE, cb_text),
+	CFG_STR_CB("auth_allow_plaintext", "no", CFGF_NONE, cb_bool),
+	CFG_STR_CB("proxy", NULL, CFGF_NONE, cb_proxy),
+	CFG_STR_LIST_CB("add_header", NULL, CFGF_NONE, cb_header),
+	CFG_STR_CB("rate_limit", NULL, CFGF_NONE, cb_rate_limit),
+	CFG_END()
+};
+
+static cfg_opt_t route_opts[] = {
+	CFG_STR_CB("from", NULL, CFGF_NONE, cb_pattern),
+	CFG_STR_CB("smarthost", NULL, CFGF_NONE, cb_name),
+	CFG_END()
+};
+
+static cfg_opt_t top_opts[] = {
+	CFG_STR_CB("hostname", NULL, CFGF_NONE, cb_hostname),	/* NULL: ask the system */
+	CFG_STR_CB("spool_dir", "/var/spool/mailrelay", CFGF_NONE, cb_path),
+	CFG_STR_CB("user", "mailrelay", CFGF_NONE, cb_user),
+	CFG_STR_LIST_CB("listen", "{\"unix:/run/mailrelay/submit.sock\"}", CFGF_NONE, cb_listen),
+	CFG_STR_LIST_CB("allow", "{\"127.0.0.0/8\", \"::1/128\"}", CFGF_NONE, cb_cidr),
+	CFG_STR_CB("control_socket", "/run/mailrelay/control.sock", CFGF_NONE, cb_socket),
+	CFG_STR_CB("max_message_size", "35M", CFGF_NONE, cb_size),
+	CFG_STR_LIST_CB("retry_schedule", "{1m, 5m, 15m, 30m, 1h, 2h, 4h}", CFGF_NONE, cb_duration),
+	CFG_STR_CB("max_queue_time", "5d", CFGF_NONE, cb_duration),
+	CFG_STR_CB("concurrency", "4", CFGF_NONE, cb_concurrency),
+	CFG_STR_CB("log_level", "info", CFGF_NONE, cb_enum),
+	CFG_STR_CB("admin_address", NULL, CFGF_NONE, cb_address),
+	CFG_STR_CB("aliases_file", "/etc/aliases", CFGF_NONE, cb_path),
+	CFG_STR_CB("from_address", NULL, CFGF_NONE, cb_address),
+	CFG_STR_CB("rewrite_from", "local", CFGF_NONE, cb_enum),
+	CFG_STR_CB("strict_addresses", "no", CFGF_NONE, cb_bool),
+	CFG_STR_CB("double_bounce", "admin", CFGF_NONE, cb_enum),
+	CFG_STR_CB("delay_warning", "4h", CFGF_NONE, cb_duration0),
+	CFG_SEC("smarthost", smarthost_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
+	CFG_SEC("route", route_opts, CFGF_MULTI),
+	CFG_END()
+};
+
+/* ---- conversion ---------------------------------------------------------- */
+
+static unsigned
+line_of(const cfg_t *sec, const char *key)
+{
+	for (size_t i = 0; i < lctx->nseen; i++)
+		if (lctx->seen[i].sec == sec && strcmp(lctx->seen[i].key, key) == 0)
+			return lctx->seen[i].line;
+	return 0;
+}
+
+static void
+copy_keylines(const cfg_t *sec, struct conf_keyline **out, size_t *nout)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < lctx->nseen; i++)
+		if (lctx->seen[i].sec == sec)
+			n++;
+	*out = n ? xcalloc(n, sizeof **out) : NULL;
+	*nout = 0;
+	for (size_t i = 0; i < lctx->nseen; i++) {
+		if (lctx->seen[i].sec != sec)
+			continue;
+		(*out)[*nout].key = xstrdup(lctx->seen[i].key);
+		(*out)[(*nout)++].line = lctx->seen[i].line;
+	}
+}
+
+/*
+ * The getters below convert text the callbacks (or the schema's defaults)
+ * already validated: failing here is a broken invariant, not a user error.
+ */
+static char *
+get_str(cfg_t *sec, const char *key)
+{
+	const char *s = cfg_getstr(sec, key);
+
+	return s ? xstrdup(s) : NULL;
+}
+
+static _Noreturn void
+invariant(const char *key, const char *value)
+{
+	log_fatalx("conf: %s: converting validated value \"%s\" failed", key,
+	    value ? value : "(null)");
+}
+
+static unsigned
+get_duration_at(cfg_t *sec, const char *key, unsigned i)
+{
+	const char *s = cfg_getnstr(sec, key, i);
+	unsigned v;
+
+	if (s == NULL || conf_parse_duration(s, &v) != 0)
+		invariant(key, s);
+	return v;
+}
+
+static unsigned
+get_duration(cfg_t *sec, const char *key)
+{
+	return get_duration_at(sec, key, 0);
+}
+
+static unsigned
+get_uint(cfg_t *sec, const char *key, unsigned long max)
+{
+	const char *s = cfg_getstr(sec, key);
+	unsigned long v;
+
+	if (s == NULL || parse_uint(s, 0, max, &v) != 0)
+		invariant(key, s);
+	return (unsigned)v;
+}
+
+static int
+get_enum(cfg_t *sec, const char *key)
+{
+	const char *s = cfg_getstr(sec, key);
+	int i;
+
+	if (s == NULL || (i = enum_index(enum_names(key), s)) < 0)
+		invariant(key, s);
+	return i;
+}
+
+static bool
+get_bool(cfg_t *sec, const char *key)
+{
+	const char *s = cfg_getstr(sec, key);
+	int b;
+
+	if (s == NULL || (b = cfg_parse_boolean(s)) < 0)
+		invariant(key, s);
+	return b == 1;
+}
+
+/* The host name this machine calls itself, fully qualified when the resolver knows it. */
+static char *
+default_hostname(void)
+{
+	char name[256];
+	struct addrinfo hints, *res = NULL;
+	char *fq = NULL;
+
+	if (gethostname(name, sizeof name) != 0 || name[0] == '\0')
+		return xstrdup("localhost");
+	name[sizeof name - 1] = '\0';
+	if (strchr(name, '.') != NULL)
+		return xstrdup(name);
+	/*
+	 * A bare name makes a poor HELO and bad qualified addresses; the
+	 * resolver (usually /etc/hosts) may know the full one.  Any failure
+	 * keeps the bare name: this must work without a network.
+	 */
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_CANONNAME;
+	if (getaddrinfo(name, NULL, &hints, &res) == 0) {
+		if (res != NULL && res->ai_canonname != NULL &&
+		    strchr(res->ai_canonname, '.') != NULL &&
+		    is_hostname(res->ai_canonname))
+			fq = xstrdup(res->ai_canonname);
+		freeaddrinfo(res);
+	}
+	return fq ? fq : xstrdup(name);
+}
+
+static int
+build_smarthost(cfg_t *sec, struct smarthost_conf *sh)
+{
+	static const char *const secrets[] =
+	    { "password", "password_file", "password_command" };
+	char q[QUOTE_MAX * 4 + 8];
+	const char *title = cfg_title(sec), *rate, *fp, *proxy, *secret = NULL;
+	unsigned end = cfg_lineno(sec);	/* the line of the closing brace */
+
+	sh->name = xstrdup(title ? title : "");
+	if (!is_name(sh->name)) {
+		conf_fail(end, "smarthost: expected a name of letters, digits, '.', '_' and '-', got %s",
+		    quoted(q, sizeof q, sh->name));
+		return -1;
+	}
+	quoted(q, sizeof q, sh->name);
+	if ((sh->host = get_str(sec, "host")) == NULL) {
+		conf_fail(end, "smarthost %s: host is required", q);
+		return -1;
+	}
+	sh->tls = (enum tls_mode)get_enum(sec, "tls");
+	if (cfg_getstr(sec, "port") != NULL)
+		sh->port = get_uint(sec, "port", 65535);
+	else
+		sh->port = sh->tls == TLS_IMPLICIT ? 465 : 587;
+	sh->timeout = get_duration(sec, "timeout");
+	sh->connect_timeout = get_duration(sec, "connect_timeout");
+	sh->helo_name = get_str(sec, "helo_name");
+	sh->helo_fallback = get_bool(sec, "helo_fallback");
+	sh->tls_verify = get_bool(sec, "tls_verify");
+	sh->tls_ca_file = get_str(sec, "tls_ca_file");
+	sh->tls_ca_path = get_str(sec, "tls_ca_path");
+	if ((fp = cfg_getstr(sec, "tls_fingerprint")) != NULL &&
+	    (sh->tls_fingerprint = fingerprint_normalize(fp)) == NULL)
+		invariant("tls_fingerprint", fp);
+	sh->tls_client_cert = get_str(sec, "tls_client_cert");
+	sh->tls_client_key = get_str(sec, "tls_client_key");
+	sh->tls_min_version = 0x0301 + get_enum(sec, "tls_min_version");
+	sh->tls_ciphers = get_str(sec, "tls_ciphers");
+	sh->username = get_str(sec, "username");
+	sh->password = get_str(sec, "password");
+	sh->password_file = get_str(sec, "password_file");
+	sh->password_command = get_str(sec, "password_command");
+	sh->auth_allow_plaintext = get_bool(sec, "auth_allow_plaintext");
+	if ((proxy = cfg_getstr(sec, "proxy")) != NULL &&
+	    split_hostport(proxy + 9, &sh->proxy_host, &sh->proxy_port) != NULL)
+		invariant("proxy", proxy);
+	sh->nadd_header = cfg_size(sec, "add_header");
+	if (sh->nadd_header > 0) {
+		sh->add_header = xcalloc(sh->nadd_header, sizeof *sh->add_header);
+		for (size_t i = 0; i < sh->nadd_header; i++)
+			sh->add_header[i] = xstrdup(cfg_getnstr(sec, "add_header", (unsigned)i));
+	}
+	if ((rate = cfg_getstr(sec, "rate_limit")) != NULL &&
+	    rate_limit_parse(rate, &sh->rate_limit_count, &sh->rate_limit_period) != 0)
+		invariant("rate_limit", rate);
+	copy_keylines(sec, &sh->keylines, &sh->nkeylines);
+
+	/* Rules between keys, reported at the line of the key that breaks them. */
+	if (sh->tls_client_key != NULL && sh->tls_client_cert == NULL) {
+		conf_fail(line_of(sec, "tls_client_key"),
+		    "tls_client_key: set without tls_client_cert in smarthost %s", q);
+		return -1;
+	}
+	for (size_t i = 0; i < sizeof secrets / sizeof secrets[0]; i++) {
+		if (cfg_getstr(sec, secrets[i]) == NULL)
+			continue;
+		if (secret != NULL) {
+			const char *later = line_of(sec, secrets[i]) > line_of(sec, secret) ?
+			    secrets[i] : secret;
+
+			conf_fail(line_of(sec, later),
+			    "%s: only one of password, password_file and password_command may be set",
+			    later);
+			return -1;
+		}
+		secret = secrets[i];
+	}
+	if (cfg_getstr(sec, "auth") != NULL)
+		sh->auth = (enum auth_mech)get_enum(sec, "auth");
+	else
+		sh->auth = sh->username != NULL ? AUTH_AUTO : AUTH_NONE;
+	if (sh->auth != AUTH_NONE && sh->username == NULL) {
+		conf_fail(line_of(sec, "auth"), "auth: needs a username in smarthost %s", q);
+		return -1;
+	}
+	if (secret != NULL && sh->username == NULL) {
+		conf_fail(line_of(sec, secret), "%s: set without a username in smarthost %s",
+		    secret, q);
+		return -1;
+	}
+	if (sh->auth != AUTH_NONE && secret == NULL) {
+		conf_fail(line_of(sec, "username"),
+		    "username: needs a password, password_file or password_command in smarthost %s", q);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+build_route(cfg_t *sec, const struct config *conf, struct route_conf *r)
+{
+	const char *from = cfg_getstr(sec, "from");
+	const char *name = cfg_getstr(sec, "smarthost");
+	char q[QUOTE_MAX * 4 + 8];
+
+	if (from == NULL) {
+		conf_fail(cfg_lineno(sec), "route: from is required");
+		return -1;
+	}
+	if (name == NULL) {
+		conf_fail(cfg_lineno(sec), "route: smarthost is required");
+		return -1;
+	}
+	/* '*' cannot be written unquoted in libconfuse, so *@a.example arrives as @a.example */
+	r->from = from[0] == '@' ? xasprintf("*%s", from) : xstrdup(from);
+	r->smarthost = xstrdup(name);
+	for (size_t i = 0; i < conf->nsmarthosts; i++) {
+		if (strcmp(conf->smarthosts[i].name, name) == 0) {
+			r->smarthost_index = i;
+			return 0;
+		}
+	}
+	conf_fail(line_of(sec, "smarthost"), "smarthost: no smarthost named %s is defined",
+	    quoted(q, sizeof q, name));
+	return -1;
+}
+
+static struct config *
+build(cfg_t *root, const char *path)
+{
+	struct config *conf = xcalloc(1, sizeof *conf);
+	const char *s;
+	size_t n;
+
+	conf->path = path ? xstrdup(path) : NULL;
+	conf->hostname = get_str(root, "hostname");
+	if (conf->hostname == NULL)
+		conf->hostname = default_hostname();
+	conf->spool_dir = get_str(root, "spool_dir");
+	conf->user = get_str(root, "user");
+	conf->control_socket = get_str(root, "control_socket");
+
+	n = cfg_size(root, "listen");
+	if (n == 0) {
+		conf_fail(line_of(root, "listen"), "listen: expected at least one socket");
+		goto fail;
+	}
+	conf->listen = xcalloc(n, sizeof *conf->listen);
+	for (size_t i = 0; i < n; i++) {
+		s = cfg_getnstr(root, "listen", (unsigned)i);
+		if (s == NULL || listen_parse(s, &conf->listen[i]) != NULL)
+			invariant("listen", s);
+		conf->nlisten++;
+	}
+	n = cfg_size(root, "allow");
+	conf->allow = n ? xcalloc(n, sizeof *conf->allow) : NULL;
+	for (size_t i = 0; i < n; i++) {
+		s = cfg_getnstr(root, "allow", (unsigned)i);
+		if (s == NULL || conf_parse_cidr(s, &conf->allow[i]) != 0)
+			invariant("allow", s);
+		conf->nallow++;
+	}
+	s = cfg_getstr(root, "max_message_size");
+	if (s == NULL || conf_parse_size(s, &conf->max_message_size) != 0)
+		invariant("max_message_size", s);
+	n = cfg_size(root, "retry_schedule");
+	if (n == 0) {
+		conf_fail(line_of(root, "retry_schedule"),
+		    "retry_schedule: expected at least one duration");
+		goto fail;
+	}
+	conf->retry_schedule = xcalloc(n, sizeof *conf->retry_schedule);
+	for (size_t i = 0; i < n; i++)
+		conf->retry_schedule[conf->nretry++] =
+		    get_duration_at(root, "retry_schedule", (unsigned)i);
+	conf->max_queue_time = get_duration(root, "max_queue_time");
+	conf->concurrency = get_uint(root, "concurrency", 256);
+	conf->log_level = (enum log_level_conf)get_enum(root, "log_level");
+	conf->admin_address = get_str(root, "admin_address");
+	conf->aliases_file = get_str(root, "aliases_file");
+	conf->from_address = get_str(root, "from_address");
+	conf->rewrite_from = (enum rewrite_from_mode)get_enum(root, "rewrite_from");
+	conf->strict_addresses = get_bool(root, "strict_addresses");
+	conf->double_bounce = (enum double_bounce_mode)get_enum(root, "double_bounce");
+	conf->delay_warning = get_duration(root, "delay_warning");
+	copy_keylines(root, &conf->keylines, &conf->nkeylines);
+
+	n = cfg_size(root, "smarthost");
+	conf->smarthosts = n ? xcalloc(n, sizeof *conf->smarthosts) : NULL;
+	for (size_t i = 0; i < n; i++) {
+		conf->nsmarthosts++;
+		if (build_smarthost(cfg_getnsec(root, "smarthost", (unsigned)i),
+		    &conf->smarthosts[i]) != 0)
+			goto fail;
+	}
+	n = cfg_size(root, "route");
+	conf->routes = n ? xcalloc(n, sizeof *conf->routes) : NULL;
+	for (size_t i = 0; i < n; i++) {
+		conf->nroutes++;
+		if (build_route(cfg_getnsec(root, "route", (unsigned)i), conf,
+		    &conf->routes[i]) != 0)
+			goto fail;
+	}
+	return conf;
+
+fail:
+	conf_free(conf);
+	return NULL;
+}
+
+/* ---- loading ------------------------------------------------------------- */
+
+/*
+ * Read the whole file: bounded, and refusing what libconfuse's scanner
+ * cannot take (it exits the process on a read error, and stops a value
+ * silently at a NUL byte).  0 on success, 1 when the file does not exist
+ * and may be missing, -1 with the message set otherwise.
+ */
+static int
+read_file(const char *path, int may_be_missing, char **text, size_t *len)
+{
+	struct stat st;
+	char *buf = NULL;
+	size_t n = 0, cap = 0;
+	int fd;
+
+	*text = NULL;
+	*len = 0;
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY)) == -1) {
+		if (errno == ENOENT && may_be_missing)
+			return 1;
+		conf_fail(0, "cannot open: %s", strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+		close(fd);
+		conf_fail(0, "cannot read: %s", strerror(EISDIR));
+		return -1;
+	}
+	for (;;) {
+		ssize_t r;
+
+		if (n == cap) {
+			cap = cap ? cap * 2 : 8192;
+			buf = xreallocarray(buf, cap + 1, 1);
+		}
+		r = read(fd, buf + n, cap - n);
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r == -1) {
+			conf_fail(0, "cannot read: %s", strerror(errno));
+			goto fail;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+		if (n > CONF_MAX_FILE_SIZE) {
+			conf_fail(0, "cannot read: larger than %d bytes, not a config file",
+			    CONF_MAX_FILE_SIZE);
+			goto fail;
+		}
+	}
+	close(fd);
+	buf[n] = '\0';
+	if (memchr(buf, '\0', n) != NULL) {
+		unsigned line = 1;
+
+		for (const char *p = buf; *p; p++)
+			if (*p == '\n')
+				line++;
+		conf_fail(line, "a NUL byte: this is not a text file");
+		free(buf);
+		return -1;
+	}
+	*text = buf;
+	*len = n;
+	return 0;
+
+fail:
+	close(fd);
+	free(buf);
+	return -1;
+}
+
+/*
+ * Prepare the text for libconfuse 3.3, in place and keeping every newline
+ * so that line numbers stay right:
+ *
+ * - Comments become spaces.  The 3.3 scanner counts two extra lines for
+ *   every '#' comment and one for every block comment, so that errors
+ *   would name the wrong line in any commented file, and it hands comments
+ *   to the parser as tokens, so that a comment inside a list is a syntax
+ *   error.  Without comments in its input, both go away.
+ * - ';' outside quotes becomes a space.  SPEC.md writes one-line sections
+ *   as route { from = "*@a.example"; smarthost = NAME }, but libconfuse has
+ *   no ';': it would stick to an unquoted value ("587;") or be read as a
+ *   key.  A ';' inside a value must therefore be quoted.
+ *
+ * Quotes and comments are recognised as the libconfuse scanner does: '#'
+ * starts a comment anywhere outside quotes, "//" and slash-star only where
+ * a token could start.  Returns 0, or -1 with *line set where an
+ * unterminated block comment starts.
+ */
+static int
+prepare_text(char *p, size_t len, unsigned *line)
+{
+	char *end = p + len;
+	int in_token = 0;
+
+	*line = 1;
+	while (p < end) {
+		if (*p == '#' || (!in_token && *p == '/' && p + 1 < end && p[1] == '/')) {
+			for (; p < end && *p != '\n'; p++)
+				*p = ' ';
+			in_token = 0;
+			continue;
+		}
+		if (!in_token && *p == '/' && p + 1 < end && p[1] == '*') {
+			unsigned start = *line;
+
+			for (;;) {
+				if (p >= end) {
+					*line = start;
+					return -1;
+				}
+				if (*p == '*' && p + 1 < end && p[1] == '/') {
+					p[0] = p[1] = ' ';
+					p += 2;
+					break;
+				}
+				if (*p == '\n')
+					(*line)++;
+				else
+					*p = ' ';
+				p++;
+			}
+			in_token = 0;
+			continue;
+		}
+		if (*p == '"' || *p == '\'') {
+			char q = *p++;
+
+			for (; p < end && *p != q; p++) {
+				if (*p == '\\' && p + 1 < end)
+					p++;
+				if (*p == '\n')
+					(*line)++;
+			}
+			if (p < end)
+				p++;
+			in_token = 0;
+			continue;
+		}
+		if (*p == ';')
+			*p = ' ';
+		if (*p == '\n')
+			(*line)++;
+		in_token = strchr(" \t\r\n={}()+,*", *p) == NULL;
+		p++;
+	}
+	return 0;
+}
+
+const char *
+conf_default_path(void)
+{
+	const char *env = getenv("MAILRELAY_CONFIG");
+
+	return env != NULL && *env != '\0' ? env : CONF_DEFAULT_PATH;
+}
+
+struct config *
+conf_load(const char *path, char *errbuf, size_t errlen)
+{
+	struct loadctx ctx;
+	struct config *conf = NULL;
+	cfg_t *cfg;
+	char *text = NULL;
+	size_t len = 0;
+	int may_be_missing = 0, r;
+
+	if (path == NULL) {
+		path = conf_default_path();
+		may_be_missing = strcmp(path, CONF_DEFAULT_PATH) == 0;
+	}
+	if (errbuf != NULL && errlen > 0)
+		errbuf[0] = '\0';
+	memset(&ctx, 0, sizeof ctx);
+	ctx.file = path;
+	ctx.err = errlen > 0 ? errbuf : NULL;
+	ctx.errlen = errlen;
+	lctx = &ctx;
+
+	if ((r = read_file(path, may_be_missing, &text, &len)) == -1)
+		goto out;
+	if ((cfg = cfg_init(top_opts, CFGF_NONE)) == NULL)
+		log_fatalx("conf: out of memory");
+	cfg_set_error_function(cfg, conf_errfunc);
+	if (r == 0 && len > 0) {
+		FILE *fp;
+		unsigned line;
+
+		if (prepare_text(text, len, &line) != 0) {
+			conf_fail(line, "unterminated comment");
+			goto parsed;
+		}
+		free(cfg->filename);
+		cfg->filename = xstrdup(path);
+		if ((fp = fmemopen(text, len, "r")) == NULL)
+			log_fatal("conf: fmemopen");
+		if (cfg_parse_fp(cfg, fp) != CFG_SUCCESS && !ctx.failed)
+			conf_fail(cfg_lineno(cfg), "syntax error");
+		fclose(fp);
+	}
+parsed:
+	if (!ctx.failed)
+		conf = build(cfg, r == 1 ? NULL : path);
+	cfg_free(cfg);
+out:
+	free(text);
+	free(ctx.seen);
+	lctx = NULL;
+	return conf;
+}
+
+static void
+free_smarthost(struct smarthost_conf *sh)
+{
+	free(sh->name);
+	free(sh->host);
+	free(sh->helo_name);
+	free(sh->tls_ca_file);
+	free(sh->tls_ca_path);
+	free(sh->tls_fingerprint);
+	free(sh->tls_client_cert);
+	free(sh->tls_client_key);
+	free(sh->tls_ciphers);
+	free(sh->username);
+	free(sh->password);
+	free(sh->password_file);
+	free(sh->password_command);
+	free(sh->proxy_host);
+	free(sh->proxy_port);
+	for (size_t i = 0; i < sh->nadd_header; i++)
+		free(sh->add_header[i]);
+	free(sh->add_header);
+	for (size_t i = 0; i < sh->nkeylines; i++)
+		free(sh->keylines[i].key);
+	free(sh->keylines);
+}
+
+void
+conf_free(struct config *conf)
+{
+	if (conf == NULL)
+		return;
+	free(conf->path);
+	free(conf->hostname);
+	free(conf->spool_dir);
+	free(conf->user);
+	for (size_t i = 0; i < conf->nlisten; i++) {
+		free(conf->listen[i].path);
+		free(conf->listen[i].host);
+		free(conf->listen[i].port);
+	}
+	free(conf->listen);
+	free(conf->allow);
+	free(conf->control_socket);
+	free(conf->retry_schedule);
+	free(conf->admin_address);
+	free(conf->aliases_file);
+	free(conf->from_address);
+	for (size_t i = 0; i < conf->nsmarthosts; i++)
+		free_smarthost(&conf->smarthosts[i]);
+	free(conf->smarthosts);
+	for (size_t i = 0; i < conf->nroutes; i++) {
+		free(conf->routes[i].from);
+		free(conf->routes[i].smarthost);
+	}
+	free(conf->routes);
+	for (size_t i = 0; i < conf->nkeylines; i++)
+		free(conf->keylines[i].key);
+	free(conf->keylines);
+	free(conf);
+}
+
+const char *
+conf_tls_mode_name(enum tls_mode m)
+{
+	if ((unsigned)m >= sizeof tls_names / sizeof tls_names[0] - 1)
+		return "unknown";
+	return tls_names[m];
+}
+
+const char *
+conf_auth_name(enum auth_mech m)
+{
+	if ((unsigned)m >= sizeof auth_names / sizeof auth_names[0] - 1)
+		return "unknown";
+	return auth_names[m];
+}
+
+unsigned
+conf_key_line(const struct config *conf, const struct smarthost_conf *sh, const char *key)
+{
+	const struct conf_keyline *kl;
+	size_t n;
+
+	if (conf == NULL || key == NULL)
+		return 0;
+	kl = sh ? sh->keylines : conf->keylines;
+	n = sh ? sh->nkeylines : conf->nkeylines;
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(kl[i].key, key) == 0)
+			return kl[i].line;
+	return 0;
+}

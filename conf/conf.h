@@ -1,0 +1,167 @@
+/*
+ * conf: the one place that defines every configuration key of mailrelay,
+ * its type, default and validation (libconfuse schema), and the parsed,
+ * immutable `struct config` the rest of the code reads.
+ *
+ * Errors are reported as one line naming file, line and key:
+ *   "mailrelay.conf:12: tls: expected one of disabled, opportunistic, required, implicit, got \"yes\""
+ * and the caller exits 78 (EX_CONFIG).
+ *
+ * Every value is validated when the file is loaded, so code holding a
+ * struct config never meets an invalid one.  Checks that need the outside
+ * world (file permissions, DNS, certificates) are not done here: they use
+ * conf_key_line() to point at the line that caused them.
+ *
+ * conf_load() is not reentrant (libconfuse's scanner has global state):
+ * call it from one thread at a time.
+ */
+#ifndef MAILRELAY_CONF_H
+#define MAILRELAY_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <netinet/in.h>
+
+#define CONF_DEFAULT_PATH "/etc/mailrelay/mailrelay.conf"
+
+enum tls_mode { TLS_DISABLED = 0, TLS_OPPORTUNISTIC, TLS_REQUIRED, TLS_IMPLICIT };
+enum log_level_conf { CONF_LOG_ERROR = 0, CONF_LOG_WARNING, CONF_LOG_INFO, CONF_LOG_DEBUG };
+enum rewrite_from_mode { REWRITE_FROM_NEVER = 0, REWRITE_FROM_LOCAL, REWRITE_FROM_ALWAYS };
+enum double_bounce_mode { DOUBLE_BOUNCE_ADMIN = 0, DOUBLE_BOUNCE_DROP };
+enum auth_mech {
+	AUTH_NONE = 0, AUTH_AUTO, AUTH_PLAIN, AUTH_LOGIN, AUTH_CRAM_MD5,
+	AUTH_SCRAM_SHA_256, AUTH_XOAUTH2, AUTH_OAUTHBEARER
+};
+
+/* Where a key was set in the file, for "FILE:LINE: KEY: why" from later checks. */
+struct conf_keyline {
+	char    *key;
+	unsigned line;
+};
+
+struct smarthost_conf {
+	char         *name;              /* section title */
+	char         *host;              /* required */
+	unsigned      port;              /* default 587, 465 for implicit */
+	enum tls_mode tls;               /* default required */
+	unsigned      timeout;           /* seconds of inactivity, default 60 */
+	unsigned      connect_timeout;   /* seconds, default 30 */
+	char         *helo_name;         /* NULL: use config hostname */
+	bool          helo_fallback;     /* HELO when EHLO is refused, default true */
+	bool          tls_verify;        /* check chain and host name, default true */
+	char         *tls_ca_file;       /* NULL: system trust store */
+	char         *tls_ca_path;       /* NULL: system trust store */
+	char         *tls_fingerprint;   /* NULL, or "sha256:" + 64 lower-case hex digits (normalised) */
+	char         *tls_client_cert;   /* NULL: no client certificate */
+	char         *tls_client_key;    /* NULL: the key is in tls_client_cert */
+	int           tls_min_version;   /* protocol number as OpenSSL's TLS1_2_VERSION: 0x0301..0x0304, default 0x0303 */
+	char         *tls_ciphers;       /* NULL: library default */
+	enum auth_mech auth;             /* default AUTH_AUTO when username is set, else AUTH_NONE */
+	char         *username;
+	char         *password;          /* at most one of password, password_file, password_command */
+	char         *password_file;
+	char         *password_command;
+	bool          auth_allow_plaintext; /* default false */
+	char         *proxy_host;        /* proxy = socks5://HOST:PORT; NULL: connect directly */
+	char         *proxy_port;
+	char        **add_header;        /* "Name: value" lines, validated */
+	size_t        nadd_header;
+	unsigned      rate_limit_count;  /* rate_limit = COUNT/PERIOD, e.g. 30/m; 0: unlimited */
+	unsigned      rate_limit_period; /* seconds */
+	struct conf_keyline *keylines;   /* keys set inside this section */
+	size_t        nkeylines;
+};
+
+/*
+ * route { from = PATTERN; smarthost = NAME }: senders matching PATTERN go
+ * through NAME (then the other smarthosts as failover).  PATTERN is a glob
+ * ('*', '?') meant to be matched case-insensitively against the envelope
+ * sender; "@a.example" is stored as "*@a.example".
+ */
+struct route_conf {
+	char    *from;
+	char    *smarthost;              /* name, known to exist */
+	size_t   smarthost_index;        /* into config.smarthosts */
+};
+
+enum listen_kind { LISTEN_UNIX = 0, LISTEN_TCP };
+struct listen_conf {
+	enum listen_kind kind;
+	char *path;                      /* unix */
+	char *host;                      /* tcp: "127.0.0.1", "::1", "localhost" */
+	char *port;                      /* tcp: "25" */
+};
+
+struct cidr {
+	int family;                      /* AF_INET or AF_INET6 */
+	unsigned char addr[16];
+	unsigned prefix;
+};
+
+struct config {
+	char    *path;                   /* file it was read from, or NULL for built-in defaults */
+	char    *hostname;               /* default: gethostname(), fully qualified when possible */
+	char    *spool_dir;              /* default /var/spool/mailrelay */
+	char    *user;                   /* default mailrelay */
+	struct listen_conf *listen;      /* default { "unix:/run/mailrelay/submit.sock" } */
+	size_t   nlisten;
+	struct cidr *allow;              /* default 127.0.0.0/8, ::1/128 */
+	size_t   nallow;
+	char    *control_socket;         /* default /run/mailrelay/control.sock */
+	unsigned long long max_message_size;  /* bytes, default 35M; 0 = unlimited */
+	unsigned *retry_schedule;        /* seconds; default 1m 5m 15m 30m 1h 2h 4h; last repeats */
+	size_t   nretry;
+	unsigned max_queue_time;         /* seconds, default 5d */
+	unsigned concurrency;            /* sessions per smarthost, default 4, 1..256 */
+	enum log_level_conf log_level;   /* default info */
+	char    *admin_address;          /* NULL: no default (local mail goes to user@hostname) */
+	char    *aliases_file;           /* default /etc/aliases */
+	char    *from_address;           /* NULL: user@hostname */
+	enum rewrite_from_mode rewrite_from; /* default local */
+	bool     strict_addresses;       /* default false */
+	enum double_bounce_mode double_bounce; /* default admin */
+	unsigned delay_warning;          /* seconds, default 4h; 0 = never warn */
+	struct smarthost_conf *smarthosts; /* in file order: failover order */
+	size_t   nsmarthosts;
+	struct route_conf *routes;       /* in file order: first match wins */
+	size_t   nroutes;
+	struct conf_keyline *keylines;   /* top-level keys set in the file */
+	size_t   nkeylines;
+};
+
+/*
+ * Load and validate.  path NULL means: $MAILRELAY_CONFIG if set, else
+ * CONF_DEFAULT_PATH, and a missing default file yields the built-in defaults
+ * (a missing explicitly named file is an error).  On error returns NULL with
+ * a one-line message in errbuf (no trailing newline).
+ */
+struct config *conf_load(const char *path, char *errbuf, size_t errlen);
+void conf_free(struct config *conf);
+
+/* The path conf_load(NULL) would read. */
+const char *conf_default_path(void);
+
+/* "90", "90s", "15m", "2h", "5d" -> seconds.  0 on success, -1 on garbage or overflow. */
+int conf_parse_duration(const char *s, unsigned *out);
+/* "1000", "512K", "35M", "1G" (binary multiples) -> bytes.  0 on success, -1 on garbage or overflow. */
+int conf_parse_size(const char *s, unsigned long long *out);
+/*
+ * "unix:/path", "127.0.0.1:25", "[::1]:25", "localhost:2525".  On success the
+ * strings in *out are allocated (free() them); on failure nothing is.
+ */
+int conf_parse_listen(const char *s, struct listen_conf *out);
+/* "127.0.0.0/8", "::1", "10.1.2.3" */
+int conf_parse_cidr(const char *s, struct cidr *out);
+/* Is the address (struct sockaddr_in / sockaddr_in6, v4-mapped v6 handled) inside one of the networks? */
+int conf_allow_match(const struct config *conf, const struct sockaddr *sa);
+
+const char *conf_tls_mode_name(enum tls_mode m);
+const char *conf_auth_name(enum auth_mech m);
+
+/*
+ * The line on which KEY was set: inside smarthost section sh, or at top
+ * level when sh is NULL.  0 when the key was not in the file (a default).
+ */
+unsigned conf_key_line(const struct config *conf, const struct smarthost_conf *sh, const char *key);
+
+#endif

@@ -1,0 +1,235 @@
+/*
+ * commit: the spool committer thread.  See commit.h for the contract.
+ *
+ * Hand-off: the loop appends to `pending` under the mutex and signals the
+ * condition; the thread swaps the whole list out (that is the batch),
+ * works without the lock, appends results to `done`, and writes one byte
+ * to a pipe whose read end is a libevent event on the loop.  The loop then
+ * runs every done() callback.  No libevent call is made from the thread.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "commit.h"
+#include "log.h"
+#include "xmalloc.h"
+
+static struct {
+	pthread_t thread;
+	pthread_mutex_t mtx;
+	pthread_cond_t cond;
+	struct commit_req *pending, **pending_tail;
+	struct commit_req *done, **done_tail;
+	int stop;
+	int running;
+	int pipefd[2];
+	struct event *ev;
+	struct spool *sp;
+} C = {
+	.mtx = PTHREAD_MUTEX_INITIALIZER,
+	.cond = PTHREAD_COND_INITIALIZER,
+	.pipefd = { -1, -1 },
+};
+
+void
+commit_req_free(struct commit_req *req)
+{
+	if (req->kind == COMMIT_NEW && req->txn.sp != NULL)
+		spool_txn_abort(&req->txn);
+	spool_env_free(&req->env);
+	free(req);
+}
+
+/* Reverse a singly linked list so the batch is processed in arrival order. */
+static struct commit_req *
+batch_run(struct commit_req *batch)
+{
+	struct commit_req *r;
+	size_t n = 0;
+	int sync_each, synced = 0, dir_dirty = 0;
+
+	for (r = batch; r != NULL; r = r->next)
+		n++;
+	/* One request: fsync its files.  Several: one syncfs for all of them. */
+	sync_each = n == 1;
+
+	for (r = batch; r != NULL; r = r->next) {
+		r->rc = 0;
+		switch (r->kind) {
+		case COMMIT_NEW:
+			r->rc = spool_txn_prepare(&r->txn, &r->env, sync_each, r->err, sizeof r->err);
+			break;
+		case COMMIT_UPDATE:
+			r->rc = spool_env_stage(C.sp, &r->env, sync_each, r->err, sizeof r->err);
+			break;
+		case COMMIT_REMOVE:
+			break;
+		}
+	}
+	if (!sync_each) {
+		if (spool_syncfs(C.sp) == -1) {
+			int saved = errno;
+			for (r = batch; r != NULL; r = r->next) {
+				if (r->kind != COMMIT_REMOVE && r->rc == 0) {
+					r->rc = -1;
+					snprintf(r->err, sizeof r->err, "%s: syncfs: %s", C.sp->dir, strerror(saved));
+				}
+			}
+		} else
+			synced = 1;
+	}
+	(void)synced;
+	for (r = batch; r != NULL; r = r->next) {
+		if (r->rc == -1)
+			continue;
+		switch (r->kind) {
+		case COMMIT_NEW:
+			r->rc = spool_txn_publish(&r->txn, r->err, sizeof r->err);
+			if (r->rc == 0)
+				r->txn.sp = NULL;	/* published: nothing to abort */
+			break;
+		case COMMIT_UPDATE:
+			r->rc = spool_env_install(C.sp, r->env.id, r->err, sizeof r->err);
+			break;
+		case COMMIT_REMOVE:
+			r->rc = spool_remove(C.sp, r->id, 0);
+			if (r->rc == -1)
+				snprintf(r->err, sizeof r->err, "%s: remove: %s", r->id, strerror(errno));
+			break;
+		}
+		if (r->rc == 0)
+			dir_dirty = 1;
+	}
+	if (dir_dirty && spool_sync_queue(C.sp) == -1) {
+		int saved = errno;
+		for (r = batch; r != NULL; r = r->next) {
+			if (r->rc == 0) {
+				r->rc = -1;
+				snprintf(r->err, sizeof r->err, "%s/queue: fsync: %s", C.sp->dir, strerror(saved));
+			}
+		}
+	}
+	return batch;
+}
+
+static void *
+commit_thread(void *unused)
+{
+	(void)unused;
+	pthread_mutex_lock(&C.mtx);
+	for (;;) {
+		while (C.pending == NULL && !C.stop)
+			pthread_cond_wait(&C.cond, &C.mtx);
+		if (C.pending == NULL && C.stop)
+			break;
+		struct commit_req *batch = C.pending, *last;
+		C.pending = NULL;
+		C.pending_tail = &C.pending;
+		pthread_mutex_unlock(&C.mtx);
+
+		batch_run(batch);
+
+		pthread_mutex_lock(&C.mtx);
+		for (last = batch; last->next != NULL; last = last->next)
+			;
+		*C.done_tail = batch;
+		C.done_tail = &last->next;
+		pthread_mutex_unlock(&C.mtx);
+		char b = 1;
+		while (write(C.pipefd[1], &b, 1) == -1 && errno == EINTR)
+			;
+		pthread_mutex_lock(&C.mtx);
+	}
+	pthread_mutex_unlock(&C.mtx);
+	return NULL;
+}
+
+static void
+commit_drain(void)
+{
+	struct commit_req *r, *next;
+
+	pthread_mutex_lock(&C.mtx);
+	r = C.done;
+	C.done = NULL;
+	C.done_tail = &C.done;
+	pthread_mutex_unlock(&C.mtx);
+	for (; r != NULL; r = next) {
+		next = r->next;
+		r->next = NULL;
+		if (r->done != NULL)
+			r->done(r, r->arg);
+		else {
+			if (r->rc == -1)
+				log_errx("spool: %s", r->err);
+			commit_req_free(r);
+		}
+	}
+}
+
+static void
+commit_on_pipe(evutil_socket_t fd, short what, void *arg)
+{
+	char buf[256];
+
+	(void)what;
+	(void)arg;
+	while (read(fd, buf, sizeof buf) > 0)
+		;
+	commit_drain();
+}
+
+int
+commit_start(struct event_base *base, struct spool *sp)
+{
+	C.sp = sp;
+	C.pending = NULL;
+	C.pending_tail = &C.pending;
+	C.done = NULL;
+	C.done_tail = &C.done;
+	if (pipe2(C.pipefd, O_CLOEXEC | O_NONBLOCK) == -1)
+		return -1;
+	C.ev = event_new(base, C.pipefd[0], EV_READ | EV_PERSIST, commit_on_pipe, NULL);
+	event_add(C.ev, NULL);
+	if (pthread_create(&C.thread, NULL, commit_thread, NULL) != 0)
+		return -1;
+	C.running = 1;
+	return 0;
+}
+
+/* Finish every queued request (their callbacks run here), then stop the thread. */
+void
+commit_stop(void)
+{
+	if (!C.running)
+		return;
+	pthread_mutex_lock(&C.mtx);
+	C.stop = 1;
+	pthread_cond_signal(&C.cond);
+	pthread_mutex_unlock(&C.mtx);
+	pthread_join(C.thread, NULL);
+	C.running = 0;
+	commit_drain();
+	event_free(C.ev);
+	close(C.pipefd[0]);
+	close(C.pipefd[1]);
+}
+
+void
+commit_submit(struct commit_req *req)
+{
+	req->next = NULL;
+	pthread_mutex_lock(&C.mtx);
+	*C.pending_tail = req;
+	C.pending_tail = &req->next;
+	pthread_cond_signal(&C.cond);
+	pthread_mutex_unlock(&C.mtx);
+}

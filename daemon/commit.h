@@ -1,0 +1,44 @@
+/*
+ * commit: durable spool writes off the event loop, with group commit.
+ *
+ * The event loop queues requests; one committer thread takes every request
+ * queued so far as a batch and makes the whole batch durable with a fixed
+ * number of flushes whatever its size: for new messages, content and
+ * envelope are written by then; the thread flushes them (fsync for a batch
+ * of one, syncfs for more), renames them into queue/, fsyncs queue/ once,
+ * and only then reports back to the loop, which answers 250 / exit 0.
+ * Envelope updates and removals ride in the same batches.  One thread keeps
+ * requests for the same message in order.
+ */
+#ifndef MAILRELAY_COMMIT_H
+#define MAILRELAY_COMMIT_H
+
+#include "spool/spool.h"
+
+struct event_base;
+
+enum commit_kind { COMMIT_NEW, COMMIT_UPDATE, COMMIT_REMOVE };
+
+struct commit_req;
+typedef void (*commit_done_fn)(struct commit_req *req, void *arg);
+
+struct commit_req {
+	enum commit_kind kind;
+	struct spool_txn txn;          /* COMMIT_NEW: the open transaction */
+	struct spool_env env;          /* NEW, UPDATE: snapshot, owned by the request */
+	char id[QID_LEN + 1];          /* REMOVE */
+	commit_done_fn done;           /* called on the loop; NULL: nothing to tell */
+	void *arg;
+	int rc;                        /* 0 ok, -1 failed */
+	char err[256];
+	struct commit_req *next;
+};
+
+int  commit_start(struct event_base *base, struct spool *sp);
+void commit_stop(void);
+/* Queue a request; ownership passes to the committer until done() (which must free it). */
+void commit_submit(struct commit_req *req);
+/* Free a request and what it owns. */
+void commit_req_free(struct commit_req *req);
+
+#endif

@@ -1,0 +1,748 @@
+/*
+ * delivery: SMTP client sessions to the smarthost.  See delivery.h.
+ *
+ * Shape (after OpenSMTPD's mta_session): a state enum generated with its
+ * names and timeouts from one table; session_enter() sends what a state
+ * needs; on_reply() judges each complete reply; the bufferevent callbacks
+ * only turn I/O into calls of those two.  A session is never freed inside
+ * a nested call: session_close() marks it and the top-level callback frees
+ * it on the way out.
+ *
+ * A transaction covers the message's pending recipients.  Replies are
+ * matched to commands by position (RFC 2920): index 0 is MAIL, 1..n the
+ * RCPTs, n+1 DATA.  Without PIPELINING the next command is sent when the
+ * previous reply arrives; with it, all are sent at once.  Either way the
+ * same handler judges each reply.
+ */
+#include "config.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/dns.h>
+
+#include "daemon.h"
+#include "delivery.h"
+#include "dotstuff.h"
+#include "log.h"
+#include "queue.h"
+#include "smtp_reply.h"
+#include "util.h"
+#include "xmalloc.h"
+
+/* name, what we are waiting for (for error messages) */
+#define DELIVERY_STATES(X)					\
+	X(CONNECT,  "connecting")				\
+	X(GREETING, "waiting for the greeting")			\
+	X(EHLO,     "sending EHLO")				\
+	X(HELO,     "sending HELO")				\
+	X(ENVELOPE, "sending MAIL/RCPT/DATA")			\
+	X(BODY,     "sending the message body")			\
+	X(DOT,      "waiting for the reply to the end of data")	\
+	X(RSET,     "sending RSET")				\
+	X(QUIT,     "sending QUIT")
+
+enum dstate {
+#define X(name, what) DS_##name,
+	DELIVERY_STATES(X)
+#undef X
+};
+
+static const char *const dstate_what[] = {
+#define X(name, what) [DS_##name] = what,
+	DELIVERY_STATES(X)
+#undef X
+};
+
+static const char *const dstate_name[] = {
+#define X(name, what) [DS_##name] = #name,
+	DELIVERY_STATES(X)
+#undef X
+};
+
+#define BODY_CHUNK (64 * 1024)
+#define REPLY_LINE_LIMIT 2048
+
+struct dsession {
+	struct bufferevent *bev;
+	enum dstate state;
+	int dead;                       /* free at the end of the top-level callback */
+	int connected;
+
+	/* copied from the smarthost config: a reload must not pull it away */
+	char *name, *host, *helo;
+	unsigned port, timeout, connect_timeout;
+	char relay[320];                /* "host[addr]:port" once connected */
+
+	struct smtp_caps caps;
+	struct smtp_reply reply;
+
+	/* the current transaction */
+	struct qmsg *msg;
+	size_t *rc;                     /* indexes of the recipients in this transaction */
+	size_t nrc;
+	int *rc_ok;                     /* RCPT accepted */
+	size_t naccepted;
+	size_t reply_idx;               /* which envelope reply comes next */
+	size_t sent_idx;                /* how many envelope commands were sent */
+	int mail_failed;
+	int body_fd;
+	struct dot_encoder enc;
+	unsigned messages;              /* transactions on this connection */
+
+	TAILQ_ENTRY(dsession) entry;
+};
+
+static TAILQ_HEAD(, dsession) sessions = TAILQ_HEAD_INITIALIZER(sessions);
+static unsigned nsessions;
+static int warned_no_smarthost;
+
+static void session_enter(struct dsession *s, enum dstate st);
+static void session_next_message(struct dsession *s);
+static void on_read(struct bufferevent *bev, void *arg);
+static void on_write(struct bufferevent *bev, void *arg);
+static void on_event(struct bufferevent *bev, short what, void *arg);
+
+void
+delivery_init(void)
+{
+	TAILQ_INIT(&sessions);
+}
+
+unsigned
+delivery_sessions(void)
+{
+	return nsessions;
+}
+
+static void
+session_send(struct dsession *s, const char *fmt, ...) PRINTFLIKE(2, 3);
+
+static void
+session_send(struct dsession *s, const char *fmt, ...)
+{
+	va_list ap;
+	char line[1100];
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(line, sizeof line - 2, fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof line - 2)
+		log_fatalx("delivery: command too long");
+	log_debug("%s: >>> %s", s->relay, line);
+	memcpy(line + n, "\r\n", 3);
+	bufferevent_write(s->bev, line, (size_t)n + 2);
+}
+
+static void
+session_timeouts(struct dsession *s)
+{
+	struct timeval tv = { .tv_sec = s->state == DS_CONNECT ? s->connect_timeout : s->timeout };
+
+	bufferevent_set_timeouts(s->bev, &tv, &tv);
+}
+
+/* Drop the current transaction's bookkeeping. */
+static void
+txn_clear(struct dsession *s)
+{
+	free(s->rc);
+	free(s->rc_ok);
+	s->rc = NULL;
+	s->rc_ok = NULL;
+	s->nrc = s->naccepted = s->reply_idx = s->sent_idx = 0;
+	s->mail_failed = 0;
+	if (s->body_fd != -1) {
+		close(s->body_fd);
+		s->body_fd = -1;
+	}
+}
+
+static void
+relay_info(struct dsession *s, struct relay_info *ri)
+{
+	ri->relay = s->connected ? s->relay : "none";
+	ri->tls = "none";
+}
+
+/* Give the message back to the queue. */
+static void
+msg_release(struct dsession *s)
+{
+	if (s->msg == NULL)
+		return;
+	txn_clear(s);
+	queue_release(s->msg);
+	s->msg = NULL;
+}
+
+/* Every recipient of the transaction not yet final gets this outcome. */
+static void
+txn_outcome_all(struct dsession *s, enum outcome o, const char *dsn, const char *reply,
+    int only_accepted)
+{
+	struct relay_info ri;
+	size_t i;
+
+	if (s->msg == NULL)
+		return;
+	relay_info(s, &ri);
+	if (s->rc == NULL) {
+		/* Not yet in a transaction: every pending recipient of the message. */
+		for (i = 0; i < s->msg->env.nrcpt; i++)
+			if (s->msg->env.rcpts[i].status == RCPT_PENDING)
+				queue_outcome(s->msg, i, o, &ri, dsn, reply);
+		return;
+	}
+	for (i = 0; i < s->nrc; i++) {
+		if (only_accepted && !s->rc_ok[i])
+			continue;
+		if (s->rc_ok[i] == -1)
+			continue;	/* already decided at RCPT */
+		queue_outcome(s->msg, s->rc[i], o, &ri, dsn, reply);
+		s->rc_ok[i] = -1;
+	}
+}
+
+static void
+session_close(struct dsession *s)
+{
+	s->dead = 1;
+}
+
+static void
+session_free(struct dsession *s)
+{
+	msg_release(s);
+	if (s->bev != NULL)
+		bufferevent_free(s->bev);
+	TAILQ_REMOVE(&sessions, s, entry);
+	nsessions--;
+	free(s->name);
+	free(s->host);
+	free(s->helo);
+	free(s);
+	if (!D->shutting_down)
+		delivery_kick();
+}
+
+/*
+ * The connection failed or broke: everything not yet decided is deferred
+ * with `why`.  When the session never got through (connect, greeting),
+ * every other ready message is deferred too: one probe per retry step,
+ * not one connection per queued message.
+ */
+static void
+session_fail(struct dsession *s, const char *why, const char *dsn)
+{
+	int never_ready = s->messages == 0 && s->rc == NULL;
+
+	log_info("%s: %s", s->relay, why);
+	txn_outcome_all(s, OUTCOME_DEFERRED, dsn, why, 0);
+	msg_release(s);
+	if (never_ready) {
+		struct qmsg *m;
+		struct relay_info ri;
+		size_t i;
+
+		relay_info(s, &ri);
+		while ((m = queue_take_ready()) != NULL) {
+			for (i = 0; i < m->env.nrcpt; i++)
+				if (m->env.rcpts[i].status == RCPT_PENDING)
+					queue_outcome(m, i, OUTCOME_DEFERRED, &ri, dsn, why);
+			queue_release(m);
+		}
+	}
+	session_close(s);
+}
+
+static void
+session_quit(struct dsession *s)
+{
+	msg_release(s);
+	session_enter(s, DS_QUIT);
+}
+
+/* ------------------------------------------------------------------ */
+
+static void
+start_session(void)
+{
+	const struct smarthost_conf *sh = &D->conf->smarthosts[0];
+	struct dsession *s = xcalloc(1, sizeof *s);
+
+	s->name = xstrdup(sh->name);
+	s->host = xstrdup(sh->host);
+	s->helo = xstrdup(sh->helo_name ? sh->helo_name : D->conf->hostname);
+	s->port = sh->port;
+	s->timeout = sh->timeout ? sh->timeout : 60;
+	s->connect_timeout = sh->connect_timeout ? sh->connect_timeout : 30;
+	s->body_fd = -1;
+	snprintf(s->relay, sizeof s->relay, "%s:%u", s->host, s->port);
+	TAILQ_INSERT_TAIL(&sessions, s, entry);
+	nsessions++;
+
+	s->msg = queue_take_ready();
+	/* The TLS seam: an implicit-TLS smarthost gets a bufferevent_openssl here. */
+	s->bev = bufferevent_socket_new(D->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
+	s->state = DS_CONNECT;
+	session_timeouts(s);
+	log_debug("%s: connecting for %s", s->relay, s->msg ? s->msg->env.id : "-");
+	if (bufferevent_socket_connect_hostname(s->bev, D->dns, AF_UNSPEC, s->host, (int)s->port) == -1) {
+		char why[400];
+		snprintf(why, sizeof why, "connect to %s:%u: cannot start connection", s->host, s->port);
+		session_fail(s, why, "4.4.1");
+		session_free(s);
+	}
+}
+
+void
+delivery_kick(void)
+{
+	static int kicking;
+
+	if (kicking || D->shutting_down)
+		return;
+	if (D->conf->nsmarthosts == 0) {
+		if (!warned_no_smarthost && queue_has_ready()) {
+			log_warnx("no smarthost is configured: mail is accepted and kept in the queue");
+			warned_no_smarthost = 1;
+		}
+		return;
+	}
+	warned_no_smarthost = 0;
+	kicking = 1;
+	while (queue_has_ready() && nsessions < D->conf->concurrency)
+		start_session();
+	kicking = 0;
+}
+
+/* ------------------------------------------------------------------ */
+
+static void
+send_envelope_cmd(struct dsession *s, size_t idx)
+{
+	const struct spool_env *e = &s->msg->env;
+
+	if (idx == 0) {
+		char params[64] = "";
+		if (s->caps.size_present)
+			snprintf(params, sizeof params, " SIZE=%llu", e->size);
+		if (e->eightbit && s->caps.eightbitmime)
+			strlcat_mr(params, " BODY=8BITMIME", sizeof params);
+		session_send(s, "MAIL FROM:<%s>%s", e->sender, params);
+	} else if (idx <= s->nrc) {
+		session_send(s, "RCPT TO:<%s>", e->rcpts[s->rc[idx - 1]].addr);
+	} else {
+		session_send(s, "DATA");
+	}
+	s->sent_idx = idx + 1;
+}
+
+/* Begin a transaction for s->msg. */
+static void
+txn_begin(struct dsession *s)
+{
+	const struct spool_env *e = &s->msg->env;
+	size_t i;
+
+	txn_clear(s);
+	s->rc = xcalloc(e->nrcpt ? e->nrcpt : 1, sizeof *s->rc);
+	s->rc_ok = xcalloc(e->nrcpt ? e->nrcpt : 1, sizeof *s->rc_ok);
+	for (i = 0; i < e->nrcpt; i++)
+		if (e->rcpts[i].status == RCPT_PENDING)
+			s->rc[s->nrc++] = i;
+	if (s->nrc == 0) {
+		msg_release(s);
+		session_next_message(s);
+		return;
+	}
+	if (s->caps.size_present && s->caps.size > 0 && e->size > s->caps.size) {
+		char why[200];
+		snprintf(why, sizeof why, "552 5.3.4 message size %llu exceeds the smarthost's limit of %llu",
+		    e->size, s->caps.size);
+		txn_outcome_all(s, OUTCOME_BOUNCED, "5.3.4", why, 0);
+		msg_release(s);
+		session_next_message(s);
+		return;
+	}
+	s->messages++;
+	session_enter(s, DS_ENVELOPE);
+}
+
+/* After the greeting: the message taken at session start, else the next ready one. */
+static void
+session_next_message_or_current(struct dsession *s)
+{
+	if (s->msg != NULL)
+		txn_begin(s);
+	else
+		session_next_message(s);
+}
+
+static void
+session_next_message(struct dsession *s)
+{
+	if (s->dead)
+		return;
+	s->msg = D->shutting_down ? NULL : queue_take_ready();
+	if (s->msg == NULL) {
+		session_enter(s, DS_QUIT);
+		return;
+	}
+	txn_begin(s);
+}
+
+static int
+body_refill(struct dsession *s)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	char in[BODY_CHUNK], enc[2 * BODY_CHUNK + 8];
+	ssize_t n;
+	size_t m;
+
+	while (evbuffer_get_length(out) < BODY_CHUNK) {
+		n = read(s->body_fd, in, sizeof in);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (n == 0) {
+			m = dot_encode_finish(&s->enc, enc);
+			evbuffer_add(out, enc, m);
+			close(s->body_fd);
+			s->body_fd = -1;
+			session_enter(s, DS_DOT);
+			return 0;
+		}
+		m = dot_encode(&s->enc, in, (size_t)n, enc);
+		evbuffer_add(out, enc, m);
+	}
+	return 0;
+}
+
+static void
+session_enter(struct dsession *s, enum dstate st)
+{
+	size_t i;
+
+	log_debug("%s: state %s -> %s", s->relay, dstate_name[s->state], dstate_name[st]);
+	s->state = st;
+	session_timeouts(s);
+	switch (st) {
+	case DS_CONNECT:
+	case DS_GREETING:
+		break;
+	case DS_EHLO:
+		session_send(s, "EHLO %s", s->helo);
+		break;
+	case DS_HELO:
+		session_send(s, "HELO %s", s->helo);
+		break;
+	case DS_ENVELOPE:
+		if (s->caps.pipelining) {
+			for (i = 0; i <= s->nrc + 1; i++)
+				send_envelope_cmd(s, i);
+		} else
+			send_envelope_cmd(s, 0);
+		break;
+	case DS_BODY:
+		s->body_fd = spool_msg_open(&D->spool, s->msg->env.id);
+		if (s->body_fd == -1) {
+			/* Our own spool failed us: abort the transaction, retry later. */
+			char why[300];
+			snprintf(why, sizeof why, "cannot read queued content: %s", strerror(errno));
+			log_qid(LOG_ERR, s->msg->env.id, NULL, "%s", why);
+			txn_outcome_all(s, OUTCOME_DEFERRED, "4.3.0", why, 0);
+			session_close(s);	/* the server is inside DATA: drop the connection */
+			return;
+		}
+		dot_encoder_init(&s->enc);
+		bufferevent_setwatermark(s->bev, EV_WRITE, BODY_CHUNK / 2, 0);
+		if (body_refill(s) == -1) {
+			txn_outcome_all(s, OUTCOME_DEFERRED, "4.3.0", "cannot read queued content", 0);
+			session_close(s);
+		}
+		break;
+	case DS_DOT:
+		bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
+		break;
+	case DS_RSET:
+		session_send(s, "RSET");
+		break;
+	case DS_QUIT:
+		session_send(s, "QUIT");
+		break;
+	}
+}
+
+/* Judge one reply to the envelope commands. */
+static void
+on_envelope_reply(struct dsession *s, const char *text)
+{
+	int cls = smtp_reply_class(&s->reply);
+	size_t idx = s->reply_idx++;
+	struct relay_info ri;
+
+	relay_info(s, &ri);
+	if (idx == 0) {
+		/* MAIL */
+		if (cls != 2) {
+			txn_outcome_all(s, cls == 5 ? OUTCOME_BOUNCED : OUTCOME_DEFERRED, NULL, text, 0);
+			s->mail_failed = 1;
+		}
+	} else if (idx <= s->nrc) {
+		/* RCPT */
+		if (!s->mail_failed) {
+			size_t i = idx - 1;
+			if (cls == 2) {
+				s->rc_ok[i] = 1;
+				s->naccepted++;
+			} else {
+				queue_outcome(s->msg, s->rc[i], cls == 5 ? OUTCOME_BOUNCED : OUTCOME_DEFERRED,
+				    &ri, NULL, text);
+				s->rc_ok[i] = -1;
+			}
+		}
+	} else {
+		/* DATA */
+		if (s->reply.code == 354) {
+			if (s->mail_failed || s->naccepted == 0) {
+				/* A pipelining server let DATA through with nobody to deliver to. */
+				bufferevent_write(s->bev, ".\r\n", 3);
+				msg_release(s);
+				session_enter(s, DS_DOT);
+				return;
+			}
+			session_enter(s, DS_BODY);
+			return;
+		}
+		if (!s->mail_failed && s->naccepted > 0)
+			txn_outcome_all(s, cls == 5 ? OUTCOME_BOUNCED : OUTCOME_DEFERRED, NULL, text, 1);
+		msg_release(s);
+		session_enter(s, DS_RSET);
+		return;
+	}
+
+	if (s->caps.pipelining)
+		return;
+	/* Without PIPELINING: decide what to send next. */
+	if (s->mail_failed || (idx == s->nrc && s->naccepted == 0)) {
+		msg_release(s);
+		session_enter(s, DS_RSET);
+		return;
+	}
+	send_envelope_cmd(s, s->sent_idx);
+}
+
+static void
+on_reply(struct dsession *s)
+{
+	char text[1200];
+	int cls = smtp_reply_class(&s->reply);
+
+	smtp_reply_summary(&s->reply, text, sizeof text);
+	log_debug("%s: <<< %s", s->relay, text);
+
+	switch (s->state) {
+	case DS_GREETING:
+		if (cls != 2) {
+			char why[1400];
+			snprintf(why, sizeof why, "host %s refused to talk to us: %s", s->relay, text);
+			session_fail(s, why, NULL);
+			return;
+		}
+		session_enter(s, DS_EHLO);
+		break;
+	case DS_EHLO:
+		if (cls == 2) {
+			smtp_caps_parse(&s->reply, &s->caps);
+			session_next_message_or_current(s);
+		} else if (cls == 5) {
+			/* RFC 5321 4.1.4: fall back to HELO when EHLO is not understood. */
+			session_enter(s, DS_HELO);
+		} else
+			session_fail(s, text, NULL);
+		break;
+	case DS_HELO:
+		if (cls == 2) {
+			memset(&s->caps, 0, sizeof s->caps);
+			session_next_message_or_current(s);
+		} else
+			session_fail(s, text, NULL);
+		break;
+	case DS_ENVELOPE:
+		on_envelope_reply(s, text);
+		break;
+	case DS_BODY:
+		/* A reply while we are still sending the body: the server gave up. */
+		txn_outcome_all(s, cls == 5 ? OUTCOME_BOUNCED : OUTCOME_DEFERRED, NULL, text, 1);
+		msg_release(s);
+		session_close(s);
+		break;
+	case DS_DOT:
+		if (s->msg != NULL) {
+			enum outcome o = cls == 2 ? OUTCOME_SENT : cls == 5 ? OUTCOME_BOUNCED : OUTCOME_DEFERRED;
+			txn_outcome_all(s, o, NULL, text, 1);
+			msg_release(s);
+		}
+		session_next_message(s);
+		break;
+	case DS_RSET:
+		if (cls != 2) {
+			session_quit(s);
+			break;
+		}
+		session_next_message(s);
+		break;
+	case DS_QUIT:
+		session_close(s);
+		break;
+	case DS_CONNECT:
+		break;
+	}
+}
+
+/* ------------------------------------------------------------------
+ * I/O: bufferevent callbacks turn bytes and events into on_reply() calls.
+ */
+
+static void
+on_read(struct bufferevent *bev, void *arg)
+{
+	struct dsession *s = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	char err[200], *line;
+	size_t len;
+
+	while (!s->dead && (line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF)) != NULL) {
+		int rc = smtp_reply_feed(&s->reply, line, len, err, sizeof err);
+		free(line);
+		if (rc == SMTP_REPLY_ERROR) {
+			char why[300];
+			snprintf(why, sizeof why, "protocol error from %s while %s: %s",
+			    s->relay, dstate_what[s->state], err);
+			session_fail(s, why, "4.5.0");
+			break;
+		}
+		if (rc == SMTP_REPLY_DONE) {
+			on_reply(s);
+			smtp_reply_init(&s->reply);
+		}
+	}
+	if (!s->dead && evbuffer_get_length(in) > REPLY_LINE_LIMIT) {
+		char why[300];
+		snprintf(why, sizeof why, "protocol error from %s: reply line too long", s->relay);
+		session_fail(s, why, "4.5.0");
+	}
+	if (s->dead)
+		session_free(s);
+}
+
+static void
+on_write(struct bufferevent *bev, void *arg)
+{
+	struct dsession *s = arg;
+
+	(void)bev;
+	if (s->state == DS_BODY && s->body_fd != -1 && body_refill(s) == -1) {
+		txn_outcome_all(s, OUTCOME_DEFERRED, "4.3.0", "cannot read queued content", 0);
+		session_close(s);
+	}
+	if (s->dead)
+		session_free(s);
+}
+
+static void
+on_connected(struct dsession *s)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof ss;
+	char addr[INET6_ADDRSTRLEN] = "?";
+	int fd = bufferevent_getfd(s->bev);
+
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
+		if (ss.ss_family == AF_INET)
+			inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, addr, sizeof addr);
+		else if (ss.ss_family == AF_INET6)
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, addr, sizeof addr);
+	}
+	snprintf(s->relay, sizeof s->relay, "%s[%s]:%u", s->host, addr, s->port);
+	s->connected = 1;
+	log_debug("%s: connected", s->relay);
+	smtp_reply_init(&s->reply);
+	s->state = DS_GREETING;
+	session_timeouts(s);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
+static void
+on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct dsession *s = arg;
+	char why[600];
+
+	if (what & BEV_EVENT_CONNECTED) {
+		on_connected(s);
+		return;
+	}
+	if (s->state == DS_CONNECT) {
+		int dnserr = bufferevent_socket_get_dns_error(bev);
+		if (dnserr)
+			snprintf(why, sizeof why, "connect to %s:%u: host name lookup failed: %s",
+			    s->host, s->port, evutil_gai_strerror(dnserr));
+		else if (what & BEV_EVENT_TIMEOUT)
+			snprintf(why, sizeof why, "connect to %s:%u: timed out after %us",
+			    s->host, s->port, s->connect_timeout);
+		else
+			snprintf(why, sizeof why, "connect to %s:%u: %s", s->host, s->port,
+			    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		session_fail(s, why, dnserr ? "4.4.3" : "4.4.1");
+	} else if (s->state == DS_QUIT) {
+		session_close(s);	/* after QUIT anything goes */
+	} else if (what & BEV_EVENT_TIMEOUT) {
+		snprintf(why, sizeof why, "conversation with %s timed out while %s",
+		    s->relay, dstate_what[s->state]);
+		session_fail(s, why, "4.4.2");
+	} else if (what & BEV_EVENT_EOF) {
+		snprintf(why, sizeof why, "lost connection with %s while %s",
+		    s->relay, dstate_what[s->state]);
+		session_fail(s, why, "4.4.2");
+	} else {
+		snprintf(why, sizeof why, "lost connection with %s while %s: %s",
+		    s->relay, dstate_what[s->state],
+		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		session_fail(s, why, "4.4.2");
+	}
+	if (s->dead)
+		session_free(s);
+}
+
+void
+delivery_shutdown(void)
+{
+	struct dsession *s;
+
+	/* Messages go back untouched: no attempt is counted for an aborted session. */
+	while ((s = TAILQ_FIRST(&sessions)) != NULL) {
+		if (s->msg != NULL) {
+			txn_clear(s);
+			s->msg->inflight = 0;
+			s->msg = NULL;
+		}
+		session_free(s);
+	}
+}

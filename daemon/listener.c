@@ -1,0 +1,177 @@
+/*
+ * listener: see listener.h.
+ */
+#include "config.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/listener.h>
+
+#include "daemon.h"
+#include "listener.h"
+#include "log.h"
+#include "smtpd.h"
+#include "xmalloc.h"
+
+struct listener {
+	struct evconnlistener *lev;
+	int is_unix;
+	char *desc;
+};
+
+static struct listener *listeners;
+static size_t nlisteners;
+static char *first_unix_path;
+
+static void
+on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
+    int salen, void *arg)
+{
+	struct listener *l = arg;
+	int allowed = 1;
+
+	(void)lev;
+	if (!l->is_unix)
+		allowed = conf_allow_match(D->conf, sa);
+	smtpd_accept(fd, sa, (socklen_t)salen, l->is_unix, allowed);
+}
+
+static void
+on_accept_error(struct evconnlistener *lev, void *arg)
+{
+	struct listener *l = arg;
+
+	(void)lev;
+	/* EMFILE and friends: log and keep going; libevent retries on the next event. */
+	log_warn("%s: accept", l->desc);
+}
+
+static int
+add_listener(struct evconnlistener *lev, int is_unix, const char *desc)
+{
+	listeners = xreallocarray(listeners, nlisteners + 1, sizeof *listeners);
+	struct listener *l = &listeners[nlisteners++];
+	l->lev = lev;
+	l->is_unix = is_unix;
+	l->desc = xstrdup(desc);
+	evconnlistener_set_cb(lev, on_accept, l);
+	evconnlistener_set_error_cb(lev, on_accept_error);
+	return 0;
+}
+
+static int
+open_unix(const char *path, char *errbuf, size_t errlen)
+{
+	struct sockaddr_un sun;
+	struct stat st;
+	struct evconnlistener *lev;
+
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof sun.sun_path) {
+		snprintf(errbuf, errlen, "unix:%s: path too long", path);
+		return -1;
+	}
+	strlcpy_mr(sun.sun_path, path, sizeof sun.sun_path);
+	/* A stale socket from a previous run; never remove anything else. */
+	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+		unlink(path);
+	lev = evconnlistener_new_bind(D->base, NULL, NULL,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_DISABLED, 128,
+	    (struct sockaddr *)&sun, sizeof sun);
+	if (lev == NULL) {
+		snprintf(errbuf, errlen, "unix:%s: cannot listen: %s", path, strerror(errno));
+		return -1;
+	}
+	/* Any local user may submit (SPEC: Submission). */
+	if (chmod(path, 0666) == -1) {
+		snprintf(errbuf, errlen, "unix:%s: chmod: %s", path, strerror(errno));
+		evconnlistener_free(lev);
+		return -1;
+	}
+	if (first_unix_path == NULL)
+		first_unix_path = xstrdup(path);
+	return add_listener(lev, 1, path);
+}
+
+static int
+open_tcp(const char *host, const char *port, char *errbuf, size_t errlen)
+{
+	struct addrinfo hints, *res, *ai;
+	int rc, n = 0;
+
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	if ((rc = getaddrinfo(host, port, &hints, &res)) != 0) {
+		snprintf(errbuf, errlen, "%s:%s: %s", host, port, gai_strerror(rc));
+		return -1;
+	}
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		char desc[300];
+		struct evconnlistener *lev = evconnlistener_new_bind(D->base, NULL, NULL,
+		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE | LEV_OPT_DISABLED,
+		    128, ai->ai_addr, (int)ai->ai_addrlen);
+		if (lev == NULL) {
+			snprintf(errbuf, errlen, "%s:%s: cannot listen: %s", host, port, strerror(errno));
+			freeaddrinfo(res);
+			return -1;
+		}
+		snprintf(desc, sizeof desc, "%s:%s", host, port);
+		add_listener(lev, 0, desc);
+		n++;
+	}
+	freeaddrinfo(res);
+	return n > 0 ? 0 : -1;
+}
+
+int
+listeners_open(const struct config *conf, char *errbuf, size_t errlen)
+{
+	size_t i;
+
+	for (i = 0; i < conf->nlisten; i++) {
+		const struct listen_conf *lc = &conf->listen[i];
+		int rc = lc->kind == LISTEN_UNIX ? open_unix(lc->path, errbuf, errlen)
+		    : open_tcp(lc->host, lc->port, errbuf, errlen);
+		if (rc == -1)
+			return -1;
+	}
+	for (i = 0; i < nlisteners; i++) {
+		evconnlistener_enable(listeners[i].lev);
+		log_info("listening on %s", listeners[i].desc);
+	}
+	return 0;
+}
+
+const char *
+listeners_unix_path(void)
+{
+	return first_unix_path;
+}
+
+void
+listeners_close(void)
+{
+	size_t i;
+
+	for (i = 0; i < nlisteners; i++) {
+		evconnlistener_free(listeners[i].lev);
+		free(listeners[i].desc);
+	}
+	free(listeners);
+	listeners = NULL;
+	nlisteners = 0;
+	free(first_unix_path);
+	first_unix_path = NULL;
+}

@@ -1,0 +1,336 @@
+/*
+ * mailrelayd: start-up, privilege drop, signals, reload and shutdown.
+ *
+ * Order at start: config, spool (created and owned by `user`), listeners
+ * bound, privileges dropped, committer thread, queue scanned, event loop.
+ * Signals are libevent signal events, all here: SIGTERM/SIGINT shut down
+ * cleanly (exit 0), SIGHUP reloads (a bad config is refused and the old
+ * one stays), SIGUSR1 makes every queued message due now.
+ */
+#include "config.h"
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sysexits.h>
+#include <unistd.h>
+
+#include <event2/dns.h>
+#include <event2/event.h>
+
+#include "commit.h"
+#include "daemon.h"
+#include "delivery.h"
+#include "listener.h"
+#include "log.h"
+#include "queue.h"
+#include "smtpd.h"
+#include "sysd.h"
+#include "xmalloc.h"
+
+#define SHUTDOWN_GRACE 10	/* seconds to wait for messages being committed */
+
+static struct daemon daemon_state;
+struct daemon *D = &daemon_state;
+
+static struct event *ev_term, *ev_int, *ev_hup, *ev_usr1, *ev_shutdown_tick;
+static int shutdown_ticks;
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: mailrelayd [-c FILE] [-f|--foreground] [-d|--debug] [--version]\n");
+	exit(EX_USAGE);
+}
+
+static int
+syslog_level(enum log_level_conf l)
+{
+	switch (l) {
+	case CONF_LOG_ERROR: return LOG_ERR;
+	case CONF_LOG_WARNING: return LOG_WARNING;
+	case CONF_LOG_INFO: return LOG_INFO;
+	case CONF_LOG_DEBUG: return LOG_DEBUG;
+	}
+	return LOG_INFO;
+}
+
+void
+daemon_new_qid(char out[QID_LEN + 1], struct timeval *arrival)
+{
+	char name[QID_LEN + 8];
+
+	gettimeofday(arrival, NULL);
+	/* Ids are unique by time and sequence; the check guards against a clock stepping back. */
+	for (;;) {
+		spool_qid_make(out, arrival->tv_sec, arrival->tv_usec, D->qid_seq++);
+		snprintf(name, sizeof name, "%s.env", out);
+		if (faccessat(D->spool.queuefd, name, F_OK, 0) == -1 && errno == ENOENT)
+			break;
+	}
+}
+
+static void
+finish_shutdown(void)
+{
+	if (ev_shutdown_tick != NULL)
+		event_del(ev_shutdown_tick);
+	event_base_loopbreak(D->base);
+}
+
+static void
+on_shutdown_tick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (smtpd_sessions() == 0 || ++shutdown_ticks > SHUTDOWN_GRACE * 10)
+		finish_shutdown();
+}
+
+static void
+on_term(evutil_socket_t sig, short what, void *arg)
+{
+	(void)what;
+	(void)arg;
+	if (D->shutting_down)
+		return;
+	log_info("received %s, shutting down", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	D->shutting_down = 1;
+	sysd_stopping();
+	listeners_close();
+	delivery_shutdown();
+	smtpd_shutdown();
+	struct timeval tv = { .tv_sec = 0, .tv_usec = 100000 };
+	ev_shutdown_tick = event_new(D->base, -1, EV_PERSIST, on_shutdown_tick, NULL);
+	event_add(ev_shutdown_tick, &tv);
+	on_shutdown_tick(-1, 0, NULL);
+}
+
+static int
+listen_equal(const struct config *a, const struct config *b)
+{
+	size_t i;
+
+	if (a->nlisten != b->nlisten)
+		return 0;
+	for (i = 0; i < a->nlisten; i++) {
+		const struct listen_conf *x = &a->listen[i], *y = &b->listen[i];
+		if (x->kind != y->kind)
+			return 0;
+		if (x->kind == LISTEN_UNIX ? strcmp(x->path, y->path) != 0
+		    : strcmp(x->host, y->host) != 0 || strcmp(x->port, y->port) != 0)
+			return 0;
+	}
+	return 1;
+}
+
+static void
+on_hup(evutil_socket_t sig, short what, void *arg)
+{
+	char err[1024];
+	struct config *nc;
+
+	(void)sig;
+	(void)what;
+	(void)arg;
+	sysd_reloading();
+	nc = conf_load(D->conf_path, err, sizeof err);
+	if (nc == NULL) {
+		log_errx("reload refused: %s; keeping the current configuration", err);
+		sysd_ready();
+		return;
+	}
+	if (!listen_equal(nc, D->conf))
+		log_warnx("reload: changes to listen take effect at the next restart");
+	if (strcmp(nc->spool_dir, D->conf->spool_dir) != 0)
+		log_warnx("reload: changes to spool_dir take effect at the next restart");
+	conf_free(D->conf);
+	D->conf = nc;
+	if (!D->debug)
+		log_set_level(syslog_level(nc->log_level));
+	log_info("configuration reloaded from %s", nc->path ? nc->path : "built-in defaults");
+	sysd_ready();
+	delivery_kick();
+}
+
+static void
+on_usr1(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig;
+	(void)what;
+	(void)arg;
+	log_info("received SIGUSR1: flushing the queue");
+	queue_flush_all();
+}
+
+static void
+drop_privileges(void)
+{
+	struct passwd *pw;
+
+	if (geteuid() != 0)
+		return;		/* started as a user: run as that user */
+	errno = 0;
+	pw = getpwnam(D->conf->user);
+	if (pw == NULL)
+		log_fatalx_code(EX_NOUSER, "user %s: %s", D->conf->user,
+		    errno ? strerror(errno) : "no such user (create it or set `user`)");
+	if (pw->pw_uid == 0)
+		return;
+	if (fchown(D->spool.dirfd, pw->pw_uid, pw->pw_gid) == -1 ||
+	    fchown(D->spool.queuefd, pw->pw_uid, pw->pw_gid) == -1 ||
+	    fchown(D->spool.tmpfd, pw->pw_uid, pw->pw_gid) == -1)
+		log_fatalx_code(EX_OSERR, "%s: cannot give the spool to %s: %s", D->spool.dir,
+		    D->conf->user, strerror(errno));
+	if (setgroups(0, NULL) == -1 || setgid(pw->pw_gid) == -1 ||
+	    setuid(pw->pw_uid) == -1)
+		log_fatalx_code(EX_OSERR, "cannot drop privileges to %s: %s", D->conf->user, strerror(errno));
+	if (setuid(0) != -1)
+		log_fatalx_code(EX_SOFTWARE, "privileges could be regained after dropping them");
+	log_debug("running as %s (uid %lu)", D->conf->user, (unsigned long)pw->pw_uid);
+}
+
+static void
+daemonize(void)
+{
+	pid_t pid = fork();
+	int fd;
+
+	if (pid == -1)
+		log_fatalx_code(EX_OSERR, "fork: %s", strerror(errno));
+	if (pid > 0)
+		_exit(0);
+	setsid();
+	if ((fd = open("/dev/null", O_RDWR)) != -1) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "foreground", no_argument, NULL, 'f' },
+		{ "debug", no_argument, NULL, 'd' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	char err[1024];
+	int ch;
+
+	umask(077);
+	while ((ch = getopt_long(argc, argv, "c:fdh", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'c':
+			D->conf_path = optarg;
+			break;
+		case 'f':
+			D->foreground = 1;
+			break;
+		case 'd':
+			D->debug = 1;
+			break;
+		case 'V':
+			printf("mailrelayd %s\n", PACKAGE_VERSION);
+			return 0;
+		default:
+			usage();
+		}
+	}
+	if (optind != argc)
+		usage();
+
+	log_init("mailrelayd", LOG_TO_STDERR, LOG_INFO);
+	D->conf = conf_load(D->conf_path, err, sizeof err);
+	if (D->conf == NULL) {
+		fprintf(stderr, "mailrelayd: %s\n", err);
+		return EX_CONFIG;
+	}
+	int level = D->debug ? LOG_DEBUG : syslog_level(D->conf->log_level);
+	if (D->foreground && getenv("JOURNAL_STREAM") == NULL)
+		log_init("mailrelayd", LOG_TO_STDERR, level);
+	else {
+		log_init("mailrelayd", LOG_TO_SYSLOG, level);
+		sysd_log_init();
+	}
+
+	signal(SIGPIPE, SIG_IGN);
+	if (spool_open(&D->spool, D->conf->spool_dir, 1, err, sizeof err) == -1)
+		log_fatalx_code(EX_CANTCREAT, "%s", err);
+	spool_clean_tmp(&D->spool);
+
+	D->base = event_base_new();
+	if (D->base == NULL)
+		log_fatalx_code(EX_OSERR, "cannot create the event loop");
+	if (listeners_open(D->conf, err, sizeof err) == -1)
+		log_fatalx_code(EX_OSERR, "%s", err);
+	D->dns = evdns_base_new(D->base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	if (D->dns == NULL) {
+		log_warnx("no usable name servers in /etc/resolv.conf: only /etc/hosts and addresses will resolve");
+		D->dns = evdns_base_new(D->base, 0);
+		evdns_base_load_hosts(D->dns, NULL);
+	}
+	drop_privileges();
+	if (!D->foreground)
+		daemonize();
+	if (event_reinit(D->base) == -1)
+		log_fatalx_code(EX_OSERR, "event_reinit failed");
+
+	if (commit_start(D->base, &D->spool) == -1)
+		log_fatalx_code(EX_OSERR, "cannot start the spool committer: %s", strerror(errno));
+	queue_init();
+	delivery_init();
+
+	ev_term = evsignal_new(D->base, SIGTERM, on_term, NULL);
+	ev_int = evsignal_new(D->base, SIGINT, on_term, NULL);
+	ev_hup = evsignal_new(D->base, SIGHUP, on_hup, NULL);
+	ev_usr1 = evsignal_new(D->base, SIGUSR1, on_usr1, NULL);
+	event_add(ev_term, NULL);
+	event_add(ev_int, NULL);
+	event_add(ev_hup, NULL);
+	event_add(ev_usr1, NULL);
+
+	queue_load();
+	if (D->conf->nsmarthosts == 0)
+		log_warnx("no smarthost is configured: mail is accepted and kept in the queue");
+	log_info("mailrelayd %s started, spool %s, %zu queued", PACKAGE_VERSION, D->spool.dir, queue_count());
+	sysd_watchdog_start(D->base);
+	sysd_ready();
+
+	event_base_dispatch(D->base);
+
+	/* Shutdown: every commit finishes (and answers) before we go. */
+	commit_stop();
+	smtpd_shutdown();
+	delivery_shutdown();
+	queue_free_all();
+	sysd_watchdog_stop();
+	if (ev_shutdown_tick != NULL)
+		event_free(ev_shutdown_tick);
+	event_free(ev_term);
+	event_free(ev_int);
+	event_free(ev_hup);
+	event_free(ev_usr1);
+	listeners_close();
+	evdns_base_free(D->dns, 0);
+	event_base_free(D->base);
+	spool_close(&D->spool);
+	log_info("stopped");
+	conf_free(D->conf);
+	return 0;
+}

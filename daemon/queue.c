@@ -1,0 +1,345 @@
+/*
+ * queue: see queue.h.
+ *
+ * Retry policy lives here and nowhere else: a deferred recipient is due
+ * again after retry_schedule[attempts - 1] (the last step repeats); a
+ * message's timer fires at the earliest due pending recipient.  Once a
+ * recipient has been queued longer than max_queue_time a temporary failure
+ * becomes permanent.  Outcomes are persisted before a message is
+ * rescheduled; messages whose recipients are all final are removed.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "commit.h"
+#include "daemon.h"
+#include "log.h"
+#include "queue.h"
+#include "util.h"
+#include "xmalloc.h"
+
+static TAILQ_HEAD(, qmsg) all_msgs = TAILQ_HEAD_INITIALIZER(all_msgs);
+static TAILQ_HEAD(, qmsg) ready_msgs = TAILQ_HEAD_INITIALIZER(ready_msgs);
+static size_t nmsgs;
+
+static void queue_schedule(struct qmsg *m);
+
+void
+queue_init(void)
+{
+	TAILQ_INIT(&all_msgs);
+	TAILQ_INIT(&ready_msgs);
+}
+
+size_t
+queue_count(void)
+{
+	return nmsgs;
+}
+
+static void
+make_ready(struct qmsg *m)
+{
+	if (m->ready || m->inflight || m->removed || m->env.held)
+		return;
+	m->ready = 1;
+	TAILQ_INSERT_TAIL(&ready_msgs, m, ready_entry);
+	delivery_kick();
+}
+
+static void
+on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	make_ready(arg);
+}
+
+static struct qmsg *
+qmsg_new(struct spool_env *env)
+{
+	struct qmsg *m = xcalloc(1, sizeof *m);
+
+	m->env = *env;
+	memset(env, 0, sizeof *env);
+	m->timer = evtimer_new(D->base, on_timer, m);
+	TAILQ_INSERT_TAIL(&all_msgs, m, all_entry);
+	nmsgs++;
+	return m;
+}
+
+static void
+qmsg_free(struct qmsg *m)
+{
+	if (m->ready)
+		TAILQ_REMOVE(&ready_msgs, m, ready_entry);
+	TAILQ_REMOVE(&all_msgs, m, all_entry);
+	nmsgs--;
+	event_free(m->timer);
+	spool_env_free(&m->env);
+	free(m);
+}
+
+static int
+load_one(struct spool_env *env, void *arg)
+{
+	size_t i;
+	int pending = 0;
+
+	(void)arg;
+	for (i = 0; i < env->nrcpt; i++) {
+		if (env->rcpts[i].status == RCPT_PENDING) {
+			/* A restart is a good reason to try again now. */
+			env->rcpts[i].next_attempt = 0;
+			pending = 1;
+		}
+	}
+	struct qmsg *m = qmsg_new(env);
+	if (!pending) {
+		/* Finished before a crash but not yet removed: remove now. */
+		struct commit_req *req = xcalloc(1, sizeof *req);
+		req->kind = COMMIT_REMOVE;
+		memcpy(req->id, m->env.id, sizeof req->id);
+		commit_submit(req);
+		qmsg_free(m);
+		return 1;
+	}
+	queue_schedule(m);
+	return 1;	/* env contents now owned by the qmsg */
+}
+
+int
+queue_load(void)
+{
+	int n = spool_scan(&D->spool, 1, load_one, NULL);
+
+	if (n > 0)
+		log_info("queue: %d message%s loaded from the spool", n, n == 1 ? "" : "s");
+	return n;
+}
+
+void
+queue_add(struct spool_env *env)
+{
+	struct qmsg *m = qmsg_new(env);
+
+	make_ready(m);
+}
+
+int
+queue_has_ready(void)
+{
+	return !TAILQ_EMPTY(&ready_msgs);
+}
+
+struct qmsg *
+queue_take_ready(void)
+{
+	struct qmsg *m = TAILQ_FIRST(&ready_msgs);
+
+	if (m == NULL)
+		return NULL;
+	TAILQ_REMOVE(&ready_msgs, m, ready_entry);
+	m->ready = 0;
+	m->inflight = 1;
+	return m;
+}
+
+/* Seconds to wait after the n-th attempt (n >= 1). */
+static unsigned
+retry_delay(unsigned attempts)
+{
+	const struct config *c = D->conf;
+	size_t i = attempts == 0 ? 0 : attempts - 1;
+
+	if (c->nretry == 0)
+		return 300;
+	if (i >= c->nretry)
+		i = c->nretry - 1;
+	return c->retry_schedule[i];
+}
+
+static void
+derive_dsn(char *out, size_t len, enum outcome o, const char *reply)
+{
+	/* "250 2.0.0 text": take the enhanced code when the reply has one. */
+	if (reply != NULL && strlen(reply) > 9 && reply[3] == ' ' &&
+	    (reply[4] == '2' || reply[4] == '4' || reply[4] == '5') && reply[5] == '.') {
+		size_t n = strcspn(reply + 4, " ");
+		if (n < len && n >= 5) {
+			memcpy(out, reply + 4, n);
+			out[n] = '\0';
+			return;
+		}
+	}
+	snprintf(out, len, "%s", o == OUTCOME_SENT ? "2.0.0" : o == OUTCOME_DEFERRED ? "4.0.0" : "5.0.0");
+}
+
+static const char *const outcome_names[] = {
+	[OUTCOME_SENT] = "sent",
+	[OUTCOME_DEFERRED] = "deferred",
+	[OUTCOME_BOUNCED] = "bounced",
+};
+
+void
+queue_outcome(struct qmsg *m, size_t idx, enum outcome o, const struct relay_info *ri,
+    const char *dsn, const char *reply)
+{
+	struct spool_rcpt *r = &m->env.rcpts[idx];
+	struct timeval now;
+	char dsnbuf[32], text[1024], orig[600];
+	double delay;
+
+	gettimeofday(&now, NULL);
+	r->attempts++;
+	r->last_attempt = now.tv_sec;
+	sanitize_text(text, sizeof text, reply ? reply : "", strlen(reply ? reply : ""), 0);
+	free(r->last_reply);
+	r->last_reply = xstrdup(text);
+
+	if (o == OUTCOME_DEFERRED && D->conf->max_queue_time > 0 &&
+	    now.tv_sec - m->env.arrival >= (time_t)D->conf->max_queue_time) {
+		char *t = xasprintf("message expired after %us in the queue; last error: %s",
+		    D->conf->max_queue_time, text);
+		o = OUTCOME_BOUNCED;
+		free(r->last_reply);
+		r->last_reply = t;
+		dsn = "4.4.7";
+	}
+	switch (o) {
+	case OUTCOME_SENT:
+		r->status = RCPT_SENT;
+		r->next_attempt = 0;
+		break;
+	case OUTCOME_BOUNCED:
+		r->status = RCPT_FAILED;
+		r->next_attempt = 0;
+		break;
+	case OUTCOME_DEFERRED:
+		r->status = RCPT_PENDING;
+		r->next_attempt = now.tv_sec + retry_delay(r->attempts);
+		break;
+	}
+	m->dirty = 1;
+	if (dsn == NULL) {
+		derive_dsn(dsnbuf, sizeof dsnbuf, o, r->last_reply);
+		dsn = dsnbuf;
+	}
+	delay = (double)(now.tv_sec - m->env.arrival) +
+	    (double)(now.tv_usec - m->env.arrival_usec) / 1e6;
+	if (delay < 0)
+		delay = 0;
+	if (r->orig != NULL && strcmp(r->orig, r->addr) != 0)
+		snprintf(orig, sizeof orig, ", orig_to=<%s>", r->orig);
+	else
+		orig[0] = '\0';
+	log_qid(o == OUTCOME_SENT ? LOG_INFO : LOG_WARNING, m->env.id, outcome_names[o],
+	    "to=<%s>%s, relay=%s, tls=%s, delay=%.2f, attempts=%u, dsn=%s, status=%s (%s)",
+	    r->addr, orig, ri->relay, ri->tls, delay, r->attempts, dsn, outcome_names[o],
+	    r->last_reply);
+}
+
+/* Arm the timer for the earliest pending recipient, or make it ready now. */
+static void
+queue_schedule(struct qmsg *m)
+{
+	time_t next = 0, now = time(NULL);
+	size_t i;
+	int any = 0;
+
+	for (i = 0; i < m->env.nrcpt; i++) {
+		const struct spool_rcpt *r = &m->env.rcpts[i];
+		if (r->status != RCPT_PENDING)
+			continue;
+		if (!any || r->next_attempt < next)
+			next = r->next_attempt;
+		any = 1;
+	}
+	if (!any)
+		return;
+	if (next <= now) {
+		make_ready(m);
+		return;
+	}
+	struct timeval tv = { .tv_sec = next - now, .tv_usec = 0 };
+	evtimer_add(m->timer, &tv);
+}
+
+static void
+on_committed(struct commit_req *req, void *arg)
+{
+	(void)arg;
+	if (req->rc == -1)
+		log_errx("%s: cannot record delivery state: %s", req->env.id[0] ? req->env.id : req->id, req->err);
+	commit_req_free(req);
+}
+
+void
+queue_release(struct qmsg *m)
+{
+	size_t i;
+	int pending = 0, failed = 0;
+	struct commit_req *req;
+
+	m->inflight = 0;
+	for (i = 0; i < m->env.nrcpt; i++) {
+		if (m->env.rcpts[i].status == RCPT_PENDING)
+			pending++;
+		else if (m->env.rcpts[i].status == RCPT_FAILED)
+			failed++;
+	}
+	if (pending == 0) {
+		/*
+		 * Every recipient is final.  Failed recipients were logged with
+		 * status=bounced; the delivery status notification to the sender
+		 * is produced by the bounce module (a later milestone).
+		 */
+		req = xcalloc(1, sizeof *req);
+		req->kind = COMMIT_REMOVE;
+		memcpy(req->id, m->env.id, sizeof req->id);
+		req->done = on_committed;
+		commit_submit(req);
+		log_qid(LOG_INFO, m->env.id, "removed", "removed%s", failed ? " (some recipients failed)" : "");
+		qmsg_free(m);
+		return;
+	}
+	if (m->dirty) {
+		req = xcalloc(1, sizeof *req);
+		req->kind = COMMIT_UPDATE;
+		spool_env_copy(&req->env, &m->env);
+		req->done = on_committed;
+		commit_submit(req);
+		m->dirty = 0;
+	}
+	if (!D->shutting_down)
+		queue_schedule(m);
+}
+
+void
+queue_flush_all(void)
+{
+	struct qmsg *m;
+	size_t i;
+
+	TAILQ_FOREACH(m, &all_msgs, all_entry) {
+		if (m->inflight || m->ready)
+			continue;
+		for (i = 0; i < m->env.nrcpt; i++)
+			m->env.rcpts[i].next_attempt = 0;
+		evtimer_del(m->timer);
+		make_ready(m);
+	}
+}
+
+void
+queue_free_all(void)
+{
+	struct qmsg *m;
+
+	while ((m = TAILQ_FIRST(&all_msgs)) != NULL)
+		qmsg_free(m);
+}

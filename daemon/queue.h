@@ -1,0 +1,66 @@
+/*
+ * queue: the daemon's in-memory index of the spool, the retry scheduler and
+ * the one place where recipient outcomes are decided, logged and persisted.
+ *
+ * Every queued message is a `struct qmsg` holding its envelope.  A message
+ * is either waiting for its next attempt (a timer), ready (in the ready
+ * list, waiting for a delivery session), or in flight (owned by a
+ * session).  Sessions report each recipient's outcome with queue_outcome()
+ * and give the message back with queue_release().
+ */
+#ifndef MAILRELAY_QUEUE_H
+#define MAILRELAY_QUEUE_H
+
+#include <sys/queue.h>
+#include <sys/time.h>
+
+#include <event2/event.h>
+
+#include "spool/spool.h"
+
+enum outcome { OUTCOME_SENT, OUTCOME_DEFERRED, OUTCOME_BOUNCED };
+
+struct qmsg {
+	struct spool_env env;
+	struct event *timer;
+	int ready;                  /* in the ready list */
+	int inflight;               /* owned by a delivery session */
+	int removed;                /* all recipients final; removal requested */
+	int dirty;                  /* env changed since the last commit */
+	TAILQ_ENTRY(qmsg) all_entry;
+	TAILQ_ENTRY(qmsg) ready_entry;
+};
+
+/* What the log line says about the relay and the connection. */
+struct relay_info {
+	const char *relay;          /* "host[1.2.3.4]:587" or "none" */
+	const char *tls;            /* "none", "TLSv1.3" */
+};
+
+void queue_init(void);
+/* Scan the spool at start; every pending recipient becomes due now. */
+int  queue_load(void);
+/* A message just committed (the queue takes ownership of env's contents). */
+void queue_add(struct spool_env *env);
+/* Next ready message for a delivery session, or NULL. Marks it in flight. */
+struct qmsg *queue_take_ready(void);
+int  queue_has_ready(void);
+/*
+ * Record one recipient's outcome: counts the attempt, sets status, reply
+ * and next attempt (per retry_schedule, bounced after max_queue_time) and
+ * logs the greppable line.  dsn may be NULL (derived from the reply code).
+ */
+void queue_outcome(struct qmsg *m, size_t rcpt, enum outcome o, const struct relay_info *ri,
+    const char *dsn, const char *reply);
+/* The session is done with the message: persist, then reschedule or remove. */
+void queue_release(struct qmsg *m);
+/* Make every waiting message due now (flush). */
+void queue_flush_all(void);
+/* Free everything (shutdown). */
+void queue_free_all(void);
+size_t queue_count(void);
+
+/* Called by the queue when there is something ready (implemented by delivery.c). */
+void delivery_kick(void);
+
+#endif

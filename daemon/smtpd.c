@@ -1,0 +1,589 @@
+/*
+ * smtpd: ESMTP server sessions for submission (unix socket, loopback TCP).
+ *
+ * States: COMMAND (reading command lines), DATA (streaming the message
+ * through the dot decoder into a spool transaction), COMMIT (the message is
+ * with the committer; input is paused, pipelined commands wait in the
+ * buffer), CLOSING (flush the last reply, then free).
+ *
+ * The 250 after the final dot is sent from the committer's callback, i.e.
+ * only once content and envelope are fsynced and renamed into the queue.
+ * A session whose client vanished while its message was being committed
+ * is kept until the commit returns, so the message is queued all the same.
+ */
+#include "config.h"
+
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "commit.h"
+#include "daemon.h"
+#include "dotstuff.h"
+#include "log.h"
+#include "queue.h"
+#include "smtp_cmd.h"
+#include "smtpd.h"
+#include "util.h"
+#include "xmalloc.h"
+
+#define CMD_LINE_MAX     2048     /* RFC 5321 says 512; ESMTP parameters make lines longer */
+#define MAX_RCPTS        1000
+#define MAX_ERRORS       20
+#define CMD_TIMEOUT      300      /* RFC 5321 4.5.3.2.7: 5 minutes */
+#define DATA_TIMEOUT     600
+#define DATA_SLICE       (64 * 1024)
+#define SENDMAIL_HELO    "mailrelay-sendmail"   /* how our sendmail client names itself */
+
+enum sstate { SS_COMMAND, SS_DATA, SS_COMMIT, SS_CLOSING };
+
+struct ssession {
+	struct bufferevent *bev;
+	enum sstate state;
+	int dead;
+	int is_unix;
+	uid_t uid;                  /* SO_PEERCRED, unix only */
+	char peer[INET6_ADDRSTRLEN + 8];
+	char helo[SMTP_PARAM_MAX + 1];
+	int greeted, esmtp;
+
+	/* transaction */
+	int have_mail;
+	char *sender;
+	int eightbit;
+	char **rcpts;
+	size_t nrcpt;
+	struct spool_txn txn;
+	int txn_open;
+	struct dot_decoder dec;
+	unsigned long long size;
+	int too_big;
+	struct timeval arrival;
+	char id[QID_LEN + 1];
+
+	unsigned errors;
+	TAILQ_ENTRY(ssession) entry;
+};
+
+static TAILQ_HEAD(, ssession) ssessions = TAILQ_HEAD_INITIALIZER(ssessions);
+static unsigned nssessions;
+
+static void on_read(struct bufferevent *bev, void *arg);
+static void on_write(struct bufferevent *bev, void *arg);
+static void on_event(struct bufferevent *bev, short what, void *arg);
+static void process_input(struct ssession *s);
+
+unsigned
+smtpd_sessions(void)
+{
+	return nssessions;
+}
+
+static void
+reply(struct ssession *s, const char *fmt, ...) PRINTFLIKE(2, 3);
+
+static void
+reply(struct ssession *s, const char *fmt, ...)
+{
+	va_list ap;
+	char buf[1024];
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(buf, sizeof buf - 2, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	if ((size_t)n > sizeof buf - 3)
+		n = (int)sizeof buf - 3;
+	log_debug("smtpd %s: >>> %.*s", s->peer, n, buf);
+	memcpy(buf + n, "\r\n", 2);
+	bufferevent_write(s->bev, buf, (size_t)n + 2);
+}
+
+static void
+txn_reset(struct ssession *s)
+{
+	size_t i;
+
+	if (s->txn_open) {
+		spool_txn_abort(&s->txn);
+		s->txn_open = 0;
+	}
+	for (i = 0; i < s->nrcpt; i++)
+		free(s->rcpts[i]);
+	free(s->rcpts);
+	free(s->sender);
+	s->rcpts = NULL;
+	s->sender = NULL;
+	s->nrcpt = 0;
+	s->have_mail = 0;
+	s->eightbit = 0;
+	s->size = 0;
+	s->too_big = 0;
+	s->id[0] = '\0';
+}
+
+static void
+session_free(struct ssession *s)
+{
+	txn_reset(s);
+	bufferevent_free(s->bev);
+	TAILQ_REMOVE(&ssessions, s, entry);
+	nssessions--;
+	free(s);
+}
+
+/* Send what is buffered, then free. */
+static void
+session_close_after_flush(struct ssession *s)
+{
+	s->state = SS_CLOSING;
+	bufferevent_disable(s->bev, EV_READ);
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+		s->dead = 1;
+}
+
+static void
+set_timeout(struct ssession *s, unsigned secs)
+{
+	struct timeval tv = { .tv_sec = secs };
+
+	bufferevent_set_timeouts(s->bev, &tv, &tv);
+}
+
+void
+smtpd_accept(evutil_socket_t fd, const struct sockaddr *sa, socklen_t salen,
+    int is_unix, int allowed)
+{
+	struct ssession *s;
+
+	(void)salen;
+	if (D->shutting_down) {
+		close(fd);
+		return;
+	}
+	s = xcalloc(1, sizeof *s);
+	s->is_unix = is_unix;
+	s->uid = (uid_t)-1;
+	if (is_unix) {
+		struct ucred cred;
+		socklen_t len = sizeof cred;
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
+			s->uid = cred.uid;
+		snprintf(s->peer, sizeof s->peer, "uid %ld", s->uid == (uid_t)-1 ? -1L : (long)s->uid);
+	} else if (sa->sa_family == AF_INET) {
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, s->peer, sizeof s->peer);
+	} else if (sa->sa_family == AF_INET6) {
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, s->peer, sizeof s->peer);
+	} else
+		strlcpy_mr(s->peer, "unknown", sizeof s->peer);
+
+	evutil_make_socket_nonblocking(fd);
+	s->bev = bufferevent_socket_new(D->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
+	TAILQ_INSERT_TAIL(&ssessions, s, entry);
+	nssessions++;
+	set_timeout(s, CMD_TIMEOUT);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+
+	if (!allowed) {
+		log_warnx("smtpd: connection from %s refused: not in allow", s->peer);
+		reply(s, "554 5.7.1 %s: access denied", D->conf->hostname);
+		session_close_after_flush(s);
+		if (s->dead)
+			session_free(s);
+		return;
+	}
+	log_debug("smtpd: connection from %s", s->peer);
+	reply(s, "220 %s ESMTP mailrelay", D->conf->hostname);
+}
+
+/* ------------------------------------------------------------------ */
+
+/* A path without a domain is a local user: qualify it with our hostname. */
+static char *
+qualify(const char *path)
+{
+	if (strchr(path, '@') != NULL)
+		return xstrdup(path);
+	return xasprintf("%s@%s", path, D->conf->hostname);
+}
+
+static const char *
+via_name(const struct ssession *s)
+{
+	if (!s->is_unix)
+		return "smtp";
+	return strcmp(s->helo, SENDMAIL_HELO) == 0 ? "sendmail" : "unix";
+}
+
+static void
+on_committed(struct commit_req *req, void *arg)
+{
+	struct ssession *s = arg;
+
+	s->txn_open = 0;	/* the committer owns (and has finished) the transaction */
+	if (req->rc == 0) {
+		char who[64];
+		if (s->is_unix)
+			snprintf(who, sizeof who, "uid=%ld", s->uid == (uid_t)-1 ? -1L : (long)s->uid);
+		else
+			snprintf(who, sizeof who, "client=%s", s->peer);
+		log_qid(LOG_INFO, req->env.id, "queued", "from=<%s>, size=%llu, nrcpt=%zu, %s, via=%s",
+		    req->env.sender, req->env.size, req->env.nrcpt, who, via_name(s));
+		if (!s->dead)
+			reply(s, "250 2.0.0 Ok: queued as %s", req->env.id);
+		queue_add(&req->env);
+	} else {
+		log_qid(LOG_ERR, req->env.id, NULL, "cannot queue message: %s", req->err);
+		if (!s->dead)
+			reply(s, "451 4.3.0 Error: cannot write the queue file; try again later");
+	}
+	commit_req_free(req);
+	txn_reset(s);
+	if (s->dead) {
+		session_free(s);
+		return;
+	}
+	if (D->shutting_down) {
+		reply(s, "421 4.3.2 %s shutting down", D->conf->hostname);
+		session_close_after_flush(s);
+		if (s->dead)
+			session_free(s);
+		return;
+	}
+	s->state = SS_COMMAND;
+	set_timeout(s, CMD_TIMEOUT);
+	bufferevent_enable(s->bev, EV_READ);
+	process_input(s);	/* commands pipelined after the dot */
+	if (s->dead)
+		session_free(s);
+}
+
+static void
+data_finished(struct ssession *s)
+{
+	struct commit_req *req;
+	size_t i;
+
+	if (s->too_big) {
+		log_warnx("smtpd %s: message from <%s> refused: larger than max_message_size (%llu)",
+		    s->peer, s->sender, D->conf->max_message_size);
+		reply(s, "552 5.3.4 Message size exceeds the limit of %llu bytes", D->conf->max_message_size);
+		txn_reset(s);
+		s->state = SS_COMMAND;
+		set_timeout(s, CMD_TIMEOUT);
+		return;
+	}
+	req = xcalloc(1, sizeof *req);
+	req->kind = COMMIT_NEW;
+	req->txn = s->txn;
+	memcpy(req->env.id, s->id, sizeof req->env.id);
+	req->env.arrival = s->arrival.tv_sec;
+	req->env.arrival_usec = s->arrival.tv_usec;
+	req->env.sender = xstrdup(s->sender);
+	req->env.uid = s->uid;
+	strlcpy_mr(req->env.via, via_name(s), sizeof req->env.via);
+	req->env.size = s->size;
+	req->env.eightbit = s->eightbit;
+	req->env.rcpts = xcalloc(s->nrcpt, sizeof *req->env.rcpts);
+	req->env.nrcpt = s->nrcpt;
+	for (i = 0; i < s->nrcpt; i++) {
+		struct spool_rcpt *r = &req->env.rcpts[i];
+		r->addr = qualify(s->rcpts[i]);
+		r->orig = xstrdup(s->rcpts[i]);
+		r->status = RCPT_PENDING;
+		r->last_reply = xstrdup("");
+	}
+	req->done = on_committed;
+	req->arg = s;
+	s->state = SS_COMMIT;
+	bufferevent_disable(s->bev, EV_READ);
+	commit_submit(req);
+}
+
+/* Feed buffered input through the dot decoder into the spool. */
+static void
+process_data(struct ssession *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	static char out[DATA_SLICE + 8];
+
+	while (s->state == SS_DATA && evbuffer_get_length(in) > 0) {
+		struct evbuffer_iovec v;
+		size_t outlen, used, take;
+
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		take = v.iov_len < DATA_SLICE ? v.iov_len : DATA_SLICE;
+		used = dot_decode(&s->dec, v.iov_base, take, out, &outlen);
+		if (!s->too_big) {
+			s->size += outlen;
+			if (D->conf->max_message_size > 0 && s->size > D->conf->max_message_size)
+				s->too_big = 1;	/* keep reading to the dot, store nothing more */
+			else
+				spool_txn_write(&s->txn, out, outlen);
+		}
+		evbuffer_drain(in, used);
+		if (s->dec.done)
+			data_finished(s);
+	}
+}
+
+static void
+cmd_mail(struct ssession *s, const struct smtp_cmd *c)
+{
+	if (!s->greeted) {
+		reply(s, "503 5.5.1 Error: send HELO/EHLO first");
+		return;
+	}
+	if (s->have_mail) {
+		reply(s, "503 5.5.1 Error: nested MAIL command");
+		return;
+	}
+	if (c->size >= 0 && D->conf->max_message_size > 0 &&
+	    (unsigned long long)c->size > D->conf->max_message_size) {
+		reply(s, "552 5.3.4 Message size exceeds the limit of %llu bytes", D->conf->max_message_size);
+		return;
+	}
+	s->sender = c->path[0] ? qualify(c->path) : xstrdup("");
+	s->eightbit = c->body == SMTP_BODY_8BITMIME;
+	s->have_mail = 1;
+	reply(s, "250 2.1.0 Ok");
+}
+
+static void
+cmd_rcpt(struct ssession *s, const struct smtp_cmd *c)
+{
+	if (!s->have_mail) {
+		reply(s, "503 5.5.1 Error: need MAIL command");
+		return;
+	}
+	if (c->path[0] == '\0') {
+		reply(s, "501 5.1.3 Error: empty recipient address");
+		return;
+	}
+	if (s->nrcpt >= MAX_RCPTS) {
+		reply(s, "452 4.5.3 Error: too many recipients");
+		return;
+	}
+	s->rcpts = xreallocarray(s->rcpts, s->nrcpt + 1, sizeof *s->rcpts);
+	s->rcpts[s->nrcpt++] = xstrdup(c->path);
+	reply(s, "250 2.1.5 Ok");
+}
+
+static void
+cmd_data(struct ssession *s)
+{
+	if (!s->have_mail) {
+		reply(s, "503 5.5.1 Error: need MAIL command");
+		return;
+	}
+	if (s->nrcpt == 0) {
+		reply(s, "503 5.5.1 Error: need RCPT command");
+		return;
+	}
+	daemon_new_qid(s->id, &s->arrival);
+	if (spool_txn_begin(&D->spool, s->id, &s->txn) == -1) {
+		log_err("smtpd: cannot create a queue file in %s/tmp", D->spool.dir);
+		reply(s, "451 4.3.0 Error: cannot create a queue file; try again later");
+		return;
+	}
+	s->txn_open = 1;
+	s->size = 0;
+	s->too_big = 0;
+	/* RFC 5322 line limit, tracked for a later fold/encode step; the data is kept as is. */
+	dot_decoder_init(&s->dec, 998);
+	s->state = SS_DATA;
+	set_timeout(s, DATA_TIMEOUT);
+	reply(s, "354 End data with <CR><LF>.<CR><LF>");
+}
+
+static void
+cmd_ehlo(struct ssession *s, const struct smtp_cmd *c, int esmtp)
+{
+	txn_reset(s);
+	strlcpy_mr(s->helo, c->arg, sizeof s->helo);
+	s->greeted = 1;
+	s->esmtp = esmtp;
+	if (!esmtp) {
+		reply(s, "250 %s", D->conf->hostname);
+		return;
+	}
+	reply(s, "250-%s", D->conf->hostname);
+	reply(s, "250-PIPELINING");
+	if (D->conf->max_message_size > 0)
+		reply(s, "250-SIZE %llu", D->conf->max_message_size);
+	else
+		reply(s, "250-SIZE");
+	reply(s, "250-8BITMIME");
+	reply(s, "250 ENHANCEDSTATUSCODES");
+}
+
+static void
+process_command(struct ssession *s, const char *line, size_t len)
+{
+	struct smtp_cmd c;
+	char err[200];
+
+	log_debug("smtpd %s: <<< %.*s", s->peer, (int)(len > 200 ? 200 : len), line);
+	if (smtp_cmd_parse(line, len, &c, err, sizeof err) == -1) {
+		s->errors++;
+		reply(s, "501 5.5.4 %s", err);
+		return;
+	}
+	switch (c.verb) {
+	case SMTP_CMD_EHLO:
+		cmd_ehlo(s, &c, 1);
+		break;
+	case SMTP_CMD_HELO:
+		cmd_ehlo(s, &c, 0);
+		break;
+	case SMTP_CMD_MAIL:
+		cmd_mail(s, &c);
+		break;
+	case SMTP_CMD_RCPT:
+		cmd_rcpt(s, &c);
+		break;
+	case SMTP_CMD_DATA:
+		cmd_data(s);
+		break;
+	case SMTP_CMD_RSET:
+		txn_reset(s);
+		reply(s, "250 2.0.0 Ok");
+		break;
+	case SMTP_CMD_NOOP:
+		reply(s, "250 2.0.0 Ok");
+		break;
+	case SMTP_CMD_QUIT:
+		reply(s, "221 2.0.0 Bye");
+		session_close_after_flush(s);
+		break;
+	case SMTP_CMD_VRFY:
+		reply(s, "252 2.0.0 Cannot VRFY; send some mail and we will try our best");
+		break;
+	case SMTP_CMD_HELP:
+		reply(s, "214 2.0.0 See RFC 5321");
+		break;
+	case SMTP_CMD_BDAT:
+	case SMTP_CMD_STARTTLS:
+	case SMTP_CMD_AUTH:
+	case SMTP_CMD_EXPN:
+		reply(s, "502 5.5.1 Error: command not implemented");
+		break;
+	case SMTP_CMD_UNKNOWN:
+	default:
+		s->errors++;
+		reply(s, "500 5.5.2 Error: command not recognized");
+		break;
+	}
+	if (s->errors >= MAX_ERRORS && s->state != SS_CLOSING) {
+		reply(s, "421 4.7.0 %s Error: too many errors", D->conf->hostname);
+		session_close_after_flush(s);
+	}
+}
+
+static void
+process_input(struct ssession *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	char *line;
+	size_t len;
+
+	while (!s->dead) {
+		if (s->state == SS_DATA) {
+			process_data(s);
+			if (s->state == SS_DATA)
+				return;	/* need more input */
+			continue;
+		}
+		if (s->state != SS_COMMAND)
+			return;
+		line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
+		if (line == NULL) {
+			if (evbuffer_get_length(in) > CMD_LINE_MAX) {
+				reply(s, "500 5.5.2 Error: line too long");
+				session_close_after_flush(s);
+			}
+			return;
+		}
+		if (len > CMD_LINE_MAX) {
+			free(line);
+			s->errors++;
+			reply(s, "500 5.5.2 Error: line too long");
+			continue;
+		}
+		process_command(s, line, len);
+		free(line);
+	}
+}
+
+static void
+on_read(struct bufferevent *bev, void *arg)
+{
+	struct ssession *s = arg;
+
+	(void)bev;
+	process_input(s);
+	if (s->dead)
+		session_free(s);
+}
+
+static void
+on_write(struct bufferevent *bev, void *arg)
+{
+	struct ssession *s = arg;
+
+	if (s->state == SS_CLOSING && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		session_free(s);
+}
+
+static void
+on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct ssession *s = arg;
+
+	(void)bev;
+	if (what & BEV_EVENT_TIMEOUT) {
+		log_info("smtpd %s: timeout", s->peer);
+		if (s->state != SS_COMMIT && s->state != SS_CLOSING) {
+			reply(s, "421 4.4.2 %s Error: timeout exceeded", D->conf->hostname);
+			session_close_after_flush(s);
+			bufferevent_disable(bev, EV_READ);
+			return;
+		}
+	}
+	if (what & BEV_EVENT_EOF && s->state == SS_DATA)
+		log_info("smtpd %s: connection lost during DATA; nothing queued", s->peer);
+	if (s->state == SS_COMMIT) {
+		/* The committer still has our message: free from its callback. */
+		s->dead = 1;
+		bufferevent_disable(bev, EV_READ | EV_WRITE);
+		return;
+	}
+	session_free(s);
+}
+
+void
+smtpd_shutdown(void)
+{
+	struct ssession *s, *next;
+
+	for (s = TAILQ_FIRST(&ssessions); s != NULL; s = next) {
+		next = TAILQ_NEXT(s, entry);
+		if (s->state == SS_COMMIT)
+			continue;	/* replies and closes from on_committed() */
+		session_free(s);
+	}
+}

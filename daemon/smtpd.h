@@ -1,0 +1,22 @@
+/*
+ * smtpd: the server side of ESMTP for our listeners (submission from local
+ * programs).  A message is answered 250 only after the committer reports it
+ * durable.
+ */
+#ifndef MAILRELAY_SMTPD_H
+#define MAILRELAY_SMTPD_H
+
+#include <sys/socket.h>
+#include <sys/types.h>
+
+#include <event2/util.h>
+
+/* A new connection; allowed is 0 for a TCP peer outside `allow`. */
+void smtpd_accept(evutil_socket_t fd, const struct sockaddr *sa, socklen_t salen,
+    int is_unix, int allowed);
+/* Close idle sessions now; sessions waiting for a commit close after their reply. */
+void smtpd_shutdown(void);
+/* Sessions still open. */
+unsigned smtpd_sessions(void);
+
+#endif

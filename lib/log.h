@@ -1,0 +1,44 @@
+/*
+ * log: the severity ladder shared by every program.
+ *
+ *   log_debug / log_info / log_warnx / log_errx   message only
+ *   log_warn / log_err                            message + ": strerror(errno)"
+ *   log_fatal / log_fatalx(_code)                 log, then exit (config, OOM, broken invariants only)
+ *
+ * Where lines go: stderr when started in the foreground (or for the
+ * clients), else syslog; the daemon may install a sink (journald with
+ * structured fields).  log_qid() tags a line with a queue id so that the
+ * sink can attach MAILRELAY_QUEUE_ID and the text starts with "ID: ".
+ */
+#ifndef MAILRELAY_LOG_H
+#define MAILRELAY_LOG_H
+
+#include <stdarg.h>
+#include <syslog.h>
+
+#define PRINTFLIKE(a, b) __attribute__((format(printf, a, b)))
+
+enum log_dest { LOG_TO_STDERR = 0, LOG_TO_SYSLOG };
+
+/* A sink gets every line that passes the level; qid may be NULL, status may be NULL. */
+typedef void (*log_sink_fn)(int prio, const char *qid, const char *status, const char *msg);
+
+void log_init(const char *ident, enum log_dest dest, int level /* LOG_ERR..LOG_DEBUG */);
+void log_set_level(int level);
+int  log_get_level(void);
+void log_set_sink(log_sink_fn sink);
+
+void log_debug(const char *fmt, ...) PRINTFLIKE(1, 2);
+void log_info(const char *fmt, ...) PRINTFLIKE(1, 2);
+void log_warn(const char *fmt, ...) PRINTFLIKE(1, 2);
+void log_warnx(const char *fmt, ...) PRINTFLIKE(1, 2);
+void log_err(const char *fmt, ...) PRINTFLIKE(1, 2);
+void log_errx(const char *fmt, ...) PRINTFLIKE(1, 2);
+void log_fatal(const char *fmt, ...) PRINTFLIKE(1, 2) __attribute__((noreturn));
+void log_fatalx(const char *fmt, ...) PRINTFLIKE(1, 2) __attribute__((noreturn));
+void log_fatalx_code(int code, const char *fmt, ...) PRINTFLIKE(2, 3) __attribute__((noreturn));
+
+/* "QID: text" at the given priority; status (e.g. "sent") becomes MAILRELAY_STATUS in journald. */
+void log_qid(int prio, const char *qid, const char *status, const char *fmt, ...) PRINTFLIKE(4, 5);
+
+#endif

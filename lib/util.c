@@ -1,0 +1,78 @@
+/* util: see util.h. */
+#include "config.h"
+
+#include <errno.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util.h"
+
+int
+write_all(int fd, const void *buf, size_t len)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+ssize_t
+read_full(int fd, void *buf, size_t len)
+{
+	char *p = buf;
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t n = read(fd, p + got, len - got);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		if (n == 0)
+			break;
+		got += (size_t)n;
+	}
+	return (ssize_t)got;
+}
+
+int
+fsync_dir_fd(int dirfd)
+{
+	while (fsync(dirfd) == -1) {
+		if (errno != EINTR)
+			return -1;
+	}
+	return 0;
+}
+
+double
+timespec_diff(const struct timespec *a, const struct timespec *b)
+{
+	return (double)(b->tv_sec - a->tv_sec) + (double)(b->tv_nsec - a->tv_nsec) / 1e9;
+}
+
+void
+sanitize_text(char *dst, size_t dstlen, const char *src, size_t srclen, int ascii_only)
+{
+	size_t i, o = 0;
+
+	if (dstlen == 0)
+		return;
+	for (i = 0; i < srclen && src[i] != '\0' && o + 1 < dstlen; i++) {
+		unsigned char c = (unsigned char)src[i];
+		if (c < 0x20 || c == 0x7f || (ascii_only && c >= 0x80))
+			c = '?';
+		dst[o++] = (char)c;
+	}
+	dst[o] = '\0';
+}

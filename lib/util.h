@@ -1,0 +1,21 @@
+/*
+ * util: small I/O helpers shared by the daemon and the clients.
+ */
+#ifndef MAILRELAY_UTIL_H
+#define MAILRELAY_UTIL_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+/* write() all of buf, retrying on EINTR and short writes.  0 or -1 (errno set). */
+int write_all(int fd, const void *buf, size_t len);
+/* read() until len bytes or EOF; returns bytes read or -1. */
+ssize_t read_full(int fd, void *buf, size_t len);
+/* fsync a directory by path or fd. */
+int fsync_dir_fd(int dirfd);
+/* Elapsed seconds between two timespecs, as a double. */
+double timespec_diff(const struct timespec *a, const struct timespec *b);
+/* Copy src to dst replacing bytes < 0x20, 0x7f and (if ascii_only) >= 0x80 by '?'; bounded, NUL-terminated. */
+void sanitize_text(char *dst, size_t dstlen, const char *src, size_t srclen, int ascii_only);
+
+#endif

@@ -1,0 +1,783 @@
+/*
+ * spool: the on-disk queue.  The format and the crash-safety argument are
+ * documented at the top of spool.h; this file keeps to them.
+ *
+ * All paths are resolved relative to directory fds opened once, so that a
+ * queue id, validated by spool_qid_valid(), is the only thing ever joined
+ * into a file name.
+ */
+#include "config.h"
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "spool.h"
+#include "util.h"
+#include "xmalloc.h"
+
+#define ENV_MAX (1024 * 1024)	/* an envelope larger than this is corrupt */
+
+static const char *const rcpt_status_names[] = {
+	[RCPT_PENDING] = "pending",
+	[RCPT_SENT] = "sent",
+	[RCPT_FAILED] = "failed",
+};
+
+const char *
+rcpt_status_name(enum rcpt_status s)
+{
+	if ((unsigned)s < sizeof rcpt_status_names / sizeof rcpt_status_names[0])
+		return rcpt_status_names[s];
+	return "unknown";
+}
+
+int
+spool_qid_valid(const char *s)
+{
+	size_t i;
+
+	if (s == NULL)
+		return 0;
+	for (i = 0; i < QID_LEN; i++) {
+		char c = s[i];
+		if (!((c >= '0' && c <= '9') || (c >= 'A' && c <= 'F')))
+			return 0;
+	}
+	return s[QID_LEN] == '\0';
+}
+
+void
+spool_qid_make(char out[QID_LEN + 1], time_t sec, long usec, unsigned seq)
+{
+	snprintf(out, QID_LEN + 1, "%08" PRIX32 "%05lX%03X",
+	    (uint32_t)sec, (unsigned long)usec & 0xfffffUL, seq & 0xfffU);
+}
+
+static int
+open_subdir(int dirfd, const char *name, int create, mode_t mode)
+{
+	int fd;
+
+	if (create && mkdirat(dirfd, name, mode) == -1 && errno != EEXIST)
+		return -1;
+	fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	return fd;
+}
+
+int
+spool_open(struct spool *sp, const char *dir, int create, char *errbuf, size_t errlen)
+{
+	memset(sp, 0, sizeof *sp);
+	sp->dirfd = sp->queuefd = sp->tmpfd = -1;
+
+	if (create && mkdir(dir, 0700) == -1 && errno != EEXIST) {
+		snprintf(errbuf, errlen, "%s: cannot create spool: %s", dir, strerror(errno));
+		return -1;
+	}
+	sp->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (sp->dirfd == -1) {
+		snprintf(errbuf, errlen, "%s: cannot open spool: %s", dir, strerror(errno));
+		return -1;
+	}
+	sp->queuefd = open_subdir(sp->dirfd, "queue", create, 0700);
+	if (sp->queuefd == -1) {
+		snprintf(errbuf, errlen, "%s/queue: %s", dir, strerror(errno));
+		goto fail;
+	}
+	if (create) {
+		sp->tmpfd = open_subdir(sp->dirfd, "tmp", create, 0700);
+		if (sp->tmpfd == -1) {
+			snprintf(errbuf, errlen, "%s/tmp: %s", dir, strerror(errno));
+			goto fail;
+		}
+		/* maildrop is written by the setgid sendmail client: group-writable, sticky. */
+		if (mkdirat(sp->dirfd, "maildrop", 01730) == -1 && errno != EEXIST) {
+			snprintf(errbuf, errlen, "%s/maildrop: %s", dir, strerror(errno));
+			goto fail;
+		}
+		if (fsync_dir_fd(sp->dirfd) == -1) {
+			snprintf(errbuf, errlen, "%s: fsync: %s", dir, strerror(errno));
+			goto fail;
+		}
+	}
+	sp->dir = xstrdup(dir);
+	return 0;
+fail:
+	spool_close(sp);
+	return -1;
+}
+
+void
+spool_close(struct spool *sp)
+{
+	if (sp->queuefd != -1)
+		close(sp->queuefd);
+	if (sp->tmpfd != -1)
+		close(sp->tmpfd);
+	if (sp->dirfd != -1)
+		close(sp->dirfd);
+	free(sp->dir);
+	memset(sp, 0, sizeof *sp);
+	sp->dirfd = sp->queuefd = sp->tmpfd = -1;
+}
+
+void
+spool_clean_tmp(struct spool *sp)
+{
+	DIR *d;
+	struct dirent *de;
+	int fd = dup(sp->tmpfd);
+
+	if (fd == -1 || (d = fdopendir(fd)) == NULL) {
+		if (fd != -1)
+			close(fd);
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		if (de->d_name[0] == '.')
+			continue;
+		if (unlinkat(sp->tmpfd, de->d_name, 0) == -1)
+			log_warn("%s/tmp/%s: unlink", sp->dir, de->d_name);
+	}
+	closedir(d);
+}
+
+/* ---------------------------------------------------------------------
+ * New messages
+ */
+
+static void
+name_of(char *buf, size_t len, const char *id, const char *suffix)
+{
+	snprintf(buf, len, "%s%s", id, suffix);
+}
+
+int
+spool_txn_begin(struct spool *sp, const char *id, struct spool_txn *txn)
+{
+	char name[64];
+
+	memset(txn, 0, sizeof *txn);
+	txn->sp = sp;
+	txn->msgfd = -1;
+	if (!spool_qid_valid(id)) {
+		errno = EINVAL;
+		return -1;
+	}
+	memcpy(txn->id, id, QID_LEN + 1);
+	name_of(name, sizeof name, id, ".msg");
+	txn->msgfd = openat(sp->tmpfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (txn->msgfd == -1)
+		return -1;
+	return 0;
+}
+
+void
+spool_txn_write(struct spool_txn *txn, const void *buf, size_t len)
+{
+	if (txn->failed || len == 0)
+		return;
+	if (write_all(txn->msgfd, buf, len) == -1) {
+		txn->failed = 1;
+		txn->err = errno;
+		return;
+	}
+	txn->size += len;
+}
+
+/* A field value with TAB, CR, LF (and other controls) replaced by spaces. */
+static const char *
+clean_field(const char *s, char *buf, size_t len)
+{
+	size_t i;
+
+	for (i = 0; s[i] != '\0' && i + 1 < len; i++)
+		buf[i] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) ? ' ' : s[i];
+	buf[i] = '\0';
+	return buf;
+}
+
+/* Render an envelope into a heap buffer. */
+static char *
+env_render(const struct spool_env *env, size_t *lenp)
+{
+	char *buf = NULL;
+	size_t len = 0, i;
+	FILE *f = open_memstream(&buf, &len);
+
+	if (f == NULL)
+		log_fatal("open_memstream");
+
+	char tmp[2048];
+	fprintf(f, "mailrelay-env 1\n");
+	fprintf(f, "id\t%s\n", env->id);
+	fprintf(f, "arrival\t%lld.%06ld\n", (long long)env->arrival, env->arrival_usec);
+	fprintf(f, "sender\t%s\n", clean_field(env->sender, tmp, sizeof tmp));
+	fprintf(f, "uid\t%lu\n", (unsigned long)env->uid);
+	fprintf(f, "via\t%s\n", clean_field(env->via, tmp, sizeof tmp));
+	fprintf(f, "size\t%llu\n", env->size);
+	fprintf(f, "body\t%s\n", env->eightbit ? "8BITMIME" : "7BIT");
+	fprintf(f, "held\t%d\n", env->held ? 1 : 0);
+	for (i = 0; i < env->nrcpt; i++) {
+		const struct spool_rcpt *r = &env->rcpts[i];
+		char a[600], o[600];
+		fprintf(f, "rcpt\t%s\t%u\t%lld\t%lld\t%s\t%s\t%s\n",
+		    rcpt_status_name(r->status), r->attempts,
+		    (long long)r->next_attempt, (long long)r->last_attempt,
+		    clean_field(r->addr, a, sizeof a),
+		    clean_field(r->orig ? r->orig : r->addr, o, sizeof o),
+		    clean_field(r->last_reply ? r->last_reply : "", tmp, sizeof tmp));
+	}
+	if (fclose(f) != 0)
+		log_fatal("open_memstream");
+	*lenp = len;
+	return buf;
+}
+
+/* Write an envelope to tmp/NAME and fsync it. */
+static int
+env_write_tmp(struct spool *sp, const char *name, const struct spool_env *env,
+    int sync, char *errbuf, size_t errlen)
+{
+	size_t len;
+	char *buf = env_render(env, &len);
+	int fd, saved;
+
+	fd = openat(sp->tmpfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd == -1) {
+		saved = errno;
+		snprintf(errbuf, errlen, "%s/tmp/%s: %s", sp->dir, name, strerror(saved));
+		free(buf);
+		errno = saved;
+		return -1;
+	}
+	if (write_all(fd, buf, len) == -1 || (sync && fsync(fd) == -1)) {
+		saved = errno;
+		snprintf(errbuf, errlen, "%s/tmp/%s: %s", sp->dir, name, strerror(saved));
+		close(fd);
+		unlinkat(sp->tmpfd, name, 0);
+		free(buf);
+		errno = saved;
+		return -1;
+	}
+	free(buf);
+	if (close(fd) == -1) {
+		saved = errno;
+		snprintf(errbuf, errlen, "%s/tmp/%s: close: %s", sp->dir, name, strerror(saved));
+		unlinkat(sp->tmpfd, name, 0);
+		errno = saved;
+		return -1;
+	}
+	return 0;
+}
+
+int
+spool_txn_prepare(struct spool_txn *txn, const struct spool_env *env, int sync,
+    char *errbuf, size_t errlen)
+{
+	char name[64];
+	int saved;
+
+	if (txn->failed) {
+		snprintf(errbuf, errlen, "%s/tmp/%s.msg: write: %s", txn->sp->dir, txn->id, strerror(txn->err));
+		errno = txn->err;
+		return -1;
+	}
+	if ((sync && fsync(txn->msgfd) == -1) || close(txn->msgfd) == -1) {
+		saved = errno;
+		txn->msgfd = -1;
+		snprintf(errbuf, errlen, "%s/tmp/%s.msg: fsync: %s", txn->sp->dir, txn->id, strerror(saved));
+		errno = saved;
+		return -1;
+	}
+	txn->msgfd = -1;
+	name_of(name, sizeof name, txn->id, ".env");
+	return env_write_tmp(txn->sp, name, env, sync, errbuf, errlen);
+}
+
+int
+spool_txn_publish(struct spool_txn *txn, char *errbuf, size_t errlen)
+{
+	struct spool *sp = txn->sp;
+	char mname[64], ename[64];
+	int saved;
+
+	name_of(mname, sizeof mname, txn->id, ".msg");
+	name_of(ename, sizeof ename, txn->id, ".env");
+	/* Content first: an .env in queue/ must always have its .msg. */
+	if (renameat(sp->tmpfd, mname, sp->queuefd, mname) == -1) {
+		saved = errno;
+		snprintf(errbuf, errlen, "%s/queue/%s: rename: %s", sp->dir, mname, strerror(saved));
+		errno = saved;
+		return -1;
+	}
+	if (renameat(sp->tmpfd, ename, sp->queuefd, ename) == -1) {
+		saved = errno;
+		snprintf(errbuf, errlen, "%s/queue/%s: rename: %s", sp->dir, ename, strerror(saved));
+		unlinkat(sp->queuefd, mname, 0);
+		errno = saved;
+		return -1;
+	}
+	return 0;
+}
+
+void
+spool_txn_abort(struct spool_txn *txn)
+{
+	char name[64];
+
+	if (txn->sp == NULL)
+		return;
+	if (txn->msgfd != -1) {
+		close(txn->msgfd);
+		txn->msgfd = -1;
+	}
+	name_of(name, sizeof name, txn->id, ".msg");
+	unlinkat(txn->sp->tmpfd, name, 0);
+	name_of(name, sizeof name, txn->id, ".env");
+	unlinkat(txn->sp->tmpfd, name, 0);
+	txn->sp = NULL;
+}
+
+int
+spool_sync_queue(struct spool *sp)
+{
+	return fsync_dir_fd(sp->queuefd);
+}
+
+int
+spool_syncfs(struct spool *sp)
+{
+	return syncfs(sp->queuefd);
+}
+
+/* ---------------------------------------------------------------------
+ * Envelopes
+ */
+
+int
+spool_env_stage(struct spool *sp, const struct spool_env *env, int sync,
+    char *errbuf, size_t errlen)
+{
+	char tname[64];
+
+	if (!spool_qid_valid(env->id)) {
+		snprintf(errbuf, errlen, "invalid queue id");
+		errno = EINVAL;
+		return -1;
+	}
+	name_of(tname, sizeof tname, env->id, ".env.new");
+	return env_write_tmp(sp, tname, env, sync, errbuf, errlen);
+}
+
+int
+spool_env_install(struct spool *sp, const char *id, char *errbuf, size_t errlen)
+{
+	char tname[64], qname[64];
+	int saved;
+
+	name_of(tname, sizeof tname, id, ".env.new");
+	name_of(qname, sizeof qname, id, ".env");
+	if (renameat(sp->tmpfd, tname, sp->queuefd, qname) == -1) {
+		saved = errno;
+		snprintf(errbuf, errlen, "%s/queue/%s: rename: %s", sp->dir, qname, strerror(saved));
+		unlinkat(sp->tmpfd, tname, 0);
+		errno = saved;
+		return -1;
+	}
+	return 0;
+}
+
+int
+spool_env_write(struct spool *sp, const struct spool_env *env, int sync_dir,
+    char *errbuf, size_t errlen)
+{
+	int saved;
+
+	if (spool_env_stage(sp, env, 1, errbuf, errlen) == -1 ||
+	    spool_env_install(sp, env->id, errbuf, errlen) == -1)
+		return -1;
+	if (sync_dir && spool_sync_queue(sp) == -1) {
+		saved = errno;
+		snprintf(errbuf, errlen, "%s/queue: fsync: %s", sp->dir, strerror(saved));
+		errno = saved;
+		return -1;
+	}
+	return 0;
+}
+
+void
+spool_env_free(struct spool_env *env)
+{
+	size_t i;
+
+	for (i = 0; i < env->nrcpt; i++) {
+		free(env->rcpts[i].addr);
+		free(env->rcpts[i].orig);
+		free(env->rcpts[i].last_reply);
+	}
+	free(env->rcpts);
+	free(env->sender);
+	memset(env, 0, sizeof *env);
+}
+
+void
+spool_env_copy(struct spool_env *dst, const struct spool_env *src)
+{
+	size_t i;
+
+	*dst = *src;
+	dst->sender = xstrdup(src->sender ? src->sender : "");
+	dst->rcpts = xcalloc(src->nrcpt ? src->nrcpt : 1, sizeof *dst->rcpts);
+	for (i = 0; i < src->nrcpt; i++) {
+		dst->rcpts[i] = src->rcpts[i];
+		dst->rcpts[i].addr = xstrdup(src->rcpts[i].addr);
+		dst->rcpts[i].orig = xstrdup(src->rcpts[i].orig ? src->rcpts[i].orig : src->rcpts[i].addr);
+		dst->rcpts[i].last_reply = xstrdup(src->rcpts[i].last_reply ? src->rcpts[i].last_reply : "");
+	}
+}
+
+/* Bounded unsigned decimal. */
+static int
+parse_ull(const char *s, unsigned long long max, unsigned long long *out)
+{
+	unsigned long long v = 0;
+
+	if (*s == '\0')
+		return -1;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9')
+			return -1;
+		unsigned d = (unsigned)(*s - '0');
+		if (v > (max - d) / 10)
+			return -1;
+		v = v * 10 + d;
+	}
+	*out = v;
+	return 0;
+}
+
+static int
+parse_time(const char *s, time_t *out)
+{
+	unsigned long long v;
+
+	if (parse_ull(s, (unsigned long long)INT64_MAX, &v) == -1)
+		return -1;
+	*out = (time_t)v;
+	return 0;
+}
+
+/* Split a line at TABs into at most max fields; returns the count. */
+static size_t
+split_tabs(char *line, char **f, size_t max)
+{
+	size_t n = 0;
+	char *p = line;
+
+	while (n < max) {
+		f[n++] = p;
+		p = strchr(p, '\t');
+		if (p == NULL)
+			break;
+		*p++ = '\0';
+	}
+	return n;
+}
+
+static int
+env_parse_rcpt(struct spool_env *env, char **f, size_t nf, char *errbuf, size_t errlen)
+{
+	struct spool_rcpt r;
+	unsigned long long att;
+	int st;
+
+	if (nf != 7) {
+		snprintf(errbuf, errlen, "rcpt: expected 7 fields, got %zu", nf);
+		return -1;
+	}
+	memset(&r, 0, sizeof r);
+	if (strcmp(f[0], "pending") == 0)
+		st = RCPT_PENDING;
+	else if (strcmp(f[0], "sent") == 0)
+		st = RCPT_SENT;
+	else if (strcmp(f[0], "failed") == 0)
+		st = RCPT_FAILED;
+	else {
+		snprintf(errbuf, errlen, "rcpt: bad status");
+		return -1;
+	}
+	r.status = (enum rcpt_status)st;
+	if (parse_ull(f[1], UINT_MAX, &att) == -1 ||
+	    parse_time(f[2], &r.next_attempt) == -1 ||
+	    parse_time(f[3], &r.last_attempt) == -1 || f[4][0] == '\0') {
+		snprintf(errbuf, errlen, "rcpt: bad field");
+		return -1;
+	}
+	r.attempts = (unsigned)att;
+	if (env->nrcpt >= 100000) {
+		snprintf(errbuf, errlen, "too many recipients");
+		return -1;
+	}
+	env->rcpts = xreallocarray(env->rcpts, env->nrcpt + 1, sizeof *env->rcpts);
+	r.addr = xstrdup(f[4]);
+	r.orig = xstrdup(f[5][0] ? f[5] : f[4]);
+	r.last_reply = xstrdup(f[6]);
+	env->rcpts[env->nrcpt++] = r;
+	return 0;
+}
+
+int
+spool_env_parse(const char *buf, size_t len, struct spool_env *env, char *errbuf, size_t errlen)
+{
+	char *copy, *line, *next, *f[8];
+	size_t nf, lineno = 0;
+	int have_id = 0, have_sender = 0;
+	unsigned long long v;
+
+	memset(env, 0, sizeof *env);
+	if (len > ENV_MAX || memchr(buf, '\0', len) != NULL) {
+		snprintf(errbuf, errlen, "not an envelope");
+		return -1;
+	}
+	copy = xstrndup(buf, len);
+	for (line = copy; line != NULL && *line != '\0'; line = next) {
+		next = strchr(line, '\n');
+		if (next == NULL) {
+			snprintf(errbuf, errlen, "line %zu: truncated", lineno + 1);
+			goto fail;
+		}
+		*next++ = '\0';
+		lineno++;
+		if (lineno == 1) {
+			if (strcmp(line, "mailrelay-env 1") != 0) {
+				snprintf(errbuf, errlen, "line 1: unknown format");
+				goto fail;
+			}
+			continue;
+		}
+		nf = split_tabs(line, f, 8);
+		if (nf < 2) {
+			snprintf(errbuf, errlen, "line %zu: no value", lineno);
+			goto fail;
+		}
+		if (strcmp(f[0], "id") == 0 && nf == 2 && spool_qid_valid(f[1])) {
+			memcpy(env->id, f[1], QID_LEN + 1);
+			have_id = 1;
+		} else if (strcmp(f[0], "arrival") == 0 && nf == 2) {
+			char *dot = strchr(f[1], '.');
+			unsigned long long us = 0;
+			if (dot != NULL) {
+				*dot = '\0';
+				if (parse_ull(dot + 1, 999999, &us) == -1)
+					goto bad;
+			}
+			if (parse_time(f[1], &env->arrival) == -1)
+				goto bad;
+			env->arrival_usec = (long)us;
+		} else if (strcmp(f[0], "sender") == 0 && nf == 2) {
+			free(env->sender);
+			env->sender = xstrdup(f[1]);
+			have_sender = 1;
+		} else if (strcmp(f[0], "uid") == 0 && nf == 2) {
+			if (parse_ull(f[1], UINT32_MAX, &v) == -1)
+				goto bad;
+			env->uid = (uid_t)v;
+		} else if (strcmp(f[0], "via") == 0 && nf == 2) {
+			strlcpy_mr(env->via, f[1], sizeof env->via);
+		} else if (strcmp(f[0], "size") == 0 && nf == 2) {
+			if (parse_ull(f[1], ULLONG_MAX, &env->size) == -1)
+				goto bad;
+		} else if (strcmp(f[0], "body") == 0 && nf == 2) {
+			env->eightbit = strcmp(f[1], "8BITMIME") == 0;
+		} else if (strcmp(f[0], "held") == 0 && nf == 2) {
+			env->held = strcmp(f[1], "1") == 0;
+		} else if (strcmp(f[0], "rcpt") == 0) {
+			if (env_parse_rcpt(env, f + 1, nf - 1, errbuf, errlen) == -1)
+				goto fail;
+		} else if (strcmp(f[0], "id") == 0 || strcmp(f[0], "arrival") == 0 ||
+		    strcmp(f[0], "sender") == 0 || strcmp(f[0], "uid") == 0 ||
+		    strcmp(f[0], "size") == 0) {
+			goto bad;
+		}
+		/* other records: ignored, for forward compatibility */
+	}
+	if (lineno == 0 || !have_id || !have_sender || env->nrcpt == 0) {
+		snprintf(errbuf, errlen, "incomplete envelope");
+		goto fail;
+	}
+	free(copy);
+	return 0;
+bad:
+	snprintf(errbuf, errlen, "line %zu: bad %s", lineno, f[0]);
+fail:
+	free(copy);
+	spool_env_free(env);
+	return -1;
+}
+
+int
+spool_env_read(struct spool *sp, const char *id, struct spool_env *env, char *errbuf, size_t errlen)
+{
+	char name[64], *buf;
+	struct stat st;
+	ssize_t n;
+	int fd, rc;
+
+	memset(env, 0, sizeof *env);
+	if (!spool_qid_valid(id)) {
+		snprintf(errbuf, errlen, "invalid queue id");
+		errno = EINVAL;
+		return -1;
+	}
+	name_of(name, sizeof name, id, ".env");
+	fd = openat(sp->queuefd, name, O_RDONLY | O_CLOEXEC);
+	if (fd == -1) {
+		snprintf(errbuf, errlen, "%s: %s", id, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) == -1 || st.st_size > ENV_MAX) {
+		snprintf(errbuf, errlen, "%s: envelope unreadable or too large", id);
+		close(fd);
+		return -1;
+	}
+	buf = xmalloc((size_t)st.st_size + 1);
+	n = read_full(fd, buf, (size_t)st.st_size);
+	close(fd);
+	if (n != st.st_size) {
+		snprintf(errbuf, errlen, "%s: short read", id);
+		free(buf);
+		return -1;
+	}
+	rc = spool_env_parse(buf, (size_t)n, env, errbuf, errlen);
+	free(buf);
+	if (rc == 0 && strcmp(env->id, id) != 0) {
+		snprintf(errbuf, errlen, "%s: envelope names another id", id);
+		spool_env_free(env);
+		return -1;
+	}
+	return rc;
+}
+
+int
+spool_msg_open(struct spool *sp, const char *id)
+{
+	char name[64];
+
+	if (!spool_qid_valid(id)) {
+		errno = EINVAL;
+		return -1;
+	}
+	name_of(name, sizeof name, id, ".msg");
+	return openat(sp->queuefd, name, O_RDONLY | O_CLOEXEC);
+}
+
+int
+spool_remove(struct spool *sp, const char *id, int sync_dir)
+{
+	char name[64];
+
+	if (!spool_qid_valid(id)) {
+		errno = EINVAL;
+		return -1;
+	}
+	name_of(name, sizeof name, id, ".env");
+	if (unlinkat(sp->queuefd, name, 0) == -1 && errno != ENOENT)
+		return -1;
+	name_of(name, sizeof name, id, ".msg");
+	if (unlinkat(sp->queuefd, name, 0) == -1 && errno != ENOENT)
+		return -1;
+	if (sync_dir)
+		return spool_sync_queue(sp);
+	return 0;
+}
+
+static int
+cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int
+spool_scan(struct spool *sp, int remove_orphans, spool_scan_fn fn, void *arg)
+{
+	DIR *d;
+	struct dirent *de;
+	char **envs = NULL, **msgs = NULL;
+	size_t nenv = 0, nmsg = 0, i, j;
+	int fd = dup(sp->queuefd), visited = 0;
+
+	if (fd == -1)
+		return -1;
+	if ((d = fdopendir(fd)) == NULL) {
+		close(fd);
+		return -1;
+	}
+	rewinddir(d);
+	while ((de = readdir(d)) != NULL) {
+		size_t len = strlen(de->d_name);
+		char id[QID_LEN + 1];
+		if (len != QID_LEN + 4)
+			continue;
+		memcpy(id, de->d_name, QID_LEN);
+		id[QID_LEN] = '\0';
+		if (!spool_qid_valid(id))
+			continue;
+		if (strcmp(de->d_name + QID_LEN, ".env") == 0) {
+			envs = xreallocarray(envs, nenv + 1, sizeof *envs);
+			envs[nenv++] = xstrdup(id);
+		} else if (strcmp(de->d_name + QID_LEN, ".msg") == 0) {
+			msgs = xreallocarray(msgs, nmsg + 1, sizeof *msgs);
+			msgs[nmsg++] = xstrdup(id);
+		}
+	}
+	closedir(d);
+	if (nenv > 1)
+		qsort(envs, nenv, sizeof *envs, cmp_names);
+	if (nmsg > 1)
+		qsort(msgs, nmsg, sizeof *msgs, cmp_names);
+
+	/* Orphans: .msg without .env, never acknowledged. */
+	for (i = 0, j = 0; i < nmsg; i++) {
+		while (j < nenv && strcmp(envs[j], msgs[i]) < 0)
+			j++;
+		if (j < nenv && strcmp(envs[j], msgs[i]) == 0)
+			continue;
+		if (remove_orphans) {
+			char name[64];
+			name_of(name, sizeof name, msgs[i], ".msg");
+			log_info("%s: removing unacknowledged content left by an interrupted submission", msgs[i]);
+			unlinkat(sp->queuefd, name, 0);
+		}
+	}
+	for (i = 0; i < nenv; i++) {
+		struct spool_env env;
+		char err[256];
+		if (spool_env_read(sp, envs[i], &env, err, sizeof err) == -1) {
+			if (errno != ENOENT)
+				log_warnx("%s: unreadable envelope skipped: %s", envs[i], err);
+			continue;
+		}
+		visited++;
+		if (fn(&env, arg) != 1)
+			spool_env_free(&env);
+	}
+	for (i = 0; i < nenv; i++)
+		free(envs[i]);
+	for (i = 0; i < nmsg; i++)
+		free(msgs[i]);
+	free(envs);
+	free(msgs);
+	return visited;
+}

@@ -1,0 +1,152 @@
+/*
+ * spool: the on-disk queue, and nothing else.  Used by the daemon (store,
+ * update, scan) and by the CLI's offline mode (read).
+ *
+ * Layout under spool_dir:
+ *   tmp/            files being written; anything here at start is garbage
+ *   queue/ID.msg    message content, CRLF lines, not dot-stuffed; never rewritten
+ *   queue/ID.env    envelope and per-recipient state; replaced atomically
+ *   maildrop/       reserved for offline submission by the sendmail client
+ *
+ * A message is queued exactly when queue/ID.env exists.  New messages:
+ * content and envelope are written in tmp/, both fsynced, the .msg renamed
+ * into queue/ first and the .env second, then queue/ is fsynced; only then
+ * is the message acknowledged.  A crash between the renames leaves a .msg
+ * without .env, which spool_scan() removes (it was never acknowledged).
+ * Removal unlinks the .env first, so a crash in between leaves the same
+ * harmless orphan.  Envelope updates write tmp/ID.env.new, fsync, rename
+ * over queue/ID.env.  With these orders every crash leaves each
+ * acknowledged message either fully queued or fully delivered.
+ *
+ * Queue ids: 16 characters of [0-9A-F]: 8 hex digits of the arrival time in
+ * seconds, 5 of microseconds, 3 of a per-process sequence.  They sort by
+ * arrival; the daemon is the only allocator and creates files with O_EXCL.
+ *
+ * Envelope file (text, one record per line, fields separated by TAB;
+ * field values never contain TAB, CR or LF — spool_env_write() replaces
+ * them by spaces):
+ *   mailrelay-env 1
+ *   id        <ID>
+ *   arrival   <unix seconds>.<microseconds>
+ *   sender    <address, empty for the null sender>
+ *   uid       <submitting uid>
+ *   via       sendmail|smtp|maildrop
+ *   size      <octets of content>
+ *   body      7BIT|8BITMIME
+ *   held      0|1
+ *   rcpt      <status> <attempts> <next_attempt> <last_attempt> <address> <orig> <last_reply>
+ * Unknown record names are ignored (forward compatibility).
+ */
+#ifndef MAILRELAY_SPOOL_H
+#define MAILRELAY_SPOOL_H
+
+#include <stddef.h>
+#include <sys/types.h>
+#include <time.h>
+
+#define QID_LEN 16
+
+enum rcpt_status { RCPT_PENDING = 0, RCPT_SENT, RCPT_FAILED };
+
+struct spool_rcpt {
+	char *addr;             /* envelope recipient */
+	char *orig;             /* as submitted (before aliases); may equal addr */
+	enum rcpt_status status;
+	unsigned attempts;
+	time_t next_attempt;    /* 0 = now */
+	time_t last_attempt;    /* 0 = never */
+	char *last_reply;       /* "" when none */
+};
+
+struct spool_env {
+	char id[QID_LEN + 1];
+	time_t arrival;
+	long arrival_usec;
+	char *sender;           /* "" for <> */
+	uid_t uid;
+	char via[16];
+	unsigned long long size;
+	int eightbit;           /* BODY=8BITMIME */
+	int held;
+	struct spool_rcpt *rcpts;
+	size_t nrcpt;
+};
+
+struct spool {
+	char *dir;
+	int dirfd, queuefd, tmpfd;
+};
+
+/* A new message being written. */
+struct spool_txn {
+	struct spool *sp;
+	char id[QID_LEN + 1];
+	int msgfd;
+	unsigned long long size;
+	int failed;             /* a write failed; errno kept in err */
+	int err;
+};
+
+const char *rcpt_status_name(enum rcpt_status s);
+
+int  spool_qid_valid(const char *s);
+/* Build an id from a time and a sequence number (only the low 12 bits are used). */
+void spool_qid_make(char out[QID_LEN + 1], time_t sec, long usec, unsigned seq);
+
+/* Open (and with create, make the subdirectories of) a spool.  -1 with errbuf on failure. */
+int  spool_open(struct spool *sp, const char *dir, int create, char *errbuf, size_t errlen);
+void spool_close(struct spool *sp);
+
+/* Remove leftovers in tmp/.  Called by the daemon at start only. */
+void spool_clean_tmp(struct spool *sp);
+
+int  spool_txn_begin(struct spool *sp, const char *id, struct spool_txn *txn);
+/* Append content; errors are sticky and reported by spool_txn_prepare(). */
+void spool_txn_write(struct spool_txn *txn, const void *buf, size_t len);
+/*
+ * Write the envelope; with sync, fsync both files.  Without sync the caller
+ * must make the data durable another way (spool_syncfs() once for a batch:
+ * group commit) before spool_txn_publish().  Blocking: call off the event loop.
+ */
+int  spool_txn_prepare(struct spool_txn *txn, const struct spool_env *env, int sync,
+    char *errbuf, size_t errlen);
+/* Rename both into queue/ (.msg first).  The caller then calls spool_sync_queue() once per batch. */
+int  spool_txn_publish(struct spool_txn *txn, char *errbuf, size_t errlen);
+void spool_txn_abort(struct spool_txn *txn);
+/* fsync the queue directory. */
+int  spool_sync_queue(struct spool *sp);
+/* Flush every dirty file of the spool's file system (syncfs): one flush for a whole batch. */
+int  spool_syncfs(struct spool *sp);
+
+/*
+ * Atomically replace an envelope in two steps: stage (write tmp/ID.env.new,
+ * fsync it when sync) and install (rename over queue/ID.env).  The queue
+ * directory fsync is the caller's, once per batch.  spool_env_write() does
+ * both steps with fsyncs, for single updates.
+ */
+int  spool_env_stage(struct spool *sp, const struct spool_env *env, int sync, char *errbuf, size_t errlen);
+int  spool_env_install(struct spool *sp, const char *id, char *errbuf, size_t errlen);
+int  spool_env_write(struct spool *sp, const struct spool_env *env, int sync_dir, char *errbuf, size_t errlen);
+int  spool_env_read(struct spool *sp, const char *id, struct spool_env *env, char *errbuf, size_t errlen);
+/* Parse an envelope from memory (used by spool_env_read and the fuzzer). */
+int  spool_env_parse(const char *buf, size_t len, struct spool_env *env, char *errbuf, size_t errlen);
+void spool_env_free(struct spool_env *env);
+/* Deep copy (snapshots handed to the committer). */
+void spool_env_copy(struct spool_env *dst, const struct spool_env *src);
+
+/* Open the content for reading (O_RDONLY); -1 on error. */
+int  spool_msg_open(struct spool *sp, const char *id);
+/* Remove a message (.env first, then .msg) and fsync the queue directory when sync_dir. */
+int  spool_remove(struct spool *sp, const char *id, int sync_dir);
+
+/*
+ * Visit every queued message in id (arrival) order.  Orphan .msg files
+ * (no .env) are removed when remove_orphans is set.  An unreadable
+ * envelope is logged and skipped, never fatal.  The env passed to the
+ * callback is freed after it returns unless the callback returns 1 (it
+ * then owns it).  Returns the number visited, -1 if the queue can't be read.
+ */
+typedef int (*spool_scan_fn)(struct spool_env *env, void *arg);
+int  spool_scan(struct spool *sp, int remove_orphans, spool_scan_fn fn, void *arg);
+
+#endif
