@@ -1,0 +1,334 @@
+/*
+ * Unit tests for spool/: queue ids, the commit protocol, envelope
+ * round trips and updates, removal, scanning and orphan clean-up.
+ */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "spool/spool.h"
+#include "xmalloc.h"
+
+static char root[256];
+
+static int
+setup(void **state)
+{
+	(void)state;
+	snprintf(root, sizeof root, "/tmp/mr-spool-test.XXXXXX");
+	assert_non_null(mkdtemp(root));
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	char cmd[300];
+	(void)state;
+	snprintf(cmd, sizeof cmd, "rm -rf '%s'", root);
+	assert_int_equal(system(cmd), 0);
+	return 0;
+}
+
+static void
+make_env(struct spool_env *e, const char *id, size_t nrcpt)
+{
+	size_t i;
+
+	memset(e, 0, sizeof *e);
+	memcpy(e->id, id, QID_LEN + 1);
+	e->arrival = 1700000000;
+	e->arrival_usec = 123456;
+	e->sender = xstrdup("cron@web1.example.com");
+	e->uid = 1000;
+	strcpy(e->via, "sendmail");
+	e->size = 42;
+	e->eightbit = 1;
+	e->rcpts = xcalloc(nrcpt, sizeof *e->rcpts);
+	e->nrcpt = nrcpt;
+	for (i = 0; i < nrcpt; i++) {
+		e->rcpts[i].addr = xasprintf("user%zu@example.com", i);
+		e->rcpts[i].orig = xasprintf("user%zu", i);
+		e->rcpts[i].last_reply = xstrdup("");
+	}
+}
+
+static int
+exists(const char *sub, const char *id, const char *suffix)
+{
+	char p[512];
+	struct stat st;
+	snprintf(p, sizeof p, "%s/%s/%s%s", root, sub, id, suffix);
+	return stat(p, &st) == 0;
+}
+
+static void
+test_qid(void **state)
+{
+	char a[QID_LEN + 1], b[QID_LEN + 1], c[QID_LEN + 1];
+	(void)state;
+
+	spool_qid_make(a, 1700000000, 999999, 0);
+	spool_qid_make(b, 1700000000, 999999, 1);
+	spool_qid_make(c, 1700000001, 0, 0);
+	assert_int_equal(strlen(a), QID_LEN);
+	assert_true(spool_qid_valid(a));
+	assert_true(strcmp(a, b) < 0);
+	assert_true(strcmp(b, c) < 0);		/* sorts by arrival */
+	assert_string_equal(a, "6553F100F423F000");
+	/* sequence wraps in 12 bits, never overflows the id */
+	spool_qid_make(a, 1700000000, 0, 0x1fff);
+	assert_string_equal(a + 13, "FFF");
+
+	assert_false(spool_qid_valid(NULL));
+	assert_false(spool_qid_valid(""));
+	assert_false(spool_qid_valid("6553F100F423F00"));	/* short */
+	assert_false(spool_qid_valid("6553F100F423F0000"));	/* long */
+	assert_false(spool_qid_valid("6553f100f423f000"));	/* lower case */
+	assert_false(spool_qid_valid("../../etc/passwd"));
+	assert_false(spool_qid_valid("6553F100F423F/00"));
+}
+
+static void
+test_commit_and_read(void **state)
+{
+	struct spool sp;
+	struct spool_txn txn;
+	struct spool_env e, r;
+	char err[256], buf[64];
+	const char *id = "6553F100F423F000";
+	(void)state;
+
+	assert_int_equal(spool_open(&sp, root, 1, err, sizeof err), 0);
+	assert_int_equal(spool_txn_begin(&sp, id, &txn), 0);
+	/* the same id cannot be begun twice (O_EXCL) */
+	struct spool_txn txn2;
+	assert_int_equal(spool_txn_begin(&sp, id, &txn2), -1);
+	spool_txn_write(&txn, "Subject: x\r\n\r\n", 14);
+	spool_txn_write(&txn, "body\r\n", 6);
+	assert_int_equal(txn.size, 20);
+	make_env(&e, id, 2);
+	e.size = txn.size;
+	assert_int_equal(spool_txn_prepare(&txn, &e, 1, err, sizeof err), 0);
+	/* not queued until published */
+	assert_false(exists("queue", id, ".env"));
+	assert_true(exists("tmp", id, ".env"));
+	assert_int_equal(spool_txn_publish(&txn, err, sizeof err), 0);
+	assert_int_equal(spool_sync_queue(&sp), 0);
+	assert_true(exists("queue", id, ".env"));
+	assert_true(exists("queue", id, ".msg"));
+	assert_false(exists("tmp", id, ".msg"));
+
+	assert_int_equal(spool_env_read(&sp, id, &r, err, sizeof err), 0);
+	assert_string_equal(r.id, id);
+	assert_int_equal(r.arrival, 1700000000);
+	assert_int_equal(r.arrival_usec, 123456);
+	assert_string_equal(r.sender, "cron@web1.example.com");
+	assert_int_equal(r.uid, 1000);
+	assert_string_equal(r.via, "sendmail");
+	assert_int_equal(r.size, 20);
+	assert_int_equal(r.eightbit, 1);
+	assert_int_equal(r.nrcpt, 2);
+	assert_string_equal(r.rcpts[1].addr, "user1@example.com");
+	assert_string_equal(r.rcpts[1].orig, "user1");
+	assert_int_equal(r.rcpts[0].status, RCPT_PENDING);
+	spool_env_free(&r);
+
+	int fd = spool_msg_open(&sp, id);
+	assert_true(fd >= 0);
+	ssize_t n = read(fd, buf, sizeof buf);
+	close(fd);
+	assert_int_equal(n, 20);
+	assert_memory_equal(buf, "Subject: x\r\n\r\nbody\r\n", 20);
+
+	/* update: status, attempts, reply with a tab and newline flattened */
+	e.rcpts[0].status = RCPT_SENT;
+	e.rcpts[0].attempts = 1;
+	e.rcpts[1].attempts = 3;
+	e.rcpts[1].next_attempt = 1700000300;
+	e.rcpts[1].last_attempt = 1700000000;
+	free(e.rcpts[1].last_reply);
+	e.rcpts[1].last_reply = xstrdup("451 4.3.0\ttry\r\nlater");
+	assert_int_equal(spool_env_write(&sp, &e, 1, err, sizeof err), 0);
+	assert_false(exists("tmp", id, ".env.new"));
+	assert_int_equal(spool_env_read(&sp, id, &r, err, sizeof err), 0);
+	assert_int_equal(r.rcpts[0].status, RCPT_SENT);
+	assert_int_equal(r.rcpts[1].attempts, 3);
+	assert_int_equal(r.rcpts[1].next_attempt, 1700000300);
+	assert_string_equal(r.rcpts[1].last_reply, "451 4.3.0 try  later");
+	spool_env_free(&r);
+
+	assert_int_equal(spool_remove(&sp, id, 1), 0);
+	assert_false(exists("queue", id, ".env"));
+	assert_false(exists("queue", id, ".msg"));
+	assert_int_equal(spool_env_read(&sp, id, &r, err, sizeof err), -1);
+	assert_int_equal(spool_env_read(&sp, "../queue/x", &r, err, sizeof err), -1);
+	spool_env_free(&e);
+	spool_close(&sp);
+}
+
+static void
+test_abort(void **state)
+{
+	struct spool sp;
+	struct spool_txn txn;
+	char err[256];
+	const char *id = "6553F100F423F001";
+	(void)state;
+
+	assert_int_equal(spool_open(&sp, root, 1, err, sizeof err), 0);
+	assert_int_equal(spool_txn_begin(&sp, id, &txn), 0);
+	spool_txn_write(&txn, "x", 1);
+	spool_txn_abort(&txn);
+	assert_false(exists("tmp", id, ".msg"));
+	assert_false(exists("queue", id, ".msg"));
+	spool_close(&sp);
+}
+
+struct scan_ctx {
+	char ids[8][QID_LEN + 1];
+	int n;
+};
+
+static int
+collect(struct spool_env *e, void *arg)
+{
+	struct scan_ctx *c = arg;
+	if (c->n < 8)
+		memcpy(c->ids[c->n++], e->id, QID_LEN + 1);
+	return 0;
+}
+
+static void
+commit_one(struct spool *sp, const char *id)
+{
+	struct spool_txn txn;
+	struct spool_env e;
+	char err[256];
+
+	assert_int_equal(spool_txn_begin(sp, id, &txn), 0);
+	spool_txn_write(&txn, "hello\r\n", 7);
+	make_env(&e, id, 1);
+	assert_int_equal(spool_txn_prepare(&txn, &e, 0, err, sizeof err), 0);
+	assert_int_equal(spool_syncfs(sp), 0);
+	assert_int_equal(spool_txn_publish(&txn, err, sizeof err), 0);
+	spool_env_free(&e);
+}
+
+static void
+test_scan(void **state)
+{
+	struct spool sp;
+	struct scan_ctx c = { .n = 0 };
+	char err[256], p[512];
+	int fd;
+	(void)state;
+
+	assert_int_equal(spool_open(&sp, root, 1, err, sizeof err), 0);
+	commit_one(&sp, "6553F100F423F003");
+	commit_one(&sp, "6553F100F423F002");
+	/* an orphan: content renamed but the envelope never was (crash between renames) */
+	snprintf(p, sizeof p, "%s/queue/6553F100F423F009.msg", root);
+	fd = open(p, O_WRONLY | O_CREAT, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+	/* a corrupt envelope: skipped, not fatal */
+	snprintf(p, sizeof p, "%s/queue/6553F100F423F00A.env", root);
+	fd = open(p, O_WRONLY | O_CREAT, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "garbage\n", 8), 8);
+	close(fd);
+	/* files with other names are ignored */
+	snprintf(p, sizeof p, "%s/queue/README", root);
+	fd = open(p, O_WRONLY | O_CREAT, 0600);
+	close(fd);
+	/* leftovers in tmp/ */
+	snprintf(p, sizeof p, "%s/tmp/6553F100F423F00B.msg", root);
+	fd = open(p, O_WRONLY | O_CREAT, 0600);
+	close(fd);
+
+	assert_int_equal(spool_scan(&sp, 1, collect, &c), 2);
+	assert_int_equal(c.n, 2);
+	assert_string_equal(c.ids[0], "6553F100F423F002");	/* arrival order */
+	assert_string_equal(c.ids[1], "6553F100F423F003");
+	assert_false(exists("queue", "6553F100F423F009", ".msg"));
+	spool_clean_tmp(&sp);
+	assert_false(exists("tmp", "6553F100F423F00B", ".msg"));
+	spool_close(&sp);
+}
+
+static void
+test_env_parse_rejects(void **state)
+{
+	struct spool_env e;
+	char err[256];
+	const char *good =
+	    "mailrelay-env 1\nid\t6553F100F423F000\narrival\t1700000000.5\nsender\t\n"
+	    "uid\t0\nvia\tsmtp\nsize\t7\nbody\t7BIT\nheld\t1\nfuture\tignored\n"
+	    "rcpt\tfailed\t2\t0\t1700000001\ta@b\t\t550 no\n";
+	(void)state;
+
+	assert_int_equal(spool_env_parse(good, strlen(good), &e, err, sizeof err), 0);
+	assert_string_equal(e.sender, "");	/* null sender */
+	assert_int_equal(e.held, 1);
+	assert_int_equal(e.arrival_usec, 5);
+	assert_int_equal(e.rcpts[0].status, RCPT_FAILED);
+	assert_string_equal(e.rcpts[0].orig, "a@b");	/* empty orig means the address */
+	spool_env_free(&e);
+
+	const char *bad[] = {
+		"",
+		"mailrelay-env 2\n",
+		"mailrelay-env 1\nid\t6553F100F423F000\n",			/* no sender, no rcpt */
+		"mailrelay-env 1\nid\t../etc\nsender\ta\nrcpt\tpending\t0\t0\t0\ta\ta\t\n",
+		"mailrelay-env 1\nid\t6553F100F423F000\nsender\ta\nrcpt\tmaybe\t0\t0\t0\ta\ta\t\n",
+		"mailrelay-env 1\nid\t6553F100F423F000\nsender\ta\nrcpt\tpending\t99999999999\t0\t0\ta\ta\t\n",
+		"mailrelay-env 1\nid\t6553F100F423F000\nsender\ta\nrcpt\tpending\t0\t0\t0\ta\ta\n",
+		"mailrelay-env 1\nid\t6553F100F423F000\nsender\ta\nsize\t-1\nrcpt\tpending\t0\t0\t0\ta\ta\t\n",
+		"mailrelay-env 1\nid\t6553F100F423F000\nsender\ta\nrcpt\tpending\t0\t0\t0\ta\ta\t",	/* truncated */
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		err[0] = '\0';
+		assert_int_equal(spool_env_parse(bad[i], strlen(bad[i]), &e, err, sizeof err), -1);
+		assert_true(err[0] != '\0');
+	}
+	/* an embedded NUL */
+	assert_int_equal(spool_env_parse("mailrelay-env 1\0x\n", 18, &e, err, sizeof err), -1);
+}
+
+static void
+test_open_missing(void **state)
+{
+	struct spool sp;
+	char err[256], p[300];
+	(void)state;
+
+	snprintf(p, sizeof p, "%s/does-not-exist", root);
+	assert_int_equal(spool_open(&sp, p, 0, err, sizeof err), -1);
+	assert_non_null(strstr(err, "does-not-exist"));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_qid),
+		cmocka_unit_test_setup_teardown(test_commit_and_read, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_scan, setup, teardown),
+		cmocka_unit_test(test_env_parse_rejects),
+		cmocka_unit_test_setup_teardown(test_open_missing, setup, teardown),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
