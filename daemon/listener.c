@@ -28,7 +28,7 @@ struct listener {
 	char *desc;
 };
 
-static struct listener *listeners;
+static struct listener **listeners;	/* each separately: libevent holds the pointers */
 static size_t nlisteners;
 static char *first_unix_path;
 
@@ -58,8 +58,9 @@ on_accept_error(struct evconnlistener *lev, void *arg)
 static int
 add_listener(struct evconnlistener *lev, int is_unix, const char *desc)
 {
+	struct listener *l = xcalloc(1, sizeof *l);
 	listeners = xreallocarray(listeners, nlisteners + 1, sizeof *listeners);
-	struct listener *l = &listeners[nlisteners++];
+	listeners[nlisteners++] = l;
 	l->lev = lev;
 	l->is_unix = is_unix;
 	l->desc = xstrdup(desc);
@@ -148,8 +149,8 @@ listeners_open(const struct config *conf, char *errbuf, size_t errlen)
 			return -1;
 	}
 	for (i = 0; i < nlisteners; i++) {
-		evconnlistener_enable(listeners[i].lev);
-		log_info("listening on %s", listeners[i].desc);
+		evconnlistener_enable(listeners[i]->lev);
+		log_info("listening on %s", listeners[i]->desc);
 	}
 	return 0;
 }
@@ -166,8 +167,9 @@ listeners_close(void)
 	size_t i;
 
 	for (i = 0; i < nlisteners; i++) {
-		evconnlistener_free(listeners[i].lev);
-		free(listeners[i].desc);
+		evconnlistener_free(listeners[i]->lev);
+		free(listeners[i]->desc);
+		free(listeners[i]);
 	}
 	free(listeners);
 	listeners = NULL;
