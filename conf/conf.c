@@ -771,221 +771,179 @@ note(cfg_t *cfg, cfg_opt_t *opt)
 	return 0;
 }
 
+/*
+ * A check looks at one value of one key: NULL when it is fine, else what
+ * was expected, which becomes "KEY: <that>, got \"VALUE\"".
+ */
+typedef const char *check_fn(const cfg_opt_t *opt, const char *value);
+
+/*
+ * What every callback does: note the key, refuse control characters (they
+ * have no business in any key and could forge a header or a log line),
+ * run the key's check, and hand the text to libconfuse unchanged.
+ */
 static int
-reject(cfg_t *cfg, cfg_opt_t *opt, const char *value, const char *why)
+checked(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result, check_fn *check)
 {
 	char q[QUOTE_MAX * 4 + 8];
+	const char *why;
 
-	conf_fail(cfg_lineno(cfg), "%s: %s, got %s", opt->name, why,
-	    quoted(q, sizeof q, value));
-	return -1;
-}
-
-static int
-accept_value(void *result, const char *value)
-{
+	if (value == NULL || note(cfg, opt) != 0)
+		return -1;
+	why = has_control(value) ? "control characters are not allowed" : check(opt, value);
+	if (why != NULL) {
+		conf_fail(cfg_lineno(cfg), "%s: %s, got %s", opt->name, why,
+		    quoted(q, sizeof q, value));
+		return -1;
+	}
 	*(const char **)result = value;
 	return 0;
 }
 
-/*
- * Every callback starts the same way: a value must be present, the key is
- * noted, and control characters are refused (they have no business in any
- * key and could forge a header or a log line).
- */
-static int
-begin(cfg_t *cfg, cfg_opt_t *opt, const char *value)
-{
-	if (value == NULL)
-		return -1;
-	if (note(cfg, opt) != 0)
-		return -1;
-	if (has_control(value))
-		return reject(cfg, opt, value, "control characters are not allowed");
-	return 0;
+#define CALLBACK(cb, check)						\
+static int								\
+cb(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)	\
+{									\
+	return checked(cfg, opt, value, result, check);			\
 }
 
-static int
-cb_text(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+static const char *
+check_text(const cfg_opt_t *opt, const char *v)
 {
-	if (begin(cfg, opt, value) != 0)
-		return -1;
-	if (*value == '\0')
-		return reject(cfg, opt, value, "expected a value");
-	return accept_value(result, value);
+	(void)opt;
+	return *v ? NULL : "expected a value";
 }
 
-static int
-cb_path(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+static const char *
+check_path(const cfg_opt_t *opt, const char *v)
 {
-	if (begin(cfg, opt, value) != 0)
-		return -1;
-	if (value[0] != '/')
-		return reject(cfg, opt, value, "expected an absolute path");
-	return accept_value(result, value);
+	(void)opt;
+	return v[0] == '/' ? NULL : "expected an absolute path";
 }
 
-static int
-cb_socket(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+static const char *
+check_socket(const cfg_opt_t *opt, const char *v)
 {
-	if (begin(cfg, opt, value) != 0)
-		return -1;
-	if (value[0] != '/')
-		return reject(cfg, opt, value, "expected an absolute path");
-	if (strlen(value) >= sizeof(((struct sockaddr_un *)0)->sun_path))
-		return reject(cfg, opt, value, "the socket path is too long");
-	return accept_value(result, value);
+	if (check_path(opt, v) != NULL)
+		return check_path(opt, v);
+	if (strlen(v) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+		return "the socket path is too long";
+	return NULL;
 }
 
-static int
-cb_hostname(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+static const char *
+check_hostname(const cfg_opt_t *opt, const char *v)
 {
-	if (begin(cfg, opt, value) != 0)
-		return -1;
-	if (!is_hostname(value))
-		return reject(cfg, opt, value,
-		    "expected a host name such as mail.example.com");
-	return accept_value(result, value);
+	(void)opt;
+	return is_hostname(v) ? NULL : "expected a host name such as mail.example.com";
 }
 
-static int
-cb_host(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+static const char *
+check_host(const cfg_opt_t *opt, const char *v)
 {
-	if (begin(cfg, opt, value) != 0)
-		return -1;
-	if (!is_hostname(value) && !is_ipv6(value))
-		return reject(cfg, opt, value,
-		    "expected a host name or IP address such as smtp.example.com");
-	return accept_value(result, value);
+	(void)opt;
+	return is_hostname(v) || is_ipv6(v) ? NULL :
+	    "expected a host name or IP address such as smtp.example.com";
 }
 
-static int
-cb_user(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+static const char *
+check_user(const cfg_opt_t *opt, const char *v)
 {
-	if (begin(cfg, opt, value) != 0)
-		return -1;
-	if (!is_username(value))
-		return reject(cfg, opt, value, "expected a user name");
-	return accept_value(result, value);
+	(void)opt;
+	return is_username(v) ? NULL : "expected a user name";
 }
 
-static int
-cb_address(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+static const char *
+check_address(const cfg_opt_t *opt, const char *v)
 {
-	if (begin(cfg, opt, value) != 0)
-		return -1;
-	if (!is_address(value))
-		return reject(cfg, opt, value,
-		    "expected an address such as postmaster@example.com");
-	return accept_value(result, value);
+	(void)opt;
+	return is_address(v) ? NULL : "expected an address such as postmaster@example.com";
 }
 
-static int
-cb_enum(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+static const char *
+check_enum(const cfg_opt_t *opt, const char *v)
 {
+	static char why[256];	/* conf_load() runs one at a time */
 	const char *const *names = enum_names(opt->name);
-	char why[256];
 
-	if (begin(cfg, opt, value) != 0)
-		return -1;
 	if (names == NULL)
 		log_fatalx("conf: no value names for key %s", opt->name);
-	if (enum_index(names, value) >= 0)
-		return accept_value(result, value);
+	if (enum_index(names, v) >= 0)
+		return NULL;
 	strlcpy_mr(why, "expected one of ", sizeof why);
 	for (int i = 0; names[i] != NULL; i++) {
 		if (i > 0)
 			strlcat_mr(why, ", ", sizeof why);
 		strlcat_mr(why, names[i], sizeof why);
 	}
-	return reject(cfg, opt, value, why);
+	return why;
 }
 
-static int
-cb_bool(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+static const char *
+check_bool(const cfg_opt_t *opt, const char *v)
 {
-	if (begin(cfg, opt, value) != 0)
-		return -1;
-	if (cfg_parse_boolean(value) < 0)
-		return reject(cfg, opt, value, "expected yes or no");
-	return accept_value(result, value);
+	(void)opt;
+	return cfg_parse_boolean(v) >= 0 ? NULL : "expected yes or no";
 }
 
-static int
-cb_duration(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+static const char *
+check_duration(const cfg_opt_t *opt, const char *v)
 {
 	unsigned secs;
 
-	if (begin(cfg, opt, value) != 0)
-		return -1;
-	if (conf_parse_duration(value, &secs) != 0)
-		return reject(cfg, opt, value,
-		    "expected a duration such as 90s, 15m, 2h or 5d");
-	if (secs == 0)
-		return reject(cfg, opt, value, "expected at least 1s");
-	return accept_value(result, value);
+	(void)opt;
+	if (conf_parse_duration(v, &secs) != 0)
+		return "expected a duration such as 90s, 15m, 2h or 5d";
+	return secs > 0 ? NULL : "expected at least 1s";
 }
 
 /* A duration for which 0 means "never". */
-static int
-cb_duration0(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+static const char *
+check_duration0(const cfg_opt_t *opt, const char *v)
 {
 	unsigned secs;
 
-	if (begin(cfg, opt, value) != 0)
-		return -1;
-	if (conf_parse_duration(value, &secs) != 0)
-		return reject(cfg, opt, value,
-		    "expected a duration such as 90s, 15m, 2h or 5d (0 for never)");
-	return accept_value(result, value);
+	(void)opt;
+	return conf_parse_duration(v, &secs) == 0 ? NULL :
+	    "expected a duration such as 90s, 15m, 2h or 5d (0 for never)";
 }
 
-static int
-cb_size(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+static const char *
+check_size(const cfg_opt_t *opt, const char *v)
 {
 	unsigned long long n;
 
-	if (begin(cfg, opt, value) != 0)
-		return -1;
-	if (conf_parse_size(value, &n) != 0)
-		return reject(cfg, opt, value, "expected a size such as 35M");
-	return accept_value(result, value);
+	(void)opt;
+	return conf_parse_size(v, &n) == 0 ? NULL : "expected a size such as 35M";
 }
 
-static int
-cb_concurrency(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+static const char *
+check_concurrency(const cfg_opt_t *opt, const char *v)
 {
 	unsigned long n;
 
-	if (begin(cfg, opt, value) != 0)
-		return -1;
-	if (parse_uint(value, 1, 256, &n) != 0)
-		return reject(cfg, opt, value, "expected a number from 1 to 256");
-	return accept_value(result, value);
+	(void)opt;
+	return parse_uint(v, 1, 256, &n) == 0 ? NULL : "expected a number from 1 to 256";
 }
 
-static int
-cb_port(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+static const char *
+check_port(const cfg_opt_t *opt, const char *v)
 {
 	unsigned long n;
 
-	if (begin(cfg, opt, value) != 0)
-		return -1;
-	if (parse_uint(value, 1, 65535, &n) != 0)
-		return reject(cfg, opt, value, "expected a port number from 1 to 65535");
-	return accept_value(result, value);
+	(void)opt;
+	return parse_uint(v, 1, 65535, &n) == 0 ? NULL :
+	    "expected a port number from 1 to 65535";
 }
 
-static int
-cb_listen(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+static const char *
+check_listen(const cfg_opt_t *opt, const char *v)
 {
 	struct listen_conf l;
 	const char *why;
 
-	if (begin(cfg, opt, value) != 0)
-		return -1;
-	if ((why = listen_parse(value, &l)) != NULL)
-		return reject(cfg, opt, value, why);
+	if ((why = listen_parse(v, &l)) != NULL)
+		return why;
 	free(l.path);
 	free(l.host);
 	free(l.port);
@@ -993,99 +951,103 @@ cb_listen(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
 	for (unsigned i = 0; i < opt->nvalues; i++) {
 		const char *other = opt->values[i]->string;
 
-		if (other != NULL && strcmp(other, value) == 0)
-			return reject(cfg, opt, value, "listed twice");
+		if (other != NULL && strcmp(other, v) == 0)
+			return "listed twice";
 	}
-	return accept_value(result, value);
+	return NULL;
 }
 
-static int
-cb_cidr(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+static const char *
+check_cidr(const cfg_opt_t *opt, const char *v)
 {
 	struct cidr c;
 
-	if (begin(cfg, opt, value) != 0)
-		return -1;
-	if (conf_parse_cidr(value, &c) != 0)
-		return reject(cfg, opt, value,
-		    "expected an address or network such as 127.0.0.0/8 or ::1");
-	return accept_value(result, value);
+	(void)opt;
+	return conf_parse_cidr(v, &c) == 0 ? NULL :
+	    "expected an address or network such as 127.0.0.0/8 or ::1";
 }
 
-static int
-cb_fingerprint(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+static const char *
+check_fingerprint(const cfg_opt_t *opt, const char *v)
 {
-	char *norm;
+	char *norm = fingerprint_normalize(v);
+	int ok = norm != NULL;
 
-	if (begin(cfg, opt, value) != 0)
-		return -1;
-	if ((norm = fingerprint_normalize(value)) == NULL)
-		return reject(cfg, opt, value,
-		    "expected \"sha256:\" and 64 hex digits");
+	(void)opt;
 	free(norm);
-	return accept_value(result, value);
+	return ok ? NULL : "expected \"sha256:\" and 64 hex digits";
 }
 
-static int
-cb_proxy(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+static const char *
+check_proxy(const cfg_opt_t *opt, const char *v)
 {
 	char *host, *port;
 
-	if (begin(cfg, opt, value) != 0)
-		return -1;
-	if (strncasecmp(value, "socks5://", 9) != 0 ||
-	    split_hostport(value + 9, &host, &port) != NULL)
-		return reject(cfg, opt, value,
-		    "expected socks5://HOST:PORT");
+	(void)opt;
+	if (strncasecmp(v, "socks5://", 9) != 0 ||
+	    split_hostport(v + 9, &host, &port) != NULL)
+		return "expected socks5://HOST:PORT";
 	free(host);
 	free(port);
-	return accept_value(result, value);
+	return NULL;
 }
 
-static int
-cb_header(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+static const char *
+check_header(const cfg_opt_t *opt, const char *v)
 {
-	if (begin(cfg, opt, value) != 0)
-		return -1;
-	if (!is_header(value))
-		return reject(cfg, opt, value,
-		    "expected a header line such as \"X-Mailer-Host: web1\"");
-	return accept_value(result, value);
+	(void)opt;
+	return is_header(v) ? NULL :
+	    "expected a header line such as \"X-Mailer-Host: web1\"";
 }
 
-static int
-cb_rate_limit(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+static const char *
+check_rate_limit(const cfg_opt_t *opt, const char *v)
 {
 	unsigned c, p;
 
-	if (begin(cfg, opt, value) != 0)
-		return -1;
-	if (rate_limit_parse(value, &c, &p) != 0)
-		return reject(cfg, opt, value,
-		    "expected messages per time such as 30/m or 1000/1h");
-	return accept_value(result, value);
+	(void)opt;
+	return rate_limit_parse(v, &c, &p) == 0 ? NULL :
+	    "expected messages per time such as 30/m or 1000/1h";
 }
 
-static int
-cb_pattern(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+static const char *
+check_pattern(const cfg_opt_t *opt, const char *v)
 {
-	if (begin(cfg, opt, value) != 0)
-		return -1;
-	if (*value == '\0' || strpbrk(value, " \t") != NULL || strlen(value) > 320)
-		return reject(cfg, opt, value,
-		    "expected a sender pattern such as \"*@example.com\"");
-	return accept_value(result, value);
+	(void)opt;
+	if (*v == '\0' || strpbrk(v, " \t") != NULL || strlen(v) > 320)
+		return "expected a sender pattern such as \"*@example.com\"";
+	return NULL;
 }
 
-static int
-cb_name(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result)
+static const char *
+check_name(const cfg_opt_t *opt, const char *v)
 {
-	if (begin(cfg, opt, value) != 0)
-		return -1;
-	if (!is_name(value))
-		return reject(cfg, opt, value, "expected a smarthost name");
-	return accept_value(result, value);
+	(void)opt;
+	return is_name(v) ? NULL : "expected a smarthost name";
 }
+
+CALLBACK(cb_text, check_text)
+CALLBACK(cb_path, check_path)
+CALLBACK(cb_socket, check_socket)
+CALLBACK(cb_hostname, check_hostname)
+CALLBACK(cb_host, check_host)
+CALLBACK(cb_user, check_user)
+CALLBACK(cb_address, check_address)
+CALLBACK(cb_enum, check_enum)
+CALLBACK(cb_bool, check_bool)
+CALLBACK(cb_duration, check_duration)
+CALLBACK(cb_duration0, check_duration0)
+CALLBACK(cb_size, check_size)
+CALLBACK(cb_concurrency, check_concurrency)
+CALLBACK(cb_port, check_port)
+CALLBACK(cb_listen, check_listen)
+CALLBACK(cb_cidr, check_cidr)
+CALLBACK(cb_fingerprint, check_fingerprint)
+CALLBACK(cb_proxy, check_proxy)
+CALLBACK(cb_header, check_header)
+CALLBACK(cb_rate_limit, check_rate_limit)
+CALLBACK(cb_pattern, check_pattern)
+CALLBACK(cb_name, check_name)
 
 /* ---- the schema ---------------------------------------------------------- */
 
@@ -1576,14 +1538,20 @@ fail:
  *   no ';': it would stick to an unquoted value ("587;") or be read as a
  *   key.  A ';' inside a value must therefore be quoted.
  *
+ * - A '{' never closed is refused: libconfuse accepts a section left
+ *   open at the end of the file.
+ *
  * Quotes and comments are recognised as the libconfuse scanner does: '#'
  * starts a comment anywhere outside quotes, "//" and slash-star only where
- * a token could start.  Returns 0, or -1 with *line set where an
- * unterminated block comment starts.
+ * a token could start.  Returns NULL, or what is wrong with *line set to
+ * where it starts.
  */
-static int
+static const char *
 prepare_text(char *p, size_t len, unsigned *line)
 {
+	enum { MAXDEPTH = 8 };
+	unsigned open_line[MAXDEPTH];
+	size_t depth = 0;
 	char *end = p + len;
 	int in_token = 0;
 
@@ -1601,7 +1569,7 @@ prepare_text(char *p, size_t len, unsigned *line)
 			for (;;) {
 				if (p >= end) {
 					*line = start;
-					return -1;
+					return "unterminated comment";
 				}
 				if (*p == '*' && p + 1 < end && p[1] == '/') {
 					p[0] = p[1] = ' ';
@@ -1618,6 +1586,7 @@ prepare_text(char *p, size_t len, unsigned *line)
 			continue;
 		}
 		if (*p == '"' || *p == '\'') {
+			unsigned start = *line;
 			char q = *p++;
 
 			for (; p < end && *p != q; p++) {
@@ -1626,19 +1595,32 @@ prepare_text(char *p, size_t len, unsigned *line)
 				if (*p == '\n')
 					(*line)++;
 			}
-			if (p < end)
-				p++;
+			if (p >= end) {
+				*line = start;
+				return "unterminated quoted string";
+			}
+			p++;
 			in_token = 0;
 			continue;
 		}
 		if (*p == ';')
 			*p = ' ';
-		if (*p == '\n')
+		else if (*p == '\n')
 			(*line)++;
+		else if (*p == '{') {
+			if (depth < MAXDEPTH)
+				open_line[depth] = *line;
+			depth++;
+		} else if (*p == '}' && depth > 0)
+			depth--;	/* an extra '}' is libconfuse's to report */
 		in_token = strchr(" \t\r\n={}()+,*", *p) == NULL;
 		p++;
 	}
-	return 0;
+	if (depth > 0) {
+		*line = open_line[depth <= MAXDEPTH ? depth - 1 : MAXDEPTH - 1];
+		return "'{' is never closed";
+	}
+	return NULL;
 }
 
 const char *
@@ -1678,10 +1660,11 @@ conf_load(const char *path, char *errbuf, size_t errlen)
 	cfg_set_error_function(cfg, conf_errfunc);
 	if (r == 0 && len > 0) {
 		FILE *fp;
+		const char *why;
 		unsigned line;
 
-		if (prepare_text(text, len, &line) != 0) {
-			conf_fail(line, "unterminated comment");
+		if ((why = prepare_text(text, len, &line)) != NULL) {
+			conf_fail(line, "%s", why);
 			goto parsed;
 		}
 		free(cfg->filename);

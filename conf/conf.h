@@ -141,7 +141,7 @@ void conf_free(struct config *conf);
 /* The path conf_load(NULL) would read. */
 const char *conf_default_path(void);
 
-/* "90", "90s", "15m", "2h", "5d" -> seconds.  0 on success, -1 on garbage or overflow. */
+/* "90", "90s", "15m", "2h", "5d" (also "1w", "1h30m") -> seconds.  0 on success, -1 on garbage or overflow. */
 int conf_parse_duration(const char *s, unsigned *out);
 /* "1000", "512K", "35M", "1G" (binary multiples) -> bytes.  0 on success, -1 on garbage or overflow. */
 int conf_parse_size(const char *s, unsigned long long *out);
@@ -150,7 +150,7 @@ int conf_parse_size(const char *s, unsigned long long *out);
  * strings in *out are allocated (free() them); on failure nothing is.
  */
 int conf_parse_listen(const char *s, struct listen_conf *out);
-/* "127.0.0.0/8", "::1", "10.1.2.3" */
+/* "127.0.0.0/8", "::1", "10.1.2.3"; no prefix means the full length; host bits are cleared. */
 int conf_parse_cidr(const char *s, struct cidr *out);
 /* Is the address (struct sockaddr_in / sockaddr_in6, v4-mapped v6 handled) inside one of the networks? */
 int conf_allow_match(const struct config *conf, const struct sockaddr *sa);
