@@ -2,8 +2,8 @@
  * qprint: see qprint.h.
  *
  * Text format (fits 80 columns; '!' after the id marks a held message):
- *   -Queue ID-------- --Size-- ---Arrival Time--- -Sender/Recipient--------
- *   6543A1B2C3D4E001     1834 Sun Nov 22 22:07  cron@web1.example.com
+ *   -Queue ID-------  --Size-- ----Arrival Time---  -Sender/Recipient-------
+ *   6B036AE139D8A000       201 Sun Nov 22 22:21:21  cron@web1.example.com
  *                        (connect to smtp.example.com:587: Connection refused)
  *                                                ops@example.com
  */
@@ -86,7 +86,7 @@ print_one(struct spool_env *e, void *arg)
 		localtime_r(&e->arrival, &tm);
 		strftime(when, sizeof when, "%a %b %e %H:%M:%S", &tm);
 		if (st->count == 0)
-			printf("-Queue ID-------- --Size-- ---Arrival Time--- -Sender/Recipient-------\n");
+			printf("-Queue ID-------  --Size-- ----Arrival Time---  -Sender/Recipient-------\n");
 		printf("%s%c %8llu %s  %s\n", e->id, e->held ? '!' : ' ', e->size, when,
 		    e->sender[0] ? e->sender : "MAILER-DAEMON");
 		for (i = 0; i < e->nrcpt; i++) {
@@ -105,7 +105,7 @@ print_one(struct spool_env *e, void *arg)
 }
 
 int
-queue_print(const struct config *conf, int json)
+queue_print(const char *progname, const struct config *conf, int json)
 {
 	struct spool sp;
 	struct qp_state st = { .json = json };
@@ -113,7 +113,7 @@ queue_print(const struct config *conf, int json)
 	int n;
 
 	if (spool_open(&sp, conf->spool_dir, 0, err, sizeof err) == -1) {
-		fprintf(stderr, "mailrelay: cannot read the queue: %s\n", err);
+		fprintf(stderr, "%s: cannot read the queue: %s\n", progname, err);
 		return EX_NOPERM;
 	}
 	if (json)
@@ -121,7 +121,7 @@ queue_print(const struct config *conf, int json)
 	n = spool_scan(&sp, 0, print_one, &st);
 	spool_close(&sp);
 	if (n < 0) {
-		fprintf(stderr, "mailrelay: cannot read the queue in %s\n", conf->spool_dir);
+		fprintf(stderr, "%s: cannot read the queue in %s\n", progname, conf->spool_dir);
 		return EX_IOERR;
 	}
 	if (json)

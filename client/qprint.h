@@ -8,6 +8,6 @@
 #include "conf/conf.h"
 
 /* Print the queue (text like Postfix's mailq, or the JSON of SPEC.md). Returns an exit code. */
-int queue_print(const struct config *conf, int json);
+int queue_print(const char *progname, const struct config *conf, int json);
 
 #endif

@@ -139,7 +139,7 @@ parse_args(struct opts *o, int argc, char **argv, int *mode)
 		char opt = a[1];
 		const char *val = NULL;
 		/* options that take a value */
-		if (strchr("fFrCBNRVLhOX", opt) != NULL) {
+		if (strchr("fFrCcBNRVLhOX", opt) != NULL) {
 			if (a[2] != '\0')
 				val = a + 2;
 			else if (i + 1 < argc)
@@ -156,6 +156,7 @@ parse_args(struct opts *o, int argc, char **argv, int *mode)
 			o->fullname = val;
 			break;
 		case 'C':
+		case 'c':	/* SPEC: every program takes -c FILE; sendmail also -C */
 			o->conf_path = val;
 			break;
 		case 'B':
@@ -346,6 +347,57 @@ scan_headers(struct msgbuf *m, struct opts *o, struct hdrinfo *hi)
 		}
 }
 
+/*
+ * A display name as RFC 5322 wants it: as is when it is all atoms and
+ * spaces, a quoted string when it has specials, and an RFC 2047 encoded
+ * word when it is not ASCII.
+ */
+static void
+display_name(const char *name, char *out, size_t outlen)
+{
+	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	const unsigned char *p;
+	int specials = 0, eightbit = 0;
+	size_t o = 0, n = strlen(name), i;
+
+	for (p = (const unsigned char *)name; *p; p++) {
+		if (*p >= 0x80)
+			eightbit = 1;
+		else if (strchr("()<>[]:;@\\,.\"", *p) != NULL)
+			specials = 1;
+	}
+	if (eightbit) {
+		if (n > (outlen - 16) / 4 * 3)
+			n = (outlen - 16) / 4 * 3;
+		o = (size_t)snprintf(out, outlen, "=?UTF-8?B?");
+		for (i = 0; i < n; i += 3) {
+			unsigned v = (unsigned)(unsigned char)name[i] << 16;
+			if (i + 1 < n)
+				v |= (unsigned)(unsigned char)name[i + 1] << 8;
+			if (i + 2 < n)
+				v |= (unsigned char)name[i + 2];
+			out[o++] = b64[(v >> 18) & 63];
+			out[o++] = b64[(v >> 12) & 63];
+			out[o++] = i + 1 < n ? b64[(v >> 6) & 63] : '=';
+			out[o++] = i + 2 < n ? b64[v & 63] : '=';
+		}
+		snprintf(out + o, outlen - o, "?=");
+		return;
+	}
+	if (!specials) {
+		snprintf(out, outlen, "%s", name);
+		return;
+	}
+	out[o++] = '"';
+	for (p = (const unsigned char *)name; *p && o + 3 < outlen; p++) {
+		if (*p == '"' || *p == '\\')
+			out[o++] = '\\';
+		out[o++] = (char)*p;
+	}
+	out[o++] = '"';
+	out[o] = '\0';
+}
+
 static void
 submit_fail(int code, const struct smtp_reply *r, const char *what)
 {
@@ -400,7 +452,7 @@ main(int argc, char **argv)
 	if (conf == NULL)
 		die(EX_CONFIG, "%s", err);
 	if (mode == 'p')
-		return queue_print(conf, 0);
+		return queue_print(progname, conf, 0);
 	if (mode == 'i') {
 		/* aliases are read by the daemon directly; nothing to rebuild */
 		return 0;
@@ -414,7 +466,12 @@ main(int argc, char **argv)
 	/* Envelope sender */
 	if (o.sender != NULL) {
 		check_arg("sender", o.sender);
-		sender = xstrdup(strip_angles(o.sender, senderbuf, sizeof senderbuf));
+		const char *f = strip_angles(o.sender, senderbuf, sizeof senderbuf);
+		/* a local sender without a domain becomes user@hostname */
+		if (*f != '\0' && strchr(f, '@') == NULL)
+			sender = xasprintf("%s@%s", f, conf->hostname);
+		else
+			sender = xstrdup(f);
 	} else {
 		struct passwd *pw = getpwuid(getuid());
 		if (pw == NULL)
@@ -443,8 +500,11 @@ main(int argc, char **argv)
 			snprintf(g, sizeof g, "%.*s", (int)strcspn(pw->pw_gecos, ","), pw->pw_gecos);
 			name = g[0] ? g : NULL;
 		}
-		if (name != NULL && *sender)
-			addlen += (size_t)snprintf(added + addlen, sizeof added - addlen, "From: %s <%s>\r\n", name, sender);
+		if (name != NULL && *sender) {
+			char dn[700];
+			display_name(name, dn, sizeof dn);
+			addlen += (size_t)snprintf(added + addlen, sizeof added - addlen, "From: %s <%s>\r\n", dn, sender);
+		}
 		else
 			addlen += (size_t)snprintf(added + addlen, sizeof added - addlen, "From: <%s>\r\n", *sender ? sender : "MAILER-DAEMON");
 	}
@@ -466,7 +526,14 @@ main(int argc, char **argv)
 	if (addlen >= sizeof added)
 		die(EX_DATAERR, "generated headers too long (check -F and the host name)");
 
+	/* The size the daemon will count: every line ending as CRLF. */
 	unsigned long long size = m.len + addlen;
+	for (k = 0; k < m.len; k++)
+		if ((m.data[k] == '\n' && (k == 0 || m.data[k - 1] != '\r')) ||
+		    (m.data[k] == '\r' && (k + 1 == m.len || m.data[k + 1] != '\n')))
+			size++;
+	if (m.len > 0 && m.data[m.len - 1] != '\n' && m.data[m.len - 1] != '\r')
+		size += 2;	/* the last line gets its CRLF */
 	if (conf->max_message_size > 0 && size > conf->max_message_size)
 		die(EX_CANTCREAT, "message of %llu bytes is larger than the limit of %llu bytes (max_message_size); not sent",
 		    size, conf->max_message_size);

@@ -82,6 +82,7 @@ struct dsession {
 	/* copied from the smarthost config: a reload must not pull it away */
 	char *name, *host, *helo;
 	unsigned port, timeout, connect_timeout;
+	enum tls_mode tls;
 	char relay[320];                /* "host[addr]:port" once connected */
 
 	struct smtp_caps caps;
@@ -274,6 +275,27 @@ session_quit(struct dsession *s)
 	session_enter(s, DS_QUIT);
 }
 
+/*
+ * The TLS policy, enforced before anything but EHLO is sent: with
+ * tls = required or implicit nothing may go out in plaintext.  This
+ * release speaks plaintext SMTP only (TLS comes with bufferevent_openssl
+ * in the next milestone), so such a smarthost is a temporary failure and
+ * the mail stays queued.
+ */
+static int
+tls_policy_allows_plaintext(struct dsession *s)
+{
+	char why[600];
+
+	if (s->tls == TLS_DISABLED || s->tls == TLS_OPPORTUNISTIC)
+		return 1;
+	snprintf(why, sizeof why, "smarthost %s has tls = %s, and this version of mailrelayd "
+	    "cannot encrypt yet; mail stays queued (set tls = disabled to relay in plaintext)",
+	    s->name, conf_tls_mode_name(s->tls));
+	session_fail(s, why, "4.7.5");
+	return 0;
+}
+
 /* ------------------------------------------------------------------ */
 
 static void
@@ -286,6 +308,7 @@ start_session(void)
 	s->host = xstrdup(sh->host);
 	s->helo = xstrdup(sh->helo_name ? sh->helo_name : D->conf->hostname);
 	s->port = sh->port;
+	s->tls = sh->tls;
 	s->timeout = sh->timeout ? sh->timeout : 60;
 	s->connect_timeout = sh->connect_timeout ? sh->connect_timeout : 30;
 	s->body_fd = -1;
@@ -294,6 +317,12 @@ start_session(void)
 	nsessions++;
 
 	s->msg = queue_take_ready();
+	if (s->tls == TLS_IMPLICIT) {
+		/* Checked before connecting: an SMTPS server would wait for a TLS hello forever. */
+		tls_policy_allows_plaintext(s);
+		session_free(s);
+		return;
+	}
 	/* The TLS seam: an implicit-TLS smarthost gets a bufferevent_openssl here. */
 	s->bev = bufferevent_socket_new(D->base, -1, BEV_OPT_CLOSE_ON_FREE);
 	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
@@ -570,6 +599,8 @@ on_reply(struct dsession *s)
 	case DS_EHLO:
 		if (cls == 2) {
 			smtp_caps_parse(&s->reply, &s->caps);
+			if (!tls_policy_allows_plaintext(s))
+				return;
 			session_next_message_or_current(s);
 		} else if (cls == 5) {
 			/* RFC 5321 4.1.4: fall back to HELO when EHLO is not understood. */
@@ -580,6 +611,8 @@ on_reply(struct dsession *s)
 	case DS_HELO:
 		if (cls == 2) {
 			memset(&s->caps, 0, sizeof s->caps);
+			if (!tls_policy_allows_plaintext(s))
+				return;
 			session_next_message_or_current(s);
 		} else
 			session_fail(s, text, NULL);

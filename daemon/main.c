@@ -46,10 +46,11 @@ static struct event *ev_term, *ev_int, *ev_hup, *ev_usr1, *ev_shutdown_tick;
 static int shutdown_ticks;
 
 static void
-usage(void)
+usage(int code)
 {
-	fprintf(stderr, "usage: mailrelayd [-c FILE] [-f|--foreground] [-d|--debug] [--version]\n");
-	exit(EX_USAGE);
+	fprintf(code ? stderr : stdout,
+	    "usage: mailrelayd [-c FILE] [-f|--foreground] [-d|--debug] [--version]\n");
+	exit(code);
 }
 
 static int
@@ -109,7 +110,7 @@ on_term(evutil_socket_t sig, short what, void *arg)
 	sysd_stopping();
 	listeners_close();
 	delivery_shutdown();
-	smtpd_shutdown();
+	smtpd_shutdown(0);
 	struct timeval tv = { .tv_sec = 0, .tv_usec = 100000 };
 	ev_shutdown_tick = event_new(D->base, -1, EV_PERSIST, on_shutdown_tick, NULL);
 	event_add(ev_shutdown_tick, &tv);
@@ -189,7 +190,8 @@ drop_privileges(void)
 		return;
 	if (fchown(D->spool.dirfd, pw->pw_uid, pw->pw_gid) == -1 ||
 	    fchown(D->spool.queuefd, pw->pw_uid, pw->pw_gid) == -1 ||
-	    fchown(D->spool.tmpfd, pw->pw_uid, pw->pw_gid) == -1)
+	    fchown(D->spool.tmpfd, pw->pw_uid, pw->pw_gid) == -1 ||
+	    fchownat(D->spool.dirfd, "maildrop", pw->pw_uid, pw->pw_gid, AT_SYMLINK_NOFOLLOW) == -1)
 		log_fatalx_code(EX_OSERR, "%s: cannot give the spool to %s: %s", D->spool.dir,
 		    D->conf->user, strerror(errno));
 	if (setgroups(0, NULL) == -1 || setgid(pw->pw_gid) == -1 ||
@@ -248,12 +250,15 @@ main(int argc, char **argv)
 		case 'V':
 			printf("mailrelayd %s\n", PACKAGE_VERSION);
 			return 0;
+		case 'h':
+			usage(0);
+			break;
 		default:
-			usage();
+			usage(EX_USAGE);
 		}
 	}
 	if (optind != argc)
-		usage();
+		usage(EX_USAGE);
 
 	log_init("mailrelayd", LOG_TO_STDERR, LOG_INFO);
 	D->conf = conf_load(D->conf_path, err, sizeof err);
@@ -261,10 +266,15 @@ main(int argc, char **argv)
 		fprintf(stderr, "mailrelayd: %s\n", err);
 		return EX_CONFIG;
 	}
+	/*
+	 * Until the daemon has detached, errors go to stderr too, so that a
+	 * failed start is never silent.  Under systemd (JOURNAL_STREAM set)
+	 * the journal gets structured fields through the native protocol.
+	 */
 	int level = D->debug ? LOG_DEBUG : syslog_level(D->conf->log_level);
-	if (D->foreground && getenv("JOURNAL_STREAM") == NULL)
-		log_init("mailrelayd", LOG_TO_STDERR, level);
-	else {
+	int to_journal = getenv("JOURNAL_STREAM") != NULL;
+	log_init("mailrelayd", LOG_TO_STDERR, level);
+	if (to_journal) {
 		log_init("mailrelayd", LOG_TO_SYSLOG, level);
 		sysd_log_init();
 	}
@@ -286,8 +296,11 @@ main(int argc, char **argv)
 		evdns_base_load_hosts(D->dns, NULL);
 	}
 	drop_privileges();
-	if (!D->foreground)
+	if (!D->foreground) {
 		daemonize();
+		if (!to_journal)
+			log_init("mailrelayd", LOG_TO_SYSLOG, level);
+	}
 	if (event_reinit(D->base) == -1)
 		log_fatalx_code(EX_OSERR, "event_reinit failed");
 
@@ -316,7 +329,7 @@ main(int argc, char **argv)
 
 	/* Shutdown: every commit finishes (and answers) before we go. */
 	commit_stop();
-	smtpd_shutdown();
+	smtpd_shutdown(1);
 	delivery_shutdown();
 	queue_free_all();
 	sysd_watchdog_stop();

@@ -576,14 +576,24 @@ on_event(struct bufferevent *bev, short what, void *arg)
 }
 
 void
-smtpd_shutdown(void)
+smtpd_shutdown(int force)
 {
 	struct ssession *s, *next;
 
 	for (s = TAILQ_FIRST(&ssessions); s != NULL; s = next) {
 		next = TAILQ_NEXT(s, entry);
+		if (force) {
+			session_free(s);
+			continue;
+		}
 		if (s->state == SS_COMMIT)
 			continue;	/* replies and closes from on_committed() */
-		session_free(s);
+		if (s->state == SS_CLOSING)
+			continue;
+		/* A message in DATA was never acknowledged: the client keeps it and retries. */
+		reply(s, "421 4.3.2 %s shutting down", D->conf->hostname);
+		session_close_after_flush(s);
+		if (s->dead)
+			session_free(s);
 	}
 }

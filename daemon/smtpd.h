@@ -14,8 +14,11 @@
 /* A new connection; allowed is 0 for a TCP peer outside `allow`. */
 void smtpd_accept(evutil_socket_t fd, const struct sockaddr *sa, socklen_t salen,
     int is_unix, int allowed);
-/* Close idle sessions now; sessions waiting for a commit close after their reply. */
-void smtpd_shutdown(void);
+/*
+ * Answer 421 and close every session; sessions waiting for a commit close
+ * after their reply.  With force, free everything now (after the loop ended).
+ */
+void smtpd_shutdown(int force);
 /* Sessions still open. */
 unsigned smtpd_sessions(void);
 

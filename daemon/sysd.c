@@ -6,6 +6,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "log.h"
 #include "sysd.h"
@@ -17,7 +18,16 @@
 static struct event *watchdog_ev;
 
 void sysd_ready(void) { sd_notify(0, "READY=1"); }
-void sysd_reloading(void) { sd_notify(0, "RELOADING=1"); }
+void
+sysd_reloading(void)
+{
+	struct timespec ts;
+
+	/* systemd 253+ wants the reload time with RELOADING=1 (Type=notify-reload). */
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
+	    (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000);
+}
 void sysd_stopping(void) { sd_notify(0, "STOPPING=1"); }
 
 void

@@ -52,6 +52,9 @@ log_emit(int prio, const char *qid, const char *status, const char *msg)
 	fflush(stderr);
 }
 
+static void log_vemit(int prio, const char *qid, const char *status, int with_errno,
+    const char *fmt, va_list ap) __attribute__((format(printf, 5, 0)));
+
 static void
 log_vemit(int prio, const char *qid, const char *status, int with_errno,
     const char *fmt, va_list ap)

@@ -102,7 +102,8 @@ spool_open(struct spool *sp, const char *dir, int create, char *errbuf, size_t e
 			goto fail;
 		}
 		/* maildrop is written by the setgid sendmail client: group-writable, sticky. */
-		if (mkdirat(sp->dirfd, "maildrop", 01730) == -1 && errno != EEXIST) {
+		if ((mkdirat(sp->dirfd, "maildrop", 01730) == -1 && errno != EEXIST) ||
+		    fchmodat(sp->dirfd, "maildrop", 01730, 0) == -1) {	/* umask would have cut the mode */
 			snprintf(errbuf, errlen, "%s/maildrop: %s", dir, strerror(errno));
 			goto fail;
 		}
