@@ -82,8 +82,9 @@ dot_encode_finish(struct dot_encoder *e, char *out)
 		out[o++] = '\r';
 		out[o++] = '\n';
 	}
-	memcpy(out + o, ".\r\n", 3);
-	o += 3;
+	out[o++] = '.';
+	out[o++] = '\r';
+	out[o++] = '\n';
 	dot_encoder_init(e);
 	return o;
 }

@@ -218,8 +218,6 @@ valid_mailbox(const char *s, size_t n)
 			c = (unsigned char)s[i];
 			if (c == '"')
 				break;
-			if (c == '<' || c == '>')
-				return 0;
 			if (c == '\\') {
 				/* quoted-pair: backslash and one printable */
 				if (++i >= n)
@@ -227,8 +225,12 @@ valid_mailbox(const char *s, size_t n)
 				c = (unsigned char)s[i];
 				if (c < 32 || c > 126)
 					return 0;
-				continue;
 			}
+			/* escaped or not, see the top of the file */
+			if (c == '<' || c == '>')
+				return 0;
+			if (c == '\\' || c == '"')
+				continue;	/* the escaped character */
 			if ((c < 32 || c > 126) && c < 0x80)
 				return 0;
 		}
@@ -336,7 +338,7 @@ parse_path(const char *s, size_t n, char *out, size_t outsz, size_t *used)
 static int
 valid_xtext(const char *s, size_t n, int allow8bit)
 {
-	size_t i;
+	size_t i, k;
 	unsigned char c;
 
 	if (n == 0)
@@ -346,7 +348,7 @@ valid_xtext(const char *s, size_t n, int allow8bit)
 		if (c == '+') {
 			if (n - i < 3)
 				return 0;
-			for (int k = 1; k <= 2; k++) {
+			for (k = 1; k <= 2; k++) {
 				c = (unsigned char)s[i + k];
 				if (!((c >= '0' && c <= '9') ||
 				    (c >= 'A' && c <= 'F')))

@@ -181,22 +181,19 @@ smtp_reply_summary(const struct smtp_reply *r, char *out, size_t outlen)
 	size_t o = 0, i;
 	int need_space;
 	unsigned char c;
+	char digits[3];
 
 	if (out == NULL || outlen == 0)
 		return;
 	out[0] = '\0';
 	if (r->code < 100 || r->code > 999)
 		return;
-	/* Room is checked byte by byte below: outlen may be tiny. */
-	{
-		char digits[3];
-
-		digits[0] = (char)('0' + r->code / 100);
-		digits[1] = (char)('0' + r->code / 10 % 10);
-		digits[2] = (char)('0' + r->code % 10);
-		for (i = 0; i < 3 && o + 1 < outlen; i++)
-			out[o++] = digits[i];
-	}
+	/* Room is checked byte by byte: outlen may be tiny. */
+	digits[0] = (char)('0' + r->code / 100);
+	digits[1] = (char)('0' + r->code / 10 % 10);
+	digits[2] = (char)('0' + r->code % 10);
+	for (i = 0; i < 3 && o + 1 < outlen; i++)
+		out[o++] = digits[i];
 	/*
 	 * Lines are joined by one space; an empty line adds nothing, so that
 	 * "250-\r\n250 OK" reads "250 OK" and a final bare "250" leaves no
