@@ -75,16 +75,26 @@ addr_list_parse(const char *val, size_t len, addr_fn fn, void *arg)
 	for (i = 0; i < len; i++) {
 		char c = val[i];
 
+		/* NUL and controls other than folding white space never belong in a header */
+		if ((unsigned char)c < 0x20 && c != '\t' && c != '\r' && c != '\n')
+			return -1;
+		if (c == 0x7f)
+			return -1;
+
 		if (quoted) {
 			char *buf = in_angle ? m.angle : m.bare;
 			size_t *n = in_angle ? &m.nangle : &m.nbare;
 			if (c == '\\' && i + 1 < len) {
 				put(buf, n, &m.overflow, c);
 				c = val[++i];
+				if ((unsigned char)c < 0x20 || c == 0x7f)
+					return -1;	/* quoted-pair is VCHAR or WSP; we take VCHAR only */
 			} else if (c == '"')
 				quoted = 0;
 			if (c == '\r' || c == '\n')
-				continue;
+				continue;	/* folding */
+			if (c == '\t')
+				c = ' ';	/* white space in a quoted string; SMTP allows only SP */
 			put(buf, n, &m.overflow, c);
 			continue;
 		}

@@ -16,8 +16,10 @@ typedef void (*addr_fn)(const char *addr, void *arg);
 /*
  * Call fn for every address in an address-list header value (folding
  * CRLFs allowed).  Returns the number of addresses found, or -1 when the
- * value is malformed (unbalanced quotes, comments or brackets, or an
- * address longer than ADDR_MAX); addresses before the error were reported.
+ * value is malformed (unbalanced quotes, comments or brackets, a NUL or
+ * control character, or an address longer than ADDR_MAX); addresses
+ * before the error were reported.  Reported addresses contain no control
+ * characters; a quoted local part keeps its quotes.
  */
 int addr_list_parse(const char *val, size_t len, addr_fn fn, void *arg);
 
