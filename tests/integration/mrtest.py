@@ -1,0 +1,878 @@
+"""
+Helpers for the mailrelay integration tests: a scriptable recording
+smarthost (aiosmtpd), a handle on a running mailrelayd, log-line parsing,
+message builders and a small raw SMTP client.
+
+The fixtures in conftest.py hand these objects to the tests; tests import
+the plain helpers (make_message, to_crlf, wait_until, ...) from here.
+"""
+
+import asyncio
+import itertools
+import json
+import os
+import pwd
+import re
+import signal
+import socket
+import subprocess
+import threading
+import time
+import uuid
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
+
+SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
+QID_RE = r"[0-9A-F]{16}"
+FIXED_DATE = "Mon, 02 Jan 2023 03:04:05 +0000"
+
+
+class TimeLimitExceeded(Exception):
+    """Raised in the main thread when a test runs past its time limit."""
+
+
+# ---------------------------------------------------------------------------
+# small utilities
+
+def wait_until(predicate, timeout=10.0, interval=0.02, what=None, alive=None):
+    """Poll predicate() until it returns a true value; return that value.
+
+    alive, when given, is called on every round and may raise to stop
+    waiting early (the daemon died, ...).  On timeout an AssertionError
+    names what was awaited.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if alive is not None:
+            alive()
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out after %.1fs waiting for %s"
+                                 % (timeout, what or getattr(predicate, "__name__", "condition")))
+        time.sleep(interval)
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def current_user():
+    return pwd.getpwuid(os.getuid()).pw_name
+
+
+def to_crlf(data):
+    """Normalise line endings to CRLF, as the relay must deliver them."""
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def assert_no_sanitizer_report(text, who):
+    for marker in SANITIZER_MARKERS:
+        assert marker not in text, "%s reported %r:\n%s" % (who, marker, text[-6000:])
+
+
+def quote(s):
+    """A libconfuse quoted string."""
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def line_of(text, needle):
+    """1-based number of the first line of text containing needle."""
+    for n, line in enumerate(text.splitlines(), 1):
+        if needle in line:
+            return n
+    raise AssertionError("%r not in config text" % needle)
+
+
+def new_msgid():
+    return "<%s@test.example.org>" % uuid.uuid4().hex
+
+
+def make_message(subject="test message", sender="sender@example.org",
+                 to=("rcpt@example.net",), cc=(), bcc=(), body="Hello.\n",
+                 msgid=None, extra_headers=(), utf8=False):
+    """A complete RFC 5322 message with LF line endings, as bytes.
+
+    It always carries From:, Date: and Message-ID: so that the relay has no
+    reason to add any header and the delivered bytes can be compared exactly.
+    """
+    lines = ["From: Test Sender <%s>" % sender]
+    if to:
+        lines.append("To: " + ", ".join(to))
+    if cc:
+        lines.append("Cc: " + ", ".join(cc))
+    if bcc:
+        lines.append("Bcc: " + ", ".join(bcc))
+    lines.append("Subject: " + subject)
+    lines.append("Date: " + FIXED_DATE)
+    lines.append("Message-ID: " + (msgid or new_msgid()))
+    if utf8:
+        lines += ["MIME-Version: 1.0",
+                  "Content-Type: text/plain; charset=utf-8",
+                  "Content-Transfer-Encoding: 8bit"]
+    lines += list(extra_headers)
+    head = "\n".join(lines) + "\n\n"
+    return (head + body).encode("utf-8")
+
+
+def header_block(content):
+    """The top-level header section of a message (up to the first empty line)."""
+    m = re.search(rb"\r?\n\r?\n", content)
+    return content[:m.start() + 1] if m else content
+
+
+def message_id_of(content):
+    """Message-ID of the message itself (not of one quoted in a bounce)."""
+    m = re.search(rb"(?im)^Message-ID:[ \t]*(<[^>\r\n]*>)", header_block(content))
+    return m.group(1).decode() if m else None
+
+
+# ---------------------------------------------------------------------------
+# log lines
+
+LOG_PREFIX = "mailrelayd: "
+_LINE_RE = re.compile(r"^(%s): (.*)$" % QID_RE)
+_STATUS_RE = re.compile(r"^status=([A-Za-z_-]+)(?: \((.*)\))?$")
+
+
+def parse_log_line(line):
+    """Parse a queue-id key=value log line into a dict, or return None.
+
+      "mailrelayd: ID: to=<a@b>, relay=..., dsn=2.0.0, status=sent (250 ok)"
+    -> {"id": ID, "to": "<a@b>", "relay": ..., "dsn": "2.0.0",
+        "status": "sent", "text": "250 ok", "line": <the whole line>}
+
+    The part before the trailing "status=X (...)" is split on ", " into
+    key=value pairs; a line with a part that is not key=value is not a
+    record (e.g. a free-text debug line that happens to name a queue id).
+    """
+    line = line.rstrip("\n")
+    rest = line[len(LOG_PREFIX):] if line.startswith(LOG_PREFIX) else line
+    m = _LINE_RE.match(rest)
+    if not m:
+        return None
+    rec = {"id": m.group(1), "line": line}
+    body = m.group(2)
+    if body.startswith("status="):
+        head, tail = "", body
+    else:
+        i = body.find(", status=")
+        if i >= 0:
+            head, tail = body[:i], body[i + 2:]
+        else:
+            head, tail = body, None
+    if head:
+        for part in head.split(", "):
+            key, eq, value = part.partition("=")
+            if not eq or not key or " " in key:
+                return None
+            rec[key] = value
+    if tail is not None:
+        sm = _STATUS_RE.match(tail)
+        if not sm:
+            return None
+        rec["status"] = sm.group(1)
+        rec["text"] = sm.group(2) if sm.group(2) is not None else ""
+    return rec
+
+
+def strip_angle(addr):
+    return addr[1:-1] if addr.startswith("<") and addr.endswith(">") else addr
+
+
+# ---------------------------------------------------------------------------
+# the recording smarthost
+
+class Transaction:
+    """One DATA transaction seen by the smarthost."""
+
+    def __init__(self, seq, session, mail_from, mail_options, rcpt_tos, content):
+        self.seq = seq
+        self.session = session          # SessionInfo
+        self.mail_from = mail_from      # "" for the null sender
+        self.mail_options = mail_options
+        self.rcpt_tos = rcpt_tos
+        self.content = content          # bytes, unstuffed, ends with CRLF
+        self.time = time.monotonic()
+        self.reply = None               # what the smarthost answered
+        self.accepted = False           # 2xx sent to a client still connected
+        self.client_gone = False        # the client left before the reply
+
+    @property
+    def message_id(self):
+        return message_id_of(self.content)
+
+    def __repr__(self):
+        return ("<Transaction #%d session=%d from=%r to=%r %d bytes reply=%r%s>"
+                % (self.seq, self.session.sid, self.mail_from, self.rcpt_tos,
+                   len(self.content), self.reply, " client-gone" if self.client_gone else ""))
+
+
+class SessionInfo:
+    def __init__(self, sid, peer):
+        self.sid = sid
+        self.peer = peer
+        self.opened = time.monotonic()
+        self.closed = None
+        self.greeted = False            # sent EHLO or HELO
+        self.helo = None
+        self.transactions = 0
+
+
+class _RecordingSMTP(SMTP):
+    """aiosmtpd's server with connection bookkeeping for the recorder."""
+
+    def __init__(self, handler, recorder, **kw):
+        super().__init__(handler, **kw)
+        self._recorder = recorder
+        self.test_session = None
+
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        self.test_session = self._recorder._session_opened(self.session.peer)
+        self.session.test_session = self.test_session
+
+    def connection_lost(self, error):
+        if self.test_session is not None:
+            self._recorder._session_closed(self.test_session)
+        super().connection_lost(error)
+
+    async def smtp_EHLO(self, hostname):
+        if hostname and self.test_session is not None:
+            self._recorder._session_greeted(self.test_session, hostname)
+        await super().smtp_EHLO(hostname)
+
+    async def smtp_HELO(self, hostname):
+        if hostname and self.test_session is not None:
+            self._recorder._session_greeted(self.test_session, hostname)
+        await super().smtp_HELO(hostname)
+
+
+class _Controller(Controller):
+    def __init__(self, handler, recorder, **kw):
+        self._recorder = recorder
+        super().__init__(handler, **kw)
+
+    def factory(self):
+        return _RecordingSMTP(self.handler, self._recorder, **self.SMTP_kwargs)
+
+
+class Smarthost:
+    """A recording, scriptable SMTP server on 127.0.0.1.
+
+    Script it by setting attributes (safe at any time, also while running):
+      rcpt_replies  {address: reply}  a string is answered to every RCPT TO
+                    that address; a list is used in turn and, once used up,
+                    the address is accepted
+      data_replies  [reply, ...]      answers to the final dot, used in turn;
+                    once used up, messages are accepted
+      data_delay    seconds to wait before answering the final dot
+      hold()/release()  keep every final-dot answer waiting until released
+    Stop it and start it again on the same port with stop()/start().
+    """
+
+    def __init__(self, port=None, name="smarthost"):
+        self.port = port or free_port()
+        self.name = name
+        self.rcpt_replies = {}
+        self.data_replies = []
+        self.data_delay = 0.0
+        self._gate = threading.Event()
+        self._gate.set()
+        self._lock = threading.Condition()
+        self._seq = itertools.count(1)
+        self._sid = itertools.count(1)
+        self.transactions = []
+        self.sessions = []
+        self.open_greeted = 0
+        self.max_open_greeted = 0
+        self.in_data = 0
+        self.max_in_data = 0
+        self.controller = None
+
+    # -- control
+    @property
+    def running(self):
+        return self.controller is not None
+
+    def _controller(self):
+        return _Controller(_Handler(self), self, hostname="127.0.0.1", port=self.port,
+                           server_hostname="%s.test" % self.name, decode_data=False,
+                           enable_SMTPUTF8=True, ready_timeout=10, timeout=60)
+
+    def start(self):
+        assert self.controller is None, "%s already running" % self.name
+        deadline = time.monotonic() + 10
+        while True:
+            c = self._controller()
+            try:
+                c.start()
+                break
+            except OSError:
+                # the port may linger briefly after a stop
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        self.controller = c
+        return self
+
+    def stop(self):
+        if self.controller is not None:
+            self.release()
+            c, self.controller = self.controller, None
+            c.stop()
+
+    def hold(self):
+        self._gate.clear()
+
+    def release(self):
+        self._gate.set()
+
+    # -- results
+    def delivered(self):
+        """Accepted transactions, in order."""
+        with self._lock:
+            return [t for t in self.transactions if t.accepted]
+
+    def all_transactions(self):
+        with self._lock:
+            return list(self.transactions)
+
+    def greeted_sessions(self):
+        with self._lock:
+            return [s for s in self.sessions if s.greeted]
+
+    def wait_for(self, count, timeout=15.0, alive=None):
+        """Wait until at least count transactions were accepted; return them all."""
+        wait_until(lambda: len(self.delivered()) >= count, timeout,
+                   what="%d message(s) at %s (have %d)" % (count, self.name, len(self.delivered())),
+                   alive=alive)
+        return self.delivered()
+
+    def find(self, msgid):
+        """Accepted transactions carrying the given Message-ID."""
+        return [t for t in self.delivered() if t.message_id == msgid]
+
+    def summary(self):
+        with self._lock:
+            out = ["%s on 127.0.0.1:%d: %d session(s), %d transaction(s)"
+                   % (self.name, self.port, len([s for s in self.sessions if s.greeted]),
+                      len(self.transactions))]
+            out += ["  %r" % t for t in self.transactions[-50:]]
+            return "\n".join(out)
+
+    # -- called from the server thread
+    def _session_opened(self, peer):
+        with self._lock:
+            s = SessionInfo(next(self._sid), peer)
+            self.sessions.append(s)
+            return s
+
+    def _session_greeted(self, s, hostname):
+        with self._lock:
+            s.helo = hostname
+            if not s.greeted:
+                s.greeted = True
+                self.open_greeted += 1
+                self.max_open_greeted = max(self.max_open_greeted, self.open_greeted)
+
+    def _session_closed(self, s):
+        with self._lock:
+            if s.closed is None:
+                s.closed = time.monotonic()
+                if s.greeted:
+                    self.open_greeted -= 1
+
+    def _rcpt_reply(self, address):
+        with self._lock:
+            script = self.rcpt_replies.get(address.lower(), self.rcpt_replies.get(address))
+            if script is None:
+                return None
+            if isinstance(script, str):
+                return script
+            if script:
+                return script.pop(0)
+            return None
+
+    def _next_data_reply(self, seq):
+        with self._lock:
+            if self.data_replies:
+                return self.data_replies.pop(0)
+        return "250 2.0.0 Ok: queued as T%d" % seq
+
+
+class _Handler:
+    def __init__(self, sh):
+        self.sh = sh
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        reply = self.sh._rcpt_reply(address)
+        if reply is not None and not reply.startswith("2"):
+            return reply
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        return reply or "250 2.1.5 Ok"
+
+    async def handle_DATA(self, server, session, envelope):
+        sh = self.sh
+        info = getattr(session, "test_session", None) or SessionInfo(0, session.peer)
+        content = envelope.original_content
+        if isinstance(content, str):          # decode_data=False: never, but be exact
+            content = content.encode("utf-8", "surrogateescape")
+        with sh._lock:
+            sender = envelope.mail_from or ""
+            if sender == "<>":
+                sender = ""
+            t = Transaction(next(sh._seq), info, sender,
+                            list(envelope.mail_options), list(envelope.rcpt_tos), bytes(content))
+            sh.transactions.append(t)
+            info.transactions += 1
+            sh.in_data += 1
+            sh.max_in_data = max(sh.max_in_data, sh.in_data)
+            sh._lock.notify_all()
+        try:
+            if sh.data_delay:
+                await asyncio.sleep(sh.data_delay)
+            while not sh._gate.is_set():
+                await asyncio.sleep(0.01)
+            reply = sh._next_data_reply(t.seq)
+            with sh._lock:
+                t.reply = reply
+                gone = server.transport is None or server.transport.is_closing()
+                t.client_gone = gone
+                t.accepted = reply.startswith("2") and not gone
+                sh._lock.notify_all()
+            return reply
+        except asyncio.CancelledError:
+            with sh._lock:
+                t.client_gone = True
+            raise
+        finally:
+            with sh._lock:
+                sh.in_data -= 1
+
+
+# ---------------------------------------------------------------------------
+# running the programs
+
+class Result:
+    def __init__(self, argv, rc, out, err):
+        self.argv = argv
+        self.rc = rc
+        self.out = out
+        self.err = err
+
+    @property
+    def err_text(self):
+        return self.err.decode("utf-8", "replace")
+
+    @property
+    def out_text(self):
+        return self.out.decode("utf-8", "replace")
+
+    def __iter__(self):
+        return iter((self.rc, self.out, self.err))
+
+    def __repr__(self):
+        return "<%s rc=%r stdout=%r stderr=%r>" % (" ".join(self.argv), self.rc,
+                                                   self.out[-2000:], self.err[-2000:])
+
+
+def client_env():
+    env = dict(os.environ)
+    env.pop("MAILRELAY_CONFIG", None)
+    env.setdefault("LC_ALL", "C.UTF-8")
+    return env
+
+
+def run(argv, data=b"", timeout=20.0):
+    """Run a client program to completion; stdin gets data."""
+    p = subprocess.run(argv, input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=timeout, env=client_env())
+    res = Result([str(a) for a in argv], p.returncode, p.stdout, p.stderr)
+    assert_no_sanitizer_report(res.err_text, " ".join(res.argv))
+    return res
+
+
+def one_line(text):
+    """The stderr text of a failing client: exactly one non-empty line."""
+    lines = [l for l in text.splitlines() if l.strip()]
+    assert len(lines) == 1, "expected one line on stderr, got %r" % text
+    return lines[0]
+
+
+# ---------------------------------------------------------------------------
+# configuration
+
+def render_value(v):
+    if isinstance(v, (list, tuple)):
+        return "{ " + ", ".join(render_value(x) for x in v) + " }"
+    return str(v)
+
+
+def render_config(top, smarthosts, extra=""):
+    """libconfuse text: top is an ordered dict of raw values (None: left out);
+    smarthosts a list of (name, {key: raw value})."""
+    out = []
+    for key, value in top.items():
+        if value is None:
+            continue
+        out.append("%s = %s" % (key, render_value(value)))
+    for name, opts in smarthosts:
+        out.append("smarthost %s {" % name)
+        for key, value in opts.items():
+            if value is None:
+                continue
+            out.append("    %s = %s" % (key, render_value(value)))
+        out.append("}")
+    if extra:
+        out.append(extra)
+    return "\n".join(out) + "\n"
+
+
+def base_config(workdir, tcp_port):
+    """The top-level keys every test daemon starts from (raw values)."""
+    return {
+        "hostname": quote("relay.test"),
+        "spool_dir": quote(os.path.join(workdir, "spool")),
+        "user": quote(current_user()),
+        "listen": [quote("unix:" + os.path.join(workdir, "submit.sock")),
+                   quote("127.0.0.1:%d" % tcp_port)],
+        "control_socket": quote(os.path.join(workdir, "control.sock")),
+        "max_message_size": "35M",
+        "retry_schedule": ["1s"],
+        "max_queue_time": "1h",
+        "concurrency": "4",
+        "log_level": "debug",
+    }
+
+
+def smarthost_opts(port, **over):
+    opts = {"host": quote("127.0.0.1"), "port": str(port), "tls": "disabled",
+            "timeout": "10s", "connect_timeout": "5s"}
+    opts.update(over)
+    return opts
+
+
+# ---------------------------------------------------------------------------
+# the daemon
+
+class Daemon:
+    """One mailrelayd in its own directory, with its config, spool and sockets.
+
+    smarthosts: a list of Smarthost objects, ports or (name, opts) pairs
+    overrides:  top-level keys to replace or add (raw libconfuse values;
+                None removes a key)
+    """
+
+    def __init__(self, build, workdir, smarthosts=(), overrides=None, extra=""):
+        self.build = build
+        self.dir = workdir
+        self.conf = os.path.join(workdir, "mailrelay.conf")
+        self.spool = os.path.join(workdir, "spool")
+        self.submit_sock = os.path.join(workdir, "submit.sock")
+        self.control_sock = os.path.join(workdir, "control.sock")
+        self.tcp_port = free_port()
+        self.client_conf = None         # config file the clients read, when not self.conf
+        self.proc = None
+        self.starts = 0
+        self.logs = []
+        self._logfile = None
+        os.makedirs(self.spool, mode=0o700, exist_ok=True)
+        self.write_config(smarthosts, overrides, extra)
+
+    # -- configuration
+    def write_config(self, smarthosts=(), overrides=None, extra=""):
+        top = base_config(self.dir, self.tcp_port)
+        top.update(overrides or {})
+        hosts = []
+        for i, sh in enumerate(smarthosts):
+            name = "main" if i == 0 else "backup%d" % i
+            if isinstance(sh, Smarthost):
+                hosts.append((name, smarthost_opts(sh.port)))
+            elif isinstance(sh, int):
+                hosts.append((name, smarthost_opts(sh)))
+            else:
+                hosts.append(sh)
+        self.config_text = render_config(top, hosts, extra)
+        tmp = self.conf + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(self.config_text)
+        os.rename(tmp, self.conf)
+        return self.config_text
+
+    # -- process control
+    @property
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def check_alive(self):
+        if self.proc is not None and self.proc.poll() is not None:
+            raise AssertionError("mailrelayd exited with status %r; stderr:\n%s"
+                                 % (self.proc.returncode, self.log_text()[-6000:]))
+
+    def start(self, timeout=10.0):
+        assert not self.alive, "mailrelayd already running"
+        path = os.path.join(self.dir, "mailrelayd.%d.log" % self.starts)
+        self.starts += 1
+        self.logs.append(path)
+        self._logfile = open(path, "wb")
+        self.proc = subprocess.Popen([self.build.mailrelayd, "-c", self.conf, "-f"],
+                                     stdin=subprocess.DEVNULL, stdout=self._logfile,
+                                     stderr=self._logfile, env=client_env())
+        self.wait_ready(timeout)
+        return self
+
+    def _socket_greets(self, family, address):
+        s = socket.socket(family, socket.SOCK_STREAM)
+        s.settimeout(2.0)
+        try:
+            s.connect(address)
+        except OSError:
+            s.close()
+            return False
+        try:
+            banner = s.recv(512)
+            assert banner.startswith(b"220"), \
+                "listener %r greeted with %r instead of 220" % (address, banner)
+            s.sendall(b"QUIT\r\n")
+            try:
+                s.recv(512)
+            except OSError:
+                pass
+        finally:
+            s.close()
+        return True
+
+    def wait_ready(self, timeout=10.0):
+        wait_until(lambda: self._socket_greets(socket.AF_UNIX, self.submit_sock), timeout,
+                   interval=0.05, what="mailrelayd's submit socket %s" % self.submit_sock,
+                   alive=self.check_alive)
+        if ("127.0.0.1:%d" % self.tcp_port) in self.config_text:
+            wait_until(lambda: self._socket_greets(socket.AF_INET, ("127.0.0.1", self.tcp_port)),
+                       timeout, interval=0.05, what="mailrelayd's TCP listener",
+                       alive=self.check_alive)
+
+    def _reap(self, timeout):
+        try:
+            rc = self.proc.wait(timeout)
+        finally:
+            if self._logfile:
+                self._logfile.close()
+                self._logfile = None
+        return rc
+
+    def stop(self, timeout=10.0):
+        """SIGTERM; the daemon must exit 0 within timeout seconds."""
+        assert self.alive, "mailrelayd is not running (status %r)" % (
+            self.proc and self.proc.returncode)
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self._reap(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("mailrelayd did not exit within %.0fs of SIGTERM" % timeout)
+        assert rc == 0, "mailrelayd exited %r on SIGTERM; stderr:\n%s" % (rc, self.log_text()[-4000:])
+        return rc
+
+    def kill(self):
+        assert self.alive
+        self.proc.send_signal(signal.SIGKILL)
+        self._reap(10)
+
+    def restart(self, timeout=10.0):
+        if self.alive:
+            self.stop()
+        return self.start(timeout)
+
+    def hup(self):
+        assert self.alive
+        self.proc.send_signal(signal.SIGHUP)
+
+    def teardown(self):
+        """Stop if running (SIGTERM must give exit 0); return the problems found."""
+        problems = []
+        if self.alive:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                rc = self._reap(10)
+                if rc != 0:
+                    problems.append("mailrelayd exited %r on SIGTERM at teardown" % rc)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self._reap(10)
+                problems.append("mailrelayd ignored SIGTERM at teardown for 10s; killed")
+        elif self._logfile:
+            self._logfile.close()
+            self._logfile = None
+        text = self.log_text()
+        for marker in SANITIZER_MARKERS:
+            if marker in text:
+                problems.append("mailrelayd stderr contains %r" % marker)
+        return problems
+
+    # -- logs
+    def log_text(self):
+        parts = []
+        for path in self.logs:
+            try:
+                with open(path, "rb") as f:
+                    parts.append(f.read().decode("utf-8", "replace"))
+            except FileNotFoundError:
+                pass
+        return "".join(parts)
+
+    def log_lines(self):
+        """Complete lines written so far (a partial last line is left out)."""
+        text = self.log_text()
+        lines = text.split("\n")
+        return lines[:-1]
+
+    def records(self, qid=None):
+        recs = [r for r in map(parse_log_line, self.log_lines()) if r]
+        if qid is not None:
+            recs = [r for r in recs if r["id"] == qid]
+        return recs
+
+    def accepted(self, qid=None):
+        """The 'from=..., size=...' acceptance records."""
+        return [r for r in self.records(qid) if "from" in r and "to" not in r]
+
+    def outcomes(self, qid=None, status=None, to=None):
+        """The per-recipient 'to=..., status=...' records."""
+        recs = [r for r in self.records(qid) if "to" in r and "status" in r]
+        if status is not None:
+            recs = [r for r in recs if r["status"] == status]
+        if to is not None:
+            recs = [r for r in recs if strip_angle(r["to"]) == to]
+        return recs
+
+    def wait_for_log(self, regex, timeout=10.0, after=0):
+        """Wait for a log line (from line index `after` on) matching regex; return the match."""
+        rx = re.compile(regex)
+
+        def found():
+            for line in self.log_lines()[after:]:
+                m = rx.search(line)
+                if m:
+                    return m
+            return None
+        return wait_until(found, timeout, what="a mailrelayd log line matching %r" % regex,
+                          alive=self.check_alive)
+
+    def wait_for_record(self, timeout=10.0, **want):
+        """Wait for a parsed log record whose fields equal want (to= without <>); return it."""
+        def match(r):
+            for k, v in want.items():
+                have = r.get(k)
+                if k in ("to", "from") and have is not None:
+                    have = strip_angle(have)
+                if have != v:
+                    return False
+            return True
+
+        def found():
+            for r in self.records():
+                if match(r):
+                    return r
+            return None
+        return wait_until(found, timeout, what="a log record with %r" % (want,),
+                          alive=self.check_alive)
+
+    def accepted_id(self, sender=None, timeout=10.0):
+        """Queue id of the latest acceptance record (optionally for a sender)."""
+        def found():
+            recs = self.accepted()
+            if sender is not None:
+                recs = [r for r in recs if strip_angle(r.get("from", "")) == sender]
+            return recs[-1]["id"] if recs else None
+        return wait_until(found, timeout, what="an acceptance log line", alive=self.check_alive)
+
+    # -- clients
+    def sendmail(self, args, data, timeout=20.0):
+        return run([self.build.sendmail, "-C", self.client_conf or self.conf] + list(args),
+                   data, timeout)
+
+    def mailrelay(self, args, timeout=20.0):
+        return run([self.build.mailrelay, "-c", self.client_conf or self.conf] + list(args),
+                   b"", timeout)
+
+    def queue_json(self):
+        r = self.mailrelay(["queue", "--json"])
+        assert r.rc == 0, "mailrelay queue --json failed: %r" % r
+        try:
+            q = json.loads(r.out)
+        except ValueError as e:
+            raise AssertionError("mailrelay queue --json printed invalid JSON (%s): %r" % (e, r.out))
+        assert isinstance(q, list), "queue --json must print an array: %r" % q
+        return q
+
+    def wait_queue_empty(self, timeout=10.0):
+        return wait_until(lambda: self.queue_json() == [] and not self.queue_files(), timeout,
+                          what="an empty queue")
+
+    def spool_files(self, sub):
+        try:
+            return sorted(os.listdir(os.path.join(self.spool, sub)))
+        except FileNotFoundError:
+            return []
+
+    def queue_files(self):
+        return self.spool_files("queue")
+
+    def tmp_files(self):
+        return self.spool_files("tmp")
+
+
+# ---------------------------------------------------------------------------
+# a raw SMTP client (for pipelining and exact protocol checks)
+
+class RawSMTP:
+    def __init__(self, family, address, timeout=10.0):
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        self.sock.connect(address)
+        self.buf = b""
+
+    def send(self, data):
+        self.sock.sendall(data)
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("connection closed; partial %r" % self.buf)
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line.decode("utf-8", "replace")
+
+    def reply(self):
+        """(code, [text lines]) of one possibly multi-line reply."""
+        texts = []
+        while True:
+            line = self._line()
+            assert len(line) >= 3 and line[:3].isdigit(), "bad reply line %r" % line
+            texts.append(line[4:])
+            if len(line) == 3 or line[3] == " ":
+                return int(line[:3]), texts
+            assert line[3] == "-", "bad reply line %r" % line
+
+    def cmd(self, line):
+        self.send(line.encode() + b"\r\n")
+        return self.reply()
+
+    def close(self):
+        self.sock.close()
+
+
+def dot_stuff(content):
+    """SMTP transparency for CRLF content, with the terminating dot line."""
+    assert content.endswith(b"\r\n")
+    out = re.sub(rb"(?m)^\.", b"..", content)
+    return out + b".\r\n"
