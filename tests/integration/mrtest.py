@@ -579,6 +579,7 @@ class Daemon:
         self.control_sock = os.path.join(workdir, "control.sock")
         self.tcp_port = free_port()
         self.client_conf = None         # config file the clients read, when not self.conf
+        self.wrapper = []               # argv prefix, e.g. valgrind
         self.proc = None
         self.starts = 0
         self.logs = []
@@ -622,7 +623,7 @@ class Daemon:
         self.starts += 1
         self.logs.append(path)
         self._logfile = open(path, "wb")
-        self.proc = subprocess.Popen([self.build.mailrelayd, "-c", self.conf, "-f"],
+        self.proc = subprocess.Popen(self.wrapper + [self.build.mailrelayd, "-c", self.conf, "-f"],
                                      stdin=subprocess.DEVNULL, stdout=self._logfile,
                                      stderr=self._logfile, env=client_env())
         self.wait_ready(timeout)

@@ -1,0 +1,70 @@
+"""A full run of the daemon under valgrind: no invalid access, no leak.
+
+Covers start-up, submissions through the sendmail client and the TCP
+listener, a deferral and its retry, a permanent recipient failure, a
+reload, and a clean shutdown.  Run against the plain build only (valgrind
+and ASan do not mix): scripts/test-all deselects the `valgrind` marker for
+the sanitizer build.
+"""
+import os
+import re
+import smtplib
+import shutil
+
+import pytest
+
+from mrtest import make_message, to_crlf
+
+SENDER = "sender@example.org"
+
+pytestmark = pytest.mark.valgrind
+
+
+@pytest.mark.mailrelay_timeout(240)
+def test_full_daemon_run_is_clean_under_valgrind(daemon, smarthost):
+    assert shutil.which("valgrind"), "valgrind is required (scripts/deps.sh installs it)"
+    sh = smarthost()
+    sh.data_replies = ["451 4.3.0 try later"]
+    sh.rcpt_replies = {"nobody@example.net": "550 5.1.1 no such user"}
+    d = daemon(sh, start=False)
+    vlog = os.path.join(d.dir, "valgrind.log")
+    d.wrapper = ["valgrind", "--quiet", "--leak-check=full", "--show-leak-kinds=definite,indirect,possible",
+                 "--errors-for-leak-kinds=definite,indirect,possible", "--track-fds=no",
+                 "--log-file=" + vlog]
+    d.start(timeout=60)
+
+    msgs = []
+    for i in range(3):
+        m = make_message(subject="valgrind %d" % i, body="line\n.\n..dots\n")
+        r = d.sendmail(["-i", "-f", SENDER, "rcpt%d@example.net" % i], m, timeout=60)
+        assert r.rc == 0, r
+        msgs.append(to_crlf(m))
+    # a permanent failure for one of two recipients
+    m = make_message(subject="valgrind 550")
+    r = d.sendmail(["-i", "-f", SENDER, "ok@example.net", "nobody@example.net"], m, timeout=60)
+    assert r.rc == 0, r
+    msgs.append(to_crlf(m))
+    # the TCP listener
+    m = to_crlf(make_message(subject="valgrind smtp"))
+    with smtplib.SMTP("127.0.0.1", d.tcp_port, timeout=60) as s:
+        assert s.sendmail(SENDER, ["tcp@example.net"], m) == {}
+    msgs.append(m)
+
+    # every message arrives (one after a 451 and a retry)
+    sh.wait_for(5, timeout=90)
+    d.wait_queue_empty(timeout=60)
+    got = sorted(t.content for t in sh.delivered())
+    assert got == sorted(msgs)
+    assert d.wait_for_record(to="nobody@example.net", status="bounced", timeout=30)
+
+    d.hup()
+    d.wait_for_log(r"reloaded", timeout=30)
+    d.stop(timeout=60)
+
+    assert os.path.exists(vlog), "valgrind did not run"
+    report = open(vlog).read()
+    assert not re.search(r"Invalid (read|write|free)|uninitialised|Mismatched free", report), report
+    assert "definitely lost" not in report and "indirectly lost" not in report \
+        and "possibly lost" not in report, report
+    # --quiet prints nothing unless there is an error
+    assert report.strip() == "", report
