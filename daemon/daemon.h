@@ -14,7 +14,8 @@
 struct daemon {
 	struct event_base *base;
 	struct evdns_base *dns;
-	struct config *conf;        /* current config; replaced on SIGHUP */
+	struct runconf *rc;         /* current config and its TLS contexts; replaced on SIGHUP */
+	struct config *conf;        /* = rc->conf */
 	const char *conf_path;      /* as given with -c, or NULL */
 	struct spool spool;
 	int foreground;

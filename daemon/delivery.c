@@ -33,6 +33,7 @@
 
 #include "daemon.h"
 #include "delivery.h"
+#include "delivery_int.h"
 #include "dotstuff.h"
 #include "log.h"
 #include "queue.h"
@@ -40,31 +41,13 @@
 #include "util.h"
 #include "xmalloc.h"
 
-/* name, what we are waiting for (for error messages) */
-#define DELIVERY_STATES(X)					\
-	X(CONNECT,  "connecting")				\
-	X(GREETING, "waiting for the greeting")			\
-	X(EHLO,     "sending EHLO")				\
-	X(HELO,     "sending HELO")				\
-	X(ENVELOPE, "sending MAIL/RCPT/DATA")			\
-	X(BODY,     "sending the message body")			\
-	X(DOT,      "waiting for the reply to the end of data")	\
-	X(RSET,     "sending RSET")				\
-	X(QUIT,     "sending QUIT")
-
-enum dstate {
-#define X(name, what) DS_##name,
-	DELIVERY_STATES(X)
-#undef X
-};
-
-static const char *const dstate_what[] = {
+const char *const dstate_what[] = {
 #define X(name, what) [DS_##name] = what,
 	DELIVERY_STATES(X)
 #undef X
 };
 
-static const char *const dstate_name[] = {
+const char *const dstate_name[] = {
 #define X(name, what) [DS_##name] = #name,
 	DELIVERY_STATES(X)
 #undef X
@@ -73,46 +56,11 @@ static const char *const dstate_name[] = {
 #define BODY_CHUNK (64 * 1024)
 #define REPLY_LINE_LIMIT 2048
 
-struct dsession {
-	struct bufferevent *bev;
-	enum dstate state;
-	int dead;                       /* free at the end of the top-level callback */
-	int connected;
-
-	/* copied from the smarthost config: a reload must not pull it away */
-	char *name, *host, *helo;
-	unsigned port, timeout, connect_timeout;
-	enum tls_mode tls;
-	char relay[320];                /* "host[addr]:port" once connected */
-
-	struct smtp_caps caps;
-	struct smtp_reply reply;
-
-	/* the current transaction */
-	struct qmsg *msg;
-	size_t *rc;                     /* indexes of the recipients in this transaction */
-	size_t nrc;
-	int *rc_ok;                     /* RCPT accepted */
-	size_t naccepted;
-	size_t reply_idx;               /* which envelope reply comes next */
-	size_t sent_idx;                /* how many envelope commands were sent */
-	int mail_failed;
-	int body_fd;
-	struct dot_encoder enc;
-	unsigned messages;              /* transactions on this connection */
-
-	TAILQ_ENTRY(dsession) entry;
-};
-
 static TAILQ_HEAD(, dsession) sessions = TAILQ_HEAD_INITIALIZER(sessions);
 static unsigned nsessions;
 static int warned_no_smarthost;
 
-static void session_enter(struct dsession *s, enum dstate st);
 static void session_next_message(struct dsession *s);
-static void on_read(struct bufferevent *bev, void *arg);
-static void on_write(struct bufferevent *bev, void *arg);
-static void on_event(struct bufferevent *bev, short what, void *arg);
 
 void
 delivery_init(void)
@@ -146,10 +94,11 @@ session_send(struct dsession *s, const char *fmt, ...)
 	bufferevent_write(s->bev, line, (size_t)n + 2);
 }
 
-static void
+void
 session_timeouts(struct dsession *s)
 {
-	struct timeval tv = { .tv_sec = s->state == DS_CONNECT ? s->connect_timeout : s->timeout };
+	unsigned t = s->state == DS_CONNECT ? s->sh->connect_timeout : s->sh->timeout;
+	struct timeval tv = { .tv_sec = t ? t : 60 };
 
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
 }
@@ -158,9 +107,9 @@ session_timeouts(struct dsession *s)
 static void
 txn_clear(struct dsession *s)
 {
-	free(s->rc);
+	free(s->rc_idx);
 	free(s->rc_ok);
-	s->rc = NULL;
+	s->rc_idx = NULL;
 	s->rc_ok = NULL;
 	s->nrc = s->naccepted = s->reply_idx = s->sent_idx = 0;
 	s->mail_failed = 0;
@@ -174,7 +123,8 @@ static void
 relay_info(struct dsession *s, struct relay_info *ri)
 {
 	ri->relay = s->connected ? s->relay : "none";
-	ri->tls = "none";
+	ri->tls = s->tls_done ? s->tlsv.version : "none";
+	ri->verify = s->tls_done ? s->tlsv.verify : NULL;
 }
 
 /* Give the message back to the queue. */
@@ -199,7 +149,7 @@ txn_outcome_all(struct dsession *s, enum outcome o, const char *dsn, const char 
 	if (s->msg == NULL)
 		return;
 	relay_info(s, &ri);
-	if (s->rc == NULL) {
+	if (s->rc_idx == NULL) {
 		/* Not yet in a transaction: every pending recipient of the message. */
 		for (i = 0; i < s->msg->env.nrcpt; i++)
 			if (s->msg->env.rcpts[i].status == RCPT_PENDING)
@@ -211,28 +161,25 @@ txn_outcome_all(struct dsession *s, enum outcome o, const char *dsn, const char 
 			continue;
 		if (s->rc_ok[i] == -1)
 			continue;	/* already decided at RCPT */
-		queue_outcome(s->msg, s->rc[i], o, &ri, dsn, reply);
+		queue_outcome(s->msg, s->rc_idx[i], o, &ri, dsn, reply);
 		s->rc_ok[i] = -1;
 	}
 }
 
-static void
+void
 session_close(struct dsession *s)
 {
 	s->dead = 1;
 }
 
-static void
+void
 session_free(struct dsession *s)
 {
 	msg_release(s);
-	if (s->bev != NULL)
-		bufferevent_free(s->bev);
+	conn_free(s);
 	TAILQ_REMOVE(&sessions, s, entry);
 	nsessions--;
-	free(s->name);
-	free(s->host);
-	free(s->helo);
+	runconf_unref(s->rc);
 	free(s);
 	if (!D->shutting_down)
 		delivery_kick();
@@ -244,12 +191,12 @@ session_free(struct dsession *s)
  * every other ready message is deferred too: one probe per retry step,
  * not one connection per queued message.
  */
-static void
+void
 session_fail(struct dsession *s, const char *why, const char *dsn)
 {
-	int never_ready = s->messages == 0 && s->rc == NULL;
+	int never_ready = s->messages == 0 && s->rc_idx == NULL;
 
-	log_info("%s: %s", s->relay, why);
+	log_info("%s", why);
 	txn_outcome_all(s, OUTCOME_DEFERRED, dsn, why, 0);
 	msg_release(s);
 	if (never_ready) {
@@ -275,66 +222,24 @@ session_quit(struct dsession *s)
 	session_enter(s, DS_QUIT);
 }
 
-/*
- * The TLS policy, enforced before anything but EHLO is sent: with
- * tls = required or implicit nothing may go out in plaintext.  This
- * release speaks plaintext SMTP only (TLS comes with bufferevent_openssl
- * in the next milestone), so such a smarthost is a temporary failure and
- * the mail stays queued.
- */
-static int
-tls_policy_allows_plaintext(struct dsession *s)
-{
-	char why[600];
-
-	if (s->tls == TLS_DISABLED || s->tls == TLS_OPPORTUNISTIC)
-		return 1;
-	snprintf(why, sizeof why, "smarthost %s has tls = %s, and this version of mailrelayd "
-	    "cannot encrypt yet; mail stays queued (set tls = disabled to relay in plaintext)",
-	    s->name, conf_tls_mode_name(s->tls));
-	session_fail(s, why, "4.7.5");
-	return 0;
-}
-
 /* ------------------------------------------------------------------ */
 
 static void
 start_session(void)
 {
-	const struct smarthost_conf *sh = &D->conf->smarthosts[0];
 	struct dsession *s = xcalloc(1, sizeof *s);
 
-	s->name = xstrdup(sh->name);
-	s->host = xstrdup(sh->host);
-	s->helo = xstrdup(sh->helo_name ? sh->helo_name : D->conf->hostname);
-	s->port = sh->port;
-	s->tls = sh->tls;
-	s->timeout = sh->timeout ? sh->timeout : 60;
-	s->connect_timeout = sh->connect_timeout ? sh->connect_timeout : 30;
+	s->rc = runconf_ref(D->rc);
+	s->shidx = 0;
+	s->sh = &s->rc->conf->smarthosts[s->shidx];
 	s->body_fd = -1;
-	snprintf(s->relay, sizeof s->relay, "%s:%u", s->host, s->port);
+	snprintf(s->relay, sizeof s->relay, "%s:%u", s->sh->host, s->sh->port);
 	TAILQ_INSERT_TAIL(&sessions, s, entry);
 	nsessions++;
-
 	s->msg = queue_take_ready();
-	if (s->tls == TLS_IMPLICIT) {
-		/* Checked before connecting: an SMTPS server would wait for a TLS hello forever. */
-		tls_policy_allows_plaintext(s);
+	conn_start(s);
+	if (s->dead)
 		session_free(s);
-		return;
-	}
-	/* The TLS seam: an implicit-TLS smarthost gets a bufferevent_openssl here. */
-	s->bev = bufferevent_socket_new(D->base, -1, BEV_OPT_CLOSE_ON_FREE);
-	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
-	s->state = DS_CONNECT;
-	session_timeouts(s);
-	log_debug("%s: connecting for %s", s->relay, s->msg ? s->msg->env.id : "-");
-	if (bufferevent_socket_connect_hostname(s->bev, D->dns, AF_UNSPEC, s->host, (int)s->port) == -1) {
-		char why[400];
-		snprintf(why, sizeof why, "connect to %s:%u: cannot start connection", s->host, s->port);
-		session_fail(s, why, "4.4.1");
-		session_free(s);
-	}
 }
 
 void
@@ -373,7 +278,7 @@ send_envelope_cmd(struct dsession *s, size_t idx)
 			strlcat_mr(params, " BODY=8BITMIME", sizeof params);
 		session_send(s, "MAIL FROM:<%s>%s", e->sender, params);
 	} else if (idx <= s->nrc) {
-		session_send(s, "RCPT TO:<%s>", e->rcpts[s->rc[idx - 1]].addr);
+		session_send(s, "RCPT TO:<%s>", e->rcpts[s->rc_idx[idx - 1]].addr);
 	} else {
 		session_send(s, "DATA");
 	}
@@ -388,11 +293,11 @@ txn_begin(struct dsession *s)
 	size_t i;
 
 	txn_clear(s);
-	s->rc = xcalloc(e->nrcpt ? e->nrcpt : 1, sizeof *s->rc);
+	s->rc_idx = xcalloc(e->nrcpt ? e->nrcpt : 1, sizeof *s->rc_idx);
 	s->rc_ok = xcalloc(e->nrcpt ? e->nrcpt : 1, sizeof *s->rc_ok);
 	for (i = 0; i < e->nrcpt; i++)
 		if (e->rcpts[i].status == RCPT_PENDING)
-			s->rc[s->nrc++] = i;
+			s->rc_idx[s->nrc++] = i;
 	if (s->nrc == 0) {
 		msg_release(s);
 		session_next_message(s);
@@ -463,7 +368,13 @@ body_refill(struct dsession *s)
 	return 0;
 }
 
-static void
+static const char *
+helo_name(const struct dsession *s)
+{
+	return s->sh->helo_name ? s->sh->helo_name : s->rc->conf->hostname;
+}
+
+void
 session_enter(struct dsession *s, enum dstate st)
 {
 	size_t i;
@@ -472,14 +383,19 @@ session_enter(struct dsession *s, enum dstate st)
 	s->state = st;
 	session_timeouts(s);
 	switch (st) {
+	case DS_RESOLVE:
 	case DS_CONNECT:
 	case DS_GREETING:
+	case DS_HANDSHAKE:
 		break;
 	case DS_EHLO:
-		session_send(s, "EHLO %s", s->helo);
+		session_send(s, "EHLO %s", helo_name(s));
 		break;
 	case DS_HELO:
-		session_send(s, "HELO %s", s->helo);
+		session_send(s, "HELO %s", helo_name(s));
+		break;
+	case DS_STARTTLS:
+		session_send(s, "STARTTLS");
 		break;
 	case DS_ENVELOPE:
 		if (s->caps.pipelining) {
@@ -541,7 +457,7 @@ on_envelope_reply(struct dsession *s, const char *text)
 				s->rc_ok[i] = 1;
 				s->naccepted++;
 			} else {
-				queue_outcome(s->msg, s->rc[i], cls == 5 ? OUTCOME_BOUNCED : OUTCOME_DEFERRED,
+				queue_outcome(s->msg, s->rc_idx[i], cls == 5 ? OUTCOME_BOUNCED : OUTCOME_DEFERRED,
 				    &ri, NULL, text);
 				s->rc_ok[i] = -1;
 			}
@@ -577,6 +493,16 @@ on_envelope_reply(struct dsession *s, const char *text)
 	send_envelope_cmd(s, s->sent_idx);
 }
 
+/* The smarthost refused us before any transaction: a failure of the host, retried. */
+static void
+host_refused(struct dsession *s, const char *what, const char *text)
+{
+	char why[1400];
+
+	snprintf(why, sizeof why, "%s refused %s: %s", s->relay, what, text);
+	session_fail(s, why, NULL);
+}
+
 static void
 on_reply(struct dsession *s)
 {
@@ -599,23 +525,27 @@ on_reply(struct dsession *s)
 	case DS_EHLO:
 		if (cls == 2) {
 			smtp_caps_parse(&s->reply, &s->caps);
-			if (!tls_policy_allows_plaintext(s))
-				return;
-			session_next_message_or_current(s);
-		} else if (cls == 5) {
+			if (conn_after_ehlo(s))
+				session_next_message_or_current(s);
+		} else if (cls == 5 && s->sh->helo_fallback && !s->tls_active) {
 			/* RFC 5321 4.1.4: fall back to HELO when EHLO is not understood. */
 			session_enter(s, DS_HELO);
 		} else
-			session_fail(s, text, NULL);
+			host_refused(s, "EHLO", text);
+		break;
+	case DS_STARTTLS:
+		if (s->reply.code == 220)
+			conn_starttls(s);
+		else if (conn_starttls_refused(s, text))
+			session_next_message_or_current(s);
 		break;
 	case DS_HELO:
 		if (cls == 2) {
 			memset(&s->caps, 0, sizeof s->caps);
-			if (!tls_policy_allows_plaintext(s))
-				return;
-			session_next_message_or_current(s);
+			if (conn_after_ehlo(s))
+				session_next_message_or_current(s);
 		} else
-			session_fail(s, text, NULL);
+			host_refused(s, "HELO", text);
 		break;
 	case DS_ENVELOPE:
 		on_envelope_reply(s, text);
@@ -644,7 +574,9 @@ on_reply(struct dsession *s)
 	case DS_QUIT:
 		session_close(s);
 		break;
+	case DS_RESOLVE:
 	case DS_CONNECT:
+	case DS_HANDSHAKE:
 		break;
 	}
 }
@@ -653,8 +585,8 @@ on_reply(struct dsession *s)
  * I/O: bufferevent callbacks turn bytes and events into on_reply() calls.
  */
 
-static void
-on_read(struct bufferevent *bev, void *arg)
+void
+session_on_read(struct bufferevent *bev, void *arg)
 {
 	struct dsession *s = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
@@ -674,9 +606,11 @@ on_read(struct bufferevent *bev, void *arg)
 		if (rc == SMTP_REPLY_DONE) {
 			on_reply(s);
 			smtp_reply_init(&s->reply);
+			if (s->dead || s->bev != bev)
+				break;	/* now on a TLS filter or a new connection */
 		}
 	}
-	if (!s->dead && evbuffer_get_length(in) > REPLY_LINE_LIMIT) {
+	if (!s->dead && s->bev == bev && evbuffer_get_length(in) > REPLY_LINE_LIMIT) {
 		char why[300];
 		snprintf(why, sizeof why, "protocol error from %s: reply line too long", s->relay);
 		session_fail(s, why, "4.5.0");
@@ -685,8 +619,8 @@ on_read(struct bufferevent *bev, void *arg)
 		session_free(s);
 }
 
-static void
-on_write(struct bufferevent *bev, void *arg)
+void
+session_on_write(struct bufferevent *bev, void *arg)
 {
 	struct dsession *s = arg;
 
@@ -694,71 +628,6 @@ on_write(struct bufferevent *bev, void *arg)
 	if (s->state == DS_BODY && s->body_fd != -1 && body_refill(s) == -1) {
 		txn_outcome_all(s, OUTCOME_DEFERRED, "4.3.0", "cannot read queued content", 0);
 		session_close(s);
-	}
-	if (s->dead)
-		session_free(s);
-}
-
-static void
-on_connected(struct dsession *s)
-{
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof ss;
-	char addr[INET6_ADDRSTRLEN] = "?";
-	int fd = bufferevent_getfd(s->bev);
-
-	if (getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
-		if (ss.ss_family == AF_INET)
-			inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, addr, sizeof addr);
-		else if (ss.ss_family == AF_INET6)
-			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, addr, sizeof addr);
-	}
-	snprintf(s->relay, sizeof s->relay, "%s[%s]:%u", s->host, addr, s->port);
-	s->connected = 1;
-	log_debug("%s: connected", s->relay);
-	smtp_reply_init(&s->reply);
-	s->state = DS_GREETING;
-	session_timeouts(s);
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
-}
-
-static void
-on_event(struct bufferevent *bev, short what, void *arg)
-{
-	struct dsession *s = arg;
-	char why[600];
-
-	if (what & BEV_EVENT_CONNECTED) {
-		on_connected(s);
-		return;
-	}
-	if (s->state == DS_CONNECT) {
-		int dnserr = bufferevent_socket_get_dns_error(bev);
-		if (dnserr)
-			snprintf(why, sizeof why, "connect to %s:%u: host name lookup failed: %s",
-			    s->host, s->port, evutil_gai_strerror(dnserr));
-		else if (what & BEV_EVENT_TIMEOUT)
-			snprintf(why, sizeof why, "connect to %s:%u: timed out after %us",
-			    s->host, s->port, s->connect_timeout);
-		else
-			snprintf(why, sizeof why, "connect to %s:%u: %s", s->host, s->port,
-			    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-		session_fail(s, why, dnserr ? "4.4.3" : "4.4.1");
-	} else if (s->state == DS_QUIT) {
-		session_close(s);	/* after QUIT anything goes */
-	} else if (what & BEV_EVENT_TIMEOUT) {
-		snprintf(why, sizeof why, "conversation with %s timed out while %s",
-		    s->relay, dstate_what[s->state]);
-		session_fail(s, why, "4.4.2");
-	} else if (what & BEV_EVENT_EOF) {
-		snprintf(why, sizeof why, "lost connection with %s while %s",
-		    s->relay, dstate_what[s->state]);
-		session_fail(s, why, "4.4.2");
-	} else {
-		snprintf(why, sizeof why, "lost connection with %s while %s: %s",
-		    s->relay, dstate_what[s->state],
-		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-		session_fail(s, why, "4.4.2");
 	}
 	if (s->dead)
 		session_free(s);

@@ -31,6 +31,7 @@
 #include "daemon.h"
 #include "delivery.h"
 #include "listener.h"
+#include "runconf.h"
 #include "log.h"
 #include "queue.h"
 #include "smtpd.h"
@@ -151,11 +152,19 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 		sysd_ready();
 		return;
 	}
+	struct runconf *nrc = runconf_new(nc, err, sizeof err);
+	if (nrc == NULL) {
+		log_errx("reload refused: %s; keeping the current configuration", err);
+		conf_free(nc);
+		sysd_ready();
+		return;
+	}
 	if (!listen_equal(nc, D->conf))
 		log_warnx("reload: changes to listen take effect at the next restart");
 	if (strcmp(nc->spool_dir, D->conf->spool_dir) != 0)
 		log_warnx("reload: changes to spool_dir take effect at the next restart");
-	conf_free(D->conf);
+	runconf_unref(D->rc);	/* sessions still running keep the old one alive */
+	D->rc = nrc;
 	D->conf = nc;
 	if (!D->debug)
 		log_set_level(syslog_level(nc->log_level));
@@ -266,6 +275,13 @@ main(int argc, char **argv)
 		fprintf(stderr, "mailrelayd: %s\n", err);
 		return EX_CONFIG;
 	}
+	/* TLS contexts read CA files, certificates and keys now, before privileges go. */
+	D->rc = runconf_new(D->conf, err, sizeof err);
+	if (D->rc == NULL) {
+		fprintf(stderr, "mailrelayd: %s\n", err);
+		conf_free(D->conf);
+		return EX_CONFIG;
+	}
 	/*
 	 * Until the daemon has detached, errors go to stderr too, so that a
 	 * failed start is never silent.  Under systemd (JOURNAL_STREAM set)
@@ -344,6 +360,6 @@ main(int argc, char **argv)
 	event_base_free(D->base);
 	spool_close(&D->spool);
 	log_info("stopped");
-	conf_free(D->conf);
+	runconf_unref(D->rc);
 	return 0;
 }

@@ -191,7 +191,7 @@ queue_outcome(struct qmsg *m, size_t idx, enum outcome o, const struct relay_inf
 {
 	struct spool_rcpt *r = &m->env.rcpts[idx];
 	struct timeval now;
-	char dsnbuf[32], text[1024], orig[600];
+	char dsnbuf[32], text[1024], orig[600], verify[200];
 	double delay;
 
 	gettimeofday(&now, NULL);
@@ -237,9 +237,17 @@ queue_outcome(struct qmsg *m, size_t idx, enum outcome o, const struct relay_inf
 		snprintf(orig, sizeof orig, ", orig_to=<%s>", r->orig);
 	else
 		orig[0] = '\0';
+	if (ri->verify != NULL) {
+		/* commas would split the field for log parsers */
+		char *c;
+		snprintf(verify, sizeof verify, ", verify=%s", ri->verify);
+		for (c = verify + 2; (c = strchr(c, ',')) != NULL; )
+			*c = ';';
+	} else
+		verify[0] = '\0';
 	log_qid(o == OUTCOME_SENT ? LOG_INFO : LOG_WARNING, m->env.id, outcome_names[o],
-	    "to=<%s>%s, relay=%s, tls=%s, delay=%.2f, attempts=%u, dsn=%s, status=%s (%s)",
-	    r->addr, orig, ri->relay, ri->tls, delay, r->attempts, dsn, outcome_names[o],
+	    "to=<%s>%s, relay=%s, tls=%s%s, delay=%.2f, attempts=%u, dsn=%s, status=%s (%s)",
+	    r->addr, orig, ri->relay, ri->tls, verify, delay, r->attempts, dsn, outcome_names[o],
 	    r->last_reply);
 }
 

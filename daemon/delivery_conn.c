@@ -1,0 +1,369 @@
+/*
+ * delivery_conn: how a delivery session gets a connection it may use.
+ *
+ *   RESOLVE   evdns_getaddrinfo, never blocking the loop
+ *   CONNECT   each address in turn until one answers (IPv6 and IPv4 alike);
+ *             with tls = implicit the TLS handshake is part of connecting
+ *   ...       GREETING and EHLO are handled in delivery.c, which then asks
+ *             conn_after_ehlo() whether it may go on
+ *   STARTTLS  the command, then HANDSHAKE on a bufferevent_openssl filter
+ *             over the same connection, then EHLO again (RFC 3207 4.2:
+ *             everything learnt before TLS is forgotten)
+ *
+ * The TLS policy (SPEC "TLS policy") lives here and nowhere else:
+ *   disabled       never STARTTLS
+ *   opportunistic  STARTTLS when offered, result logged, not enforced; if
+ *                  the handshake fails, one retry of the delivery in
+ *                  plaintext on a new connection
+ *   required       STARTTLS must be offered and succeed and the peer must
+ *                  verify (or be pinned, or tls_verify = no); otherwise a
+ *                  temporary failure before anything but EHLO was sent
+ *   implicit       TLS from the first byte, judged like required
+ */
+#include "config.h"
+
+#include <sys/socket.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+
+#include "daemon.h"
+#include "delivery_int.h"
+#include "log.h"
+#include "xmalloc.h"
+
+static void connect_addr(struct dsession *s);
+static int in_start;	/* conn_start() is on the stack: callbacks must not free */
+
+static void
+free_if_dead(struct dsession *s)
+{
+	if (s->dead && !in_start)
+		session_free(s);
+}
+
+static SSL_CTX *
+tls_ctx(struct dsession *s)
+{
+	return s->rc->tls[s->shidx];
+}
+
+static void
+addr_string(const struct sockaddr *sa, char *buf, size_t len)
+{
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, buf, (socklen_t)len);
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, buf, (socklen_t)len);
+	else
+		snprintf(buf, len, "?");
+}
+
+static void
+on_resolved(int result, struct evutil_addrinfo *res, void *arg)
+{
+	struct dsession *s = arg;
+	char why[400];
+
+	if (result == EVUTIL_EAI_CANCEL)
+		return;		/* the session is being freed: touch nothing */
+	s->dnsreq = NULL;
+	if (result != 0 || res == NULL) {
+		snprintf(why, sizeof why, "connect to %s:%u: host name lookup failed: %s",
+		    s->sh->host, s->sh->port, evutil_gai_strerror(result));
+		session_fail(s, why, "4.4.3");
+		free_if_dead(s);
+		return;
+	}
+	s->addrs = s->addr = res;
+	connect_addr(s);
+	free_if_dead(s);
+}
+
+void
+conn_start(struct dsession *s)
+{
+	struct evutil_addrinfo hints;
+	char port[16];
+
+	memset(&hints, 0, sizeof hints);
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_protocol = IPPROTO_TCP;
+	hints.ai_flags = EVUTIL_AI_ADDRCONFIG;
+	snprintf(port, sizeof port, "%u", s->sh->port);
+	s->state = DS_RESOLVE;
+	in_start++;
+	/* The callback may run before this returns (addresses, /etc/hosts). */
+	s->dnsreq = evdns_getaddrinfo(D->dns, s->sh->host, port, &hints, on_resolved, s);
+	in_start--;
+}
+
+/* Try the current address; on an immediate failure move to the next. */
+static void
+connect_addr(struct dsession *s)
+{
+	char addr[INET6_ADDRSTRLEN];
+
+	for (; s->addr != NULL; s->addr = s->addr->ai_next) {
+		if (s->bev != NULL) {
+			bufferevent_free(s->bev);	/* also frees an SSL it owns */
+			s->bev = NULL;
+			s->ssl = NULL;
+		}
+		s->tls_active = s->tls_done = 0;
+		s->connected = 0;
+		addr_string(s->addr->ai_addr, addr, sizeof addr);
+		snprintf(s->relay, sizeof s->relay, "%s[%s]:%u", s->sh->host, addr, s->sh->port);
+		if (s->sh->tls == TLS_IMPLICIT) {
+			s->ssl = tls_ssl_new(tls_ctx(s), s->sh->host);
+			if (s->ssl != NULL)
+				s->bev = bufferevent_openssl_socket_new(D->base, -1, s->ssl,
+				    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+			if (s->bev == NULL)
+				SSL_free(s->ssl);
+		} else
+			s->bev = bufferevent_socket_new(D->base, -1, BEV_OPT_CLOSE_ON_FREE);
+		if (s->bev == NULL) {
+			s->ssl = NULL;
+			snprintf(s->last_error, sizeof s->last_error, "connect to %s: cannot create a connection",
+			    s->relay);
+			continue;
+		}
+		bufferevent_setcb(s->bev, session_on_read, session_on_write, conn_on_event, s);
+		s->state = DS_CONNECT;
+		session_timeouts(s);
+		log_debug("%s: connecting%s for %s", s->relay,
+		    s->sh->tls == TLS_IMPLICIT ? " with TLS" : "", s->msg ? s->msg->env.id : "-");
+		if (bufferevent_socket_connect(s->bev, s->addr->ai_addr, (int)s->addr->ai_addrlen) == 0)
+			return;		/* the outcome arrives in conn_on_event() */
+		snprintf(s->last_error, sizeof s->last_error, "connect to %s: %s", s->relay,
+		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	}
+	session_fail(s, s->last_error[0] ? s->last_error : "no address to connect to", "4.4.1");
+}
+
+/* This address did not work out; try the next one or give up. */
+static void
+connect_next(struct dsession *s, const char *why)
+{
+	snprintf(s->last_error, sizeof s->last_error, "%s", why);
+	log_debug("%s", why);
+	s->addr = s->addr->ai_next;
+	connect_addr(s);
+}
+
+/* The handshake is done: may mail go over this connection? */
+static int
+tls_established(struct dsession *s)
+{
+	const struct smarthost_conf *sh = s->sh;
+	int enforce = sh->tls == TLS_REQUIRED || sh->tls == TLS_IMPLICIT;
+	char why[600];
+
+	tls_judge(s->ssl, enforce, sh->tls_verify, sh->tls_fingerprint, &s->tlsv);
+	s->tls_done = 1;
+	if (!s->tlsv.trusted) {
+		snprintf(why, sizeof why, "TLS is required (tls = %s) but the certificate of %s "
+		    "is not trusted: %s", conf_tls_mode_name(sh->tls), s->relay, s->tlsv.reason);
+		session_fail(s, why, "4.7.5");
+		return 0;
+	}
+	s->tls_active = 1;
+	log_info("%s: TLS established: %s, cipher %s, verify=%s", s->relay,
+	    s->tlsv.version, s->tlsv.cipher, s->tlsv.verify);
+	return 1;
+}
+
+/* The OpenSSL reason of a failed handshake; 0 when OpenSSL reported none (a socket error). */
+static int
+tls_failure_text(struct dsession *s, struct bufferevent *bev, char *buf, size_t len)
+{
+	unsigned long e;
+	char reason[256] = "";
+
+	while ((e = bufferevent_get_openssl_error(bev)) != 0)
+		ERR_error_string_n(e, reason, sizeof reason);
+	if (reason[0] == '\0')
+		return 0;
+	const char *r = strrchr(reason, ':');
+	snprintf(buf, len, "TLS handshake with %s failed: %s", s->relay, r && r[1] ? r + 1 : reason);
+	return 1;
+}
+
+int
+conn_after_ehlo(struct dsession *s)
+{
+	char why[600];
+
+	if (s->tls_active || s->sh->tls == TLS_DISABLED || s->plaintext_retry)
+		return 1;
+	if (!s->caps.starttls) {
+		if (s->sh->tls == TLS_OPPORTUNISTIC)
+			return 1;
+		snprintf(why, sizeof why, "TLS is required (tls = %s) but %s does not offer STARTTLS",
+		    conf_tls_mode_name(s->sh->tls), s->relay);
+		session_fail(s, why, "4.7.4");
+		return 0;
+	}
+	session_enter(s, DS_STARTTLS);
+	return 0;
+}
+
+int
+conn_starttls_refused(struct dsession *s, const char *text)
+{
+	char why[1400];
+
+	if (s->sh->tls == TLS_OPPORTUNISTIC) {
+		log_info("%s: STARTTLS refused (%s); going on without TLS (tls = opportunistic)", s->relay, text);
+		s->plaintext_retry = 1;
+		return 1;
+	}
+	snprintf(why, sizeof why, "TLS is required (tls = %s) but %s refused STARTTLS: %s",
+	    conf_tls_mode_name(s->sh->tls), s->relay, text);
+	session_fail(s, why, "4.7.4");
+	return 0;
+}
+
+void
+conn_starttls(struct dsession *s)
+{
+	struct bufferevent *tb;
+	char why[500];
+
+	/*
+	 * Anything the server sent after its 220 was sent in plaintext and would
+	 * be read as if it came over TLS (the STARTTLS command injection flaw).
+	 */
+	if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
+		snprintf(why, sizeof why, "%s sent data after its reply to STARTTLS; refusing to go on",
+		    s->relay);
+		session_fail(s, why, "4.7.0");
+		return;
+	}
+	s->ssl = tls_ssl_new(tls_ctx(s), s->sh->host);
+	tb = s->ssl ? bufferevent_openssl_filter_new(D->base, s->bev, s->ssl,
+	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE) : NULL;
+	if (tb == NULL) {
+		SSL_free(s->ssl);
+		s->ssl = NULL;
+		snprintf(why, sizeof why, "%s: cannot set up TLS", s->relay);
+		session_fail(s, why, "4.7.0");
+		return;
+	}
+	s->bev = tb;	/* owns the socket bufferevent and the SSL from now on */
+	bufferevent_setcb(tb, session_on_read, session_on_write, conn_on_event, s);
+	bufferevent_enable(tb, EV_READ | EV_WRITE);
+	s->state = DS_HANDSHAKE;
+	session_timeouts(s);
+}
+
+/* Opportunistic TLS failed in the handshake: the same delivery once more, in plaintext. */
+static void
+retry_plaintext(struct dsession *s, const char *why)
+{
+	log_info("%s; retrying once without TLS (tls = opportunistic)", why);
+	s->plaintext_retry = 1;
+	memset(&s->caps, 0, sizeof s->caps);
+	smtp_reply_init(&s->reply);
+	connect_addr(s);	/* the same address, a new connection */
+}
+
+static void
+on_connected(struct dsession *s)
+{
+	s->connected = 1;
+	if (s->sh->tls == TLS_IMPLICIT && !tls_established(s))
+		return;
+	log_debug("%s: connected", s->relay);
+	smtp_reply_init(&s->reply);
+	s->state = DS_GREETING;
+	session_timeouts(s);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
+void
+conn_on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct dsession *s = arg;
+	char why[700];
+
+	if (what & BEV_EVENT_CONNECTED) {
+		if (s->state == DS_CONNECT)
+			on_connected(s);
+		else if (s->state == DS_HANDSHAKE && tls_established(s)) {
+			memset(&s->caps, 0, sizeof s->caps);
+			session_enter(s, DS_EHLO);
+		}
+		free_if_dead(s);
+		return;
+	}
+	switch (s->state) {
+	case DS_CONNECT:
+		if (s->sh->tls == TLS_IMPLICIT && tls_failure_text(s, bev, why, sizeof why))
+			;	/* connected, but the handshake failed */
+		else if (what & BEV_EVENT_TIMEOUT)
+			snprintf(why, sizeof why, "connect to %s: timed out after %us", s->relay,
+			    s->sh->connect_timeout);
+		else
+			snprintf(why, sizeof why, "connect to %s: %s", s->relay,
+			    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		connect_next(s, why);
+		break;
+	case DS_HANDSHAKE:
+		if (what & BEV_EVENT_TIMEOUT)
+			snprintf(why, sizeof why, "TLS handshake with %s timed out", s->relay);
+		else if (!tls_failure_text(s, bev, why, sizeof why))
+			snprintf(why, sizeof why, "TLS handshake with %s failed: %s", s->relay,
+			    (what & BEV_EVENT_EOF) ? "connection closed" :
+			    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		if (s->sh->tls == TLS_OPPORTUNISTIC && !s->plaintext_retry)
+			retry_plaintext(s, why);
+		else
+			session_fail(s, why, "4.7.5");
+		break;
+	case DS_QUIT:
+		session_close(s);	/* after QUIT anything goes */
+		break;
+	default:
+		if (what & BEV_EVENT_TIMEOUT)
+			snprintf(why, sizeof why, "conversation with %s timed out while %s",
+			    s->relay, dstate_what[s->state]);
+		else if (what & BEV_EVENT_EOF)
+			snprintf(why, sizeof why, "lost connection with %s while %s",
+			    s->relay, dstate_what[s->state]);
+		else
+			snprintf(why, sizeof why, "lost connection with %s while %s: %s",
+			    s->relay, dstate_what[s->state],
+			    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		session_fail(s, why, "4.4.2");
+		break;
+	}
+	free_if_dead(s);
+}
+
+void
+conn_free(struct dsession *s)
+{
+	if (s->dnsreq != NULL) {
+		evdns_getaddrinfo_cancel(s->dnsreq);
+		s->dnsreq = NULL;
+	}
+	if (s->addrs != NULL) {
+		evutil_freeaddrinfo(s->addrs);
+		s->addrs = s->addr = NULL;
+	}
+	if (s->bev != NULL) {
+		bufferevent_free(s->bev);
+		s->bev = NULL;
+		s->ssl = NULL;
+	}
+}

@@ -1,0 +1,111 @@
+/*
+ * delivery_int: the delivery session shared by delivery.c (sessions,
+ * transactions, replies) and delivery_conn.c (name resolution, connecting
+ * address after address, TLS: implicit and STARTTLS, the plaintext retry
+ * of opportunistic TLS).  Not for other modules.
+ */
+#ifndef MAILRELAY_DELIVERY_INT_H
+#define MAILRELAY_DELIVERY_INT_H
+
+#include <sys/queue.h>
+
+#include <event2/bufferevent.h>
+#include <event2/dns.h>
+#include <event2/util.h>
+#include <openssl/ssl.h>
+
+#include "dotstuff.h"
+#include "queue.h"
+#include "runconf.h"
+#include "smtp_reply.h"
+#include "tls.h"
+
+/* name, what we are doing (for error messages); one table, so names cannot drift */
+#define DELIVERY_STATES(X)						\
+	X(RESOLVE,   "looking up the host name")				\
+	X(CONNECT,   "connecting")					\
+	X(GREETING,  "waiting for the greeting")			\
+	X(EHLO,      "sending EHLO")					\
+	X(HELO,      "sending HELO")					\
+	X(STARTTLS,  "sending STARTTLS")				\
+	X(HANDSHAKE, "performing the TLS handshake")			\
+	X(ENVELOPE,  "sending MAIL/RCPT/DATA")				\
+	X(BODY,      "sending the message body")			\
+	X(DOT,       "waiting for the reply to the end of data")	\
+	X(RSET,      "sending RSET")					\
+	X(QUIT,      "sending QUIT")
+
+enum dstate {
+#define X(name, what) DS_##name,
+	DELIVERY_STATES(X)
+#undef X
+};
+
+extern const char *const dstate_what[];
+extern const char *const dstate_name[];
+
+struct dsession {
+	struct bufferevent *bev;
+	enum dstate state;
+	int dead;                       /* free at the end of the top-level callback */
+	int connected;
+
+	/* the configuration this session started with; a reload does not pull it away */
+	struct runconf *rc;
+	const struct smarthost_conf *sh;
+	size_t shidx;
+	char relay[320];                /* "host[addr]:port" once connected, "host:port" before */
+
+	/* connecting: every address of the host in turn */
+	struct evdns_getaddrinfo_request *dnsreq;
+	struct evutil_addrinfo *addrs, *addr;
+	char last_error[300];
+
+	/* TLS */
+	SSL *ssl;                       /* owned by the bufferevent once wrapped */
+	int tls_active;                 /* mail may go over this TLS connection */
+	int tls_done;                   /* a handshake completed (tlsv is filled in) */
+	int plaintext_retry;            /* opportunistic: STARTTLS failed once, now without */
+	struct tls_verdict tlsv;
+
+	struct smtp_caps caps;
+	struct smtp_reply reply;
+
+	/* the current transaction */
+	struct qmsg *msg;
+	size_t *rc_idx;                 /* indexes of the recipients in this transaction */
+	size_t nrc;
+	int *rc_ok;                     /* 1 RCPT accepted, -1 decided, 0 not yet */
+	size_t naccepted;
+	size_t reply_idx;               /* which envelope reply comes next */
+	size_t sent_idx;                /* how many envelope commands were sent */
+	int mail_failed;
+	int body_fd;
+	struct dot_encoder enc;
+	unsigned messages;              /* transactions on this connection */
+
+	TAILQ_ENTRY(dsession) entry;
+};
+
+/* delivery.c */
+void session_enter(struct dsession *s, enum dstate st);
+void session_fail(struct dsession *s, const char *why, const char *dsn);
+void session_close(struct dsession *s);
+void session_free(struct dsession *s);
+void session_timeouts(struct dsession *s);
+void session_on_read(struct bufferevent *bev, void *arg);
+void session_on_write(struct bufferevent *bev, void *arg);
+
+/* delivery_conn.c */
+/* Resolve and connect; on the greeting the session goes on in delivery.c. */
+void conn_start(struct dsession *s);
+/* After EHLO: start TLS if the policy says so; 1 if the session may go on in plaintext now. */
+int  conn_after_ehlo(struct dsession *s);
+/* The 220 to STARTTLS arrived: wrap the connection. */
+void conn_starttls(struct dsession *s);
+/* A reply other than 220 to STARTTLS; 1 if the session may go on in plaintext. */
+int  conn_starttls_refused(struct dsession *s, const char *text);
+void conn_on_event(struct bufferevent *bev, short what, void *arg);
+void conn_free(struct dsession *s);
+
+#endif

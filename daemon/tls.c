@@ -1,0 +1,193 @@
+/*
+ * tls: see tls.h.
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "tls.h"
+#include "xmalloc.h"
+
+/* "KEY: what PATH: reason" — the caller prefixes FILE:LINE: */
+static void
+ssl_err(char *errbuf, size_t errlen, const char *key, const char *what, const char *path)
+{
+	unsigned long e = ERR_peek_last_error();
+	char msg[256] = "unknown error";
+	const char *r;
+
+	if (e != 0)
+		ERR_error_string_n(e, msg, sizeof msg);
+	ERR_clear_error();
+	r = strrchr(msg, ':');
+	snprintf(errbuf, errlen, "%s: %s%s%s: %s", key, what, path ? " " : "", path ? path : "",
+	    r && r[1] ? r + 1 : msg);
+}
+
+SSL_CTX *
+tls_ctx_new(const struct smarthost_conf *sh, char *errbuf, size_t errlen)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+
+	if (ctx == NULL) {
+		ssl_err(errbuf, errlen, "tls", "cannot create a TLS context", NULL);
+		return NULL;
+	}
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, NULL);
+	if (SSL_CTX_set_min_proto_version(ctx, sh->tls_min_version ? sh->tls_min_version : TLS1_2_VERSION) != 1) {
+		ssl_err(errbuf, errlen, "tls_min_version", "not supported by this OpenSSL", NULL);
+		goto fail;
+	}
+	if (sh->tls_ciphers != NULL && SSL_CTX_set_cipher_list(ctx, sh->tls_ciphers) != 1) {
+		ssl_err(errbuf, errlen, "tls_ciphers", "no usable cipher in the list", NULL);
+		goto fail;
+	}
+	if (sh->tls_ca_file != NULL || sh->tls_ca_path != NULL) {
+		if (SSL_CTX_load_verify_locations(ctx, sh->tls_ca_file, sh->tls_ca_path) != 1) {
+			ssl_err(errbuf, errlen, sh->tls_ca_file ? "tls_ca_file" : "tls_ca_path",
+			    "cannot load CA certificates from", sh->tls_ca_file ? sh->tls_ca_file : sh->tls_ca_path);
+			goto fail;
+		}
+	} else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+		ssl_err(errbuf, errlen, "tls", "cannot load the system's CA certificates", NULL);
+		goto fail;
+	}
+	if (sh->tls_client_cert != NULL) {
+		const char *key = sh->tls_client_key ? sh->tls_client_key : sh->tls_client_cert;
+		if (SSL_CTX_use_certificate_chain_file(ctx, sh->tls_client_cert) != 1) {
+			ssl_err(errbuf, errlen, "tls_client_cert", "cannot load the certificate", sh->tls_client_cert);
+			goto fail;
+		}
+		if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+			ssl_err(errbuf, errlen, sh->tls_client_key ? "tls_client_key" : "tls_client_cert", "cannot load the key", key);
+			goto fail;
+		}
+		if (SSL_CTX_check_private_key(ctx) != 1) {
+			ssl_err(errbuf, errlen, sh->tls_client_key ? "tls_client_key" : "tls_client_cert", "the key does not match the certificate in", key);
+			goto fail;
+		}
+	}
+	/* Sessions are not resumed across connections: each one is verified afresh. */
+	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+	return ctx;
+fail:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+static int
+is_ip_literal(const char *host)
+{
+	unsigned char buf[sizeof(struct in6_addr)];
+
+	return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
+}
+
+SSL *
+tls_ssl_new(SSL_CTX *ctx, const char *host)
+{
+	SSL *ssl = SSL_new(ctx);
+
+	if (ssl == NULL)
+		return NULL;
+	if (is_ip_literal(host)) {
+		/* RFC 6066 forbids SNI for addresses; verify against the IP SANs. */
+		X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host);
+	} else {
+		SSL_set_tlsext_host_name(ssl, host);
+		SSL_set_hostflags(ssl, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+		SSL_set1_host(ssl, host);
+	}
+	return ssl;
+}
+
+/* "sha256:" + hex of the digest of the certificate, and of its public key (SPKI). */
+static int
+fingerprint_matches(X509 *cert, const char *want)
+{
+	unsigned char md[EVP_MAX_MD_SIZE], *der = NULL;
+	unsigned int mdlen;
+	char hex[2 * EVP_MAX_MD_SIZE + 8];
+	int len, match = 0;
+
+	if (strncmp(want, "sha256:", 7) != 0)
+		return 0;
+	want += 7;
+	if (X509_digest(cert, EVP_sha256(), md, &mdlen) == 1) {
+		for (unsigned i = 0; i < mdlen; i++)
+			snprintf(hex + 2 * i, 3, "%02x", md[i]);
+		match = strcasecmp(hex, want) == 0;
+	}
+	len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &der);
+	if (!match && len > 0 && EVP_Digest(der, (size_t)len, md, &mdlen, EVP_sha256(), NULL) == 1) {
+		for (unsigned i = 0; i < mdlen; i++)
+			snprintf(hex + 2 * i, 3, "%02x", md[i]);
+		match = strcasecmp(hex, want) == 0;
+	}
+	OPENSSL_free(der);
+	return match;
+}
+
+void
+tls_judge(SSL *ssl, int enforce, int verify, const char *fingerprint, struct tls_verdict *v)
+{
+	X509 *cert = SSL_get1_peer_certificate(ssl);
+	long vr = SSL_get_verify_result(ssl);
+	const char *c = SSL_get_cipher_name(ssl);
+
+	memset(v, 0, sizeof *v);
+	snprintf(v->version, sizeof v->version, "%s", SSL_get_version(ssl));
+	snprintf(v->cipher, sizeof v->cipher, "%s", c ? c : "?");
+	if (cert == NULL) {
+		snprintf(v->reason, sizeof v->reason, "no certificate");
+		snprintf(v->verify, sizeof v->verify, "fail (%s)", v->reason);
+		v->trusted = !enforce;
+		return;
+	}
+	if (fingerprint != NULL) {
+		if (fingerprint_matches(cert, fingerprint)) {
+			snprintf(v->verify, sizeof v->verify, "pinned");
+			v->trusted = 1;
+		} else {
+			snprintf(v->reason, sizeof v->reason, "fingerprint mismatch");
+			snprintf(v->verify, sizeof v->verify, "fail (%s)", v->reason);
+			v->trusted = !enforce;
+		}
+	} else if (vr == X509_V_OK) {
+		snprintf(v->verify, sizeof v->verify, "ok");
+		v->trusted = 1;
+	} else if (enforce && !verify) {
+		snprintf(v->verify, sizeof v->verify, "off");
+		v->trusted = 1;
+	} else {
+		snprintf(v->reason, sizeof v->reason, "%s", X509_verify_cert_error_string(vr));
+		snprintf(v->verify, sizeof v->verify, "fail (%s)", v->reason);
+		v->trusted = !enforce;
+	}
+	X509_free(cert);
+}
+
+void
+tls_error_string(SSL *ssl, char *buf, size_t len)
+{
+	unsigned long e = ERR_peek_last_error();
+	char msg[256];
+
+	(void)ssl;
+	if (e == 0) {
+		snprintf(buf, len, "TLS handshake failed");
+		return;
+	}
+	ERR_error_string_n(e, msg, sizeof msg);
+	ERR_clear_error();
+	/* "error:0A000086:SSL routines::certificate verify failed" -> the reason part */
+	const char *r = strrchr(msg, ':');
+	snprintf(buf, len, "TLS handshake failed: %s", r && r[1] ? r + 1 : msg);
+}
