@@ -95,6 +95,14 @@ session_send(struct dsession *s, const char *fmt, ...)
 }
 
 void
+session_send_masked(struct dsession *s, const char *line, const char *logtext)
+{
+	log_debug("%s: >>> %s", s->relay, logtext);
+	bufferevent_write(s->bev, line, strlen(line));
+	bufferevent_write(s->bev, "\r\n", 2);
+}
+
+void
 session_timeouts(struct dsession *s)
 {
 	unsigned t = s->state == DS_CONNECT ? s->sh->connect_timeout : s->sh->timeout;
@@ -176,6 +184,7 @@ void
 session_free(struct dsession *s)
 {
 	msg_release(s);
+	auth_free(s);
 	conn_free(s);
 	TAILQ_REMOVE(&sessions, s, entry);
 	nsessions--;
@@ -316,9 +325,9 @@ txn_begin(struct dsession *s)
 	session_enter(s, DS_ENVELOPE);
 }
 
-/* After the greeting: the message taken at session start, else the next ready one. */
-static void
-session_next_message_or_current(struct dsession *s)
+/* After the greeting (and TLS and AUTH): the message taken at session start, else the next ready one. */
+void
+session_go(struct dsession *s)
 {
 	if (s->msg != NULL)
 		txn_begin(s);
@@ -387,6 +396,8 @@ session_enter(struct dsession *s, enum dstate st)
 	case DS_CONNECT:
 	case DS_GREETING:
 	case DS_HANDSHAKE:
+	case DS_SECRET:
+	case DS_AUTH:
 		break;
 	case DS_EHLO:
 		session_send(s, "EHLO %s", helo_name(s));
@@ -525,8 +536,8 @@ on_reply(struct dsession *s)
 	case DS_EHLO:
 		if (cls == 2) {
 			smtp_caps_parse(&s->reply, &s->caps);
-			if (conn_after_ehlo(s))
-				session_next_message_or_current(s);
+			if (conn_after_ehlo(s) && auth_start(s))
+				session_go(s);
 		} else if (cls == 5 && s->sh->helo_fallback && !s->tls_active) {
 			/* RFC 5321 4.1.4: fall back to HELO when EHLO is not understood. */
 			session_enter(s, DS_HELO);
@@ -536,14 +547,14 @@ on_reply(struct dsession *s)
 	case DS_STARTTLS:
 		if (s->reply.code == 220)
 			conn_starttls(s);
-		else if (conn_starttls_refused(s, text))
-			session_next_message_or_current(s);
+		else if (conn_starttls_refused(s, text) && auth_start(s))
+			session_go(s);
 		break;
 	case DS_HELO:
 		if (cls == 2) {
 			memset(&s->caps, 0, sizeof s->caps);
-			if (conn_after_ehlo(s))
-				session_next_message_or_current(s);
+			if (conn_after_ehlo(s) && auth_start(s))
+				session_go(s);
 		} else
 			host_refused(s, "HELO", text);
 		break;
@@ -574,9 +585,13 @@ on_reply(struct dsession *s)
 	case DS_QUIT:
 		session_close(s);
 		break;
+	case DS_AUTH:
+		auth_on_reply(s);
+		break;
 	case DS_RESOLVE:
 	case DS_CONNECT:
 	case DS_HANDSHAKE:
+	case DS_SECRET:
 		break;
 	}
 }

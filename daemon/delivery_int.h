@@ -15,6 +15,7 @@
 #include <openssl/ssl.h>
 
 #include "dotstuff.h"
+#include "sasl.h"
 #include "queue.h"
 #include "runconf.h"
 #include "smtp_reply.h"
@@ -29,6 +30,8 @@
 	X(HELO,      "sending HELO")					\
 	X(STARTTLS,  "sending STARTTLS")				\
 	X(HANDSHAKE, "performing the TLS handshake")			\
+	X(SECRET,    "running password_command")			\
+	X(AUTH,      "authenticating")					\
 	X(ENVELOPE,  "sending MAIL/RCPT/DATA")				\
 	X(BODY,      "sending the message body")			\
 	X(DOT,       "waiting for the reply to the end of data")	\
@@ -68,6 +71,12 @@ struct dsession {
 	int plaintext_retry;            /* opportunistic: STARTTLS failed once, now without */
 	struct tls_verdict tlsv;
 
+	/* AUTH */
+	enum auth_mech auth_mech;
+	struct sasl sasl;
+	struct secret_job *secret_job;
+	int authenticated;
+
 	struct smtp_caps caps;
 	struct smtp_reply reply;
 
@@ -95,6 +104,16 @@ void session_free(struct dsession *s);
 void session_timeouts(struct dsession *s);
 void session_on_read(struct bufferevent *bev, void *arg);
 void session_on_write(struct bufferevent *bev, void *arg);
+/* Send a line that carries a secret: only `logtext` is logged. */
+void session_send_masked(struct dsession *s, const char *line, const char *logtext);
+/* Ready for mail (after EHLO, TLS and AUTH): begin the transaction. */
+void session_go(struct dsession *s);
+
+/* delivery_auth.c */
+/* 1 when no AUTH is needed (go on); 0 when AUTH is under way or the session failed. */
+int  auth_start(struct dsession *s);
+void auth_on_reply(struct dsession *s);
+void auth_free(struct dsession *s);
 
 /* delivery_conn.c */
 /* Resolve and connect; on the greeting the session goes on in delivery.c. */

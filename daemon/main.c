@@ -32,6 +32,7 @@
 #include "delivery.h"
 #include "listener.h"
 #include "runconf.h"
+#include "secret.h"
 #include "log.h"
 #include "queue.h"
 #include "smtpd.h"
@@ -43,7 +44,7 @@
 static struct daemon daemon_state;
 struct daemon *D = &daemon_state;
 
-static struct event *ev_term, *ev_int, *ev_hup, *ev_usr1, *ev_shutdown_tick;
+static struct event *ev_term, *ev_int, *ev_hup, *ev_usr1, *ev_chld, *ev_shutdown_tick;
 static int shutdown_ticks;
 
 static void
@@ -181,6 +182,15 @@ on_usr1(evutil_socket_t sig, short what, void *arg)
 	(void)arg;
 	log_info("received SIGUSR1: flushing the queue");
 	queue_flush_all();
+}
+
+static void
+on_chld(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig;
+	(void)what;
+	(void)arg;
+	secret_reap();
 }
 
 static void
@@ -329,6 +339,8 @@ main(int argc, char **argv)
 	ev_int = evsignal_new(D->base, SIGINT, on_term, NULL);
 	ev_hup = evsignal_new(D->base, SIGHUP, on_hup, NULL);
 	ev_usr1 = evsignal_new(D->base, SIGUSR1, on_usr1, NULL);
+	ev_chld = evsignal_new(D->base, SIGCHLD, on_chld, NULL);
+	event_add(ev_chld, NULL);
 	event_add(ev_term, NULL);
 	event_add(ev_int, NULL);
 	event_add(ev_hup, NULL);
@@ -355,6 +367,7 @@ main(int argc, char **argv)
 	event_free(ev_int);
 	event_free(ev_hup);
 	event_free(ev_usr1);
+	event_free(ev_chld);
 	listeners_close();
 	evdns_base_free(D->dns, 0);
 	event_base_free(D->base);

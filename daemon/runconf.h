@@ -15,6 +15,8 @@
 struct runconf {
 	struct config *conf;
 	SSL_CTX **tls;          /* per smarthost; NULL where tls = disabled */
+	char **secret;          /* per smarthost: password or password_file's; NULL otherwise */
+	char **cmd_secret;      /* per smarthost: password_command's last answer, until rejected */
 	unsigned refs;
 };
 

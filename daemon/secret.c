@@ -1,0 +1,225 @@
+/*
+ * secret: see secret.h.
+ */
+#include "config.h"
+
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "log.h"
+#include "secret.h"
+#include "util.h"
+#include "xmalloc.h"
+
+#define SECRET_MAX 8192
+
+char *
+secret_read_file(const char *path, gid_t daemon_gid, char *errbuf, size_t errlen)
+{
+	struct stat st;
+	char buf[SECRET_MAX + 1];
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+	if (fd == -1) {
+		snprintf(errbuf, errlen, "password_file: %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		snprintf(errbuf, errlen, "password_file: %s: not a regular file", path);
+		close(fd);
+		return NULL;
+	}
+	if (st.st_mode & (S_IROTH | S_IWOTH)) {
+		snprintf(errbuf, errlen, "password_file: %s is readable by others (mode %04o); "
+		    "run chmod o-rw %s", path, (unsigned)(st.st_mode & 07777), path);
+		close(fd);
+		return NULL;
+	}
+	if ((st.st_mode & S_IRGRP) && !(st.st_uid == 0 && st.st_gid == daemon_gid)) {
+		snprintf(errbuf, errlen, "password_file: %s is readable by its group (mode %04o); "
+		    "make it 0600, or root's with the daemon's group and 0640", path,
+		    (unsigned)(st.st_mode & 07777));
+		close(fd);
+		return NULL;
+	}
+	n = read_full(fd, buf, SECRET_MAX);
+	close(fd);
+	if (n < 0) {
+		snprintf(errbuf, errlen, "password_file: %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	buf[n] = '\0';
+	buf[strcspn(buf, "\r\n")] = '\0';
+	if (buf[0] == '\0') {
+		snprintf(errbuf, errlen, "password_file: %s: the first line is empty", path);
+		return NULL;
+	}
+	char *s = xstrdup(buf);
+	OPENSSL_cleanse(buf, sizeof buf);
+	return s;
+}
+
+struct secret_job {
+	pid_t pid;
+	int fd;
+	struct event *ev, *timer;
+	secret_cb cb;
+	void *arg;
+	unsigned timeout;
+	size_t len;
+	char buf[SECRET_MAX + 1];
+};
+
+static void
+job_free(struct secret_job *j)
+{
+	if (j->pid > 0) {
+		kill(j->pid, SIGKILL);
+		/* reaped by the SIGCHLD handler */
+	}
+	if (j->ev)
+		event_free(j->ev);
+	if (j->timer)
+		event_free(j->timer);
+	if (j->fd != -1)
+		close(j->fd);
+	OPENSSL_cleanse(j->buf, sizeof j->buf);
+	free(j);
+}
+
+static void
+job_done(struct secret_job *j, const char *secret, const char *err)
+{
+	secret_cb cb = j->cb;
+	void *arg = j->arg;
+	char copy[SECRET_MAX + 1] = "";
+
+	if (secret)
+		strlcpy_mr(copy, secret, sizeof copy);
+	if (j->pid > 0) {
+		int st;
+		if (waitpid(j->pid, &st, WNOHANG) == j->pid)
+			j->pid = 0;
+	}
+	job_free(j);
+	cb(secret ? copy : NULL, err, arg);
+	OPENSSL_cleanse(copy, sizeof copy);
+}
+
+static void
+on_output(evutil_socket_t fd, short what, void *arg)
+{
+	struct secret_job *j = arg;
+	char err[200];
+	ssize_t n;
+
+	(void)what;
+	n = read(fd, j->buf + j->len, SECRET_MAX - j->len);
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return;
+	if (n > 0) {
+		j->len += (size_t)n;
+		j->buf[j->len] = '\0';
+		if (strchr(j->buf, '\n') == NULL && j->len < SECRET_MAX)
+			return;		/* the first line is not complete yet */
+	}
+	j->buf[strcspn(j->buf, "\r\n")] = '\0';
+	if (j->buf[0] == '\0') {
+		int st = 0;
+		pid_t r = j->pid > 0 ? waitpid(j->pid, &st, WNOHANG) : 0;	/* never block the loop */
+		if (r == j->pid)
+			j->pid = 0;
+		if (r > 0 && WIFEXITED(st) && WEXITSTATUS(st) != 0)
+			snprintf(err, sizeof err, "password_command exited with status %d and printed nothing",
+			    WEXITSTATUS(st));
+		else if (r > 0 && WIFSIGNALED(st))
+			snprintf(err, sizeof err, "password_command was killed by signal %d", WTERMSIG(st));
+		else
+			snprintf(err, sizeof err, "password_command printed nothing");
+		job_done(j, NULL, err);
+		return;
+	}
+	job_done(j, j->buf, NULL);
+}
+
+static void
+on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct secret_job *j = arg;
+	char err[100];
+
+	(void)fd;
+	(void)what;
+	snprintf(err, sizeof err, "password_command did not answer within %us", j->timeout);
+	job_done(j, NULL, err);
+}
+
+struct secret_job *
+secret_run(struct event_base *base, const char *cmd, unsigned timeout, secret_cb cb, void *arg)
+{
+	struct secret_job *j = xcalloc(1, sizeof *j);
+	int p[2], devnull;
+	struct timeval tv = { .tv_sec = timeout };
+
+	j->fd = -1;
+	j->cb = cb;
+	j->arg = arg;
+	j->timeout = timeout;
+	if (pipe2(p, O_CLOEXEC) == -1) {
+		free(j);
+		return NULL;
+	}
+	j->pid = fork();
+	if (j->pid == -1) {
+		close(p[0]);
+		close(p[1]);
+		free(j);
+		return NULL;
+	}
+	if (j->pid == 0) {
+		/* child: stdin from /dev/null, stdout to us, stderr left to the daemon's log */
+		devnull = open("/dev/null", O_RDONLY);
+		if (devnull != -1)
+			dup2(devnull, 0);
+		dup2(p[1], 1);
+		signal(SIGPIPE, SIG_DFL);
+		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	j->fd = p[0];
+	evutil_make_socket_nonblocking(j->fd);
+	j->ev = event_new(base, j->fd, EV_READ | EV_PERSIST, on_output, j);
+	j->timer = evtimer_new(base, on_timeout, j);
+	event_add(j->ev, NULL);
+	evtimer_add(j->timer, &tv);
+	return j;
+}
+
+void
+secret_cancel(struct secret_job *job)
+{
+	if (job != NULL)
+		job_free(job);
+}
+
+void
+secret_reap(void)
+{
+	int st;
+
+	while (waitpid(-1, &st, WNOHANG) > 0)
+		;
+}
