@@ -31,12 +31,16 @@
 #include <event2/bufferevent.h>
 #include <event2/dns.h>
 
+#include <fnmatch.h>
+#include <time.h>
+
 #include "daemon.h"
 #include "delivery.h"
 #include "delivery_int.h"
 #include "dotstuff.h"
 #include "log.h"
 #include "queue.h"
+#include "shstate.h"
 #include "smtp_reply.h"
 #include "util.h"
 #include "xmalloc.h"
@@ -195,10 +199,87 @@ session_free(struct dsession *s)
 }
 
 /*
+ * Which smarthost a message goes to now: the one its sender's route names
+ * (routes are strict: that smarthost only), else the first one from the
+ * message's failover position that is not backed off; if all of those
+ * are, the one at the position (a probe).
+ */
+static size_t
+msg_target(const struct config *c, const struct qmsg *m, int *routed)
+{
+	size_t i;
+	time_t now = time(NULL);
+
+	*routed = 0;
+	for (i = 0; i < c->nroutes; i++) {
+		if (fnmatch(c->routes[i].from, m->env.sender, FNM_CASEFOLD) == 0) {
+			*routed = 1;
+			return c->routes[i].smarthost_index;
+		}
+	}
+	size_t fo = m->fo < c->nsmarthosts ? m->fo : 0;
+	for (i = fo; i < c->nsmarthosts; i++)
+		if (!shstate_down(c->smarthosts[i].name, now))
+			return i;
+	return fo;
+}
+
+static int
+wants(const struct dsession *s, const struct qmsg *m)
+{
+	int routed;
+
+	return msg_target(s->rc->conf, m, &routed) == s->shidx;
+}
+
+/* The first ready message this session's smarthost should carry, taken; or NULL. */
+static struct qmsg *
+take_for(struct dsession *s)
+{
+	struct qmsg *m;
+
+	for (m = queue_ready_next(NULL); m != NULL; m = queue_ready_next(m)) {
+		if (wants(s, m)) {
+			queue_take(m);
+			return m;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * A message this smarthost could not take: on to the next smarthost in
+ * the same attempt (no attempt counted), or, after the last one,
+ * deferred with `why`.
+ */
+static void
+failover_or_defer(struct dsession *s, struct qmsg *m, const char *why, const char *dsn)
+{
+	struct relay_info ri;
+	int routed;
+	size_t i;
+
+	msg_target(s->rc->conf, m, &routed);
+	if (!routed && s->shidx + 1 < s->rc->conf->nsmarthosts && !D->shutting_down) {
+		m->fo = (unsigned)s->shidx + 1;
+		log_qid(LOG_INFO, m->env.id, NULL, "smarthost %s failed; trying %s",
+		    s->sh->name, s->rc->conf->smarthosts[m->fo].name);
+		queue_release(m);	/* ready again, for the next smarthost */
+		return;
+	}
+	relay_info(s, &ri);
+	for (i = 0; i < m->env.nrcpt; i++)
+		if (m->env.rcpts[i].status == RCPT_PENDING)
+			queue_outcome(m, i, OUTCOME_DEFERRED, &ri, dsn, why);
+	queue_release(m);
+}
+
+/*
  * The connection failed or broke: everything not yet decided is deferred
- * with `why`.  When the session never got through (connect, greeting),
- * every other ready message is deferred too: one probe per retry step,
- * not one connection per queued message.
+ * with `why`.  When the session never got through (connect, TLS, AUTH),
+ * it is the smarthost that failed: it is backed off, and its message and
+ * every other ready message meant for it go on to the next smarthost or
+ * are deferred — one probe per back-off step, not one per message.
  */
 void
 session_fail(struct dsession *s, const char *why, const char *dsn)
@@ -206,21 +287,32 @@ session_fail(struct dsession *s, const char *why, const char *dsn)
 	int never_ready = s->messages == 0 && s->rc_idx == NULL;
 
 	log_info("%s", why);
-	txn_outcome_all(s, OUTCOME_DEFERRED, dsn, why, 0);
-	msg_release(s);
-	if (never_ready) {
-		struct qmsg *m;
-		struct relay_info ri;
-		size_t i;
-
-		relay_info(s, &ri);
-		while ((m = queue_take_ready()) != NULL) {
-			for (i = 0; i < m->env.nrcpt; i++)
-				if (m->env.rcpts[i].status == RCPT_PENDING)
-					queue_outcome(m, i, OUTCOME_DEFERRED, &ri, dsn, why);
-			queue_release(m);
-		}
+	if (!never_ready) {
+		txn_outcome_all(s, OUTCOME_DEFERRED, dsn, why, 0);
+		msg_release(s);
+		session_close(s);
+		return;
 	}
+	struct shstate *st = shstate_get(s->sh->name);
+	shstate_failure(s->sh->name, why, queue_retry_delay(st->failures + 1));
+
+	struct qmsg *m = s->msg;
+	s->msg = NULL;
+	txn_clear(s);
+	/* Every ready message meant for this smarthost, taken before any is requeued. */
+	struct qmsg **batch = NULL;
+	size_t n = 0, i;
+	if (m != NULL) {
+		batch = xreallocarray(batch, n + 1, sizeof *batch);
+		batch[n++] = m;
+	}
+	while ((m = take_for(s)) != NULL) {
+		batch = xreallocarray(batch, n + 1, sizeof *batch);
+		batch[n++] = m;
+	}
+	for (i = 0; i < n; i++)
+		failover_or_defer(s, batch[i], why, dsn);
+	free(batch);
 	session_close(s);
 }
 
@@ -233,28 +325,48 @@ session_quit(struct dsession *s)
 
 /* ------------------------------------------------------------------ */
 
+static unsigned
+sessions_for(size_t shidx)
+{
+	struct dsession *s;
+	unsigned n = 0;
+
+	TAILQ_FOREACH(s, &sessions, entry)
+		if (s->rc == D->rc && s->shidx == shidx && !s->dead)
+			n++;
+	return n;
+}
+
 static void
-start_session(void)
+start_session(size_t shidx, struct qmsg *m)
 {
 	struct dsession *s = xcalloc(1, sizeof *s);
 
 	s->rc = runconf_ref(D->rc);
-	s->shidx = 0;
+	s->shidx = shidx;
 	s->sh = &s->rc->conf->smarthosts[s->shidx];
 	s->body_fd = -1;
 	snprintf(s->relay, sizeof s->relay, "%s:%u", s->sh->host, s->sh->port);
 	TAILQ_INSERT_TAIL(&sessions, s, entry);
 	nsessions++;
-	s->msg = queue_take_ready();
+	queue_take(m);
+	s->msg = m;
 	conn_start(s);
 	if (s->dead)
 		session_free(s);
 }
 
+/*
+ * Start sessions for ready messages, at most `concurrency` per smarthost.
+ * After each start the ready list is walked again from its head: a
+ * session that fails at once moves messages around.
+ */
 void
 delivery_kick(void)
 {
 	static int kicking;
+	struct qmsg *m;
+	int started;
 
 	if (kicking || D->shutting_down)
 		return;
@@ -267,12 +379,49 @@ delivery_kick(void)
 	}
 	warned_no_smarthost = 0;
 	kicking = 1;
-	while (queue_has_ready() && nsessions < D->conf->concurrency)
-		start_session();
+	do {
+		started = 0;
+		for (m = queue_ready_next(NULL); m != NULL; m = queue_ready_next(m)) {
+			int routed;
+			size_t t = msg_target(D->conf, m, &routed);
+			if (sessions_for(t) < D->conf->concurrency) {
+				start_session(t, m);
+				started = 1;
+				break;
+			}
+		}
+	} while (started);
 	kicking = 0;
 }
 
 /* ------------------------------------------------------------------ */
+
+/* add_header lines of the smarthost, prepended to every message it carries. */
+static unsigned long long
+added_headers_size(const struct dsession *s)
+{
+	unsigned long long n = 0;
+
+	for (size_t i = 0; i < s->sh->nadd_header; i++)
+		n += strlen(s->sh->add_header[i]) + 2;
+	return n;
+}
+
+static void
+send_added_headers(struct dsession *s)
+{
+	char out[2 * 1024 + 8];
+
+	for (size_t i = 0; i < s->sh->nadd_header; i++) {
+		const char *h = s->sh->add_header[i];
+		size_t len = strlen(h);
+		if (len > 1000)
+			continue;	/* conf refuses these; belt and braces for the buffer */
+		size_t n = dot_encode(&s->enc, h, len, out);
+		n += dot_encode(&s->enc, "\r\n", 2, out + n);
+		bufferevent_write(s->bev, out, n);
+	}
+}
 
 static void
 send_envelope_cmd(struct dsession *s, size_t idx)
@@ -282,7 +431,7 @@ send_envelope_cmd(struct dsession *s, size_t idx)
 	if (idx == 0) {
 		char params[64] = "";
 		if (s->caps.size_present)
-			snprintf(params, sizeof params, " SIZE=%llu", e->size);
+			snprintf(params, sizeof params, " SIZE=%llu", e->size + added_headers_size(s));
 		if (e->eightbit && s->caps.eightbitmime)
 			strlcat_mr(params, " BODY=8BITMIME", sizeof params);
 		session_send(s, "MAIL FROM:<%s>%s", e->sender, params);
@@ -329,6 +478,8 @@ txn_begin(struct dsession *s)
 void
 session_go(struct dsession *s)
 {
+	if (s->messages == 0)
+		shstate_success(s->sh->name);
 	if (s->msg != NULL)
 		txn_begin(s);
 	else
@@ -340,7 +491,7 @@ session_next_message(struct dsession *s)
 {
 	if (s->dead)
 		return;
-	s->msg = D->shutting_down ? NULL : queue_take_ready();
+	s->msg = D->shutting_down ? NULL : take_for(s);
 	if (s->msg == NULL) {
 		session_enter(s, DS_QUIT);
 		return;
@@ -427,6 +578,7 @@ session_enter(struct dsession *s, enum dstate st)
 			return;
 		}
 		dot_encoder_init(&s->enc);
+		send_added_headers(s);
 		bufferevent_setwatermark(s->bev, EV_WRITE, BODY_CHUNK / 2, 0);
 		if (body_refill(s) == -1) {
 			txn_outcome_all(s, OUTCOME_DEFERRED, "4.3.0", "cannot read queued content", 0);

@@ -33,6 +33,7 @@
 #include "listener.h"
 #include "runconf.h"
 #include "secret.h"
+#include "shstate.h"
 #include "log.h"
 #include "queue.h"
 #include "smtpd.h"
@@ -374,5 +375,6 @@ main(int argc, char **argv)
 	spool_close(&D->spool);
 	log_info("stopped");
 	runconf_unref(D->rc);
+	shstate_free_all();
 	return 0;
 }

@@ -137,21 +137,21 @@ queue_has_ready(void)
 }
 
 struct qmsg *
-queue_take_ready(void)
+queue_ready_next(struct qmsg *after)
 {
-	struct qmsg *m = TAILQ_FIRST(&ready_msgs);
+	return after == NULL ? TAILQ_FIRST(&ready_msgs) : TAILQ_NEXT(after, ready_entry);
+}
 
-	if (m == NULL)
-		return NULL;
+void
+queue_take(struct qmsg *m)
+{
 	TAILQ_REMOVE(&ready_msgs, m, ready_entry);
 	m->ready = 0;
 	m->inflight = 1;
-	return m;
 }
 
-/* Seconds to wait after the n-th attempt (n >= 1). */
-static unsigned
-retry_delay(unsigned attempts)
+unsigned
+queue_retry_delay(unsigned attempts)
 {
 	const struct config *c = D->conf;
 	size_t i = attempts == 0 ? 0 : attempts - 1;
@@ -221,10 +221,11 @@ queue_outcome(struct qmsg *m, size_t idx, enum outcome o, const struct relay_inf
 		break;
 	case OUTCOME_DEFERRED:
 		r->status = RCPT_PENDING;
-		r->next_attempt = now.tv_sec + retry_delay(r->attempts);
+		r->next_attempt = now.tv_sec + queue_retry_delay(r->attempts);
 		break;
 	}
 	m->dirty = 1;
+	m->fo = 0;	/* an outcome ends this attempt's walk through the smarthosts */
 	if (dsn == NULL) {
 		derive_dsn(dsnbuf, sizeof dsnbuf, o, r->last_reply);
 		dsn = dsnbuf;

@@ -27,6 +27,7 @@ struct qmsg {
 	int inflight;               /* owned by a delivery session */
 	int removed;                /* all recipients final; removal requested */
 	int dirty;                  /* env changed since the last commit */
+	unsigned fo;                /* failover: the smarthost index this attempt has reached */
 	TAILQ_ENTRY(qmsg) all_entry;
 	TAILQ_ENTRY(qmsg) ready_entry;
 };
@@ -43,9 +44,13 @@ void queue_init(void);
 int  queue_load(void);
 /* A message just committed (the queue takes ownership of env's contents). */
 void queue_add(struct spool_env *env);
-/* Next ready message for a delivery session, or NULL. Marks it in flight. */
-struct qmsg *queue_take_ready(void);
+/* The ready list in order: the first (after == NULL) or the one after `after`. */
+struct qmsg *queue_ready_next(struct qmsg *after);
+/* Take a ready message for a delivery session; marks it in flight. */
+void queue_take(struct qmsg *m);
 int  queue_has_ready(void);
+/* Seconds to wait after the n-th failed attempt (retry_schedule, last step repeating). */
+unsigned queue_retry_delay(unsigned attempts);
 /*
  * Record one recipient's outcome: counts the attempt, sets status, reply
  * and next attempt (per retry_schedule, bounced after max_queue_time) and

@@ -1,0 +1,93 @@
+"""Several smarthosts: failover in order, back-off of a failing one,
+routes by sender, and add_header."""
+from mrtest import free_port, make_message, quote, smarthost_opts, to_crlf
+
+SENDER = "sender@example.org"
+RCPT = "rcpt@example.net"
+
+
+def test_first_smarthost_refuses_connections_second_delivers(daemon, smarthost):
+    dead = free_port()
+    sh2 = smarthost()
+    d = daemon(smarthosts=[("first", smarthost_opts(dead)), ("second", smarthost_opts(sh2.port))])
+    msg = make_message(subject="failover")
+    r = d.sendmail(["-i", "-f", SENDER, RCPT], msg)
+    assert r.rc == 0, r
+    qid = d.accepted_id(SENDER)
+    sent = d.wait_for_record(id=qid, to=RCPT, status="sent", timeout=20)
+    assert sent["relay"] == "127.0.0.1[127.0.0.1]:%d" % sh2.port
+    # the failover is one attempt, not a deferral
+    assert sent["attempts"] == "1"
+    assert [o["status"] for o in d.outcomes(qid, to=RCPT)] == ["sent"]
+    assert d.wait_for_log(r"%s: smarthost first failed; trying second" % qid)
+    assert [t.content for t in sh2.delivered()] == [to_crlf(msg)]
+    d.wait_queue_empty()
+
+
+def test_failing_smarthost_is_backed_off_not_retried_per_message(daemon, smarthost):
+    dead = free_port()
+    sh2 = smarthost()
+    d = daemon(smarthosts=[("first", smarthost_opts(dead)), ("second", smarthost_opts(sh2.port))],
+               overrides={"retry_schedule": ["1h"]})
+    for i in range(5):
+        r = d.sendmail(["-i", "-f", SENDER, RCPT], make_message(subject="backoff %d" % i))
+        assert r.rc == 0, r
+        sh2.wait_for(i + 1, timeout=20)
+    d.wait_queue_empty()
+    # only the first message probed the dead smarthost; the others went straight to the second
+    failovers = [l for l in d.log_lines() if "smarthost first failed; trying second" in l]
+    assert len(failovers) == 1, failovers
+    connects = [l for l in d.log_lines() if "connecting" in l and ":%d" % dead in l]
+    assert len(connects) == 1, connects
+
+
+def test_all_smarthosts_down_defers_then_delivers(daemon, smarthost):
+    p1, p2 = free_port(), free_port()
+    d = daemon(smarthosts=[("first", smarthost_opts(p1)), ("second", smarthost_opts(p2))])
+    msg = make_message(subject="all down")
+    r = d.sendmail(["-i", "-f", SENDER, RCPT], msg)
+    assert r.rc == 0, r
+    qid = d.accepted_id(SENDER)
+    deferred = d.wait_for_record(id=qid, to=RCPT, status="deferred", timeout=20)
+    assert "Connection refused" in deferred["text"]
+    assert deferred["attempts"] == "1"
+    sh = smarthost(port=p2)
+    sent = d.wait_for_record(id=qid, to=RCPT, status="sent", timeout=30)
+    assert int(sent["attempts"]) >= 2
+    assert [t.content for t in sh.delivered()] == [to_crlf(msg)]
+
+
+def test_route_sends_a_sender_through_its_smarthost(daemon, smarthost):
+    sh_main, sh_a = smarthost(name="main"), smarthost(name="routed")
+    d = daemon(smarthosts=[("main", smarthost_opts(sh_main.port)), ("adom", smarthost_opts(sh_a.port))],
+               extra='route {\n    from = "*@a.example"\n    smarthost = "adom"\n}')
+    r1 = d.sendmail(["-i", "-f", "app@a.example", RCPT], make_message(subject="routed"))
+    r2 = d.sendmail(["-i", "-f", "cron@b.example", RCPT], make_message(subject="default"))
+    assert r1.rc == 0 and r2.rc == 0
+    sh_a.wait_for(1, timeout=20)
+    sh_main.wait_for(1, timeout=20)
+    assert [t.mail_from for t in sh_a.delivered()] == ["app@a.example"]
+    assert [t.mail_from for t in sh_main.delivered()] == ["cron@b.example"]
+
+
+def test_routed_sender_does_not_fail_over(daemon, smarthost):
+    dead = free_port()
+    sh_main = smarthost()
+    d = daemon(smarthosts=[("main", smarthost_opts(sh_main.port)), ("adom", smarthost_opts(dead))],
+               extra='route {\n    from = "*@a.example"\n    smarthost = "adom"\n}')
+    r = d.sendmail(["-i", "-f", "app@a.example", RCPT], make_message(subject="strict route"))
+    assert r.rc == 0
+    qid = d.accepted_id("app@a.example")
+    d.wait_for_record(id=qid, to=RCPT, status="deferred", timeout=20)
+    assert sh_main.delivered() == []
+
+
+def test_add_header_is_prepended(daemon, smarthost):
+    sh = smarthost()
+    opts = smarthost_opts(sh.port, add_header=[quote("X-Mailer-Host: web1"), quote("X-Env: prod")])
+    d = daemon(smarthosts=[("main", opts)])
+    msg = make_message(subject="extra headers")
+    assert d.sendmail(["-i", "-f", SENDER, RCPT], msg).rc == 0
+    t = sh.wait_for(1, timeout=20)[0]
+    assert t.content == b"X-Mailer-Host: web1\r\nX-Env: prod\r\n" + to_crlf(msg)
+    d.wait_queue_empty()
