@@ -545,6 +545,7 @@ session_enter(struct dsession *s, enum dstate st)
 	switch (st) {
 	case DS_RESOLVE:
 	case DS_CONNECT:
+	case DS_SOCKS:
 	case DS_GREETING:
 	case DS_HANDSHAKE:
 	case DS_SECRET:
@@ -742,6 +743,7 @@ on_reply(struct dsession *s)
 		break;
 	case DS_RESOLVE:
 	case DS_CONNECT:
+	case DS_SOCKS:
 	case DS_HANDSHAKE:
 	case DS_SECRET:
 		break;

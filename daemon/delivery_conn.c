@@ -1,9 +1,12 @@
 /*
  * delivery_conn: how a delivery session gets a connection it may use.
  *
- *   RESOLVE   evdns_getaddrinfo, never blocking the loop
+ *   RESOLVE   evdns_getaddrinfo, never blocking the loop (the proxy's name
+ *             when `proxy = socks5://HOST:PORT` is set)
  *   CONNECT   each address in turn until one answers (IPv6 and IPv4 alike);
  *             with tls = implicit the TLS handshake is part of connecting
+ *   SOCKS     through a proxy: RFC 1928 CONNECT to the smarthost by name,
+ *             then (implicit TLS) the handshake on a filter
  *   ...       GREETING and EHLO are handled in delivery.c, which then asks
  *             conn_after_ehlo() whether it may go on
  *   STARTTLS  the command, then HANDSHAKE on a bufferevent_openssl filter
@@ -102,7 +105,11 @@ conn_start(struct dsession *s)
 	s->state = DS_RESOLVE;
 	in_start++;
 	/* The callback may run before this returns (addresses, /etc/hosts). */
-	s->dnsreq = evdns_getaddrinfo(D->dns, s->sh->host, port, &hints, on_resolved, s);
+	if (s->sh->proxy_host != NULL)
+		s->dnsreq = evdns_getaddrinfo(D->dns, s->sh->proxy_host, s->sh->proxy_port, &hints,
+		    on_resolved, s);
+	else
+		s->dnsreq = evdns_getaddrinfo(D->dns, s->sh->host, port, &hints, on_resolved, s);
 	in_start--;
 }
 
@@ -121,8 +128,12 @@ connect_addr(struct dsession *s)
 		s->tls_active = s->tls_done = 0;
 		s->connected = 0;
 		addr_string(s->addr->ai_addr, addr, sizeof addr);
-		snprintf(s->relay, sizeof s->relay, "%s[%s]:%u", s->sh->host, addr, s->sh->port);
-		if (s->sh->tls == TLS_IMPLICIT) {
+		if (s->sh->proxy_host != NULL)
+			snprintf(s->relay, sizeof s->relay, "%s[socks5:%s:%s]:%u", s->sh->host, addr,
+			    s->sh->proxy_port, s->sh->port);
+		else
+			snprintf(s->relay, sizeof s->relay, "%s[%s]:%u", s->sh->host, addr, s->sh->port);
+		if (s->sh->tls == TLS_IMPLICIT && s->sh->proxy_host == NULL) {
 			s->ssl = tls_ssl_new(tls_ctx(s), s->sh->host);
 			if (s->ssl != NULL)
 				s->bev = bufferevent_openssl_socket_new(D->base, -1, s->ssl,
@@ -277,17 +288,138 @@ retry_plaintext(struct dsession *s, const char *why)
 	connect_addr(s);	/* the same address, a new connection */
 }
 
-static void
-on_connected(struct dsession *s)
+/* ---- SOCKS5 (RFC 1928), no authentication ---- */
+
+static const char *
+socks_reply_text(unsigned char rep)
 {
-	s->connected = 1;
-	if (s->sh->tls == TLS_IMPLICIT && !tls_established(s))
+	static const char *const text[] = {
+		"succeeded", "general SOCKS server failure", "connection not allowed by ruleset",
+		"network unreachable", "host unreachable", "connection refused", "TTL expired",
+		"command not supported", "address type not supported",
+	};
+	return rep < sizeof text / sizeof text[0] ? text[rep] : "unknown reply";
+}
+
+static void start_greeting(struct dsession *s);
+
+static void
+socks_fail(struct dsession *s, const char *what)
+{
+	char why[500];
+
+	snprintf(why, sizeof why, "connect to %s: SOCKS5 proxy: %s", s->relay, what);
+	session_fail(s, why, "4.4.1");
+}
+
+static void
+socks_on_read(struct bufferevent *bev, void *arg)
+{
+	struct dsession *s = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	unsigned char h[5];
+	size_t need;
+
+	if (s->socks_step == 0) {
+		if (evbuffer_get_length(in) < 2)
+			return;
+		evbuffer_remove(in, h, 2);
+		if (h[0] != 5 || h[1] != 0) {
+			socks_fail(s, h[1] == 0xff ? "no acceptable authentication method" : "bad greeting");
+			free_if_dead(s);
+			return;
+		}
+		/* CONNECT by name: the proxy resolves it (the point of a proxy on closed networks) */
+		unsigned char req[262 + 8];
+		size_t hl = strlen(s->sh->host), n = 0;
+		req[n++] = 5;
+		req[n++] = 1;
+		req[n++] = 0;
+		req[n++] = 3;
+		req[n++] = (unsigned char)hl;
+		memcpy(req + n, s->sh->host, hl);
+		n += hl;
+		req[n++] = (unsigned char)(s->sh->port >> 8);
+		req[n++] = (unsigned char)(s->sh->port & 0xff);
+		bufferevent_write(bev, req, n);
+		s->socks_step = 1;
 		return;
+	}
+	if (evbuffer_get_length(in) < 5)
+		return;
+	evbuffer_copyout(in, h, 5);
+	if (h[0] != 5 || h[1] != 0) {
+		socks_fail(s, h[0] != 5 ? "bad reply" : socks_reply_text(h[1]));
+		free_if_dead(s);
+		return;
+	}
+	/* the bound address: IPv4, IPv6 or a name */
+	need = h[3] == 1 ? 4 + 6 : h[3] == 4 ? 4 + 18 : h[3] == 3 ? 5 + h[4] + 2 : 0;
+	if (need == 0) {
+		socks_fail(s, "bad address type in reply");
+		free_if_dead(s);
+		return;
+	}
+	if (evbuffer_get_length(in) < need)
+		return;
+	evbuffer_drain(in, need);
+	if (evbuffer_get_length(in) > 0) {
+		socks_fail(s, "data before the tunnel was set up");
+		free_if_dead(s);
+		return;
+	}
+	log_debug("%s: SOCKS5 tunnel established", s->relay);
+	bufferevent_setcb(bev, session_on_read, session_on_write, conn_on_event, s);
+	if (s->sh->tls == TLS_IMPLICIT) {
+		/* TLS from the first byte of the tunnel */
+		struct bufferevent *tb;
+		s->ssl = tls_ssl_new(tls_ctx(s), s->sh->host);
+		tb = s->ssl ? bufferevent_openssl_filter_new(D->base, bev, s->ssl,
+		    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE) : NULL;
+		if (tb == NULL) {
+			SSL_free(s->ssl);
+			s->ssl = NULL;
+			socks_fail(s, "cannot set up TLS");
+			free_if_dead(s);
+			return;
+		}
+		s->bev = tb;
+		bufferevent_setcb(tb, session_on_read, session_on_write, conn_on_event, s);
+		bufferevent_enable(tb, EV_READ | EV_WRITE);
+		s->state = DS_HANDSHAKE;
+		session_timeouts(s);
+		return;
+	}
+	start_greeting(s);
+}
+
+static void
+start_greeting(struct dsession *s)
+{
 	log_debug("%s: connected", s->relay);
 	smtp_reply_init(&s->reply);
 	s->state = DS_GREETING;
 	session_timeouts(s);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
+static void
+on_connected(struct dsession *s)
+{
+	s->connected = 1;
+	if (s->sh->proxy_host != NULL) {
+		static const unsigned char hello[3] = { 5, 1, 0 };
+		s->state = DS_SOCKS;
+		s->socks_step = 0;
+		session_timeouts(s);
+		bufferevent_setcb(s->bev, socks_on_read, session_on_write, conn_on_event, s);
+		bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+		bufferevent_write(s->bev, hello, sizeof hello);
+		return;
+	}
+	if (s->sh->tls == TLS_IMPLICIT && !tls_established(s))
+		return;
+	start_greeting(s);
 }
 
 void
@@ -300,8 +432,12 @@ conn_on_event(struct bufferevent *bev, short what, void *arg)
 		if (s->state == DS_CONNECT)
 			on_connected(s);
 		else if (s->state == DS_HANDSHAKE && tls_established(s)) {
-			memset(&s->caps, 0, sizeof s->caps);
-			session_enter(s, DS_EHLO);
+			if (s->sh->tls == TLS_IMPLICIT) {
+				start_greeting(s);	/* implicit TLS through a proxy */
+			} else {
+				memset(&s->caps, 0, sizeof s->caps);
+				session_enter(s, DS_EHLO);
+			}
 		}
 		free_if_dead(s);
 		return;
@@ -329,6 +465,12 @@ conn_on_event(struct bufferevent *bev, short what, void *arg)
 			retry_plaintext(s, why);
 		else
 			session_fail(s, why, "4.7.5");
+		break;
+	case DS_SOCKS:
+		if (what & BEV_EVENT_TIMEOUT)
+			socks_fail(s, "no answer");
+		else
+			socks_fail(s, "connection closed");
 		break;
 	case DS_QUIT:
 		session_close(s);	/* after QUIT anything goes */

@@ -25,6 +25,7 @@
 #define DELIVERY_STATES(X)						\
 	X(RESOLVE,   "looking up the host name")				\
 	X(CONNECT,   "connecting")					\
+	X(SOCKS,     "talking to the SOCKS5 proxy")			\
 	X(GREETING,  "waiting for the greeting")			\
 	X(EHLO,      "sending EHLO")					\
 	X(HELO,      "sending HELO")					\
@@ -63,6 +64,7 @@ struct dsession {
 	struct evdns_getaddrinfo_request *dnsreq;
 	struct evutil_addrinfo *addrs, *addr;
 	char last_error[300];
+	int socks_step;                 /* 0 greeting sent, 1 CONNECT sent */
 
 	/* TLS */
 	SSL *ssl;                       /* owned by the bufferevent once wrapped */
