@@ -193,20 +193,41 @@ tls_established(struct dsession *s)
 	return 1;
 }
 
-/* The OpenSSL reason of a failed handshake; 0 when OpenSSL reported none (a socket error). */
+/*
+ * The OpenSSL reason for a failure on bev ("wrong version number", "tlsv13
+ * alert certificate required"); 0 when OpenSSL reported none.  The SSL
+ * library's own errors are preferred over system ones queued with them.
+ */
 static int
-tls_failure_text(struct dsession *s, struct bufferevent *bev, char *buf, size_t len)
+openssl_reason(struct bufferevent *bev, char *buf, size_t len)
 {
-	unsigned long e;
-	char reason[256] = "";
+	unsigned long e, pick = 0;
 
 	while ((e = bufferevent_get_openssl_error(bev)) != 0)
-		ERR_error_string_n(e, reason, sizeof reason);
-	if (reason[0] == '\0')
+		if (pick == 0 || ERR_GET_LIB(e) == ERR_LIB_SSL)
+			pick = e;
+	if (pick == 0)
 		return 0;
-	const char *r = strrchr(reason, ':');
-	snprintf(buf, len, "TLS handshake with %s failed: %s", s->relay, r && r[1] ? r + 1 : reason);
+	const char *r = ERR_reason_error_string(pick);
+	if (r != NULL)
+		snprintf(buf, len, "%s", r);
+	else
+		snprintf(buf, len, "OpenSSL error %lx", pick);
 	return 1;
+}
+
+/* Why an I/O event ended the connection, for the log: TLS reason, socket error, or closed. */
+static void
+io_reason(struct bufferevent *bev, short what, char *buf, size_t len)
+{
+	int err = EVUTIL_SOCKET_ERROR();
+
+	if (openssl_reason(bev, buf, len))
+		return;
+	if ((what & BEV_EVENT_EOF) || err == 0)
+		snprintf(buf, len, "connection closed by the server");
+	else
+		snprintf(buf, len, "%s", evutil_socket_error_to_string(err));
 }
 
 int
@@ -426,7 +447,7 @@ void
 conn_on_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct dsession *s = arg;
-	char why[700];
+	char why[700], reason[256];
 
 	if (what & BEV_EVENT_CONNECTED) {
 		if (s->state == DS_CONNECT)
@@ -444,9 +465,11 @@ conn_on_event(struct bufferevent *bev, short what, void *arg)
 	}
 	switch (s->state) {
 	case DS_CONNECT:
-		if (s->sh->tls == TLS_IMPLICIT && tls_failure_text(s, bev, why, sizeof why))
-			;	/* connected, but the handshake failed */
-		else if (what & BEV_EVENT_TIMEOUT)
+		if (s->sh->tls == TLS_IMPLICIT && openssl_reason(bev, reason, sizeof reason)) {
+			/* connected, but the handshake failed */
+			s->connected = 1;
+			snprintf(why, sizeof why, "TLS handshake with %s failed: %s", s->relay, reason);
+		} else if (what & BEV_EVENT_TIMEOUT)
 			snprintf(why, sizeof why, "connect to %s: timed out after %us", s->relay,
 			    s->sh->connect_timeout);
 		else
@@ -457,10 +480,10 @@ conn_on_event(struct bufferevent *bev, short what, void *arg)
 	case DS_HANDSHAKE:
 		if (what & BEV_EVENT_TIMEOUT)
 			snprintf(why, sizeof why, "TLS handshake with %s timed out", s->relay);
-		else if (!tls_failure_text(s, bev, why, sizeof why))
-			snprintf(why, sizeof why, "TLS handshake with %s failed: %s", s->relay,
-			    (what & BEV_EVENT_EOF) ? "connection closed" :
-			    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		else {
+			io_reason(bev, what, reason, sizeof reason);
+			snprintf(why, sizeof why, "TLS handshake with %s failed: %s", s->relay, reason);
+		}
 		if (s->sh->tls == TLS_OPPORTUNISTIC && !s->plaintext_retry)
 			retry_plaintext(s, why);
 		else
@@ -476,16 +499,15 @@ conn_on_event(struct bufferevent *bev, short what, void *arg)
 		session_close(s);	/* after QUIT anything goes */
 		break;
 	default:
-		if (what & BEV_EVENT_TIMEOUT)
+		if (what & BEV_EVENT_TIMEOUT) {
 			snprintf(why, sizeof why, "conversation with %s timed out while %s",
 			    s->relay, dstate_what[s->state]);
-		else if (what & BEV_EVENT_EOF)
-			snprintf(why, sizeof why, "lost connection with %s while %s",
-			    s->relay, dstate_what[s->state]);
-		else
-			snprintf(why, sizeof why, "lost connection with %s while %s: %s",
-			    s->relay, dstate_what[s->state],
-			    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+		} else {
+			/* over TLS the reason may be an alert (a refused client certificate) */
+			io_reason(bev, what, reason, sizeof reason);
+			snprintf(why, sizeof why, "lost connection with %s while %s: %s%s",
+			    s->relay, dstate_what[s->state], s->tls_done ? "TLS: " : "", reason);
+		}
 		session_fail(s, why, "4.4.2");
 		break;
 	}

@@ -5,6 +5,8 @@ Fixtures for the mailrelay integration tests.
   smarthost  factory of recording, scriptable SMTP servers on 127.0.0.1
   daemon     factory of running mailrelayd instances, each in its own directory
   workdir    a short private directory (unix socket paths must stay < 108 bytes)
+  pki        (session) certificates made with openssl for the TLS tests (tlsutil.PKI)
+  smtp_proxy factory of recording proxies that strip or refuse STARTTLS (tlsutil.SMTPProxy)
 
 Every test body runs under a time limit (ini option mailrelay_timeout, or
 @pytest.mark.mailrelay_timeout(seconds)), enforced with SIGALRM so that a
@@ -22,6 +24,7 @@ import pytest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import mrtest  # noqa: E402
+import tlsutil  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -65,6 +68,8 @@ def pytest_runtest_makereport(item, call):
                                  "\n".join(lines[-150:])))
         for sh in getattr(item, "_mr_smarthosts", []):
             rep.sections.append(("smarthost %s" % sh.name, sh.summary()))
+        for px in getattr(item, "_mr_proxies", []):
+            rep.sections.append(("proxy %s" % px.name, px.summary()))
 
 
 class Build:
@@ -103,12 +108,16 @@ def workdir(request):
 
 @pytest.fixture
 def smarthost(request):
-    """smarthost(port=None, start=True, name=...) -> mrtest.Smarthost"""
+    """smarthost(port=None, start=True, name=..., tls_context=None,
+    ssl_context=None, require_starttls=False) -> mrtest.Smarthost
+
+    tls_context offers STARTTLS, ssl_context makes an implicit-TLS server
+    (see PKI.server_context)."""
     made = []
     request.node._mr_smarthosts = made
 
-    def factory(port=None, start=True, name=None):
-        sh = mrtest.Smarthost(port=port, name=name or "smarthost%d" % (len(made) + 1))
+    def factory(port=None, start=True, name=None, **tls):
+        sh = mrtest.Smarthost(port=port, name=name or "smarthost%d" % (len(made) + 1), **tls)
         made.append(sh)
         if start:
             sh.start()
@@ -147,3 +156,33 @@ def daemon(request, build, workdir):
         problems += d.teardown()
     if problems:
         pytest.fail("; ".join(problems), pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def pki():
+    """Certificates for the TLS tests, made once per session with openssl."""
+    d = tempfile.mkdtemp(prefix="mr-pki-", dir="/tmp")
+    os.chmod(d, 0o755)
+    try:
+        yield tlsutil.PKI(d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def smtp_proxy(request):
+    """smtp_proxy(upstream=SH|port, mode="strip"|"refuse"|"pass") -> tlsutil.SMTPProxy,
+    started; stopped at teardown."""
+    made = []
+    request.node._mr_proxies = made
+
+    def factory(upstream, mode="strip", name=None):
+        port = upstream.port if isinstance(upstream, mrtest.Smarthost) else int(upstream)
+        px = tlsutil.SMTPProxy(port, mode=mode, name=name or "proxy%d" % (len(made) + 1))
+        made.append(px)
+        px.start()
+        return px
+
+    yield factory
+    for px in made:
+        px.stop()

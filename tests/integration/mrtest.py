@@ -8,6 +8,7 @@ the plain helpers (make_message, to_crlf, wait_until, ...) from here.
 """
 
 import asyncio
+import functools
 import itertools
 import json
 import os
@@ -21,7 +22,7 @@ import time
 import uuid
 
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, TLSSetupException
 
 SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
 QID_RE = r"[0-9A-F]{16}"
@@ -202,15 +203,18 @@ class Transaction:
         self.reply = None               # what the smarthost answered
         self.accepted = False           # 2xx sent to a client still connected
         self.client_gone = False        # the client left before the reply
+        self.tls = session.tls          # the transaction arrived encrypted
+        self.tls_version = session.tls_version
 
     @property
     def message_id(self):
         return message_id_of(self.content)
 
     def __repr__(self):
-        return ("<Transaction #%d session=%d from=%r to=%r %d bytes reply=%r%s>"
+        return ("<Transaction #%d session=%d from=%r to=%r %d bytes reply=%r%s%s>"
                 % (self.seq, self.session.sid, self.mail_from, self.rcpt_tos,
-                   len(self.content), self.reply, " client-gone" if self.client_gone else ""))
+                   len(self.content), self.reply, " client-gone" if self.client_gone else "",
+                   " tls=%s" % self.tls_version if self.tls else ""))
 
 
 class SessionInfo:
@@ -222,20 +226,71 @@ class SessionInfo:
         self.greeted = False            # sent EHLO or HELO
         self.helo = None
         self.transactions = 0
+        self.probe = False              # the server's own start-up connection
+        self.commands = []              # [(VERB, over_tls)] of recognised commands
+        self.tls = False                # encrypted now (STARTTLS done or implicit TLS)
+        self.tls_how = None             # "starttls" or "implicit"
+        self.tls_version = None         # "TLSv1.3", ...
+        self.cipher = None              # OpenSSL cipher name
+        self.sni = None                 # server name the client sent, if any
+        self.client_cert = None         # getpeercert() of a verified client certificate
+        self.starttls_failed = False    # a STARTTLS handshake failed
+
+    def verbs(self, tls=None):
+        """Command verbs in order; tls=False/True: only those sent in plaintext/encrypted."""
+        return [v for v, enc in self.commands if tls is None or enc == tls]
+
+    def ehlos(self):
+        """[over_tls, ...] for each EHLO of the session."""
+        return [enc for v, enc in self.commands if v == "EHLO"]
+
+    def __repr__(self):
+        return ("<Session %d%s%s %s>"
+                % (self.sid, " probe" if self.probe else "",
+                   " tls=%s(%s)" % (self.tls_version, self.tls_how) if self.tls else "",
+                   " ".join(v + ("*" if enc else "") for v, enc in self.commands)))
 
 
 class _RecordingSMTP(SMTP):
-    """aiosmtpd's server with connection bookkeeping for the recorder."""
+    """aiosmtpd's server with connection bookkeeping for the recorder.
+
+    Every recognised command is noted with whether it came encrypted;
+    a STARTTLS upgrade keeps the recorder's session (aiosmtpd starts a
+    fresh Session object for it, RFC 3207 4.2).
+    """
 
     def __init__(self, handler, recorder, **kw):
         super().__init__(handler, **kw)
         self._recorder = recorder
         self.test_session = None
+        for verb, method in list(self._smtp_methods.items()):
+            self._smtp_methods[verb] = self._noting(verb, method)
+
+    def _noting(self, verb, method):
+        @functools.wraps(method)
+        async def wrapper(arg):
+            info = self.test_session
+            if info is not None:
+                self._recorder._session_command(info, verb)
+            try:
+                return await method(arg)
+            except TLSSetupException:
+                if info is not None:
+                    self._recorder._session_tls_failed(info)
+                raise
+        return wrapper
 
     def connection_made(self, transport):
+        upgraded = self.test_session is not None and self._original_transport is not None
         super().connection_made(transport)
+        if upgraded:                    # STARTTLS handshake completed
+            self.session.test_session = self.test_session
+            self._recorder._session_encrypted(self.test_session, transport, "starttls")
+            return
         self.test_session = self._recorder._session_opened(self.session.peer)
         self.session.test_session = self.test_session
+        if transport.get_extra_info("ssl_object") is not None:
+            self._recorder._session_encrypted(self.test_session, transport, "implicit")
 
     def connection_lost(self, error):
         if self.test_session is not None:
@@ -274,11 +329,20 @@ class Smarthost:
       data_delay    seconds to wait before answering the final dot
       hold()/release()  keep every final-dot answer waiting until released
     Stop it and start it again on the same port with stop()/start().
+
+    TLS: tls_context (an ssl server context) offers STARTTLS with it;
+    ssl_context makes it an implicit-TLS (SMTPS) server.  Sessions record
+    whether and how they were encrypted (SessionInfo.tls, .tls_how, ...)
+    and every transaction whether it arrived encrypted (Transaction.tls).
     """
 
-    def __init__(self, port=None, name="smarthost"):
+    def __init__(self, port=None, name="smarthost", tls_context=None, ssl_context=None,
+                 require_starttls=False):
         self.port = port or free_port()
         self.name = name
+        self.tls_context = tls_context
+        self.ssl_context = ssl_context
+        self.require_starttls = require_starttls
         self.rcpt_replies = {}
         self.data_replies = []
         self.data_delay = 0.0
@@ -301,13 +365,19 @@ class Smarthost:
         return self.controller is not None
 
     def _controller(self):
+        kw = {}
+        if self.tls_context is not None:
+            kw.update(tls_context=self.tls_context, require_starttls=self.require_starttls)
+        if self.ssl_context is not None:
+            kw.update(ssl_context=self.ssl_context)
         return _Controller(_Handler(self), self, hostname="127.0.0.1", port=self.port,
                            server_hostname="%s.test" % self.name, decode_data=False,
-                           enable_SMTPUTF8=True, ready_timeout=10, timeout=60)
+                           enable_SMTPUTF8=True, ready_timeout=10, timeout=60, **kw)
 
     def start(self):
         assert self.controller is None, "%s already running" % self.name
         deadline = time.monotonic() + 10
+        before = len(self.sessions)
         while True:
             c = self._controller()
             try:
@@ -318,6 +388,10 @@ class Smarthost:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
+        # Controller.start() connects once itself to see the server is up.
+        with self._lock:
+            for s in self.sessions[before:]:
+                s.probe = True
         self.controller = c
         return self
 
@@ -347,6 +421,16 @@ class Smarthost:
         with self._lock:
             return [s for s in self.sessions if s.greeted]
 
+    def client_sessions(self):
+        """Every connection a client made (the server's own start-up probe left out)."""
+        with self._lock:
+            return [s for s in self.sessions if not s.probe]
+
+    def commands(self, tls=None):
+        """All command verbs the clients sent, in session order (see SessionInfo.verbs)."""
+        with self._lock:
+            return [v for s in self.sessions for v in s.verbs(tls)]
+
     def wait_for(self, count, timeout=15.0, alive=None):
         """Wait until at least count transactions were accepted; return them all."""
         wait_until(lambda: len(self.delivered()) >= count, timeout,
@@ -364,6 +448,7 @@ class Smarthost:
                    % (self.name, self.port, len([s for s in self.sessions if s.greeted]),
                       len(self.transactions))]
             out += ["  %r" % t for t in self.transactions[-50:]]
+            out += ["  %r" % s for s in self.sessions[-20:] if s.commands or s.tls]
             return "\n".join(out)
 
     # -- called from the server thread
@@ -380,6 +465,28 @@ class Smarthost:
                 s.greeted = True
                 self.open_greeted += 1
                 self.max_open_greeted = max(self.max_open_greeted, self.open_greeted)
+
+    def _session_command(self, s, verb):
+        with self._lock:
+            s.commands.append((verb, s.tls))
+
+    def _session_encrypted(self, s, transport, how):
+        obj = transport.get_extra_info("ssl_object")
+        with self._lock:
+            s.tls = True
+            s.tls_how = how
+            if obj is not None:
+                s.tls_version = obj.version()
+                s.cipher = (obj.cipher() or (None,))[0]
+                s.sni = getattr(obj, "mr_sni", None)
+                try:
+                    s.client_cert = obj.getpeercert() or None
+                except (ValueError, AttributeError):
+                    s.client_cert = None
+
+    def _session_tls_failed(self, s):
+        with self._lock:
+            s.starttls_failed = True
 
     def _session_closed(self, s):
         with self._lock:
