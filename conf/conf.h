@@ -74,7 +74,7 @@ struct smarthost_conf {
 
 /*
  * route { from = PATTERN; smarthost = NAME }: senders matching PATTERN go
- * through NAME (then the other smarthosts as failover).  PATTERN is a glob
+ * through NAME and only NAME (no failover: see delivery.c).  PATTERN is a glob
  * ('*', '?') meant to be matched case-insensitively against the envelope
  * sender; "@a.example" is stored as "*@a.example".
  */

@@ -110,6 +110,10 @@ void
 session_timeouts(struct dsession *s)
 {
 	unsigned t = s->state == DS_CONNECT ? s->sh->connect_timeout : s->sh->timeout;
+
+	/* waiting for password_command: its own timeout (30 s) decides, not the server's */
+	if (s->state == DS_SECRET && t < 35)
+		t = 35;
 	struct timeval tv = { .tv_sec = t ? t : 60 };
 
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
@@ -461,7 +465,7 @@ txn_begin(struct dsession *s)
 		session_next_message(s);
 		return;
 	}
-	if (s->caps.size_present && s->caps.size > 0 && e->size > s->caps.size) {
+	if (s->caps.size_present && s->caps.size > 0 && e->size + added_headers_size(s) > s->caps.size) {
 		char why[200];
 		snprintf(why, sizeof why, "552 5.3.4 message size %llu exceeds the smarthost's limit of %llu",
 		    e->size, s->caps.size);
@@ -691,7 +695,7 @@ on_reply(struct dsession *s)
 			smtp_caps_parse(&s->reply, &s->caps);
 			if (conn_after_ehlo(s) && auth_start(s))
 				session_go(s);
-		} else if (cls == 5 && s->sh->helo_fallback && !s->tls_active) {
+		} else if (cls == 5 && s->sh->helo_fallback) {
 			/* RFC 5321 4.1.4: fall back to HELO when EHLO is not understood. */
 			session_enter(s, DS_HELO);
 		} else

@@ -169,7 +169,8 @@ auth_on_reply(struct dsession *s)
 		s->rc->cmd_secret[s->shidx] = NULL;
 	}
 	sasl_clear(&s->sasl);
-	session_fail(s, why, code / 100 == 5 ? "5.7.8" : "4.7.0");
+	/* deferred either way (a failure of the smarthost), so a 4.x.x code */
+	session_fail(s, why, "4.7.0");
 }
 
 void

@@ -79,8 +79,12 @@ on_resolved(int result, struct evutil_addrinfo *res, void *arg)
 		return;		/* the session is being freed: touch nothing */
 	s->dnsreq = NULL;
 	if (result != 0 || res == NULL) {
-		snprintf(why, sizeof why, "connect to %s:%u: host name lookup failed: %s",
-		    s->sh->host, s->sh->port, evutil_gai_strerror(result));
+		if (s->sh->proxy_host != NULL)
+			snprintf(why, sizeof why, "connect to SOCKS5 proxy %s:%s: host name lookup failed: %s",
+			    s->sh->proxy_host, s->sh->proxy_port, evutil_gai_strerror(result));
+		else
+			snprintf(why, sizeof why, "connect to %s:%u: host name lookup failed: %s",
+			    s->sh->host, s->sh->port, evutil_gai_strerror(result));
 		session_fail(s, why, "4.4.3");
 		free_if_dead(s);
 		return;
@@ -350,16 +354,34 @@ socks_on_read(struct bufferevent *bev, void *arg)
 			free_if_dead(s);
 			return;
 		}
-		/* CONNECT by name: the proxy resolves it (the point of a proxy on closed networks) */
-		unsigned char req[262 + 8];
+		/*
+		 * CONNECT by name, so that the proxy resolves it (the point of a
+		 * proxy on closed networks); an address literal as an address.
+		 */
+		unsigned char req[262 + 8], a[16];
 		size_t hl = strlen(s->sh->host), n = 0;
 		req[n++] = 5;
 		req[n++] = 1;
 		req[n++] = 0;
-		req[n++] = 3;
-		req[n++] = (unsigned char)hl;
-		memcpy(req + n, s->sh->host, hl);
-		n += hl;
+		if (inet_pton(AF_INET, s->sh->host, a) == 1) {
+			req[n++] = 1;
+			memcpy(req + n, a, 4);
+			n += 4;
+		} else if (inet_pton(AF_INET6, s->sh->host, a) == 1) {
+			req[n++] = 4;
+			memcpy(req + n, a, 16);
+			n += 16;
+		} else {
+			if (hl > 255) {
+				socks_fail(s, "host name too long for SOCKS5");
+				free_if_dead(s);
+				return;
+			}
+			req[n++] = 3;
+			req[n++] = (unsigned char)hl;
+			memcpy(req + n, s->sh->host, hl);
+			n += hl;
+		}
 		req[n++] = (unsigned char)(s->sh->port >> 8);
 		req[n++] = (unsigned char)(s->sh->port & 0xff);
 		bufferevent_write(bev, req, n);

@@ -68,6 +68,8 @@ runconf_new(struct config *conf, char *errbuf, size_t errlen)
 			unsigned line = conf_key_line(conf, sh, key);
 			if (line == 0)
 				line = conf_key_line(conf, sh, "tls");
+			if (line == 0)
+				line = conf_key_line(conf, sh, "host");	/* required: the section's own line */
 			snprintf(errbuf, errlen, "%s:%u: %s (smarthost %s)",
 			    conf->path ? conf->path : "(defaults)", line, err, sh->name);
 			rc->conf = conf;

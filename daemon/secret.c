@@ -72,7 +72,10 @@ secret_read_file(const char *path, gid_t daemon_gid, char *errbuf, size_t errlen
 }
 
 struct secret_job {
-	pid_t pid;
+	pid_t pid;                  /* 0 once reaped */
+	int status;                 /* valid when exited */
+	int exited;
+	struct secret_job *next;    /* running jobs, for the reaper */
 	int fd;
 	struct event *ev, *timer;
 	secret_cb cb;
@@ -82,10 +85,21 @@ struct secret_job {
 	char buf[SECRET_MAX + 1];
 };
 
+static struct secret_job *jobs;
+
 static void
 job_free(struct secret_job *j)
 {
+	struct secret_job **pp;
+
+	for (pp = &jobs; *pp != NULL; pp = &(*pp)->next)
+		if (*pp == j) {
+			*pp = j->next;
+			break;
+		}
 	if (j->pid > 0) {
+		/* the whole process group: the shell and whatever it started */
+		kill(-j->pid, SIGKILL);
 		kill(j->pid, SIGKILL);
 		/* reaped by the SIGCHLD handler */
 	}
@@ -108,11 +122,6 @@ job_done(struct secret_job *j, const char *secret, const char *err)
 
 	if (secret)
 		strlcpy_mr(copy, secret, sizeof copy);
-	if (j->pid > 0) {
-		int st;
-		if (waitpid(j->pid, &st, WNOHANG) == j->pid)
-			j->pid = 0;
-	}
 	job_free(j);
 	cb(secret ? copy : NULL, err, arg);
 	OPENSSL_cleanse(copy, sizeof copy);
@@ -138,13 +147,16 @@ on_output(evutil_socket_t fd, short what, void *arg)
 	j->buf[strcspn(j->buf, "\r\n")] = '\0';
 	if (j->buf[0] == '\0') {
 		int st = 0;
-		pid_t r = j->pid > 0 ? waitpid(j->pid, &st, WNOHANG) : 0;	/* never block the loop */
-		if (r == j->pid)
+		if (j->pid > 0 && waitpid(j->pid, &st, WNOHANG) == j->pid) {	/* never block the loop */
 			j->pid = 0;
-		if (r > 0 && WIFEXITED(st) && WEXITSTATUS(st) != 0)
+			j->exited = 1;
+			j->status = st;
+		}
+		st = j->status;
+		if (j->exited && WIFEXITED(st) && WEXITSTATUS(st) != 0)
 			snprintf(err, sizeof err, "password_command exited with status %d and printed nothing",
 			    WEXITSTATUS(st));
-		else if (r > 0 && WIFSIGNALED(st))
+		else if (j->exited && WIFSIGNALED(st))
 			snprintf(err, sizeof err, "password_command was killed by signal %d", WTERMSIG(st));
 		else
 			snprintf(err, sizeof err, "password_command printed nothing");
@@ -189,7 +201,9 @@ secret_run(struct event_base *base, const char *cmd, unsigned timeout, secret_cb
 		return NULL;
 	}
 	if (j->pid == 0) {
-		/* child: stdin from /dev/null, stdout to us, stderr left to the daemon's log */
+		/* child: its own process group (killed whole on timeout), stdin from
+		 * /dev/null, stdout to us, stderr left to the daemon's log */
+		setpgid(0, 0);
 		devnull = open("/dev/null", O_RDONLY);
 		if (devnull != -1)
 			dup2(devnull, 0);
@@ -198,8 +212,11 @@ secret_run(struct event_base *base, const char *cmd, unsigned timeout, secret_cb
 		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
 		_exit(127);
 	}
+	setpgid(j->pid, j->pid);	/* as the child does: whichever runs first */
 	close(p[1]);
 	j->fd = p[0];
+	j->next = jobs;
+	jobs = j;
 	evutil_make_socket_nonblocking(j->fd);
 	j->ev = event_new(base, j->fd, EV_READ | EV_PERSIST, on_output, j);
 	j->timer = evtimer_new(base, on_timeout, j);
@@ -218,8 +235,17 @@ secret_cancel(struct secret_job *job)
 void
 secret_reap(void)
 {
+	struct secret_job *j;
+	pid_t pid;
 	int st;
 
-	while (waitpid(-1, &st, WNOHANG) > 0)
-		;
+	/* keep a running job's exit status for its error message */
+	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+		for (j = jobs; j != NULL; j = j->next)
+			if (j->pid == pid) {
+				j->pid = 0;
+				j->exited = 1;
+				j->status = st;
+			}
+	}
 }

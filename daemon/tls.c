@@ -19,16 +19,17 @@
 static void
 ssl_err(char *errbuf, size_t errlen, const char *key, const char *what, const char *path)
 {
-	unsigned long e = ERR_peek_last_error();
-	char msg[256] = "unknown error";
-	const char *r;
+	/* the first queued error is the cause (a missing file), the later ones its consequences */
+	unsigned long e = ERR_peek_error();
+	const char *r = e ? ERR_reason_error_string(e) : NULL;
+	char msg[64];
 
-	if (e != 0)
-		ERR_error_string_n(e, msg, sizeof msg);
+	if (r == NULL) {
+		snprintf(msg, sizeof msg, "OpenSSL error %lx", e);
+		r = msg;
+	}
+	snprintf(errbuf, errlen, "%s: %s%s%s: %s", key, what, path ? " " : "", path ? path : "", r);
 	ERR_clear_error();
-	r = strrchr(msg, ':');
-	snprintf(errbuf, errlen, "%s: %s%s%s: %s", key, what, path ? " " : "", path ? path : "",
-	    r && r[1] ? r + 1 : msg);
 }
 
 SSL_CTX *
