@@ -91,3 +91,116 @@ def test_add_header_is_prepended(daemon, smarthost):
     t = sh.wait_for(1, timeout=20)[0]
     assert t.content == b"X-Mailer-Host: web1\r\nX-Env: prod\r\n" + to_crlf(msg)
     d.wait_queue_empty()
+
+
+def test_failover_when_the_first_smarthost_fails_tls(daemon, smarthost):
+    # the first one offers no STARTTLS while tls = required: on to the second
+    sh1, sh2 = smarthost(name="no-tls"), smarthost(name="second")
+    d = daemon(smarthosts=[("first", smarthost_opts(sh1.port, tls="required")),
+                           ("second", smarthost_opts(sh2.port))])
+    msg = make_message(subject="failover on TLS")
+    assert d.sendmail(["-i", "-f", SENDER, RCPT], msg).rc == 0
+    t = sh2.wait_for(1, timeout=20)[0]
+    assert t.content == to_crlf(msg)
+    assert sh1.delivered() == []
+    assert [c for s in sh1.client_sessions() for c, _ in s.commands if c == "MAIL"] == []
+
+
+def test_failover_when_the_first_smarthost_fails_auth(daemon, smarthost):
+    # username set but the first one offers no AUTH: on to the second
+    sh1, sh2 = smarthost(name="no-auth"), smarthost(name="second")
+    d = daemon(smarthosts=[("first", smarthost_opts(sh1.port, username=quote("joe"),
+                                                    password=quote("pw"),
+                                                    auth_allow_plaintext="yes")),
+                           ("second", smarthost_opts(sh2.port))])
+    msg = make_message(subject="failover on AUTH")
+    assert d.sendmail(["-i", "-f", SENDER, RCPT], msg).rc == 0
+    sh2.wait_for(1, timeout=20)
+    assert sh1.delivered() == []
+    assert d.wait_for_log(r"does not offer AUTH")
+
+
+def test_helo_name(daemon, smarthost):
+    sh = smarthost()
+    d = daemon(smarthosts=[("main", smarthost_opts(sh.port, helo_name=quote("web1.example.com")))])
+    assert d.sendmail(["-i", "-f", SENDER, RCPT], make_message(subject="helo name")).rc == 0
+    sh.wait_for(1, timeout=20)
+    assert [s.helo for s in sh.greeted_sessions()] == ["web1.example.com"]
+
+
+class _HeloOnlyServer:
+    """A plain SMTP server of the 1990s: 502 to EHLO, HELO only."""
+
+    def __init__(self):
+        import socket
+        import threading
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.port = self.sock.getsockname()[1]
+        self.received = []
+        self.dialogue = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            f = c.makefile("rb")
+            c.sendall(b"220 old.example ready\r\n")
+            data = None
+            try:
+                for raw in f:
+                    line = raw.rstrip(b"\r\n")
+                    if data is not None:
+                        if line == b".":
+                            self.received.append(b"".join(data))
+                            data = None
+                            c.sendall(b"250 ok\r\n")
+                        else:
+                            data.append((line[1:] if line.startswith(b".") else line) + b"\r\n")
+                        continue
+                    verb = line.split(b" ")[0].upper()
+                    self.dialogue.append(verb.decode())
+                    if verb == b"EHLO":
+                        c.sendall(b"502 command not recognized\r\n")
+                    elif verb == b"DATA":
+                        data = []
+                        c.sendall(b"354 go ahead\r\n")
+                    elif verb == b"QUIT":
+                        c.sendall(b"221 bye\r\n")
+                        break
+                    else:
+                        c.sendall(b"250 ok\r\n")
+            finally:
+                c.close()
+
+    def stop(self):
+        self.sock.close()
+
+
+def test_helo_fallback_when_ehlo_is_refused(daemon):
+    srv = _HeloOnlyServer()
+    try:
+        d = daemon(smarthosts=[("main", smarthost_opts(srv.port))])
+        msg = make_message(subject="helo fallback")
+        assert d.sendmail(["-i", "-f", SENDER, RCPT], msg).rc == 0
+        d.wait_for_record(to=RCPT, status="sent", timeout=20)
+        assert srv.received == [to_crlf(msg)]
+        assert srv.dialogue[:2] == ["EHLO", "HELO"]
+    finally:
+        srv.stop()
+
+
+def test_no_helo_fallback_when_turned_off(daemon):
+    srv = _HeloOnlyServer()
+    try:
+        d = daemon(smarthosts=[("main", smarthost_opts(srv.port, helo_fallback="no"))])
+        assert d.sendmail(["-i", "-f", SENDER, RCPT], make_message(subject="no fallback")).rc == 0
+        rec = d.wait_for_record(to=RCPT, status="deferred", timeout=20)
+        assert "EHLO" in rec["text"]
+        assert "HELO" not in srv.dialogue
+    finally:
+        srv.stop()

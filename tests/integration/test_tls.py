@@ -536,3 +536,26 @@ def test_tls_failure_reason_says_why(daemon, smarthost, pki, case):
             and "status=sent" not in l]
     for line in said:
         assert_says_why(line)
+
+
+def test_credentials_never_cross_a_stripping_proxy(daemon, smarthost, smtp_proxy, pki):
+    # required TLS with AUTH configured: the proxy strips STARTTLS; the
+    # daemon must defer without sending AUTH, the password or its base64.
+    import base64
+    password = "pr0xy-s3cret"
+    sh = smarthost(tls_context=pki.server_context())
+    px = smtp_proxy(sh, mode="strip")
+    d = daemon(smarthosts=[tls_host(px, "required", tls_ca_file=pki.ca.cert,
+                                    username="joe", password=password,
+                                    auth_allow_plaintext="yes")])
+    qid, msg = submit(d, "credentials and a stripping proxy")
+    expect_deferred(d, qid, STARTTLS_WORDS, relay_of("localhost", px.port))
+    px.wait_idle()
+    px.assert_nothing_after_ehlo_in_plaintext()
+    wire = b"\n".join(l.encode() if isinstance(l, str) else l
+                      for lines in px.plaintext_lines() for l in lines)
+    for secret in (password.encode(), base64.b64encode(password.encode()),
+                   base64.b64encode(b"\0joe\0" + password.encode())):
+        assert secret not in wire
+    assert "AUTH" not in px.saw_plaintext_commands()
+    assert_no_mail_reached(sh)
