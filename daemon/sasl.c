@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,61 +178,59 @@ scram_name(const char *user)
 	return out;
 }
 
+/*
+ * "AUTH MECH base64(formatted)"; the formatted text may hold NULs (PLAIN),
+ * which is why the length comes from vsnprintf.  The buffer is wiped.
+ */
+static char *
+auth_linef(const char *mech, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static char *
+auth_linef(const char *mech, const char *fmt, ...)
+{
+	unsigned char buf[8192];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf((char *)buf, sizeof buf, fmt, ap);
+	va_end(ap);
+	char *line = n < 0 || (size_t)n >= sizeof buf ? NULL : auth_line(mech, buf, (size_t)n);
+	OPENSSL_cleanse(buf, sizeof buf);
+	return line;
+}
+
 char *
 sasl_initial(struct sasl *s)
 {
-	unsigned char buf[8192];
-	int n;
+	char *name, *line;
 
 	s->step = 0;
 	switch (s->mech) {
 	case AUTH_PLAIN:
-		n = snprintf((char *)buf, sizeof buf, "%c%s%c%s", 0, s->user, 0, s->secret);
-		if (n < 0 || (size_t)n >= sizeof buf)
-			return NULL;
-		{
-			/* snprintf stops at the NULs for strlen, but n counts them */
-			char *line = auth_line("PLAIN", buf, (size_t)n);
-			OPENSSL_cleanse(buf, sizeof buf);
-			return line;
-		}
+		return auth_linef("PLAIN", "%c%s%c%s", 0, s->user, 0, s->secret);
 	case AUTH_LOGIN:
 		return xstrdup("AUTH LOGIN");
 	case AUTH_CRAM_MD5:
 		return xstrdup("AUTH CRAM-MD5");
 	case AUTH_SCRAM_SHA_256: {
 		unsigned char rnd[16];
-		char *name = scram_name(s->user);
 		RAND_bytes(rnd, sizeof rnd);
 		for (size_t i = 0; i < sizeof rnd; i++)
 			snprintf(s->cnonce + 2 * i, 3, "%02x", rnd[i]);
+		name = scram_name(s->user);
 		s->client_first_bare = xasprintf("n=%s,r=%s", name, s->cnonce);
 		free(name);
-		n = snprintf((char *)buf, sizeof buf, "n,,%s", s->client_first_bare);
-		if (n < 0 || (size_t)n >= sizeof buf)
-			return NULL;
-		return auth_line("SCRAM-SHA-256", buf, (size_t)n);
+		return auth_linef("SCRAM-SHA-256", "n,,%s", s->client_first_bare);
 	}
 	case AUTH_XOAUTH2:
-		n = snprintf((char *)buf, sizeof buf, "user=%s\001auth=Bearer %s\001\001", s->user, s->secret);
-		if (n < 0 || (size_t)n >= sizeof buf)
-			return NULL;
-		{
-			char *line = auth_line("XOAUTH2", buf, (size_t)n);
-			OPENSSL_cleanse(buf, sizeof buf);
-			return line;
-		}
-	case AUTH_OAUTHBEARER: {
-		char *name = scram_name(s->user);	/* the same escaping (RFC 7628 3.1) */
-		n = snprintf((char *)buf, sizeof buf, "n,a=%s,\001host=%s\001port=%u\001auth=Bearer %s\001\001",
+		return auth_linef("XOAUTH2", "user=%s\001auth=Bearer %s\001\001", s->user, s->secret);
+	case AUTH_OAUTHBEARER:
+		name = scram_name(s->user);	/* the same escaping (RFC 7628 3.1) */
+		line = auth_linef("OAUTHBEARER", "n,a=%s,\001host=%s\001port=%u\001auth=Bearer %s\001\001",
 		    name, s->host, s->port, s->secret);
 		free(name);
-		if (n < 0 || (size_t)n >= sizeof buf)
-			return NULL;
-		char *line = auth_line("OAUTHBEARER", buf, (size_t)n);
-		OPENSSL_cleanse(buf, sizeof buf);
 		return line;
-	}
 	case AUTH_NONE:
 	case AUTH_AUTO:
 		break;

@@ -589,3 +589,33 @@ def test_configured_mechanism_not_offered_defers(daemon, auth_smarthost, auth_tl
     assert_no_auth_no_mail(sh)
     assert_still_queued(d, qid)
     assert_no_secret_logged(d, [sh], [password])
+
+
+def test_password_file_group_readable(daemon, auth_smarthost, auth_tls, workdir):
+    """0640 is accepted only for root's file with the daemon's group
+    (the packaged root:mailrelay layout); any other group-readable file is
+    refused.  As root both cases are checked; as a user, the refusal."""
+    password = new_secret()
+    path = os.path.join(workdir, "group.secret")
+    with open(path, "w") as f:
+        f.write(password + "\n")
+    os.chmod(path, 0o640)
+    sh = auth_smarthost(mechanisms=["PLAIN"], credentials={USER: password})
+
+    if os.geteuid() == 0:
+        # root's file with the daemon's group (the daemon runs as root here: group 0)
+        os.chown(path, 0, os.getgid())
+        d = daemon(smarthosts=relay(auth_tls, sh, username=USER, password_file=path))
+        msg, qid = submit(d, "password_file 0640")
+        sent(d, qid)
+        assert_authenticated_delivery(sh, msg, "PLAIN")
+        d.stop()
+        # the same mode with another group is refused
+        os.chown(path, 0, 65534)
+    d = daemon(smarthosts=relay(auth_tls, sh, username=USER, password_file=path), start=False)
+    p = subprocess.run([d.build.mailrelayd, "-c", d.conf, "-f"], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=15, env=client_env())
+    err = p.stderr.decode("utf-8", "replace")
+    assert p.returncode == 78, (p.returncode, err)
+    assert "password_file:" in err and "group" in err, err
+    assert password not in err
