@@ -111,9 +111,9 @@ session_timeouts(struct dsession *s)
 {
 	unsigned t = s->state == DS_CONNECT ? s->sh->connect_timeout : s->sh->timeout;
 
-	/* waiting for password_command: its own timeout (30 s) decides, not the server's */
-	if (s->state == DS_SECRET && t < 35)
-		t = 35;
+	/* waiting for password_command: its own timeout (the same value) fires first */
+	if (s->state == DS_SECRET)
+		t += 5;
 	struct timeval tv = { .tv_sec = t ? t : 60 };
 
 	bufferevent_set_timeouts(s->bev, &tv, &tv);

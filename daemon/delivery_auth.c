@@ -23,8 +23,6 @@
 #include "secret.h"
 #include "xmalloc.h"
 
-#define PASSWORD_COMMAND_TIMEOUT 30
-
 static void
 auth_send(struct dsession *s, const char *secret)
 {
@@ -110,7 +108,8 @@ auth_start(struct dsession *s)
 	else if (s->rc->cmd_secret[s->shidx] != NULL)
 		auth_send(s, s->rc->cmd_secret[s->shidx]);
 	else if (sh->password_command != NULL) {
-		s->secret_job = secret_run(D->base, sh->password_command, PASSWORD_COMMAND_TIMEOUT,
+		/* the command gets the smarthost's own timeout */
+		s->secret_job = secret_run(D->base, sh->password_command, sh->timeout ? sh->timeout : 60,
 		    on_secret, s);
 		if (s->secret_job == NULL) {
 			snprintf(why, sizeof why, "smarthost %s: cannot run password_command", sh->name);

@@ -286,6 +286,8 @@ conn_starttls(struct dsession *s)
 		return;
 	}
 	s->ssl = tls_ssl_new(tls_ctx(s), s->sh->host);
+	/* from now on the filter's timeouts rule; the socket's would fire behind our back */
+	bufferevent_set_timeouts(s->bev, NULL, NULL);
 	tb = s->ssl ? bufferevent_openssl_filter_new(D->base, s->bev, s->ssl,
 	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE) : NULL;
 	if (tb == NULL) {
@@ -417,6 +419,7 @@ socks_on_read(struct bufferevent *bev, void *arg)
 		/* TLS from the first byte of the tunnel */
 		struct bufferevent *tb;
 		s->ssl = tls_ssl_new(tls_ctx(s), s->sh->host);
+		bufferevent_set_timeouts(bev, NULL, NULL);	/* the filter's timeouts rule */
 		tb = s->ssl ? bufferevent_openssl_filter_new(D->base, bev, s->ssl,
 		    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE) : NULL;
 		if (tb == NULL) {

@@ -7,7 +7,8 @@
  *                     refused when others may read it, or the group may
  *                     and it is not root's file with the daemon's group
  *   password_command  /bin/sh -c CMD, first line of stdout, run off the
- *                     event loop with a timeout; its result is kept until
+ *                     event loop with a timeout (the smarthost's `timeout`,
+ *                     its whole process group killed); its result is kept until
  *                     the server rejects it (OAuth2 access tokens expire)
  */
 #ifndef MAILRELAY_SECRET_H

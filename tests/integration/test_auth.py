@@ -619,3 +619,27 @@ def test_password_file_group_readable(daemon, auth_smarthost, auth_tls, workdir)
     assert p.returncode == 78, (p.returncode, err)
     assert "password_file:" in err and "group" in err, err
     assert password not in err
+
+
+def test_password_command_that_hangs_is_killed_and_defers(daemon, auth_smarthost, auth_tls, workdir):
+    """password_command gets the smarthost's timeout; a hanging command (and
+    what it started) is killed and the attempt is deferred."""
+    marker = os.path.join(workdir, "still-running")
+    script = os.path.join(workdir, "hang.sh")
+    with open(script, "w") as f:
+        f.write("#!/bin/sh\n(sleep 30; touch '%s') &\nsleep 30\n" % marker)
+    os.chmod(script, 0o755)
+    sh = auth_smarthost(mechanisms=["PLAIN"], credentials={USER: "unused"})
+    conf = relay(auth_tls, sh, username=USER, password_command=script)
+    conf[0][1]["timeout"] = "2s"
+    d = daemon(smarthosts=conf)
+    msg, qid = submit(d, "hanging password_command")
+    rec = d.wait_for_record(id=qid, to=RCPT, status="deferred", timeout=20)
+    assert "password_command" in rec["text"] and "2s" in rec["text"], rec
+    assert sh.auth_exchanges() == [] if hasattr(sh, "auth_exchanges") else True
+    # the command's process group was killed: its background child never finishes
+    import time
+    time.sleep(0.5)
+    out = subprocess.run(["pgrep", "-f", script], stdout=subprocess.PIPE).stdout.strip()
+    assert out == b"", out
+    assert not os.path.exists(marker)

@@ -559,3 +559,17 @@ def test_credentials_never_cross_a_stripping_proxy(daemon, smarthost, smtp_proxy
         assert secret not in wire
     assert "AUTH" not in px.saw_plaintext_commands()
     assert_no_mail_reached(sh)
+
+
+def test_timeout_applies_over_tls(daemon, smarthost, pki):
+    # after STARTTLS the inactivity timeout still applies (and only it):
+    # the server holds its reply to the final dot for longer than timeout
+    sh = smarthost(tls_context=pki.server_context())
+    sh.hold()
+    d = daemon(smarthosts=[tls_host(sh, "required", tls_ca_file=pki.ca.cert, timeout="1s")])
+    qid, msg = submit(d, "slow over tls")
+    rec = d.wait_for_record(id=qid, to=RCPT, status="deferred", timeout=20)
+    assert "timed out" in rec["text"] and rec["tls"].startswith("TLSv"), rec
+    sh.release()
+    sent = d.wait_for_record(id=qid, to=RCPT, status="sent", timeout=30)
+    assert int(sent["attempts"]) >= 2
