@@ -28,6 +28,7 @@
 #include "conf/conf.h"
 #include "dotstuff.h"
 #include "log.h"
+#include "spool/maildrop.h"
 #include "smtp_reply.h"
 #include "submit.h"
 #include "xmalloc.h"
@@ -398,6 +399,51 @@ display_name(const char *name, char *out, size_t outlen)
 	out[o] = '\0';
 }
 
+/* The message with every line ending made CRLF, as the spool keeps it. */
+static char *
+crlf_copy(const char *p, size_t len, size_t *outlen)
+{
+	char *out = xmalloc(2 * len + 3);
+	size_t i, o = 0;
+
+	for (i = 0; i < len; i++) {
+		if (p[i] == '\r' && i + 1 < len && p[i + 1] == '\n') {
+			out[o++] = '\r';
+			out[o++] = '\n';
+			i++;
+		} else if (p[i] == '\r' || p[i] == '\n') {
+			out[o++] = '\r';
+			out[o++] = '\n';
+		} else
+			out[o++] = p[i];
+	}
+	if (o > 0 && out[o - 1] != '\n') {
+		out[o++] = '\r';
+		out[o++] = '\n';
+	}
+	*outlen = o;
+	return out;
+}
+
+static int
+drop_message(const struct config *conf, const char *sender, const struct opts *o, int eightbit,
+    const char *added, size_t addlen, const struct msgbuf *m, char *err, size_t errlen)
+{
+	struct maildrop_env de = {
+		.sender = (char *)sender, .rcpts = o->rcpts, .nrcpt = o->nrcpt, .eightbit = eightbit,
+	};
+	size_t clen;
+	char *content = crlf_copy(m->data, m->len, &clen);
+	struct iovec parts[2] = {
+		{ .iov_base = (void *)added, .iov_len = addlen },
+		{ .iov_base = content, .iov_len = clen },
+	};
+	int rc = maildrop_write(conf->spool_dir, &de, parts, 2, err, errlen);
+
+	free(content);
+	return rc;
+}
+
 static void
 submit_fail(int code, const struct smtp_reply *r, const char *what)
 {
@@ -547,8 +593,21 @@ main(int argc, char **argv)
 	if (sock == NULL)
 		die(EX_CONFIG, "%s: listen has no unix: socket to submit to", conf->path ? conf->path : "configuration");
 	s.verbose = o.verbose;
-	if (submit_connect(&s, sock, err, sizeof err) == -1)
-		die(EX_TEMPFAIL, "%s; message not sent", err);
+	int eightbit = o.body ? strcasecmp(o.body, "8BITMIME") == 0 : hi.eightbit;
+	if (submit_connect(&s, sock, err, sizeof err) == -1) {
+		/*
+		 * The daemon is down: leave the message in the maildrop, where
+		 * the daemon picks it up when it runs.  Exit 0 only once it is
+		 * on disk; otherwise 75 with both reasons.
+		 */
+		char derr[600];
+		if (drop_message(conf, sender, &o, eightbit, added, addlen, &m, derr, sizeof derr) == 0) {
+			if (o.verbose)
+				fprintf(stderr, "%s; message left in the maildrop for mailrelayd\n", err);
+			return 0;
+		}
+		die(EX_TEMPFAIL, "%s, and %s; message not sent", err, derr);
+	}
 	if (submit_reply(&s, &r, err, sizeof err) == -1)
 		die(EX_TEMPFAIL, "%s", err);
 	if (smtp_reply_class(&r) != 2)
@@ -557,7 +616,6 @@ main(int argc, char **argv)
 		die(EX_TEMPFAIL, "%s", err);
 	if (smtp_reply_class(&r) != 2)
 		submit_fail(EX_TEMPFAIL, &r, "EHLO");
-	int eightbit = o.body ? strcasecmp(o.body, "8BITMIME") == 0 : hi.eightbit;
 	if (submit_cmd(&s, &r, err, sizeof err, "MAIL FROM:<%s> SIZE=%llu%s", sender, size,
 	    eightbit ? " BODY=8BITMIME" : "") == -1)
 		die(EX_TEMPFAIL, "%s", err);

@@ -31,6 +31,7 @@
 #include "daemon.h"
 #include "delivery.h"
 #include "listener.h"
+#include "pickup.h"
 #include "runconf.h"
 #include "secret.h"
 #include "shstate.h"
@@ -348,6 +349,7 @@ main(int argc, char **argv)
 	event_add(ev_usr1, NULL);
 
 	queue_load();
+	pickup_start();
 	if (D->conf->nsmarthosts == 0)
 		log_warnx("no smarthost is configured: mail is accepted and kept in the queue");
 	log_info("mailrelayd %s started, spool %s, %zu queued", PACKAGE_VERSION, D->spool.dir, queue_count());
@@ -358,6 +360,7 @@ main(int argc, char **argv)
 
 	/* Shutdown: every commit finishes (and answers) before we go. */
 	commit_stop();
+	pickup_stop();
 	smtpd_shutdown(1);
 	delivery_shutdown();
 	queue_free_all();

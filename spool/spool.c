@@ -90,6 +90,14 @@ spool_open(struct spool *sp, const char *dir, int create, char *errbuf, size_t e
 		snprintf(errbuf, errlen, "%s: cannot open spool: %s", dir, strerror(errno));
 		return -1;
 	}
+	/*
+	 * 0710: the daemon's group may pass through to maildrop/ (the setgid
+	 * sendmail client writes there when the daemon is down), nothing more.
+	 */
+	if (create && fchmod(sp->dirfd, 0710) == -1) {
+		snprintf(errbuf, errlen, "%s: chmod: %s", dir, strerror(errno));
+		goto fail;
+	}
 	sp->queuefd = open_subdir(sp->dirfd, "queue", create, 0700);
 	if (sp->queuefd == -1) {
 		snprintf(errbuf, errlen, "%s/queue: %s", dir, strerror(errno));

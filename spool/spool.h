@@ -2,11 +2,12 @@
  * spool: the on-disk queue, and nothing else.  Used by the daemon (store,
  * update, scan) and by the CLI's offline mode (read).
  *
- * Layout under spool_dir:
+ * Layout under spool_dir (mode 0710, the daemon's user and group):
  *   tmp/            files being written; anything here at start is garbage
  *   queue/ID.msg    message content, CRLF lines, not dot-stuffed; never rewritten
  *   queue/ID.env    envelope and per-recipient state; replaced atomically
- *   maildrop/       reserved for offline submission by the sendmail client
+ *   maildrop/       offline submissions by the sendmail client (1730; see maildrop.h)
+ *   quarantine/     drop files that were not well-formed
  *
  * A message is queued exactly when queue/ID.env exists.  New messages:
  * content and envelope are written in tmp/, both fsynced, the .msg renamed
