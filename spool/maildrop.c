@@ -31,7 +31,12 @@ maildrop_write(const char *spool_dir, const struct maildrop_env *env,
 	size_t i;
 
 	snprintf(dir, sizeof dir, "%s/maildrop", spool_dir);
-	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	/*
+	 * maildrop/ is 1730: the group may create files but not read the
+	 * directory, so it is opened O_PATH and the rename is made durable
+	 * with syncfs() on the file rather than an fsync of the directory.
+	 */
+	dfd = open(dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
 	if (dfd == -1) {
 		snprintf(errbuf, errlen, "%s: %s", dir, strerror(errno));
 		return -1;
@@ -61,13 +66,18 @@ maildrop_write(const char *spool_dir, const struct maildrop_env *env,
 			break;
 	if (fclose(f) != 0 || i != nparts)
 		goto fail;
-	if (fsync(fd) == -1 || close(fd) == -1) {
+	if (fsync(fd) == -1 || renameat(dfd, tmp, dfd, final) == -1)
+		goto fail;
+	if (syncfs(fd) == -1) {
+		saved = errno;
+		unlinkat(dfd, final, 0);
+		errno = saved;
+		goto fail;
+	}
+	if (close(fd) == -1) {
 		fd = -1;
 		goto fail;
 	}
-	fd = -1;
-	if (renameat(dfd, tmp, dfd, final) == -1 || fsync_dir_fd(dfd) == -1)
-		goto fail;
 	close(dfd);
 	return 0;
 fail:
