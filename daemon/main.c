@@ -31,6 +31,7 @@
 #include "daemon.h"
 #include "delivery.h"
 #include "listener.h"
+#include "local.h"
 #include "pickup.h"
 #include "runconf.h"
 #include "secret.h"
@@ -172,6 +173,7 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	if (!D->debug)
 		log_set_level(syslog_level(nc->log_level));
 	log_info("configuration reloaded from %s", nc->path ? nc->path : "built-in defaults");
+	local_load();
 	sysd_ready();
 	delivery_kick();
 }
@@ -348,6 +350,7 @@ main(int argc, char **argv)
 	event_add(ev_hup, NULL);
 	event_add(ev_usr1, NULL);
 
+	local_load();
 	queue_load();
 	pickup_start();
 	if (D->conf->nsmarthosts == 0)
@@ -379,5 +382,6 @@ main(int argc, char **argv)
 	log_info("stopped");
 	runconf_unref(D->rc);
 	shstate_free_all();
+	local_free();
 	return 0;
 }

@@ -26,6 +26,7 @@
 
 #include "commit.h"
 #include "daemon.h"
+#include "local.h"
 #include "log.h"
 #include "pickup.h"
 #include "queue.h"
@@ -197,16 +198,8 @@ import(const char *name)
 	req->env.uid = st.st_uid;	/* the submitter: the file's owner */
 	strlcpy_mr(req->env.via, "maildrop", sizeof req->env.via);
 	req->env.eightbit = de.eightbit;
-	req->env.rcpts = xcalloc(de.nrcpt, sizeof *req->env.rcpts);
-	req->env.nrcpt = de.nrcpt;
-	for (i = 0; i < de.nrcpt; i++) {
-		struct spool_rcpt *r = &req->env.rcpts[i];
-		r->addr = strchr(de.rcpts[i], '@') ? xstrdup(de.rcpts[i])
-		    : xasprintf("%s@%s", de.rcpts[i], D->conf->hostname);
-		r->orig = xstrdup(de.rcpts[i]);
-		r->status = RCPT_PENDING;
-		r->last_reply = xstrdup("");
-	}
+	for (i = 0; i < de.nrcpt; i++)
+		local_add_rcpt(&req->env, de.rcpts[i]);
 	maildrop_env_free(&de);
 
 	struct pickup_ctx *ctx = xcalloc(1, sizeof *ctx);

@@ -30,6 +30,7 @@
 #include "commit.h"
 #include "daemon.h"
 #include "dotstuff.h"
+#include "local.h"
 #include "log.h"
 #include "queue.h"
 #include "smtp_cmd.h"
@@ -297,15 +298,8 @@ data_finished(struct ssession *s)
 	strlcpy_mr(req->env.via, via_name(s), sizeof req->env.via);
 	req->env.size = s->size;
 	req->env.eightbit = s->eightbit;
-	req->env.rcpts = xcalloc(s->nrcpt, sizeof *req->env.rcpts);
-	req->env.nrcpt = s->nrcpt;
-	for (i = 0; i < s->nrcpt; i++) {
-		struct spool_rcpt *r = &req->env.rcpts[i];
-		r->addr = qualify(s->rcpts[i]);
-		r->orig = xstrdup(s->rcpts[i]);
-		r->status = RCPT_PENDING;
-		r->last_reply = xstrdup("");
-	}
+	for (i = 0; i < s->nrcpt; i++)
+		local_add_rcpt(&req->env, s->rcpts[i]);
 	req->done = on_committed;
 	req->arg = s;
 	s->state = SS_COMMIT;

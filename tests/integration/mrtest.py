@@ -651,6 +651,8 @@ def base_config(workdir, tcp_port):
         "listen": [quote("unix:" + os.path.join(workdir, "submit.sock")),
                    quote("127.0.0.1:%d" % tcp_port)],
         "control_socket": quote(os.path.join(workdir, "control.sock")),
+        # not the machine's /etc/aliases: tests write this file when they need one
+        "aliases_file": quote(os.path.join(workdir, "aliases")),
         "max_message_size": "35M",
         "retry_schedule": ["1s"],
         "max_queue_time": "1h",

@@ -1,0 +1,355 @@
+/*
+ * aliases: see aliases.h.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "aliases.h"
+#include "xmalloc.h"
+
+#define ALIAS_DEPTH_MAX 20
+#define ALIASES_FILE_MAX (16 * 1024 * 1024)
+
+static void
+warnf(aliases_warn_fn warn, void *arg, const char *file, unsigned line, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+
+static void
+warnf(aliases_warn_fn warn, void *arg, const char *file, unsigned line, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	if (warn == NULL)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	warn(file, line, msg, arg);
+}
+
+static char *
+trim(char *s)
+{
+	char *e;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	e = s + strlen(s);
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+		*--e = '\0';
+	return s;
+}
+
+/* Split a target list at commas outside double quotes; strip quotes and <>. */
+static void
+add_targets(struct alias *al, char *list, const char *file, aliases_warn_fn warn, void *arg)
+{
+	char *p = list, *start = list;
+	int q = 0;
+
+	for (;; p++) {
+		if (*p == '"')
+			q = !q;
+		if ((*p == ',' && !q) || *p == '\0') {
+			char end = *p;
+			*p = '\0';
+			char *t = trim(start);
+			size_t n = strlen(t);
+			if (n >= 2 && t[0] == '"' && t[n - 1] == '"') {
+				t[n - 1] = '\0';
+				t++;
+			}
+			n = strlen(t);
+			if (n >= 2 && t[0] == '<' && t[n - 1] == '>') {
+				t[n - 1] = '\0';
+				t++;
+			}
+			if (*t == '|' || *t == '/' || strncasecmp(t, ":include:", 9) == 0) {
+				warnf(warn, arg, file, al->line,
+				    "alias %s: target \"%s\" refused (mailrelay relays mail; it never runs commands or writes files)",
+				    al->name, t);
+			} else if (*t != '\0') {
+				int bad = 0;
+				for (char *c = t; *c; c++)
+					if ((unsigned char)*c < 0x20 || *c == ' ' || *c == '<' || *c == '>')
+						bad = 1;
+				if (bad || strlen(t) > 256)
+					warnf(warn, arg, file, al->line, "alias %s: bad target \"%.60s\" skipped", al->name, t);
+				else {
+					al->targets = xreallocarray(al->targets, al->ntargets + 1, sizeof *al->targets);
+					al->targets[al->ntargets++] = xstrdup(t);
+				}
+			}
+			if (end == '\0')
+				break;
+			start = p + 1;
+		}
+	}
+}
+
+static void
+add_alias(struct aliases *a, char *entry, unsigned line, const char *file, aliases_warn_fn warn, void *arg)
+{
+	char *colon = strchr(entry, ':');
+	struct alias al;
+
+	if (colon == NULL) {
+		warnf(warn, arg, file, line, "no ':' in alias entry; skipped");
+		return;
+	}
+	*colon = '\0';
+	char *name = trim(entry);
+	size_t n = strlen(name);
+	if (n >= 2 && name[0] == '"' && name[n - 1] == '"') {
+		name[n - 1] = '\0';
+		name++;
+	}
+	int bad = *name == '\0' || strchr(name, '@') != NULL;
+	for (char *c = name; *c; c++)
+		if ((unsigned char)*c <= 0x20 || *c == 0x7f || *c == '<' || *c == '>' || *c == ',')
+			bad = 1;
+	if (bad) {
+		warnf(warn, arg, file, line, "bad alias name \"%.60s\"; skipped", name);
+		return;
+	}
+	memset(&al, 0, sizeof al);
+	al.name = xstrdup(name);
+	al.line = line;
+	add_targets(&al, colon + 1, file, warn, arg);
+	for (size_t i = 0; i < a->n; i++) {
+		if (strcasecmp(a->v[i].name, al.name) == 0) {
+			warnf(warn, arg, file, line, "alias %s defined again (first on line %u); the first one is used",
+			    al.name, a->v[i].line);
+			for (size_t j = 0; j < al.ntargets; j++)
+				free(al.targets[j]);
+			free(al.targets);
+			free(al.name);
+			return;
+		}
+	}
+	a->v = xreallocarray(a->v, a->n + 1, sizeof *a->v);
+	a->v[a->n++] = al;
+}
+
+void
+aliases_parse(struct aliases *a, const char *file, const char *text, size_t len,
+    aliases_warn_fn warn, void *arg)
+{
+	char *entry = NULL;
+	size_t elen = 0, i = 0;
+	unsigned lineno = 0, entry_line = 0;
+
+	memset(a, 0, sizeof *a);
+	while (i < len) {
+		const char *ls = text + i;
+		const char *nl = memchr(ls, '\n', len - i);
+		size_t ll = nl ? (size_t)(nl - ls) : len - i;
+		i += ll + (nl ? 1 : 0);
+		lineno++;
+		if (memchr(ls, '\0', ll) != NULL) {
+			warnf(warn, arg, file, lineno, "NUL byte; line skipped");
+			continue;
+		}
+		char *line = xstrndup(ls, ll);
+		int cont = line[0] == ' ' || line[0] == '\t';
+		char *t = trim(line);
+		if (*t == '#' || (*t == '\0' && !cont)) {
+			free(line);
+			continue;
+		}
+		if (cont && entry != NULL) {
+			entry = xreallocarray(entry, elen + strlen(t) + 2, 1);
+			entry[elen++] = ' ';
+			strcpy(entry + elen, t);
+			elen += strlen(t);
+		} else {
+			if (entry != NULL)
+				add_alias(a, entry, entry_line, file, warn, arg);
+			free(entry);
+			entry = xstrdup(t);
+			elen = strlen(entry);
+			entry_line = lineno;
+		}
+		free(line);
+	}
+	if (entry != NULL)
+		add_alias(a, entry, entry_line, file, warn, arg);
+	free(entry);
+}
+
+int
+aliases_load(struct aliases *a, const char *path, aliases_warn_fn warn, void *arg)
+{
+	FILE *f;
+	char *buf;
+	size_t n;
+
+	memset(a, 0, sizeof *a);
+	if ((f = fopen(path, "re")) == NULL)
+		return errno == ENOENT ? 0 : -1;
+	buf = xmalloc(ALIASES_FILE_MAX + 1);
+	n = fread(buf, 1, ALIASES_FILE_MAX, f);
+	fclose(f);
+	aliases_parse(a, path, buf, n, warn, arg);
+	free(buf);
+	return 0;
+}
+
+void
+aliases_free(struct aliases *a)
+{
+	for (size_t i = 0; i < a->n; i++) {
+		for (size_t j = 0; j < a->v[i].ntargets; j++)
+			free(a->v[i].targets[j]);
+		free(a->v[i].targets);
+		free(a->v[i].name);
+	}
+	free(a->v);
+	memset(a, 0, sizeof *a);
+}
+
+static const struct alias *
+find(const struct aliases *a, const char *name)
+{
+	for (size_t i = 0; i < a->n; i++)
+		if (strcasecmp(a->v[i].name, name) == 0)
+			return &a->v[i];
+	return NULL;
+}
+
+struct expand {
+	const struct aliases *a;
+	const char *admin, *hostname;
+	aliases_out_fn out;
+	void *arg;
+	aliases_warn_fn warn;
+	void *warnarg;
+	const char *path[ALIAS_DEPTH_MAX + 1];
+	size_t depth;
+	char **seen;
+	size_t nseen;
+};
+
+static void
+emit(struct expand *x, const char *addr)
+{
+	for (size_t i = 0; i < x->nseen; i++)
+		if (strcasecmp(x->seen[i], addr) == 0)
+			return;
+	x->seen = xreallocarray(x->seen, x->nseen + 1, sizeof *x->seen);
+	x->seen[x->nseen++] = xstrdup(addr);
+	x->out(addr, x->arg);
+}
+
+/* A name that stays local: admin_address, or name@hostname. */
+static void
+emit_local(struct expand *x, const char *name)
+{
+	if (x->admin != NULL && *x->admin != '\0') {
+		emit(x, x->admin);
+	} else {
+		char *q = xasprintf("%s@%s", name, x->hostname);
+		emit(x, q);
+		free(q);
+	}
+}
+
+static void
+expand1(struct expand *x, const char *rcpt)
+{
+	const struct alias *al;
+
+	if (strchr(rcpt, '@') != NULL) {
+		emit(x, rcpt);
+		return;
+	}
+	/* met again on the way down: it stays as it is */
+	for (size_t i = 0; i < x->depth; i++) {
+		if (strcasecmp(x->path[i], rcpt) == 0) {
+			emit_local(x, rcpt);
+			return;
+		}
+	}
+	al = find(x->a, rcpt);
+	if (al == NULL || al->ntargets == 0) {
+		emit_local(x, rcpt);
+		return;
+	}
+	if (x->depth >= ALIAS_DEPTH_MAX) {
+		warnf(x->warn, x->warnarg, NULL, 0, "alias %s: nested more than %d deep; delivered as local",
+		    rcpt, ALIAS_DEPTH_MAX);
+		emit_local(x, rcpt);
+		return;
+	}
+	x->path[x->depth++] = al->name;
+	for (size_t i = 0; i < al->ntargets; i++)
+		expand1(x, al->targets[i]);
+	x->depth--;
+}
+
+size_t
+aliases_expand(const struct aliases *a, const char *rcpt, const char *admin,
+    const char *hostname, aliases_out_fn out, void *arg, aliases_warn_fn warn, void *warnarg)
+{
+	struct expand x = {
+		.a = a, .admin = admin, .hostname = hostname, .out = out, .arg = arg,
+		.warn = warn, .warnarg = warnarg,
+	};
+	size_t n;
+
+	expand1(&x, rcpt);
+	n = x.nseen;
+	for (size_t i = 0; i < x.nseen; i++)
+		free(x.seen[i]);
+	free(x.seen);
+	return n;
+}
+
+/* Depth-first search for a cycle through `name`. */
+static int
+reaches(const struct aliases *a, const char *from, const char *target, size_t depth)
+{
+	const struct alias *al = find(a, from);
+
+	if (al == NULL || depth > ALIAS_DEPTH_MAX)
+		return 0;
+	for (size_t i = 0; i < al->ntargets; i++) {
+		const char *t = al->targets[i];
+		if (strchr(t, '@') != NULL)
+			continue;
+		if (strcasecmp(t, target) == 0)
+			return 1;
+		if (reaches(a, t, target, depth + 1))
+			return 1;
+	}
+	return 0;
+}
+
+size_t
+aliases_check(const struct aliases *a, const char *file, aliases_warn_fn warn, void *arg)
+{
+	size_t loops = 0;
+
+	for (size_t i = 0; i < a->n; i++) {
+		/* a direct self-reference ("root: root, x@y") is the usual idiom, not a loop */
+		const struct alias *al = &a->v[i];
+		int self_only = 1;
+		for (size_t j = 0; j < al->ntargets; j++)
+			if (strchr(al->targets[j], '@') == NULL && strcasecmp(al->targets[j], al->name) != 0 &&
+			    reaches(a, al->targets[j], al->name, 0))
+				self_only = 0;
+		if (!self_only) {
+			warnf(warn, arg, file, al->line, "alias %s loops back to itself", al->name);
+			loops++;
+		}
+	}
+	return loops;
+}
