@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -35,6 +36,7 @@
 #include "queue.h"
 #include "smtp_cmd.h"
 #include "smtpd.h"
+#include "header.h"
 #include "util.h"
 #include "xmalloc.h"
 
@@ -44,6 +46,7 @@
 #define CMD_TIMEOUT      300      /* RFC 5321 4.5.3.2.7: 5 minutes */
 #define DATA_TIMEOUT     600
 #define DATA_SLICE       (64 * 1024)
+#define HEADER_MAX       (256 * 1024) /* a header section longer than this is stored untouched */
 #define SENDMAIL_HELO    "mailrelay-sendmail"   /* how our sendmail client names itself */
 
 enum sstate { SS_COMMAND, SS_DATA, SS_COMMIT, SS_CLOSING };
@@ -69,6 +72,9 @@ struct ssession {
 	struct dot_decoder dec;
 	unsigned long long size;
 	int too_big;
+	int in_headers;             /* still collecting the header section in hbuf */
+	char *hbuf;
+	size_t hlen, hcap;
 	struct timeval arrival;
 	char id[QID_LEN + 1];
 
@@ -133,6 +139,10 @@ txn_reset(struct ssession *s)
 	s->size = 0;
 	s->too_big = 0;
 	s->id[0] = '\0';
+	free(s->hbuf);
+	s->hbuf = NULL;
+	s->hlen = s->hcap = 0;
+	s->in_headers = 0;
 }
 
 static void
@@ -272,6 +282,103 @@ on_committed(struct commit_req *req, void *arg)
 		session_free(s);
 }
 
+/* Does the block start with a header field ("Name:")? */
+static int
+looks_like_header(const char *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n && p[i] != ':'; i++)
+		if ((unsigned char)p[i] <= ' ' || (unsigned char)p[i] >= 0x7f)
+			return 0;
+	return i > 0 && i < n;
+}
+
+/*
+ * The header section is complete (hbuf[0..end), the rest of hbuf is the
+ * empty line and the body so far): remove Bcc, add what locally
+ * submitted mail must carry and lacks (SPEC "Message hygiene"), store.
+ */
+static void
+headers_finish(struct ssession *s, size_t end)
+{
+	struct header_info hi = { 0 };
+	char add[1024], date[64];
+	size_t addlen = 0, hl = end;
+	time_t now = time(NULL);
+	struct tm tm;
+	int is_header = looks_like_header(s->hbuf, end);
+
+	if (is_header)
+		hl = header_scrub(s->hbuf, end, &hi);
+	localtime_r(&now, &tm);
+	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
+	if (!hi.has_date)
+		addlen += (size_t)snprintf(add + addlen, sizeof add - addlen, "Date: %s\r\n", date);
+	if (!hi.has_msgid)
+		addlen += (size_t)snprintf(add + addlen, sizeof add - addlen, "Message-ID: <%s@%s>\r\n",
+		    s->id, D->conf->hostname);
+	if (!hi.has_from && addlen < sizeof add)
+		addlen += (size_t)snprintf(add + addlen, sizeof add - addlen, "From: <%s>\r\n",
+		    s->sender[0] ? s->sender : "MAILER-DAEMON");
+	if (addlen >= sizeof add)
+		addlen = 0;	/* a sender near the limit: leave the message as it is */
+	if (is_header) {
+		spool_txn_write(&s->txn, s->hbuf, hl);
+		spool_txn_write(&s->txn, add, addlen);
+		spool_txn_write(&s->txn, s->hbuf + end, s->hlen - end);
+	} else {
+		/* no header at all: ours, the empty line, then everything as body */
+		spool_txn_write(&s->txn, add, addlen);
+		if (!(s->hlen >= 2 && s->hbuf[0] == '\r' && s->hbuf[1] == '\n'))
+			spool_txn_write(&s->txn, "\r\n", 2);
+		spool_txn_write(&s->txn, s->hbuf, s->hlen);
+	}
+	if (hi.bcc_removed)
+		log_debug("smtpd %s: %zu Bcc field(s) removed", s->peer, hi.bcc_removed);
+	s->in_headers = 0;
+	free(s->hbuf);
+	s->hbuf = NULL;
+	s->hlen = s->hcap = 0;
+}
+
+/* Decoded data: collected until the header section is complete, then straight to the spool. */
+static void
+store(struct ssession *s, const char *p, size_t n)
+{
+	size_t from, i;
+
+	if (!s->in_headers) {
+		spool_txn_write(&s->txn, p, n);
+		return;
+	}
+	if (s->hlen + n > s->hcap) {
+		s->hcap = (s->hlen + n) * 2;
+		s->hbuf = xreallocarray(s->hbuf, s->hcap, 1);
+	}
+	memcpy(s->hbuf + s->hlen, p, n);
+	from = s->hlen >= 3 ? s->hlen - 3 : 0;
+	s->hlen += n;
+	if (s->hlen >= 2 && s->hbuf[0] == '\r' && s->hbuf[1] == '\n') {
+		headers_finish(s, 0);	/* starts with the empty line: no header */
+		return;
+	}
+	for (i = from; i + 3 < s->hlen; i++) {
+		if (memcmp(s->hbuf + i, "\r\n\r\n", 4) == 0) {
+			headers_finish(s, i + 2);
+			return;
+		}
+	}
+	if (s->hlen > HEADER_MAX) {
+		/* not a header section we can work on: store it as it came */
+		spool_txn_write(&s->txn, s->hbuf, s->hlen);
+		s->in_headers = 0;
+		free(s->hbuf);
+		s->hbuf = NULL;
+		s->hlen = s->hcap = 0;
+	}
+}
+
 static void
 data_finished(struct ssession *s)
 {
@@ -287,6 +394,8 @@ data_finished(struct ssession *s)
 		set_timeout(s, CMD_TIMEOUT);
 		return;
 	}
+	if (s->in_headers)
+		headers_finish(s, s->hlen);	/* no empty line: it was all header, or no header at all */
 	req = xcalloc(1, sizeof *req);
 	req->kind = COMMIT_NEW;
 	req->txn = s->txn;
@@ -296,7 +405,7 @@ data_finished(struct ssession *s)
 	req->env.sender = xstrdup(s->sender);
 	req->env.uid = s->uid;
 	strlcpy_mr(req->env.via, via_name(s), sizeof req->env.via);
-	req->env.size = s->size;
+	req->env.size = s->txn.size;
 	req->env.eightbit = s->eightbit;
 	for (i = 0; i < s->nrcpt; i++)
 		local_add_rcpt(&req->env, s->rcpts[i]);
@@ -327,7 +436,7 @@ process_data(struct ssession *s)
 			if (D->conf->max_message_size > 0 && s->size > D->conf->max_message_size)
 				s->too_big = 1;	/* keep reading to the dot, store nothing more */
 			else
-				spool_txn_write(&s->txn, out, outlen);
+				store(s, out, outlen);
 		}
 		evbuffer_drain(in, used);
 		if (s->dec.done)
@@ -399,6 +508,8 @@ cmd_data(struct ssession *s)
 	s->too_big = 0;
 	/* RFC 5322 line limit, tracked for a later fold/encode step; the data is kept as is. */
 	dot_decoder_init(&s->dec, 998);
+	s->in_headers = 1;
+	s->hlen = 0;
 	s->state = SS_DATA;
 	set_timeout(s, DATA_TIMEOUT);
 	reply(s, "354 End data with <CR><LF>.<CR><LF>");

@@ -71,6 +71,7 @@ test_parse_and_expand(void **state)
 	assert_int_equal(aliases_expand(&a, "ROOT", "it@example.com", "h.test", collect, &o, NULL, NULL), 2);
 	assert_string_equal(o.addrs[0], "ops@example.com");
 	assert_string_equal(o.addrs[1], "boss@example.com");
+	aliases_free(&a);
 }
 
 static void
