@@ -604,7 +604,7 @@ main(int argc, char **argv)
 		if (drop_message(conf, sender, &o, eightbit, added, addlen, &m, derr, sizeof derr) == 0) {
 			if (o.verbose)
 				fprintf(stderr, "%s; message left in the maildrop for mailrelayd\n", err);
-			return 0;
+			goto done;
 		}
 		die(EX_TEMPFAIL, "%s, and %s; message not sent", err, derr);
 	}
@@ -662,6 +662,7 @@ main(int argc, char **argv)
 	submit_close(&s);
 
 	free(out);
+done:
 	free(m.data);
 	for (k = 0; k < o.nrcpt; k++)
 		free(o.rcpts[k]);

@@ -5,6 +5,8 @@ import os
 import subprocess
 import threading
 
+import pytest
+
 from mrtest import make_message, quote, to_crlf, wait_until
 
 SENDER = "sender@example.org"
@@ -126,6 +128,7 @@ def test_full_maildrop_leaves_nothing_half_written(daemon, workdir):
         assert maildrop_files(d) == []
 
 
+@pytest.mark.setgid
 def test_non_root_user_submits_while_down_through_the_setgid_client(daemon, smarthost, workdir):
     """As installed: the client is setgid to the daemon's group, so a user
     who can neither list nor read the spool can still leave mail in the
@@ -142,11 +145,12 @@ def test_non_root_user_submits_while_down_through_the_setgid_client(daemon, smar
     os.chmod(client, 0o2755)
     os.chmod(d.conf, 0o644)
     assert oct(os.stat(d.spool).st_mode & 0o777) == oct(0o710)
+    env = dict(os.environ)
     msgs = []
     for i in range(3):
         m = make_message(subject="from nobody %d" % i)
         p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                            client, "-C", d.conf, "-i", RCPT], input=m,
+                            client, "-C", d.conf, "-i", RCPT], input=m, env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=20)
         assert p.returncode == 0, p
         msgs.append(to_crlf(m))
