@@ -27,6 +27,7 @@
 #include "addr.h"
 #include "conf/conf.h"
 #include "dotstuff.h"
+#include "header.h"
 #include "log.h"
 #include "spool/maildrop.h"
 #include "smtp_reply.h"
@@ -272,14 +273,6 @@ header_len(const char *d, size_t len)
 	return len;
 }
 
-static int
-header_is(const char *line, size_t len, const char *name)
-{
-	size_t n = strlen(name);
-
-	return len > n && strncasecmp(line, name, n) == 0 && line[n] == ':';
-}
-
 struct hdrinfo {
 	int has_from, has_date, has_msgid;
 	int eightbit;
@@ -292,55 +285,41 @@ struct hdrinfo {
 static void
 scan_headers(struct msgbuf *m, struct opts *o, struct hdrinfo *hi)
 {
-	size_t hlen = header_len(m->data, m->len), i = 0, out = 0;
-	int dropping = 0;
+	size_t hlen = header_len(m->data, m->len), i = 0, kept;
+	struct header_info info;
 
-	while (i < hlen) {
+	/* -t: recipients from To, Cc and Bcc, each value with its continuation lines */
+	while (o->extract && i < hlen) {
 		size_t end = i;
 		while (end < hlen && m->data[end] != '\n')
 			end++;
 		if (end < hlen)
-			end++;	/* include LF */
+			end++;
 		const char *line = m->data + i;
 		size_t len = end - i;
-		int cont = line[0] == ' ' || line[0] == '\t';
-
-		if (!cont) {
-			dropping = 0;
-			if (header_is(line, len, "From"))
-				hi->has_from = 1;
-			else if (header_is(line, len, "Date"))
-				hi->has_date = 1;
-			else if (header_is(line, len, "Message-ID"))
-				hi->has_msgid = 1;
-			int is_bcc = header_is(line, len, "Bcc");
-			if (o->extract && (header_is(line, len, "To") || header_is(line, len, "Cc") || is_bcc)) {
-				/* the value with its continuation lines */
-				size_t vend = end;
-				while (vend < hlen && (m->data[vend] == ' ' || m->data[vend] == '\t')) {
-					while (vend < hlen && m->data[vend] != '\n')
-						vend++;
-					if (vend < hlen)
-						vend++;
-				}
-				const char *v = (const char *)memchr(line, ':', len) + 1;
-				if (addr_list_parse(v, (size_t)(m->data + vend - v), collect_rcpt, o) == -1)
-					die(EX_DATAERR, "cannot parse the addresses in the %.*s header",
-					    (int)(strchr(line, ':') - line), line);
+		if (header_is(line, len, "To") || header_is(line, len, "Cc") || header_is(line, len, "Bcc")) {
+			while (end < hlen && (m->data[end] == ' ' || m->data[end] == '\t')) {
+				while (end < hlen && m->data[end] != '\n')
+					end++;
+				if (end < hlen)
+					end++;
 			}
-			if (is_bcc)
-				dropping = 1;
-		}
-		if (!dropping) {
-			memmove(m->data + out, line, len);
-			out += len;
+			const char *v = (const char *)memchr(line, ':', len) + 1;
+			if (addr_list_parse(v, (size_t)(m->data + end - v), collect_rcpt, o) == -1)
+				die(EX_DATAERR, "cannot parse the addresses in the %.*s header",
+				    (int)(strchr(line, ':') - line), line);
 		}
 		i = end;
 	}
-	if (out != hlen) {
-		memmove(m->data + out, m->data + hlen, m->len - hlen);
-		m->len -= hlen - out;
+	/* Bcc never leaves the machine (with -t or without) */
+	kept = header_scrub(m->data, hlen, &info);
+	if (kept != hlen) {
+		memmove(m->data + kept, m->data + hlen, m->len - hlen);
+		m->len -= hlen - kept;
 	}
+	hi->has_from = info.has_from;
+	hi->has_date = info.has_date;
+	hi->has_msgid = info.has_msgid;
 	for (i = 0; i < m->len; i++)
 		if ((unsigned char)m->data[i] >= 0x80) {
 			hi->eightbit = 1;
