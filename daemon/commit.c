@@ -48,13 +48,13 @@ commit_req_free(struct commit_req *req)
 	free(req);
 }
 
-/* Reverse a singly linked list so the batch is processed in arrival order. */
+/* Make a batch durable: flush, publish, one directory fsync.  Requests keep their order. */
 static struct commit_req *
 batch_run(struct commit_req *batch)
 {
 	struct commit_req *r;
 	size_t n = 0;
-	int sync_each, synced = 0, dir_dirty = 0;
+	int sync_each, dir_dirty = 0;
 
 	for (r = batch; r != NULL; r = r->next)
 		n++;
@@ -83,10 +83,8 @@ batch_run(struct commit_req *batch)
 					snprintf(r->err, sizeof r->err, "%s: syncfs: %s", C.sp->dir, strerror(saved));
 				}
 			}
-		} else
-			synced = 1;
+		}
 	}
-	(void)synced;
 	for (r = batch; r != NULL; r = r->next) {
 		if (r->rc == -1)
 			continue;
