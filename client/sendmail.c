@@ -483,6 +483,8 @@ main(int argc, char **argv)
 		return 0;
 	}
 	for (; i < argc; i++) {
+		/* before parsing: the parser would take CR/LF for folding white space */
+		check_arg("recipient", argv[i]);
 		int n = addr_list_parse(argv[i], strlen(argv[i]), collect_rcpt, &o);
 		if (n == -1)
 			die(EX_DATAERR, "bad recipient address: %s", argv[i]);

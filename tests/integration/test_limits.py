@@ -109,3 +109,20 @@ def test_unknown_sendmail_flag_exits_64(daemon, flag):
     assert re.search(r"(?<![A-Za-z])%s(?![A-Za-z])" % re.escape(flag.lstrip("-")), line), line
     assert d.queue_json() == []
     assert d.accepted() == []
+
+
+def test_header_injection_through_arguments_is_refused(daemon, smarthost):
+    """CR or LF in -f, -F or a recipient would smuggle headers or SMTP
+    commands: refused with exit 64 and one line, nothing queued or sent."""
+    sh = smarthost()
+    d = daemon(sh)
+    msg = make_message(subject="injection")
+    for args in (["-f", "a@b.example\r\nRCPT TO:<evil@x.example>", "rcpt@example.net"],
+                 ["-F", "Name\nBcc: evil@x.example", "rcpt@example.net"],
+                 ["rcpt@example.net\nevil@x.example"]):
+        r = d.sendmail(["-i"] + args, msg)
+        assert r.rc == 64, (args, r)
+        assert len(r.err.decode().strip().splitlines()) == 1, r
+        assert b"control character" in r.err, r
+    assert d.queue_json() == []
+    assert sh.delivered() == []
