@@ -234,6 +234,8 @@ struct expand {
 	void *warnarg;
 	const char *path[ALIAS_DEPTH_MAX + 1];
 	size_t depth;
+	const struct alias **done;     /* aliases already expanded in this call */
+	size_t ndone;
 	char **seen;
 	size_t nseen;
 };
@@ -283,6 +285,14 @@ expand1(struct expand *x, const char *rcpt)
 		emit_local(x, rcpt);
 		return;
 	}
+	/*
+	 * Expanded once already in this call: everything it leads to has been
+	 * reported.  Without this, "a: b, b / b: c, c / ..." would take time
+	 * exponential in the depth.
+	 */
+	for (size_t i = 0; i < x->ndone; i++)
+		if (x->done[i] == al)
+			return;
 	if (x->depth >= ALIAS_DEPTH_MAX) {
 		warnf(x->warn, x->warnarg, NULL, 0, "alias %s: nested more than %d deep; delivered as local",
 		    rcpt, ALIAS_DEPTH_MAX);
@@ -293,6 +303,8 @@ expand1(struct expand *x, const char *rcpt)
 	for (size_t i = 0; i < al->ntargets; i++)
 		expand1(x, al->targets[i]);
 	x->depth--;
+	x->done = xreallocarray(x->done, x->ndone + 1, sizeof *x->done);
+	x->done[x->ndone++] = al;
 }
 
 size_t
@@ -310,24 +322,27 @@ aliases_expand(const struct aliases *a, const char *rcpt, const char *admin,
 	for (size_t i = 0; i < x.nseen; i++)
 		free(x.seen[i]);
 	free(x.seen);
+	free(x.done);
 	return n;
 }
 
-/* Depth-first search for a cycle through `name`. */
+/* Can `from` reach `target`?  Depth-first, each alias visited once (linear, not exponential). */
 static int
-reaches(const struct aliases *a, const char *from, const char *target, size_t depth)
+reaches(const struct aliases *a, const char *from, const char *target, size_t depth,
+    unsigned char *visited)
 {
 	const struct alias *al = find(a, from);
 
-	if (al == NULL || depth > ALIAS_DEPTH_MAX)
+	if (al == NULL || depth > ALIAS_DEPTH_MAX || visited[al - a->v])
 		return 0;
+	visited[al - a->v] = 1;
 	for (size_t i = 0; i < al->ntargets; i++) {
 		const char *t = al->targets[i];
 		if (strchr(t, '@') != NULL)
 			continue;
 		if (strcasecmp(t, target) == 0)
 			return 1;
-		if (reaches(a, t, target, depth + 1))
+		if (reaches(a, t, target, depth + 1, visited))
 			return 1;
 	}
 	return 0;
@@ -338,18 +353,22 @@ aliases_check(const struct aliases *a, const char *file, aliases_warn_fn warn, v
 {
 	size_t loops = 0;
 
+	unsigned char *visited = xcalloc(a->n ? a->n : 1, 1);
+
 	for (size_t i = 0; i < a->n; i++) {
 		/* a direct self-reference ("root: root, x@y") is the usual idiom, not a loop */
 		const struct alias *al = &a->v[i];
 		int self_only = 1;
-		for (size_t j = 0; j < al->ntargets; j++)
+		memset(visited, 0, a->n ? a->n : 1);
+		for (size_t j = 0; j < al->ntargets && self_only; j++)
 			if (strchr(al->targets[j], '@') == NULL && strcasecmp(al->targets[j], al->name) != 0 &&
-			    reaches(a, al->targets[j], al->name, 0))
+			    reaches(a, al->targets[j], al->name, 0, visited))
 				self_only = 0;
 		if (!self_only) {
 			warnf(warn, arg, file, al->line, "alias %s loops back to itself", al->name);
 			loops++;
 		}
 	}
+	free(visited);
 	return loops;
 }
