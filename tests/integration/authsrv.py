@@ -51,8 +51,6 @@ import itertools
 import json
 import os
 import secrets as _secrets
-import ssl
-import subprocess
 import time
 
 from aiosmtpd.smtp import AuthResult
@@ -520,28 +518,3 @@ class _AuthHandler(mrtest._Handler):
         error = json.dumps(OAUTHBEARER_ERROR, separators=(",", ":")).encode()
         await self._challenge_noting(server, ex, error, "error_answer")
         return self._done(ex, False)
-
-
-# ---------------------------------------------------------------------------
-# a certificate when tlsutil's PKI is not there
-
-def make_self_signed(directory, openssl="openssl"):
-    """A self-signed certificate for localhost and 127.0.0.1, usable as its
-    own trust anchor (tls_ca_file).  Returns (cert_path, key_path)."""
-    cert = os.path.join(directory, "auth-server.crt")
-    key = os.path.join(directory, "auth-server.key")
-    subprocess.run([openssl, "req", "-x509", "-new", "-newkey", "ec",
-                    "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-sha256",
-                    "-days", "30", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
-                    "-addext", "basicConstraints=critical,CA:TRUE",
-                    "-keyout", key, "-out", cert],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=60)
-    os.chmod(key, 0o600)
-    return cert, key
-
-
-def server_context(cert, key):
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(cert, key)
-    return ctx

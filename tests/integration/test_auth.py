@@ -10,11 +10,9 @@ recording every AUTH exchange and whether it came over TLS."""
 import os
 import re
 import secrets
-import shutil
 import ssl
 import stat
 import subprocess
-import tempfile
 
 import pytest
 
@@ -47,23 +45,9 @@ class AuthTLS:
 
 
 @pytest.fixture(scope="session")
-def auth_tls(request):
-    """tlsutil's PKI (conftest's `pki`) when there is one, else a
-    self-signed certificate for 127.0.0.1 made here with openssl."""
-    try:
-        pki = request.getfixturevalue("pki")
-    except pytest.FixtureLookupError:
-        pki = None
-    if pki is not None:
-        yield AuthTLS(lambda: pki.server_context("good"), pki.ca.cert)
-        return
-    d = tempfile.mkdtemp(prefix="mr-authpki-", dir="/tmp")
-    os.chmod(d, 0o755)
-    try:
-        cert, key = authsrv.make_self_signed(d)
-        yield AuthTLS(lambda: authsrv.server_context(cert, key), cert)
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
+def auth_tls(pki):
+    """The server side of STARTTLS for the AUTH tests: conftest's PKI."""
+    return AuthTLS(lambda: pki.server_context("good"), pki.ca.cert)
 
 
 def _broken_tls_context():
