@@ -44,7 +44,7 @@ header_scrub(char *hdr, size_t len, struct header_info *info)
 				info->has_msgid = 1;
 			else if (header_is(line, ll, "From"))
 				info->has_from = 1;
-			else if (header_is(line, ll, "Bcc")) {
+			else if (header_is(line, ll, "Bcc") || header_is(line, ll, "Resent-Bcc")) {
 				dropping = 1;
 				info->bcc_removed++;
 			}

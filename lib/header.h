@@ -9,12 +9,12 @@
 
 struct header_info {
 	int has_date, has_msgid, has_from;
-	size_t bcc_removed;         /* Bcc fields dropped */
+	size_t bcc_removed;         /* Bcc and Resent-Bcc fields dropped */
 };
 
 /*
  * hdr[0..len) is a header block: CRLF lines, without the empty line that
- * ends it.  Every Bcc field (with its continuation lines) is removed in
+ * ends it.  Every Bcc and Resent-Bcc field (with its continuation lines) is removed in
  * place; returns the new length and fills info.
  */
 size_t header_scrub(char *hdr, size_t len, struct header_info *info);
