@@ -35,6 +35,7 @@
 #include "xmalloc.h"
 
 #include "qprint.h"
+#include "smodes.h"
 
 static const char *progname = "sendmail";
 
@@ -46,6 +47,10 @@ struct opts {
 	const char *fullname;   /* -F */
 	const char *conf_path;  /* -C */
 	const char *body;       /* -B */
+	const char *notify;     /* -N, upper-cased into notifybuf */
+	const char *ret;        /* -R: FULL or HDRS */
+	const char *envid;      /* -V */
+	char notifybuf[32];
 	char **rcpts;
 	size_t nrcpt;
 };
@@ -90,12 +95,18 @@ check_arg(const char *what, const char *s)
 			die(EX_USAGE, "%s contains a control character; refused", what);
 }
 
+static int strict_addresses;   /* the config's strict_addresses */
+
 static void
 add_rcpt(struct opts *o, const char *a)
 {
+	const char *why;
+
 	check_arg("recipient", a);
 	if (strlen(a) > ADDR_MAX)
 		die(EX_DATAERR, "recipient address too long: %.40s...", a);
+	if (strict_addresses && addr_spec_check(a, ADDR_LOCAL_OK, &why) == -1)
+		die(EX_DATAERR, "bad recipient address \"%s\": %s (strict_addresses = yes)", a, why);
 	o->rcpts = xreallocarray(o->rcpts, o->nrcpt + 1, sizeof *o->rcpts);
 	o->rcpts[o->nrcpt++] = xstrdup(a);
 }
@@ -119,6 +130,43 @@ strip_angles(const char *a, char *buf, size_t len)
 		return buf;
 	}
 	return a;
+}
+
+/* -N never | success,delay,failure (any non-empty subset, any case) */
+static void
+parse_notify(struct opts *o, const char *val)
+{
+	char buf[64], *tok, *save = NULL;
+	int never = 0, other = 0;
+
+	if (strlen(val) >= sizeof buf)
+		die(EX_USAGE, "-N: expected never or a list of success, delay, failure, got \"%.40s\"", val);
+	snprintf(buf, sizeof buf, "%s", val);
+	o->notifybuf[0] = '\0';
+	for (tok = strtok_r(buf, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+		const char *up;
+		if (strcasecmp(tok, "never") == 0) {
+			never = 1;
+			up = "NEVER";
+		} else if (strcasecmp(tok, "success") == 0)
+			up = "SUCCESS";
+		else if (strcasecmp(tok, "delay") == 0)
+			up = "DELAY";
+		else if (strcasecmp(tok, "failure") == 0)
+			up = "FAILURE";
+		else
+			die(EX_USAGE, "-N: expected never or a list of success, delay, failure, got \"%s\"", val);
+		if (strcmp(up, "NEVER") != 0)
+			other = 1;
+		if (strstr(o->notifybuf, up) != NULL)
+			continue;
+		if (o->notifybuf[0])
+			strlcat_mr(o->notifybuf, ",", sizeof o->notifybuf);
+		strlcat_mr(o->notifybuf, up, sizeof o->notifybuf);
+	}
+	if (o->notifybuf[0] == '\0' || (never && other))
+		die(EX_USAGE, "-N: never cannot be combined with other values (got \"%s\")", val);
+	o->notify = o->notifybuf;
 }
 
 /*
@@ -166,8 +214,26 @@ parse_args(struct opts *o, int argc, char **argv, int *mode)
 				die(EX_USAGE, "-B: expected 7BIT or 8BITMIME, got \"%s\"", val);
 			o->body = val;
 			break;
-		case 'N': case 'R': case 'V': case 'L': case 'h': case 'O': case 'X':
-			/* DSN and logging options: accepted; carried through in a later release */
+		case 'N':
+			/* DSN NOTIFY: never, or a list of success, delay, failure */
+			parse_notify(o, val);
+			break;
+		case 'R':
+			if (strcasecmp(val, "full") == 0)
+				o->ret = "FULL";
+			else if (strcasecmp(val, "hdrs") == 0)
+				o->ret = "HDRS";
+			else
+				die(EX_USAGE, "-R: expected full or hdrs, got \"%s\"", val);
+			break;
+		case 'V':
+			check_arg("envelope id (-V)", val);
+			if (strlen(val) > 100)
+				die(EX_USAGE, "-V: envelope id longer than 100 characters");
+			o->envid = val;
+			break;
+		case 'L': case 'h': case 'O': case 'X':
+			/* logging and sendmail-internal options: accepted, meaningless here */
 			break;
 		case 't':
 			if (a[2] != '\0')
@@ -197,6 +263,12 @@ parse_args(struct opts *o, int argc, char **argv, int *mode)
 				*mode = 'm';
 			else if (strcmp(a, "-bp") == 0)
 				*mode = 'p';
+			else if (strcmp(a, "-bs") == 0)
+				*mode = 's';
+			else if (strcmp(a, "-bv") == 0)
+				*mode = 'v';
+			else if (strcmp(a, "-bi") == 0)
+				*mode = 'i';
 			else
 				die(EX_USAGE, "mode %s is not supported", a);
 			break;
@@ -276,6 +348,7 @@ header_len(const char *d, size_t len)
 struct hdrinfo {
 	int has_from, has_date, has_msgid;
 	int eightbit;
+	int utf8hdr;
 };
 
 /*
@@ -288,7 +361,18 @@ scan_headers(struct msgbuf *m, struct opts *o, struct hdrinfo *hi)
 	size_t hlen = header_len(m->data, m->len), i = 0, kept;
 	struct header_info info;
 
-	/* -t: recipients from To, Cc and Bcc, each value with its continuation lines */
+	/*
+	 * -t: recipients from To, Cc and Bcc, each value with its continuation
+	 * lines; from Resent-To, Resent-Cc and Resent-Bcc instead when the
+	 * message is being resent (RFC 5322 3.6.6).
+	 */
+	int resent = 0;
+	for (i = 0; o->extract && i < hlen; i++)
+		if ((i == 0 || m->data[i - 1] == '\n') &&
+		    (header_is(m->data + i, hlen - i, "Resent-To") || header_is(m->data + i, hlen - i, "Resent-Cc") ||
+		    header_is(m->data + i, hlen - i, "Resent-Bcc")))
+			resent = 1;
+	i = 0;
 	while (o->extract && i < hlen) {
 		size_t end = i;
 		while (end < hlen && m->data[end] != '\n')
@@ -297,7 +381,9 @@ scan_headers(struct msgbuf *m, struct opts *o, struct hdrinfo *hi)
 			end++;
 		const char *line = m->data + i;
 		size_t len = end - i;
-		if (header_is(line, len, "To") || header_is(line, len, "Cc") || header_is(line, len, "Bcc")) {
+		if (resent ? (header_is(line, len, "Resent-To") || header_is(line, len, "Resent-Cc") ||
+		    header_is(line, len, "Resent-Bcc")) :
+		    (header_is(line, len, "To") || header_is(line, len, "Cc") || header_is(line, len, "Bcc"))) {
 			while (end < hlen && (m->data[end] == ' ' || m->data[end] == '\t')) {
 				while (end < hlen && m->data[end] != '\n')
 					end++;
@@ -323,6 +409,9 @@ scan_headers(struct msgbuf *m, struct opts *o, struct hdrinfo *hi)
 	for (i = 0; i < m->len; i++)
 		if ((unsigned char)m->data[i] >= 0x80) {
 			hi->eightbit = 1;
+			/* UTF-8 in the header section (RFC 6532) asks for SMTPUTF8 */
+			if (i < kept)
+				hi->utf8hdr = 1;
 			break;
 		}
 }
@@ -378,6 +467,34 @@ display_name(const char *name, char *out, size_t outlen)
 	out[o] = '\0';
 }
 
+static int
+has_8bit(const char *p)
+{
+	for (; *p; p++)
+		if ((unsigned char)*p >= 0x80)
+			return 1;
+	return 0;
+}
+
+/* RFC 3461 xtext: '+', '=' and octets outside 33..126 as +XX. */
+static void
+xtext(const char *in, char *out, size_t outlen)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t o = 0;
+
+	for (; *in && o + 4 < outlen; in++) {
+		unsigned char c = (unsigned char)*in;
+		if (c < 33 || c > 126 || c == '+' || c == '=') {
+			out[o++] = '+';
+			out[o++] = hex[c >> 4];
+			out[o++] = hex[c & 15];
+		} else
+			out[o++] = (char)c;
+	}
+	out[o] = '\0';
+}
+
 /* The message with every line ending made CRLF, as the spool keeps it. */
 static char *
 crlf_copy(const char *p, size_t len, size_t *outlen)
@@ -406,11 +523,17 @@ crlf_copy(const char *p, size_t len, size_t *outlen)
 
 static int
 drop_message(const struct config *conf, const char *sender, const struct opts *o, int eightbit,
-    const char *added, size_t addlen, const struct msgbuf *m, char *err, size_t errlen)
+    int smtputf8, const char *envid, const char *added, size_t addlen, const struct msgbuf *m,
+    char *err, size_t errlen)
 {
 	struct maildrop_env de = {
 		.sender = (char *)sender, .rcpts = o->rcpts, .nrcpt = o->nrcpt, .eightbit = eightbit,
+		.smtputf8 = smtputf8,
 	};
+
+	strlcpy_mr(de.notify, o->notify ? o->notify : "", sizeof de.notify);
+	strlcpy_mr(de.ret, o->ret ? o->ret : "", sizeof de.ret);
+	strlcpy_mr(de.envid, envid, sizeof de.envid);
 	size_t clen;
 	char *content = crlf_copy(m->data, m->len, &clen);
 	struct iovec parts[2] = {
@@ -478,10 +601,9 @@ main(int argc, char **argv)
 		die(EX_CONFIG, "%s", err);
 	if (mode == 'p')
 		return queue_print(progname, conf, 0);
-	if (mode == 'i') {
-		/* aliases are read by the daemon directly; nothing to rebuild */
-		return 0;
-	}
+	if (mode == 's' || mode == 'v' || mode == 'i')
+		return smodes_run(mode, conf, o.sender, o.extract, argv + i, argc - i);
+	strict_addresses = conf->strict_addresses;
 	for (; i < argc; i++) {
 		/* before parsing: the parser would take CR/LF for folding white space */
 		check_arg("recipient", argv[i]);
@@ -490,21 +612,35 @@ main(int argc, char **argv)
 			die(EX_DATAERR, "bad recipient address: %s", argv[i]);
 	}
 
-	/* Envelope sender */
+	/*
+	 * Envelope sender.  A local one (no domain) is sent as it is:
+	 * mailrelayd qualifies it, or replaces it with from_address, the same
+	 * way for every submission path (SPEC "Addresses").
+	 */
+	struct passwd *me = getpwuid(getuid());
+	if (me == NULL)
+		die(EX_NOUSER, "uid %lu has no user name", (unsigned long)getuid());
+	char *login = xstrdup(me->pw_name);
+	char authwarn[ADDR_MAX + 400] = "";
 	if (o.sender != NULL) {
+		const char *why;
 		check_arg("sender", o.sender);
 		const char *f = strip_angles(o.sender, senderbuf, sizeof senderbuf);
-		/* a local sender without a domain becomes user@hostname */
-		if (*f != '\0' && strchr(f, '@') == NULL)
-			sender = xasprintf("%s@%s", f, conf->hostname);
-		else
-			sender = xstrdup(f);
-	} else {
-		struct passwd *pw = getpwuid(getuid());
-		if (pw == NULL)
-			die(EX_NOUSER, "uid %lu has no user name", (unsigned long)getuid());
-		sender = xasprintf("%s@%s", pw->pw_name, conf->hostname);
-	}
+		if (*f != '\0' && strict_addresses && addr_spec_check(f, ADDR_LOCAL_OK, &why) == -1)
+			die(EX_DATAERR, "bad sender address \"%s\": %s (strict_addresses = yes)", f, why);
+		sender = xstrdup(f);
+		/*
+		 * A user other than root who sets the sender says so in the
+		 * message, as sendmail does; the daemon also logs the uid.
+		 */
+		struct rewrite_policy pol = conf_rewrite_policy(conf);
+		size_t ll = strlen(login);
+		int own = rewrite_is_local(&pol, f) && strncmp(f, login, ll) == 0 && (f[ll] == '\0' || f[ll] == '@');
+		if (getuid() != 0 && !own)
+			snprintf(authwarn, sizeof authwarn, "X-Authentication-Warning: %s: %s set sender to %s using -f\r\n",
+			    conf->hostname, login, *f ? f : "<>");
+	} else
+		sender = xstrdup(login);
 	if (o.fullname != NULL)
 		check_arg("full name (-F)", o.fullname);
 
@@ -517,6 +653,8 @@ main(int argc, char **argv)
 	char added[2048];
 	size_t addlen = 0;
 	added[0] = '\0';
+	if (authwarn[0])
+		addlen += (size_t)snprintf(added, sizeof added, "%s", authwarn);
 	if (!hi.has_from) {
 		const char *name = o.fullname;
 		struct passwd *pw = NULL;
@@ -550,6 +688,16 @@ main(int argc, char **argv)
 		    "Message-ID: <%lld.%09ld.%ld@%s>\r\n", (long long)ts.tv_sec, ts.tv_nsec,
 		    (long)getpid(), conf->hostname);
 	}
+	/*
+	 * Input that does not start with a header field ("disk is full\n"
+	 * from a script) is all body: the empty line goes between our
+	 * fields and it, or its first line would be taken for a field.
+	 */
+	int hcomplete;
+	if (addlen > 0 && addlen < sizeof added &&
+	    rewrite_header_len(m.data ? m.data : "", m.len, m.len, &hcomplete) == 0 &&
+	    !(m.len >= 1 && m.data[0] == '\n') && !(m.len >= 2 && m.data[0] == '\r' && m.data[1] == '\n'))
+		addlen += (size_t)snprintf(added + addlen, sizeof added - addlen, "\r\n");
 	if (addlen >= sizeof added)
 		die(EX_DATAERR, "generated headers too long (check -F and the host name)");
 
@@ -575,6 +723,13 @@ main(int argc, char **argv)
 		die(EX_CONFIG, "%s: listen has no unix: socket to submit to", conf->path ? conf->path : "configuration");
 	s.verbose = o.verbose;
 	int eightbit = o.body ? strcasecmp(o.body, "8BITMIME") == 0 : hi.eightbit;
+	/* SMTPUTF8 when an address or the header section is not ASCII (RFC 6531, 6532) */
+	int smtputf8 = hi.utf8hdr || has_8bit(sender);
+	for (k = 0; k < o.nrcpt; k++)
+		smtputf8 |= has_8bit(o.rcpts[k]);
+	char envid[400] = "";
+	if (o.envid)
+		xtext(o.envid, envid, sizeof envid);
 	if (submit_connect(&s, sock, err, sizeof err) == -1) {
 		/*
 		 * The daemon is down: leave the message in the maildrop, where
@@ -582,7 +737,7 @@ main(int argc, char **argv)
 		 * on disk; otherwise 75 with both reasons.
 		 */
 		char derr[600];
-		if (drop_message(conf, sender, &o, eightbit, added, addlen, &m, derr, sizeof derr) == 0) {
+		if (drop_message(conf, sender, &o, eightbit, smtputf8, envid, added, addlen, &m, derr, sizeof derr) == 0) {
 			if (o.verbose)
 				fprintf(stderr, "%s; message left in the maildrop for mailrelayd\n", err);
 			goto done;
@@ -597,13 +752,15 @@ main(int argc, char **argv)
 		die(EX_TEMPFAIL, "%s", err);
 	if (smtp_reply_class(&r) != 2)
 		submit_fail(EX_TEMPFAIL, &r, "EHLO");
-	if (submit_cmd(&s, &r, err, sizeof err, "MAIL FROM:<%s> SIZE=%llu%s", sender, size,
-	    eightbit ? " BODY=8BITMIME" : "") == -1)
+	if (submit_cmd(&s, &r, err, sizeof err, "MAIL FROM:<%s> SIZE=%llu%s%s%s%s%s%s", sender, size,
+	    eightbit ? " BODY=8BITMIME" : "", smtputf8 ? " SMTPUTF8" : "",
+	    o.ret ? " RET=" : "", o.ret ? o.ret : "", envid[0] ? " ENVID=" : "", envid) == -1)
 		die(EX_TEMPFAIL, "%s", err);
 	if (smtp_reply_class(&r) != 2)
 		submit_fail(reply_exit_code(&r), &r, "sender refused");
 	for (k = 0; k < o.nrcpt; k++) {
-		if (submit_cmd(&s, &r, err, sizeof err, "RCPT TO:<%s>", o.rcpts[k]) == -1)
+		if (submit_cmd(&s, &r, err, sizeof err, "RCPT TO:<%s>%s%s", o.rcpts[k],
+		    o.notify ? " NOTIFY=" : "", o.notify ? o.notify : "") == -1)
 			die(EX_TEMPFAIL, "%s", err);
 		if (smtp_reply_class(&r) != 2) {
 			char what[ADDR_MAX + 40];
@@ -649,6 +806,7 @@ done:
 		free(o.rcpts[k]);
 	free(o.rcpts);
 	free(sender);
+	free(login);
 	conf_free(conf);
 	return 0;
 }

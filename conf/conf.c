@@ -31,6 +31,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <fnmatch.h>
 #include <limits.h>
 #include <netdb.h>
 #include <stdarg.h>
@@ -74,6 +75,8 @@ static const char *const tls_version_names[] =
 _Static_assert(TLS_IMPLICIT == 3, "tls_names order");
 _Static_assert(CONF_LOG_DEBUG == 3, "log_level_names order");
 _Static_assert(REWRITE_FROM_ALWAYS == 2, "rewrite_from_names order");
+_Static_assert(REWRITE_FROM_NEVER == REWRITE_NEVER && REWRITE_FROM_LOCAL == REWRITE_LOCAL &&
+    REWRITE_FROM_ALWAYS == REWRITE_ALWAYS, "conf and lib/rewrite.h agree");
 _Static_assert(DOUBLE_BOUNCE_DROP == 1, "double_bounce_names order");
 _Static_assert(AUTH_OAUTHBEARER == 7, "auth_names order");
 
@@ -1777,4 +1780,13 @@ conf_key_line(const struct config *conf, const struct smarthost_conf *sh, const 
 		if (strcmp(kl[i].key, key) == 0)
 			return kl[i].line;
 	return 0;
+}
+
+const struct route_conf *
+conf_route_find(const struct config *conf, const char *sender)
+{
+	for (size_t i = 0; i < conf->nroutes; i++)
+		if (fnmatch(conf->routes[i].from, sender, FNM_CASEFOLD) == 0)
+			return &conf->routes[i];
+	return NULL;
 }

@@ -18,6 +18,7 @@
 #ifndef MAILRELAY_CONF_H
 #define MAILRELAY_CONF_H
 
+#include "lib/rewrite.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <netinet/in.h>
@@ -129,6 +130,14 @@ struct config {
 	size_t   nkeylines;
 };
 
+/* The address-rewriting policy of a configuration (lib/rewrite.h). */
+static inline struct rewrite_policy
+conf_rewrite_policy(const struct config *c)
+{
+	struct rewrite_policy p = { c->hostname, c->from_address, (int)c->rewrite_from };
+	return p;
+}
+
 /*
  * Load and validate.  path NULL means: $MAILRELAY_CONFIG if set, else
  * CONF_DEFAULT_PATH, and a missing default file yields the built-in defaults
@@ -154,6 +163,13 @@ int conf_parse_listen(const char *s, struct listen_conf *out);
 int conf_parse_cidr(const char *s, struct cidr *out);
 /* Is the address (struct sockaddr_in / sockaddr_in6, v4-mapped v6 handled) inside one of the networks? */
 int conf_allow_match(const struct config *conf, const struct sockaddr *sa);
+
+/*
+ * The route an envelope sender takes: the first route whose from pattern
+ * matches it (fnmatch, case-insensitive), or NULL.  The daemon's delivery
+ * and sendmail -bv both ask this, so they cannot disagree.
+ */
+const struct route_conf *conf_route_find(const struct config *conf, const char *sender);
 
 const char *conf_tls_mode_name(enum tls_mode m);
 const char *conf_auth_name(enum auth_mech m);

@@ -31,9 +31,9 @@
 #include <event2/bufferevent.h>
 #include <event2/dns.h>
 
-#include <fnmatch.h>
 #include <time.h>
 
+#include "addr.h"
 #include "daemon.h"
 #include "delivery.h"
 #include "delivery_int.h"
@@ -133,6 +133,63 @@ txn_clear(struct dsession *s)
 		close(s->body_fd);
 		s->body_fd = -1;
 	}
+	free(s->hdr_new);
+	free(s->mail_from);
+	s->hdr_new = s->mail_from = NULL;
+	s->hdr_newlen = s->hdr_skip = 0;
+	s->size_delta = 0;
+	s->need_smtputf8 = 0;
+}
+
+/*
+ * rewrite_from = always: the identity this smarthost sends as
+ * (from_address, else its username when that is an address), or NULL.
+ */
+static const char *
+send_identity(const struct dsession *s)
+{
+	const struct config *c = s->rc->conf;
+
+	if (c->rewrite_from != REWRITE_FROM_ALWAYS)
+		return NULL;
+	if (c->from_address)
+		return c->from_address;
+	if (s->sh->username && strchr(s->sh->username, '@') != NULL)
+		return s->sh->username;
+	return NULL;
+}
+
+/*
+ * Per-transaction changes to what is sent: the envelope sender and the
+ * From:/Sender:/Reply-To: fields under rewrite_from = always.  The new
+ * header section replaces the first hdr_skip octets of the content.
+ */
+static void
+txn_prepare_rewrite(struct dsession *s)
+{
+	const struct spool_env *e = &s->msg->env;
+	const char *id = send_identity(s);
+	char buf[64 * 1024];
+	ssize_t n;
+	size_t hl;
+	int fd, complete;
+
+	if (id == NULL)
+		return;
+	if (e->sender[0] != '\0' && strcmp(e->sender, id) != 0)
+		s->mail_from = xstrdup(id);	/* <> stays <>: a bounce is a bounce */
+	if ((fd = spool_msg_open(&D->spool, e->id)) == -1)
+		return;	/* DATA will find out and defer */
+	n = pread(fd, buf, sizeof buf, 0);
+	close(fd);
+	if (n <= 0)
+		return;
+	hl = rewrite_header_len(buf, (size_t)n, (size_t)n, &complete);
+	if (hl == 0 || !complete)
+		return;	/* no header section we can work on within 64K: sent as it is */
+	s->hdr_new = rewrite_for_identity(id, buf, hl, &s->hdr_newlen);
+	if (s->hdr_new != NULL)
+		s->hdr_skip = hl;
 }
 
 static void
@@ -213,14 +270,11 @@ msg_target(const struct config *c, const struct qmsg *m, int *routed)
 {
 	size_t i;
 	time_t now = time(NULL);
+	const struct route_conf *rt = conf_route_find(c, m->env.sender);
 
-	*routed = 0;
-	for (i = 0; i < c->nroutes; i++) {
-		if (fnmatch(c->routes[i].from, m->env.sender, FNM_CASEFOLD) == 0) {
-			*routed = 1;
-			return c->routes[i].smarthost_index;
-		}
-	}
+	*routed = rt != NULL;
+	if (rt != NULL)
+		return rt->smarthost_index;
 	size_t fo = m->fo < c->nsmarthosts ? m->fo : 0;
 	for (i = fo; i < c->nsmarthosts; i++)
 		if (!shstate_down(c->smarthosts[i].name, now))
@@ -427,20 +481,81 @@ send_added_headers(struct dsession *s)
 	}
 }
 
+/* RFC 3461 xtext: '+', '=' and octets outside 33..126 as +XX. */
+static void
+xtext(const char *in, char *out, size_t outlen)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t o = 0;
+
+	for (; *in && o + 4 < outlen; in++) {
+		unsigned char c = (unsigned char)*in;
+		if (c < 33 || c > 126 || c == '+' || c == '=') {
+			out[o++] = '+';
+			out[o++] = hex[c >> 4];
+			out[o++] = hex[c & 15];
+		} else
+			out[o++] = (char)c;
+	}
+	out[o] = '\0';
+}
+
+static int
+has_8bit(const char *p)
+{
+	for (; *p; p++)
+		if ((unsigned char)*p >= 0x80)
+			return 1;
+	return 0;
+}
+
 static void
 send_envelope_cmd(struct dsession *s, size_t idx)
 {
 	const struct spool_env *e = &s->msg->env;
+	char params[512] = "", tmp[400];
 
 	if (idx == 0) {
-		char params[64] = "";
-		if (s->caps.size_present)
-			snprintf(params, sizeof params, " SIZE=%llu", e->size + added_headers_size(s));
+		if (s->caps.size_present) {
+			snprintf(tmp, sizeof tmp, " SIZE=%llu", e->size + s->size_delta);
+			strlcat_mr(params, tmp, sizeof params);
+		}
 		if (e->eightbit && s->caps.eightbitmime)
 			strlcat_mr(params, " BODY=8BITMIME", sizeof params);
-		session_send(s, "MAIL FROM:<%s>%s", e->sender, params);
+		if (s->caps.smtputf8 && s->need_smtputf8)
+			strlcat_mr(params, " SMTPUTF8", sizeof params);
+		if (s->caps.dsn && e->ret[0]) {
+			snprintf(tmp, sizeof tmp, " RET=%s", e->ret);
+			strlcat_mr(params, tmp, sizeof params);
+		}
+		if (s->caps.dsn && e->envid[0]) {
+			snprintf(tmp, sizeof tmp, " ENVID=%s", e->envid);
+			strlcat_mr(params, tmp, sizeof params);
+		}
+		session_send(s, "MAIL FROM:<%s>%s", s->mail_from ? s->mail_from : e->sender, params);
 	} else if (idx <= s->nrc) {
-		session_send(s, "RCPT TO:<%s>", e->rcpts[s->rc_idx[idx - 1]].addr);
+		const struct spool_rcpt *r = &e->rcpts[s->rc_idx[idx - 1]];
+		if (s->caps.dsn && r->notify[0]) {
+			snprintf(tmp, sizeof tmp, " NOTIFY=%s", r->notify);
+			strlcat_mr(params, tmp, sizeof params);
+		}
+		if (s->caps.dsn && r->orcpt) {
+			snprintf(tmp, sizeof tmp, " ORCPT=%s", r->orcpt);
+			strlcat_mr(params, tmp, sizeof params);
+		} else if (s->caps.dsn && r->orig && strcasecmp(r->orig, r->addr) != 0) {
+			/* the address as submitted, before aliases and admin_address (RFC 3461 4.2) */
+			char q[ADDR_MAX + 80], x[3 * (ADDR_MAX + 80)];
+			if (strchr(r->orig, '@') != NULL)
+				snprintf(q, sizeof q, "%s", r->orig);
+			else
+				snprintf(q, sizeof q, "%s@%s", r->orig, s->rc->conf->hostname);
+			xtext(q, x, sizeof x);
+			if (!has_8bit(q) && strlen(x) < sizeof tmp - 20) {
+				snprintf(tmp, sizeof tmp, " ORCPT=rfc822;%s", x);
+				strlcat_mr(params, tmp, sizeof params);
+			}
+		}
+		session_send(s, "RCPT TO:<%s>%s", r->addr, params);
 	} else {
 		session_send(s, "DATA");
 	}
@@ -474,6 +589,21 @@ txn_begin(struct dsession *s)
 		session_next_message(s);
 		return;
 	}
+	int addr8 = has_8bit(e->sender);
+	for (i = 0; i < s->nrc; i++)
+		if (has_8bit(e->rcpts[s->rc_idx[i]].addr))
+			addr8 = 1;
+	s->need_smtputf8 = e->smtputf8 || addr8;
+	if (addr8 && !s->caps.smtputf8) {
+		/* a non-ASCII address cannot cross without SMTPUTF8 (RFC 6531 3.2) */
+		txn_outcome_all(s, OUTCOME_BOUNCED, "5.6.7",
+		    "553 5.6.7 the smarthost does not offer SMTPUTF8, needed for a non-ASCII address", 0);
+		msg_release(s);
+		session_next_message(s);
+		return;
+	}
+	txn_prepare_rewrite(s);
+	s->size_delta = added_headers_size(s) + s->hdr_newlen - s->hdr_skip;
 	s->messages++;
 	session_enter(s, DS_ENVELOPE);
 }
@@ -584,6 +714,17 @@ session_enter(struct dsession *s, enum dstate st)
 		}
 		dot_encoder_init(&s->enc);
 		send_added_headers(s);
+		if (s->hdr_new != NULL) {
+			char *enc = xmalloc(2 * s->hdr_newlen + 8);
+			size_t m = dot_encode(&s->enc, s->hdr_new, s->hdr_newlen, enc);
+			bufferevent_write(s->bev, enc, m);
+			free(enc);
+			if (lseek(s->body_fd, (off_t)s->hdr_skip, SEEK_SET) == -1) {
+				txn_outcome_all(s, OUTCOME_DEFERRED, "4.3.0", "cannot read queued content", 0);
+				session_close(s);
+				return;
+			}
+		}
 		bufferevent_setwatermark(s->bev, EV_WRITE, BODY_CHUNK / 2, 0);
 		if (body_refill(s) == -1) {
 			txn_outcome_all(s, OUTCOME_DEFERRED, "4.3.0", "cannot read queued content", 0);

@@ -93,6 +93,11 @@ struct dsession {
 	int mail_failed;
 	int body_fd;
 	struct dot_encoder enc;
+	long long size_delta;           /* octets added to the stored content (add_header, rewriting) */
+	int need_smtputf8;              /* SMTPUTF8 on MAIL when the smarthost offers it */
+	char *mail_from;                /* MAIL FROM when not the stored sender (rewrite_from = always) */
+	char *hdr_new;                  /* header section sent instead of the stored one ... */
+	size_t hdr_newlen, hdr_skip;    /* ... which is this long */
 	unsigned messages;              /* transactions on this connection */
 
 	TAILQ_ENTRY(dsession) entry;

@@ -30,6 +30,7 @@
 #include "log.h"
 #include "pickup.h"
 #include "queue.h"
+#include "smtpd.h"
 #include "spool/maildrop.h"
 #include "util.h"
 #include "xmalloc.h"
@@ -186,20 +187,37 @@ import(const char *name)
 		return;
 	}
 	struct commit_req *req = xcalloc(1, sizeof *req);
+	struct rewrite_policy pol = conf_rewrite_policy(D->conf);
+	int complete;
+	size_t hl = rewrite_header_len(buf + off, (size_t)n - off, (size_t)n - off, &complete);
+	size_t nl;
+	char *nh = hl ? rewrite_header_block(&pol, buf + off, hl, &nl, NULL) : NULL;
 	req->kind = COMMIT_NEW;
-	req->env.size = write_crlf(&txn, buf + off, (size_t)n - off);
+	if (nh != NULL) {
+		/* local addresses in the header rewritten as for the submit socket */
+		req->env.size = write_crlf(&txn, nh, nl);
+		req->env.size += write_crlf(&txn, buf + off + hl, (size_t)n - off - hl);
+		free(nh);
+	} else
+		req->env.size = write_crlf(&txn, buf + off, (size_t)n - off);
+	if (spool_txn_filter(&txn, smtpd_linefix, id) == 1)
+		req->env.size = txn.size;
 	req->txn = txn;
 	free(buf);
 	memcpy(req->env.id, id, sizeof req->env.id);
 	req->env.arrival = arrival.tv_sec;
 	req->env.arrival_usec = arrival.tv_usec;
-	req->env.sender = de.sender;
-	de.sender = NULL;
+	req->env.sender = rewrite_sender(&pol, de.sender);
 	req->env.uid = st.st_uid;	/* the submitter: the file's owner */
 	strlcpy_mr(req->env.via, "maildrop", sizeof req->env.via);
 	req->env.eightbit = de.eightbit;
+	req->env.smtputf8 = de.smtputf8;
+	strlcpy_mr(req->env.ret, de.ret, sizeof req->env.ret);
+	strlcpy_mr(req->env.envid, de.envid, sizeof req->env.envid);
 	for (i = 0; i < de.nrcpt; i++)
 		local_add_rcpt(&req->env, de.rcpts[i]);
+	for (i = 0; i < req->env.nrcpt; i++)
+		strlcpy_mr(req->env.rcpts[i].notify, de.notify, sizeof req->env.rcpts[i].notify);
 	maildrop_env_free(&de);
 
 	struct pickup_ctx *ctx = xcalloc(1, sizeof *ctx);

@@ -18,6 +18,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pwd.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@
 
 #include "commit.h"
 #include "daemon.h"
+#include "addr.h"
 #include "dotstuff.h"
 #include "local.h"
 #include "log.h"
@@ -37,6 +39,7 @@
 #include "smtp_cmd.h"
 #include "smtpd.h"
 #include "header.h"
+#include "linefix.h"
 #include "util.h"
 #include "xmalloc.h"
 
@@ -51,6 +54,12 @@
 
 enum sstate { SS_COMMAND, SS_DATA, SS_COMMIT, SS_CLOSING };
 
+struct srcpt {
+	char *addr;
+	char notify[32];            /* DSN NOTIFY=, "" when absent */
+	char *orcpt;                /* DSN ORCPT= (xtext), NULL when absent */
+};
+
 struct ssession {
 	struct bufferevent *bev;
 	enum sstate state;
@@ -64,8 +73,11 @@ struct ssession {
 	/* transaction */
 	int have_mail;
 	char *sender;
+	char *mail_path;            /* the sender as the client gave it */
 	int eightbit;
-	char **rcpts;
+	int smtputf8;
+	char ret[5], envid[101];    /* DSN RET= and ENVID= */
+	struct srcpt *rcpts;
 	size_t nrcpt;
 	struct spool_txn txn;
 	int txn_open;
@@ -127,15 +139,21 @@ txn_reset(struct ssession *s)
 		spool_txn_abort(&s->txn);
 		s->txn_open = 0;
 	}
-	for (i = 0; i < s->nrcpt; i++)
-		free(s->rcpts[i]);
+	for (i = 0; i < s->nrcpt; i++) {
+		free(s->rcpts[i].addr);
+		free(s->rcpts[i].orcpt);
+	}
 	free(s->rcpts);
 	free(s->sender);
+	free(s->mail_path);
 	s->rcpts = NULL;
 	s->sender = NULL;
+	s->mail_path = NULL;
 	s->nrcpt = 0;
 	s->have_mail = 0;
 	s->eightbit = 0;
+	s->smtputf8 = 0;
+	s->ret[0] = s->envid[0] = '\0';
 	s->size = 0;
 	s->too_big = 0;
 	s->id[0] = '\0';
@@ -222,13 +240,13 @@ smtpd_accept(evutil_socket_t fd, const struct sockaddr *sa, socklen_t salen,
 
 /* ------------------------------------------------------------------ */
 
-/* A path without a domain is a local user: qualify it with our hostname. */
+/* The envelope sender as stored: local senders qualified or rewritten (SPEC "Addresses"). */
 static char *
 qualify(const char *path)
 {
-	if (strchr(path, '@') != NULL)
-		return xstrdup(path);
-	return xasprintf("%s@%s", path, D->conf->hostname);
+	struct rewrite_policy pol = conf_rewrite_policy(D->conf);
+
+	return rewrite_sender(&pol, path);
 }
 
 static const char *
@@ -237,6 +255,38 @@ via_name(const struct ssession *s)
 	if (!s->is_unix)
 		return "smtp";
 	return strcmp(s->helo, SENDMAIL_HELO) == 0 ? "sendmail" : "unix";
+}
+
+/*
+ * A local user other than root who gave a sender that is not their own
+ * (sendmail -f, or MAIL FROM on the socket): say who it really was.
+ */
+static void
+note_foreign_sender(const char *id, uid_t uid, const char *path)
+{
+	struct rewrite_policy pol = conf_rewrite_policy(D->conf);
+	struct passwd *pw;
+	size_t ll;
+
+	if (uid == 0 || uid == (uid_t)-1 || uid == getuid() || path == NULL)
+		return;
+	if ((pw = getpwuid(uid)) != NULL) {
+		ll = strlen(pw->pw_name);
+		if (rewrite_is_local(&pol, path) && strncmp(path, pw->pw_name, ll) == 0 &&
+		    (path[ll] == '\0' || path[ll] == '@'))
+			return;
+	}
+	log_qid(LOG_INFO, id, NULL, "sender <%s> set by uid=%lu (%s)", path, (unsigned long)uid,
+	    pw ? pw->pw_name : "no user name");
+}
+
+/* Did the spool refuse the message for want of space (RFC 3463 X.3.1)? */
+static int
+spool_full(const struct commit_req *req)
+{
+	if (req->txn.failed && (req->txn.err == ENOSPC || req->txn.err == EDQUOT))
+		return 1;
+	return strstr(req->err, strerror(ENOSPC)) != NULL || strstr(req->err, strerror(EDQUOT)) != NULL;
 }
 
 static void
@@ -253,12 +303,17 @@ on_committed(struct commit_req *req, void *arg)
 			snprintf(who, sizeof who, "client=%s", s->peer);
 		log_qid(LOG_INFO, req->env.id, "queued", "from=<%s>, size=%llu, nrcpt=%zu, %s, via=%s",
 		    req->env.sender, req->env.size, req->env.nrcpt, who, via_name(s));
+		if (s->is_unix)
+			note_foreign_sender(req->env.id, s->uid, s->mail_path);
 		if (!s->dead)
 			reply(s, "250 2.0.0 Ok: queued as %s", req->env.id);
 		queue_add(&req->env);
 	} else {
 		log_qid(LOG_ERR, req->env.id, NULL, "cannot queue message: %s", req->err);
-		if (!s->dead)
+		if (!s->dead && spool_full(req))
+			reply(s, "452 4.3.1 Error: insufficient system storage: the spool file system is full; "
+			    "try again later");
+		else if (!s->dead)
 			reply(s, "451 4.3.0 Error: cannot write the queue file; try again later");
 	}
 	commit_req_free(req);
@@ -309,8 +364,21 @@ headers_finish(struct ssession *s, size_t end)
 	struct tm tm;
 	int is_header = looks_like_header(s->hbuf, end);
 
-	if (is_header)
+	if (is_header) {
+		struct rewrite_policy pol = conf_rewrite_policy(D->conf);
+		unsigned nrw = 0;
+		size_t nl;
+		char *nh;
+
 		hl = header_scrub(s->hbuf, end, &hi);
+		/* local addresses in From/To/Cc/...: qualified or rewritten; the rest byte for byte */
+		if ((nh = rewrite_header_block(&pol, s->hbuf, hl, &nl, &nrw)) != NULL) {
+			spool_txn_write(&s->txn, nh, nl);
+			free(nh);
+			log_debug("smtpd %s: %u address field(s) rewritten", s->peer, nrw);
+			hl = 0;	/* written */
+		}
+	}
 	localtime_r(&now, &tm);
 	strftime(date, sizeof date, "%a, %d %b %Y %H:%M:%S %z", &tm);
 	if (!hi.has_date)
@@ -379,6 +447,24 @@ store(struct ssession *s, const char *p, size_t n)
 	}
 }
 
+char *
+smtpd_linefix(const char *content, size_t len, size_t *outlen, void *arg)
+{
+	struct linefix_report rep;
+	char *out;
+
+	if (!linefix_needed(content, len))
+		return NULL;
+	out = linefix_message(content, len, outlen, &rep);
+	if (out != NULL)
+		log_qid(LOG_INFO, (const char *)arg, NULL,
+		    "long lines repaired: %zu header line(s) folded, %zu part(s) re-encoded quoted-printable, "
+		    "%zu re-wrapped, %zu line(s) broken, %zu bare CR/LF",
+		    rep.header_lines_folded, rep.parts_qp_encoded, rep.parts_rewrapped, rep.lines_wrapped,
+		    rep.bare_eol_fixed);
+	return out;
+}
+
 static void
 data_finished(struct ssession *s)
 {
@@ -396,6 +482,14 @@ data_finished(struct ssession *s)
 	}
 	if (s->in_headers)
 		headers_finish(s, s->hlen);	/* no empty line: it was all header, or no header at all */
+	/*
+	 * No line over 998 octets may leave (RFC 5322 2.1.1; relays refuse
+	 * them since the SMTP smuggling fixes): repair the stored copy now,
+	 * before it is acknowledged.  Rare, so done here, on the file just
+	 * written, which is still in the page cache.
+	 */
+	if (s->dec.overlong)
+		spool_txn_filter(&s->txn, smtpd_linefix, s->id);
 	req = xcalloc(1, sizeof *req);
 	req->kind = COMMIT_NEW;
 	req->txn = s->txn;
@@ -407,8 +501,19 @@ data_finished(struct ssession *s)
 	strlcpy_mr(req->env.via, via_name(s), sizeof req->env.via);
 	req->env.size = s->txn.size;
 	req->env.eightbit = s->eightbit;
-	for (i = 0; i < s->nrcpt; i++)
-		local_add_rcpt(&req->env, s->rcpts[i]);
+	req->env.smtputf8 = s->smtputf8;
+	strlcpy_mr(req->env.ret, s->ret, sizeof req->env.ret);
+	strlcpy_mr(req->env.envid, s->envid, sizeof req->env.envid);
+	for (i = 0; i < s->nrcpt; i++) {
+		size_t first = req->env.nrcpt, j;
+		local_add_rcpt(&req->env, s->rcpts[i].addr);
+		/* the DSN request of a submitted recipient holds for every address it expanded to */
+		for (j = first; j < req->env.nrcpt; j++) {
+			strlcpy_mr(req->env.rcpts[j].notify, s->rcpts[i].notify, sizeof req->env.rcpts[j].notify);
+			if (s->rcpts[i].orcpt)
+				req->env.rcpts[j].orcpt = xstrdup(s->rcpts[i].orcpt);
+		}
+	}
 	req->done = on_committed;
 	req->arg = s;
 	s->state = SS_COMMIT;
@@ -447,6 +552,8 @@ process_data(struct ssession *s)
 static void
 cmd_mail(struct ssession *s, const struct smtp_cmd *c)
 {
+	const char *why;
+
 	if (!s->greeted) {
 		reply(s, "503 5.5.1 Error: send HELO/EHLO first");
 		return;
@@ -460,8 +567,17 @@ cmd_mail(struct ssession *s, const struct smtp_cmd *c)
 		reply(s, "552 5.3.4 Message size exceeds the limit of %llu bytes", D->conf->max_message_size);
 		return;
 	}
+	if (c->path[0] && D->conf->strict_addresses && addr_spec_check(c->path, ADDR_LOCAL_OK, &why) == -1) {
+		reply(s, "553 5.1.7 Error: bad sender address syntax: %s (strict_addresses)", why);
+		return;
+	}
 	s->sender = c->path[0] ? qualify(c->path) : xstrdup("");
+	free(s->mail_path);
+	s->mail_path = xstrdup(c->path);
 	s->eightbit = c->body == SMTP_BODY_8BITMIME;
+	s->smtputf8 = c->smtputf8;
+	strlcpy_mr(s->ret, c->ret, sizeof s->ret);
+	strlcpy_mr(s->envid, c->envid, sizeof s->envid);
 	s->have_mail = 1;
 	reply(s, "250 2.1.0 Ok");
 }
@@ -469,6 +585,8 @@ cmd_mail(struct ssession *s, const struct smtp_cmd *c)
 static void
 cmd_rcpt(struct ssession *s, const struct smtp_cmd *c)
 {
+	const char *why;
+
 	if (!s->have_mail) {
 		reply(s, "503 5.5.1 Error: need MAIL command");
 		return;
@@ -477,12 +595,19 @@ cmd_rcpt(struct ssession *s, const struct smtp_cmd *c)
 		reply(s, "501 5.1.3 Error: empty recipient address");
 		return;
 	}
+	if (D->conf->strict_addresses && addr_spec_check(c->path, ADDR_LOCAL_OK, &why) == -1) {
+		reply(s, "553 5.1.3 Error: bad recipient address syntax: %s (strict_addresses)", why);
+		return;
+	}
 	if (s->nrcpt >= MAX_RCPTS) {
 		reply(s, "452 4.5.3 Error: too many recipients");
 		return;
 	}
 	s->rcpts = xreallocarray(s->rcpts, s->nrcpt + 1, sizeof *s->rcpts);
-	s->rcpts[s->nrcpt++] = xstrdup(c->path);
+	s->rcpts[s->nrcpt].addr = xstrdup(c->path);
+	strlcpy_mr(s->rcpts[s->nrcpt].notify, c->notify, sizeof s->rcpts[s->nrcpt].notify);
+	s->rcpts[s->nrcpt].orcpt = c->orcpt[0] ? xstrdup(c->orcpt) : NULL;
+	s->nrcpt++;
 	reply(s, "250 2.1.5 Ok");
 }
 
@@ -499,8 +624,13 @@ cmd_data(struct ssession *s)
 	}
 	daemon_new_qid(s->id, &s->arrival);
 	if (spool_txn_begin(&D->spool, s->id, &s->txn) == -1) {
+		int full = errno == ENOSPC || errno == EDQUOT;
 		log_err("smtpd: cannot create a queue file in %s/tmp", D->spool.dir);
-		reply(s, "451 4.3.0 Error: cannot create a queue file; try again later");
+		if (full)
+			reply(s, "452 4.3.1 Error: insufficient system storage: the spool file system is full; "
+			    "try again later");
+		else
+			reply(s, "451 4.3.0 Error: cannot create a queue file; try again later");
 		return;
 	}
 	s->txn_open = 1;
@@ -533,6 +663,8 @@ cmd_ehlo(struct ssession *s, const struct smtp_cmd *c, int esmtp)
 	else
 		reply(s, "250-SIZE");
 	reply(s, "250-8BITMIME");
+	reply(s, "250-SMTPUTF8");
+	reply(s, "250-DSN");
 	reply(s, "250 ENHANCEDSTATUSCODES");
 }
 
@@ -668,6 +800,15 @@ on_event(struct bufferevent *bev, short what, void *arg)
 			bufferevent_disable(bev, EV_READ);
 			return;
 		}
+	}
+	/*
+	 * A client that half-closed (sendmail -bs at the end of its input does)
+	 * is still owed the replies we have not sent yet: send them, then close.
+	 */
+	if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && s->state == SS_COMMAND &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
+		session_close_after_flush(s);
+		return;
 	}
 	if (what & BEV_EVENT_EOF && s->state == SS_DATA)
 		log_info("smtpd %s: connection lost during DATA; nothing queued", s->peer);

@@ -22,4 +22,11 @@ void smtpd_shutdown(int force);
 /* Sessions still open. */
 unsigned smtpd_sessions(void);
 
+/*
+ * spool_txn_filter() callback: the message repaired by linefix (lines
+ * over 998 octets folded, wrapped or re-encoded), or NULL when it needs
+ * nothing; arg is the queue id, for the log line that says what was done.
+ */
+char *smtpd_linefix(const char *content, size_t len, size_t *outlen, void *arg);
+
 #endif

@@ -16,6 +16,10 @@
 
 #define ALIAS_DEPTH_MAX 20
 #define ALIASES_FILE_MAX (16 * 1024 * 1024)
+#define REFUSED_MAX 256		/* bytes of a refused target kept for sendmail -bv */
+
+static const char why_refused[] = "mailrelay relays mail; it never runs commands or writes files";
+static const char why_bad[] = "not a valid address";
 
 static void
 warnf(aliases_warn_fn warn, void *arg, const char *file, unsigned line, const char *fmt, ...)
@@ -48,9 +52,34 @@ trim(char *s)
 	return s;
 }
 
-/* Split a target list at commas outside double quotes; strip quotes and <>. */
 static void
-add_targets(struct alias *al, char *list, const char *file, aliases_warn_fn warn, void *arg)
+add_refused(struct alias *al, const char *t, const char *why)
+{
+	al->refused = xreallocarray(al->refused, al->nrefused + 1, sizeof *al->refused);
+	al->refused[al->nrefused].target = xstrndup(t, REFUSED_MAX);
+	al->refused[al->nrefused++].why = why;
+}
+
+static void
+alias_free(struct alias *al)
+{
+	for (size_t j = 0; j < al->ntargets; j++)
+		free(al->targets[j]);
+	free(al->targets);
+	for (size_t j = 0; j < al->nrefused; j++)
+		free(al->refused[j].target);
+	free(al->refused);
+	free(al->name);
+}
+
+/*
+ * Split a target list at commas outside double quotes; strip quotes and <>.
+ * Targets not kept are reported, counted (malformed ones) and remembered
+ * with the reason, for sendmail -bv.
+ */
+static void
+add_targets(struct aliases *a, struct alias *al, char *list, const char *file,
+    aliases_warn_fn warn, void *arg)
 {
 	char *p = list, *start = list;
 	int q = 0;
@@ -76,14 +105,17 @@ add_targets(struct alias *al, char *list, const char *file, aliases_warn_fn warn
 				warnf(warn, arg, file, al->line,
 				    "alias %s: target \"%s\" refused (mailrelay relays mail; it never runs commands or writes files)",
 				    al->name, t);
+				add_refused(al, t, why_refused);
 			} else if (*t != '\0') {
 				int bad = 0;
 				for (char *c = t; *c; c++)
 					if ((unsigned char)*c < 0x20 || *c == ' ' || *c == '<' || *c == '>')
 						bad = 1;
-				if (bad || strlen(t) > 256)
+				if (bad || strlen(t) > 256) {
 					warnf(warn, arg, file, al->line, "alias %s: bad target \"%.60s\" skipped", al->name, t);
-				else {
+					add_refused(al, t, why_bad);
+					a->nerrors++;
+				} else {
 					al->targets = xreallocarray(al->targets, al->ntargets + 1, sizeof *al->targets);
 					al->targets[al->ntargets++] = xstrdup(t);
 				}
@@ -103,6 +135,7 @@ add_alias(struct aliases *a, char *entry, unsigned line, const char *file, alias
 
 	if (colon == NULL) {
 		warnf(warn, arg, file, line, "no ':' in alias entry; skipped");
+		a->nerrors++;
 		return;
 	}
 	*colon = '\0';
@@ -118,20 +151,18 @@ add_alias(struct aliases *a, char *entry, unsigned line, const char *file, alias
 			bad = 1;
 	if (bad) {
 		warnf(warn, arg, file, line, "bad alias name \"%.60s\"; skipped", name);
+		a->nerrors++;
 		return;
 	}
 	memset(&al, 0, sizeof al);
 	al.name = xstrdup(name);
 	al.line = line;
-	add_targets(&al, colon + 1, file, warn, arg);
+	add_targets(a, &al, colon + 1, file, warn, arg);
 	for (size_t i = 0; i < a->n; i++) {
 		if (strcasecmp(a->v[i].name, al.name) == 0) {
 			warnf(warn, arg, file, line, "alias %s defined again (first on line %u); the first one is used",
 			    al.name, a->v[i].line);
-			for (size_t j = 0; j < al.ntargets; j++)
-				free(al.targets[j]);
-			free(al.targets);
-			free(al.name);
+			alias_free(&al);
 			return;
 		}
 	}
@@ -156,6 +187,7 @@ aliases_parse(struct aliases *a, const char *file, const char *text, size_t len,
 		lineno++;
 		if (memchr(ls, '\0', ll) != NULL) {
 			warnf(warn, arg, file, lineno, "NUL byte; line skipped");
+			a->nerrors++;
 			continue;
 		}
 		char *line = xstrndup(ls, ll);
@@ -206,12 +238,8 @@ aliases_load(struct aliases *a, const char *path, aliases_warn_fn warn, void *ar
 void
 aliases_free(struct aliases *a)
 {
-	for (size_t i = 0; i < a->n; i++) {
-		for (size_t j = 0; j < a->v[i].ntargets; j++)
-			free(a->v[i].targets[j]);
-		free(a->v[i].targets);
-		free(a->v[i].name);
-	}
+	for (size_t i = 0; i < a->n; i++)
+		alias_free(&a->v[i]);
 	free(a->v);
 	memset(a, 0, sizeof *a);
 }
@@ -229,6 +257,7 @@ struct expand {
 	const struct aliases *a;
 	const char *admin, *hostname;
 	aliases_out_fn out;
+	aliases_refused_fn refused;	/* NULL but for sendmail -bv */
 	void *arg;
 	aliases_warn_fn warn;
 	void *warnarg;
@@ -281,18 +310,26 @@ expand1(struct expand *x, const char *rcpt)
 		}
 	}
 	al = find(x->a, rcpt);
-	if (al == NULL || al->ntargets == 0) {
-		emit_local(x, rcpt);
-		return;
-	}
 	/*
 	 * Expanded once already in this call: everything it leads to has been
 	 * reported.  Without this, "a: b, b / b: c, c / ..." would take time
 	 * exponential in the depth.
 	 */
-	for (size_t i = 0; i < x->ndone; i++)
+	for (size_t i = 0; al != NULL && i < x->ndone; i++)
 		if (x->done[i] == al)
 			return;
+	if (al != NULL && x->refused != NULL) {
+		for (size_t i = 0; i < al->nrefused; i++)
+			x->refused(al->name, &al->refused[i], x->arg);
+		if (al->ntargets == 0) {
+			x->done = xreallocarray(x->done, x->ndone + 1, sizeof *x->done);
+			x->done[x->ndone++] = al;
+		}
+	}
+	if (al == NULL || al->ntargets == 0) {
+		emit_local(x, rcpt);
+		return;
+	}
 	if (x->depth >= ALIAS_DEPTH_MAX) {
 		warnf(x->warn, x->warnarg, NULL, 0, "alias %s: nested more than %d deep; delivered as local",
 		    rcpt, ALIAS_DEPTH_MAX);
@@ -311,9 +348,17 @@ size_t
 aliases_expand(const struct aliases *a, const char *rcpt, const char *admin,
     const char *hostname, aliases_out_fn out, void *arg, aliases_warn_fn warn, void *warnarg)
 {
+	return aliases_verify(a, rcpt, admin, hostname, out, NULL, arg, warn, warnarg);
+}
+
+size_t
+aliases_verify(const struct aliases *a, const char *rcpt, const char *admin,
+    const char *hostname, aliases_out_fn out, aliases_refused_fn refused, void *arg,
+    aliases_warn_fn warn, void *warnarg)
+{
 	struct expand x = {
-		.a = a, .admin = admin, .hostname = hostname, .out = out, .arg = arg,
-		.warn = warn, .warnarg = warnarg,
+		.a = a, .admin = admin, .hostname = hostname, .out = out, .refused = refused,
+		.arg = arg, .warn = warn, .warnarg = warnarg,
 	};
 	size_t n;
 

@@ -60,7 +60,16 @@ maildrop_write(const char *spool_dir, const struct maildrop_env *env,
 	fprintf(f, "mailrelay-drop 1\nsender\t%s\n", env->sender);
 	for (i = 0; i < env->nrcpt; i++)
 		fprintf(f, "rcpt\t%s\n", env->rcpts[i]);
-	fprintf(f, "body\t%s\n\n", env->eightbit ? "8BITMIME" : "7BIT");
+	fprintf(f, "body\t%s\n", env->eightbit ? "8BITMIME" : "7BIT");
+	if (env->smtputf8)
+		fprintf(f, "smtputf8\t1\n");
+	if (env->notify[0])
+		fprintf(f, "notify\t%s\n", env->notify);
+	if (env->ret[0])
+		fprintf(f, "ret\t%s\n", env->ret);
+	if (env->envid[0])
+		fprintf(f, "envid\t%s\n", env->envid);
+	fputc('\n', f);
 	for (i = 0; i < nparts; i++)
 		if (parts[i].iov_len > 0 && fwrite(parts[i].iov_base, 1, parts[i].iov_len, f) != parts[i].iov_len)
 			break;
@@ -113,6 +122,20 @@ addr_ok(const char *s, size_t len)
 	for (i = 0; i < len; i++)
 		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f || s[i] == '<' || s[i] == '>')
 			return 0;
+	return 1;
+}
+
+/* A DSN value: printable ASCII without spaces and '=', limited to `allowed` when given. */
+static int
+dsn_value_ok(const char *v, size_t n, const char *allowed)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)v[i];
+		if (c < 33 || c > 126 || c == '=')
+			return 0;
+		if (allowed != NULL && strchr(allowed, c) == NULL)
+			return 0;
+	}
 	return 1;
 }
 
@@ -172,6 +195,20 @@ maildrop_parse(const char *buf, size_t len, struct maildrop_env *env, size_t *co
 				goto fail;
 			}
 			have_body = 1;
+		} else if (kl == 8 && memcmp(line, "smtputf8", 8) == 0 && vl == 1 && v[0] == '1') {
+			env->smtputf8 = 1;
+		} else if (kl == 6 && memcmp(line, "notify", 6) == 0 && vl > 0 && vl < sizeof env->notify &&
+		    dsn_value_ok(v, vl, "ACDEFILNORSUVY,")) {
+			memcpy(env->notify, v, vl);
+			env->notify[vl] = '\0';
+		} else if (kl == 3 && memcmp(line, "ret", 3) == 0 &&
+		    vl == 4 && (memcmp(v, "FULL", 4) == 0 || memcmp(v, "HDRS", 4) == 0)) {
+			memcpy(env->ret, v, 4);
+			env->ret[4] = '\0';
+		} else if (kl == 5 && memcmp(line, "envid", 5) == 0 && vl > 0 && vl < sizeof env->envid &&
+		    dsn_value_ok(v, vl, NULL)) {
+			memcpy(env->envid, v, vl);
+			env->envid[vl] = '\0';
 		} else {
 			snprintf(errbuf, errlen, "line %zu: unknown or repeated record", lineno);
 			goto fail;

@@ -8,6 +8,10 @@
  *   sender<TAB>ADDRESS          (empty for the null sender)
  *   rcpt<TAB>ADDRESS            (one line per recipient, at least one)
  *   body<TAB>7BIT|8BITMIME
+ *   smtputf8<TAB>1              (optional: SMTPUTF8 requested)
+ *   notify<TAB>NOTIFY           (optional, DSN, for every recipient: NEVER or SUCCESS,DELAY,FAILURE)
+ *   ret<TAB>FULL|HDRS           (optional, DSN)
+ *   envid<TAB>XTEXT             (optional, DSN)
  *   <empty line>
  *   the message, CRLF line endings, not dot-stuffed
  *
@@ -27,6 +31,10 @@ struct maildrop_env {
 	char **rcpts;
 	size_t nrcpt;
 	int eightbit;
+	int smtputf8;
+	char notify[32];        /* "" when not given */
+	char ret[5];
+	char envid[101];        /* xtext */
 };
 
 /* Write a drop durably; 0, or -1 with errbuf (nothing is left behind). */

@@ -8,6 +8,7 @@
  */
 #include "config.h"
 
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 
@@ -17,6 +18,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -186,7 +188,8 @@ spool_txn_begin(struct spool *sp, const char *id, struct spool_txn *txn)
 	}
 	memcpy(txn->id, id, QID_LEN + 1);
 	name_of(name, sizeof name, id, ".msg");
-	txn->msgfd = openat(sp->tmpfd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	/* read-write: spool_txn_filter() may read the content back */
+	txn->msgfd = openat(sp->tmpfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (txn->msgfd == -1)
 		return -1;
 	return 0;
@@ -203,6 +206,41 @@ spool_txn_write(struct spool_txn *txn, const void *buf, size_t len)
 		return;
 	}
 	txn->size += len;
+}
+
+int
+spool_txn_filter(struct spool_txn *txn, spool_filter_fn fn, void *arg)
+{
+	char *map, *out;
+	size_t outlen;
+
+	if (txn->failed)
+		return -1;
+	if (txn->size == 0)
+		return 0;
+	if (txn->size > SIZE_MAX) {
+		errno = EFBIG;
+		goto fail;
+	}
+	map = mmap(NULL, (size_t)txn->size, PROT_READ, MAP_SHARED, txn->msgfd, 0);
+	if (map == MAP_FAILED)
+		goto fail;
+	out = fn(map, (size_t)txn->size, &outlen, arg);
+	munmap(map, (size_t)txn->size);
+	if (out == NULL)
+		return 0;
+	if (ftruncate(txn->msgfd, 0) == -1 || lseek(txn->msgfd, 0, SEEK_SET) == -1 ||
+	    write_all(txn->msgfd, out, outlen) == -1) {
+		free(out);
+		goto fail;
+	}
+	free(out);
+	txn->size = outlen;
+	return 1;
+fail:
+	txn->failed = 1;
+	txn->err = errno;
+	return -1;
 }
 
 /* A field value with TAB, CR, LF (and other controls) replaced by spaces. */
@@ -238,15 +276,23 @@ env_render(const struct spool_env *env, size_t *lenp)
 	fprintf(f, "size\t%llu\n", env->size);
 	fprintf(f, "body\t%s\n", env->eightbit ? "8BITMIME" : "7BIT");
 	fprintf(f, "held\t%d\n", env->held ? 1 : 0);
+	if (env->ret[0] || env->envid[0])
+		fprintf(f, "dsn\t%s\t%s\n", env->ret, clean_field(env->envid, tmp, sizeof tmp));
+	if (env->smtputf8)
+		fprintf(f, "smtputf8\t1\n");
 	for (i = 0; i < env->nrcpt; i++) {
 		const struct spool_rcpt *r = &env->rcpts[i];
 		char a[600], o[600];
-		fprintf(f, "rcpt\t%s\t%u\t%lld\t%lld\t%s\t%s\t%s\n",
+		fprintf(f, "rcpt\t%s\t%u\t%lld\t%lld\t%s\t%s\t%s",
 		    rcpt_status_name(r->status), r->attempts,
 		    (long long)r->next_attempt, (long long)r->last_attempt,
 		    clean_field(r->addr, a, sizeof a),
 		    clean_field(r->orig ? r->orig : r->addr, o, sizeof o),
 		    clean_field(r->last_reply ? r->last_reply : "", tmp, sizeof tmp));
+		if (r->notify[0] || (r->orcpt && r->orcpt[0]))
+			fprintf(f, "\t%s\t%s", clean_field(r->notify, a, sizeof a),
+			    clean_field(r->orcpt ? r->orcpt : "", o, sizeof o));
+		fputc('\n', f);
 	}
 	if (fclose(f) != 0)
 		log_fatal("open_memstream");
@@ -435,6 +481,7 @@ spool_env_free(struct spool_env *env)
 		free(env->rcpts[i].addr);
 		free(env->rcpts[i].orig);
 		free(env->rcpts[i].last_reply);
+		free(env->rcpts[i].orcpt);
 	}
 	free(env->rcpts);
 	free(env->sender);
@@ -454,6 +501,7 @@ spool_env_copy(struct spool_env *dst, const struct spool_env *src)
 		dst->rcpts[i].addr = xstrdup(src->rcpts[i].addr);
 		dst->rcpts[i].orig = xstrdup(src->rcpts[i].orig ? src->rcpts[i].orig : src->rcpts[i].addr);
 		dst->rcpts[i].last_reply = xstrdup(src->rcpts[i].last_reply ? src->rcpts[i].last_reply : "");
+		dst->rcpts[i].orcpt = src->rcpts[i].orcpt ? xstrdup(src->rcpts[i].orcpt) : NULL;
 	}
 }
 
@@ -512,8 +560,8 @@ env_parse_rcpt(struct spool_env *env, char **f, size_t nf, char *errbuf, size_t 
 	unsigned long long att;
 	int st;
 
-	if (nf != 7) {
-		snprintf(errbuf, errlen, "rcpt: expected 7 fields, got %zu", nf);
+	if (nf != 7 && nf != 9) {
+		snprintf(errbuf, errlen, "rcpt: expected 7 or 9 fields, got %zu", nf);
 		return -1;
 	}
 	memset(&r, 0, sizeof r);
@@ -543,6 +591,11 @@ env_parse_rcpt(struct spool_env *env, char **f, size_t nf, char *errbuf, size_t 
 	r.addr = xstrdup(f[4]);
 	r.orig = xstrdup(f[5][0] ? f[5] : f[4]);
 	r.last_reply = xstrdup(f[6]);
+	if (nf == 9) {
+		/* DSN: NOTIFY as given, ORCPT kept in its xtext form */
+		strlcpy_mr(r.notify, f[7], sizeof r.notify);
+		r.orcpt = f[8][0] ? xstrdup(f[8]) : NULL;
+	}
 	env->rcpts[env->nrcpt++] = r;
 	return 0;
 }
@@ -550,7 +603,7 @@ env_parse_rcpt(struct spool_env *env, char **f, size_t nf, char *errbuf, size_t 
 int
 spool_env_parse(const char *buf, size_t len, struct spool_env *env, char *errbuf, size_t errlen)
 {
-	char *copy, *line, *next, *f[8];
+	char *copy, *line, *next, *f[10];
 	size_t nf, lineno = 0;
 	int have_id = 0, have_sender = 0;
 	unsigned long long v;
@@ -576,7 +629,7 @@ spool_env_parse(const char *buf, size_t len, struct spool_env *env, char *errbuf
 			}
 			continue;
 		}
-		nf = split_tabs(line, f, 8);
+		nf = split_tabs(line, f, 10);
 		if (nf < 2) {
 			snprintf(errbuf, errlen, "line %zu: no value", lineno);
 			goto fail;
@@ -612,6 +665,13 @@ spool_env_parse(const char *buf, size_t len, struct spool_env *env, char *errbuf
 			env->eightbit = strcmp(f[1], "8BITMIME") == 0;
 		} else if (strcmp(f[0], "held") == 0 && nf == 2) {
 			env->held = strcmp(f[1], "1") == 0;
+		} else if (strcmp(f[0], "dsn") == 0 && nf == 3) {
+			if (strcmp(f[1], "FULL") != 0 && strcmp(f[1], "HDRS") != 0 && f[1][0] != '\0')
+				goto bad;
+			strlcpy_mr(env->ret, f[1], sizeof env->ret);
+			strlcpy_mr(env->envid, f[2], sizeof env->envid);
+		} else if (strcmp(f[0], "smtputf8") == 0 && nf == 2) {
+			env->smtputf8 = strcmp(f[1], "1") == 0;
 		} else if (strcmp(f[0], "rcpt") == 0) {
 			if (env_parse_rcpt(env, f + 1, nf - 1, errbuf, errlen) == -1)
 				goto fail;

@@ -35,7 +35,10 @@
  *   size      <octets of content>
  *   body      7BIT|8BITMIME
  *   held      0|1
+ *   dsn       <RET: FULL|HDRS|empty> <ENVID, xtext as received>   (only when given)
+ *   smtputf8  1                                    (only when the client asked for it)
  *   rcpt      <status> <attempts> <next_attempt> <last_attempt> <address> <orig> <last_reply>
+ *             [<NOTIFY as given> <ORCPT, xtext as received>]   (both or neither)
  * Unknown record names are ignored (forward compatibility).
  */
 #ifndef MAILRELAY_SPOOL_H
@@ -57,6 +60,8 @@ struct spool_rcpt {
 	time_t next_attempt;    /* 0 = now */
 	time_t last_attempt;    /* 0 = never */
 	char *last_reply;       /* "" when none */
+	char notify[32];        /* DSN NOTIFY= as submitted ("SUCCESS,DELAY"), "" when absent */
+	char *orcpt;            /* DSN ORCPT= as submitted (xtext), NULL when absent */
 };
 
 struct spool_env {
@@ -68,6 +73,9 @@ struct spool_env {
 	char via[16];
 	unsigned long long size;
 	int eightbit;           /* BODY=8BITMIME */
+	int smtputf8;           /* SMTPUTF8 given at submission */
+	char ret[5];            /* DSN RET=FULL|HDRS, "" when absent */
+	char envid[101];        /* DSN ENVID= (xtext), "" when absent */
 	int held;
 	struct spool_rcpt *rcpts;
 	size_t nrcpt;
@@ -104,6 +112,13 @@ void spool_clean_tmp(struct spool *sp);
 int  spool_txn_begin(struct spool *sp, const char *id, struct spool_txn *txn);
 /* Append content; errors are sticky and reported by spool_txn_prepare(). */
 void spool_txn_write(struct spool_txn *txn, const void *buf, size_t len);
+/*
+ * Pass the content written so far through fn, which returns a
+ * replacement (allocated; *outlen set) or NULL to keep it.  Returns 1 when
+ * replaced, 0 when kept, -1 on error (the transaction is then failed).
+ */
+typedef char *(*spool_filter_fn)(const char *content, size_t len, size_t *outlen, void *arg);
+int  spool_txn_filter(struct spool_txn *txn, spool_filter_fn fn, void *arg);
 /*
  * Write the envelope; with sync, fsync both files.  Without sync the caller
  * must make the data durable another way (spool_syncfs() once for a batch:

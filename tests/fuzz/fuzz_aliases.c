@@ -4,6 +4,8 @@
  *
  * Every name of the table is expanded: each must end in at least one
  * address, every address must have a domain and no control character.
+ * aliases_verify() (sendmail -bv) must give the same number of addresses,
+ * and every refused target it reports must carry a reason.
  */
 #include "config.h"
 
@@ -26,6 +28,14 @@ check(const char *addr, void *arg)
 			abort();
 }
 
+static void
+refused(const char *alias, const struct alias_refused *r, void *arg)
+{
+	(void)arg;
+	if (alias == NULL || r->target == NULL || r->why == NULL || r->why[0] == '\0')
+		abort();
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -37,6 +47,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		size_t n = aliases_expand(&a, a.v[i].name, i % 2 ? "admin@x.test" : NULL, "h.test",
 		    check, &seen, NULL, NULL);
 		if (n == 0 || n != seen)
+			abort();
+		seen = 0;
+		if (aliases_verify(&a, a.v[i].name, i % 2 ? "admin@x.test" : NULL, "h.test",
+		    check, refused, &seen, NULL, NULL) != n || seen != n)
 			abort();
 	}
 	aliases_check(&a, "fuzz", NULL, NULL);

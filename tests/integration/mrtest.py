@@ -198,6 +198,7 @@ class Transaction:
         self.mail_from = mail_from      # "" for the null sender
         self.mail_options = mail_options
         self.rcpt_tos = rcpt_tos
+        self.rcpt_options = {}          # {recipient: [RCPT parameters]}
         self.content = content          # bytes, unstuffed, ends with CRLF
         self.time = time.monotonic()
         self.reply = None               # what the smarthost answered
@@ -292,6 +293,14 @@ class _RecordingSMTP(SMTP):
         if transport.get_extra_info("ssl_object") is not None:
             self._recorder._session_encrypted(self.test_session, transport, "implicit")
 
+    def _getparams(self, params):
+        # a DSN-capable smarthost (Smarthost.dsn) takes RFC 3461's parameters
+        result = super()._getparams(params)
+        if result is not None and self._recorder.dsn:
+            for k in ("RET", "ENVID", "NOTIFY", "ORCPT"):
+                result.pop(k, None)
+        return result
+
     def connection_lost(self, error):
         if self.test_session is not None:
             self._recorder._session_closed(self.test_session)
@@ -328,6 +337,10 @@ class Smarthost:
                     once used up, messages are accepted
       data_delay    seconds to wait before answering the final dot
       hold()/release()  keep every final-dot answer waiting until released
+      dsn           offer DSN (RFC 3461) and take its parameters
+      smtputf8      offer SMTPUTF8 (default True; set before start())
+    Transaction.rcpt_options maps each accepted recipient to its RCPT
+    parameters.
     Stop it and start it again on the same port with stop()/start().
 
     TLS: tls_context (an ssl server context) offers STARTTLS with it;
@@ -346,6 +359,8 @@ class Smarthost:
         self.rcpt_replies = {}
         self.data_replies = []
         self.data_delay = 0.0
+        self.dsn = False
+        self.smtputf8 = True
         self._gate = threading.Event()
         self._gate.set()
         self._lock = threading.Condition()
@@ -372,7 +387,7 @@ class Smarthost:
             kw.update(ssl_context=self.ssl_context)
         return _Controller(_Handler(self), self, hostname="127.0.0.1", port=self.port,
                            server_hostname="%s.test" % self.name, decode_data=False,
-                           enable_SMTPUTF8=True, ready_timeout=10, timeout=60, **kw)
+                           enable_SMTPUTF8=self.smtputf8, ready_timeout=10, timeout=60, **kw)
 
     def start(self):
         assert self.controller is None, "%s already running" % self.name
@@ -517,10 +532,19 @@ class _Handler:
     def __init__(self, sh):
         self.sh = sh
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if self.sh.dsn:
+            responses.insert(len(responses) - 1, "250-DSN")
+        return responses
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         reply = self.sh._rcpt_reply(address)
         if reply is not None and not reply.startswith("2"):
             return reply
+        if not hasattr(envelope, "test_rcpt_options"):
+            envelope.test_rcpt_options = {}
+        envelope.test_rcpt_options[address] = list(rcpt_options)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         return reply or "250 2.1.5 Ok"
@@ -537,6 +561,7 @@ class _Handler:
                 sender = ""
             t = Transaction(next(sh._seq), info, sender,
                             list(envelope.mail_options), list(envelope.rcpt_tos), bytes(content))
+            t.rcpt_options = dict(getattr(envelope, "test_rcpt_options", {}))
             sh.transactions.append(t)
             info.transactions += 1
             sh.in_data += 1

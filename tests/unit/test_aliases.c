@@ -133,6 +133,79 @@ test_missing_file_is_empty(void **state)
 	assert_int_equal(a.n, 0);
 }
 
+struct refusals {
+	char items[8][256];
+	int n;
+	struct out *o;
+};
+
+static void
+verify_out(const char *addr, void *arg)
+{
+	collect(addr, ((struct refusals *)arg)->o);
+}
+
+static void
+verify_refused(const char *alias, const struct alias_refused *r, void *arg)
+{
+	struct refusals *f = arg;
+	if (f->n < 8)
+		snprintf(f->items[f->n++], 256, "%s: %s (%s)", alias, r->target, r->why);
+}
+
+static void
+test_verify_reports_refused_targets(void **state)
+{
+	struct aliases a;
+	struct out o = { .n = 0 };
+	struct refusals f = { .n = 0, .o = &o };
+	(void)state;
+
+	aliases_parse(&a, "aliases", text, sizeof text - 1, NULL, NULL);
+	/* the line without ':' is the one malformed entry; refused targets are not errors */
+	assert_int_equal(a.nerrors, 1);
+	/* the same addresses as aliases_expand(), and the three refused targets of admin */
+	assert_int_equal(aliases_verify(&a, "root", "it@example.com", "h.test", verify_out,
+	    verify_refused, &f, NULL, NULL), 2);
+	assert_int_equal(o.n, 2);
+	assert_string_equal(o.addrs[0], "ops@example.com");
+	assert_string_equal(o.addrs[1], "boss@example.com");
+	assert_int_equal(f.n, 3);
+	assert_non_null(strstr(f.items[0], "admin: |/usr/bin/prog (mailrelay relays mail"));
+	assert_non_null(strstr(f.items[1], "/var/mail/x"));
+	assert_non_null(strstr(f.items[2], ":include:/etc/list"));
+	aliases_free(&a);
+}
+
+static void
+test_verify_alias_left_empty_is_local(void **state)
+{
+	static const char t[] =
+	    "cmd: |/bin/prog\n"
+	    "both: cmd, cmd, bad target, x@example.com\n";
+	struct aliases a;
+	struct out o = { .n = 0 }, e = { .n = 0 };
+	struct refusals f = { .n = 0, .o = &o };
+	(void)state;
+
+	aliases_parse(&a, "aliases", t, sizeof t - 1, NULL, NULL);
+	assert_int_equal(a.nerrors, 1);		/* "bad target" */
+	aliases_verify(&a, "both", NULL, "h.test", verify_out, verify_refused, &f, NULL, NULL);
+	/* cmd has no usable target: local, as the daemon has it; its refusal reported once */
+	assert_int_equal(o.n, 2);
+	assert_string_equal(o.addrs[0], "cmd@h.test");
+	assert_string_equal(o.addrs[1], "x@example.com");
+	assert_int_equal(f.n, 2);
+	assert_non_null(strstr(f.items[0], "both: bad target (not a valid address)"));
+	assert_non_null(strstr(f.items[1], "cmd: |/bin/prog"));
+	/* aliases_expand() gives the same addresses */
+	aliases_expand(&a, "both", NULL, "h.test", collect, &e, NULL, NULL);
+	assert_int_equal(e.n, 2);
+	assert_string_equal(e.addrs[0], "cmd@h.test");
+	assert_string_equal(e.addrs[1], "x@example.com");
+	aliases_free(&a);
+}
+
 int
 main(void)
 {
@@ -141,6 +214,8 @@ main(void)
 		cmocka_unit_test(test_loops_and_locals),
 		cmocka_unit_test(test_deep_chain_is_bounded),
 		cmocka_unit_test(test_missing_file_is_empty),
+		cmocka_unit_test(test_verify_reports_refused_targets),
+		cmocka_unit_test(test_verify_alias_left_empty_is_local),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

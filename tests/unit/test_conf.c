@@ -635,6 +635,11 @@ test_full_round_trip(void **state)
 	/* '@example.net' reads as '*@example.net' */
 	assert_string_equal(c->routes[1].from, "*@example.net");
 	assert_int_equal(c->routes[1].smarthost_index, 0);
+	/* the first matching route wins, case-insensitively; no match: none */
+	assert_ptr_equal(conf_route_find(c, "Invoices@BILLING.example.org"), &c->routes[0]);
+	assert_ptr_equal(conf_route_find(c, "cron@example.net"), &c->routes[1]);
+	assert_null(conf_route_find(c, "cron@web1.example.net"));
+	assert_null(conf_route_find(c, ""));
 
 	/* where keys were set, for later checks */
 	assert_int_equal(conf_key_line(c, NULL, "hostname"), 1);

@@ -285,7 +285,32 @@ test_env_parse_rejects(void **state)
 	assert_int_equal(e.arrival_usec, 5);
 	assert_int_equal(e.rcpts[0].status, RCPT_FAILED);
 	assert_string_equal(e.rcpts[0].orig, "a@b");	/* empty orig means the address */
+	assert_string_equal(e.ret, "");
+	assert_null(e.rcpts[0].orcpt);
 	spool_env_free(&e);
+
+	/* DSN records: RET may be empty when only ENVID was given; NOTIFY/ORCPT per recipient */
+	const char *dsn =
+	    "mailrelay-env 1\nid\t6553F100F423F000\narrival\t1700000000.5\nsender\ta@b\n"
+	    "dsn\t\tjob+3D42\nsmtputf8\t1\n"
+	    "rcpt\tpending\t0\t0\t0\tx@y\troot\t\tSUCCESS,DELAY\trfc822;root@h\n"
+	    "rcpt\tpending\t0\t0\t0\tz@y\t\t\tNEVER\t\n";
+	assert_int_equal(spool_env_parse(dsn, strlen(dsn), &e, err, sizeof err), 0);
+	assert_string_equal(e.ret, "");
+	assert_string_equal(e.envid, "job+3D42");
+	assert_int_equal(e.smtputf8, 1);
+	assert_string_equal(e.rcpts[0].notify, "SUCCESS,DELAY");
+	assert_string_equal(e.rcpts[0].orcpt, "rfc822;root@h");
+	assert_string_equal(e.rcpts[1].notify, "NEVER");
+	assert_null(e.rcpts[1].orcpt);
+	struct spool_env copy;
+	spool_env_copy(&copy, &e);
+	assert_string_equal(copy.rcpts[0].orcpt, "rfc822;root@h");
+	spool_env_free(&copy);
+	spool_env_free(&e);
+	const char *badret = "mailrelay-env 1\nid\t6553F100F423F000\nsender\ta\ndsn\tBODY\tx\n"
+	    "rcpt\tpending\t0\t0\t0\ta\ta\t\n";
+	assert_int_equal(spool_env_parse(badret, strlen(badret), &e, err, sizeof err), -1);
 
 	const char *bad[] = {
 		"",
