@@ -627,3 +627,22 @@ def test_password_command_that_hangs_is_killed_and_defers(daemon, auth_smarthost
     out = subprocess.run(["pgrep", "-f", script], stdout=subprocess.PIPE).stdout.strip()
     assert out == b"", out
     assert not os.path.exists(marker)
+
+
+def test_rewrite_from_always_sends_as_the_authenticated_account(daemon, auth_smarthost, auth_tls):
+    """rewrite_from = always without from_address: the smarthost's username
+    (an address) becomes the envelope sender and the From: address, as
+    Office 365 and Gmail require; the author stays reachable by Reply-To."""
+    password = new_secret("pw")
+    sh = auth_smarthost(credentials={USER: password})
+    d = daemon(smarthosts=relay(auth_tls, sh, username=USER, password=password, auth="plain"),
+               overrides={"rewrite_from": "always"})
+    msg, qid = submit(d, "as the account")
+    sent(d, qid)
+    t = sh.wait_for(1)[0]
+    assert t.mail_from == USER
+    head = t.content.split(b"\r\n\r\n", 1)[0].decode().split("\r\n")
+    assert "From: Test Sender <%s>" % USER in head
+    assert "Reply-To: Test Sender <%s>" % SENDER in head
+    # the queue and the log keep the submitted sender
+    assert d.wait_for_record(**{"from": SENDER})
