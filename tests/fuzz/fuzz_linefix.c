@@ -1,6 +1,7 @@
 /*
  * Fuzz target for the message repair (lib/linefix.c).
  * fuzz-sources: lib/linefix.c lib/header.c lib/xmalloc.c lib/log.c
+ * fuzz-flags: -max_len=40000
  *
  * The input is a stored message.  Checked, with abort() on any violation:
  *   - linefix_message() returns NULL exactly when linefix_needed() is

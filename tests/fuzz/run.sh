@@ -7,6 +7,7 @@
 # of the tree, and any libraries, in comment lines of its own:
 #     /* fuzz-sources: lib/smtp_reply.c lib/util.c */
 #     /* fuzz-libs: -lconfuse */
+#     /* fuzz-flags: -max_len=40000 */   (libFuzzer options for this target)
 # Seeds come from tests/fuzz/corpus/<target>/ when that directory exists;
 # the corpus grown by a run stays in a temporary directory.
 #
@@ -58,6 +59,8 @@ for src in "${targets[@]}"; do
 	done
 	# shellcheck disable=SC2207 # word splitting of the flags is wanted
 	libs=($(directive libs "$src"))
+	# shellcheck disable=SC2207 # per-target libFuzzer options, e.g. -max_len=40000
+	flags=($(directive flags "$src"))
 
 	echo "== $name: building"
 	if ! "$cc" -g -O1 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
@@ -82,7 +85,7 @@ for src in "${targets[@]}"; do
 	# shellcheck disable=SC2086 # FUZZ_FLAGS is a list of options
 	"$work/bin/$name" -max_total_time="$secs" -timeout=10 \
 	    -print_final_stats=1 -artifact_prefix="$work/crashes/$name-" \
-	    ${FUZZ_FLAGS:-} "$corpus" >"$work/logs/$name.log" 2>&1
+	    "${flags[@]}" ${FUZZ_FLAGS:-} "$corpus" >"$work/logs/$name.log" 2>&1
 	rc=$?
 	elapsed=$(($(date +%s) - start))
 	execs=$(sed -n 's/^stat::number_of_executed_units:[[:space:]]*//p' \
