@@ -7,6 +7,13 @@
  * recipient has been queued longer than max_queue_time a temporary failure
  * becomes permanent.  Outcomes are persisted before a message is
  * rescheduled; messages whose recipients are all final are removed.
+ *
+ * An envelope update the spool refuses (disk full, read-only) is written
+ * again after PERSIST_RETRY seconds (the wait doubling while the spool
+ * still refuses) until it is written, not only at the message's next
+ * delivery attempt, which may be hours away: a recipient delivered
+ * meanwhile would otherwise stay "pending" on disk once space is back, and
+ * the next restart would deliver it a second time.
  */
 #include "config.h"
 
@@ -22,9 +29,17 @@
 #include "util.h"
 #include "xmalloc.h"
 
+#define PERSIST_RETRY     2	/* seconds before state the spool refused is written again */
+#define PERSIST_RETRY_MAX 60	/* the wait doubles up to this while the spool still refuses */
+
 static TAILQ_HEAD(, qmsg) all_msgs = TAILQ_HEAD_INITIALIZER(all_msgs);
 static TAILQ_HEAD(, qmsg) ready_msgs = TAILQ_HEAD_INITIALIZER(ready_msgs);
 static size_t nmsgs;
+static struct event *persist_ev;	/* retry of refused envelope updates */
+static unsigned persist_delay = PERSIST_RETRY;
+static char (*unsaved)[QID_LEN + 1];	/* ids whose update failed since the last retry */
+static size_t nunsaved, unsaved_cap;
+static char persist_retry_tag;		/* req->arg of such a retry */
 
 static void queue_schedule(struct qmsg *m);
 
@@ -278,12 +293,92 @@ queue_schedule(struct qmsg *m)
 	evtimer_add(m->timer, &tv);
 }
 
+static void on_committed(struct commit_req *req, void *arg);
+
+/* Write the envelope as it is now (arg: NULL, or &persist_retry_tag for a retry). */
+static void
+persist(struct qmsg *m, void *arg)
+{
+	struct commit_req *req = xcalloc(1, sizeof *req);
+
+	req->kind = COMMIT_UPDATE;
+	spool_env_copy(&req->env, &m->env);
+	req->done = on_committed;
+	req->arg = arg;
+	commit_submit(req);
+	m->dirty = 0;
+}
+
+static int
+cmp_qid(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+/*
+ * One pass over the queue whatever the number of failures: the messages
+ * whose update failed become dirty again, and every dirty message no
+ * session holds is written (one in flight is written by its
+ * queue_release()).  While the spool keeps refusing, the wait doubles.
+ */
+static void
+on_persist_retry(evutil_socket_t fd, short what, void *arg)
+{
+	struct qmsg *m;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (nunsaved > 1)
+		qsort(unsaved, nunsaved, sizeof *unsaved, cmp_qid);
+	TAILQ_FOREACH(m, &all_msgs, all_entry) {
+		if (nunsaved > 0 && bsearch(m->env.id, unsaved, nunsaved, sizeof *unsaved, cmp_qid) != NULL)
+			m->dirty = 1;
+		if (m->dirty && !m->inflight && !m->removed)
+			persist(m, &persist_retry_tag);
+	}
+	nunsaved = 0;
+	persist_delay = persist_delay * 2 > PERSIST_RETRY_MAX ? PERSIST_RETRY_MAX : persist_delay * 2;
+}
+
+/* The update of message id failed: write it again at the next retry. */
+static void
+persist_later(const char *id)
+{
+	struct timeval tv = { .tv_sec = persist_delay, .tv_usec = 0 };
+
+	if (D->shutting_down)
+		return;
+	if (nunsaved == unsaved_cap) {
+		unsaved_cap = unsaved_cap ? 2 * unsaved_cap : 16;
+		unsaved = xreallocarray(unsaved, unsaved_cap, sizeof *unsaved);
+	}
+	memcpy(unsaved[nunsaved++], id, QID_LEN + 1);
+	if (persist_ev == NULL)
+		persist_ev = evtimer_new(D->base, on_persist_retry, NULL);
+	if (!evtimer_pending(persist_ev, NULL))
+		evtimer_add(persist_ev, &tv);
+}
+
 static void
 on_committed(struct commit_req *req, void *arg)
 {
-	(void)arg;
-	if (req->rc == -1)
-		log_errx("%s: cannot record delivery state: %s", req->env.id[0] ? req->env.id : req->id, req->err);
+	const char *id = req->env.id[0] ? req->env.id : req->id;
+	int retry = arg == &persist_retry_tag;
+
+	if (req->rc == -1) {
+		/* said once per refused state change; retries of it fail quietly */
+		if (retry)
+			log_debug("%s: still cannot record delivery state: %s", id, req->err);
+		else
+			log_errx("%s: cannot record delivery state: %s", id, req->err);
+		if (req->kind == COMMIT_UPDATE)
+			persist_later(req->env.id);
+	} else if (req->kind == COMMIT_UPDATE) {
+		if (retry)
+			log_info("%s: delivery state recorded", id);
+		persist_delay = PERSIST_RETRY;	/* the spool takes writes again */
+	}
 	commit_req_free(req);
 }
 
@@ -316,14 +411,8 @@ queue_release(struct qmsg *m)
 		qmsg_free(m);
 		return;
 	}
-	if (m->dirty) {
-		req = xcalloc(1, sizeof *req);
-		req->kind = COMMIT_UPDATE;
-		spool_env_copy(&req->env, &m->env);
-		req->done = on_committed;
-		commit_submit(req);
-		m->dirty = 0;
-	}
+	if (m->dirty)
+		persist(m, NULL);
 	if (!D->shutting_down)
 		queue_schedule(m);
 }
@@ -351,4 +440,11 @@ queue_free_all(void)
 
 	while ((m = TAILQ_FIRST(&all_msgs)) != NULL)
 		qmsg_free(m);
+	if (persist_ev != NULL) {
+		event_free(persist_ev);
+		persist_ev = NULL;
+	}
+	free(unsaved);
+	unsaved = NULL;
+	nunsaved = unsaved_cap = 0;
 }
