@@ -36,9 +36,12 @@
 #include "xmalloc.h"
 
 #define RESCAN_SECONDS 60
+#define RETRY_SECONDS  3	/* after an import the spool refused (full disk) */
 
 static int dropfd = -1, inofd = -1;
-static struct event *ino_ev, *rescan_ev;
+static struct event *ino_ev, *rescan_ev, *retry_ev;
+
+static void retry_soon(void);
 
 /* Names being imported (committer busy with them): not picked twice. */
 struct busy {
@@ -105,6 +108,7 @@ on_committed(struct commit_req *req, void *arg)
 	} else {
 		log_qid(LOG_ERR, req->env.id, NULL, "cannot import maildrop/%s: %s; will try again",
 		    ctx->name, req->err);
+		retry_soon();
 	}
 	commit_req_free(req);
 	busy_del(ctx->name);
@@ -182,6 +186,7 @@ import(const char *name)
 	daemon_new_qid(id, &arrival);
 	if (spool_txn_begin(&D->spool, id, &txn) == -1) {
 		log_err("maildrop/%s: cannot create a queue file; will try again", name);
+		retry_soon();
 		maildrop_env_free(&de);
 		free(buf);
 		return;
@@ -274,6 +279,18 @@ on_rescan(evutil_socket_t fd, short what, void *arg)
 	scan();
 }
 
+/* A drop the spool refused is tried again in a few seconds, not at the next 60 s rescan. */
+static void
+retry_soon(void)
+{
+	struct timeval tv = { .tv_sec = RETRY_SECONDS };
+
+	if (retry_ev == NULL)
+		retry_ev = evtimer_new(D->base, on_rescan, NULL);
+	if (retry_ev != NULL && !evtimer_pending(retry_ev, NULL))
+		evtimer_add(retry_ev, &tv);
+}
+
 int
 pickup_start(void)
 {
@@ -310,6 +327,9 @@ pickup_stop(void)
 		event_free(ino_ev);
 	if (rescan_ev)
 		event_free(rescan_ev);
+	if (retry_ev)
+		event_free(retry_ev);
+	retry_ev = NULL;
 	if (inofd != -1)
 		close(inofd);
 	if (dropfd != -1)

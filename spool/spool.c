@@ -349,14 +349,18 @@ spool_txn_prepare(struct spool_txn *txn, const struct spool_env *env, int sync,
 		errno = txn->err;
 		return -1;
 	}
-	if ((sync && fsync(txn->msgfd) == -1) || close(txn->msgfd) == -1) {
+	/* close whatever fsync says (a failed fsync must not leak the descriptor); the first error wins */
+	saved = 0;
+	if (sync && fsync(txn->msgfd) == -1)
 		saved = errno;
-		txn->msgfd = -1;
+	if (close(txn->msgfd) == -1 && saved == 0)
+		saved = errno;
+	txn->msgfd = -1;
+	if (saved != 0) {
 		snprintf(errbuf, errlen, "%s/tmp/%s.msg: fsync: %s", txn->sp->dir, txn->id, strerror(saved));
 		errno = saved;
 		return -1;
 	}
-	txn->msgfd = -1;
 	name_of(name, sizeof name, txn->id, ".env");
 	return env_write_tmp(txn->sp, name, env, sync, errbuf, errlen);
 }
