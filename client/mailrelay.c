@@ -1,10 +1,11 @@
 /*
- * mailrelay: the admin CLI.  This release: check-config, queue, version.
- * The commands that change the queue talk to the daemon over the control
- * socket (a later milestone); read-only ones read the spool directly.
+ * mailrelay: the admin CLI.  This release: check-config, queue, flush,
+ * version.  Commands that change the queue talk to the daemon over the
+ * control socket (lib/ctlproto.h); read-only ones read the spool directly.
  */
 #include "config.h"
 
+#include <ctype.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,8 @@
 #include <sysexits.h>
 
 #include "conf/conf.h"
+#include "ctlclient.h"
+#include "ctlproto.h"
 #include "log.h"
 #include "qprint.h"
 
@@ -23,6 +26,7 @@ usage(void)
 	    "commands:\n"
 	    "  check-config [-c FILE]   parse and check the configuration\n"
 	    "  queue [--json]           list the queue\n"
+	    "  flush [ID...]            retry every message (or these) now\n"
 	    "  version                  print the version\n");
 	exit(EX_USAGE);
 }
@@ -61,6 +65,57 @@ cmd_check_config(const char *path, int argc, char **argv)
 	return 0;
 }
 
+static void
+print_data(const char *line, void *arg)
+{
+	(void)arg;
+	printf("%s\n", line);
+}
+
+/* mailrelay flush [ID...]: ids are checked here, so a bad one never reaches the daemon. */
+static int
+cmd_flush(const char *path, int argc, char **argv)
+{
+	char req[CTL_LINE_MAX], final[1024], err[1024];
+	size_t off;
+	int i, rc;
+
+	off = (size_t)snprintf(req, sizeof req, "FLUSH");
+	for (i = 1; i < argc; i++) {
+		char id[CTL_ID_LEN + 1];
+		size_t n = strlen(argv[i]);
+		if (n != CTL_ID_LEN) {
+			fprintf(stderr, "mailrelay: flush: \"%.40s\" is not a queue id (16 hexadecimal digits)\n", argv[i]);
+			return EX_USAGE;
+		}
+		for (size_t k = 0; k < n; k++)
+			id[k] = (char)toupper((unsigned char)argv[i][k]);
+		id[n] = '\0';
+		if (!ctl_id_valid(id, n)) {
+			fprintf(stderr, "mailrelay: flush: \"%s\" is not a queue id (16 hexadecimal digits)\n", argv[i]);
+			return EX_USAGE;
+		}
+		if (i > CTL_ARGS_MAX || off + 1 + n >= sizeof req) {
+			fprintf(stderr, "mailrelay: flush: at most %d ids at a time\n", CTL_ARGS_MAX);
+			return EX_USAGE;
+		}
+		off += (size_t)snprintf(req + off, sizeof req - off, " %s", id);
+	}
+	struct config *c = load(path);
+	rc = ctl_request(c->control_socket, req, print_data, NULL, final, sizeof final, err, sizeof err);
+	conf_free(c);
+	if (rc == -1) {
+		fprintf(stderr, "mailrelay: flush: %s; is mailrelayd running?\n", err);
+		return EX_UNAVAILABLE;
+	}
+	if (rc != 0) {
+		fprintf(stderr, "mailrelay: flush: %s\n", final);
+		return rc;
+	}
+	printf("%s\n", final);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -87,6 +142,8 @@ main(int argc, char **argv)
 		printf("mailrelay %s\n", PACKAGE_VERSION);
 		return 0;
 	}
+	if (strcmp(argv[0], "flush") == 0)
+		return cmd_flush(path, argc, argv);
 	if (strcmp(argv[0], "queue") == 0) {
 		int json = 0;
 		if (argc == 2 && strcmp(argv[1], "--json") == 0)

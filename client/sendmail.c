@@ -26,6 +26,7 @@
 
 #include "addr.h"
 #include "conf/conf.h"
+#include "ctlclient.h"
 #include "dotstuff.h"
 #include "header.h"
 #include "log.h"
@@ -257,6 +258,12 @@ parse_args(struct opts *o, int argc, char **argv, int *mode)
 			break;
 		case 'G':
 		case 'U':
+			break;
+		case 'q':
+			/* -q, or -q with an interval (-q15m): flush once; selectors are not supported */
+			if (a[2] != '\0' && strspn(a + 2, "0123456789smhdw") != strlen(a + 2))
+				die(EX_USAGE, "%s is not supported: use -q, or mailrelay flush ID", a);
+			*mode = 'q';
 			break;
 		case 'b':
 			if (strcmp(a, "-bm") == 0)
@@ -555,6 +562,30 @@ submit_fail(int code, const struct smtp_reply *r, const char *what)
 	die(code, "%s: %s", what, text);
 }
 
+/*
+ * sendmail -q: ask mailrelayd to retry every message now.  The setgid
+ * group is dropped first: flushing needs root or the mailrelay group of
+ * the user's own (SPEC "Admin CLI"), not of this binary.
+ */
+static int
+flush_queue(struct config *conf, int verbose)
+{
+	char final[1024], err[1024];
+	int rc;
+
+	if (setgid(getgid()) == -1)
+		die(EX_OSERR, "cannot drop the setgid group: %s", strerror(errno));
+	rc = ctl_request(conf->control_socket, "FLUSH", NULL, NULL, final, sizeof final, err, sizeof err);
+	conf_free(conf);
+	if (rc == -1)
+		die(EX_UNAVAILABLE, "%s; is mailrelayd running?", err);
+	if (rc != 0)
+		die(rc, "%s", final);
+	if (verbose)
+		fprintf(stderr, "%s\n", final);
+	return 0;
+}
+
 static int
 reply_exit_code(const struct smtp_reply *r)
 {
@@ -601,6 +632,8 @@ main(int argc, char **argv)
 		die(EX_CONFIG, "%s", err);
 	if (mode == 'p')
 		return queue_print(progname, conf, 0);
+	if (mode == 'q')
+		return flush_queue(conf, o.verbose);
 	if (mode == 's' || mode == 'v' || mode == 'i')
 		return smodes_run(mode, conf, o.sender, o.extract, argv + i, argc - i);
 	strict_addresses = conf->strict_addresses;

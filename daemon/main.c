@@ -28,6 +28,7 @@
 #include <event2/event.h>
 
 #include "commit.h"
+#include "control.h"
 #include "daemon.h"
 #include "delivery.h"
 #include "listener.h"
@@ -114,6 +115,7 @@ on_term(evutil_socket_t sig, short what, void *arg)
 	D->shutting_down = 1;
 	sysd_stopping();
 	listeners_close();
+	control_close();
 	delivery_shutdown();
 	smtpd_shutdown(0);
 	struct timeval tv = { .tv_sec = 0, .tv_usec = 100000 };
@@ -319,6 +321,8 @@ main(int argc, char **argv)
 		log_fatalx_code(EX_OSERR, "cannot create the event loop");
 	if (listeners_open(D->conf, err, sizeof err) == -1)
 		log_fatalx_code(EX_OSERR, "%s", err);
+	if (control_open(D->conf, err, sizeof err) == -1)
+		log_warnx("%s: `mailrelay flush` and `sendmail -q` cannot reach the daemon", err);
 	D->dns = evdns_base_new(D->base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
 	if (D->dns == NULL) {
 		log_warnx("no usable name servers in /etc/resolv.conf: only /etc/hosts and addresses will resolve");
@@ -363,6 +367,7 @@ main(int argc, char **argv)
 
 	/* Shutdown: every commit finishes (and answers) before we go. */
 	commit_stop();
+	control_close();
 	pickup_stop();
 	smtpd_shutdown(1);
 	delivery_shutdown();

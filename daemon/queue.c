@@ -417,20 +417,40 @@ queue_release(struct qmsg *m)
 		queue_schedule(m);
 }
 
+/* Due now, unless it is being delivered, already due, or finished. */
+static void
+flush_msg(struct qmsg *m)
+{
+	size_t i;
+
+	if (m->inflight || m->ready || m->removed)
+		return;
+	for (i = 0; i < m->env.nrcpt; i++)
+		m->env.rcpts[i].next_attempt = 0;
+	evtimer_del(m->timer);
+	make_ready(m);
+}
+
 void
 queue_flush_all(void)
 {
 	struct qmsg *m;
-	size_t i;
 
-	TAILQ_FOREACH(m, &all_msgs, all_entry) {
-		if (m->inflight || m->ready)
-			continue;
-		for (i = 0; i < m->env.nrcpt; i++)
-			m->env.rcpts[i].next_attempt = 0;
-		evtimer_del(m->timer);
-		make_ready(m);
-	}
+	TAILQ_FOREACH(m, &all_msgs, all_entry)
+		flush_msg(m);
+}
+
+int
+queue_flush_one(const char *id)
+{
+	struct qmsg *m;
+
+	TAILQ_FOREACH(m, &all_msgs, all_entry)
+		if (strcmp(m->env.id, id) == 0 && !m->removed) {
+			flush_msg(m);
+			return 0;
+		}
+	return -1;
 }
 
 void

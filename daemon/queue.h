@@ -62,6 +62,8 @@ void queue_outcome(struct qmsg *m, size_t rcpt, enum outcome o, const struct rel
 void queue_release(struct qmsg *m);
 /* Make every waiting message due now (flush). */
 void queue_flush_all(void);
+/* The same for one message; -1 when no such message is queued. */
+int  queue_flush_one(const char *id);
 /* Free everything (shutdown). */
 void queue_free_all(void);
 size_t queue_count(void);

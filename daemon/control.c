@@ -1,0 +1,285 @@
+/*
+ * control: the control socket (control_socket), where `mailrelay` and
+ * `sendmail -q` ask the daemon to act on its queue.  The protocol is in
+ * lib/ctlproto.h; this file accepts connections, reads request lines,
+ * checks who is asking (SO_PEERCRED) and answers.
+ *
+ * Requests that change the queue (FLUSH included: SPEC "Admin CLI")
+ * need root, the daemon's own user or membership of its group.
+ */
+#include "config.h"
+
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include <errno.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/listener.h>
+
+#include "control.h"
+#include "ctlproto.h"
+#include "daemon.h"
+#include "log.h"
+#include "queue.h"
+#include "util.h"
+#include "xmalloc.h"
+
+#define CTL_TIMEOUT 30          /* seconds a client may stay silent */
+
+struct csession {
+	struct bufferevent *bev;
+	uid_t uid;
+	gid_t gid;
+	int closing;                /* close once the reply is written */
+	int discard;                /* a request was too long: read and drop the rest */
+	int eof;                    /* the client closed its side */
+	TAILQ_ENTRY(csession) entry;
+};
+
+static TAILQ_HEAD(, csession) csessions = TAILQ_HEAD_INITIALIZER(csessions);
+static struct evconnlistener *ctl_lev;
+
+static void
+cs_free(struct csession *s)
+{
+	TAILQ_REMOVE(&csessions, s, entry);
+	bufferevent_free(s->bev);
+	free(s);
+}
+
+static void
+cs_reply(struct csession *s, const char *fmt, ...) PRINTFLIKE(2, 3);
+
+static void
+cs_reply(struct csession *s, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	evbuffer_add_vprintf(bufferevent_get_output(s->bev), fmt, ap);
+	va_end(ap);
+	evbuffer_add(bufferevent_get_output(s->bev), "\n", 1);
+}
+
+/* Root, our own user, or a member of our group (primary or supplementary). */
+static int
+may_change(const struct csession *s)
+{
+	struct passwd *pw;
+	gid_t groups[256];
+	int n = 256;
+
+	if (s->uid == (uid_t)-1)
+		return 0;
+	if (s->uid == 0 || s->uid == getuid() || s->gid == getgid())
+		return 1;
+	if ((pw = getpwuid(s->uid)) == NULL)
+		return 0;
+	if (getgrouplist(pw->pw_name, pw->pw_gid, groups, &n) == -1)
+		return 0;
+	for (int i = 0; i < n; i++)
+		if (groups[i] == getgid())
+			return 1;
+	return 0;
+}
+
+static void
+do_flush(struct csession *s, const struct ctl_req *req)
+{
+	size_t i, missing = 0;
+
+	if (!may_change(s)) {
+		struct group *gr = getgrgid(getgid());
+		log_info("control: uid=%lu: flush refused (not root, not in group %s)",
+		    (unsigned long)s->uid, gr ? gr->gr_name : "of mailrelayd");
+		cs_reply(s, "ERR %d permission denied: flushing the queue needs root or the %s group",
+		    CTL_ERR_PERM, gr ? gr->gr_name : "mailrelay");
+		return;
+	}
+	if (req->nids == 0) {
+		log_info("control: uid=%lu: flush of the whole queue (%zu message(s))",
+		    (unsigned long)s->uid, queue_count());
+		queue_flush_all();
+		cs_reply(s, "OK %zu message(s) in the queue, all due now", queue_count());
+		return;
+	}
+	for (i = 0; i < req->nids; i++) {
+		if (queue_flush_one(req->ids[i]) == 0) {
+			log_qid(LOG_INFO, req->ids[i], NULL, "flushed by uid=%lu", (unsigned long)s->uid);
+			cs_reply(s, "D %s due now", req->ids[i]);
+		} else {
+			cs_reply(s, "D %s not in the queue", req->ids[i]);
+			missing++;
+		}
+	}
+	if (missing)
+		cs_reply(s, "ERR %d %zu of %zu message(s) not in the queue", CTL_ERR_DATA, missing, req->nids);
+	else
+		cs_reply(s, "OK %zu message(s) due now", req->nids);
+}
+
+static void
+handle(struct csession *s, const char *line, size_t len)
+{
+	struct ctl_req req;
+	char err[200];
+
+	if (ctl_parse(line, len, &req, err, sizeof err) == -1) {
+		cs_reply(s, "ERR %d %s", CTL_ERR_USAGE, err);
+		return;
+	}
+	switch (req.verb) {
+	case CTL_FLUSH:
+		do_flush(s, &req);
+		break;
+	}
+}
+
+static void
+on_read(struct bufferevent *bev, void *arg)
+{
+	struct csession *s = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	char *line;
+	size_t n;
+
+	if (s->discard) {
+		evbuffer_drain(in, evbuffer_get_length(in));
+		return;
+	}
+	while ((line = evbuffer_readln(in, &n, EVBUFFER_EOL_LF)) != NULL) {
+		handle(s, line, n);
+		free(line);
+	}
+	if (evbuffer_get_length(in) >= CTL_LINE_MAX) {
+		/*
+		 * Answer, then keep reading and dropping until the client
+		 * closes: closing with unread data would reset the connection
+		 * and lose the answer.
+		 */
+		cs_reply(s, "ERR %d request longer than %d octets", CTL_ERR_USAGE, CTL_LINE_MAX - 1);
+		evbuffer_drain(in, evbuffer_get_length(in));
+		s->discard = s->closing = 1;
+	}
+}
+
+static void
+on_write(struct bufferevent *bev, void *arg)
+{
+	struct csession *s = arg;
+
+	if (!s->closing)
+		return;
+	if (s->eof)
+		cs_free(s);
+	else
+		shutdown(bufferevent_getfd(bev), SHUT_WR);	/* answered; free at the client's EOF */
+}
+
+static void
+on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct csession *s = arg;
+
+	(void)bev;
+	if ((what & BEV_EVENT_EOF) && evbuffer_get_length(bufferevent_get_output(s->bev)) > 0) {
+		/* the client half-closed after its request: answer, then close */
+		s->eof = s->closing = 1;
+		return;
+	}
+	cs_free(s);
+}
+
+static void
+on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+{
+	struct csession *s;
+	struct ucred cred;
+	socklen_t cl = sizeof cred;
+	struct timeval tv = { .tv_sec = CTL_TIMEOUT, .tv_usec = 0 };
+
+	(void)lev;
+	(void)sa;
+	(void)salen;
+	(void)arg;
+	if (D->shutting_down) {
+		evutil_closesocket(fd);
+		return;
+	}
+	s = xcalloc(1, sizeof *s);
+	s->uid = (uid_t)-1;
+	s->gid = (gid_t)-1;
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0) {
+		s->uid = cred.uid;
+		s->gid = cred.gid;
+	}
+	s->bev = bufferevent_socket_new(D->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (s->bev == NULL) {
+		evutil_closesocket(fd);
+		free(s);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&csessions, s, entry);
+	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
+	bufferevent_set_timeouts(s->bev, &tv, &tv);
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
+int
+control_open(const struct config *conf, char *errbuf, size_t errlen)
+{
+	struct sockaddr_un sun;
+	struct stat st;
+	const char *path = conf->control_socket;
+
+	if (path == NULL || *path == '\0')
+		return 0;
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof sun.sun_path) {
+		snprintf(errbuf, errlen, "control_socket %s: path too long", path);
+		return -1;
+	}
+	strlcpy_mr(sun.sun_path, path, sizeof sun.sun_path);
+	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+		unlink(path);	/* stale, from a previous run */
+	ctl_lev = evconnlistener_new_bind(D->base, on_accept, NULL,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 16, (struct sockaddr *)&sun, sizeof sun);
+	if (ctl_lev == NULL) {
+		snprintf(errbuf, errlen, "control_socket %s: cannot listen: %s", path, strerror(errno));
+		return -1;
+	}
+	/* every user may connect; what each may do is decided per request */
+	if (chmod(path, 0666) == -1) {
+		snprintf(errbuf, errlen, "control_socket %s: chmod: %s", path, strerror(errno));
+		evconnlistener_free(ctl_lev);
+		ctl_lev = NULL;
+		return -1;
+	}
+	log_info("control socket %s", path);
+	return 0;
+}
+
+void
+control_close(void)
+{
+	struct csession *s;
+
+	if (ctl_lev != NULL) {
+		evconnlistener_free(ctl_lev);
+		ctl_lev = NULL;
+	}
+	while ((s = TAILQ_FIRST(&csessions)) != NULL)
+		cs_free(s);
+}

@@ -1,0 +1,76 @@
+/*
+ * ctlproto: see ctlproto.h.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "ctlproto.h"
+
+int
+ctl_id_valid(const char *s, size_t len)
+{
+	size_t i;
+
+	if (len != CTL_ID_LEN)
+		return 0;
+	for (i = 0; i < len; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'A' && s[i] <= 'F')))
+			return 0;
+	return 1;
+}
+
+int
+ctl_parse(const char *line, size_t len, struct ctl_req *req, char *err, size_t errlen)
+{
+	size_t i, start, wl;
+
+	memset(req, 0, sizeof *req);
+	if (len > 0 && line[len - 1] == '\r')
+		len--;
+	if (len == 0) {
+		snprintf(err, errlen, "empty request");
+		return -1;
+	}
+	if (len >= CTL_LINE_MAX) {
+		snprintf(err, errlen, "request longer than %d octets", CTL_LINE_MAX - 1);
+		return -1;
+	}
+	for (i = 0; i < len; i++)
+		if ((unsigned char)line[i] < 0x20 || (unsigned char)line[i] > 0x7e) {
+			snprintf(err, errlen, "request holds a control or non-ASCII character");
+			return -1;
+		}
+	for (wl = 0; wl < len && line[wl] != ' '; wl++)
+		;
+	if (wl == 5 && strncasecmp(line, "FLUSH", 5) == 0)
+		req->verb = CTL_FLUSH;
+	else {
+		snprintf(err, errlen, "unknown request \"%.*s\"", (int)(wl > 40 ? 40 : wl), line);
+		return -1;
+	}
+	for (i = wl; i < len; ) {
+		if (line[i] != ' ' || i + 1 >= len || line[i + 1] == ' ') {
+			snprintf(err, errlen, "arguments must be separated by single spaces");
+			return -1;
+		}
+		start = ++i;
+		while (i < len && line[i] != ' ')
+			i++;
+		if (!ctl_id_valid(line + start, i - start)) {
+			snprintf(err, errlen, "\"%.*s\" is not a queue id (16 hexadecimal digits)",
+			    (int)(i - start > 40 ? 40 : i - start), line + start);
+			return -1;
+		}
+		if (req->nids >= CTL_ARGS_MAX) {
+			snprintf(err, errlen, "more than %d queue ids in one request", CTL_ARGS_MAX);
+			return -1;
+		}
+		memcpy(req->ids[req->nids], line + start, CTL_ID_LEN);
+		req->ids[req->nids][CTL_ID_LEN] = '\0';
+		req->nids++;
+	}
+	return 0;
+}

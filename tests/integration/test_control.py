@@ -1,0 +1,136 @@
+"""The control socket (lib/ctlproto.h): `mailrelay flush [ID...]` and
+`sendmail -q` make deferred mail due now; ids are validated; who may flush
+is decided from the peer's credentials; the protocol refuses what it does
+not understand with a clear line."""
+import os
+import socket
+import subprocess
+
+import pytest
+
+from mrtest import client_env, make_message, one_line, wait_until
+
+SENDER = "app@example.org"
+RCPT = "rcpt@example.net"
+
+
+def deferred_message(d, sh, subject="deferred"):
+    """Submit one message the smarthost defers once; return its queue id."""
+    sh.rcpt_replies = {RCPT: ["450 4.2.0 try later"]}
+    r = d.sendmail(["-i", "-f", SENDER, RCPT], make_message(subject=subject))
+    assert r.rc == 0, r
+    qid = d.accepted_id(SENDER)
+    d.wait_for_record(id=qid, status="deferred")
+    return qid
+
+
+def long_retry(daemon, sh):
+    # the next attempt is an hour away: only a flush brings it back
+    return daemon(sh, overrides={"retry_schedule": ["1h"]})
+
+
+def control(d, request):
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(d.control_sock)
+        s.sendall(request)
+        s.shutdown(socket.SHUT_WR)
+        out = b""
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            out += b
+    return out.decode().splitlines()
+
+
+def test_flush_retries_deferred_mail_now(daemon, smarthost):
+    sh = smarthost()
+    d = long_retry(daemon, sh)
+    qid = deferred_message(d, sh)
+    assert sh.delivered() == []
+    r = d.mailrelay(["flush"])
+    assert r.rc == 0, r
+    assert r.out_text.strip() == "1 message(s) in the queue, all due now"
+    sh.wait_for(1)
+    d.wait_for_record(id=qid, status="sent")
+    d.wait_for_log(r"control: uid=%d: flush of the whole queue" % os.getuid())
+
+
+def test_flush_one_id_and_errors(daemon, smarthost):
+    sh = smarthost()
+    d = long_retry(daemon, sh)
+    qid = deferred_message(d, sh)
+    # lower case is accepted and normalised
+    r = d.mailrelay(["flush", qid.lower()])
+    assert r.rc == 0, r
+    assert r.out_text.splitlines() == ["%s due now" % qid, "1 message(s) due now"]
+    sh.wait_for(1)
+    d.wait_for_log(r"%s: flushed by uid=" % qid)
+    # gone from the queue now: a clear error, exit 65
+    d.wait_queue_empty()
+    r = d.mailrelay(["flush", qid])
+    assert r.rc == 65, r
+    assert r.out_text.strip() == "%s not in the queue" % qid
+    assert one_line(r.err_text) == "mailrelay: flush: 1 of 1 message(s) not in the queue"
+    # a malformed id is refused before anything is sent, never used as a path
+    for bad in ("../../etc/passwd", "6B0391", "6B03923FBC3B700G"):
+        r = d.mailrelay(["flush", bad])
+        assert r.rc == 64, r
+        assert "is not a queue id" in one_line(r.err_text)
+
+
+def test_flush_with_the_daemon_down(daemon, smarthost):
+    d = daemon(smarthost())
+    d.stop()
+    r = d.mailrelay(["flush"])
+    assert r.rc == 69, r
+    assert "is mailrelayd running?" in one_line(r.err_text)
+    r = d.sendmail(["-q"], b"")
+    assert r.rc == 69, r
+    assert "is mailrelayd running?" in one_line(r.err_text)
+
+
+def test_sendmail_q_flushes(daemon, smarthost):
+    sh = smarthost()
+    d = long_retry(daemon, sh)
+    qid = deferred_message(d, sh)
+    r = d.sendmail(["-q"], b"")
+    assert r.rc == 0 and r.out == b"" and r.err == b"", r
+    d.wait_for_record(id=qid, status="sent")
+    # an interval is accepted (one flush), queue selectors are not
+    assert d.sendmail(["-q30m"], b"").rc == 0
+    r = d.sendmail(["-qIABC"], b"")
+    assert r.rc == 64 and "-qIABC is not supported" in one_line(r.err_text), r
+
+
+def test_other_users_may_not_flush(daemon, smarthost):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run the clients as another user")
+    sh = smarthost()
+    d = long_retry(daemon, sh)
+    qid = deferred_message(d, sh)
+    os.chmod(d.conf, 0o644)
+    for argv in ([d.build.mailrelay, "-c", d.conf, "flush"], [d.build.sendmail, "-C", d.conf, "-q"]):
+        p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] + argv,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           env=client_env(), timeout=20)
+        assert p.returncode == 77, p
+        assert "permission denied" in one_line(p.stderr.decode()), p
+    d.wait_for_log(r"control: uid=65534: flush refused")
+    assert sh.delivered() == []
+    assert [m["id"] for m in d.queue_json()] == [qid]
+
+
+def test_protocol_refuses_what_it_does_not_understand(daemon, smarthost):
+    d = daemon(smarthost())
+    assert control(d, b"BOGUS\n")[-1] == 'ERR 64 unknown request "BOGUS"'
+    assert control(d, b"FLUSH ../x\n")[-1].startswith("ERR 64 \"../x\" is not a queue id")
+    assert control(d, b"FLUSH  \n")[-1] == "ERR 64 arguments must be separated by single spaces"
+    assert control(d, b"FLUSH \x01\n")[-1].startswith("ERR 64 request holds a control")
+    assert control(d, b"X" * 5000)[-1].startswith("ERR 64 request longer than")
+    # several requests on one connection, each answered
+    lines = control(d, b"flush\nFLUSH 0000000000000000\n")
+    assert lines[0].startswith("OK ")
+    assert lines[-1] == "ERR 65 1 of 1 message(s) not in the queue"
+    assert d.alive
