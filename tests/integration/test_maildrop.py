@@ -147,7 +147,7 @@ def test_non_root_user_submits_while_down_through_the_setgid_client(daemon, smar
     assert oct(os.stat(d.spool).st_mode & 0o777) == oct(0o710)
     env = dict(os.environ)
     msgs = []
-    for i in range(3):
+    for i in range(20):
         m = make_message(subject="from nobody %d" % i)
         p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
                             client, "-C", d.conf, "-i", RCPT], input=m, env=env,
@@ -161,9 +161,11 @@ def test_non_root_user_submits_while_down_through_the_setgid_client(daemon, smar
                         "ls", os.path.join(d.spool, "maildrop")], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE)
     assert p.returncode != 0
+    assert len(maildrop_files(d)) == 20
     d.start()
-    sh.wait_for(3, timeout=20)
+    sh.wait_for(20, timeout=30)
     assert sorted(t.content for t in sh.delivered()) == sorted(msgs)
+    d.wait_queue_empty()
     accepted = [r for r in d.accepted() if r.get("via") == "maildrop"]
     assert {r["uid"] for r in accepted} == {"65534"}
     # without -f the sender is the submitting user, qualified

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from mrtest import current_user, quote
+from mrtest import current_user, one_line, quote
 
 HOST = "relay.test"
 ADMIN = "admin@example.com"
@@ -223,3 +223,17 @@ def test_plain_sendmail_stops_at_a_lone_dot_without_i(relay):
     """Without -i, a line with a single dot ends the message (sendmail's rule)."""
     t = deliver(relay, ["ops@example.com"], b"Subject: dot\n\nbefore\n.\nafter\n")
     assert head_body(t.content)[1] == b"before\r\n"
+
+
+@pytest.mark.parametrize("argv, message", [
+    ([], b"Subject: nobody to send to\n\nbody\n"),
+    (["-t"], b"Subject: no To, Cc or Bcc\n\nbody\n"),
+    (["-t"], b"To: undisclosed-recipients:;\nSubject: an empty group\n\nbody\n"),
+])
+def test_no_recipients_is_a_data_error(relay, argv, message):
+    d, sh = relay
+    r = d.sendmail(argv, message)
+    assert r.rc == 65, r
+    assert one_line(r.err_text) == ("mailrelay-sendmail: no recipients: give them as arguments or use -t "
+                                    "with To:, Cc: or Bcc: headers")
+    assert d.queue_json() == []
