@@ -22,6 +22,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bounce.h"
 #include "commit.h"
 #include "daemon.h"
 #include "log.h"
@@ -115,11 +116,11 @@ load_one(struct spool_env *env, void *arg)
 	}
 	struct qmsg *m = qmsg_new(env);
 	if (!pending) {
-		/* Finished before a crash but not yet removed: remove now. */
-		struct commit_req *req = xcalloc(1, sizeof *req);
-		req->kind = COMMIT_REMOVE;
-		memcpy(req->id, m->env.id, sizeof req->id);
-		commit_submit(req);
+		/*
+		 * Finished before a crash (or its notification could not be
+		 * queued): notify if it calls for it, then remove.
+		 */
+		bounce_finish(&m->env);
 		qmsg_free(m);
 		return 1;
 	}
@@ -387,7 +388,6 @@ queue_release(struct qmsg *m)
 {
 	size_t i;
 	int pending = 0, failed = 0;
-	struct commit_req *req;
 
 	m->inflight = 0;
 	for (i = 0; i < m->env.nrcpt; i++) {
@@ -398,16 +398,12 @@ queue_release(struct qmsg *m)
 	}
 	if (pending == 0) {
 		/*
-		 * Every recipient is final.  Failed recipients were logged with
-		 * status=bounced; the delivery status notification to the sender
-		 * is produced by the bounce module (a later milestone).
+		 * Every recipient is final: the failed ones are reported to the
+		 * sender (bounce.c), and the message is removed once that
+		 * notification is on disk.
 		 */
-		req = xcalloc(1, sizeof *req);
-		req->kind = COMMIT_REMOVE;
-		memcpy(req->id, m->env.id, sizeof req->id);
-		req->done = on_committed;
-		commit_submit(req);
 		log_qid(LOG_INFO, m->env.id, "removed", "removed%s", failed ? " (some recipients failed)" : "");
+		bounce_finish(&m->env);
 		qmsg_free(m);
 		return;
 	}

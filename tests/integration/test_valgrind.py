@@ -50,12 +50,16 @@ def test_full_daemon_run_is_clean_under_valgrind(daemon, smarthost):
         assert s.sendmail(SENDER, ["tcp@example.net"], m) == {}
     msgs.append(m)
 
-    # every message arrives (one after a 451 and a retry)
-    sh.wait_for(5, timeout=90)
+    # every message arrives (one after a 451 and a retry), and the sender
+    # gets a delivery status notification for nobody@example.net
+    sh.wait_for(6, timeout=90)
     d.wait_queue_empty(timeout=60)
-    got = sorted(t.content for t in sh.delivered())
+    got = sorted(t.content for t in sh.delivered() if t.mail_from != "")
     assert got == sorted(msgs)
     assert d.wait_for_record(to="nobody@example.net", status="bounced", timeout=30)
+    notices = [t for t in sh.delivered() if t.mail_from == ""]
+    assert len(notices) == 1 and notices[0].rcpt_tos == [SENDER], notices
+    assert b"report-type=delivery-status" in notices[0].content
 
     d.hup()
     d.wait_for_log(r"reloaded", timeout=30)

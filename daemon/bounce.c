@@ -1,0 +1,275 @@
+/*
+ * bounce: what becomes of a message once every recipient is final.
+ *
+ * The failed recipients whose NOTIFY asks for it (no NOTIFY means
+ * FAILURE) are reported in one RFC 3464 notification (lib/dsnmsg.c) to
+ * the envelope sender; a local sender gets it through aliases and
+ * admin_address like any local recipient.  The notification is queued as
+ * a new message from <> (via=bounce) and only once it is on disk is the
+ * original removed, so a crash in between sends it again at the next
+ * start rather than losing it.
+ *
+ * Mail from <> is never bounced to <>: when such a message fails (a
+ * bounce that could not be delivered, or any null-sender mail), the
+ * notification goes to admin_address with double_bounce = admin
+ * (via=double-bounce), else it is logged and dropped.  A double bounce
+ * that fails is logged and dropped: nothing loops.
+ */
+#include "config.h"
+
+#include <sys/time.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bounce.h"
+#include "commit.h"
+#include "daemon.h"
+#include "dsnmsg.h"
+#include "local.h"
+#include "log.h"
+#include "queue.h"
+#include "util.h"
+#include "xmalloc.h"
+
+#define RETURN_MAX   (256 * 1024)  /* octets of the original read for the notification */
+#define RETURN_FULL  (64 * 1024)   /* RET=FULL: the whole original up to this size, else headers */
+
+static void
+on_removed(struct commit_req *req, void *arg)
+{
+	(void)arg;
+	if (req->rc == -1)
+		log_errx("%s: cannot remove the finished message: %s", req->id, req->err);
+	commit_req_free(req);
+}
+
+static void
+remove_message(const char *id)
+{
+	struct commit_req *req = xcalloc(1, sizeof *req);
+
+	req->kind = COMMIT_REMOVE;
+	memcpy(req->id, id, sizeof req->id);
+	req->done = on_removed;
+	commit_submit(req);
+}
+
+struct bctx {
+	char orig_id[QID_LEN + 1];
+	char to[ADDR_LEN_MAX];
+};
+
+static void
+on_notice_committed(struct commit_req *req, void *arg)
+{
+	struct bctx *c = arg;
+
+	if (req->rc == 0) {
+		log_qid(LOG_INFO, req->env.id, "queued", "from=<>, size=%llu, nrcpt=%zu, uid=%lu, via=%s",
+		    req->env.size, req->env.nrcpt, (unsigned long)req->env.uid, req->env.via);
+		log_qid(LOG_INFO, c->orig_id, NULL, "delivery status notification to <%s> queued as %s",
+		    c->to, req->env.id);
+		queue_add(&req->env);
+		remove_message(c->orig_id);
+	} else {
+		/* the original stays on disk; the next start finds it finished and tries again */
+		log_qid(LOG_ERR, c->orig_id, NULL,
+		    "cannot queue the delivery status notification: %s; kept until the next start", req->err);
+	}
+	commit_req_free(req);
+	free(c);
+}
+
+/* The enhanced status of a recipient's last reply ("550 5.1.1 ..."), or a default. */
+static void
+status_of(const struct spool_rcpt *r, char *out, size_t len)
+{
+	const char *t = r->last_reply ? r->last_reply : "";
+	size_t n;
+
+	if (strlen(t) > 9 && t[3] == ' ' && (t[4] == '4' || t[4] == '5') && t[5] == '.') {
+		n = strcspn(t + 4, " ");
+		if (n >= 5 && n < len) {
+			memcpy(out, t + 4, n);
+			out[n] = '\0';
+			return;
+		}
+	}
+	snprintf(out, len, "%s", strncmp(t, "message expired", 15) == 0 ? "4.4.7" : "5.0.0");
+}
+
+/* Read the start of the original (up to RETURN_MAX octets); NULL when it cannot be read. */
+static char *
+read_original(const char *id, size_t *len)
+{
+	int fd = spool_msg_open(&D->spool, id);
+	char *buf;
+	size_t have = 0;
+
+	*len = 0;
+	if (fd == -1)
+		return NULL;
+	buf = xmalloc(RETURN_MAX);
+	while (have < RETURN_MAX) {
+		ssize_t n = read(fd, buf + have, RETURN_MAX - have);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		have += (size_t)n;
+	}
+	close(fd);
+	*len = have;
+	return buf;
+}
+
+/* Queue the notification for env's failed recipients; 0 when done, -1 when it could not be. */
+static int
+queue_notice(const struct spool_env *env, const char *to, const char *via,
+    const struct dsn_rcpt *dr, size_t ndr)
+{
+	struct dsn_msg dm;
+	struct timeval arrival;
+	struct tm tm;
+	time_t now = time(NULL);
+	size_t olen = 0, blen;
+	char *orig, *notice, id[QID_LEN + 1];
+	int eightbit = 0;
+
+	memset(&dm, 0, sizeof dm);
+	localtime_r(&now, &tm);
+	orig = read_original(env->id, &olen);
+	dm.reporting_mta = D->conf->hostname;
+	dm.envid = env->envid[0] ? env->envid : NULL;
+	dm.queue_id = env->id;
+	dm.arrival = env->arrival;
+	dm.now = now;
+	dm.tz_offset_minutes = (int)(tm.tm_gmtoff / 60);
+	dm.to = to;
+	/* RET=FULL, or no RET: the whole original when small, else its header (RFC 3461 4.3) */
+	dm.ret_full = strcmp(env->ret, "HDRS") != 0 && env->size <= RETURN_FULL;
+	dm.full_limit = RETURN_FULL;
+	dm.rcpts = dr;
+	dm.nrcpt = ndr;
+	dm.orig_msg = orig;
+	dm.orig_len = olen;
+	dm.boundary_seed = env->id;
+	notice = dsn_compose(&dm, &blen, &eightbit);
+	free(orig);
+	if (notice == NULL)
+		return -1;
+
+	struct commit_req *req = xcalloc(1, sizeof *req);
+	daemon_new_qid(id, &arrival);
+	if (spool_txn_begin(&D->spool, id, &req->txn) == -1) {
+		log_qid(LOG_ERR, env->id, NULL, "cannot create the delivery status notification: %s",
+		    strerror(errno));
+		free(notice);
+		free(req);
+		return -1;
+	}
+	spool_txn_write(&req->txn, notice, blen);
+	free(notice);
+	req->kind = COMMIT_NEW;
+	memcpy(req->env.id, id, sizeof req->env.id);
+	req->env.arrival = arrival.tv_sec;
+	req->env.arrival_usec = arrival.tv_usec;
+	req->env.sender = xstrdup("");
+	req->env.uid = getuid();
+	strlcpy_mr(req->env.via, via, sizeof req->env.via);
+	req->env.size = req->txn.size;
+	req->env.eightbit = eightbit;
+	/* a local sender (cron's root) is reached through aliases and admin_address */
+	struct rewrite_policy pol = conf_rewrite_policy(D->conf);
+	if (rewrite_is_local(&pol, to)) {
+		char local[ADDR_LEN_MAX];
+		snprintf(local, sizeof local, "%.*s", (int)strcspn(to, "@"), to);
+		local_add_rcpt(&req->env, local);
+	} else
+		local_add_rcpt(&req->env, to);
+
+	struct bctx *c = xcalloc(1, sizeof *c);
+	memcpy(c->orig_id, env->id, sizeof c->orig_id);
+	snprintf(c->to, sizeof c->to, "%s", to);
+	req->done = on_notice_committed;
+	req->arg = c;
+	commit_submit(req);
+	return 0;
+}
+
+void
+bounce_finish(const struct spool_env *env)
+{
+	struct dsn_rcpt *dr;
+	char (*status)[16];
+	char **orcpt;
+	size_t i, n = 0, failed = 0;
+	const char *to = NULL, *via = "bounce";
+
+	for (i = 0; i < env->nrcpt; i++)
+		if (env->rcpts[i].status == RCPT_FAILED)
+			failed++;
+	if (failed == 0) {
+		remove_message(env->id);
+		return;
+	}
+	if (env->sender[0] != '\0')
+		to = env->sender;
+	else if (strcmp(env->via, "double-bounce") == 0) {
+		log_qid(LOG_WARNING, env->id, NULL, "undeliverable notice to the administrator dropped");
+	} else if (D->conf->double_bounce == DOUBLE_BOUNCE_ADMIN && D->conf->admin_address != NULL) {
+		to = D->conf->admin_address;
+		via = "double-bounce";
+	} else
+		log_qid(LOG_WARNING, env->id, NULL, "failed mail from <> dropped (double_bounce = %s%s)",
+		    D->conf->double_bounce == DOUBLE_BOUNCE_ADMIN ? "admin" : "drop",
+		    D->conf->admin_address == NULL ? ", no admin_address" : "");
+	if (to == NULL) {
+		remove_message(env->id);
+		return;
+	}
+
+	dr = xcalloc(failed, sizeof *dr);
+	status = xcalloc(failed, sizeof *status);
+	orcpt = xcalloc(failed, sizeof *orcpt);
+	for (i = 0; i < env->nrcpt; i++) {
+		const struct spool_rcpt *r = &env->rcpts[i];
+		if (r->status != RCPT_FAILED)
+			continue;
+		/* NOTIFY=NEVER, or a NOTIFY without FAILURE: the sender asked not to hear */
+		if (r->notify[0] != '\0' && strstr(r->notify, "FAILURE") == NULL)
+			continue;
+		status_of(r, status[n], sizeof status[n]);
+		if (r->orcpt != NULL)
+			orcpt[n] = xstrdup(r->orcpt);
+		else if (r->orig != NULL && strcmp(r->orig, r->addr) != 0)
+			orcpt[n] = strchr(r->orig, '@') ? xasprintf("rfc822;%s", r->orig)
+			    : xasprintf("rfc822;%s@%s", r->orig, D->conf->hostname);
+		dr[n].final = r->addr;
+		dr[n].orig = orcpt[n];
+		dr[n].action = DSN_FAILED;
+		dr[n].status = status[n];
+		dr[n].diagnostic = r->last_reply;
+		dr[n].last_attempt = r->last_attempt;
+		n++;
+	}
+	if (n == 0)
+		log_qid(LOG_INFO, env->id, NULL, "no delivery status notification: NOTIFY excludes failures");
+	if (n == 0 || queue_notice(env, to, via, dr, n) == -1) {
+		if (n > 0)
+			log_qid(LOG_ERR, env->id, NULL, "delivery status notification to <%s> not queued; "
+			    "the message is kept until the next start", to);
+		else
+			remove_message(env->id);
+	}
+	for (i = 0; i < n; i++)
+		free(orcpt[i]);
+	free(orcpt);
+	free(status);
+	free(dr);
+}

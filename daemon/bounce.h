@@ -1,0 +1,18 @@
+/*
+ * bounce: delivery status notifications for failed recipients (bounce.c).
+ */
+#ifndef MAILRELAY_BOUNCE_H
+#define MAILRELAY_BOUNCE_H
+
+#include "spool/spool.h"
+
+#define ADDR_LEN_MAX 512
+
+/*
+ * Every recipient of env is final: queue the notification its failures
+ * call for, then remove the message from the spool (once the
+ * notification is on disk).  env is only read, during the call.
+ */
+void bounce_finish(const struct spool_env *env);
+
+#endif

@@ -1,0 +1,159 @@
+"""Bounces (SPEC "Delivery"): failed recipients are reported to the
+envelope sender in an RFC 3464 notification from <>, checked here field
+by field with Python's email package; NOTIFY is honoured; mail from <> is
+never bounced to <> (double_bounce = admin | drop); expiry after
+max_queue_time bounces with 4.4.7."""
+import email
+import email.policy
+
+from mrtest import make_message, quote
+
+SENDER = "app@example.org"
+ADMIN = "admin@example.com"
+
+
+def parse(content):
+    return email.message_from_bytes(content, policy=email.policy.default)
+
+
+def report_blocks(msg):
+    """The message/delivery-status part as a list of {field: value} blocks."""
+    parts = list(msg.iter_parts())
+    assert [p.get_content_type() for p in parts][:2] == ["text/plain", "message/delivery-status"]
+    raw = parts[1].as_bytes().decode().split("\n\n", 1)[1]
+    blocks = []
+    for chunk in raw.replace("\r\n", "\n").strip().split("\n\n"):
+        fields, last = {}, None
+        for line in chunk.split("\n"):
+            if line[:1] in (" ", "\t") and last:
+                fields[last] += " " + line.strip()
+                continue
+            k, _, v = line.partition(":")
+            last = k.strip()
+            fields[last] = v.strip()
+        blocks.append(fields)
+    return blocks
+
+
+def notices(sh):
+    return [t for t in sh.delivered() if t.mail_from == ""]
+
+
+def test_a_failed_recipient_is_reported_to_the_sender(daemon, smarthost):
+    sh = smarthost()
+    sh.rcpt_replies = {"nobody@example.net": "550 5.1.1 <nobody@example.net>: no such user"}
+    d = daemon(sh)
+    m = make_message(subject="partly failing", sender=SENDER, to=("ok@example.net", "nobody@example.net"))
+    assert d.sendmail(["-i", "-f", SENDER, "ok@example.net", "nobody@example.net"], m).rc == 0
+    qid = d.accepted_id(SENDER)
+    sh.wait_for(2)
+    d.wait_queue_empty()
+    (t,) = notices(sh)
+    assert t.rcpt_tos == [SENDER]
+    n = parse(t.content)
+    assert n.get_content_type() == "multipart/report"
+    assert n.get_param("report-type") == "delivery-status"
+    assert n["From"].addresses[0].addr_spec == "MAILER-DAEMON@relay.test"
+    assert n["To"] == SENDER
+    assert n["Subject"] == "Undelivered Mail Returned to Sender"
+    assert n["Auto-Submitted"] == "auto-replied"
+    text = list(n.iter_parts())[0].get_content()
+    assert "nobody@example.net" in text and qid in text and "no such user" in text
+    assert "ok@example.net" not in text
+    per_msg, *per_rcpt = report_blocks(n)
+    assert per_msg["Reporting-MTA"] == "dns; relay.test"
+    assert len(per_rcpt) == 1
+    r = per_rcpt[0]
+    assert r["Final-Recipient"] == "rfc822; nobody@example.net"
+    assert r["Action"] == "failed"
+    assert r["Status"] == "5.1.1"
+    assert r["Diagnostic-Code"] == "smtp; 550 5.1.1 <nobody@example.net>: no such user"
+    # small message, no RET: returned whole
+    returned = list(n.iter_parts())[2]
+    assert returned.get_content_type() == "message/rfc822"
+    assert returned.get_content()["Subject"] == "partly failing"
+    d.wait_for_log(r"%s: delivery status notification to <%s> queued as [0-9A-F]{16}" % (qid, SENDER))
+    assert [r["via"] for r in d.accepted() if r["from"] == "<>"] == ["bounce"]
+
+
+def test_ret_hdrs_returns_only_the_header(daemon, smarthost):
+    sh = smarthost()
+    sh.rcpt_replies = {"nobody@example.net": "550 5.1.1 no such user"}
+    d = daemon(sh)
+    assert d.sendmail(["-R", "hdrs", "-i", "-f", SENDER, "nobody@example.net"],
+                      make_message(subject="headers only", body="secret body\n")).rc == 0
+    (t,) = [t for t in sh.wait_for(1) if t.mail_from == ""] or [None]
+    n = parse(t.content)
+    returned = list(n.iter_parts())[2]
+    assert returned.get_content_type() == "text/rfc822-headers"
+    assert b"headers only" in t.content and b"secret body" not in t.content
+
+
+def test_notify_never_means_no_notification(daemon, smarthost):
+    sh = smarthost()
+    sh.rcpt_replies = {"nobody@example.net": "550 5.1.1 no such user"}
+    d = daemon(sh)
+    assert d.sendmail(["-N", "never", "-i", "-f", SENDER, "nobody@example.net"], make_message()).rc == 0
+    qid = d.accepted_id(SENDER)
+    d.wait_for_log(r"%s: no delivery status notification: NOTIFY excludes failures" % qid)
+    d.wait_queue_empty()
+    assert sh.delivered() == []
+
+
+def test_local_sender_gets_it_through_aliases(daemon, smarthost):
+    """Cron's mail (sender root) that fails: the notice reaches a person."""
+    sh = smarthost()
+    sh.rcpt_replies = {"gone@example.net": "550 5.1.1 no such user"}
+    d = daemon(sh, overrides={"admin_address": quote(ADMIN)})
+    assert d.sendmail(["-i", "gone@example.net"], b"Subject: from cron\n\nout\n").rc == 0
+    (t,) = [t for t in sh.wait_for(1) if t.mail_from == ""]
+    assert t.rcpt_tos == [ADMIN]
+
+
+def test_mail_from_null_sender_goes_to_the_admin_or_is_dropped(daemon, smarthost):
+    sh = smarthost()
+    sh.rcpt_replies = {"gone@example.net": "550 5.1.1 no such user"}
+    d = daemon(sh, overrides={"admin_address": quote(ADMIN)})
+    assert d.sendmail(["-f", "<>", "-i", "gone@example.net"], make_message(subject="from null")).rc == 0
+    (t,) = [t for t in sh.wait_for(1) if t.mail_from == ""]
+    assert t.rcpt_tos == [ADMIN]
+    assert [r["via"] for r in d.accepted() if r.get("via") in ("bounce", "double-bounce")] == ["double-bounce"]
+    # and when the admin's notice fails too, it is dropped: nothing loops
+    sh.rcpt_replies[ADMIN] = "550 5.1.1 admin gone"
+    assert d.sendmail(["-f", "<>", "-i", "gone@example.net"], make_message(subject="again")).rc == 0
+    d.wait_for_log(r"undeliverable notice to the administrator dropped")
+    d.wait_queue_empty()
+
+
+def test_double_bounce_drop(daemon, smarthost):
+    sh = smarthost()
+    sh.rcpt_replies = {"gone@example.net": "550 5.1.1 no such user"}
+    d = daemon(sh, overrides={"admin_address": quote(ADMIN), "double_bounce": "drop"})
+    assert d.sendmail(["-f", "<>", "-i", "gone@example.net"], make_message()).rc == 0
+    d.wait_for_log(r"failed mail from <> dropped \(double_bounce = drop\)")
+    d.wait_queue_empty()
+    assert sh.delivered() == []
+
+
+def test_a_notice_the_sender_cannot_receive_goes_to_the_admin(daemon, smarthost):
+    sh = smarthost()
+    sh.rcpt_replies = {"gone@example.net": "550 5.1.1 no such user",
+                       SENDER: "550 5.1.1 sender mailbox gone"}
+    d = daemon(sh, overrides={"admin_address": quote(ADMIN)})
+    assert d.sendmail(["-i", "-f", SENDER, "gone@example.net"], make_message()).rc == 0
+    (t,) = [t for t in sh.wait_for(1) if t.mail_from == ""]
+    assert t.rcpt_tos == [ADMIN]
+    blocks = report_blocks(parse(t.content))
+    assert blocks[1]["Final-Recipient"] == "rfc822; %s" % SENDER
+
+
+def test_expiry_bounces_with_4_4_7(daemon, smarthost):
+    sh = smarthost()
+    sh.rcpt_replies = {"slow@example.net": "450 4.2.0 mailbox busy"}
+    d = daemon(sh, overrides={"max_queue_time": "2s", "retry_schedule": ["1s"]})
+    assert d.sendmail(["-i", "-f", SENDER, "slow@example.net"], make_message(subject="expires")).rc == 0
+    (t,) = [t for t in sh.wait_for(1, timeout=20) if t.mail_from == ""]
+    r = report_blocks(parse(t.content))[1]
+    assert r["Action"] == "failed"
+    assert r["Status"] == "4.4.7"
+    assert "expired" in r["Diagnostic-Code"] and "450 4.2.0 mailbox busy" in r["Diagnostic-Code"]
