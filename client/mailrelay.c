@@ -1,6 +1,6 @@
 /*
  * mailrelay: the admin CLI.  This release: check-config, queue, flush,
- * version.  Commands that change the queue talk to the daemon over the
+ * hold, release, delete, version.  Commands that change the queue talk to the daemon over the
  * control socket (lib/ctlproto.h); read-only ones read the spool directly.
  */
 #include "config.h"
@@ -27,6 +27,9 @@ usage(void)
 	    "  check-config [-c FILE]   parse and check the configuration\n"
 	    "  queue [--json]           list the queue\n"
 	    "  flush [ID...]            retry every message (or these) now\n"
+	    "  hold ID...               keep messages from delivery\n"
+	    "  release ID...            let held messages go, now\n"
+	    "  delete ID... | --all     remove messages unsent\n"
 	    "  version                  print the version\n");
 	exit(EX_USAGE);
 }
@@ -72,31 +75,43 @@ print_data(const char *line, void *arg)
 	printf("%s\n", line);
 }
 
-/* mailrelay flush [ID...]: ids are checked here, so a bad one never reaches the daemon. */
+/*
+ * mailrelay flush [ID...], hold ID..., release ID..., delete ID...|--all:
+ * ids are checked here, so a bad one never reaches the daemon.
+ */
 static int
-cmd_flush(const char *path, int argc, char **argv)
+cmd_queue_change(const char *path, const char *verb, int argc, char **argv)
 {
 	char req[CTL_LINE_MAX], final[1024], err[1024];
+	const char *cmd = argv[0];
 	size_t off;
 	int i, rc;
 
-	off = (size_t)snprintf(req, sizeof req, "FLUSH");
+	off = (size_t)snprintf(req, sizeof req, "%s", verb);
+	if (strcmp(verb, "DELETE") == 0 && argc == 2 && strcmp(argv[1], "--all") == 0) {
+		snprintf(req + off, sizeof req - off, " ALL");
+		argc = 1;
+	} else if (strcmp(verb, "FLUSH") != 0 && argc < 2) {
+		fprintf(stderr, "mailrelay: %s: give one or more queue ids%s\n", cmd,
+		    strcmp(verb, "DELETE") == 0 ? ", or --all" : "");
+		return EX_USAGE;
+	}
 	for (i = 1; i < argc; i++) {
 		char id[CTL_ID_LEN + 1];
 		size_t n = strlen(argv[i]);
 		if (n != CTL_ID_LEN) {
-			fprintf(stderr, "mailrelay: flush: \"%.40s\" is not a queue id (16 hexadecimal digits)\n", argv[i]);
+			fprintf(stderr, "mailrelay: %s: \"%.40s\" is not a queue id (16 hexadecimal digits)\n", cmd, argv[i]);
 			return EX_USAGE;
 		}
 		for (size_t k = 0; k < n; k++)
 			id[k] = (char)toupper((unsigned char)argv[i][k]);
 		id[n] = '\0';
 		if (!ctl_id_valid(id, n)) {
-			fprintf(stderr, "mailrelay: flush: \"%s\" is not a queue id (16 hexadecimal digits)\n", argv[i]);
+			fprintf(stderr, "mailrelay: %s: \"%s\" is not a queue id (16 hexadecimal digits)\n", cmd, argv[i]);
 			return EX_USAGE;
 		}
 		if (i > CTL_ARGS_MAX || off + 1 + n >= sizeof req) {
-			fprintf(stderr, "mailrelay: flush: at most %d ids at a time\n", CTL_ARGS_MAX);
+			fprintf(stderr, "mailrelay: %s: at most %d ids at a time\n", cmd, CTL_ARGS_MAX);
 			return EX_USAGE;
 		}
 		off += (size_t)snprintf(req + off, sizeof req - off, " %s", id);
@@ -105,11 +120,11 @@ cmd_flush(const char *path, int argc, char **argv)
 	rc = ctl_request(c->control_socket, req, print_data, NULL, final, sizeof final, err, sizeof err);
 	conf_free(c);
 	if (rc == -1) {
-		fprintf(stderr, "mailrelay: flush: %s; is mailrelayd running?\n", err);
+		fprintf(stderr, "mailrelay: %s: %s; is mailrelayd running?\n", cmd, err);
 		return EX_UNAVAILABLE;
 	}
 	if (rc != 0) {
-		fprintf(stderr, "mailrelay: flush: %s\n", final);
+		fprintf(stderr, "mailrelay: %s: %s\n", cmd, final);
 		return rc;
 	}
 	printf("%s\n", final);
@@ -143,7 +158,13 @@ main(int argc, char **argv)
 		return 0;
 	}
 	if (strcmp(argv[0], "flush") == 0)
-		return cmd_flush(path, argc, argv);
+		return cmd_queue_change(path, "FLUSH", argc, argv);
+	if (strcmp(argv[0], "hold") == 0)
+		return cmd_queue_change(path, "HOLD", argc, argv);
+	if (strcmp(argv[0], "release") == 0)
+		return cmd_queue_change(path, "RELEASE", argc, argv);
+	if (strcmp(argv[0], "delete") == 0)
+		return cmd_queue_change(path, "DELETE", argc, argv);
 	if (strcmp(argv[0], "queue") == 0) {
 		int json = 0;
 		if (argc == 2 && strcmp(argv[1], "--json") == 0)

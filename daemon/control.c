@@ -94,19 +94,29 @@ may_change(const struct csession *s)
 	return 0;
 }
 
+/* Changing requests: refused, with a log line, to everyone but root and our group. */
+static int
+allowed(struct csession *s, const char *what)
+{
+	struct group *gr;
+
+	if (may_change(s))
+		return 1;
+	gr = getgrgid(getgid());
+	log_info("control: uid=%lu: %s refused (not root, not in group %s)",
+	    (unsigned long)s->uid, what, gr ? gr->gr_name : "of mailrelayd");
+	cs_reply(s, "ERR %d permission denied: %s needs root or the %s group",
+	    CTL_ERR_PERM, what, gr ? gr->gr_name : "mailrelay");
+	return 0;
+}
+
 static void
 do_flush(struct csession *s, const struct ctl_req *req)
 {
 	size_t i, missing = 0;
 
-	if (!may_change(s)) {
-		struct group *gr = getgrgid(getgid());
-		log_info("control: uid=%lu: flush refused (not root, not in group %s)",
-		    (unsigned long)s->uid, gr ? gr->gr_name : "of mailrelayd");
-		cs_reply(s, "ERR %d permission denied: flushing the queue needs root or the %s group",
-		    CTL_ERR_PERM, gr ? gr->gr_name : "mailrelay");
+	if (!allowed(s, "flushing the queue"))
 		return;
-	}
 	if (req->nids == 0) {
 		log_info("control: uid=%lu: flush of the whole queue (%zu message(s))",
 		    (unsigned long)s->uid, queue_count());
@@ -129,6 +139,51 @@ do_flush(struct csession *s, const struct ctl_req *req)
 		cs_reply(s, "OK %zu message(s) due now", req->nids);
 }
 
+/* HOLD, RELEASE, DELETE: one data line per id, then a summary. */
+static void
+do_change(struct csession *s, const struct ctl_req *req)
+{
+	static const char *const what[] = {
+		[CTL_HOLD] = "holding messages", [CTL_RELEASE] = "releasing messages",
+		[CTL_DELETE] = "deleting messages",
+	};
+	static const char *const done[] = {
+		[CTL_HOLD] = "held", [CTL_RELEASE] = "released", [CTL_DELETE] = "deleted",
+	};
+	char (*all)[QID_LEN + 1] = NULL;
+	size_t i, n, missing = 0, busy = 0, ok = 0;
+
+	if (!allowed(s, what[req->verb]))
+		return;
+	if (req->all)
+		n = queue_ids(&all);
+	else
+		n = req->nids;
+	for (i = 0; i < n; i++) {
+		const char *id = req->all ? all[i] : req->ids[i];
+		int rc = req->verb == CTL_DELETE ? queue_delete(id) : queue_hold(id, req->verb == CTL_HOLD);
+		if (rc == 0) {
+			ok++;
+			log_qid(LOG_INFO, id, NULL, "%s by uid=%lu", done[req->verb], (unsigned long)s->uid);
+			cs_reply(s, "D %s %s", id, done[req->verb]);
+		} else if (rc == -2) {
+			busy++;
+			cs_reply(s, "D %s is being delivered right now; not %s", id, done[req->verb]);
+		} else {
+			missing++;
+			cs_reply(s, "D %s not in the queue", id);
+		}
+	}
+	free(all);
+	if (missing)
+		cs_reply(s, "ERR %d %zu of %zu message(s) not in the queue", CTL_ERR_DATA, missing, n);
+	else if (busy)
+		cs_reply(s, "ERR %d %zu message(s) being delivered right now; try again in a moment",
+		    CTL_ERR_TEMP, busy);
+	else
+		cs_reply(s, "OK %zu message(s) %s", ok, done[req->verb]);
+}
+
 static void
 handle(struct csession *s, const char *line, size_t len)
 {
@@ -142,6 +197,11 @@ handle(struct csession *s, const char *line, size_t len)
 	switch (req.verb) {
 	case CTL_FLUSH:
 		do_flush(s, &req);
+		break;
+	case CTL_HOLD:
+	case CTL_RELEASE:
+	case CTL_DELETE:
+		do_change(s, &req);
 		break;
 	}
 }

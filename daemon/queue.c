@@ -179,6 +179,19 @@ queue_retry_delay(unsigned attempts)
 	return c->retry_schedule[i];
 }
 
+/*
+ * Up to a tenth more than the delay, at random, so that messages deferred
+ * together (a smarthost down for an hour) do not all come back in the same
+ * second.  Delays under 10 s are kept exact.
+ */
+static unsigned
+retry_jitter(unsigned delay)
+{
+	if (delay < 10)
+		return delay;
+	return delay + arc4random_uniform(delay / 10 + 1);
+}
+
 static void
 derive_dsn(char *out, size_t len, enum outcome o, const char *reply)
 {
@@ -237,7 +250,7 @@ queue_outcome(struct qmsg *m, size_t idx, enum outcome o, const struct relay_inf
 		break;
 	case OUTCOME_DEFERRED:
 		r->status = RCPT_PENDING;
-		r->next_attempt = now.tv_sec + queue_retry_delay(r->attempts);
+		r->next_attempt = now.tv_sec + retry_jitter(queue_retry_delay(r->attempts));
 		break;
 	}
 	m->dirty = 1;
@@ -447,6 +460,89 @@ queue_flush_one(const char *id)
 			return 0;
 		}
 	return -1;
+}
+
+static struct qmsg *
+find(const char *id)
+{
+	struct qmsg *m;
+
+	TAILQ_FOREACH(m, &all_msgs, all_entry)
+		if (strcmp(m->env.id, id) == 0 && !m->removed)
+			return m;
+	return NULL;
+}
+
+static void
+unready(struct qmsg *m)
+{
+	if (m->ready) {
+		TAILQ_REMOVE(&ready_msgs, m, ready_entry);
+		m->ready = 0;
+	}
+	evtimer_del(m->timer);
+}
+
+int
+queue_hold(const char *id, int hold)
+{
+	struct qmsg *m = find(id);
+	size_t i;
+
+	if (m == NULL)
+		return -1;
+	if (!m->env.held == !hold)
+		return 0;
+	m->env.held = hold ? 1 : 0;
+	m->dirty = 1;
+	if (hold) {
+		/* a delivery in progress finishes; nothing new starts (make_ready checks held) */
+		if (!m->inflight)
+			unready(m);
+	} else {
+		/* released: due now, like a flush */
+		for (i = 0; i < m->env.nrcpt; i++)
+			m->env.rcpts[i].next_attempt = 0;
+	}
+	if (!m->inflight) {
+		persist(m, NULL);
+		if (!hold)
+			queue_schedule(m);
+	}
+	return 0;
+}
+
+int
+queue_delete(const char *id)
+{
+	struct qmsg *m = find(id);
+	struct commit_req *req;
+
+	if (m == NULL)
+		return -1;
+	if (m->inflight)
+		return -2;	/* being delivered: its outcome is decided in a moment */
+	unready(m);
+	req = xcalloc(1, sizeof *req);
+	req->kind = COMMIT_REMOVE;
+	memcpy(req->id, m->env.id, sizeof req->id);
+	req->done = on_committed;
+	commit_submit(req);
+	qmsg_free(m);
+	return 0;
+}
+
+size_t
+queue_ids(char (**ids)[QID_LEN + 1])
+{
+	struct qmsg *m;
+	size_t n = 0;
+
+	*ids = xcalloc(nmsgs ? nmsgs : 1, sizeof **ids);
+	TAILQ_FOREACH(m, &all_msgs, all_entry)
+		if (!m->removed && n < nmsgs)
+			memcpy((*ids)[n++], m->env.id, QID_LEN + 1);
+	return n;
 }
 
 void

@@ -64,6 +64,12 @@ void queue_release(struct qmsg *m);
 void queue_flush_all(void);
 /* The same for one message; -1 when no such message is queued. */
 int  queue_flush_one(const char *id);
+/* Hold (hold = 1) or release (0) a message; a released one is due now.  -1: not queued. */
+int  queue_hold(const char *id, int hold);
+/* Remove a message unsent.  -1: not queued; -2: being delivered right now. */
+int  queue_delete(const char *id);
+/* The ids of every queued message, in arrival order (allocated array; returns the count). */
+size_t queue_ids(char (**ids)[QID_LEN + 1]);
 /* Free everything (shutdown). */
 void queue_free_all(void);
 size_t queue_count(void);

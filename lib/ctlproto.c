@@ -9,6 +9,16 @@
 
 #include "ctlproto.h"
 
+static const char *const verbs[] = {
+	[CTL_FLUSH] = "FLUSH", [CTL_HOLD] = "HOLD", [CTL_RELEASE] = "RELEASE", [CTL_DELETE] = "DELETE",
+};
+
+const char *
+ctl_verb_name(enum ctl_verb v)
+{
+	return (size_t)v < sizeof verbs / sizeof verbs[0] && verbs[v] ? verbs[v] : "UNKNOWN";
+}
+
 int
 ctl_id_valid(const char *s, size_t len)
 {
@@ -45,11 +55,16 @@ ctl_parse(const char *line, size_t len, struct ctl_req *req, char *err, size_t e
 		}
 	for (wl = 0; wl < len && line[wl] != ' '; wl++)
 		;
-	if (wl == 5 && strncasecmp(line, "FLUSH", 5) == 0)
-		req->verb = CTL_FLUSH;
-	else {
+	for (i = 1; i < sizeof verbs / sizeof verbs[0]; i++)
+		if (wl == strlen(verbs[i]) && strncasecmp(line, verbs[i], wl) == 0)
+			req->verb = (enum ctl_verb)i;
+	if (req->verb == 0) {
 		snprintf(err, errlen, "unknown request \"%.*s\"", (int)(wl > 40 ? 40 : wl), line);
 		return -1;
+	}
+	if (req->verb == CTL_DELETE && len - wl == 4 && strncasecmp(line + wl, " ALL", 4) == 0) {
+		req->all = 1;
+		return 0;
 	}
 	for (i = wl; i < len; ) {
 		if (line[i] != ' ' || i + 1 >= len || line[i + 1] == ' ') {
@@ -71,6 +86,11 @@ ctl_parse(const char *line, size_t len, struct ctl_req *req, char *err, size_t e
 		memcpy(req->ids[req->nids], line + start, CTL_ID_LEN);
 		req->ids[req->nids][CTL_ID_LEN] = '\0';
 		req->nids++;
+	}
+	if (req->verb != CTL_FLUSH && req->nids == 0) {
+		snprintf(err, errlen, "%s needs at least one queue id%s", verbs[req->verb],
+		    req->verb == CTL_DELETE ? " (or ALL)" : "");
+		return -1;
 	}
 	return 0;
 }

@@ -7,14 +7,18 @@
  *
  *   FLUSH                 make every waiting message due now
  *   FLUSH ID [ID ...]     the same for these messages
+ *   HOLD ID [ID ...]      keep these messages from delivery (and expiry)
+ *   RELEASE ID [ID ...]   let held messages go again, due now
+ *   DELETE ID [ID ...]    remove these messages from the queue, unsent
+ *   DELETE ALL            remove every message not being delivered
  *
  * Queue ids are 16 upper-case hexadecimal digits; anything else is
  * refused before it can become a path.  Verbs are case-insensitive.
  *
  * The reply is zero or more data lines, each starting with "D ", then one
  * final line: "OK TEXT", or "ERR CODE TEXT" where CODE is the sysexits(3)
- * status the client exits with (64 bad request, 65 no such message, 77
- * not allowed) and TEXT a human-readable sentence.  The connection may
+ * status the client exits with (64 bad request, 65 no such message, 75
+ * being delivered right now, 77 not allowed) and TEXT a human-readable sentence.  The connection may
  * carry several requests, one after the other.
  *
  * Who may do what is decided per request from the peer's credentials
@@ -35,12 +39,14 @@
 /* ERR codes (sysexits.h values) */
 #define CTL_ERR_USAGE   64
 #define CTL_ERR_DATA    65
+#define CTL_ERR_TEMP    75
 #define CTL_ERR_PERM    77
 
-enum ctl_verb { CTL_FLUSH = 1 };
+enum ctl_verb { CTL_FLUSH = 1, CTL_HOLD, CTL_RELEASE, CTL_DELETE };
 
 struct ctl_req {
 	enum ctl_verb verb;
+	int all;                        /* DELETE ALL */
 	size_t nids;
 	char ids[CTL_ARGS_MAX][CTL_ID_LEN + 1];
 };
@@ -50,6 +56,9 @@ struct ctl_req {
  * Returns 0, or -1 with a one-line reason in err.
  */
 int ctl_parse(const char *line, size_t len, struct ctl_req *req, char *err, size_t errlen);
+
+/* The verb's name ("FLUSH"). */
+const char *ctl_verb_name(enum ctl_verb v);
 
 /* Is s a well-formed queue id? */
 int ctl_id_valid(const char *s, size_t len);

@@ -1,7 +1,8 @@
 """The control socket (lib/ctlproto.h): `mailrelay flush [ID...]` and
-`sendmail -q` make deferred mail due now; ids are validated; who may flush
-is decided from the peer's credentials; the protocol refuses what it does
-not understand with a clear line."""
+`sendmail -q` make deferred mail due now; `hold`, `release` and `delete`
+act on single messages; ids are validated; who may change the queue is
+decided from the peer's credentials; the protocol refuses what it does not
+understand with a clear line."""
 import os
 import socket
 import subprocess
@@ -117,7 +118,7 @@ def test_other_users_may_not_flush(daemon, smarthost):
                            env=client_env(), timeout=20)
         assert p.returncode == 77, p
         assert "permission denied" in one_line(p.stderr.decode()), p
-    d.wait_for_log(r"control: uid=65534: flush refused")
+    d.wait_for_log(r"control: uid=65534: flushing the queue refused")
     assert sh.delivered() == []
     assert [m["id"] for m in d.queue_json()] == [qid]
 
@@ -125,6 +126,8 @@ def test_other_users_may_not_flush(daemon, smarthost):
 def test_protocol_refuses_what_it_does_not_understand(daemon, smarthost):
     d = daemon(smarthost())
     assert control(d, b"BOGUS\n")[-1] == 'ERR 64 unknown request "BOGUS"'
+    assert control(d, b"HOLD\n")[-1] == "ERR 64 HOLD needs at least one queue id"
+    assert control(d, b"DELETE\n")[-1] == "ERR 64 DELETE needs at least one queue id (or ALL)"
     assert control(d, b"FLUSH ../x\n")[-1].startswith("ERR 64 \"../x\" is not a queue id")
     assert control(d, b"FLUSH  \n")[-1] == "ERR 64 arguments must be separated by single spaces"
     assert control(d, b"FLUSH \x01\n")[-1].startswith("ERR 64 request holds a control")
@@ -134,3 +137,74 @@ def test_protocol_refuses_what_it_does_not_understand(daemon, smarthost):
     assert lines[0].startswith("OK ")
     assert lines[-1] == "ERR 65 1 of 1 message(s) not in the queue"
     assert d.alive
+
+
+def test_hold_keeps_a_message_from_delivery_until_released(daemon, smarthost):
+    sh = smarthost()
+    d = long_retry(daemon, sh)
+    qid = deferred_message(d, sh)
+    r = d.mailrelay(["hold", qid])
+    assert r.rc == 0, r
+    assert r.out_text.splitlines() == ["%s held" % qid, "1 message(s) held"]
+    d.wait_for_log(r"%s: held by uid=%d" % (qid, os.getuid()))
+    # held: the listing says so, and neither a flush nor a restart sends it
+    (m,) = d.queue_json()
+    assert m["held"] is True
+    assert "%s!" % qid in d.mailrelay(["queue"]).out_text
+    assert d.mailrelay(["flush"]).rc == 0
+    d.restart()
+    import time
+    time.sleep(1.5)
+    assert sh.delivered() == []
+    assert d.queue_json()[0]["held"] is True       # kept across the restart
+    r = d.mailrelay(["release", qid])
+    assert r.rc == 0, r
+    assert r.out_text.splitlines() == ["%s released" % qid, "1 message(s) released"]
+    d.wait_for_record(id=qid, status="sent")       # due at once, not in an hour
+    d.wait_queue_empty()
+
+
+def test_delete_removes_messages_unsent(daemon, smarthost):
+    sh = smarthost()
+    d = long_retry(daemon, sh)
+    first = deferred_message(d, sh, "first")
+    second = deferred_message(d, sh, "second")
+    r = d.mailrelay(["delete", first])
+    assert r.rc == 0, r
+    # the files go with the next spool commit, a moment after the answer
+    wait_until(lambda: [m["id"] for m in d.queue_json()] == [second], what="the deletion")
+    d.wait_for_log(r"%s: deleted by uid=%d" % (first, os.getuid()))
+    assert not any(f.startswith(first) for f in d.queue_files())
+    third = deferred_message(d, sh, "third")
+    r = d.mailrelay(["delete", "--all"])
+    assert r.rc == 0, r
+    assert r.out_text.splitlines()[-1] == "2 message(s) deleted"
+    wait_until(lambda: d.queue_json() == [] and d.queue_files() == [], what="the deletions")
+    # nothing was sent, and no notification either: deleting is the admin's decision
+    d.mailrelay(["flush"])
+    import time
+    time.sleep(0.5)
+    assert sh.delivered() == []
+    del third
+    r = d.mailrelay(["delete"])
+    assert r.rc == 64 and "give one or more queue ids, or --all" in one_line(r.err_text), r
+    r = d.mailrelay(["hold", "x"])
+    assert r.rc == 64 and "is not a queue id" in one_line(r.err_text), r
+
+
+def test_other_users_may_not_change_the_queue(daemon, smarthost):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run the clients as another user")
+    sh = smarthost()
+    d = long_retry(daemon, sh)
+    qid = deferred_message(d, sh)
+    os.chmod(d.conf, 0o644)
+    for cmd in (["hold", qid], ["release", qid], ["delete", qid], ["delete", "--all"]):
+        p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                            d.build.mailrelay, "-c", d.conf] + cmd,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           env=client_env(), timeout=20)
+        assert p.returncode == 77, (cmd, p)
+        assert "permission denied" in one_line(p.stderr.decode())
+    assert [m["id"] for m in d.queue_json()] == [qid]
+    assert d.queue_json()[0]["held"] is False

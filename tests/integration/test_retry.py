@@ -178,3 +178,27 @@ def test_timeout_is_retried(daemon, smarthost):
     # The timed-out transaction never got its 250, so exactly one copy.
     copies = sh.find(message_id_of(msg))
     assert len(copies) == 1 and copies[0].content == to_crlf(msg)
+
+
+def test_retries_are_spread_out_not_all_in_the_same_second(daemon, smarthost):
+    """Messages deferred together come back over a tenth of the delay, at
+    random, not all at once (a smarthost that was down for an hour)."""
+    import calendar
+    import time as _time
+    sh = smarthost()
+    sh.rcpt_replies = {RCPT: "450 4.3.2 try later"}
+    d = daemon(sh, overrides={"retry_schedule": ["100s"]})
+    n = 30
+    for i in range(n):
+        assert d.sendmail(["-i", "-f", SENDER, RCPT], make_message(subject="spread %d" % i)).rc == 0
+    wait_until(lambda: len([r for r in d.records() if r.get("status") == "deferred"]) == n,
+               timeout=30, what="every message deferred once")
+    q = d.queue_json()
+    delays = []
+    for m in q:
+        (r,) = m["recipients"]
+        nxt = calendar.timegm(_time.strptime(r["next_attempt"], "%Y-%m-%dT%H:%M:%SZ"))
+        last = calendar.timegm(_time.strptime(m["arrival"], "%Y-%m-%dT%H:%M:%SZ"))
+        delays.append(nxt - last)
+    assert all(99 <= x <= 112 for x in delays), delays      # 100 s plus up to 10 %
+    assert len(set(delays)) >= 4, delays

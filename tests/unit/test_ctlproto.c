@@ -34,6 +34,15 @@ test_flush(void **state)
 	assert_int_equal(parse("FLUSH 6B03923FBC3B7000 0000000000000001", &req, err), 0);
 	assert_int_equal(req.nids, 2);
 	assert_string_equal(req.ids[1], "0000000000000001");
+	assert_int_equal(parse("hold 6B03923FBC3B7000", &req, err), 0);
+	assert_int_equal(req.verb, CTL_HOLD);
+	assert_int_equal(parse("RELEASE 6B03923FBC3B7000", &req, err), 0);
+	assert_int_equal(req.verb, CTL_RELEASE);
+	assert_int_equal(parse("DELETE ALL", &req, err), 0);
+	assert_int_equal(req.verb, CTL_DELETE);
+	assert_true(req.all);
+	assert_int_equal(parse("DELETE all", &req, err), 0);
+	assert_string_equal(ctl_verb_name(CTL_RELEASE), "RELEASE");
 }
 
 static void
@@ -43,10 +52,11 @@ test_refused(void **state)
 	static char big[CTL_LINE_MAX + 10];
 	char err[200];
 	const char *bad[] = {
-		"", "FLUSHX", "DELETE 6B03923FBC3B7000", "FLUSH ", "FLUSH  6B03923FBC3B7000",
+		"", "FLUSHX", "PURGE 6B03923FBC3B7000", "FLUSH ", "FLUSH  6B03923FBC3B7000",
 		"FLUSH 6b03923fbc3b7000", "FLUSH ../../../etc/passwd", "FLUSH 6B03923FBC3B700",
 		"FLUSH 6B03923FBC3B70000", "FLUSH\t6B03923FBC3B7000", "FLUSH 6B03923FBC3B7000\n",
-		"FLUSH \xc3\xa9",
+		"FLUSH \xc3\xa9", "HOLD", "RELEASE", "DELETE", "HOLD ALL", "DELETE ALL 6B03923FBC3B7000",
+		"FLUSH ALL",
 	};
 	(void)state;
 
