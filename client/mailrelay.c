@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
+#include <time.h>
 
 #include "conf/conf.h"
 #include "ctlclient.h"
@@ -26,6 +27,7 @@ usage(void)
 	    "commands:\n"
 	    "  check-config [-c FILE]   parse and check the configuration\n"
 	    "  queue [--json]           list the queue\n"
+	    "  status [--json]          is the daemon up; queue, counters, smarthosts\n"
 	    "  flush [ID...]            retry every message (or these) now\n"
 	    "  hold ID...               keep messages from delivery\n"
 	    "  release ID...            let held messages go, now\n"
@@ -131,6 +133,61 @@ cmd_queue_change(const char *path, const char *verb, int argc, char **argv)
 	return 0;
 }
 
+/*
+ * mailrelay status [--json]: the daemon's own account over the control
+ * socket; when it cannot be reached, what the spool holds, saying so, and
+ * exit 69 (for monitoring).
+ */
+static int
+cmd_status(const char *path, int argc, char **argv)
+{
+	char final[1024], err[1024], qerr[512];
+	struct queue_summary q;
+	int json = 0, rc;
+
+	if (argc == 2 && strcmp(argv[1], "--json") == 0)
+		json = 1;
+	else if (argc != 1)
+		usage();
+	struct config *c = load(path);
+	rc = ctl_request(c->control_socket, json ? "STATUS JSON" : "STATUS", print_data, NULL,
+	    final, sizeof final, err, sizeof err);
+	if (rc == 0 || rc > 0) {
+		conf_free(c);
+		if (rc > 0)
+			fprintf(stderr, "mailrelay: status: %s\n", final);
+		return rc;
+	}
+	int qrc = queue_summarize(c, &q, qerr, sizeof qerr);
+	time_t now = time(NULL);
+	if (json) {
+		printf("{\"running\": false, \"error\": \"");
+		for (const char *p = err; *p; p++)
+			if (*p == '"' || *p == '\\')
+				printf("\\%c", *p);
+			else if ((unsigned char)*p >= 0x20)
+				putchar(*p);
+		printf("\"");
+		if (qrc == 0) {
+			printf(", \"queue\": {\"messages\": %zu, \"held\": %zu, \"oldest_age\": ", q.messages, q.held);
+			if (q.oldest)
+				printf("%lld}", (long long)(now - q.oldest));
+			else
+				printf("null}");
+		}
+		printf("}\n");
+	} else {
+		printf("mailrelayd is not running (%s)\n", err);
+		if (qrc == 0)
+			printf("queue (read from %s): %zu message(s), %zu held%s\n", c->spool_dir, q.messages,
+			    q.held, q.messages ? "" : "");
+		else
+			printf("queue: cannot be read: %s\n", qerr);
+	}
+	conf_free(c);
+	return EX_UNAVAILABLE;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -157,6 +214,8 @@ main(int argc, char **argv)
 		printf("mailrelay %s\n", PACKAGE_VERSION);
 		return 0;
 	}
+	if (strcmp(argv[0], "status") == 0)
+		return cmd_status(path, argc, argv);
 	if (strcmp(argv[0], "flush") == 0)
 		return cmd_queue_change(path, "FLUSH", argc, argv);
 	if (strcmp(argv[0], "hold") == 0)

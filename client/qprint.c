@@ -133,3 +133,33 @@ queue_print(const char *progname, const struct config *conf, int json)
 		    st.count == 1 ? "" : "s");
 	return 0;
 }
+
+static int
+sum_one(struct spool_env *e, void *arg)
+{
+	struct queue_summary *q = arg;
+
+	q->messages++;
+	if (e->held)
+		q->held++;
+	if (q->oldest == 0 || e->arrival < q->oldest)
+		q->oldest = e->arrival;
+	return 0;
+}
+
+int
+queue_summarize(const struct config *conf, struct queue_summary *q, char *err, size_t errlen)
+{
+	struct spool sp;
+
+	memset(q, 0, sizeof *q);
+	if (spool_open(&sp, conf->spool_dir, 0, err, errlen) == -1)
+		return -1;
+	int n = spool_scan(&sp, 0, sum_one, q);
+	spool_close(&sp);
+	if (n < 0) {
+		snprintf(err, errlen, "cannot read the queue in %s", conf->spool_dir);
+		return -1;
+	}
+	return 0;
+}

@@ -5,9 +5,18 @@
 #ifndef MAILRELAY_QPRINT_H
 #define MAILRELAY_QPRINT_H
 
+#include <time.h>
+
 #include "conf/conf.h"
 
 /* Print the queue (text like Postfix's mailq, or the JSON of SPEC.md). Returns an exit code. */
 int queue_print(const char *progname, const struct config *conf, int json);
+
+/* What the spool holds, read directly (the daemon may be down). */
+struct queue_summary {
+	size_t messages, held;
+	time_t oldest;              /* arrival of the oldest, 0 when empty */
+};
+int queue_summarize(const struct config *conf, struct queue_summary *q, char *err, size_t errlen);
 
 #endif

@@ -75,6 +75,7 @@ on_notice_committed(struct commit_req *req, void *arg)
 		log_qid(LOG_INFO, c->orig_id, NULL, "delivery status notification to <%s> queued as %s",
 		    c->to, req->env.id);
 		queue_add(&req->env);
+		D->stats.notices++;
 		remove_message(c->orig_id);
 	} else {
 		/* the original stays on disk; the next start finds it finished and tries again */

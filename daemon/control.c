@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -32,6 +33,7 @@
 #include "daemon.h"
 #include "log.h"
 #include "queue.h"
+#include "shstate.h"
 #include "util.h"
 #include "xmalloc.h"
 
@@ -184,6 +186,147 @@ do_change(struct csession *s, const struct ctl_req *req)
 		cs_reply(s, "OK %zu message(s) %s", ok, done[req->verb]);
 }
 
+/* A JSON string: quotes, backslashes and control characters escaped. */
+static void
+json_str(struct evbuffer *b, const char *v)
+{
+	if (v == NULL) {
+		evbuffer_add(b, "null", 4);
+		return;
+	}
+	evbuffer_add(b, "\"", 1);
+	for (; *v; v++) {
+		unsigned char c = (unsigned char)*v;
+		if (c == '"' || c == '\\')
+			evbuffer_add_printf(b, "\\%c", c);
+		else if (c < 0x20 || c == 0x7f)
+			evbuffer_add_printf(b, "\\u%04x", c);
+		else
+			evbuffer_add(b, v, 1);
+	}
+	evbuffer_add(b, "\"", 1);
+}
+
+static void
+json_time(struct evbuffer *b, time_t t)
+{
+	char buf[32];
+	struct tm tm;
+
+	if (t == 0) {
+		evbuffer_add(b, "null", 4);
+		return;
+	}
+	gmtime_r(&t, &tm);
+	strftime(buf, sizeof buf, "\"%Y-%m-%dT%H:%M:%SZ\"", &tm);
+	evbuffer_add(b, buf, strlen(buf));
+}
+
+/* "3h 12m ago", "in 5m", for the text form */
+static void
+ago(char *out, size_t len, time_t t, time_t now)
+{
+	long long d = (long long)(now - t), v;
+	int past = d >= 0;
+	char unit;
+
+	if (t == 0) {
+		snprintf(out, len, "never");
+		return;
+	}
+	if (d < 0)
+		d = -d;
+	if (d < 120)
+		v = d, unit = 's';
+	else if (d < 7200)
+		v = d / 60, unit = 'm';
+	else if (d < 172800)
+		v = d / 3600, unit = 'h';
+	else
+		v = d / 86400, unit = 'd';
+	snprintf(out, len, "%s%lld%c%s", past ? "" : "in ", v, unit, past ? " ago" : "");
+}
+
+/* STATUS [JSON]: open to every user (no sender, recipient or subject in it). */
+static void
+do_status(struct csession *s, const struct ctl_req *req)
+{
+	const struct config *c = D->conf;
+	const struct daemon_stats *k = &D->stats;
+	struct queue_stats q;
+	time_t now = time(NULL);
+	char a[64], b2[64];
+	size_t i;
+
+	queue_stats(&q);
+	if (req->json) {
+		struct evbuffer *b = evbuffer_new();
+		evbuffer_add_printf(b, "D {\"running\": true, \"version\": \"%s\", \"pid\": %ld, \"started\": ",
+		    PACKAGE_VERSION, (long)getpid());
+		json_time(b, D->started);
+		evbuffer_add_printf(b, ", \"uptime\": %lld, \"queue\": {\"messages\": %zu, \"active\": %zu, "
+		    "\"deferred\": %zu, \"held\": %zu, \"waiting\": %zu, \"oldest_age\": ",
+		    (long long)(now - D->started), q.messages, q.active, q.deferred, q.held, q.waiting);
+		if (q.oldest)
+			evbuffer_add_printf(b, "%lld", (long long)(now - q.oldest));
+		else
+			evbuffer_add(b, "null", 4);
+		evbuffer_add_printf(b, "}, \"counters\": {\"accepted\": %llu, \"notices\": %llu, \"sent\": %llu, "
+		    "\"deferred\": %llu, \"bounced\": %llu, \"tls_failures\": %llu, \"auth_failures\": %llu}, "
+		    "\"smarthosts\": [", k->accepted, k->notices, k->sent, k->deferred, k->bounced,
+		    k->tls_failures, k->auth_failures);
+		for (i = 0; i < c->nsmarthosts; i++) {
+			const struct smarthost_conf *sh = &c->smarthosts[i];
+			struct shstate *st = shstate_get(sh->name);
+			evbuffer_add_printf(b, "%s{\"name\": ", i ? ", " : "");
+			json_str(b, sh->name);
+			evbuffer_add(b, ", \"host\": ", 10);
+			json_str(b, sh->host);
+			evbuffer_add_printf(b, ", \"port\": %u, \"last_success\": ", sh->port);
+			json_time(b, st->last_success);
+			evbuffer_add(b, ", \"last_failure\": ", 18);
+			json_time(b, st->last_failure);
+			evbuffer_add(b, ", \"last_error\": ", 16);
+			json_str(b, st->last_error[0] ? st->last_error : NULL);
+			evbuffer_add_printf(b, ", \"failures\": %u, \"backoff_until\": ", st->failures);
+			json_time(b, st->down_until > now ? st->down_until : 0);
+			evbuffer_add(b, "}", 1);
+		}
+		evbuffer_add(b, "]}\n", 3);
+		bufferevent_write_buffer(s->bev, b);
+		evbuffer_free(b);
+		cs_reply(s, "OK status");
+		return;
+	}
+	ago(a, sizeof a, D->started, now);
+	cs_reply(s, "D mailrelayd %s running, pid %ld, started %s", PACKAGE_VERSION, (long)getpid(), a);
+	if (q.oldest)
+		ago(a, sizeof a, q.oldest, now);
+	cs_reply(s, "D queue: %zu message(s): %zu being delivered, %zu deferred, %zu held, %zu waiting%s%s",
+	    q.messages, q.active, q.deferred, q.held, q.waiting, q.oldest ? "; oldest arrived " : "",
+	    q.oldest ? a : "");
+	cs_reply(s, "D since start: %llu accepted, %llu sent, %llu deferred, %llu bounced, %llu notices; "
+	    "%llu TLS and %llu AUTH failures", k->accepted, k->sent, k->deferred, k->bounced, k->notices,
+	    k->tls_failures, k->auth_failures);
+	if (c->nsmarthosts == 0)
+		cs_reply(s, "D no smarthost is configured: mail is accepted and kept in the queue");
+	for (i = 0; i < c->nsmarthosts; i++) {
+		const struct smarthost_conf *sh = &c->smarthosts[i];
+		struct shstate *st = shstate_get(sh->name);
+		ago(a, sizeof a, st->last_success, now);
+		cs_reply(s, "D smarthost %s (%s:%u): last success %s", sh->name, sh->host, sh->port, a);
+		if (st->last_error[0]) {
+			ago(b2, sizeof b2, st->last_failure, now);
+			cs_reply(s, "D   last error %s: %s", b2, st->last_error);
+		}
+		if (st->down_until > now) {
+			ago(b2, sizeof b2, st->down_until, now);
+			cs_reply(s, "D   backed off after %u failure(s); next try %s", st->failures, b2);
+		}
+	}
+	cs_reply(s, "OK status");
+}
+
 static void
 handle(struct csession *s, const char *line, size_t len)
 {
@@ -202,6 +345,9 @@ handle(struct csession *s, const char *line, size_t len)
 	case CTL_RELEASE:
 	case CTL_DELETE:
 		do_change(s, &req);
+		break;
+	case CTL_STATUS:
+		do_status(s, &req);
 		break;
 	}
 }

@@ -11,6 +11,14 @@
 #include "conf/conf.h"
 #include "spool/spool.h"
 
+/* Counters since start, for `mailrelay status`. */
+struct daemon_stats {
+	unsigned long long accepted;    /* messages queued from clients and the maildrop */
+	unsigned long long notices;     /* delivery status notifications queued */
+	unsigned long long sent, deferred, bounced;     /* recipient outcomes */
+	unsigned long long tls_failures, auth_failures; /* sessions that failed there */
+};
+
 struct daemon {
 	struct event_base *base;
 	struct evdns_base *dns;
@@ -22,6 +30,8 @@ struct daemon {
 	int debug;
 	int shutting_down;
 	unsigned qid_seq;
+	time_t started;
+	struct daemon_stats stats;
 };
 
 extern struct daemon *D;

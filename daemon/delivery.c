@@ -345,6 +345,12 @@ session_fail(struct dsession *s, const char *why, const char *dsn)
 	int never_ready = s->messages == 0 && s->rc_idx == NULL;
 
 	log_info("%s", why);
+	/* for `mailrelay status` */
+	if (s->state == DS_AUTH || s->state == DS_SECRET)
+		D->stats.auth_failures++;
+	else if (s->state == DS_HANDSHAKE || s->state == DS_STARTTLS ||
+	    strncmp(dsn, "4.7.4", 5) == 0 || strncmp(dsn, "4.7.5", 5) == 0)
+		D->stats.tls_failures++;
 	if (!never_ready) {
 		txn_outcome_all(s, OUTCOME_DEFERRED, dsn, why, 0);
 		msg_release(s);

@@ -354,6 +354,7 @@ main(int argc, char **argv)
 	event_add(ev_hup, NULL);
 	event_add(ev_usr1, NULL);
 
+	D->started = time(NULL);
 	local_load();
 	queue_load();
 	pickup_start();

@@ -105,6 +105,7 @@ on_committed(struct commit_req *req, void *arg)
 		log_qid(LOG_INFO, req->env.id, "queued", "from=<%s>, size=%llu, nrcpt=%zu, uid=%lu, via=maildrop",
 		    req->env.sender, req->env.size, req->env.nrcpt, (unsigned long)req->env.uid);
 		queue_add(&req->env);
+		D->stats.accepted++;
 	} else {
 		log_qid(LOG_ERR, req->env.id, NULL, "cannot import maildrop/%s: %s; will try again",
 		    ctx->name, req->err);

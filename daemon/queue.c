@@ -239,6 +239,12 @@ queue_outcome(struct qmsg *m, size_t idx, enum outcome o, const struct relay_inf
 		r->last_reply = t;
 		dsn = "4.4.7";
 	}
+	if (o == OUTCOME_SENT)
+		D->stats.sent++;
+	else if (o == OUTCOME_BOUNCED)
+		D->stats.bounced++;
+	else
+		D->stats.deferred++;
 	switch (o) {
 	case OUTCOME_SENT:
 		r->status = RCPT_SENT;
@@ -530,6 +536,34 @@ queue_delete(const char *id)
 	commit_submit(req);
 	qmsg_free(m);
 	return 0;
+}
+
+void
+queue_stats(struct queue_stats *st)
+{
+	struct qmsg *m;
+	size_t i;
+
+	memset(st, 0, sizeof *st);
+	TAILQ_FOREACH(m, &all_msgs, all_entry) {
+		int tried = 0;
+		if (m->removed)
+			continue;
+		st->messages++;
+		if (st->oldest == 0 || m->env.arrival < st->oldest)
+			st->oldest = m->env.arrival;
+		for (i = 0; i < m->env.nrcpt; i++)
+			if (m->env.rcpts[i].status == RCPT_PENDING && m->env.rcpts[i].attempts > 0)
+				tried = 1;
+		if (m->env.held)
+			st->held++;
+		else if (m->inflight)
+			st->active++;
+		else if (tried)
+			st->deferred++;
+		else
+			st->waiting++;
+	}
 }
 
 size_t

@@ -68,6 +68,15 @@ int  queue_flush_one(const char *id);
 int  queue_hold(const char *id, int hold);
 /* Remove a message unsent.  -1: not queued; -2: being delivered right now. */
 int  queue_delete(const char *id);
+struct queue_stats {
+	size_t messages;            /* in the queue */
+	size_t active;              /* being delivered */
+	size_t deferred;            /* waiting for a retry after a failed attempt */
+	size_t held;
+	size_t waiting;             /* never tried yet, not being delivered */
+	time_t oldest;              /* arrival of the oldest, 0 when empty */
+};
+void queue_stats(struct queue_stats *st);
 /* The ids of every queued message, in arrival order (allocated array; returns the count). */
 size_t queue_ids(char (**ids)[QID_LEN + 1]);
 /* Free everything (shutdown). */

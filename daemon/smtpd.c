@@ -305,6 +305,7 @@ on_committed(struct commit_req *req, void *arg)
 		    req->env.sender, req->env.size, req->env.nrcpt, who, via_name(s));
 		if (s->is_unix)
 			note_foreign_sender(req->env.id, s->uid, s->mail_path);
+		D->stats.accepted++;
 		if (!s->dead)
 			reply(s, "250 2.0.0 Ok: queued as %s", req->env.id);
 		queue_add(&req->env);

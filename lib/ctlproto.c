@@ -11,6 +11,7 @@
 
 static const char *const verbs[] = {
 	[CTL_FLUSH] = "FLUSH", [CTL_HOLD] = "HOLD", [CTL_RELEASE] = "RELEASE", [CTL_DELETE] = "DELETE",
+	[CTL_STATUS] = "STATUS",
 };
 
 const char *
@@ -65,6 +66,16 @@ ctl_parse(const char *line, size_t len, struct ctl_req *req, char *err, size_t e
 	if (req->verb == CTL_DELETE && len - wl == 4 && strncasecmp(line + wl, " ALL", 4) == 0) {
 		req->all = 1;
 		return 0;
+	}
+	if (req->verb == CTL_STATUS) {
+		if (len == wl)
+			return 0;
+		if (len - wl == 5 && strncasecmp(line + wl, " JSON", 5) == 0) {
+			req->json = 1;
+			return 0;
+		}
+		snprintf(err, errlen, "STATUS takes no argument but JSON");
+		return -1;
 	}
 	for (i = wl; i < len; ) {
 		if (line[i] != ' ' || i + 1 >= len || line[i + 1] == ' ') {

@@ -11,6 +11,8 @@
  *   RELEASE ID [ID ...]   let held messages go again, due now
  *   DELETE ID [ID ...]    remove these messages from the queue, unsent
  *   DELETE ALL            remove every message not being delivered
+ *   STATUS                the daemon's state, as text lines
+ *   STATUS JSON           the same as one JSON object (see mailrelay(8))
  *
  * Queue ids are 16 upper-case hexadecimal digits; anything else is
  * refused before it can become a path.  Verbs are case-insensitive.
@@ -42,11 +44,12 @@
 #define CTL_ERR_TEMP    75
 #define CTL_ERR_PERM    77
 
-enum ctl_verb { CTL_FLUSH = 1, CTL_HOLD, CTL_RELEASE, CTL_DELETE };
+enum ctl_verb { CTL_FLUSH = 1, CTL_HOLD, CTL_RELEASE, CTL_DELETE, CTL_STATUS };
 
 struct ctl_req {
 	enum ctl_verb verb;
 	int all;                        /* DELETE ALL */
+	int json;                       /* STATUS JSON */
 	size_t nids;
 	char ids[CTL_ARGS_MAX][CTL_ID_LEN + 1];
 };

@@ -43,6 +43,11 @@ test_flush(void **state)
 	assert_true(req.all);
 	assert_int_equal(parse("DELETE all", &req, err), 0);
 	assert_string_equal(ctl_verb_name(CTL_RELEASE), "RELEASE");
+	assert_int_equal(parse("STATUS", &req, err), 0);
+	assert_int_equal(req.verb, CTL_STATUS);
+	assert_false(req.json);
+	assert_int_equal(parse("status json", &req, err), 0);
+	assert_true(req.json);
 }
 
 static void
@@ -56,7 +61,7 @@ test_refused(void **state)
 		"FLUSH 6b03923fbc3b7000", "FLUSH ../../../etc/passwd", "FLUSH 6B03923FBC3B700",
 		"FLUSH 6B03923FBC3B70000", "FLUSH\t6B03923FBC3B7000", "FLUSH 6B03923FBC3B7000\n",
 		"FLUSH \xc3\xa9", "HOLD", "RELEASE", "DELETE", "HOLD ALL", "DELETE ALL 6B03923FBC3B7000",
-		"FLUSH ALL",
+		"FLUSH ALL", "STATUS 6B03923FBC3B7000", "STATUS JSONX",
 	};
 	(void)state;
 
