@@ -231,7 +231,7 @@ main(int argc, char **argv)
 		else if (argc != 1)
 			usage();
 		struct config *c = load(path);
-		rc = queue_print("mailrelay", c, json);
+		rc = queue_list("mailrelay", c, json);
 		conf_free(c);
 		return rc;
 	}

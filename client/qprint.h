@@ -11,6 +11,12 @@
 
 /* Print the queue (text like Postfix's mailq, or the JSON of SPEC.md). Returns an exit code. */
 int queue_print(const char *progname, const struct config *conf, int json);
+/*
+ * The listing from mailrelayd (LIST on the control socket: other users see
+ * only their own messages); when it is down, from the spool, saying so on
+ * standard error.
+ */
+int queue_list(const char *progname, const struct config *conf, int json);
 
 /* What the spool holds, read directly (the daemon may be down). */
 struct queue_summary {

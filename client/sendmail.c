@@ -630,8 +630,12 @@ main(int argc, char **argv)
 	conf = conf_load(o.conf_path, err, sizeof err);
 	if (conf == NULL)
 		die(EX_CONFIG, "%s", err);
-	if (mode == 'p')
-		return queue_print(progname, conf, 0);
+	if (mode == 'p') {
+		/* mailq: the user's own rights, not the binary's setgid group */
+		if (setgid(getgid()) == -1)
+			die(EX_OSERR, "cannot drop the setgid group: %s", strerror(errno));
+		return queue_list(progname, conf, 0);
+	}
 	if (mode == 'q')
 		return flush_queue(conf, o.verbose);
 	if (mode == 's' || mode == 'v' || mode == 'i')

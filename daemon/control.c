@@ -34,6 +34,7 @@
 #include "log.h"
 #include "queue.h"
 #include "shstate.h"
+#include "spool/qformat.h"
 #include "util.h"
 #include "xmalloc.h"
 
@@ -247,6 +248,52 @@ ago(char *out, size_t len, time_t t, time_t now)
 	snprintf(out, len, "%s%lld%c%s", past ? "" : "in ", v, unit, past ? " ago" : "");
 }
 
+struct list_ctx {
+	struct qformat f;
+	uid_t only;                 /* (uid_t)-1: everyone's */
+};
+
+static void
+list_one(const struct spool_env *env, void *arg)
+{
+	struct list_ctx *c = arg;
+
+	if (c->only == (uid_t)-1 || env->uid == c->only)
+		qformat_one(&c->f, env);
+}
+
+/*
+ * LIST [JSON]: the listing mailq prints.  Root and the daemon's group see
+ * every message; other users only those they submitted, so nobody learns
+ * other people's senders or recipients.
+ */
+static void
+do_list(struct csession *s, const struct ctl_req *req)
+{
+	struct list_ctx c;
+	char *text = NULL, *line, *next;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+
+	if (f == NULL) {
+		cs_reply(s, "ERR %d cannot build the listing: %s", CTL_ERR_TEMP, strerror(errno));
+		return;
+	}
+	c.only = may_change(s) ? (uid_t)-1 : s->uid;
+	qformat_begin(&c.f, f, req->json);
+	queue_each(list_one, &c);
+	qformat_end(&c.f);
+	fclose(f);
+	for (line = text; line != NULL && *line != '\0'; line = next) {
+		next = strchr(line, '\n');
+		if (next != NULL)
+			*next++ = '\0';
+		cs_reply(s, "D %s", line);
+	}
+	free(text);
+	cs_reply(s, "OK %zu message(s)%s", c.f.count, c.only == (uid_t)-1 ? "" : " of yours");
+}
+
 /* STATUS [JSON]: open to every user (no sender, recipient or subject in it). */
 static void
 do_status(struct csession *s, const struct ctl_req *req)
@@ -348,6 +395,9 @@ handle(struct csession *s, const char *line, size_t len)
 		break;
 	case CTL_STATUS:
 		do_status(s, &req);
+		break;
+	case CTL_LIST:
+		do_list(s, &req);
 		break;
 	}
 }

@@ -432,6 +432,18 @@ queue_release(struct qmsg *m)
 		queue_schedule(m);
 }
 
+/*
+ * A session keeps the message for another transaction (recipients a 452
+ * left for later): what is decided so far is written now, so that a crash
+ * during that transaction cannot send the earlier ones again.
+ */
+void
+queue_checkpoint(struct qmsg *m)
+{
+	if (m->dirty)
+		persist(m, NULL);
+}
+
 /* Due now, unless it is being delivered, already due, or finished. */
 static void
 flush_msg(struct qmsg *m)
@@ -564,6 +576,16 @@ queue_stats(struct queue_stats *st)
 		else
 			st->waiting++;
 	}
+}
+
+void
+queue_each(void (*fn)(const struct spool_env *env, void *arg), void *arg)
+{
+	struct qmsg *m;
+
+	TAILQ_FOREACH(m, &all_msgs, all_entry)
+		if (!m->removed)
+			fn(&m->env, arg);
 }
 
 size_t

@@ -60,6 +60,8 @@ void queue_outcome(struct qmsg *m, size_t rcpt, enum outcome o, const struct rel
     const char *dsn, const char *reply);
 /* The session is done with the message: persist, then reschedule or remove. */
 void queue_release(struct qmsg *m);
+/* The session goes on with the message: persist the outcomes recorded so far. */
+void queue_checkpoint(struct qmsg *m);
 /* Make every waiting message due now (flush). */
 void queue_flush_all(void);
 /* The same for one message; -1 when no such message is queued. */
@@ -68,6 +70,8 @@ int  queue_flush_one(const char *id);
 int  queue_hold(const char *id, int hold);
 /* Remove a message unsent.  -1: not queued; -2: being delivered right now. */
 int  queue_delete(const char *id);
+/* Call fn for every queued message, in arrival order. */
+void queue_each(void (*fn)(const struct spool_env *env, void *arg), void *arg);
 struct queue_stats {
 	size_t messages;            /* in the queue */
 	size_t active;              /* being delivered */

@@ -11,7 +11,7 @@
 
 static const char *const verbs[] = {
 	[CTL_FLUSH] = "FLUSH", [CTL_HOLD] = "HOLD", [CTL_RELEASE] = "RELEASE", [CTL_DELETE] = "DELETE",
-	[CTL_STATUS] = "STATUS",
+	[CTL_STATUS] = "STATUS", [CTL_LIST] = "LIST",
 };
 
 const char *
@@ -67,14 +67,14 @@ ctl_parse(const char *line, size_t len, struct ctl_req *req, char *err, size_t e
 		req->all = 1;
 		return 0;
 	}
-	if (req->verb == CTL_STATUS) {
+	if (req->verb == CTL_STATUS || req->verb == CTL_LIST) {
 		if (len == wl)
 			return 0;
 		if (len - wl == 5 && strncasecmp(line + wl, " JSON", 5) == 0) {
 			req->json = 1;
 			return 0;
 		}
-		snprintf(err, errlen, "STATUS takes no argument but JSON");
+		snprintf(err, errlen, "%s takes no argument but JSON", verbs[req->verb]);
 		return -1;
 	}
 	for (i = wl; i < len; ) {

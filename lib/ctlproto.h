@@ -11,6 +11,8 @@
  *   RELEASE ID [ID ...]   let held messages go again, due now
  *   DELETE ID [ID ...]    remove these messages from the queue, unsent
  *   DELETE ALL            remove every message not being delivered
+ *   LIST                  the queue listing (spool/qformat.h), as text lines
+ *   LIST JSON             the same in JSON (the lines join into one array)
  *   STATUS                the daemon's state, as text lines
  *   STATUS JSON           the same as one JSON object (see mailrelay(8))
  *
@@ -25,7 +27,8 @@
  *
  * Who may do what is decided per request from the peer's credentials
  * (SO_PEERCRED): FLUSH, like every request that changes the queue, needs
- * root, the daemon's own user, or membership of its group.
+ * root, the daemon's own user, or membership of its group.  LIST shows
+ * other users only the messages they submitted themselves (by uid).
  *
  * Pure: no I/O, no allocation.
  */
@@ -44,12 +47,12 @@
 #define CTL_ERR_TEMP    75
 #define CTL_ERR_PERM    77
 
-enum ctl_verb { CTL_FLUSH = 1, CTL_HOLD, CTL_RELEASE, CTL_DELETE, CTL_STATUS };
+enum ctl_verb { CTL_FLUSH = 1, CTL_HOLD, CTL_RELEASE, CTL_DELETE, CTL_STATUS, CTL_LIST };
 
 struct ctl_req {
 	enum ctl_verb verb;
 	int all;                        /* DELETE ALL */
-	int json;                       /* STATUS JSON */
+	int json;                       /* STATUS JSON, LIST JSON */
 	size_t nids;
 	char ids[CTL_ARGS_MAX][CTL_ID_LEN + 1];
 };

@@ -208,3 +208,36 @@ def test_other_users_may_not_change_the_queue(daemon, smarthost):
         assert "permission denied" in one_line(p.stderr.decode())
     assert [m["id"] for m in d.queue_json()] == [qid]
     assert d.queue_json()[0]["held"] is False
+
+
+def test_the_listing_shows_other_users_only_their_own_messages(daemon, smarthost):
+    """mailq through the daemon: root sees everything; another user sees
+    the messages they submitted and nothing of anyone else's."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run the clients as another user")
+    sh = smarthost()
+    d = long_retry(daemon, sh)
+    sh.rcpt_replies = {RCPT: "450 4.2.0 try later", "theirs@example.net": "450 4.2.0 try later"}
+    assert d.sendmail(["-i", "-f", "root-secret@example.org", RCPT], make_message(subject="root's")).rc == 0
+    os.chmod(d.conf, 0o644)
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    p = subprocess.run(nobody + [d.build.sendmail, "-C", d.conf, "-i", "theirs@example.net"],
+                       input=make_message(subject="nobody's"), stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, env=client_env(), timeout=20)
+    assert p.returncode == 0, p
+    wait_until(lambda: len(d.queue_json()) == 2 and
+               all(m["recipients"][0]["attempts"] == 1 for m in d.queue_json()), what="two deferrals")
+    assert len(d.queue_json()) == 2                     # root: both
+    for argv in ([d.build.mailrelay, "-c", d.conf, "queue", "--json"],
+                 [d.build.sendmail, "-C", d.conf, "-bp"]):
+        p = subprocess.run(nobody + argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           env=client_env(), timeout=20)
+        assert p.returncode == 0, p
+        assert b"theirs@example.net" in p.stdout
+        assert b"root-secret" not in p.stdout and RCPT.encode() not in p.stdout, p.stdout
+    # with the daemon down the spool is not readable for them: a clear refusal
+    d.stop()
+    p = subprocess.run(nobody + [d.build.mailrelay, "-c", d.conf, "queue"], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, env=client_env(), timeout=20)
+    assert p.returncode == 77, p
+    assert b"mailrelayd is not running" in p.stderr

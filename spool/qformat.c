@@ -1,0 +1,110 @@
+/*
+ * qformat: see qformat.h.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "qformat.h"
+
+static void
+json_str(FILE *out, const char *s)
+{
+	fputc('"', out);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			fprintf(out, "\\%c", c);
+		else if (c < 0x20 || c == 0x7f)
+			fprintf(out, "\\u%04x", c);
+		else
+			fputc(c, out);
+	}
+	fputc('"', out);
+}
+
+static void
+rfc3339(time_t t, char *buf, size_t len)
+{
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+void
+qformat_begin(struct qformat *f, FILE *out, int json)
+{
+	memset(f, 0, sizeof *f);
+	f->out = out;
+	f->json = json;
+	if (json)
+		fputc('[', out);
+}
+
+void
+qformat_one(struct qformat *f, const struct spool_env *e)
+{
+	FILE *out = f->out;
+	char when[64];
+	size_t i;
+
+	if (f->json) {
+		fprintf(out, "%s\n  {\"id\": ", f->count ? "," : "");
+		json_str(out, e->id);
+		rfc3339(e->arrival, when, sizeof when);
+		fprintf(out, ", \"arrival\": \"%s\", \"size\": %llu, \"sender\": ", when, e->size);
+		json_str(out, e->sender);
+		fprintf(out, ", \"held\": %s, \"recipients\": [", e->held ? "true" : "false");
+		for (i = 0; i < e->nrcpt; i++) {
+			const struct spool_rcpt *r = &e->rcpts[i];
+			fprintf(out, "%s\n    {\"address\": ", i ? "," : "");
+			json_str(out, r->addr);
+			fprintf(out, ", \"orig\": ");
+			json_str(out, r->orig ? r->orig : r->addr);
+			fprintf(out, ", \"status\": \"%s\", \"attempts\": %u, \"last_reply\": ",
+			    rcpt_status_name(r->status), r->attempts);
+			json_str(out, r->last_reply ? r->last_reply : "");
+			fprintf(out, ", \"next_attempt\": ");
+			if (r->status == RCPT_PENDING && r->next_attempt > 0) {
+				rfc3339(r->next_attempt, when, sizeof when);
+				fprintf(out, "\"%s\"}", when);
+			} else
+				fprintf(out, "null}");
+		}
+		fprintf(out, "%s]}", e->nrcpt ? "\n  " : "");
+	} else {
+		struct tm tm;
+		localtime_r(&e->arrival, &tm);
+		strftime(when, sizeof when, "%a %b %e %H:%M:%S", &tm);
+		if (f->count == 0)
+			fprintf(out, "-Queue ID-------  --Size-- ----Arrival Time---  -Sender/Recipient-------\n");
+		fprintf(out, "%s%c %8llu %s  %s\n", e->id, e->held ? '!' : ' ', e->size, when,
+		    e->sender[0] ? e->sender : "MAILER-DAEMON");
+		for (i = 0; i < e->nrcpt; i++) {
+			const struct spool_rcpt *r = &e->rcpts[i];
+			if (r->status == RCPT_SENT)
+				continue;
+			if (r->last_reply && r->last_reply[0] != '\0')
+				fprintf(out, "%18s(%.60s)\n", "", r->last_reply);
+			fprintf(out, "%48s%s%s\n", "", r->addr, r->status == RCPT_FAILED ? " (failed)" : "");
+		}
+		fputc('\n', out);
+	}
+	f->count++;
+	f->bytes += e->size;
+}
+
+void
+qformat_end(struct qformat *f)
+{
+	if (f->json)
+		fprintf(f->out, "%s]\n", f->count ? "\n" : "");
+	else if (f->count == 0)
+		fprintf(f->out, "Mail queue is empty\n");
+	else
+		fprintf(f->out, "-- %llu Kbytes in %zu Request%s.\n", (f->bytes + 1023) / 1024, f->count,
+		    f->count == 1 ? "" : "s");
+}

@@ -1,0 +1,37 @@
+/*
+ * qformat: the queue listing, the same whoever prints it (mailq and
+ * `mailrelay queue` reading the spool, or mailrelayd answering LIST).
+ *
+ * Text (fits 80 columns; '!' after the id marks a held message; sent
+ * recipients are left out, the others follow their last error):
+ *   -Queue ID-------  --Size-- ----Arrival Time---  -Sender/Recipient-------
+ *   6B036AE139D8A000       201 Sun Nov 22 22:21:21  cron@web1.example.com
+ *                     (connect to smtp.example.com:587: Connection refused)
+ *                                                   ops@example.com
+ *
+ *   -- 1 Kbytes in 1 Request.
+ * ("Mail queue is empty" when there is nothing.)
+ *
+ * JSON: an array of {"id", "arrival" (RFC 3339, UTC), "size", "sender",
+ * "held", "recipients": [{"address", "orig", "status": "pending" | "sent"
+ * | "failed", "attempts", "last_reply", "next_attempt" (RFC 3339 or null)}]}.
+ */
+#ifndef MAILRELAY_QFORMAT_H
+#define MAILRELAY_QFORMAT_H
+
+#include <stdio.h>
+
+#include "spool.h"
+
+struct qformat {
+	FILE *out;
+	int json;
+	size_t count;
+	unsigned long long bytes;
+};
+
+void qformat_begin(struct qformat *f, FILE *out, int json);
+void qformat_one(struct qformat *f, const struct spool_env *e);
+void qformat_end(struct qformat *f);
+
+#endif
