@@ -62,6 +62,7 @@ remove_message(const char *id)
 struct bctx {
 	char orig_id[QID_LEN + 1];
 	char to[ADDR_LEN_MAX];
+	int remove;                 /* a final report: remove the original once it is queued */
 };
 
 static void
@@ -72,11 +73,14 @@ on_notice_committed(struct commit_req *req, void *arg)
 	if (req->rc == 0) {
 		log_qid(LOG_INFO, req->env.id, "queued", "from=<>, size=%llu, nrcpt=%zu, uid=%lu, via=%s",
 		    req->env.size, req->env.nrcpt, (unsigned long)req->env.uid, req->env.via);
-		log_qid(LOG_INFO, c->orig_id, NULL, "delivery status notification to <%s> queued as %s",
-		    c->to, req->env.id);
+		log_qid(LOG_INFO, c->orig_id, NULL, "%s to <%s> queued as %s",
+		    c->remove ? "delivery status notification" : "delay notice", c->to, req->env.id);
 		queue_add(&req->env);
 		D->stats.notices++;
-		remove_message(c->orig_id);
+		if (c->remove)
+			remove_message(c->orig_id);
+	} else if (!c->remove) {
+		log_qid(LOG_ERR, c->orig_id, NULL, "cannot queue the delay notice: %s", req->err);
 	} else {
 		/* the original stays on disk; the next start finds it finished and tries again */
 		log_qid(LOG_ERR, c->orig_id, NULL,
@@ -132,7 +136,7 @@ read_original(const char *id, size_t *len)
 /* Queue the notification for env's failed recipients; 0 when done, -1 when it could not be. */
 static int
 queue_notice(const struct spool_env *env, const char *to, const char *via,
-    const struct dsn_rcpt *dr, size_t ndr)
+    const struct dsn_rcpt *dr, size_t ndr, int remove)
 {
 	struct dsn_msg dm;
 	struct timeval arrival;
@@ -197,6 +201,7 @@ queue_notice(const struct spool_env *env, const char *to, const char *via,
 	struct bctx *c = xcalloc(1, sizeof *c);
 	memcpy(c->orig_id, env->id, sizeof c->orig_id);
 	snprintf(c->to, sizeof c->to, "%s", to);
+	c->remove = remove;
 	req->done = on_notice_committed;
 	req->arg = c;
 	commit_submit(req);
@@ -261,7 +266,7 @@ bounce_finish(const struct spool_env *env)
 	}
 	if (n == 0)
 		log_qid(LOG_INFO, env->id, NULL, "no delivery status notification: NOTIFY excludes failures");
-	if (n == 0 || queue_notice(env, to, via, dr, n) == -1) {
+	if (n == 0 || queue_notice(env, to, via, dr, n, 1) == -1) {
 		if (n > 0)
 			log_qid(LOG_ERR, env->id, NULL, "delivery status notification to <%s> not queued; "
 			    "the message is kept until the next start", to);
@@ -273,4 +278,44 @@ bounce_finish(const struct spool_env *env)
 	free(orcpt);
 	free(status);
 	free(dr);
+}
+
+int
+bounce_delay(const struct spool_env *env)
+{
+	struct dsn_rcpt *dr;
+	char (*status)[16];
+	size_t i, n = 0;
+	long long until = D->conf->max_queue_time > 0 ?
+	    (long long)env->arrival + (long long)D->conf->max_queue_time : 0;
+
+	if (env->sender[0] == '\0')
+		return 1;	/* nobody to tell: bounces and other mail from <> */
+	dr = xcalloc(env->nrcpt ? env->nrcpt : 1, sizeof *dr);
+	status = xcalloc(env->nrcpt ? env->nrcpt : 1, sizeof *status);
+	for (i = 0; i < env->nrcpt; i++) {
+		const struct spool_rcpt *r = &env->rcpts[i];
+		if (r->status != RCPT_PENDING)
+			continue;
+		/* a NOTIFY without DELAY (or NEVER) asked not to hear about delays */
+		if (r->notify[0] != '\0' && strstr(r->notify, "DELAY") == NULL)
+			continue;
+		status_of(r, status[n], sizeof status[n]);
+		if (status[n][0] != '4')
+			snprintf(status[n], sizeof status[n], "4.0.0");
+		dr[n].final = r->addr;
+		dr[n].orig = r->orcpt;
+		dr[n].action = DSN_DELAYED;
+		dr[n].status = status[n];
+		dr[n].diagnostic = r->last_reply;
+		dr[n].last_attempt = r->last_attempt;
+		dr[n].will_retry_until = until;
+		n++;
+	}
+	int rc = 1;
+	if (n > 0 && queue_notice(env, env->sender, "bounce", dr, n, 0) == -1)
+		rc = 0;	/* try again after the next attempt */
+	free(status);
+	free(dr);
+	return rc;
 }

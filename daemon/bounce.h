@@ -15,4 +15,12 @@
  */
 void bounce_finish(const struct spool_env *env);
 
+/*
+ * delay_warning: env has been queued that long and some recipients are
+ * still pending: queue one "delayed" notice for those whose NOTIFY allows
+ * it (no NOTIFY does).  Returns 1 when the matter is settled (sent, or
+ * nobody to tell), 0 when it should be tried again later.
+ */
+int  bounce_delay(const struct spool_env *env);
+
 #endif

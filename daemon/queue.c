@@ -426,6 +426,12 @@ queue_release(struct qmsg *m)
 		qmsg_free(m);
 		return;
 	}
+	/* delay_warning: one notice per message, once it has waited that long */
+	if (!m->env.warned && D->conf->delay_warning > 0 &&
+	    time(NULL) - m->env.arrival >= (time_t)D->conf->delay_warning && bounce_delay(&m->env)) {
+		m->env.warned = 1;
+		m->dirty = 1;
+	}
 	if (m->dirty)
 		persist(m, NULL);
 	if (!D->shutting_down)

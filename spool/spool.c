@@ -280,6 +280,8 @@ env_render(const struct spool_env *env, size_t *lenp)
 		fprintf(f, "dsn\t%s\t%s\n", env->ret, clean_field(env->envid, tmp, sizeof tmp));
 	if (env->smtputf8)
 		fprintf(f, "smtputf8\t1\n");
+	if (env->warned)
+		fprintf(f, "warned\t1\n");
 	for (i = 0; i < env->nrcpt; i++) {
 		const struct spool_rcpt *r = &env->rcpts[i];
 		char a[600], o[600];
@@ -676,6 +678,8 @@ spool_env_parse(const char *buf, size_t len, struct spool_env *env, char *errbuf
 			strlcpy_mr(env->envid, f[2], sizeof env->envid);
 		} else if (strcmp(f[0], "smtputf8") == 0 && nf == 2) {
 			env->smtputf8 = strcmp(f[1], "1") == 0;
+		} else if (strcmp(f[0], "warned") == 0 && nf == 2) {
+			env->warned = strcmp(f[1], "1") == 0;
 		} else if (strcmp(f[0], "rcpt") == 0) {
 			if (env_parse_rcpt(env, f + 1, nf - 1, errbuf, errlen) == -1)
 				goto fail;

@@ -37,6 +37,7 @@
  *   held      0|1
  *   dsn       <RET: FULL|HDRS|empty> <ENVID, xtext as received>   (only when given)
  *   smtputf8  1                                    (only when the client asked for it)
+ *   warned    1                                    (the delay notice went out)
  *   rcpt      <status> <attempts> <next_attempt> <last_attempt> <address> <orig> <last_reply>
  *             [<NOTIFY as given> <ORCPT, xtext as received>]   (both or neither)
  * Unknown record names are ignored (forward compatibility).
@@ -77,6 +78,7 @@ struct spool_env {
 	char ret[5];            /* DSN RET=FULL|HDRS, "" when absent */
 	char envid[101];        /* DSN ENVID= (xtext), "" when absent */
 	int held;
+	int warned;             /* the delay notice (delay_warning) was sent */
 	struct spool_rcpt *rcpts;
 	size_t nrcpt;
 };

@@ -157,3 +157,43 @@ def test_expiry_bounces_with_4_4_7(daemon, smarthost):
     assert r["Action"] == "failed"
     assert r["Status"] == "4.4.7"
     assert "expired" in r["Diagnostic-Code"] and "450 4.2.0 mailbox busy" in r["Diagnostic-Code"]
+
+
+def test_one_delay_notice_per_message_after_delay_warning(daemon, smarthost):
+    sh = smarthost()
+    sh.rcpt_replies = {"slow@example.net": "450 4.2.0 mailbox busy"}
+    d = daemon(sh, overrides={"delay_warning": "2s", "retry_schedule": ["1s"], "max_queue_time": "1h"})
+    assert d.sendmail(["-i", "-f", SENDER, "slow@example.net"], make_message(subject="slow")).rc == 0
+    qid = d.accepted_id(SENDER)
+    (t,) = [t for t in sh.wait_for(1, timeout=20) if t.mail_from == ""]
+    assert t.rcpt_tos == [SENDER]
+    n = parse(t.content)
+    assert n["Subject"] == "Delayed Mail (still being retried)"
+    r = report_blocks(n)[1]
+    assert r["Action"] == "delayed" and r["Status"] == "4.2.0"
+    assert r["Final-Recipient"] == "rfc822; slow@example.net"
+    assert "Will-Retry-Until" in r
+    d.wait_for_log(r"%s: delay notice to <%s> queued as" % (qid, SENDER))
+    # more deferrals, no second notice; the message is still queued
+    d.wait_for_record(id=qid, to="slow@example.net", status="deferred", attempts="4", timeout=20)
+    assert len(notices(sh)) == 1
+    assert [m["id"] for m in d.queue_json()] == [qid]
+    # ...and the restart keeps the memory of it
+    d.restart()
+    d.wait_for_record(id=qid, to="slow@example.net", status="deferred", attempts="6", timeout=20)
+    assert len(notices(sh)) == 1
+
+
+def test_no_delay_notice_without_delay_in_notify_or_with_delay_warning_0(daemon, smarthost):
+    sh = smarthost()
+    sh.rcpt_replies = {"slow@example.net": "450 4.2.0 mailbox busy"}
+    d = daemon(sh, overrides={"delay_warning": "1s", "retry_schedule": ["1s"]})
+    assert d.sendmail(["-N", "failure", "-i", "-f", SENDER, "slow@example.net"], make_message()).rc == 0
+    qid = d.accepted_id(SENDER)
+    d.wait_for_record(id=qid, to="slow@example.net", status="deferred", attempts="3", timeout=20)
+    assert notices(sh) == []
+    d2 = daemon(sh, overrides={"delay_warning": "0", "retry_schedule": ["1s"]})
+    assert d2.sendmail(["-i", "-f", SENDER, "slow@example.net"], make_message()).rc == 0
+    qid2 = d2.accepted_id(SENDER)
+    d2.wait_for_record(id=qid2, to="slow@example.net", status="deferred", attempts="3", timeout=20)
+    assert notices(sh) == []
