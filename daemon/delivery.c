@@ -13,6 +13,15 @@
  * RCPTs, n+1 DATA.  Without PIPELINING the next command is sent when the
  * previous reply arrives; with it, all are sent at once.  Either way the
  * same handler judges each reply.
+ *
+ * Every recipient of a transaction ends with one outcome, decided where
+ * the smarthost said so: at its RCPT (refused), at the end of DATA
+ * (accepted: that reply decides), or when the transaction breaks off (421,
+ * a lost connection, a timeout: deferred, since nothing of a transaction
+ * without its final 2xx was delivered).  The exception is 452 after some
+ * recipients were accepted: the smarthost's per-transaction limit (RFC
+ * 5321 4.5.3.1.10).  Those recipients are not a failure; they go in the
+ * next transaction on the same connection (see txn_end()).
  */
 #include "config.h"
 
@@ -119,14 +128,14 @@ session_timeouts(struct dsession *s)
 	bufferevent_set_timeouts(s->bev, &tv, &tv);
 }
 
-/* Drop the current transaction's bookkeeping. */
+/* Drop the current transaction's bookkeeping (not the recipients carried to the next one). */
 static void
 txn_clear(struct dsession *s)
 {
 	free(s->rc_idx);
-	free(s->rc_ok);
+	free(s->rc_st);
 	s->rc_idx = NULL;
-	s->rc_ok = NULL;
+	s->rc_st = NULL;
 	s->nrc = s->naccepted = s->reply_idx = s->sent_idx = 0;
 	s->mail_failed = 0;
 	if (s->body_fd != -1) {
@@ -200,18 +209,37 @@ relay_info(struct dsession *s, struct relay_info *ri)
 	ri->verify = s->tls_done ? s->tlsv.verify : NULL;
 }
 
-/* Give the message back to the queue. */
+static void
+carry_clear(struct dsession *s)
+{
+	free(s->carry);
+	s->carry = NULL;
+	s->ncarry = 0;
+}
+
+/*
+ * Give the message back to the queue.  Recipients still carried for a
+ * next transaction stay pending untouched: callers that end the session
+ * defer them first (txn_outcome_all()); only a shutdown leaves them as
+ * they are, for the next start.
+ */
 static void
 msg_release(struct dsession *s)
 {
 	if (s->msg == NULL)
 		return;
 	txn_clear(s);
+	carry_clear(s);
 	queue_release(s->msg);
 	s->msg = NULL;
 }
 
-/* Every recipient of the transaction not yet final gets this outcome. */
+/*
+ * Every recipient of the transaction not yet final gets this outcome:
+ * with only_accepted, those the smarthost accepted (the reply to the end
+ * of DATA decides for them; the ones a 452 left for later keep waiting);
+ * else all of them, the ones left for later too (the session ends).
+ */
 static void
 txn_outcome_all(struct dsession *s, enum outcome o, const char *dsn, const char *reply,
     int only_accepted)
@@ -222,6 +250,16 @@ txn_outcome_all(struct dsession *s, enum outcome o, const char *dsn, const char 
 	if (s->msg == NULL)
 		return;
 	relay_info(s, &ri);
+	if (s->rc_idx == NULL && s->carry != NULL) {
+		/* Between two transactions (RSET): those waiting for the next one. */
+		if (only_accepted)
+			return;
+		for (i = 0; i < s->ncarry; i++)
+			if (s->msg->env.rcpts[s->carry[i]].status == RCPT_PENDING)
+				queue_outcome(s->msg, s->carry[i], o, &ri, dsn, reply);
+		carry_clear(s);
+		return;
+	}
 	if (s->rc_idx == NULL) {
 		/* Not yet in a transaction: every pending recipient of the message. */
 		for (i = 0; i < s->msg->env.nrcpt; i++)
@@ -230,12 +268,12 @@ txn_outcome_all(struct dsession *s, enum outcome o, const char *dsn, const char 
 		return;
 	}
 	for (i = 0; i < s->nrc; i++) {
-		if (only_accepted && !s->rc_ok[i])
-			continue;
-		if (s->rc_ok[i] == -1)
+		if (s->rc_st[i] == RC_DECIDED)
 			continue;	/* already decided at RCPT */
+		if (only_accepted && s->rc_st[i] != RC_ACCEPTED)
+			continue;
 		queue_outcome(s->msg, s->rc_idx[i], o, &ri, dsn, reply);
-		s->rc_ok[i] = -1;
+		s->rc_st[i] = RC_DECIDED;
 	}
 }
 
@@ -249,6 +287,7 @@ void
 session_free(struct dsession *s)
 {
 	msg_release(s);
+	carry_clear(s);	/* delivery_shutdown() takes the message back without msg_release() */
 	auth_free(s);
 	conn_free(s);
 	TAILQ_REMOVE(&sessions, s, entry);
@@ -348,8 +387,8 @@ session_fail(struct dsession *s, const char *why, const char *dsn)
 	/* for `mailrelay status` */
 	if (s->state == DS_AUTH || s->state == DS_SECRET)
 		D->stats.auth_failures++;
-	else if (s->state == DS_HANDSHAKE || s->state == DS_STARTTLS ||
-	    strncmp(dsn, "4.7.4", 5) == 0 || strncmp(dsn, "4.7.5", 5) == 0)
+	else if (s->state == DS_HANDSHAKE || s->state == DS_STARTTLS || (dsn != NULL &&
+	    (strncmp(dsn, "4.7.4", 5) == 0 || strncmp(dsn, "4.7.5", 5) == 0)))
 		D->stats.tls_failures++;
 	if (!never_ready) {
 		txn_outcome_all(s, OUTCOME_DEFERRED, dsn, why, 0);
@@ -568,7 +607,10 @@ send_envelope_cmd(struct dsession *s, size_t idx)
 	s->sent_idx = idx + 1;
 }
 
-/* Begin a transaction for s->msg. */
+/*
+ * Begin a transaction for s->msg: for the recipients a 452 left for it
+ * when there are any (see txn_end()), else for every pending one.
+ */
 static void
 txn_begin(struct dsession *s)
 {
@@ -577,10 +619,17 @@ txn_begin(struct dsession *s)
 
 	txn_clear(s);
 	s->rc_idx = xcalloc(e->nrcpt ? e->nrcpt : 1, sizeof *s->rc_idx);
-	s->rc_ok = xcalloc(e->nrcpt ? e->nrcpt : 1, sizeof *s->rc_ok);
-	for (i = 0; i < e->nrcpt; i++)
-		if (e->rcpts[i].status == RCPT_PENDING)
-			s->rc_idx[s->nrc++] = i;
+	s->rc_st = xcalloc(e->nrcpt ? e->nrcpt : 1, sizeof *s->rc_st);
+	if (s->carry != NULL) {
+		for (i = 0; i < s->ncarry; i++)
+			if (e->rcpts[s->carry[i]].status == RCPT_PENDING)
+				s->rc_idx[s->nrc++] = s->carry[i];
+		carry_clear(s);
+	} else {
+		for (i = 0; i < e->nrcpt; i++)
+			if (e->rcpts[i].status == RCPT_PENDING)
+				s->rc_idx[s->nrc++] = i;
+	}
 	if (s->nrc == 0) {
 		msg_release(s);
 		session_next_message(s);
@@ -637,6 +686,65 @@ session_next_message(struct dsession *s)
 		return;
 	}
 	txn_begin(s);
+}
+
+/* A transaction is over (and RSET done if it needed one): the next one, of this message or another. */
+static void
+session_continue(struct dsession *s)
+{
+	if (s->dead)
+		return;
+	if (s->msg != NULL && s->carry != NULL && !D->shutting_down) {
+		txn_begin(s);
+		return;
+	}
+	msg_release(s);
+	session_next_message(s);
+}
+
+/*
+ * The transaction is over: each of its recipients has its outcome, except
+ * those refused with 452 after others were accepted (RC_LATER).  A server
+ * with a limit on recipients per transaction answers 452 past it and a
+ * client sends the rest in further transactions (RFC 5321 4.5.3.1.10).  So
+ * they are not a failed attempt: no attempt is counted, no retry delay
+ * applies; they go in the next transaction on this connection, at once.
+ * This ends: a transaction leaves recipients for later only when it took
+ * at least one (a 452 before any acceptance is a temporary failure of
+ * that recipient, judged at its RCPT), so each one takes some.
+ *
+ * What this transaction decided is written to the spool before the next
+ * one starts, so that a crash in a later transaction does not send these
+ * recipients again (only an in-flight transaction may be duplicated).
+ *
+ * rset: the server may still hold this transaction (DATA was refused, or
+ * no RCPT was accepted): RSET first.
+ */
+static void
+txn_end(struct dsession *s, int rset)
+{
+	size_t i, n = 0;
+
+	if (s->msg != NULL && s->rc_idx != NULL)
+		for (i = 0; i < s->nrc; i++)
+			if (s->rc_st[i] == RC_LATER)
+				n++;
+	if (n > 0 && !D->shutting_down) {
+		s->carry = xcalloc(n, sizeof *s->carry);
+		for (i = 0; i < s->nrc; i++)
+			if (s->rc_st[i] == RC_LATER)
+				s->carry[s->ncarry++] = s->rc_idx[i];
+		log_qid(LOG_INFO, s->msg->env.id, NULL,
+		    "%s took %zu recipient%s of %zu in one transaction; the other %zu go in the next",
+		    s->relay, s->naccepted, s->naccepted == 1 ? "" : "s", s->nrc, n);
+		txn_clear(s);
+		queue_checkpoint(s->msg);
+	} else
+		msg_release(s);	/* a shutdown leaves RC_LATER ones untouched, for the next start */
+	if (rset)
+		session_enter(s, DS_RSET);
+	else
+		session_continue(s);
 }
 
 static int
@@ -769,12 +877,21 @@ on_envelope_reply(struct dsession *s, const char *text)
 		if (!s->mail_failed) {
 			size_t i = idx - 1;
 			if (cls == 2) {
-				s->rc_ok[i] = 1;
+				s->rc_st[i] = RC_ACCEPTED;
 				s->naccepted++;
+			} else if (s->reply.code == 452 && s->naccepted > 0) {
+				/*
+				 * Too many recipients for this transaction: for the
+				 * next one (txn_end()).  Before any acceptance a 452
+				 * says the server has no room at all: deferred below.
+				 */
+				log_debug("%s: <%s> left for the next transaction: %s", s->relay,
+				    s->msg->env.rcpts[s->rc_idx[i]].addr, text);
+				s->rc_st[i] = RC_LATER;
 			} else {
 				queue_outcome(s->msg, s->rc_idx[i], cls == 5 ? OUTCOME_BOUNCED : OUTCOME_DEFERRED,
 				    &ri, NULL, text);
-				s->rc_ok[i] = -1;
+				s->rc_st[i] = RC_DECIDED;
 			}
 		}
 	} else {
@@ -792,8 +909,7 @@ on_envelope_reply(struct dsession *s, const char *text)
 		}
 		if (!s->mail_failed && s->naccepted > 0)
 			txn_outcome_all(s, cls == 5 ? OUTCOME_BOUNCED : OUTCOME_DEFERRED, NULL, text, 1);
-		msg_release(s);
-		session_enter(s, DS_RSET);
+		txn_end(s, 1);
 		return;
 	}
 
@@ -801,8 +917,7 @@ on_envelope_reply(struct dsession *s, const char *text)
 		return;
 	/* Without PIPELINING: decide what to send next. */
 	if (s->mail_failed || (idx == s->nrc && s->naccepted == 0)) {
-		msg_release(s);
-		session_enter(s, DS_RSET);
+		txn_end(s, 1);
 		return;
 	}
 	send_envelope_cmd(s, s->sent_idx);
@@ -826,6 +941,24 @@ on_reply(struct dsession *s)
 
 	smtp_reply_summary(&s->reply, text, sizeof text);
 	log_debug("%s: <<< %s", s->relay, text);
+
+	if (s->reply.code == 421 && (s->state == DS_ENVELOPE || s->state == DS_BODY ||
+	    s->state == DS_DOT || s->state == DS_RSET)) {
+		/*
+		 * 421 answers any command of a server that is closing the
+		 * connection (RFC 5321 3.8): the transaction is over whatever
+		 * came before.  Nothing of it was delivered, so every recipient
+		 * in it not yet refused is deferred (accepted ones too, and
+		 * those left for a next transaction), and no further command is
+		 * sent: a next message here would only be deferred too, for a
+		 * transaction it never had.  Recipients sent in earlier
+		 * transactions keep their outcome.
+		 */
+		txn_outcome_all(s, OUTCOME_DEFERRED, NULL, text, 0);
+		msg_release(s);
+		session_close(s);
+		return;
+	}
 
 	switch (s->state) {
 	case DS_GREETING:
@@ -866,8 +999,13 @@ on_reply(struct dsession *s)
 		on_envelope_reply(s, text);
 		break;
 	case DS_BODY:
-		/* A reply while we are still sending the body: the server gave up. */
+		/*
+		 * A reply while we are still sending the body: the server gave
+		 * up.  It decides for the accepted recipients; the connection is
+		 * dropped, so any left for a next transaction are deferred.
+		 */
 		txn_outcome_all(s, cls == 5 ? OUTCOME_BOUNCED : OUTCOME_DEFERRED, NULL, text, 1);
+		txn_outcome_all(s, OUTCOME_DEFERRED, NULL, text, 0);
 		msg_release(s);
 		session_close(s);
 		break;
@@ -875,16 +1013,19 @@ on_reply(struct dsession *s)
 		if (s->msg != NULL) {
 			enum outcome o = cls == 2 ? OUTCOME_SENT : cls == 5 ? OUTCOME_BOUNCED : OUTCOME_DEFERRED;
 			txn_outcome_all(s, o, NULL, text, 1);
-			msg_release(s);
+			txn_end(s, 0);
+			break;
 		}
 		session_next_message(s);
 		break;
 	case DS_RSET:
 		if (cls != 2) {
+			/* no clean state for another transaction: those left for one are deferred */
+			txn_outcome_all(s, OUTCOME_DEFERRED, NULL, text, 0);
 			session_quit(s);
 			break;
 		}
-		session_next_message(s);
+		session_continue(s);
 		break;
 	case DS_QUIT:
 		session_close(s);

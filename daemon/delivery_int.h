@@ -48,6 +48,14 @@ enum dstate {
 extern const char *const dstate_what[];
 extern const char *const dstate_name[];
 
+/* Where a recipient of the current transaction stands. */
+enum rcstate {
+	RC_WAITING = 0,                 /* no reply to its RCPT yet (or RCPT not sent yet) */
+	RC_ACCEPTED,                    /* 2xx to RCPT: its outcome comes with the end of DATA */
+	RC_DECIDED,                     /* its outcome is recorded */
+	RC_LATER                        /* 452 after others were accepted: for the next transaction */
+};
+
 struct dsession {
 	struct bufferevent *bev;
 	enum dstate state;
@@ -86,8 +94,10 @@ struct dsession {
 	struct qmsg *msg;
 	size_t *rc_idx;                 /* indexes of the recipients in this transaction */
 	size_t nrc;
-	int *rc_ok;                     /* 1 RCPT accepted, -1 decided, 0 not yet */
+	enum rcstate *rc_st;            /* where each of them stands */
 	size_t naccepted;
+	size_t *carry;                  /* between transactions: the RC_LATER ones, for the next */
+	size_t ncarry;
 	size_t reply_idx;               /* which envelope reply comes next */
 	size_t sent_idx;                /* how many envelope commands were sent */
 	int mail_failed;

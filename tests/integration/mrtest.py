@@ -264,6 +264,8 @@ class _RecordingSMTP(SMTP):
         super().__init__(handler, **kw)
         self._recorder = recorder
         self.test_session = None
+        self.test_close_after_reply = False     # a scripted 421: close once it is sent
+        self.test_dropped = False               # a scripted "drop": closed without a reply
         for verb, method in list(self._smtp_methods.items()):
             self._smtp_methods[verb] = self._noting(verb, method)
 
@@ -274,12 +276,39 @@ class _RecordingSMTP(SMTP):
             if info is not None:
                 self._recorder._session_command(info, verb)
             try:
-                return await method(arg)
+                result = await method(arg)
             except TLSSetupException:
                 if info is not None:
                     self._recorder._session_tls_failed(info)
                 raise
+            except ConnectionResetError:
+                if self.test_dropped:
+                    return None
+                raise
+            if self.test_close_after_reply and self.transport is not None:
+                self.transport.close()
+            return result
         return wrapper
+
+    @functools.wraps(SMTP.smtp_DATA)
+    async def smtp_DATA(self, arg):
+        # Smarthost.body_replies: give up in the middle of the body.
+        reply = None
+        if self.envelope.rcpt_tos and not arg:
+            reply = self._recorder._next_body_reply()
+        if reply is None:
+            return await super().smtp_DATA(arg)
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        try:
+            await self._reader.readuntil(b"\r\n")
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass
+        if reply == "drop":
+            self.test_dropped = True
+            self.transport.abort()
+            return
+        await self.push(reply)
+        self.transport.close()
 
     def connection_made(self, transport):
         upgraded = self.test_session is not None and self._original_transport is not None
@@ -335,9 +364,20 @@ class Smarthost:
                     the address is accepted
       data_replies  [reply, ...]      answers to the final dot, used in turn;
                     once used up, messages are accepted
+      mail_replies  [reply, ...]      answers to MAIL FROM, used in turn; once
+                    used up, senders are accepted
+      max_rcpts     accept at most this many recipients per transaction; the
+                    next ones get "452 4.5.3" (too many recipients)
+      body_replies  [reply, ...]      used in turn, one per DATA: the reply is
+                    sent after the first line of the body and the connection
+                    closed while the client is still sending
+      A scripted reply "421 ..." is sent and the connection closed after
+      it; the reply "drop" closes the connection without a reply.
       data_delay    seconds to wait before answering the final dot
-      hold()/release()  keep every final-dot answer waiting until released
+      hold()/release()  keep every final-dot answer waiting until released;
+                    hold(after=n) lets the first n transactions through
       dsn           offer DSN (RFC 3461) and take its parameters
+      pipelining    offer PIPELINING (RFC 2920)
       smtputf8      offer SMTPUTF8 (default True; set before start())
     Transaction.rcpt_options maps each accepted recipient to its RCPT
     parameters.
@@ -358,11 +398,16 @@ class Smarthost:
         self.require_starttls = require_starttls
         self.rcpt_replies = {}
         self.data_replies = []
+        self.mail_replies = []
+        self.body_replies = []
+        self.max_rcpts = None
         self.data_delay = 0.0
         self.dsn = False
+        self.pipelining = False
         self.smtputf8 = True
         self._gate = threading.Event()
         self._gate.set()
+        self._hold_after = 0
         self._lock = threading.Condition()
         self._seq = itertools.count(1)
         self._sid = itertools.count(1)
@@ -416,7 +461,8 @@ class Smarthost:
             c, self.controller = self.controller, None
             c.stop()
 
-    def hold(self):
+    def hold(self, after=0):
+        self._hold_after = after
         self._gate.clear()
 
     def release(self):
@@ -527,6 +573,25 @@ class Smarthost:
                 return self.data_replies.pop(0)
         return "250 2.0.0 Ok: queued as T%d" % seq
 
+    def _next_mail_reply(self):
+        with self._lock:
+            return self.mail_replies.pop(0) if self.mail_replies else None
+
+    def _next_body_reply(self):
+        with self._lock:
+            return self.body_replies.pop(0) if self.body_replies else None
+
+    @staticmethod
+    def _scripted(server, reply):
+        """Act out a scripted reply: "drop" closes at once, "421 ..." after the reply."""
+        if reply == "drop":
+            server.test_dropped = True
+            server.transport.abort()
+            return "421 4.4.2 not sent: the connection is gone"
+        if reply.startswith("421"):
+            server.test_close_after_reply = True
+        return reply
+
 
 class _Handler:
     def __init__(self, sh):
@@ -536,12 +601,25 @@ class _Handler:
         session.host_name = hostname
         if self.sh.dsn:
             responses.insert(len(responses) - 1, "250-DSN")
+        if self.sh.pipelining:
+            responses.insert(len(responses) - 1, "250-PIPELINING")
         return responses
 
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        reply = self.sh._next_mail_reply()
+        if reply is not None and not reply.startswith("2"):
+            return self.sh._scripted(server, reply)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return reply or "250 OK"
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        limit = self.sh.max_rcpts
+        if limit is not None and len(envelope.rcpt_tos) >= limit:
+            return "452 4.5.3 Error: too many recipients"
         reply = self.sh._rcpt_reply(address)
         if reply is not None and not reply.startswith("2"):
-            return reply
+            return self.sh._scripted(server, reply)
         if not hasattr(envelope, "test_rcpt_options"):
             envelope.test_rcpt_options = {}
         envelope.test_rcpt_options[address] = list(rcpt_options)
@@ -570,7 +648,7 @@ class _Handler:
         try:
             if sh.data_delay:
                 await asyncio.sleep(sh.data_delay)
-            while not sh._gate.is_set():
+            while not sh._gate.is_set() and t.seq > sh._hold_after:
                 await asyncio.sleep(0.01)
             reply = sh._next_data_reply(t.seq)
             with sh._lock:
@@ -579,7 +657,7 @@ class _Handler:
                 t.client_gone = gone
                 t.accepted = reply.startswith("2") and not gone
                 sh._lock.notify_all()
-            return reply
+            return sh._scripted(server, reply)
         except asyncio.CancelledError:
             with sh._lock:
                 t.client_gone = True
