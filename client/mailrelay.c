@@ -28,6 +28,7 @@ usage(void)
 	    "  check-config [-c FILE]   parse and check the configuration\n"
 	    "  queue [--json]           list the queue\n"
 	    "  status [--json]          is the daemon up; queue, counters, smarthosts\n"
+	    "  show ID [--body]         one message: envelope, attempts, header (body)\n"
 	    "  flush [ID...]            retry every message (or these) now\n"
 	    "  hold ID...               keep messages from delivery\n"
 	    "  release ID...            let held messages go, now\n"
@@ -188,6 +189,42 @@ cmd_status(const char *path, int argc, char **argv)
 	return EX_UNAVAILABLE;
 }
 
+/* mailrelay show ID [--body]: from the daemon, or from the spool when it is down. */
+static int
+cmd_show(const char *path, int argc, char **argv)
+{
+	char req[128], final[1024], err[1024], id[CTL_ID_LEN + 1];
+	int body = 0, rc;
+	size_t n;
+
+	if (argc == 3 && strcmp(argv[2], "--body") == 0)
+		body = 1;
+	else if (argc != 2)
+		usage();
+	n = strlen(argv[1]);
+	for (size_t k = 0; k < n && k < CTL_ID_LEN; k++)
+		id[k] = (char)toupper((unsigned char)argv[1][k]);
+	id[n < CTL_ID_LEN ? n : CTL_ID_LEN] = '\0';
+	if (n != CTL_ID_LEN || !ctl_id_valid(id, n)) {
+		fprintf(stderr, "mailrelay: show: \"%.40s\" is not a queue id (16 hexadecimal digits)\n", argv[1]);
+		return EX_USAGE;
+	}
+	struct config *c = load(path);
+	snprintf(req, sizeof req, "SHOW %s%s", id, body ? " BODY" : "");
+	rc = ctl_request(c->control_socket, req, print_data, NULL, final, sizeof final, err, sizeof err);
+	if (rc >= 0) {
+		conf_free(c);
+		if (rc > 0)
+			fprintf(stderr, "mailrelay: show: %s\n", final);
+		return rc;
+	}
+	/* the daemon is down: the spool itself */
+	fprintf(stderr, "mailrelay: mailrelayd is not running; %s is read from %s\n", id, c->spool_dir);
+	rc = show_offline("mailrelay", c, id, body);
+	conf_free(c);
+	return rc;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -216,6 +253,8 @@ main(int argc, char **argv)
 	}
 	if (strcmp(argv[0], "status") == 0)
 		return cmd_status(path, argc, argv);
+	if (strcmp(argv[0], "show") == 0)
+		return cmd_show(path, argc, argv);
 	if (strcmp(argv[0], "flush") == 0)
 		return cmd_queue_change(path, "FLUSH", argc, argv);
 	if (strcmp(argv[0], "hold") == 0)

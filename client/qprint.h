@@ -17,6 +17,8 @@ int queue_print(const char *progname, const struct config *conf, int json);
  * standard error.
  */
 int queue_list(const char *progname, const struct config *conf, int json);
+/* `mailrelay show` read from the spool (the daemon is down). */
+int show_offline(const char *progname, const struct config *conf, const char *id, int body);
 
 /* What the spool holds, read directly (the daemon may be down). */
 struct queue_summary {

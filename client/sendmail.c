@@ -634,7 +634,9 @@ main(int argc, char **argv)
 		/* mailq: the user's own rights, not the binary's setgid group */
 		if (setgid(getgid()) == -1)
 			die(EX_OSERR, "cannot drop the setgid group: %s", strerror(errno));
-		return queue_list(progname, conf, 0);
+		int lrc = queue_list(progname, conf, 0);
+		conf_free(conf);
+		return lrc;
 	}
 	if (mode == 'q')
 		return flush_queue(conf, o.verbose);

@@ -15,6 +15,7 @@
 #include <sys/un.h>
 
 #include <errno.h>
+#include <stdint.h>
 #include <grp.h>
 #include <pwd.h>
 #include <stdarg.h>
@@ -294,6 +295,71 @@ do_list(struct csession *s, const struct ctl_req *req)
 	cs_reply(s, "OK %zu message(s)%s", c.f.count, c.only == (uid_t)-1 ? "" : " of yours");
 }
 
+/* The stored content (all of it, or the first max octets); NULL when it cannot be read. */
+static char *
+read_content(const char *id, size_t max, size_t *len)
+{
+	int fd = spool_msg_open(&D->spool, id);
+	struct stat st;
+	char *buf;
+	size_t have = 0, want;
+
+	*len = 0;
+	if (fd == -1)
+		return NULL;
+	if (fstat(fd, &st) == -1) {
+		close(fd);
+		return NULL;
+	}
+	want = (size_t)st.st_size < max ? (size_t)st.st_size : max;
+	buf = xmalloc(want + 1);
+	while (have < want) {
+		ssize_t n = read(fd, buf + have, want - have);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		have += (size_t)n;
+	}
+	close(fd);
+	*len = have;
+	return buf;
+}
+
+/* SHOW ID [BODY]: for root and our group, and for the user who submitted it. */
+static void
+do_show(struct csession *s, const struct ctl_req *req)
+{
+	const struct spool_env *e = queue_find(req->ids[0]);
+	char *text = NULL, *content, *line, *next;
+	size_t len = 0, clen;
+	FILE *f;
+
+	if (e == NULL || (!may_change(s) && e->uid != s->uid)) {
+		/* the same answer for a message that is someone else's: nothing leaks */
+		cs_reply(s, "ERR %d %s is not in the queue%s", CTL_ERR_DATA, req->ids[0],
+		    may_change(s) ? "" : " (or not yours)");
+		return;
+	}
+	content = read_content(e->id, req->body ? SIZE_MAX : 256 * 1024, &clen);
+	if ((f = open_memstream(&text, &len)) == NULL) {
+		free(content);
+		cs_reply(s, "ERR %d cannot build the answer: %s", CTL_ERR_TEMP, strerror(errno));
+		return;
+	}
+	qformat_show(f, e, content, clen, req->body, time(NULL));
+	fclose(f);
+	free(content);
+	for (line = text; line != NULL && *line != '\0'; line = next) {
+		next = strchr(line, '\n');
+		if (next != NULL)
+			*next++ = '\0';
+		cs_reply(s, "D %s", line);
+	}
+	free(text);
+	cs_reply(s, "OK %s", req->ids[0]);
+}
+
 /* STATUS [JSON]: open to every user (no sender, recipient or subject in it). */
 static void
 do_status(struct csession *s, const struct ctl_req *req)
@@ -398,6 +464,9 @@ handle(struct csession *s, const char *line, size_t len)
 		break;
 	case CTL_LIST:
 		do_list(s, &req);
+		break;
+	case CTL_SHOW:
+		do_show(s, &req);
 		break;
 	}
 }

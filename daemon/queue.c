@@ -281,6 +281,7 @@ queue_outcome(struct qmsg *m, size_t idx, enum outcome o, const struct relay_inf
 			*c = ';';
 	} else
 		verify[0] = '\0';
+	spool_env_add_attempt(&m->env, now.tv_sec, (unsigned)idx, outcome_names[o], ri->relay, r->last_reply);
 	log_qid(o == OUTCOME_SENT ? LOG_INFO : LOG_WARNING, m->env.id, outcome_names[o],
 	    "to=<%s>%s, relay=%s, tls=%s%s, delay=%.2f, attempts=%u, dsn=%s, status=%s (%s)",
 	    r->addr, orig, ri->relay, ri->tls, verify, delay, r->attempts, dsn, outcome_names[o],
@@ -582,6 +583,14 @@ queue_stats(struct queue_stats *st)
 		else
 			st->waiting++;
 	}
+}
+
+const struct spool_env *
+queue_find(const char *id)
+{
+	struct qmsg *m = find(id);
+
+	return m ? &m->env : NULL;
 }
 
 void

@@ -70,6 +70,8 @@ int  queue_flush_one(const char *id);
 int  queue_hold(const char *id, int hold);
 /* Remove a message unsent.  -1: not queued; -2: being delivered right now. */
 int  queue_delete(const char *id);
+/* A queued message's envelope, or NULL. */
+const struct spool_env *queue_find(const char *id);
 /* Call fn for every queued message, in arrival order. */
 void queue_each(void (*fn)(const struct spool_env *env, void *arg), void *arg);
 struct queue_stats {

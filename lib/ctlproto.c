@@ -11,7 +11,7 @@
 
 static const char *const verbs[] = {
 	[CTL_FLUSH] = "FLUSH", [CTL_HOLD] = "HOLD", [CTL_RELEASE] = "RELEASE", [CTL_DELETE] = "DELETE",
-	[CTL_STATUS] = "STATUS", [CTL_LIST] = "LIST",
+	[CTL_STATUS] = "STATUS", [CTL_LIST] = "LIST", [CTL_SHOW] = "SHOW",
 };
 
 const char *
@@ -67,6 +67,10 @@ ctl_parse(const char *line, size_t len, struct ctl_req *req, char *err, size_t e
 		req->all = 1;
 		return 0;
 	}
+	if (req->verb == CTL_SHOW && len >= 5 && strncasecmp(line + len - 5, " BODY", 5) == 0) {
+		req->body = 1;
+		len -= 5;
+	}
 	if (req->verb == CTL_STATUS || req->verb == CTL_LIST) {
 		if (len == wl)
 			return 0;
@@ -97,6 +101,10 @@ ctl_parse(const char *line, size_t len, struct ctl_req *req, char *err, size_t e
 		memcpy(req->ids[req->nids], line + start, CTL_ID_LEN);
 		req->ids[req->nids][CTL_ID_LEN] = '\0';
 		req->nids++;
+	}
+	if (req->verb == CTL_SHOW && req->nids != 1) {
+		snprintf(err, errlen, "SHOW takes one queue id (and BODY)");
+		return -1;
 	}
 	if (req->verb != CTL_FLUSH && req->nids == 0) {
 		snprintf(err, errlen, "%s needs at least one queue id%s", verbs[req->verb],

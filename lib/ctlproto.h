@@ -13,6 +13,7 @@
  *   DELETE ALL            remove every message not being delivered
  *   LIST                  the queue listing (spool/qformat.h), as text lines
  *   LIST JSON             the same in JSON (the lines join into one array)
+ *   SHOW ID [BODY]        one message: envelope, recipients, attempts, header (and body)
  *   STATUS                the daemon's state, as text lines
  *   STATUS JSON           the same as one JSON object (see mailrelay(8))
  *
@@ -47,12 +48,13 @@
 #define CTL_ERR_TEMP    75
 #define CTL_ERR_PERM    77
 
-enum ctl_verb { CTL_FLUSH = 1, CTL_HOLD, CTL_RELEASE, CTL_DELETE, CTL_STATUS, CTL_LIST };
+enum ctl_verb { CTL_FLUSH = 1, CTL_HOLD, CTL_RELEASE, CTL_DELETE, CTL_STATUS, CTL_LIST, CTL_SHOW };
 
 struct ctl_req {
 	enum ctl_verb verb;
 	int all;                        /* DELETE ALL */
 	int json;                       /* STATUS JSON, LIST JSON */
+	int body;                       /* SHOW ID BODY */
 	size_t nids;
 	char ids[CTL_ARGS_MAX][CTL_ID_LEN + 1];
 };

@@ -34,4 +34,12 @@ void qformat_begin(struct qformat *f, FILE *out, int json);
 void qformat_one(struct qformat *f, const struct spool_env *e);
 void qformat_end(struct qformat *f);
 
+/*
+ * `mailrelay show`: the envelope, each recipient's state, the attempt
+ * history, then the message's header section (content[0..len), CRLF lines,
+ * shown with LF) and, with body, the rest.  now is for ages.
+ */
+void qformat_show(FILE *out, const struct spool_env *e, const char *content, size_t len, int body,
+    time_t now);
+
 #endif

@@ -296,6 +296,13 @@ env_render(const struct spool_env *env, size_t *lenp)
 			    clean_field(r->orcpt ? r->orcpt : "", o, sizeof o));
 		fputc('\n', f);
 	}
+	for (i = 0; i < env->nhist; i++) {
+		const struct spool_attempt *h = &env->hist[i];
+		char oc[16], rl[600];
+		fprintf(f, "attempt\t%lld\t%u\t%s\t%s\t%s\n", (long long)h->when, h->rcpt,
+		    clean_field(h->outcome, oc, sizeof oc), clean_field(h->relay ? h->relay : "", rl, sizeof rl),
+		    clean_field(h->reply ? h->reply : "", tmp, sizeof tmp));
+	}
 	if (fclose(f) != 0)
 		log_fatal("open_memstream");
 	*lenp = len;
@@ -490,6 +497,11 @@ spool_env_free(struct spool_env *env)
 		free(env->rcpts[i].orcpt);
 	}
 	free(env->rcpts);
+	for (i = 0; i < env->nhist; i++) {
+		free(env->hist[i].relay);
+		free(env->hist[i].reply);
+	}
+	free(env->hist);
 	free(env->sender);
 	memset(env, 0, sizeof *env);
 }
@@ -509,6 +521,32 @@ spool_env_copy(struct spool_env *dst, const struct spool_env *src)
 		dst->rcpts[i].last_reply = xstrdup(src->rcpts[i].last_reply ? src->rcpts[i].last_reply : "");
 		dst->rcpts[i].orcpt = src->rcpts[i].orcpt ? xstrdup(src->rcpts[i].orcpt) : NULL;
 	}
+	dst->hist = NULL;
+	dst->nhist = 0;
+	for (i = 0; i < src->nhist; i++)
+		spool_env_add_attempt(dst, src->hist[i].when, src->hist[i].rcpt, src->hist[i].outcome,
+		    src->hist[i].relay, src->hist[i].reply);
+}
+
+void
+spool_env_add_attempt(struct spool_env *env, time_t when, unsigned rcpt, const char *outcome,
+    const char *relay, const char *reply)
+{
+	struct spool_attempt *h;
+
+	if (env->nhist >= SPOOL_HISTORY_MAX) {
+		free(env->hist[0].relay);
+		free(env->hist[0].reply);
+		memmove(env->hist, env->hist + 1, (env->nhist - 1) * sizeof *env->hist);
+		env->nhist--;
+	}
+	env->hist = xreallocarray(env->hist, env->nhist + 1, sizeof *env->hist);
+	h = &env->hist[env->nhist++];
+	h->when = when;
+	h->rcpt = rcpt;
+	strlcpy_mr(h->outcome, outcome, sizeof h->outcome);
+	h->relay = xstrdup(relay ? relay : "");
+	h->reply = xstrdup(reply ? reply : "");
 }
 
 /* Bounded unsigned decimal. */
@@ -680,6 +718,11 @@ spool_env_parse(const char *buf, size_t len, struct spool_env *env, char *errbuf
 			env->smtputf8 = strcmp(f[1], "1") == 0;
 		} else if (strcmp(f[0], "warned") == 0 && nf == 2) {
 			env->warned = strcmp(f[1], "1") == 0;
+		} else if (strcmp(f[0], "attempt") == 0 && nf == 6) {
+			time_t when;
+			if (parse_time(f[1], &when) == -1 || parse_ull(f[2], 100000, &v) == -1)
+				goto bad;
+			spool_env_add_attempt(env, when, (unsigned)v, f[3], f[4], f[5]);
 		} else if (strcmp(f[0], "rcpt") == 0) {
 			if (env_parse_rcpt(env, f + 1, nf - 1, errbuf, errlen) == -1)
 				goto fail;

@@ -38,6 +38,7 @@
  *   dsn       <RET: FULL|HDRS|empty> <ENVID, xtext as received>   (only when given)
  *   smtputf8  1                                    (only when the client asked for it)
  *   warned    1                                    (the delay notice went out)
+ *   attempt   <unix time> <rcpt index> <sent|deferred|bounced> <relay> <reply>   (history, oldest first)
  *   rcpt      <status> <attempts> <next_attempt> <last_attempt> <address> <orig> <last_reply>
  *             [<NOTIFY as given> <ORCPT, xtext as received>]   (both or neither)
  * Unknown record names are ignored (forward compatibility).
@@ -65,6 +66,16 @@ struct spool_rcpt {
 	char *orcpt;            /* DSN ORCPT= as submitted (xtext), NULL when absent */
 };
 
+/* One delivery attempt of one recipient, for `mailrelay show`. */
+struct spool_attempt {
+	time_t when;
+	unsigned rcpt;          /* index into rcpts */
+	char outcome[12];       /* sent, deferred, bounced */
+	char *relay;            /* "host[addr]:port" or "none" */
+	char *reply;
+};
+#define SPOOL_HISTORY_MAX 50    /* attempts kept per message (the latest) */
+
 struct spool_env {
 	char id[QID_LEN + 1];
 	time_t arrival;
@@ -81,6 +92,8 @@ struct spool_env {
 	int warned;             /* the delay notice (delay_warning) was sent */
 	struct spool_rcpt *rcpts;
 	size_t nrcpt;
+	struct spool_attempt *hist;     /* oldest first, at most SPOOL_HISTORY_MAX */
+	size_t nhist;
 };
 
 struct spool {
@@ -149,6 +162,9 @@ int  spool_env_read(struct spool *sp, const char *id, struct spool_env *env, cha
 /* Parse an envelope from memory (used by spool_env_read and the fuzzer). */
 int  spool_env_parse(const char *buf, size_t len, struct spool_env *env, char *errbuf, size_t errlen);
 void spool_env_free(struct spool_env *env);
+/* Append to the history (the oldest is dropped beyond SPOOL_HISTORY_MAX). */
+void spool_env_add_attempt(struct spool_env *env, time_t when, unsigned rcpt, const char *outcome,
+    const char *relay, const char *reply);
 /* Deep copy (snapshots handed to the committer). */
 void spool_env_copy(struct spool_env *dst, const struct spool_env *src);
 

@@ -24,7 +24,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	err[0] = '\0';
 	if (ctl_parse((const char *)data, size, &req, err, sizeof err) == 0) {
-		if (req.verb < CTL_FLUSH || req.verb > CTL_LIST || req.nids > CTL_ARGS_MAX)
+		if (req.verb < CTL_FLUSH || req.verb > CTL_SHOW || req.nids > CTL_ARGS_MAX)
 			abort();
 		for (size_t i = 0; i < req.nids; i++)
 			if (!ctl_id_valid(req.ids[i], strlen(req.ids[i])) || strchr(req.ids[i], '/') != NULL)

@@ -4,6 +4,7 @@ act on single messages; ids are validated; who may change the queue is
 decided from the peer's credentials; the protocol refuses what it does not
 understand with a clear line."""
 import os
+import re
 import socket
 import subprocess
 
@@ -241,3 +242,47 @@ def test_the_listing_shows_other_users_only_their_own_messages(daemon, smarthost
                        stderr=subprocess.PIPE, env=client_env(), timeout=20)
     assert p.returncode == 77, p
     assert b"mailrelayd is not running" in p.stderr
+
+
+def test_show_gives_the_envelope_the_attempts_and_the_header(daemon, smarthost):
+    sh = smarthost()
+    d = long_retry(daemon, sh)
+    qid = deferred_message(d, sh, "shown")
+    r = d.mailrelay(["show", qid])
+    assert r.rc == 0, r
+    out = r.out_text
+    assert "Queue ID:    %s" % qid in out
+    assert "Sender:      <%s>" % SENDER in out
+    assert "<%s>: pending, 1 attempt, next " % RCPT in out
+    assert "last reply: 450 4.2.0 try later" in out
+    assert re.search(r"deferred <%s> via 127\.0\.0\.1\[127\.0\.0\.1\]:%d: 450 4\.2\.0 try later"
+                     % (re.escape(RCPT), sh.port), out), out
+    assert "Subject: shown" in out
+    assert "Hello." not in out                      # the body only with --body
+    r = d.mailrelay(["show", qid, "--body"])
+    assert r.rc == 0 and r.out_text.rstrip().endswith("Hello."), r
+    # the history survives a restart (it is in the envelope)
+    d.stop()
+    r = d.mailrelay(["show", qid])
+    assert r.rc == 0, r
+    assert "mailrelayd is not running" in r.err_text
+    assert "450 4.2.0 try later" in r.out_text and "Subject: shown" in r.out_text
+    d.start()
+    r = d.mailrelay(["show", "0000000000000000"])
+    assert r.rc == 65 and "is not in the queue" in one_line(r.err_text), r
+    r = d.mailrelay(["show", "../../etc/shadow"])
+    assert r.rc == 64 and "is not a queue id" in one_line(r.err_text), r
+
+
+def test_show_of_someone_elses_message_is_refused(daemon, smarthost):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to run the client as another user")
+    sh = smarthost()
+    d = long_retry(daemon, sh)
+    qid = deferred_message(d, sh)
+    os.chmod(d.conf, 0o644)
+    p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                        d.build.mailrelay, "-c", d.conf, "show", qid],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=client_env(), timeout=20)
+    assert p.returncode == 65, p
+    assert p.stdout == b"" and SENDER.encode() not in p.stderr
