@@ -214,13 +214,16 @@ bounce_finish(const struct spool_env *env)
 	struct dsn_rcpt *dr;
 	char (*status)[16];
 	char **orcpt;
-	size_t i, n = 0, failed = 0;
+	size_t i, n = 0, failed = 0, relayed = 0;
 	const char *to = NULL, *via = "bounce";
 
 	for (i = 0; i < env->nrcpt; i++)
 		if (env->rcpts[i].status == RCPT_FAILED)
 			failed++;
-	if (failed == 0) {
+		else if (env->rcpts[i].status == RCPT_SENT && env->rcpts[i].success_notice &&
+		    env->sender[0] != '\0')
+			relayed++;
+	if (failed == 0 && relayed == 0) {
 		remove_message(env->id);
 		return;
 	}
@@ -240,17 +243,21 @@ bounce_finish(const struct spool_env *env)
 		return;
 	}
 
-	dr = xcalloc(failed, sizeof *dr);
-	status = xcalloc(failed, sizeof *status);
-	orcpt = xcalloc(failed, sizeof *orcpt);
+	dr = xcalloc(failed + relayed, sizeof *dr);
+	status = xcalloc(failed + relayed, sizeof *status);
+	orcpt = xcalloc(failed + relayed, sizeof *orcpt);
 	for (i = 0; i < env->nrcpt; i++) {
 		const struct spool_rcpt *r = &env->rcpts[i];
-		if (r->status != RCPT_FAILED)
+		int ok = r->status == RCPT_SENT;
+		if (ok ? !r->success_notice || env->sender[0] == '\0' : r->status != RCPT_FAILED)
 			continue;
 		/* NOTIFY=NEVER, or a NOTIFY without FAILURE: the sender asked not to hear */
-		if (r->notify[0] != '\0' && strstr(r->notify, "FAILURE") == NULL)
+		if (!ok && r->notify[0] != '\0' && strstr(r->notify, "FAILURE") == NULL)
 			continue;
-		status_of(r, status[n], sizeof status[n]);
+		if (ok)
+			snprintf(status[n], sizeof status[n], "2.0.0");
+		else
+			status_of(r, status[n], sizeof status[n]);
 		if (r->orcpt != NULL)
 			orcpt[n] = xstrdup(r->orcpt);
 		else if (r->orig != NULL && strcmp(r->orig, r->addr) != 0)
@@ -258,7 +265,8 @@ bounce_finish(const struct spool_env *env)
 			    : xasprintf("rfc822;%s@%s", r->orig, D->conf->hostname);
 		dr[n].final = r->addr;
 		dr[n].orig = orcpt[n];
-		dr[n].action = DSN_FAILED;
+		/* relayed: passed to a smarthost that makes no report of its own (RFC 3464 2.3.3) */
+		dr[n].action = ok ? DSN_RELAYED : DSN_FAILED;
 		dr[n].status = status[n];
 		dr[n].diagnostic = r->last_reply;
 		dr[n].last_attempt = r->last_attempt;

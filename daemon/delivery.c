@@ -207,6 +207,7 @@ relay_info(struct dsession *s, struct relay_info *ri)
 	ri->relay = s->connected ? s->relay : "none";
 	ri->tls = s->tls_done ? s->tlsv.version : "none";
 	ri->verify = s->tls_done ? s->tlsv.verify : NULL;
+	ri->dsn = s->caps.dsn;
 }
 
 static void

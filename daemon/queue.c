@@ -249,6 +249,9 @@ queue_outcome(struct qmsg *m, size_t idx, enum outcome o, const struct relay_inf
 	case OUTCOME_SENT:
 		r->status = RCPT_SENT;
 		r->next_attempt = 0;
+		/* NOTIFY=SUCCESS the smarthost could not take: we owe a "relayed" notice (RFC 3461 5.2.2) */
+		if (strstr(r->notify, "SUCCESS") != NULL && !ri->dsn)
+			r->success_notice = 1;
 		break;
 	case OUTCOME_BOUNCED:
 		r->status = RCPT_FAILED;

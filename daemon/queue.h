@@ -37,6 +37,7 @@ struct relay_info {
 	const char *relay;          /* "host[1.2.3.4]:587" or "none" */
 	const char *tls;            /* "none", "TLSv1.3" */
 	const char *verify;         /* NULL without TLS, else "ok", "pinned", "off", "fail (why)" */
+	int dsn;                    /* the smarthost took DSN: success notices are its job */
 };
 
 void queue_init(void);

@@ -38,6 +38,7 @@
  *   dsn       <RET: FULL|HDRS|empty> <ENVID, xtext as received>   (only when given)
  *   smtputf8  1                                    (only when the client asked for it)
  *   warned    1                                    (the delay notice went out)
+ *   notice    <rcpt index>                         (a "relayed" notice is owed for it)
  *   attempt   <unix time> <rcpt index> <sent|deferred|bounced> <relay> <reply>   (history, oldest first)
  *   rcpt      <status> <attempts> <next_attempt> <last_attempt> <address> <orig> <last_reply>
  *             [<NOTIFY as given> <ORCPT, xtext as received>]   (both or neither)
@@ -64,6 +65,7 @@ struct spool_rcpt {
 	char *last_reply;       /* "" when none */
 	char notify[32];        /* DSN NOTIFY= as submitted ("SUCCESS,DELAY"), "" when absent */
 	char *orcpt;            /* DSN ORCPT= as submitted (xtext), NULL when absent */
+	int success_notice;     /* sent with NOTIFY=SUCCESS to a smarthost without DSN: we report it */
 };
 
 /* One delivery attempt of one recipient, for `mailrelay show`. */

@@ -197,3 +197,34 @@ def test_no_delay_notice_without_delay_in_notify_or_with_delay_warning_0(daemon,
     qid2 = d2.accepted_id(SENDER)
     d2.wait_for_record(id=qid2, to="slow@example.net", status="deferred", attempts="3", timeout=20)
     assert notices(sh) == []
+
+
+def test_notify_success_is_answered_with_a_relayed_notice_when_the_smarthost_has_no_dsn(daemon, smarthost):
+    sh = smarthost()                     # no DSN offered
+    sh.rcpt_replies = {"gone@example.net": "550 5.1.1 no such user"}
+    d = daemon(sh)
+    assert d.sendmail(["-N", "success,failure", "-i", "-f", SENDER, "ok@example.net", "gone@example.net"],
+                      make_message(subject="both")).rc == 0
+    (t,) = [t for t in sh.wait_for(2) if t.mail_from == ""]
+    n = parse(t.content)
+    blocks = {b["Final-Recipient"]: b for b in report_blocks(n)[1:]}
+    assert blocks["rfc822; ok@example.net"]["Action"] == "relayed"
+    assert blocks["rfc822; ok@example.net"]["Status"] == "2.0.0"
+    assert blocks["rfc822; gone@example.net"]["Action"] == "failed"
+    # success only: a report that is not a bounce
+    assert d.sendmail(["-N", "success", "-i", "-f", SENDER, "ok@example.net"],
+                      make_message(subject="only success")).rc == 0
+    sh.wait_for(4)
+    t = [t for t in notices(sh) if b"only success" in t.content][0]
+    assert parse(t.content)["Subject"] == "Successful Mail Delivery Report"
+
+
+def test_notify_success_is_left_to_a_smarthost_that_offers_dsn(daemon, smarthost):
+    sh = smarthost()
+    sh.dsn = True
+    d = daemon(sh)
+    assert d.sendmail(["-N", "success", "-i", "-f", SENDER, "ok@example.net"], make_message()).rc == 0
+    t = sh.wait_for(1)[0]
+    assert t.rcpt_options["ok@example.net"] == ["NOTIFY=SUCCESS"]
+    d.wait_queue_empty()
+    assert notices(sh) == []
