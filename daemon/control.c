@@ -403,6 +403,13 @@ do_status(struct csession *s, const struct ctl_req *req)
 			json_str(b, st->last_error[0] ? st->last_error : NULL);
 			evbuffer_add_printf(b, ", \"failures\": %u, \"backoff_until\": ", st->failures);
 			json_time(b, st->down_until > now ? st->down_until : 0);
+			evbuffer_add(b, ", \"rate_limit\": ", 16);
+			if (sh->rate_limit_count > 0)
+				evbuffer_add_printf(b, "\"%u/%us\"", sh->rate_limit_count, sh->rate_limit_period);
+			else
+				evbuffer_add(b, "null", 4);
+			evbuffer_add(b, ", \"paced_until\": ", 17);
+			json_time(b, st->paced_until > now ? st->paced_until : 0);
 			evbuffer_add(b, "}", 1);
 		}
 		evbuffer_add(b, "]}\n", 3);
@@ -435,6 +442,11 @@ do_status(struct csession *s, const struct ctl_req *req)
 		if (st->down_until > now) {
 			ago(b2, sizeof b2, st->down_until, now);
 			cs_reply(s, "D   backed off after %u failure(s); next try %s", st->failures, b2);
+		}
+		if (st->paced_until > now) {
+			ago(b2, sizeof b2, st->paced_until, now);
+			cs_reply(s, "D   rate_limit %u per %us reached; next message %s", sh->rate_limit_count,
+			    sh->rate_limit_period, b2);
 		}
 	}
 	cs_reply(s, "OK status");

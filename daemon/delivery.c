@@ -39,6 +39,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/dns.h>
+#include <event2/event.h>
 
 #include <time.h>
 
@@ -74,6 +75,8 @@ static unsigned nsessions;
 static int warned_no_smarthost;
 
 static void session_next_message(struct dsession *s);
+static int rate_paced(const struct smarthost_conf *sh);
+static void rate_started(const struct smarthost_conf *sh);
 
 void
 delivery_init(void)
@@ -330,19 +333,27 @@ wants(const struct dsession *s, const struct qmsg *m)
 	return msg_target(s->rc->conf, m, &routed) == s->shidx;
 }
 
-/* The first ready message this session's smarthost should carry, taken; or NULL. */
+/* The first ready message this session's smarthost should carry; or NULL. */
 static struct qmsg *
-take_for(struct dsession *s)
+find_for(struct dsession *s)
 {
 	struct qmsg *m;
 
-	for (m = queue_ready_next(NULL); m != NULL; m = queue_ready_next(m)) {
-		if (wants(s, m)) {
-			queue_take(m);
+	for (m = queue_ready_next(NULL); m != NULL; m = queue_ready_next(m))
+		if (wants(s, m))
 			return m;
-		}
-	}
 	return NULL;
+}
+
+/* The same, taken. */
+static struct qmsg *
+take_for(struct dsession *s)
+{
+	struct qmsg *m = find_for(s);
+
+	if (m != NULL)
+		queue_take(m);
+	return m;
 }
 
 /*
@@ -454,6 +465,7 @@ start_session(size_t shidx, struct qmsg *m)
 	TAILQ_INSERT_TAIL(&sessions, s, entry);
 	nsessions++;
 	queue_take(m);
+	rate_started(s->sh);
 	s->msg = m;
 	conn_start(s);
 	if (s->dead)
@@ -461,7 +473,107 @@ start_session(size_t shidx, struct qmsg *m)
 }
 
 /*
- * Start sessions for ready messages, at most `concurrency` per smarthost.
+ * rate_limit = COUNT/PERIOD: what is counted is messages, each one when a
+ * session takes it for this smarthost (at session start or for the next
+ * transaction on an open connection), since providers count messages
+ * (Exchange Online: 30 a minute; Gmail: so many a day).  Further
+ * transactions of the same message (recipients left by a 452) are not
+ * counted again; a message taken and then not sent (the connection
+ * failed) is: the count errs on the safe side.
+ *
+ * A sliding window, not even spacing: at most COUNT starts in any PERIOD,
+ * which is how providers state their limits, and the whole allowance is
+ * usable at once (a burst of 30 after a quiet minute) instead of one
+ * message every 2 s.  A token bucket would let up to 2*COUNT-1 through in
+ * one PERIOD.  The window (start times, in shstate by name) survives a
+ * reload.
+ *
+ * A message that must wait stays ready: no attempt, no deferral, no log
+ * line of its own, and no failover (msg_target() does not look at the
+ * window): it waits for its own smarthost.  One timer re-kicks delivery
+ * when the first waiting smarthost may start again.  One info line when a
+ * smarthost starts to wait; shstate's paced_until says until when, and
+ * goes back to 0 at the first kick that finds nothing waiting for it.
+ */
+static struct event *rate_timer;
+static long long rate_timer_at;         /* monotonic ms; 0: not armed */
+static unsigned long long kick_gen;     /* counts delivery_kick() passes */
+
+static void
+rate_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	rate_timer_at = 0;
+	delivery_kick();
+}
+
+static void
+rate_timer_arm(long long now, long long wait)
+{
+	struct timeval tv;
+
+	if (rate_timer_at != 0 && rate_timer_at <= now + wait)
+		return;
+	if (rate_timer == NULL)
+		rate_timer = evtimer_new(D->base, rate_on_timer, NULL);
+	rate_timer_at = now + wait;
+	tv.tv_sec = (time_t)(wait / 1000);
+	tv.tv_usec = (suseconds_t)(wait % 1000 * 1000);
+	evtimer_add(rate_timer, &tv);
+}
+
+/* "30/m", "1000/h", "500/d", "100/90s" */
+static void
+rate_text(const struct smarthost_conf *sh, char *buf, size_t len)
+{
+	static const struct { unsigned secs; const char *unit; } units[] = {
+		{ 86400, "d" }, { 3600, "h" }, { 60, "m" }, { 1, "s" },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof units / sizeof units[0]; i++)
+		if (sh->rate_limit_period == units[i].secs) {
+			snprintf(buf, len, "%u/%s", sh->rate_limit_count, units[i].unit);
+			return;
+		}
+	snprintf(buf, len, "%u/%us", sh->rate_limit_count, sh->rate_limit_period);
+}
+
+/* 1: this smarthost may not start another message now (the timer is armed). */
+static int
+rate_paced(const struct smarthost_conf *sh)
+{
+	if (sh->rate_limit_count == 0)
+		return 0;
+	struct shstate *st = shstate_get(sh->name);
+	long long now = shstate_now_ms();
+	long long wait = shstate_rate_wait(st, sh->rate_limit_count, sh->rate_limit_period, now);
+	if (wait <= 0)
+		return 0;
+	if (st->paced_until == 0) {
+		char rate[40];
+		rate_text(sh, rate, sizeof rate);
+		log_info("smarthost %s: rate_limit %s reached; next message in %llds",
+		    sh->name, rate, (wait + 999) / 1000);
+	}
+	st->paced_until = time(NULL) + (time_t)((wait + 999) / 1000);
+	st->paced_gen = kick_gen;
+	rate_timer_arm(now, wait);
+	return 1;
+}
+
+static void
+rate_started(const struct smarthost_conf *sh)
+{
+	if (sh->rate_limit_count != 0)
+		shstate_rate_start(shstate_get(sh->name), sh->rate_limit_count, shstate_now_ms());
+}
+
+/*
+ * Start sessions for ready messages, at most `concurrency` per smarthost,
+ * and no more messages than its rate_limit allows (those wait, ready).
  * After each start the ready list is walked again from its head: a
  * session that fails at once moves messages around.
  */
@@ -471,6 +583,7 @@ delivery_kick(void)
 	static int kicking;
 	struct qmsg *m;
 	int started;
+	size_t i;
 
 	if (kicking || D->shutting_down)
 		return;
@@ -483,18 +596,28 @@ delivery_kick(void)
 	}
 	warned_no_smarthost = 0;
 	kicking = 1;
+	kick_gen++;
 	do {
 		started = 0;
 		for (m = queue_ready_next(NULL); m != NULL; m = queue_ready_next(m)) {
 			int routed;
 			size_t t = msg_target(D->conf, m, &routed);
-			if (sessions_for(t) < D->conf->concurrency) {
+			struct shstate *st = shstate_get(D->conf->smarthosts[t].name);
+			if (st->paced_until != 0)
+				st->paced_gen = kick_gen;	/* still waiting for it */
+			if (sessions_for(t) < D->conf->concurrency && !rate_paced(&D->conf->smarthosts[t])) {
 				start_session(t, m);
 				started = 1;
 				break;
 			}
 		}
 	} while (started);
+	/* no message waited for it in this pass: its pacing is over */
+	for (i = 0; i < D->conf->nsmarthosts; i++) {
+		struct shstate *st = shstate_get(D->conf->smarthosts[i].name);
+		if (st->paced_until != 0 && st->paced_gen != kick_gen)
+			st->paced_until = 0;
+	}
 	kicking = 0;
 }
 
@@ -681,11 +804,17 @@ session_next_message(struct dsession *s)
 {
 	if (s->dead)
 		return;
-	s->msg = D->shutting_down ? NULL : take_for(s);
+	/*
+	 * Over its rate_limit: this connection ends and the message stays
+	 * ready for the timer's kick (see rate_paced()), rather than holding
+	 * the connection idle for as long as the window says.
+	 */
+	s->msg = D->shutting_down || find_for(s) == NULL || rate_paced(s->sh) ? NULL : take_for(s);
 	if (s->msg == NULL) {
 		session_enter(s, DS_QUIT);
 		return;
 	}
+	rate_started(s->sh);
 	txn_begin(s);
 }
 
@@ -1100,6 +1229,11 @@ delivery_shutdown(void)
 {
 	struct dsession *s;
 
+	if (rate_timer != NULL) {
+		event_free(rate_timer);
+		rate_timer = NULL;
+		rate_timer_at = 0;
+	}
 	/* Messages go back untouched: no attempt is counted for an aborted session. */
 	while ((s = TAILQ_FIRST(&sessions)) != NULL) {
 		if (s->msg != NULL) {

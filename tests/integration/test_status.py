@@ -40,6 +40,7 @@ def test_status_counts_and_smarthosts(daemon, smarthost):
     (h,) = s["smarthosts"]
     assert h["name"] == "main" and h["host"] == "127.0.0.1" and h["port"] == sh.port
     assert h["last_success"] is not None and h["backoff_until"] is None
+    assert h["rate_limit"] is None and h["paced_until"] is None
     text = d.mailrelay(["status"]).out_text
     assert "running" in text and "queue: 1 message(s)" in text
     assert "smarthost main (127.0.0.1:%d): last success" % sh.port in text

@@ -701,6 +701,36 @@ test_port_defaults(void **state)
 	cleanup(c);
 }
 
+/* rate_limit = COUNT/PERIOD: a unit alone means one of it; /s is for tests and bursts. */
+static void
+test_rate_limit_units(void **state)
+{
+	struct config *c = must_load(
+	    "smarthost a { host = a.example.com; rate_limit = 3/s }\n"
+	    "smarthost b { host = b.example.com; rate_limit = 1000/1h }\n"
+	    "smarthost c { host = c.example.com; rate_limit = 10000/d }\n"
+	    "smarthost d { host = d.example.com; rate_limit = 100/90s }\n"
+	    "smarthost e { host = e.example.com }\n");
+	(void)state;
+
+	assert_int_equal(c->smarthosts[0].rate_limit_count, 3);
+	assert_int_equal(c->smarthosts[0].rate_limit_period, 1);
+	assert_int_equal(c->smarthosts[1].rate_limit_count, 1000);
+	assert_int_equal(c->smarthosts[1].rate_limit_period, 3600);
+	assert_int_equal(c->smarthosts[2].rate_limit_count, 10000);
+	assert_int_equal(c->smarthosts[2].rate_limit_period, 86400);
+	assert_int_equal(c->smarthosts[3].rate_limit_count, 100);
+	assert_int_equal(c->smarthosts[3].rate_limit_period, 90);
+	assert_int_equal(c->smarthosts[4].rate_limit_count, 0);
+	cleanup(c);
+	expect_error("smarthost a { host = a.example.com; rate_limit = 0/m }\n",
+	    ":1: rate_limit: expected messages per time such as 30/m or 1000/1h, got \"0/m\"");
+	expect_error("smarthost a { host = a.example.com; rate_limit = 5/0s }\n",
+	    ":1: rate_limit: expected messages per time such as 30/m or 1000/1h, got \"5/0s\"");
+	expect_error("smarthost a { host = a.example.com; rate_limit = \"5/\" }\n",
+	    ":1: rate_limit: expected messages per time such as 30/m or 1000/1h, got \"5/\"");
+}
+
 /* Comments anywhere, ';' separators, quoted and unquoted list values, line numbers. */
 static void
 test_syntax(void **state)
@@ -1079,6 +1109,7 @@ main(void)
 		TEST(test_full_round_trip),
 		TEST(test_failover_order),
 		TEST(test_port_defaults),
+		TEST(test_rate_limit_units),
 		TEST(test_syntax),
 		TEST(test_error_missing_file),
 		TEST(test_error_unknown_key),

@@ -1,0 +1,113 @@
+"""rate_limit = COUNT/PERIOD per smarthost: messages wait for the window
+instead of collecting 4xx replies; no deferral, no failover, kept across
+a reload."""
+
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+from mrtest import make_message, message_id_of, smarthost_opts, wait_until
+
+SENDER = "sender@example.org"
+RCPT = "rcpt@example.net"
+# Transaction.time is taken at the end of DATA, a little after the message
+# was taken for its transaction: this much slack either way.
+SLACK = 0.2
+
+
+def _submit(d, n, tag):
+    msgs = [make_message(subject="%s %d" % (tag, i), body="message number %d\n" % i)
+            for i in range(n)]
+    with ThreadPoolExecutor(max_workers=n) as ex:
+        results = list(ex.map(lambda m: d.sendmail(["-i", "-f", SENDER, RCPT], m), msgs))
+    for r in results:
+        assert r.rc == 0, r
+    return msgs
+
+
+def _pacing_lines(d, name):
+    return [l for l in d.log_lines() if "smarthost %s: rate_limit" % name in l]
+
+
+def _assert_each_sent_once_first_try(d, sh, msgs):
+    counts = Counter(t.message_id for t in sh.delivered())
+    assert sorted(counts) == sorted(message_id_of(m) for m in msgs)
+    assert set(counts.values()) == {1}, counts
+    assert d.outcomes(status="deferred") == []
+    assert "status=deferred" not in d.log_text()
+    sent = d.outcomes(status="sent")
+    assert len(sent) == len(msgs)
+    assert {r["attempts"] for r in sent} == {"1"}, sent
+
+
+def _assert_at_most(times, count, period):
+    """No `count`+1 transactions within one period (with the slack)."""
+    times = sorted(times)
+    for i in range(len(times) - count):
+        gap = times[i + count] - times[i]
+        assert gap >= period - SLACK, ("transactions %d and %d only %.3fs apart: %r"
+                                       % (i, i + count, gap, times))
+
+
+def test_messages_wait_for_the_window_and_are_not_deferred(daemon, smarthost):
+    sh = smarthost()
+    d = daemon(smarthosts=[("main", smarthost_opts(sh.port, rate_limit="3/s"))])
+    msgs = _submit(d, 9, "paced")
+
+    sh.wait_for(9, timeout=15)
+    d.wait_queue_empty(timeout=5)
+    _assert_each_sent_once_first_try(d, sh, msgs)
+    times = sorted(t.time for t in sh.delivered())
+    _assert_at_most(times, 3, 1.0)
+    # three windows: 0 s, 1 s, 2 s; not much later either (the timer fires on time)
+    assert times[-1] - times[0] >= 2.0 - SLACK, times
+    assert times[-1] - times[0] < 4.0, times
+    # one line when pacing starts, not one per message
+    lines = _pacing_lines(d, "main")
+    assert len(lines) == 1, lines
+    assert "smarthost main: rate_limit 3/s reached; next message in 1s" in lines[0]
+
+
+def test_no_failover_to_the_next_smarthost_while_pacing(daemon, smarthost):
+    sh1, sh2 = smarthost(), smarthost()
+    d = daemon(smarthosts=[("main", smarthost_opts(sh1.port, rate_limit="2/s")),
+                           ("backup", smarthost_opts(sh2.port))])
+    msgs = _submit(d, 6, "no failover")
+
+    sh1.wait_for(6, timeout=15)
+    d.wait_queue_empty(timeout=5)
+    _assert_each_sent_once_first_try(d, sh1, msgs)
+    _assert_at_most([t.time for t in sh1.delivered()], 2, 1.0)
+    assert sh2.client_sessions() == []
+    assert "trying backup" not in d.log_text()
+
+
+def test_a_reload_keeps_the_window(daemon, smarthost):
+    sh = smarthost()
+    d = daemon(smarthosts=[("main", smarthost_opts(sh.port, rate_limit="3/2s"))])
+    first = _submit(d, 3, "before reload")
+    sh.wait_for(3, timeout=10)
+    d.wait_queue_empty(timeout=5)
+    assert _pacing_lines(d, "main") == []
+
+    mark = len(d.log_lines())
+    d.hup()
+    d.wait_for_log(r"configuration reloaded", after=mark)
+    second = _submit(d, 3, "after reload")
+    d.wait_for_log(r"smarthost main: rate_limit 3/2s reached; next message in [12]s", after=mark)
+    sh.wait_for(6, timeout=10)
+    d.wait_queue_empty(timeout=5)
+    _assert_each_sent_once_first_try(d, sh, first + second)
+    # the three after the reload waited for the window the first three opened
+    times = sorted(t.time for t in sh.delivered())
+    _assert_at_most(times, 3, 2.0)
+
+
+def test_without_rate_limit_nothing_waits(daemon, smarthost):
+    sh = smarthost()
+    d = daemon(sh)
+    msgs = _submit(d, 9, "unpaced")
+    sh.wait_for(9, timeout=10)
+    d.wait_queue_empty(timeout=5)
+    _assert_each_sent_once_first_try(d, sh, msgs)
+    assert "rate_limit" not in d.log_text()
+    wait_until(lambda: sh.in_data == 0, 5, what="the smarthost to be idle")
