@@ -67,6 +67,12 @@ def current_user():
     return pwd.getpwuid(os.getuid()).pw_name
 
 
+def require_root(why):
+    """Tests that switch users or mount file systems run as root, as the
+    README's test command and CI do: fail loudly rather than skip."""
+    assert os.geteuid() == 0, "%s needs root (./scripts/test-all runs as root)" % why
+
+
 def to_crlf(data):
     """Normalise line endings to CRLF, as the relay must deliver them."""
     return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")

@@ -5,14 +5,12 @@ offers DSN (with ORCPT for alias-expanded recipients), SMTPUTF8, -t with
 Resent-* fields, and the note left when a user sets someone else's
 sender."""
 import os
-import shutil
 import smtplib
-import stat
 import subprocess
 
 import pytest
 
-from mrtest import client_env, make_message, one_line, quote
+from mrtest import client_env, make_message, one_line, quote, require_root
 
 HOST = "relay.test"
 
@@ -270,8 +268,7 @@ def test_t_adds_command_line_recipients_like_postfix(daemon, smarthost):
 def test_a_user_setting_another_sender_is_noted(daemon, smarthost, workdir, build):
     """sendmail -f by a user who is not root: the message says who it was
     (X-Authentication-Warning) and the daemon logs the real uid."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to run the client as another user")
+    require_root("running the client as another user")
     sh = smarthost()
     d = daemon(sh)
     os.chmod(d.conf, 0o644)

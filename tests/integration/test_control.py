@@ -8,9 +8,7 @@ import re
 import socket
 import subprocess
 
-import pytest
-
-from mrtest import client_env, make_message, one_line, wait_until
+from mrtest import client_env, make_message, one_line, wait_until, require_root
 
 SENDER = "app@example.org"
 RCPT = "rcpt@example.net"
@@ -107,8 +105,7 @@ def test_sendmail_q_flushes(daemon, smarthost):
 
 
 def test_other_users_may_not_flush(daemon, smarthost):
-    if os.geteuid() != 0:
-        pytest.skip("needs root to run the clients as another user")
+    require_root("running the client as another user")
     sh = smarthost()
     d = long_retry(daemon, sh)
     qid = deferred_message(d, sh)
@@ -194,8 +191,7 @@ def test_delete_removes_messages_unsent(daemon, smarthost):
 
 
 def test_other_users_may_not_change_the_queue(daemon, smarthost):
-    if os.geteuid() != 0:
-        pytest.skip("needs root to run the clients as another user")
+    require_root("running the client as another user")
     sh = smarthost()
     d = long_retry(daemon, sh)
     qid = deferred_message(d, sh)
@@ -214,8 +210,7 @@ def test_other_users_may_not_change_the_queue(daemon, smarthost):
 def test_the_listing_shows_other_users_only_their_own_messages(daemon, smarthost):
     """mailq through the daemon: root sees everything; another user sees
     the messages they submitted and nothing of anyone else's."""
-    if os.geteuid() != 0:
-        pytest.skip("needs root to run the clients as another user")
+    require_root("running the client as another user")
     sh = smarthost()
     d = long_retry(daemon, sh)
     sh.rcpt_replies = {RCPT: "450 4.2.0 try later", "theirs@example.net": "450 4.2.0 try later"}
@@ -275,8 +270,7 @@ def test_show_gives_the_envelope_the_attempts_and_the_header(daemon, smarthost):
 
 
 def test_show_of_someone_elses_message_is_refused(daemon, smarthost):
-    if os.geteuid() != 0:
-        pytest.skip("needs root to run the client as another user")
+    require_root("running the client as another user")
     sh = smarthost()
     d = long_retry(daemon, sh)
     qid = deferred_message(d, sh)

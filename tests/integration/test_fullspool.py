@@ -21,7 +21,7 @@ import threading
 
 import pytest
 
-from mrtest import make_message, message_id_of, one_line, strip_angle, to_crlf, wait_until
+from mrtest import make_message, message_id_of, one_line, to_crlf, wait_until, require_root
 
 SENDER = "sender@example.org"
 RCPT = "rcpt@example.net"
@@ -45,7 +45,7 @@ class SpoolFS:
         p = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%d,mode=0700" % self.size,
                             "tmpfs", self.path], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         if p.returncode != 0:
-            pytest.skip("cannot mount a %d-byte tmpfs on %s for the spool: %s"
+            pytest.fail("cannot mount a %d-byte tmpfs on %s for the spool: %s"
                         % (self.size, self.path, p.stderr.decode(errors="replace").strip()))
         self.mounted = True
 
@@ -111,8 +111,7 @@ def spoolfs(workdir):
     Tests list this fixture before `daemon`: it is then torn down after the
     daemons have stopped (a clean unmount) and before workdir is removed.
     """
-    if os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs for the spool needs root")
+    require_root("mounting a tmpfs for the spool")
     made = []
 
     def factory(d, size=TMPFS_SIZE):

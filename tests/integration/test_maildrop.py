@@ -135,7 +135,6 @@ def test_non_root_user_submits_while_down_through_the_setgid_client(daemon, smar
     maildrop.  (Needs root to make the setgid copy and switch users.)"""
     assert os.geteuid() == 0, "this test sets up a setgid binary and must run as root (CI does)"
     import shutil
-    import stat
     sh = smarthost()
     d = daemon(sh)
     d.stop()

@@ -6,9 +6,7 @@ import os
 import re
 import subprocess
 
-import pytest
-
-from mrtest import client_env, dot_stuff, make_message, one_line, quote, run, to_crlf
+from mrtest import client_env, dot_stuff, make_message, one_line, quote, run, to_crlf, require_root
 
 SENDER = "sender@example.org"
 RCPT = "rcpt@example.net"
@@ -101,8 +99,7 @@ def _reply(stream):
 def test_bs_interactive_as_another_user_keeps_the_uid(daemon, smarthost):
     """Replies come as the dialogue goes (not at the end of the input), and
     the daemon records the uid of the user who ran sendmail -bs."""
-    if os.geteuid() != 0:
-        pytest.skip("switching to uid 65534 needs root")
+    require_root("switching to uid 65534")
     sh = smarthost()
     d = daemon(sh)
     os.chmod(d.conf, 0o644)

@@ -7,9 +7,7 @@ import json
 import os
 import subprocess
 
-import pytest
-
-from mrtest import client_env, make_message, smarthost_opts, wait_until
+from mrtest import client_env, make_message, smarthost_opts, wait_until, require_root
 
 SENDER = "app@example.org"
 RCPT = "rcpt@example.net"
@@ -74,8 +72,7 @@ def test_status_when_the_daemon_is_down(daemon, smarthost):
 
 
 def test_any_user_may_ask_for_the_status(daemon, smarthost):
-    if os.geteuid() != 0:
-        pytest.skip("needs root to run the client as another user")
+    require_root("running the client as another user")
     d = daemon(smarthost())
     os.chmod(d.conf, 0o644)
     p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",

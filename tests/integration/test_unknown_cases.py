@@ -13,7 +13,7 @@ import socket
 import subprocess
 
 from mrtest import (RawSMTP, client_env, current_user, dot_stuff, make_message, message_id_of,
-                    one_line, strip_angle, to_crlf, wait_until)
+                    strip_angle, to_crlf, wait_until)
 
 SENDER = "sender@example.org"
 RCPT = "rcpt@example.net"
