@@ -33,6 +33,7 @@
 #include "spool/maildrop.h"
 #include "smtp_reply.h"
 #include "submit.h"
+#include "util.h"
 #include "xmalloc.h"
 
 #include "qprint.h"
@@ -474,34 +475,6 @@ display_name(const char *name, char *out, size_t outlen)
 	out[o] = '\0';
 }
 
-static int
-has_8bit(const char *p)
-{
-	for (; *p; p++)
-		if ((unsigned char)*p >= 0x80)
-			return 1;
-	return 0;
-}
-
-/* RFC 3461 xtext: '+', '=' and octets outside 33..126 as +XX. */
-static void
-xtext(const char *in, char *out, size_t outlen)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	size_t o = 0;
-
-	for (; *in && o + 4 < outlen; in++) {
-		unsigned char c = (unsigned char)*in;
-		if (c < 33 || c > 126 || c == '+' || c == '=') {
-			out[o++] = '+';
-			out[o++] = hex[c >> 4];
-			out[o++] = hex[c & 15];
-		} else
-			out[o++] = (char)c;
-	}
-	out[o] = '\0';
-}
-
 /* The message with every line ending made CRLF, as the spool keeps it. */
 static char *
 crlf_copy(const char *p, size_t len, size_t *outlen)
@@ -768,7 +741,7 @@ main(int argc, char **argv)
 		smtputf8 |= has_8bit(o.rcpts[k]);
 	char envid[400] = "";
 	if (o.envid)
-		xtext(o.envid, envid, sizeof envid);
+		xtext_encode(o.envid, envid, sizeof envid);
 	if (submit_connect(&s, sock, err, sizeof err) == -1) {
 		/*
 		 * The daemon is down: leave the message in the maildrop, where

@@ -650,34 +650,6 @@ send_added_headers(struct dsession *s)
 	}
 }
 
-/* RFC 3461 xtext: '+', '=' and octets outside 33..126 as +XX. */
-static void
-xtext(const char *in, char *out, size_t outlen)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	size_t o = 0;
-
-	for (; *in && o + 4 < outlen; in++) {
-		unsigned char c = (unsigned char)*in;
-		if (c < 33 || c > 126 || c == '+' || c == '=') {
-			out[o++] = '+';
-			out[o++] = hex[c >> 4];
-			out[o++] = hex[c & 15];
-		} else
-			out[o++] = (char)c;
-	}
-	out[o] = '\0';
-}
-
-static int
-has_8bit(const char *p)
-{
-	for (; *p; p++)
-		if ((unsigned char)*p >= 0x80)
-			return 1;
-	return 0;
-}
-
 static void
 send_envelope_cmd(struct dsession *s, size_t idx)
 {
@@ -718,7 +690,7 @@ send_envelope_cmd(struct dsession *s, size_t idx)
 				snprintf(q, sizeof q, "%s", r->orig);
 			else
 				snprintf(q, sizeof q, "%s@%s", r->orig, s->rc->conf->hostname);
-			xtext(q, x, sizeof x);
+			xtext_encode(q, x, sizeof x);
 			if (!has_8bit(q) && strlen(x) < sizeof tmp - 20) {
 				snprintf(tmp, sizeof tmp, " ORCPT=rfc822;%s", x);
 				strlcat_mr(params, tmp, sizeof params);

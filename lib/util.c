@@ -76,3 +76,30 @@ sanitize_text(char *dst, size_t dstlen, const char *src, size_t srclen, int asci
 	}
 	dst[o] = '\0';
 }
+
+void
+xtext_encode(const char *in, char *out, size_t outlen)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t o = 0;
+
+	for (; *in && o + 4 < outlen; in++) {
+		unsigned char c = (unsigned char)*in;
+		if (c < 33 || c > 126 || c == '+' || c == '=') {
+			out[o++] = '+';
+			out[o++] = hex[c >> 4];
+			out[o++] = hex[c & 15];
+		} else
+			out[o++] = (char)c;
+	}
+	out[o] = '\0';
+}
+
+int
+has_8bit(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s >= 0x80)
+			return 1;
+	return 0;
+}

@@ -17,5 +17,9 @@ int fsync_dir_fd(int dirfd);
 double timespec_diff(const struct timespec *a, const struct timespec *b);
 /* Copy src to dst replacing bytes < 0x20, 0x7f and (if ascii_only) >= 0x80 by '?'; bounded, NUL-terminated. */
 void sanitize_text(char *dst, size_t dstlen, const char *src, size_t srclen, int ascii_only);
+/* RFC 3461 xtext: '+', '=' and octets outside 33..126 as +XX; cut to fit outlen. */
+void xtext_encode(const char *in, char *out, size_t outlen);
+/* Has s an octet above 127? */
+int  has_8bit(const char *s);
 
 #endif
