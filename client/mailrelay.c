@@ -78,6 +78,22 @@ print_data(const char *line, void *arg)
 	printf("%s\n", line);
 }
 
+/* A queue id from the command line, upper-cased into id; -1 (said on stderr) when it is not one. */
+static int
+parse_id(const char *cmd, const char *arg, char id[CTL_ID_LEN + 1])
+{
+	size_t n = strlen(arg);
+
+	for (size_t k = 0; k < n && k < CTL_ID_LEN; k++)
+		id[k] = (char)toupper((unsigned char)arg[k]);
+	id[n < CTL_ID_LEN ? n : CTL_ID_LEN] = '\0';
+	if (n != CTL_ID_LEN || !ctl_id_valid(id, n)) {
+		fprintf(stderr, "mailrelay: %s: \"%.40s\" is not a queue id (16 hexadecimal digits)\n", cmd, arg);
+		return -1;
+	}
+	return 0;
+}
+
 /*
  * mailrelay flush [ID...], hold ID..., release ID..., delete ID...|--all:
  * ids are checked here, so a bad one never reaches the daemon.
@@ -101,19 +117,9 @@ cmd_queue_change(const char *path, const char *verb, int argc, char **argv)
 	}
 	for (i = 1; i < argc; i++) {
 		char id[CTL_ID_LEN + 1];
-		size_t n = strlen(argv[i]);
-		if (n != CTL_ID_LEN) {
-			fprintf(stderr, "mailrelay: %s: \"%.40s\" is not a queue id (16 hexadecimal digits)\n", cmd, argv[i]);
+		if (parse_id(cmd, argv[i], id) == -1)
 			return EX_USAGE;
-		}
-		for (size_t k = 0; k < n; k++)
-			id[k] = (char)toupper((unsigned char)argv[i][k]);
-		id[n] = '\0';
-		if (!ctl_id_valid(id, n)) {
-			fprintf(stderr, "mailrelay: %s: \"%s\" is not a queue id (16 hexadecimal digits)\n", cmd, argv[i]);
-			return EX_USAGE;
-		}
-		if (i > CTL_ARGS_MAX || off + 1 + n >= sizeof req) {
+		if (i > CTL_ARGS_MAX || off + 1 + CTL_ID_LEN >= sizeof req) {
 			fprintf(stderr, "mailrelay: %s: at most %d ids at a time\n", cmd, CTL_ARGS_MAX);
 			return EX_USAGE;
 		}
@@ -195,20 +201,13 @@ cmd_show(const char *path, int argc, char **argv)
 {
 	char req[128], final[1024], err[1024], id[CTL_ID_LEN + 1];
 	int body = 0, rc;
-	size_t n;
 
 	if (argc == 3 && strcmp(argv[2], "--body") == 0)
 		body = 1;
 	else if (argc != 2)
 		usage();
-	n = strlen(argv[1]);
-	for (size_t k = 0; k < n && k < CTL_ID_LEN; k++)
-		id[k] = (char)toupper((unsigned char)argv[1][k]);
-	id[n < CTL_ID_LEN ? n : CTL_ID_LEN] = '\0';
-	if (n != CTL_ID_LEN || !ctl_id_valid(id, n)) {
-		fprintf(stderr, "mailrelay: show: \"%.40s\" is not a queue id (16 hexadecimal digits)\n", argv[1]);
+	if (parse_id("show", argv[1], id) == -1)
 		return EX_USAGE;
-	}
 	struct config *c = load(path);
 	snprintf(req, sizeof req, "SHOW %s%s", id, body ? " BODY" : "");
 	rc = ctl_request(c->control_socket, req, print_data, NULL, final, sizeof final, err, sizeof err);

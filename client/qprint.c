@@ -3,14 +3,12 @@
  */
 #include "config.h"
 
-#include <sys/stat.h>
-
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "ctlclient.h"
 #include "qprint.h"
@@ -116,9 +114,8 @@ show_offline(const char *progname, const struct config *conf, const char *id, in
 {
 	struct spool sp;
 	struct spool_env e;
-	char err[512], *content = NULL;
-	size_t len = 0;
-	int fd;
+	char err[512], *content;
+	size_t len;
 
 	if (spool_open(&sp, conf->spool_dir, 0, err, sizeof err) == -1) {
 		fprintf(stderr, "%s: cannot read the queue: %s\n", progname, err);
@@ -129,20 +126,7 @@ show_offline(const char *progname, const struct config *conf, const char *id, in
 		fprintf(stderr, "%s: show: %s is not in the queue\n", progname, id);
 		return EX_DATAERR;
 	}
-	if ((fd = spool_msg_open(&sp, id)) != -1) {
-		struct stat st;
-		if (fstat(fd, &st) == 0) {
-			size_t want = body || st.st_size < 256 * 1024 ? (size_t)st.st_size : 256 * 1024;
-			content = xmalloc(want + 1);
-			while (len < want) {
-				ssize_t n = read(fd, content + len, want - len);
-				if (n <= 0)
-					break;
-				len += (size_t)n;
-			}
-		}
-		close(fd);
-	}
+	content = spool_msg_read(&sp, id, body ? SIZE_MAX : 256 * 1024, &len);
 	qformat_show(stdout, &e, content, len, body, time(NULL));
 	free(content);
 	spool_env_free(&e);

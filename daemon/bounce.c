@@ -108,31 +108,6 @@ status_of(const struct spool_rcpt *r, char *out, size_t len)
 	snprintf(out, len, "%s", strncmp(t, "message expired", 15) == 0 ? "4.4.7" : "5.0.0");
 }
 
-/* Read the start of the original (up to RETURN_MAX octets); NULL when it cannot be read. */
-static char *
-read_original(const char *id, size_t *len)
-{
-	int fd = spool_msg_open(&D->spool, id);
-	char *buf;
-	size_t have = 0;
-
-	*len = 0;
-	if (fd == -1)
-		return NULL;
-	buf = xmalloc(RETURN_MAX);
-	while (have < RETURN_MAX) {
-		ssize_t n = read(fd, buf + have, RETURN_MAX - have);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		have += (size_t)n;
-	}
-	close(fd);
-	*len = have;
-	return buf;
-}
-
 /* Queue the notification for env's failed recipients; 0 when done, -1 when it could not be. */
 static int
 queue_notice(const struct spool_env *env, const char *to, const char *via,
@@ -148,7 +123,7 @@ queue_notice(const struct spool_env *env, const char *to, const char *via,
 
 	memset(&dm, 0, sizeof dm);
 	localtime_r(&now, &tm);
-	orig = read_original(env->id, &olen);
+	orig = spool_msg_read(&D->spool, env->id, RETURN_MAX, &olen);
 	dm.reporting_mta = D->conf->hostname;
 	dm.envid = env->envid[0] ? env->envid : NULL;
 	dm.queue_id = env->id;

@@ -114,6 +114,21 @@ allowed(struct csession *s, const char *what)
 	return 0;
 }
 
+/* Every line of text as a "D " line; frees text. */
+static void
+cs_reply_lines(struct csession *s, char *text)
+{
+	char *line, *next;
+
+	for (line = text; line != NULL && *line != '\0'; line = next) {
+		next = strchr(line, '\n');
+		if (next != NULL)
+			*next++ = '\0';
+		cs_reply(s, "D %s", line);
+	}
+	free(text);
+}
+
 static void
 do_flush(struct csession *s, const struct ctl_req *req)
 {
@@ -272,7 +287,7 @@ static void
 do_list(struct csession *s, const struct ctl_req *req)
 {
 	struct list_ctx c;
-	char *text = NULL, *line, *next;
+	char *text = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&text, &len);
 
@@ -285,45 +300,8 @@ do_list(struct csession *s, const struct ctl_req *req)
 	queue_each(list_one, &c);
 	qformat_end(&c.f);
 	fclose(f);
-	for (line = text; line != NULL && *line != '\0'; line = next) {
-		next = strchr(line, '\n');
-		if (next != NULL)
-			*next++ = '\0';
-		cs_reply(s, "D %s", line);
-	}
-	free(text);
+	cs_reply_lines(s, text);
 	cs_reply(s, "OK %zu message(s)%s", c.f.count, c.only == (uid_t)-1 ? "" : " of yours");
-}
-
-/* The stored content (all of it, or the first max octets); NULL when it cannot be read. */
-static char *
-read_content(const char *id, size_t max, size_t *len)
-{
-	int fd = spool_msg_open(&D->spool, id);
-	struct stat st;
-	char *buf;
-	size_t have = 0, want;
-
-	*len = 0;
-	if (fd == -1)
-		return NULL;
-	if (fstat(fd, &st) == -1) {
-		close(fd);
-		return NULL;
-	}
-	want = (size_t)st.st_size < max ? (size_t)st.st_size : max;
-	buf = xmalloc(want + 1);
-	while (have < want) {
-		ssize_t n = read(fd, buf + have, want - have);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		have += (size_t)n;
-	}
-	close(fd);
-	*len = have;
-	return buf;
 }
 
 /* SHOW ID [BODY]: for root and our group, and for the user who submitted it. */
@@ -331,7 +309,7 @@ static void
 do_show(struct csession *s, const struct ctl_req *req)
 {
 	const struct spool_env *e = queue_find(req->ids[0]);
-	char *text = NULL, *content, *line, *next;
+	char *text = NULL, *content;
 	size_t len = 0, clen;
 	FILE *f;
 
@@ -341,7 +319,7 @@ do_show(struct csession *s, const struct ctl_req *req)
 		    may_change(s) ? "" : " (or not yours)");
 		return;
 	}
-	content = read_content(e->id, req->body ? SIZE_MAX : 256 * 1024, &clen);
+	content = spool_msg_read(&D->spool, e->id, req->body ? SIZE_MAX : 256 * 1024, &clen);
 	if ((f = open_memstream(&text, &len)) == NULL) {
 		free(content);
 		cs_reply(s, "ERR %d cannot build the answer: %s", CTL_ERR_TEMP, strerror(errno));
@@ -350,13 +328,7 @@ do_show(struct csession *s, const struct ctl_req *req)
 	qformat_show(f, e, content, clen, req->body, time(NULL));
 	fclose(f);
 	free(content);
-	for (line = text; line != NULL && *line != '\0'; line = next) {
-		next = strchr(line, '\n');
-		if (next != NULL)
-			*next++ = '\0';
-		cs_reply(s, "D %s", line);
-	}
-	free(text);
+	cs_reply_lines(s, text);
 	cs_reply(s, "OK %s", req->ids[0]);
 }
 

@@ -810,6 +810,34 @@ spool_msg_open(struct spool *sp, const char *id)
 	return openat(sp->queuefd, name, O_RDONLY | O_CLOEXEC);
 }
 
+char *
+spool_msg_read(struct spool *sp, const char *id, size_t max, size_t *len)
+{
+	struct stat st;
+	char *buf;
+	ssize_t n;
+	size_t want;
+	int fd;
+
+	*len = 0;
+	if ((fd = spool_msg_open(sp, id)) == -1)
+		return NULL;
+	if (fstat(fd, &st) == -1) {
+		close(fd);
+		return NULL;
+	}
+	want = (unsigned long long)st.st_size < max ? (size_t)st.st_size : max;
+	buf = xmalloc(want + 1);
+	n = read_full(fd, buf, want);
+	close(fd);
+	if (n < 0) {
+		free(buf);
+		return NULL;
+	}
+	*len = (size_t)n;
+	return buf;
+}
+
 int
 spool_remove(struct spool *sp, const char *id, int sync_dir)
 {

@@ -172,6 +172,8 @@ void spool_env_copy(struct spool_env *dst, const struct spool_env *src);
 
 /* Open the content for reading (O_RDONLY); -1 on error. */
 int  spool_msg_open(struct spool *sp, const char *id);
+/* The content, or its first max octets (allocated; *len set); NULL when it cannot be read. */
+char *spool_msg_read(struct spool *sp, const char *id, size_t max, size_t *len);
 /* Remove a message (.env first, then .msg) and fsync the queue directory when sync_dir. */
 int  spool_remove(struct spool *sp, const char *id, int sync_dir);
 
