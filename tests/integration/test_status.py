@@ -25,8 +25,11 @@ def test_status_counts_and_smarthosts(daemon, smarthost):
     d = daemon(sh, overrides={"retry_schedule": ["1h"]})
     for to in (RCPT, "busy@example.net", "gone@example.net"):
         assert d.sendmail(["-i", "-f", SENDER, to], make_message()).rc == 0
-    wait_until(lambda: status_json(d)["counters"]["bounced"] == 1 and
-               status_json(d)["counters"]["deferred"] == 1, what="the outcomes")
+    # the notice of the bounce is a message of its own, sent after the bounce
+    # is counted: wait for it too, or its "sent" may not be counted yet
+    wait_until(lambda: (lambda c: c["bounced"] == 1 and c["deferred"] == 1 and
+                        c["sent"] >= 2)(status_json(d)["counters"]),
+               what="the outcomes and the notice")
     s = status_json(d)
     assert s["running"] is True and s["version"] and s["pid"] > 0
     assert s["uptime"] >= 0 and s["started"].endswith("Z")
