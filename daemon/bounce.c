@@ -1,13 +1,17 @@
 /*
- * bounce: what becomes of a message once every recipient is final.
+ * bounce: the notices a message owes its sender.
  *
  * The failed recipients whose NOTIFY asks for it (no NOTIFY means
- * FAILURE) are reported in one RFC 3464 notification (lib/dsnmsg.c) to
- * the envelope sender; a local sender gets it through aliases and
- * admin_address like any local recipient.  The notification is queued as
- * a new message from <> (via=bounce) and only once it is on disk is the
- * original removed, so a crash in between sends it again at the next
- * start rather than losing it.
+ * FAILURE) are reported in RFC 3464 notifications (lib/dsnmsg.c) to the
+ * envelope sender; a local sender gets them through aliases and
+ * admin_address like any local recipient.  Failures are reported after
+ * the delivery pass that decided them, as Postfix does, not when the last
+ * recipient is final: a recipient refused with 550 is not kept waiting for
+ * another one deferred for days.  Each notice is queued as a new message
+ * from <> (via=bounce); only once it is on disk are its recipients marked
+ * "reported" in the envelope (a crash in between sends it again rather
+ * than losing it), and only once the final notice is on disk is the
+ * original removed.
  *
  * Mail from <> is never bounced to <>: when such a message fails (a
  * bounce that could not be delivered, or any null-sender mail), the
@@ -59,10 +63,14 @@ remove_message(const char *id)
 	commit_submit(req);
 }
 
+enum notice_kind { NOTICE_FINAL, NOTICE_PARTIAL, NOTICE_DELAY };
+
 struct bctx {
 	char orig_id[QID_LEN + 1];
 	char to[ADDR_LEN_MAX];
-	int remove;                 /* a final report: remove the original once it is queued */
+	enum notice_kind kind;
+	unsigned *idx;              /* PARTIAL: the recipients it reports */
+	size_t nidx;
 };
 
 static void
@@ -74,19 +82,26 @@ on_notice_committed(struct commit_req *req, void *arg)
 		log_qid(LOG_INFO, req->env.id, "queued", "from=<>, size=%llu, nrcpt=%zu, uid=%lu, via=%s",
 		    req->env.size, req->env.nrcpt, (unsigned long)req->env.uid, req->env.via);
 		log_qid(LOG_INFO, c->orig_id, NULL, "%s to <%s> queued as %s",
-		    c->remove ? "delivery status notification" : "delay notice", c->to, req->env.id);
+		    c->kind == NOTICE_DELAY ? "delay notice" : "delivery status notification", c->to,
+		    req->env.id);
 		queue_add(&req->env);
 		D->stats.notices++;
-		if (c->remove)
-			remove_message(c->orig_id);
-	} else if (!c->remove) {
+	} else if (c->kind == NOTICE_DELAY) {
 		log_qid(LOG_ERR, c->orig_id, NULL, "cannot queue the delay notice: %s", req->err);
+	} else if (c->kind == NOTICE_PARTIAL) {
+		log_qid(LOG_ERR, c->orig_id, NULL,
+		    "cannot queue the delivery status notification: %s; tried again later", req->err);
 	} else {
 		/* the original stays on disk; the next start finds it finished and tries again */
 		log_qid(LOG_ERR, c->orig_id, NULL,
 		    "cannot queue the delivery status notification: %s; kept until the next start", req->err);
 	}
+	if (c->kind == NOTICE_FINAL && req->rc == 0)
+		remove_message(c->orig_id);
+	else if (c->kind == NOTICE_PARTIAL)
+		queue_reported(c->orig_id, c->idx, c->nidx, req->rc == 0);
 	commit_req_free(req);
+	free(c->idx);
 	free(c);
 }
 
@@ -111,7 +126,7 @@ status_of(const struct spool_rcpt *r, char *out, size_t len)
 /* Queue the notification for env's failed recipients; 0 when done, -1 when it could not be. */
 static int
 queue_notice(const struct spool_env *env, const char *to, const char *via,
-    const struct dsn_rcpt *dr, size_t ndr, int remove)
+    const struct dsn_rcpt *dr, size_t ndr, enum notice_kind kind, const unsigned *idx)
 {
 	struct dsn_msg dm;
 	struct timeval arrival;
@@ -176,91 +191,161 @@ queue_notice(const struct spool_env *env, const char *to, const char *via,
 	struct bctx *c = xcalloc(1, sizeof *c);
 	memcpy(c->orig_id, env->id, sizeof c->orig_id);
 	snprintf(c->to, sizeof c->to, "%s", to);
-	c->remove = remove;
+	c->kind = kind;
+	if (kind == NOTICE_PARTIAL) {
+		c->idx = xcalloc(ndr, sizeof *c->idx);
+		memcpy(c->idx, idx, ndr * sizeof *c->idx);
+		c->nidx = ndr;
+	}
 	req->done = on_notice_committed;
 	req->arg = c;
 	commit_submit(req);
 	return 0;
 }
 
-void
-bounce_finish(const struct spool_env *env)
+/*
+ * Who hears of env's failures: the sender, or for mail from <> the
+ * administrator (double_bounce = admin), or nobody (NULL; logged once,
+ * when log_drop).  *via is set to the notice's via=.
+ */
+static const char *
+notice_target(const struct spool_env *env, const char **via, int log_drop)
 {
-	struct dsn_rcpt *dr;
-	char (*status)[16];
-	char **orcpt;
-	size_t i, n = 0, failed = 0, relayed = 0;
-	const char *to = NULL, *via = "bounce";
-
-	for (i = 0; i < env->nrcpt; i++)
-		if (env->rcpts[i].status == RCPT_FAILED)
-			failed++;
-		else if (env->rcpts[i].status == RCPT_SENT && env->rcpts[i].success_notice &&
-		    env->sender[0] != '\0')
-			relayed++;
-	if (failed == 0 && relayed == 0) {
-		remove_message(env->id);
-		return;
-	}
+	*via = "bounce";
 	if (env->sender[0] != '\0')
-		to = env->sender;
-	else if (strcmp(env->via, "double-bounce") == 0) {
-		log_qid(LOG_WARNING, env->id, NULL, "undeliverable notice to the administrator dropped");
-	} else if (D->conf->double_bounce == DOUBLE_BOUNCE_ADMIN && D->conf->admin_address != NULL) {
-		to = D->conf->admin_address;
-		via = "double-bounce";
-	} else
+		return env->sender;
+	if (strcmp(env->via, "double-bounce") == 0) {
+		if (log_drop)
+			log_qid(LOG_WARNING, env->id, NULL, "undeliverable notice to the administrator dropped");
+		return NULL;
+	}
+	if (D->conf->double_bounce == DOUBLE_BOUNCE_ADMIN && D->conf->admin_address != NULL) {
+		*via = "double-bounce";
+		return D->conf->admin_address;
+	}
+	if (log_drop)
 		log_qid(LOG_WARNING, env->id, NULL, "failed mail from <> dropped (double_bounce = %s%s)",
 		    D->conf->double_bounce == DOUBLE_BOUNCE_ADMIN ? "admin" : "drop",
 		    D->conf->admin_address == NULL ? ", no admin_address" : "");
-	if (to == NULL) {
+	return NULL;
+}
+
+/* The recipients a notice is owed for and not yet given: failed or relayed, and unreported. */
+static int
+owed(const struct spool_env *env, const struct spool_rcpt *r)
+{
+	if (r->reported || r->reporting)
+		return 0;
+	if (r->status == RCPT_SENT)
+		return r->success_notice && env->sender[0] != '\0';
+	/* NOTIFY=NEVER, or a NOTIFY without FAILURE: the sender asked not to hear */
+	return r->status == RCPT_FAILED && (r->notify[0] == '\0' || strstr(r->notify, "FAILURE") != NULL);
+}
+
+struct owed_list {
+	struct dsn_rcpt *dr;
+	char (*status)[16];
+	char **orcpt;
+	unsigned *idx;
+	size_t n;
+};
+
+static void
+owed_collect(const struct spool_env *env, struct owed_list *ol)
+{
+	size_t i, cap = env->nrcpt ? env->nrcpt : 1;
+
+	ol->dr = xcalloc(cap, sizeof *ol->dr);
+	ol->status = xcalloc(cap, sizeof *ol->status);
+	ol->orcpt = xcalloc(cap, sizeof *ol->orcpt);
+	ol->idx = xcalloc(cap, sizeof *ol->idx);
+	ol->n = 0;
+	for (i = 0; i < env->nrcpt; i++) {
+		const struct spool_rcpt *r = &env->rcpts[i];
+		size_t n = ol->n;
+		int ok = r->status == RCPT_SENT;
+		if (!owed(env, r))
+			continue;
+		if (ok)
+			snprintf(ol->status[n], sizeof ol->status[n], "2.0.0");
+		else
+			status_of(r, ol->status[n], sizeof ol->status[n]);
+		if (r->orcpt != NULL)
+			ol->orcpt[n] = xstrdup(r->orcpt);
+		else if (r->orig != NULL && strcmp(r->orig, r->addr) != 0)
+			ol->orcpt[n] = strchr(r->orig, '@') ? xasprintf("rfc822;%s", r->orig)
+			    : xasprintf("rfc822;%s@%s", r->orig, D->conf->hostname);
+		ol->dr[n].final = r->addr;
+		ol->dr[n].orig = ol->orcpt[n];
+		/* relayed: passed to a smarthost that makes no report of its own (RFC 3464 2.3.3) */
+		ol->dr[n].action = ok ? DSN_RELAYED : DSN_FAILED;
+		ol->dr[n].status = ol->status[n];
+		ol->dr[n].diagnostic = r->last_reply;
+		ol->dr[n].last_attempt = r->last_attempt;
+		ol->idx[n] = (unsigned)i;
+		ol->n++;
+	}
+}
+
+static void
+owed_free(struct owed_list *ol)
+{
+	size_t i;
+
+	for (i = 0; i < ol->n; i++)
+		free(ol->orcpt[i]);
+	free(ol->orcpt);
+	free(ol->status);
+	free(ol->dr);
+	free(ol->idx);
+}
+
+void
+bounce_finish(const struct spool_env *env)
+{
+	struct owed_list ol;
+	size_t i;
+	int any = 0, excluded = 0;
+	const char *to, *via;
+
+	for (i = 0; i < env->nrcpt && !any; i++)
+		any = owed(env, &env->rcpts[i]);
+	for (i = 0; i < env->nrcpt && !any && !excluded; i++)
+		excluded = env->rcpts[i].status == RCPT_FAILED && !env->rcpts[i].reported;
+	if (excluded)
+		log_qid(LOG_INFO, env->id, NULL, "no delivery status notification: NOTIFY excludes failures");
+	if (!any || (to = notice_target(env, &via, 1)) == NULL) {
 		remove_message(env->id);
 		return;
 	}
+	owed_collect(env, &ol);
+	if (queue_notice(env, to, via, ol.dr, ol.n, NOTICE_FINAL, NULL) == -1)
+		log_qid(LOG_ERR, env->id, NULL, "delivery status notification to <%s> not queued; "
+		    "the message is kept until the next start", to);
+	owed_free(&ol);
+}
 
-	dr = xcalloc(failed + relayed, sizeof *dr);
-	status = xcalloc(failed + relayed, sizeof *status);
-	orcpt = xcalloc(failed + relayed, sizeof *orcpt);
-	for (i = 0; i < env->nrcpt; i++) {
-		const struct spool_rcpt *r = &env->rcpts[i];
-		int ok = r->status == RCPT_SENT;
-		if (ok ? !r->success_notice || env->sender[0] == '\0' : r->status != RCPT_FAILED)
-			continue;
-		/* NOTIFY=NEVER, or a NOTIFY without FAILURE: the sender asked not to hear */
-		if (!ok && r->notify[0] != '\0' && strstr(r->notify, "FAILURE") == NULL)
-			continue;
-		if (ok)
-			snprintf(status[n], sizeof status[n], "2.0.0");
-		else
-			status_of(r, status[n], sizeof status[n]);
-		if (r->orcpt != NULL)
-			orcpt[n] = xstrdup(r->orcpt);
-		else if (r->orig != NULL && strcmp(r->orig, r->addr) != 0)
-			orcpt[n] = strchr(r->orig, '@') ? xasprintf("rfc822;%s", r->orig)
-			    : xasprintf("rfc822;%s@%s", r->orig, D->conf->hostname);
-		dr[n].final = r->addr;
-		dr[n].orig = orcpt[n];
-		/* relayed: passed to a smarthost that makes no report of its own (RFC 3464 2.3.3) */
-		dr[n].action = ok ? DSN_RELAYED : DSN_FAILED;
-		dr[n].status = status[n];
-		dr[n].diagnostic = r->last_reply;
-		dr[n].last_attempt = r->last_attempt;
-		n++;
+size_t
+bounce_report(struct spool_env *env)
+{
+	struct owed_list ol;
+	size_t i, n;
+	const char *to, *via;
+
+	for (i = 0, n = 0; i < env->nrcpt; i++)
+		n += (size_t)owed(env, &env->rcpts[i]);
+	/* nobody to tell: the final pass logs that once */
+	if (n == 0 || (to = notice_target(env, &via, 0)) == NULL)
+		return 0;
+	owed_collect(env, &ol);
+	n = 0;
+	if (queue_notice(env, to, via, ol.dr, ol.n, NOTICE_PARTIAL, ol.idx) == 0) {
+		for (i = 0; i < ol.n; i++)
+			env->rcpts[ol.idx[i]].reporting = 1;
+		n = ol.n;
 	}
-	if (n == 0)
-		log_qid(LOG_INFO, env->id, NULL, "no delivery status notification: NOTIFY excludes failures");
-	if (n == 0 || queue_notice(env, to, via, dr, n, 1) == -1) {
-		if (n > 0)
-			log_qid(LOG_ERR, env->id, NULL, "delivery status notification to <%s> not queued; "
-			    "the message is kept until the next start", to);
-		else
-			remove_message(env->id);
-	}
-	for (i = 0; i < n; i++)
-		free(orcpt[i]);
-	free(orcpt);
-	free(status);
-	free(dr);
+	owed_free(&ol);
+	return n;
 }
 
 int
@@ -296,7 +381,7 @@ bounce_delay(const struct spool_env *env)
 		n++;
 	}
 	int rc = 1;
-	if (n > 0 && queue_notice(env, env->sender, "bounce", dr, n, 0) == -1)
+	if (n > 0 && queue_notice(env, env->sender, "bounce", dr, n, NOTICE_DELAY, NULL) == -1)
 		rc = 0;	/* try again after the next attempt */
 	free(status);
 	free(dr);

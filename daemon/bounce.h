@@ -9,11 +9,20 @@
 #define ADDR_LEN_MAX 512
 
 /*
- * Every recipient of env is final: queue the notification its failures
- * call for, then remove the message from the spool (once the
- * notification is on disk).  env is only read, during the call.
+ * Every recipient of env is final and none is `reporting`: queue the
+ * notification its unreported failures call for, then remove the message
+ * from the spool (once the notification is on disk).  env is only read,
+ * during the call.
  */
 void bounce_finish(const struct spool_env *env);
+
+/*
+ * Some recipients of env are still pending: queue one notice for the
+ * failed (and relayed) ones not yet reported, and mark them `reporting`.
+ * When the notice is on disk (or could not be written) the queue hears of
+ * it through queue_reported().  Returns the number of recipients in it.
+ */
+size_t bounce_report(struct spool_env *env);
 
 /*
  * delay_warning: env has been queued that long and some recipients are

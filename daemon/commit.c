@@ -216,6 +216,18 @@ commit_stop(void)
 	pthread_join(C.thread, NULL);
 	C.running = 0;
 	commit_drain();
+	/* callbacks may have queued more (a notice's original to remove): run those here */
+	while (C.pending != NULL) {
+		struct commit_req *batch = C.pending, *last;
+		C.pending = NULL;
+		C.pending_tail = &C.pending;
+		batch_run(batch);
+		for (last = batch; last->next != NULL; last = last->next)
+			;
+		*C.done_tail = batch;
+		C.done_tail = &last->next;
+		commit_drain();
+	}
 	event_free(C.ev);
 	close(C.pipefd[0]);
 	close(C.pipefd[1]);

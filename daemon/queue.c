@@ -43,6 +43,7 @@ static size_t nunsaved, unsaved_cap;
 static char persist_retry_tag;		/* req->arg of such a retry */
 
 static void queue_schedule(struct qmsg *m);
+static void unready(struct qmsg *m);
 
 void
 queue_init(void)
@@ -406,28 +407,46 @@ on_committed(struct commit_req *req, void *arg)
 	commit_req_free(req);
 }
 
+/* Every recipient is final: report what is owed, then remove (bounce.c). */
+static void
+finish(struct qmsg *m)
+{
+	size_t i;
+	int failed = 0;
+
+	for (i = 0; i < m->env.nrcpt; i++)
+		if (m->env.rcpts[i].status == RCPT_FAILED)
+			failed = 1;
+	log_qid(LOG_INFO, m->env.id, "removed", "removed%s", failed ? " (some recipients failed)" : "");
+	bounce_finish(&m->env);
+	qmsg_free(m);
+}
+
 void
 queue_release(struct qmsg *m)
 {
 	size_t i;
-	int pending = 0, failed = 0;
+	int pending = 0, reporting = 0;
 
 	m->inflight = 0;
 	for (i = 0; i < m->env.nrcpt; i++) {
 		if (m->env.rcpts[i].status == RCPT_PENDING)
 			pending++;
-		else if (m->env.rcpts[i].status == RCPT_FAILED)
-			failed++;
+		reporting |= m->env.rcpts[i].reporting;
+	}
+	/* failures decided in this pass are reported now, not when the last recipient is final */
+	if (pending > 0 && !D->shutting_down)
+		bounce_report(&m->env);
+	if (pending == 0 && !reporting) {
+		finish(m);
+		return;
 	}
 	if (pending == 0) {
-		/*
-		 * Every recipient is final: the failed ones are reported to the
-		 * sender (bounce.c), and the message is removed once that
-		 * notification is on disk.
-		 */
-		log_qid(LOG_INFO, m->env.id, "removed", "removed%s", failed ? " (some recipients failed)" : "");
-		bounce_finish(&m->env);
-		qmsg_free(m);
+		/* final, but a notice is on its way to disk: finish once it is there */
+		unready(m);
+		m->removed = 1;
+		if (m->dirty)
+			persist(m, NULL);
 		return;
 	}
 	/* delay_warning: one notice per message, once it has waited that long */
@@ -440,6 +459,39 @@ queue_release(struct qmsg *m)
 		persist(m, NULL);
 	if (!D->shutting_down)
 		queue_schedule(m);
+}
+
+void
+queue_reported(const char *id, const unsigned *idx, size_t n, int ok)
+{
+	struct qmsg *m;
+	size_t i;
+
+	TAILQ_FOREACH(m, &all_msgs, all_entry)
+		if (strcmp(m->env.id, id) == 0)
+			break;
+	if (m == NULL)
+		return;		/* deleted meanwhile */
+	for (i = 0; i < n; i++) {
+		if (idx[i] >= m->env.nrcpt)
+			continue;
+		m->env.rcpts[idx[i]].reporting = 0;
+		/* not written: the next pass (or the final one) tries again */
+		if (ok)
+			m->env.rcpts[idx[i]].reported = 1;
+	}
+	if (!ok && !m->removed)
+		return;
+	for (i = 0; i < m->env.nrcpt; i++)
+		if (m->env.rcpts[i].reporting)
+			return;		/* another notice is still on its way */
+	if (m->removed) {
+		finish(m);	/* the rest of what is owed, then removal */
+		return;
+	}
+	m->dirty = 1;
+	if (!m->inflight)
+		persist(m, NULL);
 }
 
 /*

@@ -25,7 +25,7 @@ struct qmsg {
 	struct event *timer;
 	int ready;                  /* in the ready list */
 	int inflight;               /* owned by a delivery session */
-	int removed;                /* all recipients final; removal requested */
+	int removed;                /* all recipients final; waits for a notice to be on disk */
 	int dirty;                  /* env changed since the last commit */
 	unsigned fo;                /* failover: the smarthost index this attempt has reached */
 	TAILQ_ENTRY(qmsg) all_entry;
@@ -61,6 +61,11 @@ void queue_outcome(struct qmsg *m, size_t rcpt, enum outcome o, const struct rel
     const char *dsn, const char *reply);
 /* The session is done with the message: persist, then reschedule or remove. */
 void queue_release(struct qmsg *m);
+/*
+ * A notice for recipients idx[0..n) of message id is on disk (ok) or could
+ * not be written: mark them reported, or owed again.  Called by bounce.c.
+ */
+void queue_reported(const char *id, const unsigned *idx, size_t n, int ok);
 /* The session goes on with the message: persist the outcomes recorded so far. */
 void queue_checkpoint(struct qmsg *m);
 /* Make every waiting message due now (flush). */

@@ -299,6 +299,9 @@ env_render(const struct spool_env *env, size_t *lenp)
 	for (i = 0; i < env->nrcpt; i++)
 		if (env->rcpts[i].success_notice)
 			fprintf(f, "notice\t%zu\n", i);
+	for (i = 0; i < env->nrcpt; i++)
+		if (env->rcpts[i].reported)
+			fprintf(f, "reported\t%zu\n", i);
 	for (i = 0; i < env->nhist; i++) {
 		const struct spool_attempt *h = &env->hist[i];
 		char oc[16], rl[600];
@@ -725,6 +728,10 @@ spool_env_parse(const char *buf, size_t len, struct spool_env *env, char *errbuf
 			if (parse_ull(f[1], 100000, &v) == -1 || v >= env->nrcpt)
 				goto bad;
 			env->rcpts[v].success_notice = 1;
+		} else if (strcmp(f[0], "reported") == 0 && nf == 2) {
+			if (parse_ull(f[1], 100000, &v) == -1 || v >= env->nrcpt)
+				goto bad;
+			env->rcpts[v].reported = 1;
 		} else if (strcmp(f[0], "attempt") == 0 && nf == 6) {
 			time_t when;
 			if (parse_time(f[1], &when) == -1 || parse_ull(f[2], 100000, &v) == -1)

@@ -39,6 +39,7 @@
  *   smtputf8  1                                    (only when the client asked for it)
  *   warned    1                                    (the delay notice went out)
  *   notice    <rcpt index>                         (a "relayed" notice is owed for it)
+ *   reported  <rcpt index>                         (its failure or relayed notice is queued)
  *   attempt   <unix time> <rcpt index> <sent|deferred|bounced> <relay> <reply>   (history, oldest first)
  *   rcpt      <status> <attempts> <next_attempt> <last_attempt> <address> <orig> <last_reply>
  *             [<NOTIFY as given> <ORCPT, xtext as received>]   (both or neither)
@@ -66,6 +67,8 @@ struct spool_rcpt {
 	char notify[32];        /* DSN NOTIFY= as submitted ("SUCCESS,DELAY"), "" when absent */
 	char *orcpt;            /* DSN ORCPT= as submitted (xtext), NULL when absent */
 	int success_notice;     /* sent with NOTIFY=SUCCESS to a smarthost without DSN: we report it */
+	int reported;           /* the notice of its failure (or relaying) is on disk */
+	int reporting;          /* that notice is being queued (daemon memory only, never written) */
 };
 
 /* One delivery attempt of one recipient, for `mailrelay show`. */

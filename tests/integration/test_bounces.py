@@ -5,8 +5,9 @@ never bounced to <> (double_bounce = admin | drop); expiry after
 max_queue_time bounces with 4.4.7."""
 import email
 import email.policy
+import os
 
-from mrtest import make_message, quote
+from mrtest import make_message, quote, wait_until
 
 SENDER = "app@example.org"
 ADMIN = "admin@example.com"
@@ -228,3 +229,41 @@ def test_notify_success_is_left_to_a_smarthost_that_offers_dsn(daemon, smarthost
     assert t.rcpt_options["ok@example.net"] == ["NOTIFY=SUCCESS"]
     d.wait_queue_empty()
     assert notices(sh) == []
+
+
+def test_a_failure_is_reported_at_once_while_other_recipients_wait(daemon, smarthost):
+    """A 550 for one recipient is reported after the pass that decided it,
+    not days later when a deferred one is final; each failure is reported
+    once, across a restart, and the deferred one gets its own notice when
+    it fails in turn."""
+    sh = smarthost()
+    sh.rcpt_replies = {"gone@example.net": "550 5.1.1 no such user",
+                       "busy@example.net": "450 4.2.0 mailbox busy"}
+    d = daemon(sh, overrides={"retry_schedule": ["1h"]})
+    assert d.sendmail(["-i", "-f", SENDER, "ok@example.net", "gone@example.net", "busy@example.net"],
+                      make_message(subject="three ways")).rc == 0
+    qid = d.accepted_id(SENDER)
+    d.wait_for_log(r"%s: delivery status notification to <%s> queued as" % (qid, SENDER))
+    (t,) = [t for t in sh.wait_for(2) if t.mail_from == ""]
+    n = parse(t.content)
+    assert n["Subject"] == "Undelivered Mail Returned to Sender"
+    (r,) = report_blocks(n)[1:]
+    assert r["Final-Recipient"] == "rfc822; gone@example.net" and r["Action"] == "failed"
+    text = list(n.iter_parts())[0].get_content()
+    assert "busy@example.net" not in text
+    # the original stays queued for the deferred recipient, its failure marked as told
+    assert [m["id"] for m in d.queue_json()] == [qid]
+    env = os.path.join(d.spool, "queue", qid + ".env")
+    wait_until(lambda: "reported\t1\n" in open(env).read(), what="the reported mark on disk")
+    d.restart()
+    d.wait_for_record(id=qid, to="busy@example.net", status="deferred", attempts="2")
+    assert len(notices(sh)) == 1
+    # the deferred one now fails for good: a notice of its own, naming only it
+    sh.rcpt_replies = {"busy@example.net": "550 5.2.1 mailbox disabled"}
+    assert d.mailrelay(["flush", qid]).rc == 0
+    d.wait_queue_empty()
+    sh.wait_for(3)
+    first, second = notices(sh)
+    assert first is t
+    (r,) = report_blocks(parse(second.content))[1:]
+    assert r["Final-Recipient"] == "rfc822; busy@example.net" and r["Status"] == "5.2.1"
