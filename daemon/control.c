@@ -41,8 +41,11 @@
 
 #define CTL_TIMEOUT 30          /* seconds a client may stay silent */
 
+struct cwait;
+
 struct csession {
 	struct bufferevent *bev;
+	struct cwait *wait;         /* a change being written; requests wait for its answer */
 	uid_t uid;
 	gid_t gid;
 	int closing;                /* close once the reply is written */
@@ -54,9 +57,21 @@ struct csession {
 static TAILQ_HEAD(, csession) csessions = TAILQ_HEAD_INITIALIZER(csessions);
 static struct evconnlistener *ctl_lev;
 
+/*
+ * HOLD, RELEASE, DELETE are answered once every change they made is on
+ * disk: "deleted" means gone after a crash too.
+ */
+struct cwait {
+	struct csession *s;         /* NULL once the client is gone */
+	enum ctl_verb verb;
+	size_t n, pending, ok, missing, busy, failed;
+};
+
 static void
 cs_free(struct csession *s)
 {
+	if (s->wait != NULL)
+		s->wait->s = NULL;	/* the writes finish; nobody hears of them */
 	TAILQ_REMOVE(&csessions, s, entry);
 	bufferevent_free(s->bev);
 	free(s);
@@ -158,7 +173,64 @@ do_flush(struct csession *s, const struct ctl_req *req)
 		cs_reply(s, "OK %zu message(s) due now", req->nids);
 }
 
-/* HOLD, RELEASE, DELETE: one data line per id, then a summary. */
+static const char *const change_done[] = {
+	[CTL_HOLD] = "held", [CTL_RELEASE] = "released", [CTL_DELETE] = "deleted",
+};
+
+static void on_read(struct bufferevent *bev, void *arg);
+
+/* Every change of the request is settled: the summary line, and the next request. */
+static void
+change_answer(struct cwait *w)
+{
+	struct csession *s = w->s;
+
+	if (s != NULL) {
+		s->wait = NULL;
+		if (w->missing)
+			cs_reply(s, "ERR %d %zu of %zu message(s) not in the queue", CTL_ERR_DATA, w->missing, w->n);
+		else if (w->failed)
+			cs_reply(s, "ERR %d %zu change(s) could not be written to the spool", CTL_ERR_TEMP,
+			    w->failed);
+		else if (w->busy)
+			cs_reply(s, "ERR %d %zu message(s) being delivered right now; try again in a moment",
+			    CTL_ERR_TEMP, w->busy);
+		else
+			cs_reply(s, "OK %zu message(s) %s", w->ok, change_done[w->verb]);
+		bufferevent_enable(s->bev, EV_READ);
+		on_read(s->bev, s);	/* requests that came in meanwhile */
+	}
+	free(w);
+}
+
+struct cchange {
+	struct cwait *w;
+	char id[QID_LEN + 1];
+};
+
+/* One change of a waiting request is on disk, or failed. */
+static void
+on_change_written(int ok, const char *err, void *arg)
+{
+	struct cchange *c = arg;
+	struct cwait *w = c->w;
+
+	if (!ok) {
+		w->failed++;
+		w->ok--;
+		log_qid(LOG_ERR, c->id, NULL, "not %s: %s", change_done[w->verb], err);
+		if (w->s != NULL && w->verb == CTL_DELETE)
+			cs_reply(w->s, "D %s not deleted after all: %s", c->id, err);
+		else if (w->s != NULL)	/* the queue writes it again later (persist_later) */
+			cs_reply(w->s, "D %s %s in the running daemon only, not on disk: %s; "
+			    "written once the spool takes writes again", c->id, change_done[w->verb], err);
+	}
+	free(c);
+	if (--w->pending == 0)
+		change_answer(w);
+}
+
+/* HOLD, RELEASE, DELETE: one data line per id, then a summary once it is all on disk. */
 static void
 do_change(struct csession *s, const struct ctl_req *req)
 {
@@ -166,41 +238,52 @@ do_change(struct csession *s, const struct ctl_req *req)
 		[CTL_HOLD] = "holding messages", [CTL_RELEASE] = "releasing messages",
 		[CTL_DELETE] = "deleting messages",
 	};
-	static const char *const done[] = {
-		[CTL_HOLD] = "held", [CTL_RELEASE] = "released", [CTL_DELETE] = "deleted",
-	};
 	char (*all)[QID_LEN + 1] = NULL;
-	size_t i, n, missing = 0, busy = 0, ok = 0;
+	size_t i;
+	struct cwait *w;
 
 	if (!allowed(s, what[req->verb]))
 		return;
+	w = xcalloc(1, sizeof *w);
+	w->s = s;
+	w->verb = req->verb;
+	w->pending = 1;		/* this loop's own: nothing is answered before it ends */
 	if (req->all)
-		n = queue_ids(&all);
+		w->n = queue_ids(&all);
 	else
-		n = req->nids;
-	for (i = 0; i < n; i++) {
+		w->n = req->nids;
+	for (i = 0; i < w->n; i++) {
 		const char *id = req->all ? all[i] : req->ids[i];
-		int rc = req->verb == CTL_DELETE ? queue_delete(id) : queue_hold(id, req->verb == CTL_HOLD);
-		if (rc == 0) {
-			ok++;
-			log_qid(LOG_INFO, id, NULL, "%s by uid=%lu", done[req->verb], (unsigned long)s->uid);
-			cs_reply(s, "D %s %s", id, done[req->verb]);
+		struct cchange *c = xcalloc(1, sizeof *c);
+		int rc;
+		c->w = w;
+		strlcpy_mr(c->id, id, sizeof c->id);
+		rc = req->verb == CTL_DELETE ? queue_delete(id, on_change_written, c)
+		    : queue_hold(id, req->verb == CTL_HOLD, on_change_written, c);
+		if (rc == 1)
+			w->pending++;
+		else
+			free(c);
+		if (rc >= 0) {
+			w->ok++;
+			log_qid(LOG_INFO, id, NULL, "%s by uid=%lu", change_done[req->verb], (unsigned long)s->uid);
+			cs_reply(s, "D %s %s", id, change_done[req->verb]);
 		} else if (rc == -2) {
-			busy++;
-			cs_reply(s, "D %s is being delivered right now; not %s", id, done[req->verb]);
+			w->busy++;
+			cs_reply(s, "D %s is being delivered right now; not %s", id, change_done[req->verb]);
 		} else {
-			missing++;
+			w->missing++;
 			cs_reply(s, "D %s not in the queue", id);
 		}
 	}
 	free(all);
-	if (missing)
-		cs_reply(s, "ERR %d %zu of %zu message(s) not in the queue", CTL_ERR_DATA, missing, n);
-	else if (busy)
-		cs_reply(s, "ERR %d %zu message(s) being delivered right now; try again in a moment",
-		    CTL_ERR_TEMP, busy);
-	else
-		cs_reply(s, "OK %zu message(s) %s", ok, done[req->verb]);
+	if (--w->pending == 0) {
+		change_answer(w);
+		return;
+	}
+	/* answered by the last write; the session reads nothing more until then */
+	s->wait = w;
+	bufferevent_disable(s->bev, EV_READ);
 }
 
 /* A JSON string: quotes, backslashes and control characters escaped. */
@@ -467,10 +550,12 @@ on_read(struct bufferevent *bev, void *arg)
 		evbuffer_drain(in, evbuffer_get_length(in));
 		return;
 	}
-	while ((line = evbuffer_readln(in, &n, EVBUFFER_EOL_LF)) != NULL) {
+	while (s->wait == NULL && (line = evbuffer_readln(in, &n, EVBUFFER_EOL_LF)) != NULL) {
 		handle(s, line, n);
 		free(line);
 	}
+	if (s->wait != NULL)
+		return;
 	if (evbuffer_get_length(in) >= CTL_LINE_MAX) {
 		/*
 		 * Answer, then keep reading and dropping until the client

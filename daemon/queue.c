@@ -334,6 +334,46 @@ persist(struct qmsg *m, void *arg)
 	m->dirty = 0;
 }
 
+/* Someone waits for a change to be on disk (an admin's hold or delete). */
+struct qwait {
+	queue_done_fn fn;
+	void *arg;
+	struct qmsg *deleting;      /* a removal: the message, kept out of sight until it is done */
+};
+
+static void
+on_committed_wait(struct commit_req *req, void *arg)
+{
+	struct qwait w = *(struct qwait *)arg;
+	char err[sizeof req->err];
+	int ok = req->rc == 0;
+
+	free(arg);
+	snprintf(err, sizeof err, "%s", ok ? "" : req->err);
+	on_committed(req, NULL);
+	if (w.deleting != NULL && ok)
+		qmsg_free(w.deleting);
+	else if (w.deleting != NULL) {
+		/* still on disk: back in the queue, as it would be after a restart */
+		w.deleting->removed = w.deleting->deleting = 0;
+		queue_schedule(w.deleting);
+	}
+	w.fn(ok, err, w.arg);
+}
+
+static void
+commit_wait(struct commit_req *req, struct qmsg *deleting, queue_done_fn fn, void *arg)
+{
+	struct qwait *w = xcalloc(1, sizeof *w);
+
+	w->fn = fn;
+	w->arg = arg;
+	w->deleting = deleting;
+	req->done = on_committed_wait;
+	req->arg = w;
+	commit_submit(req);
+}
+
 static int
 cmp_qid(const void *a, const void *b)
 {
@@ -480,7 +520,9 @@ queue_reported(const char *id, const unsigned *idx, size_t n, int ok)
 		if (ok)
 			m->env.rcpts[idx[i]].reported = 1;
 	}
-	if (!ok && !m->removed)
+	if (ok)
+		m->dirty = 1;
+	if (m->deleting || (!ok && !m->removed))
 		return;
 	for (i = 0; i < m->env.nrcpt; i++)
 		if (m->env.rcpts[i].reporting)
@@ -489,7 +531,6 @@ queue_reported(const char *id, const unsigned *idx, size_t n, int ok)
 		finish(m);	/* the rest of what is owed, then removal */
 		return;
 	}
-	m->dirty = 1;
 	if (!m->inflight)
 		persist(m, NULL);
 }
@@ -564,7 +605,7 @@ unready(struct qmsg *m)
 }
 
 int
-queue_hold(const char *id, int hold)
+queue_hold(const char *id, int hold, queue_done_fn done, void *arg)
 {
 	struct qmsg *m = find(id);
 	size_t i;
@@ -584,16 +625,20 @@ queue_hold(const char *id, int hold)
 		for (i = 0; i < m->env.nrcpt; i++)
 			m->env.rcpts[i].next_attempt = 0;
 	}
-	if (!m->inflight) {
-		persist(m, NULL);
-		if (!hold)
-			queue_schedule(m);
-	}
-	return 0;
+	if (m->inflight)
+		return 0;	/* written with the outcome, when the session gives it back */
+	struct commit_req *req = xcalloc(1, sizeof *req);
+	req->kind = COMMIT_UPDATE;
+	spool_env_copy(&req->env, &m->env);
+	m->dirty = 0;
+	commit_wait(req, NULL, done, arg);
+	if (!hold)
+		queue_schedule(m);
+	return 1;
 }
 
 int
-queue_delete(const char *id)
+queue_delete(const char *id, queue_done_fn done, void *arg)
 {
 	struct qmsg *m = find(id);
 	struct commit_req *req;
@@ -606,10 +651,9 @@ queue_delete(const char *id)
 	req = xcalloc(1, sizeof *req);
 	req->kind = COMMIT_REMOVE;
 	memcpy(req->id, m->env.id, sizeof req->id);
-	req->done = on_committed;
-	commit_submit(req);
-	qmsg_free(m);
-	return 0;
+	m->removed = m->deleting = 1;
+	commit_wait(req, m, done, arg);
+	return 1;
 }
 
 void

@@ -25,7 +25,8 @@ struct qmsg {
 	struct event *timer;
 	int ready;                  /* in the ready list */
 	int inflight;               /* owned by a delivery session */
-	int removed;                /* all recipients final; waits for a notice to be on disk */
+	int removed;                /* leaving the queue: out of sight, never tried again */
+	int deleting;               /* ...deleted by an admin, the removal not yet on disk */
 	int dirty;                  /* env changed since the last commit */
 	unsigned fo;                /* failover: the smarthost index this attempt has reached */
 	TAILQ_ENTRY(qmsg) all_entry;
@@ -72,10 +73,23 @@ void queue_checkpoint(struct qmsg *m);
 void queue_flush_all(void);
 /* The same for one message; -1 when no such message is queued. */
 int  queue_flush_one(const char *id);
-/* Hold (hold = 1) or release (0) a message; a released one is due now.  -1: not queued. */
-int  queue_hold(const char *id, int hold);
-/* Remove a message unsent.  -1: not queued; -2: being delivered right now. */
-int  queue_delete(const char *id);
+/*
+ * An admin's change is on disk (ok) or could not be written (err says
+ * why).  Called on the loop.
+ */
+typedef void (*queue_done_fn)(int ok, const char *err, void *arg);
+/*
+ * Hold (hold = 1) or release (0) a message; a released one is due now.
+ * Returns 1 when the change is being written (done() follows), 0 when it
+ * is made with nothing to wait for (already so, or written when the
+ * delivery in progress ends), -1 when no such message is queued.
+ */
+int  queue_hold(const char *id, int hold, queue_done_fn done, void *arg);
+/*
+ * Remove a message unsent.  1: removed from the queue, done() follows once
+ * the removal is on disk; -1: not queued; -2: being delivered right now.
+ */
+int  queue_delete(const char *id, queue_done_fn done, void *arg);
 /* A queued message's envelope, or NULL. */
 const struct spool_env *queue_find(const char *id);
 /* Call fn for every queued message, in arrival order. */

@@ -695,3 +695,38 @@ def test_state_the_full_disk_refused_is_recorded_once_space_returns(spoolfs, dae
     d.wait_for_record(id=qid, to="later@example.net", status="deferred", attempts="3")
     copies = sh.find(message_id_of(msg))
     assert [c.rcpt_tos for c in copies] == [["good@example.net"]]
+
+
+def test_delete_and_hold_answer_only_once_on_disk(spoolfs, daemon, smarthost):
+    """`mailrelay delete` says "deleted" only when the removal is on disk:
+    on a read-only spool it fails with 75, and the message stays queued
+    (in the daemon and on disk), as does a hold that could not be
+    written; both work once the spool takes writes again."""
+    sh = smarthost()
+    d = daemon(sh, start=False, overrides={"retry_schedule": ["1h"]})
+    sh.rcpt_replies = {RCPT: "450 4.2.0 try later"}
+    fs = spoolfs(d)
+    d.start()
+    msg = make_message(subject="kept")
+    assert send(d, msg).rc == 0
+    qid = d.accepted_id(SENDER)
+    d.wait_for_record(id=qid, status="deferred")
+    fs.remount("ro")
+    r = d.mailrelay(["delete", qid])
+    assert r.rc == 75, r
+    assert "not deleted after all" in r.out_text + r.err_text and EROFS_TEXT in r.out_text + r.err_text, r
+    assert [m["id"] for m in d.queue_json()] == [qid]
+    assert listing(d)["queue"] == [qid + ".env", qid + ".msg"]
+    r = d.mailrelay(["hold", qid])
+    assert r.rc == 75, r
+    assert "held in the running daemon only, not on disk" in r.out_text + r.err_text, r
+    assert d.queue_json()[0]["held"] is True
+    fs.remount("rw")
+    env = os.path.join(d.spool, "queue", qid + ".env")
+    wait_until(lambda: "held\t1\n" in open(env).read(), timeout=30,
+               what="the hold written once the spool takes writes")
+    r = d.mailrelay(["delete", qid])
+    assert r.rc == 0 and qid + " deleted" in r.out_text, r
+    # the answer came after the removal: nothing is left at that moment
+    assert listing(d)["queue"] == []
+    assert d.queue_json() == []
