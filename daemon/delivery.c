@@ -50,6 +50,7 @@
 #include "dotstuff.h"
 #include "log.h"
 #include "queue.h"
+#include "ratekeep.h"
 #include "shstate.h"
 #include "smtp_reply.h"
 #include "util.h"
@@ -486,7 +487,7 @@ start_session(size_t shidx, struct qmsg *m)
  * usable at once (a burst of 30 after a quiet minute) instead of one
  * message every 2 s.  A token bucket would let up to 2*COUNT-1 through in
  * one PERIOD.  The window (start times, in shstate by name) survives a
- * reload.
+ * reload, and a restart (ratekeep.c saves it in the spool).
  *
  * A message that must wait stays ready: no attempt, no deferral, no log
  * line of its own, and no failover (msg_target() does not look at the
@@ -567,8 +568,10 @@ rate_paced(const struct smarthost_conf *sh)
 static void
 rate_started(const struct smarthost_conf *sh)
 {
-	if (sh->rate_limit_count != 0)
+	if (sh->rate_limit_count != 0) {
 		shstate_rate_start(shstate_get(sh->name), sh->rate_limit_count, shstate_now_ms());
+		ratekeep_touch();
+	}
 }
 
 /*
@@ -1206,6 +1209,7 @@ delivery_shutdown(void)
 		rate_timer = NULL;
 		rate_timer_at = 0;
 	}
+	ratekeep_flush();
 	/* Messages go back untouched: no attempt is counted for an aborted session. */
 	while ((s = TAILQ_FIRST(&sessions)) != NULL) {
 		if (s->msg != NULL) {

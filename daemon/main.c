@@ -39,6 +39,7 @@
 #include "shstate.h"
 #include "log.h"
 #include "queue.h"
+#include "ratekeep.h"
 #include "smtpd.h"
 #include "sysd.h"
 #include "xmalloc.h"
@@ -356,6 +357,7 @@ main(int argc, char **argv)
 
 	D->started = time(NULL);
 	local_load();
+	ratekeep_load();
 	queue_load();
 	pickup_start();
 	if (D->conf->nsmarthosts == 0)

@@ -108,12 +108,26 @@ shstate_rate_start(struct shstate *s, unsigned count, long long now_ms)
 		/* grows with use: a large daily limit costs memory only when reached */
 		unsigned cap = s->starts_cap < 8 ? 8 : s->starts_cap;
 		cap = cap > count / 2 ? count : cap * 2;
-		if (cap <= s->nstarts)
-			return;	/* cannot happen after shstate_rate_wait() said 0 */
-		rate_resize(s, cap);
+		if (cap <= s->nstarts) {
+			/* full at count (a restored window): the oldest start makes room */
+			s->starts_head = (s->starts_head + 1) % s->starts_cap;
+			s->nstarts--;
+		} else
+			rate_resize(s, cap);
 	}
 	s->starts[(s->starts_head + s->nstarts) % s->starts_cap] = now_ms;
 	s->nstarts++;
+}
+
+void
+shstate_each_start(void (*fn)(const char *name, long long start_ms, void *arg), void *arg)
+{
+	struct shstate *s;
+	unsigned i;
+
+	for (s = states; s != NULL; s = s->next)
+		for (i = 0; i < s->nstarts; i++)
+			fn(s->name, s->starts[(s->starts_head + i) % s->starts_cap], arg);
 }
 
 void

@@ -8,7 +8,7 @@
  * It also keeps the sliding window of rate_limit (see delivery.c): the
  * start times of the messages taken for this smarthost within the last
  * period, so that a reload (which keeps the state by name) does not reset
- * the count.  A restart does.
+ * the count; daemon/ratekeep.c keeps a copy in the spool for restarts.
  */
 #ifndef MAILRELAY_SHSTATE_H
 #define MAILRELAY_SHSTATE_H
@@ -46,7 +46,12 @@ long long shstate_now_ms(void);
  * the window.
  */
 long long shstate_rate_wait(struct shstate *s, unsigned count, unsigned period, long long now_ms);
-/* A message started now (call only when shstate_rate_wait() said 0). */
+/*
+ * A message started at now_ms (call only when shstate_rate_wait() said 0,
+ * or in time order when restoring: the oldest start then makes room).
+ */
 void shstate_rate_start(struct shstate *s, unsigned count, long long now_ms);
+/* Every start in every window, oldest first per smarthost. */
+void shstate_each_start(void (*fn)(const char *name, long long start_ms, void *arg), void *arg);
 
 #endif

@@ -8,6 +8,7 @@
  *   queue/ID.env    envelope and per-recipient state; replaced atomically
  *   maildrop/       offline submissions by the sendmail client (1730; see maildrop.h)
  *   quarantine/     drop files that were not well-formed
+ *   rate-window     the rate_limit windows, kept across restarts (see ratewin.h)
  *
  * A message is queued exactly when queue/ID.env exists.  New messages:
  * content and envelope are written in tmp/, both fsynced, the .msg renamed

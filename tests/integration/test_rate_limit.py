@@ -2,8 +2,11 @@
 instead of collecting 4xx replies; no deferral, no failover, kept across
 a reload."""
 
+import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+
+import pytest
 
 from mrtest import make_message, message_id_of, smarthost_opts, wait_until
 
@@ -100,6 +103,48 @@ def test_a_reload_keeps_the_window(daemon, smarthost):
     # the three after the reload waited for the window the first three opened
     times = sorted(t.time for t in sh.delivered())
     _assert_at_most(times, 3, 2.0)
+
+
+@pytest.mark.parametrize("how", ["restart", "crash"])
+def test_a_restart_keeps_the_window(daemon, smarthost, how):
+    """A restart, even after SIGKILL, does not grant a fresh allowance: the
+    starts are saved in the spool (within a second) and restored."""
+    sh = smarthost()
+    d = daemon(smarthosts=[("main", smarthost_opts(sh.port, rate_limit="3/4s"))])
+    first = _submit(d, 3, "before " + how)
+    sh.wait_for(3, timeout=10)
+    d.wait_queue_empty(timeout=5)
+    saved = os.path.join(d.spool, "rate-window")
+    wait_until(lambda: os.path.exists(saved) and open(saved).read().count("start\tmain\t") == 3,
+               what="the window saved in the spool")
+    if how == "restart":
+        d.restart()
+    else:
+        d.kill()
+        d.start()
+    d.wait_for_log(r"rate_limit: 3 message start\(s\) of the current window\(s\) restored")
+    second = _submit(d, 3, "after " + how)
+    d.wait_for_log(r"smarthost main: rate_limit 3/4s reached; next message in [1-4]s")
+    sh.wait_for(6, timeout=15)
+    d.wait_queue_empty(timeout=5)
+    counts = Counter(t.message_id for t in sh.delivered())
+    assert sorted(counts) == sorted(message_id_of(m) for m in first + second)
+    assert set(counts.values()) == {1}, counts
+    times = sorted(t.time for t in sh.delivered())
+    _assert_at_most(times, 3, 4.0)
+
+
+def test_a_window_file_that_is_not_ours_is_ignored(daemon, smarthost):
+    sh = smarthost()
+    d = daemon(smarthosts=[("main", smarthost_opts(sh.port, rate_limit="3/4s"))], start=False)
+    os.makedirs(d.spool, exist_ok=True)
+    with open(os.path.join(d.spool, "rate-window"), "w") as f:
+        f.write("something else\nstart\tmain\t1\n")
+    d.start()
+    d.wait_for_log(r"cannot read the rate_limit windows \(Invalid argument\); they start empty")
+    msgs = _submit(d, 3, "fresh")
+    sh.wait_for(3, timeout=10)
+    _assert_each_sent_once_first_try(d, sh, msgs)
 
 
 def test_without_rate_limit_nothing_waits(daemon, smarthost):

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "spool/ratewin.h"
 #include "spool/spool.h"
 #include "xmalloc.h"
 
@@ -350,6 +351,60 @@ test_open_missing(void **state)
 	assert_non_null(strstr(err, "does-not-exist"));
 }
 
+struct seen {
+	char names[8][32];
+	long long ms[8];
+	size_t n;
+};
+
+static void
+collect_start(const char *name, long long ms, void *arg)
+{
+	struct seen *s = arg;
+
+	assert_true(s->n < 8);
+	snprintf(s->names[s->n], sizeof s->names[s->n], "%s", name);
+	s->ms[s->n++] = ms;
+}
+
+/* The rate_limit window file: written through tmp/, read back in order; damage is skipped. */
+static void
+test_ratewin(void **state)
+{
+	struct spool sp;
+	struct seen seen = { .n = 0 };
+	struct ratewin_out *o;
+	char err[256];
+	(void)state;
+
+	assert_int_equal(spool_open(&sp, root, 1, err, sizeof err), 0);
+	assert_int_equal(ratewin_load(&sp, collect_start, &seen), 0);	/* none yet */
+	assert_int_equal(seen.n, 0);
+	assert_non_null(o = ratewin_begin(&sp));
+	ratewin_add(o, "main", 1700000000123LL);
+	ratewin_add(o, "bad\tname", 1);		/* cannot be written: left out */
+	ratewin_add(o, "backup", 1700000001000LL);
+	assert_int_equal(ratewin_commit(o), 0);
+	assert_false(exists("tmp", "", RATEWIN_FILE));
+	assert_int_equal(ratewin_load(&sp, collect_start, &seen), 0);
+	assert_int_equal(seen.n, 2);
+	assert_string_equal(seen.names[0], "main");
+	assert_true(seen.ms[0] == 1700000000123LL);
+	assert_string_equal(seen.names[1], "backup");
+	spool_close(&sp);
+
+	const char *damaged = "mailrelay-rate 1\nstart\tmain\t12\nstart\tx\t-5\nstart\t\t7\n"
+	    "later\tx\t1\nstart\tmain\t1234567890123456\nstart\tmain\t99\nstart\tcut\t4";
+	seen.n = 0;
+	assert_int_equal(ratewin_parse(damaged, strlen(damaged), collect_start, &seen), 0);
+	assert_int_equal(seen.n, 2);
+	assert_true(seen.ms[0] == 12 && seen.ms[1] == 99);
+	seen.n = 0;
+	assert_int_equal(ratewin_parse("mailrelay-rate 2\n", 17, collect_start, &seen), -1);
+	assert_int_equal(ratewin_parse("", 0, collect_start, &seen), -1);
+	assert_int_equal(seen.n, 0);
+}
+
 int
 main(void)
 {
@@ -360,6 +415,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_scan, setup, teardown),
 		cmocka_unit_test(test_env_parse_rejects),
 		cmocka_unit_test_setup_teardown(test_open_missing, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_ratewin, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
