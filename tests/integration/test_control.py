@@ -280,3 +280,54 @@ def test_show_of_someone_elses_message_is_refused(daemon, smarthost):
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=client_env(), timeout=20)
     assert p.returncode == 65, p
     assert p.stdout == b"" and SENDER.encode() not in p.stderr
+
+
+def test_the_human_listing_reads_like_postfix_mailq(daemon, smarthost):
+    """`mailrelay queue`, `mailq` and `sendmail -bp` print the same text: a
+    header, per message its id (! when held), size, arrival and sender,
+    then each unfinished recipient indented under its last error; a
+    summary line; everything within 80 columns."""
+    sh = smarthost()
+    d = long_retry(daemon, sh)
+    assert d.mailrelay(["queue"]).out_text == "Mail queue is empty\n"
+    sh.rcpt_replies = {RCPT: "450 4.2.0 <rcpt@example.net>: mailbox temporarily unavailable " + "x" * 80,
+                       "second@example.net": "450 4.7.1 greylisted",
+                       "x@example.net": "451 4.3.0 later"}
+    msg = make_message(subject="listed")
+    assert d.sendmail(["-i", "-f", SENDER, RCPT, "second@example.net", "ok@example.net"], msg).rc == 0
+    qid = d.accepted_id(SENDER)
+    d.wait_for_record(id=qid, to="second@example.net", status="deferred")
+    assert d.sendmail(["-i", "-f", "", "x@example.net"], make_message(subject="null")).rc == 0
+    wait_until(lambda: len(d.queue_json()) == 2 and
+               all(r["attempts"] for m in d.queue_json() for r in m["recipients"]), what="two deferred")
+    held = [m["id"] for m in d.queue_json() if m["id"] != qid][0]
+    assert d.mailrelay(["hold", held]).rc == 0
+
+    text = d.mailrelay(["queue"]).out_text
+    lines = text.split("\n")
+    assert lines[0].startswith("-Queue ID-") and "Size" in lines[0] and "Arrival Time" in lines[0]
+    assert max(len(l) for l in lines) <= 80, text
+    size = d.queue_json()[0]["size"]
+    head = re.compile(r"^([0-9A-F]{16})([ !]) +(\d+) (\w{3} \w{3} [ \d]\d \d\d:\d\d:\d\d)  (\S+)$")
+    m = head.match(lines[1])
+    assert m and m.group(1) == qid and m.group(2) == " " and int(m.group(3)) == size, lines[1]
+    assert m.group(5) == SENDER
+    # the unfinished recipients, each under its last error; the delivered one is not listed
+    block = lines[2:lines.index("", 2)]
+    assert block[0].startswith(" " * 18 + "(450 4.2.0 <rcpt@example.net>: mailbox") and block[0].endswith(")")
+    assert block[1].strip() == RCPT and block[1].startswith(" " * 40)
+    assert block[2].strip() == "(450 4.7.1 greylisted)"
+    assert block[3].strip() == "second@example.net"
+    assert "ok@example.net" not in text
+    m = head.match(lines[lines.index("", 2) + 1])
+    assert m and m.group(1) == held and m.group(2) == "!" and m.group(5) == "MAILER-DAEMON"
+    assert lines[-2] == "-- %d Kbytes in 2 Requests." % ((size + d.queue_json()[1]["size"] + 1023) // 1024)
+    assert lines[-1] == ""
+    # the same text from mailq and sendmail -bp
+    mailq = os.path.join(os.path.dirname(d.build.sendmail), "mailq")
+    if not os.path.exists(mailq):
+        os.symlink(d.build.sendmail, mailq)
+    for argv in ([d.build.sendmail, "-C", d.conf, "-bp"], [mailq, "-C", d.conf]):
+        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=client_env(), timeout=20)
+        assert p.returncode == 0, p
+        assert p.stdout.decode() == text
