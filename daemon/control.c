@@ -480,7 +480,7 @@ do_status(struct csession *s, const struct ctl_req *req)
 	cs_reply(s, "D queue: %zu message(s): %zu being delivered, %zu deferred, %zu held, %zu waiting%s%s",
 	    q.messages, q.active, q.deferred, q.held, q.waiting, q.oldest ? "; oldest arrived " : "",
 	    q.oldest ? a : "");
-	cs_reply(s, "D since start: %llu accepted, %llu sent, %llu deferred, %llu bounced, %llu notices; "
+	cs_reply(s, "D since start: %llu accepted, %llu sent, %llu deferred, %llu bounced, %llu notice(s); "
 	    "%llu TLS and %llu AUTH failures", k->accepted, k->sent, k->deferred, k->bounced, k->notices,
 	    k->tls_failures, k->auth_failures);
 	if (c->nsmarthosts == 0)

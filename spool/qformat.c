@@ -162,6 +162,8 @@ qformat_show(FILE *out, const struct spool_env *e, const char *content, size_t l
 		}
 		if (r->notify[0])
 			fprintf(out, ", NOTIFY=%s", r->notify);
+		if (r->reported)
+			fprintf(out, ", sender notified");
 		fputc('\n', out);
 		if (r->last_reply && r->last_reply[0])
 			fprintf(out, "      last reply: %s\n", r->last_reply);

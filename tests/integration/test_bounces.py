@@ -255,6 +255,7 @@ def test_a_failure_is_reported_at_once_while_other_recipients_wait(daemon, smart
     assert [m["id"] for m in d.queue_json()] == [qid]
     env = os.path.join(d.spool, "queue", qid + ".env")
     wait_until(lambda: "reported\t1\n" in open(env).read(), what="the reported mark on disk")
+    assert "<gone@example.net>: failed, 1 attempt, sender notified" in d.mailrelay(["show", qid]).out_text
     d.restart()
     d.wait_for_record(id=qid, to="busy@example.net", status="deferred", attempts="2")
     assert len(notices(sh)) == 1
