@@ -5,6 +5,7 @@ sender, recipient or subject; and what the spool holds when the daemon is
 down, with exit 69."""
 import json
 import os
+import re
 import subprocess
 
 from mrtest import client_env, make_message, smarthost_opts, wait_until, require_root
@@ -83,3 +84,80 @@ def test_any_user_may_ask_for_the_status(daemon, smarthost):
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=client_env(), timeout=20)
     assert p.returncode == 0, p
     assert json.loads(p.stdout)["running"] is True
+
+
+# The --json layouts as mailrelay(8) documents them: every key, its type.
+# A key added, removed or retyped fails here and must be documented first.
+STR, INT, BOOL, NULL = str, int, bool, type(None)
+RFC3339 = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
+QUEUE_MSG = {"id": STR, "arrival": STR, "size": INT, "sender": STR, "held": BOOL, "recipients": list}
+QUEUE_RCPT = {"address": STR, "orig": STR, "status": STR, "attempts": INT, "last_reply": STR,
+              "next_attempt": (STR, NULL)}
+STATUS = {"running": BOOL, "version": STR, "pid": INT, "started": STR, "uptime": INT,
+          "queue": dict, "counters": dict, "smarthosts": list}
+STATUS_QUEUE = {"messages": INT, "active": INT, "deferred": INT, "held": INT, "waiting": INT,
+                "oldest_age": (INT, NULL)}
+STATUS_COUNTERS = {k: INT for k in ("accepted", "notices", "sent", "deferred", "bounced",
+                                    "tls_failures", "auth_failures")}
+STATUS_SMARTHOST = {"name": STR, "host": STR, "port": INT, "last_success": (STR, NULL),
+                    "last_failure": (STR, NULL), "last_error": (STR, NULL), "failures": INT,
+                    "backoff_until": (STR, NULL), "rate_limit": (STR, NULL), "paced_until": (STR, NULL)}
+STATUS_DOWN = {"running": BOOL, "error": STR, "queue": dict}
+STATUS_DOWN_QUEUE = {"messages": INT, "held": INT, "oldest_age": (INT, NULL)}
+
+
+def conforms(obj, schema, where):
+    assert isinstance(obj, dict), "%s: not an object: %r" % (where, obj)
+    assert set(obj) == set(schema), "%s: keys %s, documented %s" % (where, sorted(obj), sorted(schema))
+    for k, t in schema.items():
+        types = t if isinstance(t, tuple) else (t,)
+        # bool is an int in Python: an INT must not be a bool, nor the reverse
+        ok = any(isinstance(obj[k], ty) and (ty is bool or not isinstance(obj[k], bool)) for ty in types)
+        assert ok, "%s.%s: %r is not %s" % (where, k, obj[k], types)
+        if t in (STR, (STR, NULL)) and isinstance(obj[k], str) and \
+                k in ("arrival", "next_attempt", "started", "last_success", "last_failure",
+                      "backoff_until", "paced_until"):
+            assert re.fullmatch(RFC3339, obj[k]), "%s.%s: %r is not RFC 3339 UTC" % (where, k, obj[k])
+
+
+def test_json_outputs_keep_their_documented_layout(daemon, smarthost):
+    sh = smarthost()
+    sh.rcpt_replies = {"busy@example.net": "450 4.2.0 busy", "gone@example.net": "550 5.1.1 gone"}
+    d = daemon(smarthosts=[("main", smarthost_opts(sh.port, rate_limit="30/m")),
+                           ("backup", smarthost_opts(sh.port))],
+               overrides={"retry_schedule": ["1h"]})
+    assert d.sendmail(["-i", "-f", SENDER, "busy@example.net", "gone@example.net", RCPT],
+                      make_message()).rc == 0
+    assert d.sendmail(["-i", "-f", "", "busy@example.net"], make_message()).rc == 0
+    wait_until(lambda: len(d.queue_json()) == 2 and
+               all(r["attempts"] for m in d.queue_json() for r in m["recipients"]), what="two deferred")
+    assert d.mailrelay(["hold", d.queue_json()[1]["id"]]).rc == 0
+
+    for where in ("running", "stopped"):
+        q = d.queue_json()
+        assert len(q) == 2
+        for m in q:
+            conforms(m, QUEUE_MSG, "queue[%s]" % m.get("id"))
+            assert re.fullmatch(r"[0-9A-F]{16}", m["id"])
+            for r in m["recipients"]:
+                conforms(r, QUEUE_RCPT, "queue[%s].recipients" % m["id"])
+                assert r["status"] in ("pending", "sent", "failed")
+        assert {r["status"] for r in q[0]["recipients"]} == {"pending", "sent", "failed"}
+        assert q[1]["sender"] == "" and q[1]["held"] is True
+        if where == "running":
+            s = status_json(d)
+            conforms(s, STATUS, "status")
+            conforms(s["queue"], STATUS_QUEUE, "status.queue")
+            conforms(s["counters"], STATUS_COUNTERS, "status.counters")
+            assert [h["name"] for h in s["smarthosts"]] == ["main", "backup"]
+            for h in s["smarthosts"]:
+                conforms(h, STATUS_SMARTHOST, "status.smarthosts[%s]" % h["name"])
+            assert s["smarthosts"][0]["rate_limit"] == "30/60s"
+            d.stop()
+        else:
+            r = d.mailrelay(["status", "--json"])
+            assert r.rc == 69, r
+            s = json.loads(r.out_text)
+            conforms(s, STATUS_DOWN, "status (down)")
+            conforms(s["queue"], STATUS_DOWN_QUEUE, "status (down).queue")
+            assert s["running"] is False and s["queue"]["messages"] == 2 and s["queue"]["held"] == 1
