@@ -2,7 +2,9 @@
 
 Covers start-up, submissions through the sendmail client and the TCP
 listener, a deferral and its retry, a permanent recipient failure, a
-reload, and a clean shutdown.  Run against the plain build only (valgrind
+failure reported while another recipient waits, the control socket
+(status, queue, show, hold, release, delete), a rate_limit window saved to
+the spool, a reload, and a clean shutdown.  Run against the plain build only (valgrind
 and ASan do not mix): scripts/test-all deselects the `valgrind` marker for
 the sanitizer build.
 """
@@ -13,7 +15,7 @@ import shutil
 
 import pytest
 
-from mrtest import make_message, to_crlf
+from mrtest import make_message, smarthost_opts, to_crlf, wait_until
 
 SENDER = "sender@example.org"
 
@@ -25,8 +27,9 @@ def test_full_daemon_run_is_clean_under_valgrind(daemon, smarthost):
     assert shutil.which("valgrind"), "valgrind is required (scripts/deps.sh installs it)"
     sh = smarthost()
     sh.data_replies = ["451 4.3.0 try later"]
-    sh.rcpt_replies = {"nobody@example.net": "550 5.1.1 no such user"}
-    d = daemon(sh, start=False)
+    sh.rcpt_replies = {"nobody@example.net": "550 5.1.1 no such user",
+                       "later@example.net": "450 4.2.0 not now"}
+    d = daemon(smarthosts=[("main", smarthost_opts(sh.port, rate_limit="1000/m"))], start=False)
     vlog = os.path.join(d.dir, "valgrind.log")
     d.wrapper = ["valgrind", "--quiet", "--leak-check=full", "--show-leak-kinds=definite,indirect,possible",
                  "--errors-for-leak-kinds=definite,indirect,possible", "--track-fds=no",
@@ -60,6 +63,28 @@ def test_full_daemon_run_is_clean_under_valgrind(daemon, smarthost):
     notices = [t for t in sh.delivered() if t.mail_from == ""]
     assert len(notices) == 1 and notices[0].rcpt_tos == [SENDER], notices
     assert b"report-type=delivery-status" in notices[0].content
+
+    # a failure reported at once while another recipient of the message waits;
+    # then the admin's commands, the waiting message deleted
+    r = d.sendmail(["-i", "-f", SENDER, "nobody@example.net", "later@example.net"],
+                   make_message(subject="valgrind partial"), timeout=60)
+    assert r.rc == 0, r
+    wait_until(lambda: len([t for t in sh.delivered() if t.mail_from == ""]) == 2, timeout=60,
+               what="the notice of the partial failure")
+    (q,) = d.queue_json()
+    for args in (["status"], ["status", "--json"], ["queue"], ["show", q["id"], "--body"],
+                 ["hold", q["id"]], ["release", q["id"]], ["flush"]):
+        r = d.mailrelay(args, timeout=60)
+        assert r.rc == 0, (args, r)
+
+    def deleted():
+        r = d.mailrelay(["delete", q["id"]], timeout=60)
+        assert r.rc in (0, 75), r         # 75: being delivered right now, try again
+        return r.rc == 0
+    wait_until(deleted, timeout=60, interval=0.5, what="the deletion")
+    assert d.queue_json() == []
+    wait_until(lambda: os.path.exists(os.path.join(d.spool, "rate-window")), timeout=30,
+               what="the rate_limit window saved")
 
     d.hup()
     d.wait_for_log(r"reloaded", timeout=30)
