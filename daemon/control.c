@@ -179,9 +179,13 @@ static const char *const change_done[] = {
 
 static void on_read(struct bufferevent *bev, void *arg);
 
-/* Every change of the request is settled: the summary line, and the next request. */
+/*
+ * Every change of the request is settled: the summary line, and with
+ * resume (the answer waited for the spool) the requests that came in
+ * meanwhile.
+ */
 static void
-change_answer(struct cwait *w)
+change_answer(struct cwait *w, int resume)
 {
 	struct csession *s = w->s;
 
@@ -197,8 +201,10 @@ change_answer(struct cwait *w)
 			    CTL_ERR_TEMP, w->busy);
 		else
 			cs_reply(s, "OK %zu message(s) %s", w->ok, change_done[w->verb]);
-		bufferevent_enable(s->bev, EV_READ);
-		on_read(s->bev, s);	/* requests that came in meanwhile */
+		if (resume) {
+			bufferevent_enable(s->bev, EV_READ);
+			on_read(s->bev, s);
+		}
 	}
 	free(w);
 }
@@ -227,7 +233,7 @@ on_change_written(int ok, const char *err, void *arg)
 	}
 	free(c);
 	if (--w->pending == 0)
-		change_answer(w);
+		change_answer(w, 1);
 }
 
 /* HOLD, RELEASE, DELETE: one data line per id, then a summary once it is all on disk. */
@@ -278,7 +284,7 @@ do_change(struct csession *s, const struct ctl_req *req)
 	}
 	free(all);
 	if (--w->pending == 0) {
-		change_answer(w);
+		change_answer(w, 0);	/* nothing to wait for */
 		return;
 	}
 	/* answered by the last write; the session reads nothing more until then */

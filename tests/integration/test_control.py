@@ -331,3 +331,20 @@ def test_the_human_listing_reads_like_postfix_mailq(daemon, smarthost):
         p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=client_env(), timeout=20)
         assert p.returncode == 0, p
         assert p.stdout.decode() == text
+
+
+def test_requests_on_one_connection_are_answered_in_order(daemon, smarthost):
+    """A change is answered once it is on disk; a request sent behind it on
+    the same connection waits for that answer instead of overtaking it."""
+    sh = smarthost()
+    d = long_retry(daemon, sh)
+    qid = deferred_message(d, sh)
+    # held, it cannot be in a delivery when the DELETE comes
+    lines = control(d, ("HOLD %s\nLIST JSON\nDELETE %s\nSTATUS\n" % (qid, qid)).encode())
+    finals = [l for l in lines if not l.startswith("D ")]
+    assert finals == ["OK 1 message(s) held", "OK 1 message(s)", "OK 1 message(s) deleted",
+                      "OK status"], lines
+    listing = lines[lines.index("OK 1 message(s) held") + 1:lines.index("OK 1 message(s)")]
+    assert '"held": true' in "".join(listing)
+    assert d.queue_json() == []
+    assert os.listdir(os.path.join(d.spool, "queue")) == []
