@@ -154,6 +154,9 @@ queue_notice(const struct spool_env *env, const char *to, const char *via,
 	dm.orig_msg = orig;
 	dm.orig_len = olen;
 	dm.boundary_seed = env->id;
+	if (kind == NOTICE_PARTIAL)
+		for (size_t i = 0; i < env->nrcpt; i++)
+			dm.still_pending += env->rcpts[i].status == RCPT_PENDING;
 	notice = dsn_compose(&dm, &blen, &eightbit);
 	free(orig);
 	if (notice == NULL)

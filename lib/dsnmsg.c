@@ -692,6 +692,12 @@ build_text(const struct dsn_msg *m, enum dsn_action kind, const struct ret_part 
 		}
 	}
 	db_str(b, "\r\n");
+	if (m->still_pending > 0 && kind != DSN_DELAYED) {
+		para(b, "Delivery to %zu other recipient%s of this message is still being "
+		    "attempted; %s not part of this report.", m->still_pending,
+		    m->still_pending == 1 ? "" : "s", m->still_pending == 1 ? "it is" : "they are");
+		db_str(b, "\r\n");
+	}
 	if (rp->cut)
 		para(b, "The delivery report follows in machine-readable form. The message was "
 		    "larger than %zu octets, so only its header is returned.", m->full_limit);

@@ -89,6 +89,7 @@ struct dsn_msg {
 	const char *orig_msg;           /* the original as stored (CRLF lines), may be NULL */
 	size_t orig_len;
 	const char *boundary_seed;      /* makes the MIME boundary unique (queue id + time) */
+	size_t still_pending;           /* other recipients still being tried (not in this report) */
 };
 
 /*

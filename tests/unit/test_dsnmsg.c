@@ -377,6 +377,14 @@ test_failed_two_recipients(void **state)
 	assert_true(p.parts[2].bodylen >= ORIG_HDR_LEN);
 	assert_memory_equal(p.parts[2].body, orig_msg, ORIG_HDR_LEN);
 	assert_null(find(p.msg, p.len, "SECRET BODY LINE"));
+	assert_false(text_has(&p, "still being attempted"));
+	parsed_free(&p);
+
+	/* reported while others of the message are still being tried: said so */
+	m.still_pending = 2;
+	parse(&p, &m);
+	assert_true(text_has(&p, "2 other recipients"));
+	assert_true(text_has(&p, "not part of this report"));
 	parsed_free(&p);
 }
 
