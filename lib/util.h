@@ -21,5 +21,7 @@ void sanitize_text(char *dst, size_t dstlen, const char *src, size_t srclen, int
 void xtext_encode(const char *in, char *out, size_t outlen);
 /* Has s an octet above 127? */
 int  has_8bit(const char *s);
+/* A decimal number of digits only, at most max: 0, or -1 (empty, other characters, too large). */
+int  parse_ull(const char *s, unsigned long long max, unsigned long long *out);
 
 #endif

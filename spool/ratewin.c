@@ -20,24 +20,7 @@
 #define RATEWIN_MAGIC   "mailrelay-rate 1\n"
 #define RATEWIN_MAX     (16 * 1024 * 1024)      /* a larger file is not ours */
 #define NAME_MAX_LEN    128
-
-/* A decimal number of at most 15 digits (milliseconds until the year 33658). */
-static int
-parse_ms(const char *s, size_t len, long long *out)
-{
-	long long v = 0;
-	size_t i;
-
-	if (len == 0 || len > 15)
-		return -1;
-	for (i = 0; i < len; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return -1;
-		v = v * 10 + (s[i] - '0');
-	}
-	*out = v;
-	return 0;
-}
+#define MS_MAX          999999999999999ULL      /* 15 digits: the year 33658 */
 
 int
 ratewin_parse(const char *buf, size_t len, ratewin_fn fn, void *arg)
@@ -50,8 +33,9 @@ ratewin_parse(const char *buf, size_t len, ratewin_fn fn, void *arg)
 		const char *line = buf + pos, *nl = memchr(line, '\n', len - pos);
 		size_t llen = nl ? (size_t)(nl - line) : len - pos;
 		const char *t1, *t2;
-		char name[NAME_MAX_LEN + 1];
-		long long ms;
+		char name[NAME_MAX_LEN + 1], num[16];
+		unsigned long long ms;
+		size_t nlen;
 
 		pos += llen + (nl ? 1 : 0);
 		if (nl == NULL)
@@ -64,11 +48,16 @@ ratewin_parse(const char *buf, size_t len, ratewin_fn fn, void *arg)
 			continue;
 		if (memchr(t1 + 1, '\0', (size_t)(t2 - t1 - 1)) != NULL)
 			continue;
-		if (parse_ms(t2 + 1, (size_t)(line + llen - t2 - 1), &ms) == -1)
+		nlen = (size_t)(line + llen - t2 - 1);
+		if (nlen >= sizeof num || memchr(t2 + 1, '\0', nlen) != NULL)
+			continue;
+		memcpy(num, t2 + 1, nlen);
+		num[nlen] = '\0';
+		if (parse_ull(num, MS_MAX, &ms) == -1)
 			continue;
 		memcpy(name, t1 + 1, (size_t)(t2 - t1 - 1));
 		name[t2 - t1 - 1] = '\0';
-		fn(name, ms, arg);
+		fn(name, (long long)ms, arg);
 	}
 	return 0;
 }

@@ -555,26 +555,6 @@ spool_env_add_attempt(struct spool_env *env, time_t when, unsigned rcpt, const c
 	h->reply = xstrdup(reply ? reply : "");
 }
 
-/* Bounded unsigned decimal. */
-static int
-parse_ull(const char *s, unsigned long long max, unsigned long long *out)
-{
-	unsigned long long v = 0;
-
-	if (*s == '\0')
-		return -1;
-	for (; *s; s++) {
-		if (*s < '0' || *s > '9')
-			return -1;
-		unsigned d = (unsigned)(*s - '0');
-		if (v > (max - d) / 10)
-			return -1;
-		v = v * 10 + d;
-	}
-	*out = v;
-	return 0;
-}
-
 static int
 parse_time(const char *s, time_t *out)
 {
