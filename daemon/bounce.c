@@ -328,27 +328,24 @@ bounce_finish(const struct spool_env *env)
 	owed_free(&ol);
 }
 
-size_t
+void
 bounce_report(struct spool_env *env)
 {
 	struct owed_list ol;
-	size_t i, n;
+	size_t i;
+	int any = 0;
 	const char *to, *via;
 
-	for (i = 0, n = 0; i < env->nrcpt; i++)
-		n += (size_t)owed(env, &env->rcpts[i]);
+	for (i = 0; i < env->nrcpt && !any; i++)
+		any = owed(env, &env->rcpts[i]);
 	/* nobody to tell: the final pass logs that once */
-	if (n == 0 || (to = notice_target(env, &via, 0)) == NULL)
-		return 0;
+	if (!any || (to = notice_target(env, &via, 0)) == NULL)
+		return;
 	owed_collect(env, &ol);
-	n = 0;
-	if (queue_notice(env, to, via, ol.dr, ol.n, NOTICE_PARTIAL, ol.idx) == 0) {
+	if (queue_notice(env, to, via, ol.dr, ol.n, NOTICE_PARTIAL, ol.idx) == 0)
 		for (i = 0; i < ol.n; i++)
 			env->rcpts[ol.idx[i]].reporting = 1;
-		n = ol.n;
-	}
 	owed_free(&ol);
-	return n;
 }
 
 int

@@ -20,9 +20,9 @@ void bounce_finish(const struct spool_env *env);
  * Some recipients of env are still pending: queue one notice for the
  * failed (and relayed) ones not yet reported, and mark them `reporting`.
  * When the notice is on disk (or could not be written) the queue hears of
- * it through queue_reported().  Returns the number of recipients in it.
+ * it through queue_reported().
  */
-size_t bounce_report(struct spool_env *env);
+void bounce_report(struct spool_env *env);
 
 /*
  * delay_warning: env has been queued that long and some recipients are

@@ -44,6 +44,7 @@ static char persist_retry_tag;		/* req->arg of such a retry */
 
 static void queue_schedule(struct qmsg *m);
 static void unready(struct qmsg *m);
+static struct qmsg *find_any(const char *id);
 
 void
 queue_init(void)
@@ -320,18 +321,27 @@ queue_schedule(struct qmsg *m)
 
 static void on_committed(struct commit_req *req, void *arg);
 
-/* Write the envelope as it is now (arg: NULL, or &persist_retry_tag for a retry). */
-static void
-persist(struct qmsg *m, void *arg)
+/* An update of the envelope as it is now; the message is clean from here on. */
+static struct commit_req *
+update_req(struct qmsg *m)
 {
 	struct commit_req *req = xcalloc(1, sizeof *req);
 
 	req->kind = COMMIT_UPDATE;
 	spool_env_copy(&req->env, &m->env);
+	m->dirty = 0;
+	return req;
+}
+
+/* Write the envelope as it is now (arg: NULL, or &persist_retry_tag for a retry). */
+static void
+persist(struct qmsg *m, void *arg)
+{
+	struct commit_req *req = update_req(m);
+
 	req->done = on_committed;
 	req->arg = arg;
 	commit_submit(req);
-	m->dirty = 0;
 }
 
 /* Someone waits for a change to be on disk (an admin's hold or delete). */
@@ -507,10 +517,7 @@ queue_reported(const char *id, const unsigned *idx, size_t n, int ok)
 	struct qmsg *m;
 	size_t i;
 
-	TAILQ_FOREACH(m, &all_msgs, all_entry)
-		if (strcmp(m->env.id, id) == 0)
-			break;
-	if (m == NULL)
+	if ((m = find_any(id)) == NULL)
 		return;		/* deleted meanwhile */
 	for (i = 0; i < n; i++) {
 		if (idx[i] >= m->env.nrcpt)
@@ -583,15 +590,25 @@ queue_flush_one(const char *id)
 	return -1;
 }
 
+/* A message of the queue, those leaving it included. */
 static struct qmsg *
-find(const char *id)
+find_any(const char *id)
 {
 	struct qmsg *m;
 
 	TAILQ_FOREACH(m, &all_msgs, all_entry)
-		if (strcmp(m->env.id, id) == 0 && !m->removed)
+		if (strcmp(m->env.id, id) == 0)
 			return m;
 	return NULL;
+}
+
+/* A message of the queue as the admin sees it (not leaving it). */
+static struct qmsg *
+find(const char *id)
+{
+	struct qmsg *m = find_any(id);
+
+	return m != NULL && !m->removed ? m : NULL;
 }
 
 static void
@@ -627,11 +644,7 @@ queue_hold(const char *id, int hold, queue_done_fn done, void *arg)
 	}
 	if (m->inflight)
 		return 0;	/* written with the outcome, when the session gives it back */
-	struct commit_req *req = xcalloc(1, sizeof *req);
-	req->kind = COMMIT_UPDATE;
-	spool_env_copy(&req->env, &m->env);
-	m->dirty = 0;
-	commit_wait(req, NULL, done, arg);
+	commit_wait(update_req(m), NULL, done, arg);
 	if (!hold)
 		queue_schedule(m);
 	return 1;
