@@ -1359,11 +1359,10 @@ build_route(cfg_t *sec, const struct config *conf, struct route_conf *r)
 	/* '*' cannot be written unquoted in libconfuse, so *@a.example arrives as @a.example */
 	r->from = from[0] == '@' ? xasprintf("*%s", from) : xstrdup(from);
 	r->smarthost = xstrdup(name);
-	for (size_t i = 0; i < conf->nsmarthosts; i++) {
-		if (strcmp(conf->smarthosts[i].name, name) == 0) {
-			r->smarthost_index = i;
-			return 0;
-		}
+	const struct smarthost_conf *sh = conf_smarthost(conf, name);
+	if (sh != NULL) {
+		r->smarthost_index = (size_t)(sh - conf->smarthosts);
+		return 0;
 	}
 	conf_fail(line_of(sec, "smarthost"), "smarthost: no smarthost named %s is defined",
 	    quoted(q, sizeof q, name));
@@ -1788,5 +1787,14 @@ conf_route_find(const struct config *conf, const char *sender)
 	for (size_t i = 0; i < conf->nroutes; i++)
 		if (fnmatch(conf->routes[i].from, sender, FNM_CASEFOLD) == 0)
 			return &conf->routes[i];
+	return NULL;
+}
+
+const struct smarthost_conf *
+conf_smarthost(const struct config *conf, const char *name)
+{
+	for (size_t i = 0; i < conf->nsmarthosts; i++)
+		if (strcmp(conf->smarthosts[i].name, name) == 0)
+			return &conf->smarthosts[i];
 	return NULL;
 }

@@ -180,4 +180,7 @@ const char *conf_auth_name(enum auth_mech m);
  */
 unsigned conf_key_line(const struct config *conf, const struct smarthost_conf *sh, const char *key);
 
+/* The smarthost section of that name, or NULL. */
+const struct smarthost_conf *conf_smarthost(const struct config *conf, const char *name);
+
 #endif

@@ -46,13 +46,9 @@ static void
 restore_one(const char *name, long long when, void *arg)
 {
 	struct clocks *c = arg;
-	const struct smarthost_conf *sh = NULL;
+	const struct smarthost_conf *sh = conf_smarthost(D->conf, name);
 	long long age = c->wall - when;
-	size_t i;
 
-	for (i = 0; i < D->conf->nsmarthosts; i++)
-		if (strcmp(D->conf->smarthosts[i].name, name) == 0)
-			sh = &D->conf->smarthosts[i];
 	if (sh == NULL || sh->rate_limit_count == 0)
 		return;		/* no longer configured, or no longer limited */
 	if (age < 0)
