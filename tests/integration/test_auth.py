@@ -622,10 +622,8 @@ def test_password_command_that_hangs_is_killed_and_defers(daemon, auth_smarthost
     assert "password_command" in rec["text"] and "2s" in rec["text"], rec
     assert sh.auth_exchanges() == [] if hasattr(sh, "auth_exchanges") else True
     # the command's process group was killed: its background child never finishes
-    import time
-    time.sleep(0.5)
-    out = subprocess.run(["pgrep", "-f", script], stdout=subprocess.PIPE).stdout.strip()
-    assert out == b"", out
+    wait_until(lambda: subprocess.run(["pgrep", "-f", script], stdout=subprocess.PIPE).stdout.strip() == b"",
+               10, what="the password_command's processes to be gone")
     assert not os.path.exists(marker)
 
 

@@ -561,11 +561,22 @@ class SMTPProxy:
             return "\n".join(out)
 
 
-def wait_closed_sessions(sh, timeout=5.0):
-    """Wait until every client session of smarthost sh is closed (best effort)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if all(s.closed is not None for s in sh.client_sessions()):
-            return True
-        time.sleep(0.02)
-    return False
+def wait_closed_sessions(sh, timeout=10.0):
+    """Wait until every client session of smarthost sh is closed."""
+    wait_until(lambda: all(s.closed is not None for s in sh.client_sessions()), timeout,
+               what="every session of the smarthost on port %d to close" % sh.port)
+
+
+def wait_handshake_failed(sh, timeout=10.0):
+    """Wait until the smarthost has seen a STARTTLS whose handshake failed.
+
+    The daemon logs its deferral as soon as its own side of the handshake
+    gives up; the server thread may record its side a moment later, so
+    this waits for that event rather than looking once.  A session counts
+    when the server recorded the failure, or when it got STARTTLS, never
+    became encrypted and is closed (the server may see only the close)."""
+    def failed():
+        return any(s.starttls_failed or
+                   ("STARTTLS" in s.verbs() and not s.tls and s.closed is not None)
+                   for s in sh.client_sessions())
+    wait_until(failed, timeout, what="the smarthost to see a failed STARTTLS handshake")
