@@ -77,7 +77,7 @@ static int warned_no_smarthost;
 
 static void session_next_message(struct dsession *s);
 static int rate_paced(const struct smarthost_conf *sh);
-static void rate_started(const struct smarthost_conf *sh);
+static void rate_started(const struct smarthost_conf *sh, const struct qmsg *m);
 
 void
 delivery_init(void)
@@ -466,7 +466,7 @@ start_session(size_t shidx, struct qmsg *m)
 	TAILQ_INSERT_TAIL(&sessions, s, entry);
 	nsessions++;
 	queue_take(m);
-	rate_started(s->sh);
+	rate_started(s->sh, m);
 	s->msg = m;
 	conn_start(s);
 	if (s->dead)
@@ -565,12 +565,20 @@ rate_paced(const struct smarthost_conf *sh)
 	return 1;
 }
 
+/*
+ * A message counts against the window when it is taken for a
+ * transaction.  The debug line is the daemon's own record of each start
+ * (monotonic ms), which the tests read: what a smarthost sees is later
+ * by a scheduling delay that no slack can bound on a busy machine.
+ */
 static void
-rate_started(const struct smarthost_conf *sh)
+rate_started(const struct smarthost_conf *sh, const struct qmsg *m)
 {
 	if (sh->rate_limit_count != 0) {
-		shstate_rate_start(shstate_get(sh->name), sh->rate_limit_count, shstate_now_ms());
+		long long now = shstate_now_ms();
+		shstate_rate_start(shstate_get(sh->name), sh->rate_limit_count, now);
 		ratekeep_touch();
+		log_qid(LOG_DEBUG, m->env.id, NULL, "counted in the rate_limit window of smarthost %s at %lld ms", sh->name, now);
 	}
 }
 
@@ -789,7 +797,7 @@ session_next_message(struct dsession *s)
 		session_enter(s, DS_QUIT);
 		return;
 	}
-	rate_started(s->sh);
+	rate_started(s->sh, s->msg);
 	txn_begin(s);
 }
 

@@ -3,6 +3,7 @@ instead of collecting 4xx replies; no deferral, no failover, kept across
 a reload."""
 
 import os
+import re
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -12,9 +13,27 @@ from mrtest import make_message, message_id_of, smarthost_opts, wait_until
 
 SENDER = "sender@example.org"
 RCPT = "rcpt@example.net"
-# Transaction.time is taken at the end of DATA, a little after the message
-# was taken for its transaction: this much slack either way.
-SLACK = 0.2
+
+
+def _starts(d, name):
+    """The daemon's own record of each message start against the window of
+    smarthost `name`, in seconds (monotonic).  What the smarthost sees comes
+    later by a scheduling delay that no fixed slack bounds on a busy machine,
+    so the window is checked on the daemon's clock, exactly."""
+    rx = re.compile(r"([0-9A-F]{16}): counted in the rate_limit window of smarthost %s at ([0-9]+) ms$" % re.escape(name))
+    out = []
+    for line in d.log_lines():
+        m = rx.search(line)
+        if m:
+            out.append((m.group(1), int(m.group(2)) / 1000.0))
+    return out
+
+
+def _start_times(d, name, count):
+    starts = _starts(d, name)
+    assert len(starts) == count, starts
+    assert len({qid for qid, _ in starts}) == count, starts    # each message started once
+    return sorted(t for _, t in starts)
 
 
 def _submit(d, n, tag):
@@ -43,12 +62,12 @@ def _assert_each_sent_once_first_try(d, sh, msgs):
 
 
 def _assert_at_most(times, count, period):
-    """No `count`+1 transactions within one period (with the slack)."""
+    """No `count`+1 starts within one period (the daemon's clock has ms steps)."""
     times = sorted(times)
     for i in range(len(times) - count):
         gap = times[i + count] - times[i]
-        assert gap >= period - SLACK, ("transactions %d and %d only %.3fs apart: %r"
-                                       % (i, i + count, gap, times))
+        assert gap >= period - 0.0015, ("starts %d and %d only %.3fs apart: %r"
+                                        % (i, i + count, gap, times))
 
 
 def test_messages_wait_for_the_window_and_are_not_deferred(daemon, smarthost):
@@ -59,11 +78,12 @@ def test_messages_wait_for_the_window_and_are_not_deferred(daemon, smarthost):
     sh.wait_for(9, timeout=15)
     d.wait_queue_empty(timeout=5)
     _assert_each_sent_once_first_try(d, sh, msgs)
-    times = sorted(t.time for t in sh.delivered())
+    times = _start_times(d, "main", 9)
     _assert_at_most(times, 3, 1.0)
-    # three windows: 0 s, 1 s, 2 s; not much later either (the timer fires on time)
-    assert times[-1] - times[0] >= 2.0 - SLACK, times
-    assert times[-1] - times[0] < 4.0, times
+    # three windows: 0 s, 1 s, 2 s; not much later either (the timer fires
+    # when the window opens, not on the next retry)
+    assert times[-1] - times[0] >= 2.0 - 0.0015, times
+    assert times[-1] - times[0] < 10.0, times
     # one line when pacing starts, not one per message
     lines = _pacing_lines(d, "main")
     assert len(lines) == 1, lines
@@ -79,7 +99,7 @@ def test_no_failover_to_the_next_smarthost_while_pacing(daemon, smarthost):
     sh1.wait_for(6, timeout=15)
     d.wait_queue_empty(timeout=5)
     _assert_each_sent_once_first_try(d, sh1, msgs)
-    _assert_at_most([t.time for t in sh1.delivered()], 2, 1.0)
+    _assert_at_most(_start_times(d, "main", 6), 2, 1.0)
     assert sh2.client_sessions() == []
     assert "trying backup" not in d.log_text()
 
@@ -101,8 +121,7 @@ def test_a_reload_keeps_the_window(daemon, smarthost):
     d.wait_queue_empty(timeout=5)
     _assert_each_sent_once_first_try(d, sh, first + second)
     # the three after the reload waited for the window the first three opened
-    times = sorted(t.time for t in sh.delivered())
-    _assert_at_most(times, 3, 2.0)
+    _assert_at_most(_start_times(d, "main", 6), 3, 2.0)
 
 
 @pytest.mark.parametrize("how", ["restart", "crash"])
@@ -130,8 +149,8 @@ def test_a_restart_keeps_the_window(daemon, smarthost, how):
     counts = Counter(t.message_id for t in sh.delivered())
     assert sorted(counts) == sorted(message_id_of(m) for m in first + second)
     assert set(counts.values()) == {1}, counts
-    times = sorted(t.time for t in sh.delivered())
-    _assert_at_most(times, 3, 4.0)
+    # the daemon's monotonic clock runs on across the restart
+    _assert_at_most(_start_times(d, "main", 6), 3, 4.0)
 
 
 def test_a_window_file_that_is_not_ours_is_ignored(daemon, smarthost):
