@@ -337,6 +337,26 @@ read_message(struct msgbuf *m, int ignore_dots, unsigned long long max)
 	}
 }
 
+/*
+ * RFC 5321 2.3.8 forbids NUL in SMTP text: refuse the message here, with
+ * the line, before anything is sent or dropped (it would be refused or
+ * mangled further on, after the exit 0).
+ */
+static void
+refuse_nul(const struct msgbuf *m)
+{
+	const char *nul = m->len > 0 ? memchr(m->data, '\0', m->len) : NULL;
+	unsigned long line = 1;
+
+	if (nul == NULL)
+		return;
+	for (const char *p = m->data; p < nul; p++)
+		if (*p == '\n')
+			line++;
+	die(EX_DATAERR, "the message contains a NUL byte (line %lu), which SMTP does not allow "
+	    "(RFC 5321); not sent", line);
+}
+
 /* Length of the header section (up to and including the empty line, or all of it). */
 static size_t
 header_len(const char *d, size_t len)
@@ -657,6 +677,7 @@ main(int argc, char **argv)
 		check_arg("full name (-F)", o.fullname);
 
 	read_message(&m, o.ignore_dots, conf->max_message_size);
+	refuse_nul(&m);
 	scan_headers(&m, &o, &hi);
 	if (o.nrcpt == 0)
 		die(EX_DATAERR, "no recipients: give them as arguments or use -t with To:, Cc: or Bcc: headers");
