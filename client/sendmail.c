@@ -8,6 +8,12 @@
  * LF refused (no header injection), and exit 0 only after the daemon
  * answered 250 to the final dot, which it does only once the message is
  * on disk.  Links libc and libconfuse only: it runs once per message.
+ *
+ * Nothing is lost when the daemon is down or dies under us: if the
+ * conversation breaks anywhere before the 250 to the final dot (no
+ * connection, a lost one, a reply not in time, a 421), the message goes
+ * into the maildrop and the exit is 0.  Replies before DATA get a short
+ * deadline (SUBMIT_REPLY_TIMEOUT), the reply to the dot a long one.
  */
 #include "config.h"
 
@@ -40,6 +46,15 @@
 #include "smodes.h"
 
 static const char *progname = "sendmail";
+
+/*
+ * Deadlines for the daemon, in seconds.  Before DATA the daemon only
+ * parses a line: a daemon that takes longer is stopped, hung or
+ * overloaded, and the maildrop is the better place for the message.  The
+ * reply to the final dot waits for the daemon's fsync and gets long.
+ */
+#define SUBMIT_REPLY_TIMEOUT	10
+#define SUBMIT_FINAL_TIMEOUT	300
 
 struct opts {
 	int extract;            /* -t */
@@ -521,23 +536,33 @@ crlf_copy(const char *p, size_t len, size_t *outlen)
 	return out;
 }
 
+/* What is submitted, to the daemon or into the maildrop: the envelope and the content. */
+struct outgoing {
+	const struct opts *o;           /* recipients, DSN options */
+	const char *sender;
+	unsigned long long size;        /* as the daemon counts it: CRLF line endings */
+	int eightbit, smtputf8;
+	const char *envid;              /* xtext, "" when not given */
+	const char *added;              /* the header fields we add, CRLF */
+	size_t addlen;
+	const struct msgbuf *m;         /* the message as read */
+};
+
 static int
-drop_message(const struct config *conf, const char *sender, const struct opts *o, int eightbit,
-    int smtputf8, const char *envid, const char *added, size_t addlen, const struct msgbuf *m,
-    char *err, size_t errlen)
+drop_message(const struct config *conf, const struct outgoing *g, char *err, size_t errlen)
 {
 	struct maildrop_env de = {
-		.sender = (char *)sender, .rcpts = o->rcpts, .nrcpt = o->nrcpt, .eightbit = eightbit,
-		.smtputf8 = smtputf8,
+		.sender = (char *)g->sender, .rcpts = g->o->rcpts, .nrcpt = g->o->nrcpt,
+		.eightbit = g->eightbit, .smtputf8 = g->smtputf8,
 	};
 
-	strlcpy_mr(de.notify, o->notify ? o->notify : "", sizeof de.notify);
-	strlcpy_mr(de.ret, o->ret ? o->ret : "", sizeof de.ret);
-	strlcpy_mr(de.envid, envid, sizeof de.envid);
+	strlcpy_mr(de.notify, g->o->notify ? g->o->notify : "", sizeof de.notify);
+	strlcpy_mr(de.ret, g->o->ret ? g->o->ret : "", sizeof de.ret);
+	strlcpy_mr(de.envid, g->envid, sizeof de.envid);
 	size_t clen;
-	char *content = crlf_copy(m->data, m->len, &clen);
+	char *content = crlf_copy(g->m->data, g->m->len, &clen);
 	struct iovec parts[2] = {
-		{ .iov_base = (void *)added, .iov_len = addlen },
+		{ .iov_base = (void *)g->added, .iov_len = g->addlen },
 		{ .iov_base = content, .iov_len = clen },
 	};
 	int rc = maildrop_write(conf->spool_dir, &de, parts, 2, err, errlen);
@@ -593,6 +618,109 @@ reply_exit_code(const struct smtp_reply *r)
 	return EX_UNAVAILABLE;
 }
 
+/*
+ * A 421 closes the session without judging the message (the daemon is
+ * shutting down, or at its connection limit): a broken conversation, not
+ * a refusal.  1 with err set for a 421, else 0.
+ */
+static int
+session_closed(const struct smtp_reply *r, const char *when, char *err, size_t errlen)
+{
+	char text[600];
+
+	if (r->code != 421)
+		return 0;
+	smtp_reply_summary(r, text, sizeof text);
+	snprintf(err, errlen, "mailrelayd closed the session %s: %s", when, text);
+	return 1;
+}
+
+/*
+ * The conversation with mailrelayd.  0 once it answered 250 to the final
+ * dot (the message is on disk, SPEC "Acceptance means durable"); -1 with
+ * err when the conversation broke before that: no connection, a lost
+ * one, a reply not in time or not SMTP, a 421.  The caller then uses the
+ * maildrop.  An explicit refusal (a 5xx, a 4xx other than 421) exits
+ * here with its code: the daemon judged the message, and a drop would
+ * only be judged again.  A duplicate is possible only when the reply to
+ * the dot is what was lost (mailrelay-sendmail(8)).
+ */
+static int
+submit_message(struct submit *s, const char *sock, const struct outgoing *g, char *err, size_t errlen)
+{
+	const struct opts *o = g->o;
+	struct smtp_reply r;
+	struct dot_encoder enc;
+	size_t off, n, k;
+	char *out;
+
+	s->timeout = SUBMIT_REPLY_TIMEOUT;
+	if (submit_connect(s, sock, err, errlen) == -1)
+		return -1;
+	if (submit_reply(s, &r, err, errlen) == -1 || session_closed(&r, "at the greeting", err, errlen))
+		return -1;
+	if (smtp_reply_class(&r) != 2)
+		submit_fail(EX_TEMPFAIL, &r, "mailrelayd refused the connection");
+	if (submit_cmd(s, &r, err, errlen, "EHLO mailrelay-sendmail") == -1 ||
+	    session_closed(&r, "after EHLO", err, errlen))
+		return -1;
+	if (smtp_reply_class(&r) != 2)
+		submit_fail(EX_TEMPFAIL, &r, "EHLO");
+	if (submit_cmd(s, &r, err, errlen, "MAIL FROM:<%s> SIZE=%llu%s%s%s%s%s%s", g->sender, g->size,
+	    g->eightbit ? " BODY=8BITMIME" : "", g->smtputf8 ? " SMTPUTF8" : "",
+	    o->ret ? " RET=" : "", o->ret ? o->ret : "", g->envid[0] ? " ENVID=" : "", g->envid) == -1 ||
+	    session_closed(&r, "after MAIL", err, errlen))
+		return -1;
+	if (smtp_reply_class(&r) != 2)
+		submit_fail(reply_exit_code(&r), &r, "sender refused");
+	for (k = 0; k < o->nrcpt; k++) {
+		if (submit_cmd(s, &r, err, errlen, "RCPT TO:<%s>%s%s", o->rcpts[k],
+		    o->notify ? " NOTIFY=" : "", o->notify ? o->notify : "") == -1 ||
+		    session_closed(&r, "after RCPT", err, errlen))
+			return -1;
+		if (smtp_reply_class(&r) != 2) {
+			char what[ADDR_MAX + 40];
+			snprintf(what, sizeof what, "recipient <%s> refused", o->rcpts[k]);
+			submit_fail(reply_exit_code(&r), &r, what);
+		}
+	}
+	if (submit_cmd(s, &r, err, errlen, "DATA") == -1 || session_closed(&r, "after DATA", err, errlen))
+		return -1;
+	if (r.code != 354)
+		submit_fail(reply_exit_code(&r), &r, "DATA refused");
+
+	out = xmalloc(2 * 65536 + 8);
+	dot_encoder_init(&enc);
+	n = dot_encode(&enc, g->added, g->addlen, out);
+	if (submit_write(s, out, n, err, errlen) == -1)
+		goto broken;
+	for (off = 0; off < g->m->len; off += 65536) {
+		size_t chunk = g->m->len - off < 65536 ? g->m->len - off : 65536;
+		n = dot_encode(&enc, g->m->data + off, chunk, out);
+		if (submit_write(s, out, n, err, errlen) == -1)
+			goto broken;
+	}
+	n = dot_encode_finish(&enc, out);
+	if (submit_write(s, out, n, err, errlen) == -1)
+		goto broken;
+	free(out);
+	if (s->verbose)
+		fprintf(stderr, ">>> (%llu bytes of message)\n>>> .\n", g->size);
+	s->timeout = SUBMIT_FINAL_TIMEOUT;
+	if (submit_reply(s, &r, err, errlen) == -1 || session_closed(&r, "after the message", err, errlen))
+		return -1;
+	if (smtp_reply_class(&r) != 2)
+		submit_fail(reply_exit_code(&r), &r, "message refused");
+	/* Queued durably.  QUIT is a courtesy; its failure changes nothing. */
+	submit_cmd(s, &r, err, errlen, "QUIT");
+	submit_close(s);
+	return 0;
+
+broken:
+	free(out);
+	return -1;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -601,7 +729,6 @@ main(int argc, char **argv)
 	struct hdrinfo hi = { 0 };
 	struct config *conf;
 	struct submit s = { .fd = -1 };
-	struct smtp_reply r;
 	char err[1024], senderbuf[ADDR_MAX + 2], *sender;
 	const char *p, *sock = NULL;
 	int i, mode = 'm';
@@ -763,76 +890,26 @@ main(int argc, char **argv)
 	char envid[400] = "";
 	if (o.envid)
 		xtext_encode(o.envid, envid, sizeof envid);
-	if (submit_connect(&s, sock, err, sizeof err) == -1) {
+	struct outgoing g = {
+		.o = &o, .sender = sender, .size = size, .eightbit = eightbit, .smtputf8 = smtputf8,
+		.envid = envid, .added = added, .addlen = addlen, .m = &m,
+	};
+	if (submit_message(&s, sock, &g, err, sizeof err) == -1) {
 		/*
-		 * The daemon is down: leave the message in the maildrop, where
-		 * the daemon picks it up when it runs.  Exit 0 only once it is
-		 * on disk; otherwise 75 with both reasons.
+		 * The daemon is down, or the conversation broke before the
+		 * message was accepted: leave it in the maildrop, where the
+		 * daemon picks it up when it runs.  Exit 0 only once it is on
+		 * disk; otherwise 75 with both reasons.
 		 */
 		char derr[600];
-		if (drop_message(conf, sender, &o, eightbit, smtputf8, envid, added, addlen, &m, derr, sizeof derr) == 0) {
+		submit_close(&s);
+		if (drop_message(conf, &g, derr, sizeof derr) == 0) {
 			if (o.verbose)
 				fprintf(stderr, "%s; message left in the maildrop for mailrelayd\n", err);
 			goto done;
 		}
 		die(EX_TEMPFAIL, "%s, and %s; message not sent", err, derr);
 	}
-	if (submit_reply(&s, &r, err, sizeof err) == -1)
-		die(EX_TEMPFAIL, "%s", err);
-	if (smtp_reply_class(&r) != 2)
-		submit_fail(EX_TEMPFAIL, &r, "mailrelayd refused the connection");
-	if (submit_cmd(&s, &r, err, sizeof err, "EHLO mailrelay-sendmail") == -1)
-		die(EX_TEMPFAIL, "%s", err);
-	if (smtp_reply_class(&r) != 2)
-		submit_fail(EX_TEMPFAIL, &r, "EHLO");
-	if (submit_cmd(&s, &r, err, sizeof err, "MAIL FROM:<%s> SIZE=%llu%s%s%s%s%s%s", sender, size,
-	    eightbit ? " BODY=8BITMIME" : "", smtputf8 ? " SMTPUTF8" : "",
-	    o.ret ? " RET=" : "", o.ret ? o.ret : "", envid[0] ? " ENVID=" : "", envid) == -1)
-		die(EX_TEMPFAIL, "%s", err);
-	if (smtp_reply_class(&r) != 2)
-		submit_fail(reply_exit_code(&r), &r, "sender refused");
-	for (k = 0; k < o.nrcpt; k++) {
-		if (submit_cmd(&s, &r, err, sizeof err, "RCPT TO:<%s>%s%s", o.rcpts[k],
-		    o.notify ? " NOTIFY=" : "", o.notify ? o.notify : "") == -1)
-			die(EX_TEMPFAIL, "%s", err);
-		if (smtp_reply_class(&r) != 2) {
-			char what[ADDR_MAX + 40];
-			snprintf(what, sizeof what, "recipient <%s> refused", o.rcpts[k]);
-			submit_fail(reply_exit_code(&r), &r, what);
-		}
-	}
-	if (submit_cmd(&s, &r, err, sizeof err, "DATA") == -1)
-		die(EX_TEMPFAIL, "%s", err);
-	if (r.code != 354)
-		submit_fail(reply_exit_code(&r), &r, "DATA refused");
-
-	struct dot_encoder enc;
-	char *out = xmalloc(2 * 65536 + 8);
-	size_t off, n;
-	dot_encoder_init(&enc);
-	n = dot_encode(&enc, added, addlen, out);
-	if (submit_write(&s, out, n, err, sizeof err) == -1)
-		die(EX_TEMPFAIL, "%s", err);
-	for (off = 0; off < m.len; off += 65536) {
-		size_t chunk = m.len - off < 65536 ? m.len - off : 65536;
-		n = dot_encode(&enc, m.data + off, chunk, out);
-		if (submit_write(&s, out, n, err, sizeof err) == -1)
-			die(EX_TEMPFAIL, "%s", err);
-	}
-	n = dot_encode_finish(&enc, out);
-	if (submit_write(&s, out, n, err, sizeof err) == -1)
-		die(EX_TEMPFAIL, "%s", err);
-	if (o.verbose)
-		fprintf(stderr, ">>> (%llu bytes of message)\n>>> .\n", size);
-	if (submit_reply(&s, &r, err, sizeof err) == -1)
-		die(EX_TEMPFAIL, "%s; the message may not have been queued", err);
-	if (smtp_reply_class(&r) != 2)
-		submit_fail(reply_exit_code(&r), &r, "message refused");
-	/* Queued durably.  QUIT is a courtesy; its failure changes nothing. */
-	submit_cmd(&s, &r, err, sizeof err, "QUIT");
-	submit_close(&s);
-
-	free(out);
 done:
 	free(m.data);
 	for (k = 0; k < o.nrcpt; k++)
