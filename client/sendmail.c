@@ -9,6 +9,14 @@
  * answered 250 to the final dot, which it does only once the message is
  * on disk.  Links libc and libconfuse only: it runs once per message.
  *
+ * The setgid group (Postfix's postdrop rule) is lent for one act only:
+ * writing a drop into the maildrop of the system configuration
+ * (CONF_DEFAULT_PATH).  A configuration a user other than root names
+ * (-C, -c, $MAILRELAY_CONFIG) is read with the user's own rights, the
+ * group given up for good first; with it the daemon's socket may be used,
+ * the maildrop only as far as the user's own rights reach.  A system
+ * configuration the user cannot read is reported by file and line only.
+ *
  * Nothing is lost when the daemon is down or dies under us: if the
  * conversation breaks anywhere before the 250 to the final dot (no
  * connection, a lost one, a reply not in time, a 421), the message goes
@@ -20,6 +28,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
@@ -56,6 +65,9 @@ static const char *progname = "sendmail";
 #define SUBMIT_REPLY_TIMEOUT	10
 #define SUBMIT_FINAL_TIMEOUT	300
 
+/* The effective group at start: the group the binary is installed setgid to. */
+static gid_t setgid_gid;
+
 struct opts {
 	int extract;            /* -t */
 	int ignore_dots;        /* -i, -oi */
@@ -90,6 +102,27 @@ die(int code, const char *fmt, ...)
 	va_end(ap);
 	fputc('\n', stderr);
 	exit(code);
+}
+
+/* Give up the setgid group for good: real, effective and saved ids. */
+static void
+group_drop_for_good(void)
+{
+	gid_t g = getgid();
+
+	if (setresgid(g, g, g) == -1 || getegid() != g)
+		die(EX_OSERR, "cannot give up the setgid group: %s", strerror(errno));
+}
+
+/*
+ * Act with group g for now (the caller's own, or setgid_gid back): the
+ * saved set-group-ID keeps the way back until group_drop_for_good().
+ */
+static void
+group_act_as(gid_t g)
+{
+	if (getegid() != g && setegid(g) == -1)
+		die(EX_OSERR, "cannot switch the effective group: %s", strerror(errno));
 }
 
 static void
@@ -581,6 +614,96 @@ submit_fail(int code, const struct smtp_reply *r, const char *what)
 }
 
 /*
+ * Does the file a user named denote the system configuration?  By path,
+ * or by device and inode as the user sees them: the stat() runs with the
+ * user's own group, so nothing is learned about a file only the setgid
+ * group could reach.  The caller then loads CONF_DEFAULT_PATH itself,
+ * never the user's path, so a symlink swapped after this check gains
+ * nothing.
+ */
+static int
+names_system_config(const char *path)
+{
+	struct stat a, b;
+	int same;
+
+	if (strcmp(path, CONF_DEFAULT_PATH) == 0)
+		return 1;
+	group_act_as(getgid());
+	same = stat(path, &a) == 0 && stat(CONF_DEFAULT_PATH, &b) == 0 &&
+	    a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+	group_act_as(setgid_gid);
+	return same;
+}
+
+/*
+ * A load error of the system configuration, for a user who cannot read
+ * the file: only the file, the line and the system's own reasons for
+ * not opening it ("cannot open: ...") are shown, never text from the
+ * file (a key, a value, a libconfuse token could be a secret).
+ */
+static void __attribute__((noreturn))
+die_config_unreadable(const char *err)
+{
+	size_t pl = strlen(CONF_DEFAULT_PATH);
+	const char *p = err + pl;
+	unsigned long line = 0;
+
+	if (strncmp(err, CONF_DEFAULT_PATH, pl) == 0 && *p == ':') {
+		p++;
+		if (isdigit((unsigned char)*p)) {
+			char *end;
+			line = strtoul(p, &end, 10);
+			if (*end != ':')
+				line = 0;
+		} else if (strncmp(p, " cannot open: ", 14) == 0 || strncmp(p, " cannot read: ", 14) == 0)
+			die(EX_CONFIG, "%s", err);
+	}
+	if (line > 0)
+		die(EX_CONFIG, "%s:%lu: error in the configuration (details not shown: you cannot read "
+		    "the file); run `mailrelay check-config` as root", CONF_DEFAULT_PATH, line);
+	die(EX_CONFIG, "%s: error in the configuration (details not shown: you cannot read "
+	    "the file); run `mailrelay check-config` as root", CONF_DEFAULT_PATH);
+}
+
+/*
+ * Load the configuration with the right rights.  *lend is set when the
+ * setgid group may be used for the maildrop: for root, and for the
+ * system configuration.  A configuration a user other than root names is
+ * read after the group is given up for good.  Exits 78 on errors.
+ */
+static struct config *
+config_open(const char *option, int *lend)
+{
+	struct config *conf;
+	const char *named = option;
+	char err[1024];
+
+	if (named == NULL && (named = getenv("MAILRELAY_CONFIG")) != NULL && *named == '\0')
+		named = NULL;
+	if (getuid() == 0) {
+		*lend = 1;
+		conf = conf_load(option, err, sizeof err);
+	} else if (named == NULL) {
+		*lend = 1;
+		conf = conf_load(NULL, err, sizeof err);
+	} else if (names_system_config(named)) {
+		*lend = 1;
+		conf = conf_load(CONF_DEFAULT_PATH, err, sizeof err);
+	} else {
+		*lend = 0;
+		group_drop_for_good();
+		conf = conf_load(named, err, sizeof err);
+	}
+	if (conf != NULL)
+		return conf;
+	/* access() asks with the real ids: could the user have read the file? */
+	if (*lend && getuid() != 0 && access(CONF_DEFAULT_PATH, R_OK) == -1)
+		die_config_unreadable(err);
+	die(EX_CONFIG, "%s", err);
+}
+
+/*
  * sendmail -q: ask mailrelayd to retry every message now.  The setgid
  * group is dropped first: flushing needs root or the mailrelay group of
  * the user's own (SPEC "Admin CLI"), not of this binary.
@@ -591,8 +714,6 @@ flush_queue(struct config *conf, int verbose)
 	char final[1024], err[1024];
 	int rc;
 
-	if (setgid(getgid()) == -1)
-		die(EX_OSERR, "cannot drop the setgid group: %s", strerror(errno));
 	rc = ctl_request(conf->control_socket, "FLUSH", NULL, NULL, final, sizeof final, err, sizeof err);
 	conf_free(conf);
 	if (rc == -1)
@@ -731,7 +852,7 @@ main(int argc, char **argv)
 	struct submit s = { .fd = -1 };
 	char err[1024], senderbuf[ADDR_MAX + 2], *sender;
 	const char *p, *sock = NULL;
-	int i, mode = 'm';
+	int i, mode = 'm', lend;
 	size_t k;
 
 	umask(077);
@@ -747,13 +868,18 @@ main(int argc, char **argv)
 		mode = 'i';
 	i = parse_args(&o, argc, argv, &mode);
 
-	conf = conf_load(o.conf_path, err, sizeof err);
-	if (conf == NULL)
-		die(EX_CONFIG, "%s", err);
+	setgid_gid = getegid();
+	conf = config_open(o.conf_path, &lend);
+	/*
+	 * Only -bm may need the group again, for a drop.  Every other mode
+	 * gives it up for good: mailq, -q and -bs go through the daemon with
+	 * the user's own rights, -bv and -bi read the aliases file with them.
+	 */
+	if (mode != 'm')
+		group_drop_for_good();
+	else if (lend)
+		group_act_as(getgid());
 	if (mode == 'p') {
-		/* mailq: the user's own rights, not the binary's setgid group */
-		if (setgid(getgid()) == -1)
-			die(EX_OSERR, "cannot drop the setgid group: %s", strerror(errno));
 		int lrc = queue_list(progname, conf, 0);
 		conf_free(conf);
 		return lrc;
@@ -902,12 +1028,21 @@ main(int argc, char **argv)
 		 * disk; otherwise 75 with both reasons.
 		 */
 		char derr[600];
+		int drc;
 		submit_close(&s);
-		if (drop_message(conf, &g, derr, sizeof derr) == 0) {
+		if (lend)
+			group_act_as(setgid_gid);
+		drc = drop_message(conf, &g, derr, sizeof derr);
+		group_drop_for_good();
+		if (drc == 0) {
 			if (o.verbose)
 				fprintf(stderr, "%s; message left in the maildrop for mailrelayd\n", err);
 			goto done;
 		}
+		if (!lend)
+			die(EX_TEMPFAIL, "%s, and the maildrop is not writable with your own rights (%s; "
+			    "the mailrelay group is lent only with %s); message not sent",
+			    err, derr, CONF_DEFAULT_PATH);
 		die(EX_TEMPFAIL, "%s, and %s; message not sent", err, derr);
 	}
 done:

@@ -1,13 +1,21 @@
 """The sendmail client on the trust boundary.
 
-sendmail never loses a message: when the conversation with the daemon
-breaks anywhere before the 250 to the final dot (no greeting, a lost
-connection, a 421, a daemon that never answers, a daemon killed
-mid-submission), the message goes into the maildrop and sendmail exits 0;
-the daemon delivers it once.  What the daemon explicitly refuses keeps its
-exit status.  A NUL byte is refused before anything is sent.
+The setgid group is lent for one act only: a drop into the maildrop of the
+system configuration (/etc/mailrelay/mailrelay.conf).  A configuration a
+user names (-C, -c, $MAILRELAY_CONFIG) is read with the user's own rights,
+so a file only the group may read is never echoed, and with it the
+maildrop is out of reach.  And sendmail never loses a message: when the
+conversation with the daemon breaks anywhere before the 250 to the final
+dot (no greeting, a lost connection, a 421, a daemon that never answers,
+a daemon killed mid-submission), the message goes into the maildrop and
+sendmail exits 0; the daemon delivers it once.
+
+The tests that run a setgid copy of the client as uid 65534 against the
+system configuration do so in a private mount namespace where a test
+directory is bind-mounted on /etc/mailrelay (they need root, as CI has).
 """
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -20,12 +28,184 @@ from mrtest import client_env, make_message, one_line, to_crlf, wait_until
 
 SENDER = "sender@example.org"
 RCPT = "rcpt@example.net"
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+SYSTEM_DIR = "/etc/mailrelay"
+SYSTEM_CONF = SYSTEM_DIR + "/mailrelay.conf"
+SECRET = "hunter2-never-to-be-printed"
 REPLY_DEADLINE = 10         # SUBMIT_REPLY_TIMEOUT in client/sendmail.c
 
 
 def maildrop_files(d):
     md = os.path.join(d.spool, "maildrop")
     return sorted(os.listdir(md)) if os.path.isdir(md) else []
+
+
+def group_only_file(path, text):
+    """A file as a password_file is kept: 0640, owned by root and the daemon's group."""
+    with open(path, "w") as f:
+        f.write(text)
+    os.chown(path, 0, os.getgid())
+    os.chmod(path, 0o640)
+    return path
+
+
+@pytest.fixture
+def setgid_client(build, workdir):
+    """A copy of the client installed as `make install` does: setgid to the
+    daemon's group (root's here, as the test daemons run as root)."""
+    assert os.geteuid() == 0, "this test sets up a setgid binary and must run as root (CI does)"
+    client = os.path.join(workdir, "sendmail-setgid")
+    shutil.copy(build.sendmail, client)
+    os.chown(client, 0, os.getgid())
+    os.chmod(client, 0o2755)
+    return client
+
+
+class SystemConfig:
+    """Runs programs with a test directory in place of /etc/mailrelay."""
+
+    def __init__(self, confdir):
+        self.dir = confdir
+
+    def install(self, text):
+        return group_only_file(os.path.join(self.dir, "mailrelay.conf"), text)
+
+    def run(self, argv, data=b"", as_nobody=True, env=None, timeout=30):
+        script = 'mount --bind "$0" %s && exec "$@"' % SYSTEM_DIR
+        cmd = ["unshare", "-m", "sh", "-c", script, self.dir] + (NOBODY if as_nobody else []) + argv
+        return subprocess.run(cmd, input=data, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              env=env or client_env(), timeout=timeout)
+
+
+@pytest.fixture
+def system_config(workdir):
+    created = not os.path.isdir(SYSTEM_DIR)
+    if created:
+        os.makedirs(SYSTEM_DIR, exist_ok=True)
+    confdir = os.path.join(workdir, "etc-mailrelay")
+    os.mkdir(confdir)
+    os.chmod(confdir, 0o755)
+    yield SystemConfig(confdir)
+    if created:
+        try:
+            os.rmdir(SYSTEM_DIR)
+        except OSError:
+            pass
+
+
+# ---------------------------------------------------------------------------
+# the group is never lent to the caller's choices
+
+@pytest.mark.setgid
+@pytest.mark.parametrize("how", ["-C", "-c", "MAILRELAY_CONFIG"])
+def test_named_group_only_file_is_never_printed(setgid_client, workdir, how):
+    secret = group_only_file(os.path.join(workdir, "secret"), SECRET + "\n")
+    env = client_env()
+    argv = [setgid_client, "-i", RCPT]
+    if how == "MAILRELAY_CONFIG":
+        env["MAILRELAY_CONFIG"] = secret
+    else:
+        argv[1:1] = [how, secret]
+    p = subprocess.run(NOBODY + argv, input=make_message(), stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, env=env, timeout=20)
+    assert SECRET.encode() not in p.stdout + p.stderr, p
+    assert p.returncode == 78, p
+    line = one_line(p.stderr.decode())
+    assert secret in line and "Permission denied" in line, line
+
+
+@pytest.mark.setgid
+def test_system_config_error_is_shown_without_its_text_to_those_who_cannot_read_it(
+        daemon, setgid_client, system_config):
+    d = daemon(start=False)
+    system_config.install(d.config_text + SECRET + "\n")
+    bad_line = d.config_text.count("\n") + 1
+    p = system_config.run([setgid_client, "-i", RCPT], make_message())
+    assert SECRET.encode() not in p.stdout + p.stderr, p
+    assert p.returncode == 78, p
+    line = one_line(p.stderr.decode())
+    assert "%s:%d:" % (SYSTEM_CONF, bad_line) in line, line
+    assert "mailrelay check-config" in line, line
+    # root, who can read the file, is told what is wrong in it
+    p = system_config.run([setgid_client, "-i", RCPT], make_message(), as_nobody=False)
+    assert p.returncode == 78 and SECRET.encode() in p.stderr, p
+
+
+@pytest.mark.setgid
+@pytest.mark.parametrize("how", ["-C", "MAILRELAY_CONFIG"])
+def test_named_config_with_the_daemon_down_never_uses_the_group_for_the_maildrop(
+        daemon, smarthost, setgid_client, how):
+    d = daemon(smarthost())
+    d.stop()
+    os.chmod(d.conf, 0o644)
+    env = client_env()
+    argv = [setgid_client, "-i", RCPT]
+    if how == "MAILRELAY_CONFIG":
+        env["MAILRELAY_CONFIG"] = d.conf
+    else:
+        argv[1:1] = ["-C", d.conf]
+    p = subprocess.run(NOBODY + argv, input=make_message(subject="not through the group"),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, timeout=20)
+    assert p.returncode == 75, p
+    line = one_line(p.stderr.decode())
+    assert "cannot connect" in line and "maildrop" in line and SYSTEM_CONF in line, line
+    assert maildrop_files(d) == []
+
+
+@pytest.mark.setgid
+def test_named_config_still_submits_through_the_running_daemon(daemon, smarthost, setgid_client):
+    sh = smarthost()
+    d = daemon(sh)
+    os.chmod(d.conf, 0o644)
+    msg = make_message(subject="own config, daemon up")
+    p = subprocess.run(NOBODY + [setgid_client, "-C", d.conf, "-i", RCPT], input=msg,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=client_env(), timeout=20)
+    assert p.returncode == 0 and p.stderr == b"", p
+    assert [t.content for t in sh.wait_for(1)] == [to_crlf(msg)]
+    assert d.wait_for_record(uid="65534")
+
+
+@pytest.mark.setgid
+@pytest.mark.parametrize("how", ["default", "-C path", "-C symlink"])
+def test_system_config_with_the_daemon_down_drops_and_is_delivered_later(
+        daemon, smarthost, setgid_client, system_config, workdir, how):
+    """As installed: a user who can read neither the config nor the spool
+    still leaves mail in the maildrop through the setgid client, and the
+    daemon delivers it when it runs."""
+    sh = smarthost()
+    d = daemon(sh)
+    d.stop()
+    system_config.install(d.config_text)
+    assert oct(os.stat(d.spool).st_mode & 0o777) == oct(0o710)
+    argv = [setgid_client, "-i", RCPT]
+    if how == "-C path":
+        argv[1:1] = ["-C", SYSTEM_CONF]
+    elif how == "-C symlink":
+        link = os.path.join(workdir, "link.conf")
+        os.symlink(SYSTEM_CONF, link)
+        argv[1:1] = ["-C", link]
+    msgs = []
+    for i in range(5):
+        m = make_message(subject="from nobody %d" % i)
+        p = system_config.run(argv, m)
+        assert p.returncode == 0 and p.stderr == b"", p
+        msgs.append(to_crlf(m))
+    files = maildrop_files(d)
+    assert len(files) == 5, files
+    for f in files:
+        assert os.stat(os.path.join(d.spool, "maildrop", f)).st_uid == 65534
+    # the same user can read neither the drops nor the config
+    for path in (os.path.join(d.spool, "maildrop"), os.path.join(system_config.dir, "mailrelay.conf")):
+        p = subprocess.run(NOBODY + ["cat", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        assert p.returncode != 0, p
+    d.start()
+    sh.wait_for(5, timeout=30)
+    assert sorted(t.content for t in sh.delivered()) == sorted(msgs)
+    d.wait_queue_empty()
+    accepted = [r for r in d.accepted() if r.get("via") == "maildrop"]
+    assert {r["uid"] for r in accepted} == {"65534"} and len(accepted) == 5
+    # without -f the sender is the submitting user, qualified
+    assert {t.mail_from for t in sh.delivered()} == {"nobody@relay.test"}
 
 
 # ---------------------------------------------------------------------------
