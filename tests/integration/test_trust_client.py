@@ -208,6 +208,23 @@ def test_system_config_with_the_daemon_down_drops_and_is_delivered_later(
     assert {t.mail_from for t in sh.delivered()} == {"nobody@relay.test"}
 
 
+@pytest.mark.setgid
+@pytest.mark.parametrize("mode", [["-bv", "root"], ["-bi"]])
+def test_modes_other_than_submitting_read_with_the_users_own_rights(
+        daemon, setgid_client, system_config, mode):
+    """-bv and -bi read aliases_file after the group is given up: a file
+    only the group may read stays closed, and nothing of it is shown."""
+    d = daemon(start=False)
+    group_only_file(os.path.join(d.dir, "aliases"), "root: %s@example.net\n" % SECRET)
+    system_config.install(d.config_text)
+    p = system_config.run([setgid_client] + mode)
+    assert SECRET.encode() not in p.stdout + p.stderr, p
+    assert p.returncode == 77, p
+    # root reads it: the file itself is fine
+    p = system_config.run([setgid_client] + mode, as_nobody=False)
+    assert p.returncode == 0, p
+
+
 # ---------------------------------------------------------------------------
 # a conversation that breaks, or a daemon that does not answer
 
