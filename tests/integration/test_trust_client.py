@@ -385,14 +385,23 @@ def test_explicit_refusal_keeps_its_exit_code_and_drops_nothing(daemon, smarthos
     assert maildrop_files(d) == []
 
 
-def listen_backlog(path):
-    """Connections waiting in the listen queue of the unix socket at path."""
-    out = subprocess.run(["ss", "-xlnH"], stdout=subprocess.PIPE, universal_newlines=True).stdout
-    for line in out.splitlines():
-        f = line.split()
-        if path in f:
-            return int(f[2])
-    return 0
+def connected_unix_socket(pid):
+    """Has process pid a connected unix socket (state SS_CONNECTED in /proc/net/unix)?"""
+    inodes = set()
+    fddir = "/proc/%d/fd" % pid
+    try:
+        for fd in os.listdir(fddir):
+            link = os.readlink(os.path.join(fddir, fd))
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+    except OSError:
+        return False
+    with open("/proc/net/unix") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if len(fields) >= 7 and fields[6] in inodes and fields[5] == "03":
+                return True
+    return False
 
 
 def test_daemon_killed_during_submission_loses_nothing(daemon, smarthost):
@@ -406,8 +415,8 @@ def test_daemon_killed_during_submission_loses_nothing(daemon, smarthost):
     p.stdin.write(msg)
     p.stdin.close()
     # connected, waiting for the greeting of a daemon that is stopped
-    wait_until(lambda: listen_backlog(d.submit_sock) >= 1 or p.poll() is not None, 10,
-               what="sendmail's connection in the daemon's listen queue")
+    wait_until(lambda: connected_unix_socket(p.pid) or p.poll() is not None, 10,
+               what="sendmail connected to the stopped daemon")
     assert p.poll() is None
     d.kill()
     rc = p.wait(REPLY_DEADLINE + 10)
