@@ -8,12 +8,27 @@
  * LF refused (no header injection), and exit 0 only after the daemon
  * answered 250 to the final dot, which it does only once the message is
  * on disk.  Links libc and libconfuse only: it runs once per message.
+ *
+ * The setgid group (Postfix's postdrop rule) is lent for one act only:
+ * writing a drop into the maildrop of the system configuration
+ * (CONF_DEFAULT_PATH).  A configuration a user other than root names
+ * (-C, -c, $MAILRELAY_CONFIG) is read with the user's own rights, the
+ * group given up for good first; with it the daemon's socket may be used,
+ * the maildrop only as far as the user's own rights reach.  A system
+ * configuration the user cannot read is reported by file and line only.
+ *
+ * Nothing is lost when the daemon is down or dies under us: if the
+ * conversation breaks anywhere before the 250 to the final dot (no
+ * connection, a lost one, a reply not in time, a 421), the message goes
+ * into the maildrop and the exit is 0.  Replies before DATA get a short
+ * deadline (SUBMIT_REPLY_TIMEOUT), the reply to the dot a long one.
  */
 #include "config.h"
 
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
@@ -40,6 +55,18 @@
 #include "smodes.h"
 
 static const char *progname = "sendmail";
+
+/*
+ * Deadlines for the daemon, in seconds.  Before DATA the daemon only
+ * parses a line: a daemon that takes longer is stopped, hung or
+ * overloaded, and the maildrop is the better place for the message.  The
+ * reply to the final dot waits for the daemon's fsync and gets long.
+ */
+#define SUBMIT_REPLY_TIMEOUT	10
+#define SUBMIT_FINAL_TIMEOUT	300
+
+/* The effective group at start: the group the binary is installed setgid to. */
+static gid_t setgid_gid;
 
 struct opts {
 	int extract;            /* -t */
@@ -75,6 +102,27 @@ die(int code, const char *fmt, ...)
 	va_end(ap);
 	fputc('\n', stderr);
 	exit(code);
+}
+
+/* Give up the setgid group for good: real, effective and saved ids. */
+static void
+group_drop_for_good(void)
+{
+	gid_t g = getgid();
+
+	if (setresgid(g, g, g) == -1 || getegid() != g)
+		die(EX_OSERR, "cannot give up the setgid group: %s", strerror(errno));
+}
+
+/*
+ * Act with group g for now (the caller's own, or setgid_gid back): the
+ * saved set-group-ID keeps the way back until group_drop_for_good().
+ */
+static void
+group_act_as(gid_t g)
+{
+	if (getegid() != g && setegid(g) == -1)
+		die(EX_OSERR, "cannot switch the effective group: %s", strerror(errno));
 }
 
 static void
@@ -337,6 +385,26 @@ read_message(struct msgbuf *m, int ignore_dots, unsigned long long max)
 	}
 }
 
+/*
+ * RFC 5321 2.3.8 forbids NUL in SMTP text: refuse the message here, with
+ * the line, before anything is sent or dropped (it would be refused or
+ * mangled further on, after the exit 0).
+ */
+static void
+refuse_nul(const struct msgbuf *m)
+{
+	const char *nul = m->len > 0 ? memchr(m->data, '\0', m->len) : NULL;
+	unsigned long line = 1;
+
+	if (nul == NULL)
+		return;
+	for (const char *p = m->data; p < nul; p++)
+		if (*p == '\n')
+			line++;
+	die(EX_DATAERR, "the message contains a NUL byte (line %lu), which SMTP does not allow "
+	    "(RFC 5321); not sent", line);
+}
+
 /* Length of the header section (up to and including the empty line, or all of it). */
 static size_t
 header_len(const char *d, size_t len)
@@ -501,23 +569,33 @@ crlf_copy(const char *p, size_t len, size_t *outlen)
 	return out;
 }
 
+/* What is submitted, to the daemon or into the maildrop: the envelope and the content. */
+struct outgoing {
+	const struct opts *o;           /* recipients, DSN options */
+	const char *sender;
+	unsigned long long size;        /* as the daemon counts it: CRLF line endings */
+	int eightbit, smtputf8;
+	const char *envid;              /* xtext, "" when not given */
+	const char *added;              /* the header fields we add, CRLF */
+	size_t addlen;
+	const struct msgbuf *m;         /* the message as read */
+};
+
 static int
-drop_message(const struct config *conf, const char *sender, const struct opts *o, int eightbit,
-    int smtputf8, const char *envid, const char *added, size_t addlen, const struct msgbuf *m,
-    char *err, size_t errlen)
+drop_message(const struct config *conf, const struct outgoing *g, char *err, size_t errlen)
 {
 	struct maildrop_env de = {
-		.sender = (char *)sender, .rcpts = o->rcpts, .nrcpt = o->nrcpt, .eightbit = eightbit,
-		.smtputf8 = smtputf8,
+		.sender = (char *)g->sender, .rcpts = g->o->rcpts, .nrcpt = g->o->nrcpt,
+		.eightbit = g->eightbit, .smtputf8 = g->smtputf8,
 	};
 
-	strlcpy_mr(de.notify, o->notify ? o->notify : "", sizeof de.notify);
-	strlcpy_mr(de.ret, o->ret ? o->ret : "", sizeof de.ret);
-	strlcpy_mr(de.envid, envid, sizeof de.envid);
+	strlcpy_mr(de.notify, g->o->notify ? g->o->notify : "", sizeof de.notify);
+	strlcpy_mr(de.ret, g->o->ret ? g->o->ret : "", sizeof de.ret);
+	strlcpy_mr(de.envid, g->envid, sizeof de.envid);
 	size_t clen;
-	char *content = crlf_copy(m->data, m->len, &clen);
+	char *content = crlf_copy(g->m->data, g->m->len, &clen);
 	struct iovec parts[2] = {
-		{ .iov_base = (void *)added, .iov_len = addlen },
+		{ .iov_base = (void *)g->added, .iov_len = g->addlen },
 		{ .iov_base = content, .iov_len = clen },
 	};
 	int rc = maildrop_write(conf->spool_dir, &de, parts, 2, err, errlen);
@@ -536,6 +614,96 @@ submit_fail(int code, const struct smtp_reply *r, const char *what)
 }
 
 /*
+ * Does the file a user named denote the system configuration?  By path,
+ * or by device and inode as the user sees them: the stat() runs with the
+ * user's own group, so nothing is learned about a file only the setgid
+ * group could reach.  The caller then loads CONF_DEFAULT_PATH itself,
+ * never the user's path, so a symlink swapped after this check gains
+ * nothing.
+ */
+static int
+names_system_config(const char *path)
+{
+	struct stat a, b;
+	int same;
+
+	if (strcmp(path, CONF_DEFAULT_PATH) == 0)
+		return 1;
+	group_act_as(getgid());
+	same = stat(path, &a) == 0 && stat(CONF_DEFAULT_PATH, &b) == 0 &&
+	    a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+	group_act_as(setgid_gid);
+	return same;
+}
+
+/*
+ * A load error of the system configuration, for a user who cannot read
+ * the file: only the file, the line and the system's own reasons for
+ * not opening it ("cannot open: ...") are shown, never text from the
+ * file (a key, a value, a libconfuse token could be a secret).
+ */
+static void __attribute__((noreturn))
+die_config_unreadable(const char *err)
+{
+	size_t pl = strlen(CONF_DEFAULT_PATH);
+	const char *p = err + pl;
+	unsigned long line = 0;
+
+	if (strncmp(err, CONF_DEFAULT_PATH, pl) == 0 && *p == ':') {
+		p++;
+		if (isdigit((unsigned char)*p)) {
+			char *end;
+			line = strtoul(p, &end, 10);
+			if (*end != ':')
+				line = 0;
+		} else if (strncmp(p, " cannot open: ", 14) == 0 || strncmp(p, " cannot read: ", 14) == 0)
+			die(EX_CONFIG, "%s", err);
+	}
+	if (line > 0)
+		die(EX_CONFIG, "%s:%lu: error in the configuration (details not shown: you cannot read "
+		    "the file); run `mailrelay check-config` as root", CONF_DEFAULT_PATH, line);
+	die(EX_CONFIG, "%s: error in the configuration (details not shown: you cannot read "
+	    "the file); run `mailrelay check-config` as root", CONF_DEFAULT_PATH);
+}
+
+/*
+ * Load the configuration with the right rights.  *lend is set when the
+ * setgid group may be used for the maildrop: for root, and for the
+ * system configuration.  A configuration a user other than root names is
+ * read after the group is given up for good.  Exits 78 on errors.
+ */
+static struct config *
+config_open(const char *option, int *lend)
+{
+	struct config *conf;
+	const char *named = option;
+	char err[1024];
+
+	if (named == NULL && (named = getenv("MAILRELAY_CONFIG")) != NULL && *named == '\0')
+		named = NULL;
+	if (getuid() == 0) {
+		*lend = 1;
+		conf = conf_load(option, err, sizeof err);
+	} else if (named == NULL) {
+		*lend = 1;
+		conf = conf_load(NULL, err, sizeof err);
+	} else if (names_system_config(named)) {
+		*lend = 1;
+		conf = conf_load(CONF_DEFAULT_PATH, err, sizeof err);
+	} else {
+		*lend = 0;
+		group_drop_for_good();
+		conf = conf_load(named, err, sizeof err);
+	}
+	if (conf != NULL)
+		return conf;
+	/* access() asks with the real ids: could the user have read the file? */
+	if (*lend && getuid() != 0 && access(CONF_DEFAULT_PATH, R_OK) == -1)
+		die_config_unreadable(err);
+	die(EX_CONFIG, "%s", err);
+}
+
+/*
  * sendmail -q: ask mailrelayd to retry every message now.  The setgid
  * group is dropped first: flushing needs root or the mailrelay group of
  * the user's own (SPEC "Admin CLI"), not of this binary.
@@ -546,8 +714,6 @@ flush_queue(struct config *conf, int verbose)
 	char final[1024], err[1024];
 	int rc;
 
-	if (setgid(getgid()) == -1)
-		die(EX_OSERR, "cannot drop the setgid group: %s", strerror(errno));
 	rc = ctl_request(conf->control_socket, "FLUSH", NULL, NULL, final, sizeof final, err, sizeof err);
 	conf_free(conf);
 	if (rc == -1)
@@ -573,6 +739,109 @@ reply_exit_code(const struct smtp_reply *r)
 	return EX_UNAVAILABLE;
 }
 
+/*
+ * A 421 closes the session without judging the message (the daemon is
+ * shutting down, or at its connection limit): a broken conversation, not
+ * a refusal.  1 with err set for a 421, else 0.
+ */
+static int
+session_closed(const struct smtp_reply *r, const char *when, char *err, size_t errlen)
+{
+	char text[600];
+
+	if (r->code != 421)
+		return 0;
+	smtp_reply_summary(r, text, sizeof text);
+	snprintf(err, errlen, "mailrelayd closed the session %s: %s", when, text);
+	return 1;
+}
+
+/*
+ * The conversation with mailrelayd.  0 once it answered 250 to the final
+ * dot (the message is on disk, SPEC "Acceptance means durable"); -1 with
+ * err when the conversation broke before that: no connection, a lost
+ * one, a reply not in time or not SMTP, a 421.  The caller then uses the
+ * maildrop.  An explicit refusal (a 5xx, a 4xx other than 421) exits
+ * here with its code: the daemon judged the message, and a drop would
+ * only be judged again.  A duplicate is possible only when the reply to
+ * the dot is what was lost (mailrelay-sendmail(8)).
+ */
+static int
+submit_message(struct submit *s, const char *sock, const struct outgoing *g, char *err, size_t errlen)
+{
+	const struct opts *o = g->o;
+	struct smtp_reply r;
+	struct dot_encoder enc;
+	size_t off, n, k;
+	char *out;
+
+	s->timeout = SUBMIT_REPLY_TIMEOUT;
+	if (submit_connect(s, sock, err, errlen) == -1)
+		return -1;
+	if (submit_reply(s, &r, err, errlen) == -1 || session_closed(&r, "at the greeting", err, errlen))
+		return -1;
+	if (smtp_reply_class(&r) != 2)
+		submit_fail(EX_TEMPFAIL, &r, "mailrelayd refused the connection");
+	if (submit_cmd(s, &r, err, errlen, "EHLO mailrelay-sendmail") == -1 ||
+	    session_closed(&r, "after EHLO", err, errlen))
+		return -1;
+	if (smtp_reply_class(&r) != 2)
+		submit_fail(EX_TEMPFAIL, &r, "EHLO");
+	if (submit_cmd(s, &r, err, errlen, "MAIL FROM:<%s> SIZE=%llu%s%s%s%s%s%s", g->sender, g->size,
+	    g->eightbit ? " BODY=8BITMIME" : "", g->smtputf8 ? " SMTPUTF8" : "",
+	    o->ret ? " RET=" : "", o->ret ? o->ret : "", g->envid[0] ? " ENVID=" : "", g->envid) == -1 ||
+	    session_closed(&r, "after MAIL", err, errlen))
+		return -1;
+	if (smtp_reply_class(&r) != 2)
+		submit_fail(reply_exit_code(&r), &r, "sender refused");
+	for (k = 0; k < o->nrcpt; k++) {
+		if (submit_cmd(s, &r, err, errlen, "RCPT TO:<%s>%s%s", o->rcpts[k],
+		    o->notify ? " NOTIFY=" : "", o->notify ? o->notify : "") == -1 ||
+		    session_closed(&r, "after RCPT", err, errlen))
+			return -1;
+		if (smtp_reply_class(&r) != 2) {
+			char what[ADDR_MAX + 40];
+			snprintf(what, sizeof what, "recipient <%s> refused", o->rcpts[k]);
+			submit_fail(reply_exit_code(&r), &r, what);
+		}
+	}
+	if (submit_cmd(s, &r, err, errlen, "DATA") == -1 || session_closed(&r, "after DATA", err, errlen))
+		return -1;
+	if (r.code != 354)
+		submit_fail(reply_exit_code(&r), &r, "DATA refused");
+
+	out = xmalloc(2 * 65536 + 8);
+	dot_encoder_init(&enc);
+	n = dot_encode(&enc, g->added, g->addlen, out);
+	if (submit_write(s, out, n, err, errlen) == -1)
+		goto broken;
+	for (off = 0; off < g->m->len; off += 65536) {
+		size_t chunk = g->m->len - off < 65536 ? g->m->len - off : 65536;
+		n = dot_encode(&enc, g->m->data + off, chunk, out);
+		if (submit_write(s, out, n, err, errlen) == -1)
+			goto broken;
+	}
+	n = dot_encode_finish(&enc, out);
+	if (submit_write(s, out, n, err, errlen) == -1)
+		goto broken;
+	free(out);
+	if (s->verbose)
+		fprintf(stderr, ">>> (%llu bytes of message)\n>>> .\n", g->size);
+	s->timeout = SUBMIT_FINAL_TIMEOUT;
+	if (submit_reply(s, &r, err, errlen) == -1 || session_closed(&r, "after the message", err, errlen))
+		return -1;
+	if (smtp_reply_class(&r) != 2)
+		submit_fail(reply_exit_code(&r), &r, "message refused");
+	/* Queued durably.  QUIT is a courtesy; its failure changes nothing. */
+	submit_cmd(s, &r, err, errlen, "QUIT");
+	submit_close(s);
+	return 0;
+
+broken:
+	free(out);
+	return -1;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -581,10 +850,9 @@ main(int argc, char **argv)
 	struct hdrinfo hi = { 0 };
 	struct config *conf;
 	struct submit s = { .fd = -1 };
-	struct smtp_reply r;
 	char err[1024], senderbuf[ADDR_MAX + 2], *sender;
 	const char *p, *sock = NULL;
-	int i, mode = 'm';
+	int i, mode = 'm', lend;
 	size_t k;
 
 	umask(077);
@@ -600,13 +868,18 @@ main(int argc, char **argv)
 		mode = 'i';
 	i = parse_args(&o, argc, argv, &mode);
 
-	conf = conf_load(o.conf_path, err, sizeof err);
-	if (conf == NULL)
-		die(EX_CONFIG, "%s", err);
+	setgid_gid = getegid();
+	conf = config_open(o.conf_path, &lend);
+	/*
+	 * Only -bm may need the group again, for a drop.  Every other mode
+	 * gives it up for good: mailq, -q and -bs go through the daemon with
+	 * the user's own rights, -bv and -bi read the aliases file with them.
+	 */
+	if (mode != 'm')
+		group_drop_for_good();
+	else if (lend)
+		group_act_as(getgid());
 	if (mode == 'p') {
-		/* mailq: the user's own rights, not the binary's setgid group */
-		if (setgid(getgid()) == -1)
-			die(EX_OSERR, "cannot drop the setgid group: %s", strerror(errno));
 		int lrc = queue_list(progname, conf, 0);
 		conf_free(conf);
 		return lrc;
@@ -657,6 +930,7 @@ main(int argc, char **argv)
 		check_arg("full name (-F)", o.fullname);
 
 	read_message(&m, o.ignore_dots, conf->max_message_size);
+	refuse_nul(&m);
 	scan_headers(&m, &o, &hi);
 	if (o.nrcpt == 0)
 		die(EX_DATAERR, "no recipients: give them as arguments or use -t with To:, Cc: or Bcc: headers");
@@ -742,76 +1016,35 @@ main(int argc, char **argv)
 	char envid[400] = "";
 	if (o.envid)
 		xtext_encode(o.envid, envid, sizeof envid);
-	if (submit_connect(&s, sock, err, sizeof err) == -1) {
+	struct outgoing g = {
+		.o = &o, .sender = sender, .size = size, .eightbit = eightbit, .smtputf8 = smtputf8,
+		.envid = envid, .added = added, .addlen = addlen, .m = &m,
+	};
+	if (submit_message(&s, sock, &g, err, sizeof err) == -1) {
 		/*
-		 * The daemon is down: leave the message in the maildrop, where
-		 * the daemon picks it up when it runs.  Exit 0 only once it is
-		 * on disk; otherwise 75 with both reasons.
+		 * The daemon is down, or the conversation broke before the
+		 * message was accepted: leave it in the maildrop, where the
+		 * daemon picks it up when it runs.  Exit 0 only once it is on
+		 * disk; otherwise 75 with both reasons.
 		 */
 		char derr[600];
-		if (drop_message(conf, sender, &o, eightbit, smtputf8, envid, added, addlen, &m, derr, sizeof derr) == 0) {
+		int drc;
+		submit_close(&s);
+		if (lend)
+			group_act_as(setgid_gid);
+		drc = drop_message(conf, &g, derr, sizeof derr);
+		group_drop_for_good();
+		if (drc == 0) {
 			if (o.verbose)
 				fprintf(stderr, "%s; message left in the maildrop for mailrelayd\n", err);
 			goto done;
 		}
+		if (!lend)
+			die(EX_TEMPFAIL, "%s, and the maildrop is not writable with your own rights (%s; "
+			    "the mailrelay group is lent only with %s); message not sent",
+			    err, derr, CONF_DEFAULT_PATH);
 		die(EX_TEMPFAIL, "%s, and %s; message not sent", err, derr);
 	}
-	if (submit_reply(&s, &r, err, sizeof err) == -1)
-		die(EX_TEMPFAIL, "%s", err);
-	if (smtp_reply_class(&r) != 2)
-		submit_fail(EX_TEMPFAIL, &r, "mailrelayd refused the connection");
-	if (submit_cmd(&s, &r, err, sizeof err, "EHLO mailrelay-sendmail") == -1)
-		die(EX_TEMPFAIL, "%s", err);
-	if (smtp_reply_class(&r) != 2)
-		submit_fail(EX_TEMPFAIL, &r, "EHLO");
-	if (submit_cmd(&s, &r, err, sizeof err, "MAIL FROM:<%s> SIZE=%llu%s%s%s%s%s%s", sender, size,
-	    eightbit ? " BODY=8BITMIME" : "", smtputf8 ? " SMTPUTF8" : "",
-	    o.ret ? " RET=" : "", o.ret ? o.ret : "", envid[0] ? " ENVID=" : "", envid) == -1)
-		die(EX_TEMPFAIL, "%s", err);
-	if (smtp_reply_class(&r) != 2)
-		submit_fail(reply_exit_code(&r), &r, "sender refused");
-	for (k = 0; k < o.nrcpt; k++) {
-		if (submit_cmd(&s, &r, err, sizeof err, "RCPT TO:<%s>%s%s", o.rcpts[k],
-		    o.notify ? " NOTIFY=" : "", o.notify ? o.notify : "") == -1)
-			die(EX_TEMPFAIL, "%s", err);
-		if (smtp_reply_class(&r) != 2) {
-			char what[ADDR_MAX + 40];
-			snprintf(what, sizeof what, "recipient <%s> refused", o.rcpts[k]);
-			submit_fail(reply_exit_code(&r), &r, what);
-		}
-	}
-	if (submit_cmd(&s, &r, err, sizeof err, "DATA") == -1)
-		die(EX_TEMPFAIL, "%s", err);
-	if (r.code != 354)
-		submit_fail(reply_exit_code(&r), &r, "DATA refused");
-
-	struct dot_encoder enc;
-	char *out = xmalloc(2 * 65536 + 8);
-	size_t off, n;
-	dot_encoder_init(&enc);
-	n = dot_encode(&enc, added, addlen, out);
-	if (submit_write(&s, out, n, err, sizeof err) == -1)
-		die(EX_TEMPFAIL, "%s", err);
-	for (off = 0; off < m.len; off += 65536) {
-		size_t chunk = m.len - off < 65536 ? m.len - off : 65536;
-		n = dot_encode(&enc, m.data + off, chunk, out);
-		if (submit_write(&s, out, n, err, sizeof err) == -1)
-			die(EX_TEMPFAIL, "%s", err);
-	}
-	n = dot_encode_finish(&enc, out);
-	if (submit_write(&s, out, n, err, sizeof err) == -1)
-		die(EX_TEMPFAIL, "%s", err);
-	if (o.verbose)
-		fprintf(stderr, ">>> (%llu bytes of message)\n>>> .\n", size);
-	if (submit_reply(&s, &r, err, sizeof err) == -1)
-		die(EX_TEMPFAIL, "%s; the message may not have been queued", err);
-	if (smtp_reply_class(&r) != 2)
-		submit_fail(reply_exit_code(&r), &r, "message refused");
-	/* Queued durably.  QUIT is a courtesy; its failure changes nothing. */
-	submit_cmd(&s, &r, err, sizeof err, "QUIT");
-	submit_close(&s);
-
-	free(out);
 done:
 	free(m.data);
 	for (k = 0; k < o.nrcpt; k++)

@@ -1,9 +1,16 @@
 /*
  * submit: see submit.h.
+ *
+ * Every wait is bounded by s->timeout: a reply by poll(), connect() and
+ * each write by SO_SNDTIMEO (on a unix socket it also bounds the wait for
+ * room in a full listen backlog, as when the daemon is stopped).  Writes
+ * use MSG_NOSIGNAL: a daemon that dies under us is an error to report,
+ * not a SIGPIPE that kills the client before it can save the message.
  */
 #include "config.h"
 
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 
 #include <errno.h>
@@ -33,8 +40,22 @@ submit_connect(struct submit *s, const char *path, char *errbuf, size_t errlen)
 	}
 	strlcpy_mr(sun.sun_path, path, sizeof sun.sun_path);
 	s->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s->fd != -1) {
+		struct timeval tv = { .tv_sec = (time_t)s->timeout };
+		if (setsockopt(s->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) == -1) {
+			snprintf(errbuf, errlen, "cannot connect to mailrelayd at %s: SO_SNDTIMEO: %s",
+			    path, strerror(errno));
+			close(s->fd);
+			s->fd = -1;
+			return -1;
+		}
+	}
 	if (s->fd == -1 || connect(s->fd, (struct sockaddr *)&sun, sizeof sun) == -1) {
-		snprintf(errbuf, errlen, "cannot connect to mailrelayd at %s: %s", path, strerror(errno));
+		if (s->fd != -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			snprintf(errbuf, errlen, "cannot connect to mailrelayd at %s: "
+			    "it accepted no connection within %us", path, s->timeout);
+		else
+			snprintf(errbuf, errlen, "cannot connect to mailrelayd at %s: %s", path, strerror(errno));
 		if (s->fd != -1)
 			close(s->fd);
 		s->fd = -1;
@@ -54,9 +75,22 @@ submit_close(struct submit *s)
 int
 submit_write(struct submit *s, const void *buf, size_t len, char *errbuf, size_t errlen)
 {
-	if (write_all(s->fd, buf, len) == -1) {
-		snprintf(errbuf, errlen, "lost connection with mailrelayd: %s", strerror(errno));
-		return -1;
+	const char *p = buf;
+
+	while (len > 0) {
+		ssize_t n = send(s->fd, p, len, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			snprintf(errbuf, errlen, "mailrelayd took nothing for %us", s->timeout);
+			return -1;
+		}
+		if (n < 0) {
+			snprintf(errbuf, errlen, "lost connection with mailrelayd: %s", strerror(errno));
+			return -1;
+		}
+		p += n;
+		len -= (size_t)n;
 	}
 	return 0;
 }

@@ -12,7 +12,9 @@
 struct submit {
 	int fd;
 	int verbose;                /* print the dialogue on stderr (-v) */
-	unsigned timeout;           /* seconds per reply */
+	unsigned timeout;           /* seconds: the longest wait for a reply (may change between
+	                               replies), and, as set at submit_connect(), for connect()
+	                               and for each write to make progress; 0 means 300 */
 	char in[4096];
 	size_t inlen;
 };
@@ -24,7 +26,7 @@ int  submit_reply(struct submit *s, struct smtp_reply *r, char *errbuf, size_t e
 /* Send one command line (CRLF added) and read its reply. */
 int  submit_cmd(struct submit *s, struct smtp_reply *r, char *errbuf, size_t errlen,
     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
-/* Send raw bytes. */
+/* Send raw bytes.  -1 with errbuf when the daemon is gone or takes nothing for s->timeout. */
 int  submit_write(struct submit *s, const void *buf, size_t len, char *errbuf, size_t errlen);
 void submit_close(struct submit *s);
 
