@@ -870,6 +870,24 @@ check_hostname(const cfg_opt_t *opt, const char *v)
 	return is_hostname(v) ? NULL : "expected a host name such as mail.example.com";
 }
 
+/*
+ * The top-level hostname also qualifies local names (root becomes
+ * root@hostname, in MAIL FROM and RCPT TO): with any local part of up to
+ * 64 octets the address must still fit, hence 254 - 64 - 1 octets.
+ */
+_Static_assert(CONF_ADDRESS_MAX - CONF_LOCAL_PART_MAX - 1 == 189, "the message says 189");
+
+static const char *
+check_qualifying_hostname(const cfg_opt_t *opt, const char *v)
+{
+	const char *why = check_hostname(opt, v);
+
+	if (why == NULL && strlen(v) > CONF_ADDRESS_MAX - CONF_LOCAL_PART_MAX - 1)
+		return too_long(strlen(v), "the host name qualifies local names, and with a local "
+		    "part of 64 octets an address has at most 254, so at most 189 octets");
+	return why;
+}
+
 static const char *
 check_host(const cfg_opt_t *opt, const char *v)
 {
@@ -1104,6 +1122,7 @@ CALLBACK(cb_text, check_text)
 CALLBACK(cb_path, check_path)
 CALLBACK(cb_socket, check_socket)
 CALLBACK(cb_hostname, check_hostname)
+CALLBACK(cb_qualifying_hostname, check_qualifying_hostname)
 CALLBACK(cb_host, check_host)
 CALLBACK(cb_user, check_user)
 CALLBACK(cb_address, check_address)
@@ -1162,7 +1181,7 @@ static cfg_opt_t route_opts[] = {
 };
 
 static cfg_opt_t top_opts[] = {
-	CFG_STR_CB("hostname", NULL, CFGF_NONE, cb_hostname),	/* NULL: ask the system */
+	CFG_STR_CB("hostname", NULL, CFGF_NONE, cb_qualifying_hostname),	/* NULL: ask the system */
 	CFG_STR_CB("spool_dir", "/var/spool/mailrelay", CFGF_NONE, cb_path),
 	CFG_STR_CB("user", "mailrelay", CFGF_NONE, cb_user),
 	CFG_STR_LIST_CB("listen", "{\"unix:/run/mailrelay/submit.sock\"}", CFGF_NONE, cb_listen),

@@ -35,8 +35,10 @@
  * user name has at most 255 octets (RFC 4616); an inline password, sent
  * base64-encoded in the AUTH line (at most 12288 octets, RFC 4954 4),
  * at most CONF_PASSWORD_MAX.  Host names are DNS names: at most 253
- * octets, labels of at most 63.  Header lines (add_header) have at most
- * 998 octets (RFC 5322 2.1.1).
+ * octets, labels of at most 63; the top-level hostname, which qualifies
+ * local names, at most 189 so that any local part of 64 octets @ it is
+ * still an address of at most 254.  Header lines (add_header) have at
+ * most 998 octets (RFC 5322 2.1.1).
  */
 #define CONF_ADDRESS_MAX	254
 #define CONF_LOCAL_PART_MAX	64

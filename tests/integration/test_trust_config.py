@@ -31,6 +31,8 @@ USER = "relay-user@example.org"
 
 # The issue's reproduction: 1,199 + len("@example.com") = 1,211 octets.
 LONG_ADDRESS = "f" * 1199 + "@example.com"
+# A DNS name of 190 octets: fine for helo_name, one too many for hostname.
+HOST_190 = ".".join(["a" * 63, "b" * 63, "c" * 62])
 ADDRESS_WHY = ("too long (1211 octets): an address has at most 254 octets, 256 with its <> "
                "(RFC 5321 4.5.3.1.3)")
 
@@ -49,6 +51,9 @@ TOO_LONG = [
     ("local_part", {"admin_address": quote("r" * 65 + "@example.com")}, {}, "admin_address",
      "admin_address =", "too long (65 octets): the part before the @ has at most 64 octets "
      "(RFC 5321 4.5.3.1.1), got \"%s@example.com\"" % ("r" * 65)),
+    ("hostname", {"hostname": quote(HOST_190)}, {}, "hostname", "hostname =",
+     "too long (190 octets): the host name qualifies local names, and with a local part of 64 "
+     "octets an address has at most 254, so at most 189 octets, got %s" % shown(HOST_190)),
     ("username", {}, {"username": quote("u" * 256), "password": quote("pw")}, "username",
      "username =", "too long (256 octets): a user name has at most 255 octets (RFC 4616), "
      "got %s" % shown("u" * 256)),
@@ -103,7 +108,7 @@ def assert_refused(build, workdir, top, sh_over, key, marker, why):
 
     rc, err = run([build.mailrelayd, "-c", path, "-f"])
     assert rc == 78, err
-    assert want in err.splitlines()[-1], err
+    assert one_line(err) == "mailrelayd: " + want, err
     return err
 
 
@@ -122,11 +127,16 @@ def test_control_characters_are_refused_at_load(build, workdir, case):
 
 
 def test_values_at_the_limits_load(build, workdir):
-    """The bounds are the RFC's, not tighter: 254 octets with a 64-octet local part."""
+    """The bounds are the RFC's, not tighter: 254 octets with a 64-octet local part,
+    a hostname of 189 (64 + '@' + 189 = 254), any DNS name for helo_name."""
     address = "l" * 64 + "@" + ".".join(["a" * 63, "b" * 63, "c" * 61])
     assert len(address) == 254
-    path, _ = write_conf(workdir, {"from_address": quote(address), "admin_address": quote(address)},
-                         {"username": quote("u" * 255), "password": quote("p" * 4096)})
+    hostname = ".".join(["a" * 63, "b" * 63, "c" * 61])
+    assert len(hostname) == 189
+    path, _ = write_conf(workdir, {"from_address": quote(address), "admin_address": quote(address),
+                                   "hostname": quote(hostname)},
+                         {"username": quote("u" * 255), "password": quote("p" * 4096),
+                          "helo_name": quote(HOST_190)})
     rc, err = run([build.mailrelay, "-c", path, "check-config"])
     assert rc == 0, err
 

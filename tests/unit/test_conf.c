@@ -970,6 +970,23 @@ test_command_bounds(void **state)
 	    "most 4095 octets, got \"/%s...\"", run_of('d', 79));
 	expect_error(text, suffix);
 
+	/* the hostname qualifies local names: 189 octets, so that 64 + '@' + 189 = 254 */
+	snprintf(text, sizeof text, "hostname = %s.%s.%s\n", run_of('a', 63), run_of('b', 63),
+	    run_of('c', 61));
+	c = must_load(text);
+	assert_int_equal(strlen(c->hostname), 189);
+	cleanup(c);
+	snprintf(text, sizeof text, "\nhostname = %s.%s.%s\n", run_of('a', 63), run_of('b', 63),
+	    run_of('c', 62));
+	snprintf(suffix, sizeof suffix, ":2: hostname: too long (190 octets): the host name "
+	    "qualifies local names, and with a local part of 64 octets an address has at most "
+	    "254, so at most 189 octets, got \"%s.%s...\"", run_of('a', 63), run_of('b', 16));
+	expect_error(text, suffix);
+	/* helo_name does not qualify anything: a DNS name of up to 253 octets */
+	snprintf(text, sizeof text, "smarthost a {\n host = a.example.com\n helo_name = %s.%s.%s.%s\n}\n",
+	    run_of('a', 63), run_of('b', 63), run_of('c', 63), run_of('d', 61));
+	cleanup(must_load(text));
+
 	/* host names were bounded already: 253 octets, labels of 63 */
 	snprintf(text, sizeof text, "hostname = %s.example\n", run_of('h', 64));
 	snprintf(suffix, sizeof suffix, ":1: hostname: expected a host name such as "
