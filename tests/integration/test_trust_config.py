@@ -284,3 +284,58 @@ def test_password_command_inherits_no_descriptor(daemon, plain_auth_smarthost, w
                  if fd > 2 and not re.fullmatch(r"/proc/\d+/fd", target)]
         assert extra == [], "%s: the password_command inherited %r" % (name, extra)
     assert sh.find(message_id_of(msg))
+
+
+O_CLOEXEC = 0o2000000
+
+
+def descriptors_without_cloexec(pid):
+    """[(fd, target)] of the process's descriptors above 2 that an exec would keep."""
+    out = []
+    for name in os.listdir("/proc/%d/fd" % pid):
+        fd = int(name)
+        if fd <= 2:
+            continue
+        try:
+            with open("/proc/%d/fdinfo/%d" % (pid, fd)) as f:
+                flags = int(re.search(r"^flags:\s*([0-7]+)$", f.read(), re.M).group(1), 8)
+            target = os.readlink("/proc/%d/fd/%d" % (pid, fd))
+        except FileNotFoundError:
+            continue                    # closed meanwhile
+        if not flags & O_CLOEXEC:
+            out.append((fd, target))
+    return out
+
+
+def test_every_daemon_descriptor_is_close_on_exec(daemon, smarthost):
+    """Whatever the daemon holds while it works (listeners, an accepted SMTP
+    client, a control client, a delivery in DATA at the smarthost, the spool,
+    inotify, the event loop, the resolver) carries close-on-exec; today the
+    smarthost connection does not."""
+    sh = smarthost()
+    sh.hold()                           # the delivery stays in DATA
+    d = daemon(sh)
+    held = []
+    try:
+        tcp = socket.create_connection(("127.0.0.1", d.tcp_port), timeout=5)
+        held.append(tcp)
+        assert tcp.recv(512).startswith(b"220")
+        ctl = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        ctl.connect(d.control_sock)
+        held.append(ctl)
+
+        msg = make_message(subject="in flight")
+        assert d.sendmail(["-i", "-f", SENDER, RCPT], msg).rc == 0
+        wait_until(lambda: sh.in_data == 1, 10, what="the delivery to reach DATA",
+                   alive=d.check_alive)
+        leaked = descriptors_without_cloexec(d.proc.pid)
+        assert any(t.startswith("socket:") for t in
+                   (os.readlink("/proc/%d/fd/%s" % (d.proc.pid, n))
+                    for n in os.listdir("/proc/%d/fd" % d.proc.pid))), "no socket open?"
+        assert leaked == [], "descriptors an exec would keep: %r" % leaked
+    finally:
+        for s in held:
+            s.close()
+        sh.release()
+    sh.wait_for(1)
+    d.wait_queue_empty()
