@@ -52,6 +52,11 @@
 #define CONF_MAX_FILE_SIZE	(1024 * 1024)
 /* How much of an offending value a message quotes. */
 #define QUOTE_MAX		80
+/* Numbers in messages, spelled out by the preprocessor. */
+#define STR_(x)			#x
+#define STR(x)			STR_(x)
+#define PATH_MAX_1		4095	/* PATH_MAX - 1: the longest path open() takes */
+_Static_assert(PATH_MAX_1 == PATH_MAX - 1, "PATH_MAX_1");
 
 /*
  * Names of enumerated values, in the order of the C enums they map to.
@@ -794,6 +799,11 @@ checked(cfg_t *cfg, cfg_opt_t *opt, const char *value, void *result, check_fn *c
 	if (value == NULL || note(cfg, opt) != 0)
 		return -1;
 	why = has_control(value) ? "control characters are not allowed" : check(opt, value);
+	if (why != NULL && strcmp(opt->name, "password") == 0) {
+		/* a secret is never shown, not even the part that is wrong */
+		conf_fail(cfg_lineno(cfg), "%s: %s", opt->name, why);
+		return -1;
+	}
 	if (why != NULL) {
 		conf_fail(cfg_lineno(cfg), "%s: %s, got %s", opt->name, why,
 		    quoted(q, sizeof q, value));
@@ -817,11 +827,30 @@ check_text(const cfg_opt_t *opt, const char *v)
 	return *v ? NULL : "expected a value";
 }
 
+/*
+ * "too long (N octets): WHY" in a static buffer, for the checks of values
+ * that must fit an SMTP command or header (conf_load() runs one at a time).
+ * The length is told because the message quotes only the value's start.
+ */
+static const char *
+too_long(size_t len, const char *why)
+{
+	static char msg[256];
+
+	snprintf(msg, sizeof msg, "too long (%zu octets): %s", len, why);
+	return msg;
+}
+
 static const char *
 check_path(const cfg_opt_t *opt, const char *v)
 {
 	(void)opt;
-	return v[0] == '/' ? NULL : "expected an absolute path";
+	if (v[0] != '/')
+		return "expected an absolute path";
+	/* open() would fail later with ENAMETOOLONG, at a worse moment */
+	if (strlen(v) >= PATH_MAX)
+		return too_long(strlen(v), "a path has at most " STR(PATH_MAX_1) " octets");
+	return NULL;
 }
 
 static const char *
@@ -841,6 +870,24 @@ check_hostname(const cfg_opt_t *opt, const char *v)
 	return is_hostname(v) ? NULL : "expected a host name such as mail.example.com";
 }
 
+/*
+ * The top-level hostname also qualifies local names (root becomes
+ * root@hostname, in MAIL FROM and RCPT TO): with any local part of up to
+ * 64 octets the address must still fit, hence 254 - 64 - 1 octets.
+ */
+_Static_assert(CONF_ADDRESS_MAX - CONF_LOCAL_PART_MAX - 1 == 189, "the message says 189");
+
+static const char *
+check_qualifying_hostname(const cfg_opt_t *opt, const char *v)
+{
+	const char *why = check_hostname(opt, v);
+
+	if (why == NULL && strlen(v) > CONF_ADDRESS_MAX - CONF_LOCAL_PART_MAX - 1)
+		return too_long(strlen(v), "the host name qualifies local names, and with a local "
+		    "part of 64 octets an address has at most 254, so at most 189 octets");
+	return why;
+}
+
 static const char *
 check_host(const cfg_opt_t *opt, const char *v)
 {
@@ -856,11 +903,53 @@ check_user(const cfg_opt_t *opt, const char *v)
 	return is_username(v) ? NULL : "expected a user name";
 }
 
+/*
+ * An address the daemon puts into MAIL FROM / RCPT TO (and headers): it
+ * must fit the command with its parameters, so its length is checked
+ * before its form (a 1,211-octet address is too long, whatever its form).
+ */
 static const char *
 check_address(const cfg_opt_t *opt, const char *v)
 {
+	const char *at;
+
 	(void)opt;
-	return is_address(v) ? NULL : "expected an address such as postmaster@example.com";
+	if (strlen(v) > CONF_ADDRESS_MAX)
+		return too_long(strlen(v), "an address has at most " STR(CONF_ADDRESS_MAX)
+		    " octets, 256 with its <> (RFC 5321 4.5.3.1.3)");
+	if (!is_address(v))
+		return "expected an address such as postmaster@example.com";
+	at = strrchr(v, '@');
+	if ((size_t)(at - v) > CONF_LOCAL_PART_MAX)
+		return too_long((size_t)(at - v), "the part before the @ has at most "
+		    STR(CONF_LOCAL_PART_MAX) " octets (RFC 5321 4.5.3.1.1)");
+	return NULL;
+}
+
+/* The SASL authentication identity, sent in every AUTH mechanism. */
+static const char *
+check_sasl_user(const cfg_opt_t *opt, const char *v)
+{
+	(void)opt;
+	if (*v == '\0')
+		return "expected a value";
+	if (strlen(v) > CONF_USERNAME_MAX)
+		return too_long(strlen(v), "a user name has at most " STR(CONF_USERNAME_MAX)
+		    " octets (RFC 4616)");
+	return NULL;
+}
+
+/* An inline password: it goes base64-encoded into one AUTH line. */
+static const char *
+check_password(const cfg_opt_t *opt, const char *v)
+{
+	(void)opt;
+	if (*v == '\0')
+		return "expected a value";
+	if (strlen(v) > CONF_PASSWORD_MAX)
+		return too_long(strlen(v), "a password has at most " STR(CONF_PASSWORD_MAX)
+		    " octets, to fit the AUTH command");
+	return NULL;
 }
 
 static const char *
@@ -1033,9 +1122,12 @@ CALLBACK(cb_text, check_text)
 CALLBACK(cb_path, check_path)
 CALLBACK(cb_socket, check_socket)
 CALLBACK(cb_hostname, check_hostname)
+CALLBACK(cb_qualifying_hostname, check_qualifying_hostname)
 CALLBACK(cb_host, check_host)
 CALLBACK(cb_user, check_user)
 CALLBACK(cb_address, check_address)
+CALLBACK(cb_sasl_user, check_sasl_user)
+CALLBACK(cb_password, check_password)
 CALLBACK(cb_enum, check_enum)
 CALLBACK(cb_bool, check_bool)
 CALLBACK(cb_duration, check_duration)
@@ -1071,8 +1163,8 @@ static cfg_opt_t smarthost_opts[] = {
 	CFG_STR_CB("tls_min_version", "TLSv1.2", CFGF_NONE, cb_enum),
 	CFG_STR_CB("tls_ciphers", NULL, CFGF_NONE, cb_text),
 	CFG_STR_CB("auth", NULL, CFGF_NODEFAULT, cb_enum),	/* auto with username, else none */
-	CFG_STR_CB("username", NULL, CFGF_NONE, cb_text),
-	CFG_STR_CB("password", NULL, CFGF_NONE, cb_text),
+	CFG_STR_CB("username", NULL, CFGF_NONE, cb_sasl_user),
+	CFG_STR_CB("password", NULL, CFGF_NONE, cb_password),
 	CFG_STR_CB("password_file", NULL, CFGF_NONE, cb_path),
 	CFG_STR_CB("password_command", NULL, CFGF_NONE, cb_text),
 	CFG_STR_CB("auth_allow_plaintext", "no", CFGF_NONE, cb_bool),
@@ -1089,7 +1181,7 @@ static cfg_opt_t route_opts[] = {
 };
 
 static cfg_opt_t top_opts[] = {
-	CFG_STR_CB("hostname", NULL, CFGF_NONE, cb_hostname),	/* NULL: ask the system */
+	CFG_STR_CB("hostname", NULL, CFGF_NONE, cb_qualifying_hostname),	/* NULL: ask the system */
 	CFG_STR_CB("spool_dir", "/var/spool/mailrelay", CFGF_NONE, cb_path),
 	CFG_STR_CB("user", "mailrelay", CFGF_NONE, cb_user),
 	CFG_STR_LIST_CB("listen", "{\"unix:/run/mailrelay/submit.sock\"}", CFGF_NONE, cb_listen),
@@ -1369,6 +1461,35 @@ build_route(cfg_t *sec, const struct config *conf, struct route_conf *r)
 	return -1;
 }
 
+/*
+ * With rewrite_from = always and no from_address, a smarthost whose
+ * username contains an '@' sends mail as that username (delivery.c,
+ * send_identity()): it then goes into MAIL FROM and the From: header and
+ * must be an address that fits them like from_address.
+ */
+static int
+check_identities(const struct config *conf)
+{
+	char q[QUOTE_MAX * 4 + 8];
+	const char *why;
+
+	if (conf->rewrite_from != REWRITE_FROM_ALWAYS || conf->from_address != NULL)
+		return 0;
+	for (size_t i = 0; i < conf->nsmarthosts; i++) {
+		const struct smarthost_conf *sh = &conf->smarthosts[i];
+
+		if (sh->username == NULL || strchr(sh->username, '@') == NULL ||
+		    (why = check_address(NULL, sh->username)) == NULL)
+			continue;
+		conf_fail(conf_key_line(conf, sh, "username"),
+		    "username: with rewrite_from = always and no from_address, mail is sent as "
+		    "this user name, so it must be an address: %s, got %s", why,
+		    quoted(q, sizeof q, sh->username));
+		return -1;
+	}
+	return 0;
+}
+
 static struct config *
 build(cfg_t *root, const char *path)
 {
@@ -1445,6 +1566,8 @@ build(cfg_t *root, const char *path)
 		    &conf->routes[i]) != 0)
 			goto fail;
 	}
+	if (check_identities(conf) != 0)
+		goto fail;
 	return conf;
 
 fail:

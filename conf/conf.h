@@ -8,7 +8,9 @@
  * and the caller exits 78 (EX_CONFIG).
  *
  * Every value is validated when the file is loaded, so code holding a
- * struct config never meets an invalid one.  Checks that need the outside
+ * struct config never meets an invalid one: no value holds a control
+ * character, and those that go into SMTP commands or headers fit them
+ * (the CONF_*_MAX bounds below).  Checks that need the outside
  * world (file permissions, DNS, certificates) are not done here: they use
  * conf_key_line() to point at the line that caused them.
  *
@@ -24,6 +26,24 @@
 #include <netinet/in.h>
 
 #define CONF_DEFAULT_PATH "/etc/mailrelay/mailrelay.conf"
+
+/*
+ * Bounds on values that end up in SMTP commands, checked at load time so
+ * that a command built from the configuration always fits (see conf.c):
+ * an address with its <> is an SMTP path of at most 256 octets and its
+ * local part has at most 64 (RFC 5321 4.5.3.1.3 and 4.5.3.1.1); a SASL
+ * user name has at most 255 octets (RFC 4616); an inline password, sent
+ * base64-encoded in the AUTH line (at most 12288 octets, RFC 4954 4),
+ * at most CONF_PASSWORD_MAX.  Host names are DNS names: at most 253
+ * octets, labels of at most 63; the top-level hostname, which qualifies
+ * local names, at most 189 so that any local part of 64 octets @ it is
+ * still an address of at most 254.  Header lines (add_header) have at
+ * most 998 octets (RFC 5322 2.1.1).
+ */
+#define CONF_ADDRESS_MAX	254
+#define CONF_LOCAL_PART_MAX	64
+#define CONF_USERNAME_MAX	255
+#define CONF_PASSWORD_MAX	4096
 
 enum tls_mode { TLS_DISABLED = 0, TLS_OPPORTUNISTIC, TLS_REQUIRED, TLS_IMPLICIT };
 enum log_level_conf { CONF_LOG_ERROR = 0, CONF_LOG_WARNING, CONF_LOG_INFO, CONF_LOG_DEBUG };

@@ -91,24 +91,39 @@ delivery_sessions(void)
 	return nsessions;
 }
 
-static void
+static int
 session_send(struct dsession *s, const char *fmt, ...) PRINTFLIKE(2, 3);
 
-static void
+/*
+ * Send one command line.  A command longer than the line buffer is not
+ * sent: its text comes from the queue (an envelope written by an older
+ * version or by hand) or the configuration, never from a broken
+ * invariant, so it fails this session's attempt with the reason (the
+ * recipients are deferred, retried, and bounced at max_queue_time) and the
+ * daemon goes on.  Returns 0, or -1 when the session has failed: the
+ * caller sends nothing more and returns.
+ */
+static int
 session_send(struct dsession *s, const char *fmt, ...)
 {
 	va_list ap;
-	char line[1100];
+	char line[1100], why[300];
 	int n;
 
 	va_start(ap, fmt);
 	n = vsnprintf(line, sizeof line - 2, fmt, ap);
 	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof line - 2)
-		log_fatalx("delivery: command too long");
+	if (n < 0 || (size_t)n >= sizeof line - 2) {
+		snprintf(why, sizeof why, "cannot send the %.*s command to %s: it would be %d octets, "
+		    "more than the %zu this client sends", (int)strcspn(line, " :"), line, s->relay, n,
+		    sizeof line - 3);
+		session_fail(s, why, "4.3.0");
+		return -1;
+	}
 	log_debug("%s: >>> %s", s->relay, line);
 	memcpy(line + n, "\r\n", 3);
 	bufferevent_write(s->bev, line, (size_t)n + 2);
+	return 0;
 }
 
 void
@@ -661,7 +676,8 @@ send_added_headers(struct dsession *s)
 	}
 }
 
-static void
+/* Send MAIL (idx 0), RCPT (1..nrc) or DATA; -1 when the session failed (see session_send()). */
+static int
 send_envelope_cmd(struct dsession *s, size_t idx)
 {
 	const struct spool_env *e = &s->msg->env;
@@ -684,7 +700,9 @@ send_envelope_cmd(struct dsession *s, size_t idx)
 			snprintf(tmp, sizeof tmp, " ENVID=%s", e->envid);
 			strlcat_mr(params, tmp, sizeof params);
 		}
-		session_send(s, "MAIL FROM:<%s>%s", s->mail_from ? s->mail_from : e->sender, params);
+		if (session_send(s, "MAIL FROM:<%s>%s", s->mail_from ? s->mail_from : e->sender,
+		    params) == -1)
+			return -1;
 	} else if (idx <= s->nrc) {
 		const struct spool_rcpt *r = &e->rcpts[s->rc_idx[idx - 1]];
 		if (s->caps.dsn && r->notify[0]) {
@@ -707,11 +725,12 @@ send_envelope_cmd(struct dsession *s, size_t idx)
 				strlcat_mr(params, tmp, sizeof params);
 			}
 		}
-		session_send(s, "RCPT TO:<%s>%s", r->addr, params);
-	} else {
-		session_send(s, "DATA");
-	}
+		if (session_send(s, "RCPT TO:<%s>%s", r->addr, params) == -1)
+			return -1;
+	} else if (session_send(s, "DATA") == -1)
+		return -1;
 	s->sent_idx = idx + 1;
+	return 0;
 }
 
 /*
@@ -913,10 +932,10 @@ session_enter(struct dsession *s, enum dstate st)
 	case DS_AUTH:
 		break;
 	case DS_EHLO:
-		session_send(s, "EHLO %s", helo_name(s));
+		(void)session_send(s, "EHLO %s", helo_name(s));	/* on failure the session is closed */
 		break;
 	case DS_HELO:
-		session_send(s, "HELO %s", helo_name(s));
+		(void)session_send(s, "HELO %s", helo_name(s));
 		break;
 	case DS_STARTTLS:
 		session_send(s, "STARTTLS");
@@ -924,7 +943,8 @@ session_enter(struct dsession *s, enum dstate st)
 	case DS_ENVELOPE:
 		if (s->caps.pipelining) {
 			for (i = 0; i <= s->nrc + 1; i++)
-				send_envelope_cmd(s, i);
+				if (send_envelope_cmd(s, i) == -1)
+					break;
 		} else
 			send_envelope_cmd(s, 0);
 		break;
@@ -1033,7 +1053,7 @@ on_envelope_reply(struct dsession *s, const char *text)
 		txn_end(s, 1);
 		return;
 	}
-	send_envelope_cmd(s, s->sent_idx);
+	(void)send_envelope_cmd(s, s->sent_idx);	/* on failure the session is closed */
 }
 
 /* The smarthost refused us before any transaction: a failure of the host, retried. */

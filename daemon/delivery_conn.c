@@ -29,9 +29,11 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent_ssl.h>
@@ -122,6 +124,7 @@ static void
 connect_addr(struct dsession *s)
 {
 	char addr[INET6_ADDRSTRLEN];
+	int fd;
 
 	for (; s->addr != NULL; s->addr = s->addr->ai_next) {
 		if (s->bev != NULL) {
@@ -137,15 +140,28 @@ connect_addr(struct dsession *s)
 			    s->sh->proxy_port, s->sh->port);
 		else
 			snprintf(s->relay, sizeof s->relay, "%s[%s]:%u", s->sh->host, addr, s->sh->port);
+		/*
+		 * The socket is made here rather than by bufferevent_socket_connect():
+		 * libevent 2.1 makes it without close-on-exec, and a password_command
+		 * started while it is open would hold the smarthost connection.
+		 */
+		fd = socket(s->addr->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd == -1) {
+			snprintf(s->last_error, sizeof s->last_error, "connect to %s: %s", s->relay,
+			    strerror(errno));
+			continue;
+		}
 		if (s->sh->tls == TLS_IMPLICIT && s->sh->proxy_host == NULL) {
 			s->ssl = tls_ssl_new(tls_ctx(s), s->sh->host);
-			if (s->ssl != NULL)
-				s->bev = bufferevent_openssl_socket_new(D->base, -1, s->ssl,
+			if (s->ssl == NULL)
+				close(fd);	/* else the bufferevent owns it, made or not */
+			else
+				s->bev = bufferevent_openssl_socket_new(D->base, fd, s->ssl,
 				    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
 			if (s->bev == NULL)
 				SSL_free(s->ssl);
-		} else
-			s->bev = bufferevent_socket_new(D->base, -1, BEV_OPT_CLOSE_ON_FREE);
+		} else if ((s->bev = bufferevent_socket_new(D->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL)
+			close(fd);
 		if (s->bev == NULL) {
 			s->ssl = NULL;
 			snprintf(s->last_error, sizeof s->last_error, "connect to %s: cannot create a connection",

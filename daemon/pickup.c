@@ -244,7 +244,7 @@ scan(void)
 	struct dirent *de;
 	int fd;
 
-	if (D->shutting_down || (fd = dup(dropfd)) == -1)
+	if (D->shutting_down || (fd = fcntl(dropfd, F_DUPFD_CLOEXEC, 0)) == -1)
 		return;
 	if ((d = fdopendir(fd)) == NULL) {
 		close(fd);

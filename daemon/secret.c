@@ -3,6 +3,7 @@
  */
 #include "config.h"
 
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -178,6 +179,28 @@ on_timeout(evutil_socket_t fd, short what, void *arg)
 	job_done(j, NULL, err);
 }
 
+/*
+ * In the child, before exec: close every descriptor above 2.  Every
+ * descriptor the daemon opens is close-on-exec already; this is the
+ * second line, for one a library opened without the flag, since a
+ * password_command must never hold a smarthost connection, a listener or
+ * the spool.  Only async-signal-safe calls: the daemon has threads.
+ */
+static void
+close_inherited(void)
+{
+	struct rlimit rl;
+	unsigned long fd, max = 1024;
+
+	if (close_range(3, ~0U, 0) == 0)
+		return;
+	/* a kernel before 5.9: every descriptor number the limit allows */
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+		max = rl.rlim_cur;
+	for (fd = 3; fd < max && fd < (1UL << 20); fd++)
+		close((int)fd);
+}
+
 struct secret_job *
 secret_run(struct event_base *base, const char *cmd, unsigned timeout, secret_cb cb, void *arg)
 {
@@ -204,10 +227,14 @@ secret_run(struct event_base *base, const char *cmd, unsigned timeout, secret_cb
 		/* child: its own process group (killed whole on timeout), stdin from
 		 * /dev/null, stdout to us, stderr left to the daemon's log */
 		setpgid(0, 0);
-		devnull = open("/dev/null", O_RDONLY);
+		devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
 		if (devnull != -1)
 			dup2(devnull, 0);
 		dup2(p[1], 1);
+		/* dup2() onto itself keeps the flag: 0 and 1 must survive the exec */
+		fcntl(0, F_SETFD, 0);
+		fcntl(1, F_SETFD, 0);
+		close_inherited();
 		signal(SIGPIPE, SIG_DFL);
 		execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
 		_exit(127);

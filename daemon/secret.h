@@ -9,7 +9,9 @@
  *   password_command  /bin/sh -c CMD, first line of stdout, run off the
  *                     event loop with a timeout (the smarthost's `timeout`,
  *                     its whole process group killed); its result is kept until
- *                     the server rejects it (OAuth2 access tokens expire)
+ *                     the server rejects it (OAuth2 access tokens expire);
+ *                     it gets /dev/null, the pipe and the daemon's stderr as
+ *                     descriptors 0, 1 and 2, and no other descriptor
  */
 #ifndef MAILRELAY_SECRET_H
 #define MAILRELAY_SECRET_H

@@ -54,7 +54,7 @@ maildrop_write(const char *spool_dir, const struct maildrop_env *env,
 	if (fchmod(fd, 0640) == -1)
 		goto fail;
 
-	FILE *f = fdopen(dup(fd), "w");
+	FILE *f = fdopen(fcntl(fd, F_DUPFD_CLOEXEC, 0), "w");
 	if (f == NULL)
 		goto fail;
 	fprintf(f, "mailrelay-drop 1\nsender\t%s\n", env->sender);

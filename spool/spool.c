@@ -148,7 +148,7 @@ spool_clean_tmp(struct spool *sp)
 {
 	DIR *d;
 	struct dirent *de;
-	int fd = dup(sp->tmpfd);
+	int fd = fcntl(sp->tmpfd, F_DUPFD_CLOEXEC, 0);
 
 	if (fd == -1 || (d = fdopendir(fd)) == NULL) {
 		if (fd != -1)
@@ -858,7 +858,7 @@ spool_scan(struct spool *sp, int remove_orphans, spool_scan_fn fn, void *arg)
 	struct dirent *de;
 	char **envs = NULL, **msgs = NULL;
 	size_t nenv = 0, nmsg = 0, i, j;
-	int fd = dup(sp->queuefd), visited = 0;
+	int fd = fcntl(sp->queuefd, F_DUPFD_CLOEXEC, 0), visited = 0;
 
 	if (fd == -1)
 		return -1;

@@ -886,6 +886,134 @@ test_error_escaping(void **state)
 	}
 }
 
+/* A string of n copies of c (n < 8192), in one of four static buffers used in turn. */
+static const char *
+run_of(char c, size_t n)
+{
+	static char buf[4][8192];
+	static unsigned which;
+	char *b = buf[which++ % 4];
+
+	assert_true(n < sizeof buf[0]);
+	memset(b, c, n);
+	b[n] = '\0';
+	return b;
+}
+
+/*
+ * Values that go into SMTP commands are bounded: at the limit they load,
+ * one octet over it is an error naming the length and the limit.
+ */
+static void
+test_command_bounds(void **state)
+{
+	char text[10000], suffix[400];
+	struct config *c;
+	(void)state;
+
+	/* an address of 254 octets (256 with its <>): 64 + '@' + 189 */
+	snprintf(text, sizeof text, "from_address = \"%s@%s.%s.%s\"\n", run_of('l', 64),
+	    run_of('a', 63), run_of('b', 63), run_of('c', 61));
+	c = must_load(text);
+	assert_int_equal(strlen(c->from_address), CONF_ADDRESS_MAX);
+	cleanup(c);
+	snprintf(text, sizeof text, "from_address = \"%s@%s.%s.%s\"\n", run_of('l', 64),
+	    run_of('a', 63), run_of('b', 63), run_of('c', 62));
+	{
+		/* the quote shows the first 80 octets: 64 l, '@', 15 a */
+		char shown[100];
+
+		snprintf(shown, sizeof shown, "%s@%s", run_of('l', 64), run_of('a', 15));
+		snprintf(suffix, sizeof suffix, ":1: from_address: too long (255 octets): an address "
+		    "has at most 254 octets, 256 with its <> (RFC 5321 4.5.3.1.3), got \"%s...\"", shown);
+	}
+	expect_error(text, suffix);
+
+	/* the 1,211-octet sender that used to load, then stop the daemon at MAIL FROM */
+	snprintf(text, sizeof text, "\nadmin_address = \"%s@example.com\"\n", run_of('r', 1199));
+	snprintf(suffix, sizeof suffix, ":2: admin_address: too long (1211 octets): an address has "
+	    "at most 254 octets, 256 with its <> (RFC 5321 4.5.3.1.3), got \"%s...\"", run_of('r', 80));
+	expect_error(text, suffix);
+
+	/* the local part: at most 64 */
+	snprintf(text, sizeof text, "admin_address = \"%s@example.com\"\n", run_of('r', 65));
+	snprintf(suffix, sizeof suffix, ":1: admin_address: too long (65 octets): the part before "
+	    "the @ has at most 64 octets (RFC 5321 4.5.3.1.1), got \"%s@example.com\"", run_of('r', 65));
+	expect_error(text, suffix);
+
+	/* the SASL user name: 255 */
+	snprintf(text, sizeof text, "smarthost a {\n host = a.example.com\n username = \"%s\"\n"
+	    " password = pw\n}\n", run_of('u', CONF_USERNAME_MAX));
+	cleanup(must_load(text));
+	snprintf(text, sizeof text, "smarthost a {\n host = a.example.com\n username = \"%s\"\n"
+	    " password = pw\n}\n", run_of('u', CONF_USERNAME_MAX + 1));
+	snprintf(suffix, sizeof suffix, ":3: username: too long (256 octets): a user name has at "
+	    "most 255 octets (RFC 4616), got \"%s...\"", run_of('u', 80));
+	expect_error(text, suffix);
+
+	/* an inline password: 4096, and the message never shows it */
+	snprintf(text, sizeof text, "smarthost a {\n host = a.example.com\n username = u\n"
+	    " password = \"%s\"\n}\n", run_of('p', CONF_PASSWORD_MAX));
+	c = must_load(text);
+	assert_int_equal(strlen(c->smarthosts[0].password), CONF_PASSWORD_MAX);
+	cleanup(c);
+	snprintf(text, sizeof text, "smarthost a {\n host = a.example.com\n username = u\n"
+	    " password = \"%s\"\n}\n", run_of('p', CONF_PASSWORD_MAX + 1));
+	expect_error(text, ":4: password: too long (4097 octets): a password has at most 4096 "
+	    "octets, to fit the AUTH command");
+	expect_error("smarthost a {\n host = a.example.com\n username = u\n"
+	    " password = \"se\\r\\ncret\"\n}\n", ":4: password: control characters are not allowed");
+
+	/* a path open() cannot take */
+	snprintf(text, sizeof text, "aliases_file = \"/%s\"\n", run_of('d', 4095));
+	snprintf(suffix, sizeof suffix, ":1: aliases_file: too long (4096 octets): a path has at "
+	    "most 4095 octets, got \"/%s...\"", run_of('d', 79));
+	expect_error(text, suffix);
+
+	/* the hostname qualifies local names: 189 octets, so that 64 + '@' + 189 = 254 */
+	snprintf(text, sizeof text, "hostname = %s.%s.%s\n", run_of('a', 63), run_of('b', 63),
+	    run_of('c', 61));
+	c = must_load(text);
+	assert_int_equal(strlen(c->hostname), 189);
+	cleanup(c);
+	snprintf(text, sizeof text, "\nhostname = %s.%s.%s\n", run_of('a', 63), run_of('b', 63),
+	    run_of('c', 62));
+	snprintf(suffix, sizeof suffix, ":2: hostname: too long (190 octets): the host name "
+	    "qualifies local names, and with a local part of 64 octets an address has at most "
+	    "254, so at most 189 octets, got \"%s.%s...\"", run_of('a', 63), run_of('b', 16));
+	expect_error(text, suffix);
+	/* helo_name does not qualify anything: a DNS name of up to 253 octets */
+	snprintf(text, sizeof text, "smarthost a {\n host = a.example.com\n helo_name = %s.%s.%s.%s\n}\n",
+	    run_of('a', 63), run_of('b', 63), run_of('c', 63), run_of('d', 61));
+	cleanup(must_load(text));
+
+	/* host names were bounded already: 253 octets, labels of 63 */
+	snprintf(text, sizeof text, "hostname = %s.example\n", run_of('h', 64));
+	snprintf(suffix, sizeof suffix, ":1: hostname: expected a host name such as "
+	    "mail.example.com, got \"%s.example\"", run_of('h', 64));
+	expect_error(text, suffix);
+}
+
+/* rewrite_from = always sends as a username with an '@': it must be an address. */
+static void
+test_username_as_identity(void **state)
+{
+	(void)state;
+
+	cleanup(must_load("rewrite_from = always\nsmarthost a {\n host = a.example.com\n"
+	    " username = relay@example.com\n password = pw\n}\n"));
+	/* not sent as the sender: from_address is, or rewrite_from is not always */
+	cleanup(must_load("rewrite_from = always\nfrom_address = a@example.com\nsmarthost a {\n"
+	    " host = a.example.com\n username = \"a b@c\"\n password = pw\n}\n"));
+	cleanup(must_load("smarthost a {\n host = a.example.com\n username = \"a b@c\"\n"
+	    " password = pw\n}\n"));
+	expect_error("rewrite_from = always\nsmarthost a {\n host = a.example.com\n"
+	    " username = \"a b@c\"\n password = pw\n}\n",
+	    ":4: username: with rewrite_from = always and no from_address, mail is sent as this "
+	    "user name, so it must be an address: expected an address such as "
+	    "postmaster@example.com, got \"a b@c\"");
+}
+
 static void
 test_error_smarthosts(void **state)
 {
@@ -1115,6 +1243,8 @@ main(void)
 		TEST(test_error_unknown_key),
 		TEST(test_error_values),
 		TEST(test_error_escaping),
+		TEST(test_command_bounds),
+		TEST(test_username_as_identity),
 		TEST(test_error_smarthosts),
 		TEST(test_error_routes),
 		TEST(test_error_syntax),
