@@ -216,3 +216,24 @@ def test_content_cut_while_queued_for_a_busy_session_is_not_sent(daemon, smartho
     sh.wait_for(2)
     assert [t.content for t in sh.delivered()] == [first, third]
     assert len(_damage_lines(d, qid)) == 1
+
+
+def test_envelope_written_before_the_end_record_is_still_delivered(daemon, smarthost):
+    """A spool from before the end record (format version 1) keeps working."""
+    sh = smarthost(start=False)
+    d = daemon(sh, overrides={"retry_schedule": ["1h"]})
+    qid, content = _submit(d, "old format")
+    d.wait_for_record(id=qid, to="b@example.net", status="deferred")
+    d.stop()
+    path = _queue_path(d, qid, ".env")
+    with open(path) as f:
+        lines = f.read().splitlines()
+    assert lines[0] == "mailrelay-env 2" and lines[-1] == "end\t2"
+    with open(path, "w") as f:
+        f.write("\n".join(["mailrelay-env 1"] + lines[1:-1]) + "\n")
+    sh.start()
+    d.start()
+    (t,) = sh.wait_for(1)
+    assert sorted(t.rcpt_tos) == ["a@example.net", "b@example.net"] and t.content == content
+    d.wait_queue_empty()
+    assert not _damage_lines(d, qid)
