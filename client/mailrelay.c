@@ -176,7 +176,8 @@ cmd_status(const char *path, int argc, char **argv)
 				putchar(*p);
 		printf("\"");
 		if (qrc == 0) {
-			printf(", \"queue\": {\"messages\": %zu, \"held\": %zu, \"oldest_age\": ", q.messages, q.held);
+			printf(", \"queue\": {\"messages\": %zu, \"held\": %zu, \"damaged\": %zu, \"oldest_age\": ",
+			    q.messages, q.held, q.damaged);
 			if (q.oldest)
 				printf("%lld}", (long long)(now - q.oldest));
 			else
@@ -186,8 +187,8 @@ cmd_status(const char *path, int argc, char **argv)
 	} else {
 		printf("mailrelayd is not running (%s)\n", err);
 		if (qrc == 0)
-			printf("queue (read from %s): %zu message(s), %zu held%s\n", c->spool_dir, q.messages,
-			    q.held, q.messages ? "" : "");
+			printf("queue (read from %s): %zu message(s), %zu held, %zu damaged\n", c->spool_dir,
+			    q.messages, q.held, q.damaged);
 		else
 			printf("queue: cannot be read: %s\n", qerr);
 	}

@@ -58,7 +58,9 @@ sum_one(struct spool_env *e, void *arg)
 	struct queue_summary *q = arg;
 
 	q->messages++;
-	if (e->held)
+	if (e->damaged[0])
+		q->damaged++;
+	else if (e->held)
 		q->held++;
 	if (q->oldest == 0 || e->arrival < q->oldest)
 		q->oldest = e->arrival;
@@ -121,7 +123,8 @@ show_offline(const char *progname, const struct config *conf, const char *id, in
 		fprintf(stderr, "%s: cannot read the queue: %s\n", progname, err);
 		return EX_NOPERM;
 	}
-	if (spool_env_read(&sp, id, &e, err, sizeof err) == -1) {
+	/* a damaged message is shown too: its stand-in says what is wrong */
+	if (spool_env_load(&sp, id, &e, err, sizeof err) == -1) {
 		spool_close(&sp);
 		fprintf(stderr, "%s: show: %s is not in the queue\n", progname, id);
 		return EX_DATAERR;

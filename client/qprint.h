@@ -23,6 +23,7 @@ int show_offline(const char *progname, const struct config *conf, const char *id
 /* What the spool holds, read directly (the daemon may be down). */
 struct queue_summary {
 	size_t messages, held;
+	size_t damaged;             /* counted apart from held, as mailrelayd's status does */
 	time_t oldest;              /* arrival of the oldest, 0 when empty */
 };
 int queue_summarize(const struct config *conf, struct queue_summary *q, char *err, size_t errlen);

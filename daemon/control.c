@@ -65,6 +65,7 @@ struct cwait {
 	struct csession *s;         /* NULL once the client is gone */
 	enum ctl_verb verb;
 	size_t n, pending, ok, missing, busy, failed;
+	size_t damaged;             /* RELEASE of a damaged message: refused */
 };
 
 static void
@@ -193,6 +194,8 @@ change_answer(struct cwait *w, int resume)
 		s->wait = NULL;
 		if (w->missing)
 			cs_reply(s, "ERR %d %zu of %zu message(s) not in the queue", CTL_ERR_DATA, w->missing, w->n);
+		else if (w->damaged)
+			cs_reply(s, "ERR %d %zu damaged message(s) not released", CTL_ERR_DATA, w->damaged);
 		else if (w->failed)
 			cs_reply(s, "ERR %d %zu change(s) could not be written to the spool", CTL_ERR_TEMP,
 			    w->failed);
@@ -277,6 +280,10 @@ do_change(struct csession *s, const struct ctl_req *req)
 		} else if (rc == -2) {
 			w->busy++;
 			cs_reply(s, "D %s is being delivered right now; not %s", id, change_done[req->verb]);
+		} else if (rc == -3) {
+			/* never sent as found: repair its files and restart, or delete it */
+			w->damaged++;
+			cs_reply(s, "D %s is damaged (%s); not released", id, queue_find(id)->damaged);
 		} else {
 			w->missing++;
 			cs_reply(s, "D %s not in the queue", id);
@@ -439,8 +446,9 @@ do_status(struct csession *s, const struct ctl_req *req)
 		    PACKAGE_VERSION, (long)getpid());
 		json_time(b, D->started);
 		evbuffer_add_printf(b, ", \"uptime\": %lld, \"queue\": {\"messages\": %zu, \"active\": %zu, "
-		    "\"deferred\": %zu, \"held\": %zu, \"waiting\": %zu, \"oldest_age\": ",
-		    (long long)(now - D->started), q.messages, q.active, q.deferred, q.held, q.waiting);
+		    "\"deferred\": %zu, \"held\": %zu, \"waiting\": %zu, \"damaged\": %zu, \"oldest_age\": ",
+		    (long long)(now - D->started), q.messages, q.active, q.deferred, q.held, q.waiting,
+		    q.damaged);
 		if (q.oldest)
 			evbuffer_add_printf(b, "%lld", (long long)(now - q.oldest));
 		else
@@ -483,9 +491,9 @@ do_status(struct csession *s, const struct ctl_req *req)
 	cs_reply(s, "D mailrelayd %s running, pid %ld, started %s", PACKAGE_VERSION, (long)getpid(), a);
 	if (q.oldest)
 		ago(a, sizeof a, q.oldest, now);
-	cs_reply(s, "D queue: %zu message(s): %zu being delivered, %zu deferred, %zu held, %zu waiting%s%s",
-	    q.messages, q.active, q.deferred, q.held, q.waiting, q.oldest ? "; oldest arrived " : "",
-	    q.oldest ? a : "");
+	cs_reply(s, "D queue: %zu message(s): %zu being delivered, %zu deferred, %zu held, %zu waiting, "
+	    "%zu damaged%s%s", q.messages, q.active, q.deferred, q.held, q.waiting, q.damaged,
+	    q.oldest ? "; oldest arrived " : "", q.oldest ? a : "");
 	cs_reply(s, "D since start: %llu accepted, %llu sent, %llu deferred, %llu bounced, %llu notice(s); "
 	    "%llu TLS and %llu AUTH failures", k->accepted, k->sent, k->deferred, k->bounced, k->notices,
 	    k->tls_failures, k->auth_failures);

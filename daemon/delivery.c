@@ -895,6 +895,11 @@ body_refill(struct dsession *s)
 			return -1;
 		}
 		if (n == 0) {
+			if (queue_verify(s->msg, s->body_fd) == -1) {
+				/* changed while being read: no final dot, the server drops what it got */
+				session_close(s);
+				return 0;
+			}
 			m = dot_encode_finish(&s->enc, enc);
 			evbuffer_add(out, enc, m);
 			close(s->body_fd);
@@ -957,6 +962,11 @@ session_enter(struct dsession *s, enum dstate st)
 			log_qid(LOG_ERR, s->msg->env.id, NULL, "%s", why);
 			txn_outcome_all(s, OUTCOME_DEFERRED, "4.3.0", why, 0);
 			session_close(s);	/* the server is inside DATA: drop the connection */
+			return;
+		}
+		if (queue_verify(s->msg, s->body_fd) == -1) {
+			/* damaged (held and logged by the queue): not a byte of it is sent */
+			session_close(s);
 			return;
 		}
 		dot_encoder_init(&s->enc);

@@ -14,6 +14,12 @@
  * delivery attempt, which may be hours away: a recipient delivered
  * meanwhile would otherwise stay "pending" on disk once space is back, and
  * the next restart would deliver it a second time.
+ *
+ * Damaged messages: the content is checked (spool_msg_check(): there, and
+ * the length recorded) each time a message becomes ready, and once more by
+ * the session on the descriptor it sends from (queue_verify()), so that a
+ * file cut short while waiting is never sent in part.  The check is a
+ * stat, nothing is read.
  */
 #include "config.h"
 
@@ -44,6 +50,7 @@ static char persist_retry_tag;		/* req->arg of such a retry */
 
 static void queue_schedule(struct qmsg *m);
 static void unready(struct qmsg *m);
+static void damaged(struct qmsg *m, const char *why);
 static struct qmsg *find_any(const char *id);
 
 void
@@ -62,8 +69,14 @@ queue_count(void)
 static void
 make_ready(struct qmsg *m)
 {
-	if (m->ready || m->inflight || m->removed || m->env.held)
+	char why[sizeof m->env.damaged];
+
+	if (m->ready || m->inflight || m->removed || m->env.held || m->env.damaged[0])
 		return;
+	if (spool_msg_check(&D->spool, &m->env, -1, why, sizeof why) == -1) {
+		damaged(m, why);
+		return;
+	}
 	m->ready = 1;
 	TAILQ_INSERT_TAIL(&ready_msgs, m, ready_entry);
 	delivery_kick();
@@ -109,6 +122,10 @@ load_one(struct spool_env *env, void *arg)
 	int pending = 0;
 
 	(void)arg;
+	if (env->damaged[0]) {
+		damaged(qmsg_new(env), NULL);	/* said once, kept for an admin */
+		return 1;
+	}
 	for (i = 0; i < env->nrcpt; i++) {
 		if (env->rcpts[i].status == RCPT_PENDING) {
 			/* A restart is a good reason to try again now. */
@@ -166,6 +183,38 @@ queue_take(struct qmsg *m)
 	TAILQ_REMOVE(&ready_msgs, m, ready_entry);
 	m->ready = 0;
 	m->inflight = 1;
+}
+
+/*
+ * Hold a message as damaged and say so, once: why (NULL: already in
+ * env.damaged, from the spool scan).  Nothing is written: the files stay
+ * as found; a restart finds the damage again and says it once again.
+ */
+static void
+damaged(struct qmsg *m, const char *why)
+{
+	if (why != NULL) {
+		if (m->env.damaged[0])
+			return;
+		strlcpy_mr(m->env.damaged, why, sizeof m->env.damaged);
+	}
+	if (!m->inflight)
+		unready(m);
+	log_qid(LOG_ERR, m->env.id, "damaged", "damaged: %s; held, not delivered "
+	    "(mailrelay show or delete it; a restart checks it again)", m->env.damaged);
+}
+
+int
+queue_verify(struct qmsg *m, int fd)
+{
+	char why[sizeof m->env.damaged];
+
+	if (m->env.damaged[0])
+		return -1;
+	if (spool_msg_check(&D->spool, &m->env, fd, why, sizeof why) == 0)
+		return 0;
+	damaged(m, why);
+	return -1;
 }
 
 unsigned
@@ -337,7 +386,11 @@ update_req(struct qmsg *m)
 static void
 persist(struct qmsg *m, void *arg)
 {
-	struct commit_req *req = update_req(m);
+	struct commit_req *req;
+
+	if (m->env.damaged[0])
+		return;		/* never written over: the files stay as found */
+	req = update_req(m);
 
 	req->done = on_committed;
 	req->arg = arg;
@@ -479,6 +532,8 @@ queue_release(struct qmsg *m)
 	int pending = 0, reporting = 0;
 
 	m->inflight = 0;
+	if (m->env.damaged[0])
+		return;		/* found damaged by its session: held, nothing decided is written */
 	for (i = 0; i < m->env.nrcpt; i++) {
 		if (m->env.rcpts[i].status == RCPT_PENDING)
 			pending++;
@@ -560,7 +615,7 @@ flush_msg(struct qmsg *m)
 {
 	size_t i;
 
-	if (m->inflight || m->ready || m->removed)
+	if (m->inflight || m->ready || m->removed || m->env.damaged[0])
 		return;
 	for (i = 0; i < m->env.nrcpt; i++)
 		m->env.rcpts[i].next_attempt = 0;
@@ -629,6 +684,8 @@ queue_hold(const char *id, int hold, queue_done_fn done, void *arg)
 
 	if (m == NULL)
 		return -1;
+	if (m->env.damaged[0])
+		return hold ? 0 : -3;	/* held already; its files need repair, not a release */
 	if (!m->env.held == !hold)
 		return 0;
 	m->env.held = hold ? 1 : 0;
@@ -686,7 +743,9 @@ queue_stats(struct queue_stats *st)
 		for (i = 0; i < m->env.nrcpt; i++)
 			if (m->env.rcpts[i].status == RCPT_PENDING && m->env.rcpts[i].attempts > 0)
 				tried = 1;
-		if (m->env.held)
+		if (m->env.damaged[0])
+			st->damaged++;
+		else if (m->env.held)
 			st->held++;
 		else if (m->inflight)
 			st->active++;

@@ -7,6 +7,13 @@
  * list, waiting for a delivery session), or in flight (owned by a
  * session).  Sessions report each recipient's outcome with queue_outcome()
  * and give the message back with queue_release().
+ *
+ * A damaged message (see spool.h: its envelope cut short or garbled, its
+ * content missing or not the length recorded) is a fourth state: found at
+ * start or before an attempt, logged once, kept in the queue and in the
+ * listings, never made ready, never written over, never expired or removed
+ * but by an admin's delete.  Release does not let it go: only a repair of
+ * its files and a restart (which checks it again) do.
  */
 #ifndef MAILRELAY_QUEUE_H
 #define MAILRELAY_QUEUE_H
@@ -50,6 +57,12 @@ void queue_add(struct spool_env *env);
 struct qmsg *queue_ready_next(struct qmsg *after);
 /* Take a ready message for a delivery session; marks it in flight. */
 void queue_take(struct qmsg *m);
+/*
+ * Check a message's content before a session sends it (fd: the content as
+ * opened for sending).  0: intact; -1: damaged, now held as such (logged);
+ * the session must not send it and gives it back with queue_release().
+ */
+int  queue_verify(struct qmsg *m, int fd);
 int  queue_has_ready(void);
 /* Seconds to wait after the n-th failed attempt (retry_schedule, last step repeating). */
 unsigned queue_retry_delay(unsigned attempts);
@@ -82,7 +95,8 @@ typedef void (*queue_done_fn)(int ok, const char *err, void *arg);
  * Hold (hold = 1) or release (0) a message; a released one is due now.
  * Returns 1 when the change is being written (done() follows), 0 when it
  * is made with nothing to wait for (already so, or written when the
- * delivery in progress ends), -1 when no such message is queued.
+ * delivery in progress ends), -1 when no such message is queued, -3 when
+ * it is damaged (held already; not released: its files need repair).
  */
 int  queue_hold(const char *id, int hold, queue_done_fn done, void *arg);
 /*
@@ -100,6 +114,7 @@ struct queue_stats {
 	size_t deferred;            /* waiting for a retry after a failed attempt */
 	size_t held;
 	size_t waiting;             /* never tried yet, not being delivered */
+	size_t damaged;             /* kept for an admin (counted in none of the above) */
 	time_t oldest;              /* arrival of the oldest, 0 when empty */
 };
 void queue_stats(struct queue_stats *st);

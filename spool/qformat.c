@@ -57,7 +57,12 @@ qformat_one(struct qformat *f, const struct spool_env *e)
 		rfc3339(e->arrival, when, sizeof when);
 		fprintf(out, ", \"arrival\": \"%s\", \"size\": %llu, \"sender\": ", when, e->size);
 		json_str(out, e->sender);
-		fprintf(out, ", \"held\": %s, \"recipients\": [", e->held ? "true" : "false");
+		fprintf(out, ", \"held\": %s, \"damaged\": ", e->held || e->damaged[0] ? "true" : "false");
+		if (e->damaged[0])
+			json_str(out, e->damaged);
+		else
+			fprintf(out, "null");
+		fprintf(out, ", \"recipients\": [");
 		for (i = 0; i < e->nrcpt; i++) {
 			const struct spool_rcpt *r = &e->rcpts[i];
 			fprintf(out, "%s\n    {\"address\": ", i ? "," : "");
@@ -81,8 +86,11 @@ qformat_one(struct qformat *f, const struct spool_env *e)
 		strftime(when, sizeof when, "%a %b %e %H:%M:%S", &tm);
 		if (f->count == 0)
 			fprintf(out, "-Queue ID-------  --Size-- ----Arrival Time---  -Sender/Recipient-------\n");
-		fprintf(out, "%s%c %8llu %s  %s\n", e->id, e->held ? '!' : ' ', e->size, when,
+		fprintf(out, "%s%c %8llu %s  %s\n", e->id, e->damaged[0] ? '#' : e->held ? '!' : ' ', e->size,
+		    when, e->damaged[0] && e->nrcpt == 0 ? "(envelope unreadable)" :
 		    e->sender[0] ? e->sender : "MAILER-DAEMON");
+		if (e->damaged[0])
+			fprintf(out, "%18s(damaged: %s)\n", "", e->damaged);
 		for (i = 0; i < e->nrcpt; i++) {
 			const struct spool_rcpt *r = &e->rcpts[i];
 			if (r->status == RCPT_SENT)
@@ -143,7 +151,10 @@ qformat_show(FILE *out, const struct spool_env *e, const char *content, size_t l
 	fprintf(out, "Size:        %llu\n", e->size);
 	fprintf(out, "Sender:      <%s>\n", e->sender);
 	fprintf(out, "Submitted:   uid %lu, via %s\n", (unsigned long)e->uid, e->via);
-	fprintf(out, "Held:        %s\n", e->held ? "yes" : "no");
+	fprintf(out, "Held:        %s\n", e->held || e->damaged[0] ? "yes" : "no");
+	if (e->damaged[0])
+		fprintf(out, "Damaged:     %s (not delivered; delete it, or repair its files and restart)\n",
+		    e->damaged);
 	fprintf(out, "Encoding:    %s%s\n", e->eightbit ? "8BITMIME" : "7BIT", e->smtputf8 ? ", SMTPUTF8" : "");
 	if (e->ret[0] || e->envid[0])
 		fprintf(out, "DSN:         %s%s%s%s\n", e->ret[0] ? "RET=" : "", e->ret,

@@ -2,8 +2,10 @@
  * qformat: the queue listing, the same whoever prints it (mailq and
  * `mailrelay queue` reading the spool, or mailrelayd answering LIST).
  *
- * Text (fits 80 columns; '!' after the id marks a held message; sent
- * recipients are left out, the others follow their last error):
+ * Text (fits 80 columns; '!' after the id marks a held message, '#' a
+ * damaged one, followed by a "(damaged: why)" line; sent recipients are
+ * left out, the others follow their last error; a damaged message whose
+ * envelope cannot be read shows "(envelope unreadable)" as its sender):
  *   -Queue ID-------  --Size-- ----Arrival Time---  -Sender/Recipient-------
  *   6B036AE139D8A000       201 Sun Nov 22 22:21:21  cron@web1.example.com
  *                     (connect to smtp.example.com:587: Connection refused)
@@ -13,8 +15,10 @@
  * ("Mail queue is empty" when there is nothing.)
  *
  * JSON: an array of {"id", "arrival" (RFC 3339, UTC), "size", "sender",
- * "held", "recipients": [{"address", "orig", "status": "pending" | "sent"
- * | "failed", "attempts", "last_reply", "next_attempt" (RFC 3339 or null)}]}.
+ * "held", "damaged" (why, or null), "recipients": [{"address", "orig",
+ * "status": "pending" | "sent" | "failed", "attempts", "last_reply",
+ * "next_attempt" (RFC 3339 or null)}]}.  A damaged message is held: "held"
+ * is true.
  */
 #ifndef MAILRELAY_QFORMAT_H
 #define MAILRELAY_QFORMAT_H

@@ -255,9 +255,8 @@ clean_field(const char *s, char *buf, size_t len)
 	return buf;
 }
 
-/* Render an envelope into a heap buffer. */
-static char *
-env_render(const struct spool_env *env, size_t *lenp)
+char *
+spool_env_render(const struct spool_env *env, size_t *lenp)
 {
 	char *buf = NULL;
 	size_t len = 0, i;
@@ -267,7 +266,7 @@ env_render(const struct spool_env *env, size_t *lenp)
 		log_fatal("open_memstream");
 
 	char tmp[2048];
-	fprintf(f, "mailrelay-env 1\n");
+	fprintf(f, "mailrelay-env 2\n");
 	fprintf(f, "id\t%s\n", env->id);
 	fprintf(f, "arrival\t%lld.%06ld\n", (long long)env->arrival, env->arrival_usec);
 	fprintf(f, "sender\t%s\n", clean_field(env->sender, tmp, sizeof tmp));
@@ -309,6 +308,8 @@ env_render(const struct spool_env *env, size_t *lenp)
 		    clean_field(h->outcome, oc, sizeof oc), clean_field(h->relay ? h->relay : "", rl, sizeof rl),
 		    clean_field(h->reply ? h->reply : "", tmp, sizeof tmp));
 	}
+	/* last: an envelope cut short anywhere before this line is known to be */
+	fprintf(f, "end\t%zu\n", env->nrcpt);
 	if (fclose(f) != 0)
 		log_fatal("open_memstream");
 	*lenp = len;
@@ -321,9 +322,17 @@ env_write_tmp(struct spool *sp, const char *name, const struct spool_env *env,
     int sync, char *errbuf, size_t errlen)
 {
 	size_t len;
-	char *buf = env_render(env, &len);
+	char *buf;
 	int fd, saved;
 
+	if (env->damaged[0] != '\0') {
+		/* a stand-in or a message found damaged: the files stay as found */
+		snprintf(errbuf, errlen, "%s: damaged (%s); its envelope is not rewritten", env->id,
+		    env->damaged);
+		errno = EINVAL;
+		return -1;
+	}
+	buf = spool_env_render(env, &len);
 	fd = openat(sp->tmpfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd == -1) {
 		saved = errno;
@@ -353,7 +362,7 @@ env_write_tmp(struct spool *sp, const char *name, const struct spool_env *env,
 }
 
 int
-spool_txn_prepare(struct spool_txn *txn, const struct spool_env *env, int sync,
+spool_txn_prepare(struct spool_txn *txn, struct spool_env *env, int sync,
     char *errbuf, size_t errlen)
 {
 	char name[64];
@@ -376,6 +385,8 @@ spool_txn_prepare(struct spool_txn *txn, const struct spool_env *env, int sync,
 		errno = saved;
 		return -1;
 	}
+	/* the length is the spool's to record: what it wrote, whatever the caller counted */
+	env->size = txn->size;
 	name_of(name, sizeof name, txn->id, ".env");
 	return env_write_tmp(txn->sp, name, env, sync, errbuf, errlen);
 }
@@ -635,7 +646,7 @@ spool_env_parse(const char *buf, size_t len, struct spool_env *env, char *errbuf
 {
 	char *copy, *line, *next, *f[10];
 	size_t nf, lineno = 0;
-	int have_id = 0, have_sender = 0;
+	int have_id = 0, have_sender = 0, version = 0, have_end = 0;
 	unsigned long long v;
 
 	memset(env, 0, sizeof *env);
@@ -653,11 +664,19 @@ spool_env_parse(const char *buf, size_t len, struct spool_env *env, char *errbuf
 		*next++ = '\0';
 		lineno++;
 		if (lineno == 1) {
-			if (strcmp(line, "mailrelay-env 1") != 0) {
+			if (strcmp(line, "mailrelay-env 1") == 0)
+				version = 1;
+			else if (strcmp(line, "mailrelay-env 2") == 0)
+				version = 2;
+			else {
 				snprintf(errbuf, errlen, "line 1: unknown format");
 				goto fail;
 			}
 			continue;
+		}
+		if (have_end) {
+			snprintf(errbuf, errlen, "line %zu: data after the end record", lineno);
+			goto fail;
 		}
 		nf = split_tabs(line, f, 10);
 		if (nf < 2) {
@@ -720,12 +739,26 @@ spool_env_parse(const char *buf, size_t len, struct spool_env *env, char *errbuf
 		} else if (strcmp(f[0], "rcpt") == 0) {
 			if (env_parse_rcpt(env, f + 1, nf - 1, errbuf, errlen) == -1)
 				goto fail;
+		} else if (strcmp(f[0], "end") == 0) {
+			if (nf != 2 || parse_ull(f[1], 100000, &v) == -1)
+				goto bad;
+			if (v != env->nrcpt) {
+				snprintf(errbuf, errlen, "line %zu: end record counts %llu recipients, %zu found",
+				    lineno, v, env->nrcpt);
+				goto fail;
+			}
+			have_end = 1;
 		} else if (strcmp(f[0], "id") == 0 || strcmp(f[0], "arrival") == 0 ||
 		    strcmp(f[0], "sender") == 0 || strcmp(f[0], "uid") == 0 ||
 		    strcmp(f[0], "size") == 0) {
 			goto bad;
 		}
 		/* other records: ignored, for forward compatibility */
+	}
+	if (version == 2 && !have_end && lineno > 0) {
+		/* cut short at a line boundary: what follows (recipients) is lost */
+		snprintf(errbuf, errlen, "truncated envelope: no end record after line %zu", lineno);
+		goto fail;
 	}
 	if (lineno == 0 || !have_id || !have_sender || env->nrcpt == 0) {
 		snprintf(errbuf, errlen, "incomplete envelope");
@@ -747,8 +780,9 @@ spool_env_read(struct spool *sp, const char *id, struct spool_env *env, char *er
 	char name[64], *buf;
 	struct stat st;
 	ssize_t n;
-	int fd, rc;
+	int fd, rc, saved;
 
+	/* errno on failure: ENOENT only when there is no envelope (spool_env_load() relies on it) */
 	memset(env, 0, sizeof *env);
 	if (!spool_qid_valid(id)) {
 		snprintf(errbuf, errlen, "invalid queue id");
@@ -758,12 +792,15 @@ spool_env_read(struct spool *sp, const char *id, struct spool_env *env, char *er
 	name_of(name, sizeof name, id, ".env");
 	fd = openat(sp->queuefd, name, O_RDONLY | O_CLOEXEC);
 	if (fd == -1) {
-		snprintf(errbuf, errlen, "%s: %s", id, strerror(errno));
+		saved = errno;
+		snprintf(errbuf, errlen, "%s: %s", id, strerror(saved));
+		errno = saved;
 		return -1;
 	}
 	if (fstat(fd, &st) == -1 || st.st_size > ENV_MAX) {
 		snprintf(errbuf, errlen, "%s: envelope unreadable or too large", id);
 		close(fd);
+		errno = EBADMSG;
 		return -1;
 	}
 	buf = xmalloc((size_t)st.st_size + 1);
@@ -772,6 +809,7 @@ spool_env_read(struct spool *sp, const char *id, struct spool_env *env, char *er
 	if (n != st.st_size) {
 		snprintf(errbuf, errlen, "%s: short read", id);
 		free(buf);
+		errno = EBADMSG;
 		return -1;
 	}
 	rc = spool_env_parse(buf, (size_t)n, env, errbuf, errlen);
@@ -779,8 +817,10 @@ spool_env_read(struct spool *sp, const char *id, struct spool_env *env, char *er
 	if (rc == 0 && strcmp(env->id, id) != 0) {
 		snprintf(errbuf, errlen, "%s: envelope names another id", id);
 		spool_env_free(env);
-		return -1;
+		rc = -1;
 	}
+	if (rc == -1)
+		errno = EBADMSG;
 	return rc;
 }
 
@@ -823,6 +863,85 @@ spool_msg_read(struct spool *sp, const char *id, size_t max, size_t *len)
 	}
 	*len = (size_t)n;
 	return buf;
+}
+
+int
+spool_msg_check(struct spool *sp, const struct spool_env *env, int fd, char *errbuf, size_t errlen)
+{
+	char name[64];
+	struct stat st;
+	int rc;
+
+	if (fd != -1)
+		rc = fstat(fd, &st);
+	else {
+		name_of(name, sizeof name, env->id, ".msg");
+		rc = fstatat(sp->queuefd, name, &st, 0);
+	}
+	if (rc == -1) {
+		snprintf(errbuf, errlen, "content %s", errno == ENOENT ? "missing" : strerror(errno));
+		return -1;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		snprintf(errbuf, errlen, "content is not a regular file");
+		return -1;
+	}
+	if ((unsigned long long)st.st_size != env->size) {
+		snprintf(errbuf, errlen, "content is %llu octets, the envelope says %llu",
+		    (unsigned long long)st.st_size, env->size);
+		return -1;
+	}
+	return 0;
+}
+
+/* The stand-in for a damaged message: what its id and content file still tell. */
+static void
+env_stand_in(struct spool *sp, const char *id, struct spool_env *env, const char *why)
+{
+	char name[64], hex[9];
+	struct stat st;
+
+	memset(env, 0, sizeof *env);
+	memcpy(env->id, id, QID_LEN + 1);
+	/* the id is the arrival: 8 hex digits of seconds, 5 of microseconds */
+	memcpy(hex, id, 8);
+	hex[8] = '\0';
+	env->arrival = (time_t)strtoul(hex, NULL, 16);
+	memcpy(hex, id + 8, 5);
+	hex[5] = '\0';
+	env->arrival_usec = (long)(strtoul(hex, NULL, 16) % 1000000);
+	env->sender = xstrdup("");
+	name_of(name, sizeof name, id, ".msg");
+	if (fstatat(sp->queuefd, name, &st, 0) == 0 && S_ISREG(st.st_mode))
+		env->size = (unsigned long long)st.st_size;
+	strlcpy_mr(env->damaged, why, sizeof env->damaged);
+}
+
+int
+spool_env_load(struct spool *sp, const char *id, struct spool_env *env, char *errbuf, size_t errlen)
+{
+	char err[sizeof env->damaged - 32], why[sizeof env->damaged];
+
+	if (!spool_qid_valid(id)) {
+		memset(env, 0, sizeof *env);
+		snprintf(errbuf, errlen, "invalid queue id");
+		errno = EINVAL;
+		return -1;
+	}
+	if (spool_env_read(sp, id, env, err, sizeof err) == -1) {
+		if (errno == ENOENT) {
+			snprintf(errbuf, errlen, "%s: not in the queue", id);
+			return -1;
+		}
+		snprintf(why, sizeof why, "envelope: %s", err);
+	} else if (spool_msg_check(sp, env, -1, err, sizeof err) == -1) {
+		snprintf(why, sizeof why, "%s", err);
+		spool_env_free(env);
+	} else
+		return 0;
+	env_stand_in(sp, id, env, why);
+	snprintf(errbuf, errlen, "%s: damaged: %s", id, why);
+	return 1;
 }
 
 int
@@ -906,11 +1025,8 @@ spool_scan(struct spool *sp, int remove_orphans, spool_scan_fn fn, void *arg)
 	for (i = 0; i < nenv; i++) {
 		struct spool_env env;
 		char err[256];
-		if (spool_env_read(sp, envs[i], &env, err, sizeof err) == -1) {
-			if (errno != ENOENT)
-				log_warnx("%s: unreadable envelope skipped: %s", envs[i], err);
-			continue;
-		}
+		if (spool_env_load(sp, envs[i], &env, err, sizeof err) == -1)
+			continue;	/* removed meanwhile */
 		visited++;
 		if (fn(&env, arg) != 1)
 			spool_env_free(&env);

@@ -25,15 +25,15 @@
  * arrival; the daemon is the only allocator and creates files with O_EXCL.
  *
  * Envelope file (text, one record per line, fields separated by TAB;
- * field values never contain TAB, CR or LF — spool_env_write() replaces
- * them by spaces):
- *   mailrelay-env 1
+ * field values never contain TAB, CR or LF — spool_env_render(), through
+ * which every writer goes, replaces them by spaces):
+ *   mailrelay-env 2
  *   id        <ID>
  *   arrival   <unix seconds>.<microseconds>
  *   sender    <address, empty for the null sender>
  *   uid       <submitting uid>
  *   via       sendmail|smtp|maildrop
- *   size      <octets of content>
+ *   size      <octets of content: exactly the length of queue/ID.msg>
  *   body      7BIT|8BITMIME
  *   held      0|1
  *   dsn       <RET: FULL|HDRS|empty> <ENVID, xtext as received>   (only when given)
@@ -44,7 +44,24 @@
  *   attempt   <unix time> <rcpt index> <sent|deferred|bounced> <relay> <reply>   (history, oldest first)
  *   rcpt      <status> <attempts> <next_attempt> <last_attempt> <address> <orig> <last_reply>
  *             [<NOTIFY as given> <ORCPT, xtext as received>]   (both or neither)
+ *   end       <number of rcpt records>             (always the last line)
  * Unknown record names are ignored (forward compatibility).
+ *
+ * Damage.  A message is damaged when its envelope does not parse, when a
+ * version 2 envelope lacks its end record (cut short: recipients would be
+ * lost without a trace), has anything after it or a recipient count that
+ * differs, or when queue/ID.msg is missing or not exactly `size` octets
+ * (the size is set by spool_txn_prepare() from what was written, so it is
+ * exact).  spool_env_load() and spool_scan() report such a message with a
+ * stand-in envelope whose `damaged` says what is wrong; the daemon holds
+ * it, never delivers or removes it on its own, and an admin may delete it.
+ * Nothing is ever written over a damaged message's envelope: the files
+ * stay as they were found, for repair.
+ *
+ * Version 1 envelopes (written before the end record existed) have no end
+ * record and are read as before; their size is checked like any other
+ * (every writer has always recorded the exact length).  The next update of
+ * such a message writes it as version 2.
  */
 #ifndef MAILRELAY_SPOOL_H
 #define MAILRELAY_SPOOL_H
@@ -100,6 +117,7 @@ struct spool_env {
 	size_t nrcpt;
 	struct spool_attempt *hist;     /* oldest first, at most SPOOL_HISTORY_MAX */
 	size_t nhist;
+	char damaged[200];      /* why the message is damaged, "" when intact; never written */
 };
 
 struct spool {
@@ -144,8 +162,9 @@ int  spool_txn_filter(struct spool_txn *txn, spool_filter_fn fn, void *arg);
  * Write the envelope; with sync, fsync both files.  Without sync the caller
  * must make the data durable another way (spool_syncfs() once for a batch:
  * group commit) before spool_txn_publish().  Blocking: call off the event loop.
+ * env->size is set to the octets written: the length every delivery checks.
  */
-int  spool_txn_prepare(struct spool_txn *txn, const struct spool_env *env, int sync,
+int  spool_txn_prepare(struct spool_txn *txn, struct spool_env *env, int sync,
     char *errbuf, size_t errlen);
 /* Rename both into queue/ (.msg first).  The caller then calls spool_sync_queue() once per batch. */
 int  spool_txn_publish(struct spool_txn *txn, char *errbuf, size_t errlen);
@@ -164,9 +183,28 @@ int  spool_syncfs(struct spool *sp);
 int  spool_env_stage(struct spool *sp, const struct spool_env *env, int sync, char *errbuf, size_t errlen);
 int  spool_env_install(struct spool *sp, const char *id, char *errbuf, size_t errlen);
 int  spool_env_write(struct spool *sp, const struct spool_env *env, int sync_dir, char *errbuf, size_t errlen);
+/*
+ * The envelope as the file holds it (allocated; *lenp set): the one
+ * renderer every writer uses, so every envelope written ends with its end
+ * record.  A damaged envelope is never written: the writers refuse it.
+ */
+char *spool_env_render(const struct spool_env *env, size_t *lenp);
 int  spool_env_read(struct spool *sp, const char *id, struct spool_env *env, char *errbuf, size_t errlen);
 /* Parse an envelope from memory (used by spool_env_read and the fuzzer). */
 int  spool_env_parse(const char *buf, size_t len, struct spool_env *env, char *errbuf, size_t errlen);
+/*
+ * Is the content of an intact envelope there and exactly env->size octets?
+ * fd: the content already open (checked is what will be read), or -1 to
+ * look it up by name.  0 when it is, -1 with errbuf saying what is wrong.
+ */
+int  spool_msg_check(struct spool *sp, const struct spool_env *env, int fd, char *errbuf, size_t errlen);
+/*
+ * Read a queued message's envelope and check its content: 0 intact; 1
+ * damaged, env then being a stand-in (id, arrival and usec from the id,
+ * size of the content file or 0, sender "", no recipients) with
+ * env->damaged saying why; -1 not queued (no envelope, or an invalid id).
+ */
+int  spool_env_load(struct spool *sp, const char *id, struct spool_env *env, char *errbuf, size_t errlen);
 void spool_env_free(struct spool_env *env);
 /* Append to the history (the oldest is dropped beyond SPOOL_HISTORY_MAX). */
 void spool_env_add_attempt(struct spool_env *env, time_t when, unsigned rcpt, const char *outcome,
@@ -182,9 +220,10 @@ char *spool_msg_read(struct spool *sp, const char *id, size_t max, size_t *len);
 int  spool_remove(struct spool *sp, const char *id, int sync_dir);
 
 /*
- * Visit every queued message in id (arrival) order.  Orphan .msg files
- * (no .env) are removed when remove_orphans is set.  An unreadable
- * envelope is logged and skipped, never fatal.  The env passed to the
+ * Visit every queued message in id (arrival) order, as spool_env_load()
+ * reads it: damaged ones too, with their stand-in (env->damaged set; the
+ * caller says so, spool_scan() does not log).  Orphan .msg files (no
+ * .env) are removed when remove_orphans is set.  The env passed to the
  * callback is freed after it returns unless the callback returns 1 (it
  * then owns it).  Returns the number visited, -1 if the queue can't be read.
  */

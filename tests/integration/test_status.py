@@ -90,20 +90,21 @@ def test_any_user_may_ask_for_the_status(daemon, smarthost):
 # A key added, removed or retyped fails here and must be documented first.
 STR, INT, BOOL, NULL = str, int, bool, type(None)
 RFC3339 = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"
-QUEUE_MSG = {"id": STR, "arrival": STR, "size": INT, "sender": STR, "held": BOOL, "recipients": list}
+QUEUE_MSG = {"id": STR, "arrival": STR, "size": INT, "sender": STR, "held": BOOL,
+             "damaged": (STR, NULL), "recipients": list}
 QUEUE_RCPT = {"address": STR, "orig": STR, "status": STR, "attempts": INT, "last_reply": STR,
               "next_attempt": (STR, NULL)}
 STATUS = {"running": BOOL, "version": STR, "pid": INT, "started": STR, "uptime": INT,
           "queue": dict, "counters": dict, "smarthosts": list}
 STATUS_QUEUE = {"messages": INT, "active": INT, "deferred": INT, "held": INT, "waiting": INT,
-                "oldest_age": (INT, NULL)}
+                "damaged": INT, "oldest_age": (INT, NULL)}
 STATUS_COUNTERS = {k: INT for k in ("accepted", "notices", "sent", "deferred", "bounced",
                                     "tls_failures", "auth_failures")}
 STATUS_SMARTHOST = {"name": STR, "host": STR, "port": INT, "last_success": (STR, NULL),
                     "last_failure": (STR, NULL), "last_error": (STR, NULL), "failures": INT,
                     "backoff_until": (STR, NULL), "rate_limit": (STR, NULL), "paced_until": (STR, NULL)}
 STATUS_DOWN = {"running": BOOL, "error": STR, "queue": dict}
-STATUS_DOWN_QUEUE = {"messages": INT, "held": INT, "oldest_age": (INT, NULL)}
+STATUS_DOWN_QUEUE = {"messages": INT, "held": INT, "damaged": INT, "oldest_age": (INT, NULL)}
 
 
 def conforms(obj, schema, where):

@@ -1,6 +1,7 @@
 /*
  * Unit tests for spool/: queue ids, the commit protocol, envelope
- * round trips and updates, removal, scanning and orphan clean-up.
+ * round trips and updates, removal, scanning and orphan clean-up, and
+ * damage (an envelope cut short or garbled, content of the wrong length).
  */
 #include "config.h"
 
@@ -204,6 +205,7 @@ test_abort(void **state)
 
 struct scan_ctx {
 	char ids[8][QID_LEN + 1];
+	char damaged[8][200];
 	int n;
 };
 
@@ -211,8 +213,10 @@ static int
 collect(struct spool_env *e, void *arg)
 {
 	struct scan_ctx *c = arg;
-	if (c->n < 8)
+	if (c->n < 8) {
+		memcpy(c->damaged[c->n], e->damaged, sizeof c->damaged[c->n]);
 		memcpy(c->ids[c->n++], e->id, QID_LEN + 1);
+	}
 	return 0;
 }
 
@@ -227,6 +231,7 @@ commit_one(struct spool *sp, const char *id)
 	spool_txn_write(&txn, "hello\r\n", 7);
 	make_env(&e, id, 1);
 	assert_int_equal(spool_txn_prepare(&txn, &e, 0, err, sizeof err), 0);
+	assert_int_equal(e.size, 7);	/* the spool records what it wrote, not the caller's 42 */
 	assert_int_equal(spool_syncfs(sp), 0);
 	assert_int_equal(spool_txn_publish(&txn, err, sizeof err), 0);
 	spool_env_free(&e);
@@ -249,7 +254,7 @@ test_scan(void **state)
 	fd = open(p, O_WRONLY | O_CREAT, 0600);
 	assert_true(fd >= 0);
 	close(fd);
-	/* a corrupt envelope: skipped, not fatal */
+	/* a corrupt envelope: shown as damaged, not fatal, not skipped */
 	snprintf(p, sizeof p, "%s/queue/6553F100F423F00A.env", root);
 	fd = open(p, O_WRONLY | O_CREAT, 0600);
 	assert_true(fd >= 0);
@@ -264,10 +269,14 @@ test_scan(void **state)
 	fd = open(p, O_WRONLY | O_CREAT, 0600);
 	close(fd);
 
-	assert_int_equal(spool_scan(&sp, 1, collect, &c), 2);
-	assert_int_equal(c.n, 2);
+	assert_int_equal(spool_scan(&sp, 1, collect, &c), 3);
+	assert_int_equal(c.n, 3);
 	assert_string_equal(c.ids[0], "6553F100F423F002");	/* arrival order */
 	assert_string_equal(c.ids[1], "6553F100F423F003");
+	assert_string_equal(c.damaged[0], "");
+	assert_string_equal(c.damaged[1], "");
+	assert_string_equal(c.ids[2], "6553F100F423F00A");
+	assert_string_equal(c.damaged[2], "envelope: line 1: unknown format");
 	assert_false(exists("queue", "6553F100F423F009", ".msg"));
 	spool_clean_tmp(&sp);
 	assert_false(exists("tmp", "6553F100F423F00B", ".msg"));
@@ -337,6 +346,128 @@ test_env_parse_rejects(void **state)
 	}
 	/* an embedded NUL */
 	assert_int_equal(spool_env_parse("mailrelay-env 1\0x\n", 18, &e, err, sizeof err), -1);
+}
+
+/* Every envelope written ends with its end record; one cut short anywhere is refused. */
+static void
+test_env_end_record(void **state)
+{
+	struct spool_env e, r;
+	char err[256], *buf, *cut;
+	size_t len, i, lines = 0;
+	(void)state;
+
+	make_env(&e, "6553F100F423F000", 3);
+	spool_env_add_attempt(&e, 1700000001, 1, "deferred", "mx[192.0.2.1]:25", "451 later");
+	buf = spool_env_render(&e, &len);
+	assert_memory_equal(buf, "mailrelay-env 2\n", 16);
+	assert_true(len > 7 && memcmp(buf + len - 7, "\nend\t3\n", 7) == 0);
+	assert_int_equal(spool_env_parse(buf, len, &r, err, sizeof err), 0);
+	assert_int_equal(r.nrcpt, 3);
+	assert_string_equal(r.damaged, "");
+	spool_env_free(&r);
+
+	/* cut after any line but the last: refused, never fewer recipients */
+	for (i = 0; i + 1 < len; i++) {
+		if (buf[i] != '\n')
+			continue;
+		lines++;
+		err[0] = '\0';
+		assert_int_equal(spool_env_parse(buf, i + 1, &r, err, sizeof err), -1);
+		assert_non_null(strstr(err, "no end record"));
+	}
+	assert_true(lines >= 10);
+	/* cut inside a line, the end record's included */
+	assert_int_equal(spool_env_parse(buf, len - 1, &r, err, sizeof err), -1);
+	assert_int_equal(spool_env_parse(buf, len - 20, &r, err, sizeof err), -1);
+
+	/* anything after the end record */
+	cut = xasprintf("%.*srcpt\tpending\t0\t0\t0\tx@y\t\t\n", (int)len, buf);
+	assert_int_equal(spool_env_parse(cut, strlen(cut), &r, err, sizeof err), -1);
+	assert_non_null(strstr(err, "after the end record"));
+	free(cut);
+	/* an end record that counts other recipients than there are */
+	cut = xasprintf("%.*send\t2\n", (int)len - 6, buf);
+	assert_int_equal(spool_env_parse(cut, strlen(cut), &r, err, sizeof err), -1);
+	assert_non_null(strstr(err, "counts 2 recipients, 3 found"));
+	free(cut);
+	free(buf);
+
+	spool_env_free(&e);
+
+	/* a version 1 envelope (before the end record) is still read */
+	const char *v1 = "mailrelay-env 1\nid\t6553F100F423F000\nsender\ta@b\nsize\t7\n"
+	    "rcpt\tpending\t0\t0\t0\tx@y\t\t\n";
+	assert_int_equal(spool_env_parse(v1, strlen(v1), &r, err, sizeof err), 0);
+	spool_env_free(&r);
+}
+
+static void
+cut_file(const char *sub, const char *name, off_t len)
+{
+	char p[512];
+
+	snprintf(p, sizeof p, "%s/%s/%s", root, sub, name);
+	assert_int_equal(truncate(p, len), 0);
+}
+
+/* spool_env_load(): a damaged message is reported with a stand-in, never dropped. */
+static void
+test_damaged(void **state)
+{
+	struct spool sp;
+	struct spool_env e;
+	char err[256], p[512];
+	const char *id = "6553F100F423F004";
+	struct stat st;
+	(void)state;
+
+	assert_int_equal(spool_open(&sp, root, 1, err, sizeof err), 0);
+	commit_one(&sp, id);	/* 7 octets of content */
+	assert_int_equal(spool_env_load(&sp, id, &e, err, sizeof err), 0);
+	assert_int_equal(spool_msg_check(&sp, &e, -1, err, sizeof err), 0);
+	spool_env_free(&e);
+
+	/* content cut short */
+	cut_file("queue", "6553F100F423F004.msg", 3);
+	assert_int_equal(spool_env_load(&sp, id, &e, err, sizeof err), 1);
+	assert_string_equal(e.damaged, "content is 3 octets, the envelope says 7");
+	assert_string_equal(e.id, id);
+	assert_int_equal(e.arrival, 0x6553F100);
+	assert_int_equal(e.arrival_usec, 0xF423F % 1000000);
+	assert_int_equal(e.size, 3);
+	assert_int_equal(e.nrcpt, 0);
+	assert_string_equal(e.sender, "");
+	assert_non_null(strstr(err, "damaged"));
+	/* the writers refuse it: the files stay as found */
+	assert_int_equal(spool_env_write(&sp, &e, 1, err, sizeof err), -1);
+	assert_non_null(strstr(err, "not rewritten"));
+	spool_env_free(&e);
+	snprintf(p, sizeof p, "%s/queue/%s.env", root, id);
+	assert_int_equal(stat(p, &st), 0);
+	assert_true(st.st_size > 50);
+
+	/* content gone */
+	snprintf(p, sizeof p, "%s/queue/%s.msg", root, id);
+	assert_int_equal(unlink(p), 0);
+	assert_int_equal(spool_env_load(&sp, id, &e, err, sizeof err), 1);
+	assert_string_equal(e.damaged, "content missing");
+	spool_env_free(&e);
+
+	/* envelope cut at a line boundary (its last recipient lines and the end record lost) */
+	commit_one(&sp, "6553F100F423F005");
+	snprintf(p, sizeof p, "%s/queue/6553F100F423F005.env", root);
+	assert_int_equal(stat(p, &st), 0);
+	cut_file("queue", "6553F100F423F005.env", st.st_size - 6);	/* "end\t1\n" */
+	assert_int_equal(spool_env_load(&sp, "6553F100F423F005", &e, err, sizeof err), 1);
+	assert_non_null(strstr(e.damaged, "envelope: truncated envelope: no end record"));
+	assert_int_equal(e.size, 7);
+	spool_env_free(&e);
+
+	/* not queued: -1, no stand-in */
+	assert_int_equal(spool_env_load(&sp, "6553F100F423F0FF", &e, err, sizeof err), -1);
+	assert_int_equal(spool_env_load(&sp, "../x", &e, err, sizeof err), -1);
+	spool_close(&sp);
 }
 
 static void
@@ -414,6 +545,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scan, setup, teardown),
 		cmocka_unit_test(test_env_parse_rejects),
+		cmocka_unit_test(test_env_end_record),
+		cmocka_unit_test_setup_teardown(test_damaged, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_missing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ratewin, setup, teardown),
 	};
