@@ -91,4 +91,17 @@ int linefix_needed(const char *msg, size_t len);
 char *linefix_message(const char *msg, size_t len, size_t *outlen,
     struct linefix_report *rep);
 
+/*
+ * For a smarthost that does not offer 8BITMIME (RFC 6152 3): a newly
+ * allocated copy of msg[0..len) with everything linefix_message() does,
+ * and in addition every body or leaf part that holds an 8-bit octet and
+ * has an identity encoding (none, 7bit, 8bit, binary) re-encoded as
+ * quoted-printable by rule 4, even without an over-long line.  NULL (and
+ * *outlen 0) when msg has no 8-bit octet.  8-bit octets in header fields,
+ * and in bodies rule 6 leaves alone (a structure that does not parse, a
+ * base64 or quoted-printable body), stay: the caller checks the copy.
+ */
+char *linefix_7bit(const char *msg, size_t len, size_t *outlen,
+    struct linefix_report *rep);
+
 #endif

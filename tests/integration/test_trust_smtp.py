@@ -9,15 +9,18 @@ from the smuggled sender.  Bare CR and bare LF are normalised to CRLF.
 
 A NUL byte in DATA is refused at the end of DATA (554 5.6.0) and nothing is
 queued.  8-bit content sent without BODY=8BITMIME is detected at
-acceptance: a smarthost that offers 8BITMIME gets BODY=8BITMIME.
+acceptance: a smarthost that offers 8BITMIME gets BODY=8BITMIME, one that
+does not gets 7-bit quoted-printable that decodes to the original text.
 """
+import email
+import email.policy
 import socket
 import smtplib
 import time
 
 import pytest
 
-from mrtest import RawSMTP, make_message
+from mrtest import RawSMTP, _Handler, make_message
 
 OUTER_FROM = "app@example.org"
 OUTER_TO = "rcpt@example.net"
@@ -258,3 +261,66 @@ def test_undeclared_8bit_is_relayed_with_body_8bitmime(daemon, smarthost, kind):
     t = sh.wait_for(1, timeout=20)[0]
     assert "BODY=8BITMIME" in t.mail_options, t.mail_options
     assert EIGHTBIT_TEXT.replace("\n", "\r\n").encode() in t.content
+
+
+class _No8BitMime(_Handler):
+    """A smarthost handler that does not offer 8BITMIME."""
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        responses = await super().handle_EHLO(server, session, envelope, hostname, responses)
+        return [r for r in responses if "8BITMIME" not in r.upper()]
+
+
+def seven_bit_smarthost(smarthost):
+    sh = smarthost()
+    sh.controller.handler = _No8BitMime(sh)     # used for every new connection
+    return sh
+
+
+def text_parts(content):
+    """The decoded text of each leaf part, line endings as LF, without the
+    last one (in a multipart it belongs to the boundary)."""
+    msg = email.message_from_bytes(content, policy=email.policy.default)
+    return [p.get_content().replace("\r\n", "\n").rstrip("\n")
+            for p in msg.walk() if not p.is_multipart()]
+
+
+@pytest.mark.parametrize("multipart", [False, True], ids=["single", "multipart"])
+def test_undeclared_8bit_becomes_quoted_printable_without_8bitmime(daemon, smarthost, multipart):
+    sh = seven_bit_smarthost(smarthost)
+    d = daemon(sh)
+    submit_without_body_param(d, "tcp", eightbit_message(multipart))
+    t = sh.wait_for(1, timeout=20)[0]
+    assert "BODY=8BITMIME" not in t.mail_options, t.mail_options
+    assert all(b < 0x80 for b in t.content), t.content
+    parts = text_parts(t.content)
+    if multipart:
+        assert parts == [EIGHTBIT_TEXT.rstrip("\n"), "plain ascii part"], parts
+        assert b"Content-Transfer-Encoding: quoted-printable" in t.content
+    else:
+        assert parts == [EIGHTBIT_TEXT.rstrip("\n")], parts
+    d.wait_for_log(r"quoted-printable")
+
+
+def test_declared_8bit_becomes_quoted_printable_without_8bitmime(daemon, smarthost):
+    """BODY=8BITMIME declared by the client: the same conversion."""
+    sh = seven_bit_smarthost(smarthost)
+    d = daemon(sh)
+    r = d.sendmail(["-i", "-f", OUTER_FROM, OUTER_TO], eightbit_message())
+    assert r.rc == 0, r
+    t = sh.wait_for(1, timeout=20)[0]
+    assert all(b < 0x80 for b in t.content), t.content
+    assert text_parts(t.content) == [EIGHTBIT_TEXT.rstrip("\n")]
+
+
+def test_8bit_header_without_8bitmime_bounces_instead_of_going_out_8bit(daemon, smarthost):
+    """What cannot be made 7-bit (here an 8-bit header field, without
+    SMTPUTF8) is bounced with 5.6.3 (RFC 6152 3), never sent as it is."""
+    sh = seven_bit_smarthost(smarthost)
+    d = daemon(sh)
+    raw = make_message(subject="caf\u00e9", body="ascii body\n")
+    submit_without_body_param(d, "tcp", raw)
+    rec = d.wait_for_record(to=OUTER_TO, status="bounced", timeout=20)
+    assert rec["dsn"] == "5.6.3", rec
+    assert "8BITMIME" in rec["text"], rec
+    assert not any(OUTER_TO in t.rcpt_tos for t in sh.transactions), sh.transactions
