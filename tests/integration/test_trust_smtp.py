@@ -158,6 +158,25 @@ def test_real_end_of_data_then_pipelined_transaction(daemon, smarthost):
     assert all(t.mail_from == OUTER_FROM and t.rcpt_tos == [OUTER_TO] for t in got)
 
 
+@pytest.mark.parametrize("kind", ["tcp", "unix"])
+def test_no_chunking_offered(daemon, smarthost, kind):
+    """DATA is the only way in: CHUNKING is not offered and BDAT is refused,
+    so the dot rule above is the whole story."""
+    d = daemon(smarthost())
+    family, addr = address(d, kind)
+    c = RawSMTP(family, addr)
+    try:
+        assert c.reply()[0] == 220
+        code, ext = c.cmd("EHLO client.test")
+        assert code == 250 and not any(e.upper().startswith("CHUNKING") for e in ext), ext
+        assert c.cmd("MAIL FROM:<%s>" % OUTER_FROM)[0] == 250
+        assert c.cmd("RCPT TO:<%s>" % OUTER_TO)[0] == 250
+        assert c.cmd("BDAT 5 LAST")[0] == 502
+    finally:
+        c.close()
+    assert d.accepted() == []
+
+
 # --- NUL bytes
 
 @pytest.mark.parametrize("kind", ["tcp", "unix"])
