@@ -22,6 +22,10 @@
  * recipients were accepted: the smarthost's per-transaction limit (RFC
  * 5321 4.5.3.1.10).  Those recipients are not a failure; they go in the
  * next transaction on the same connection (see txn_end()).
+ *
+ * Nothing 8-bit goes to a smarthost without 8BITMIME: the transaction
+ * sends a quoted-printable copy instead, or bounces what cannot be
+ * converted (see txn_prepare_7bit()).
  */
 #include "config.h"
 

@@ -4,7 +4,9 @@
  * Since the SMTP smuggling fixes, relays refuse messages with a bare CR,
  * a bare LF or a line longer than 998 octets (RFC 5322 section 2.1.1).
  * linefix_needed() says whether a message has any of these;
- * linefix_message() returns a repaired copy.  What the copy looks like:
+ * linefix_message() returns a repaired copy.  linefix_7bit() repairs the
+ * same way and re-encodes 8-bit bodies too, for a smarthost that does not
+ * offer 8BITMIME.  What the copy looks like:
  *
  *  1. Every line ends in CRLF.  A bare CR and a bare LF each become CRLF
  *     (so CR CR LF is two line breaks); an unterminated last line gets
