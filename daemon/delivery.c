@@ -22,6 +22,10 @@
  * recipients were accepted: the smarthost's per-transaction limit (RFC
  * 5321 4.5.3.1.10).  Those recipients are not a failure; they go in the
  * next transaction on the same connection (see txn_end()).
+ *
+ * Nothing 8-bit goes to a smarthost without 8BITMIME: the transaction
+ * sends a quoted-printable copy instead, or bounces what cannot be
+ * converted (see txn_prepare_7bit()).
  */
 #include "config.h"
 
@@ -48,6 +52,7 @@
 #include "delivery.h"
 #include "delivery_int.h"
 #include "dotstuff.h"
+#include "linefix.h"
 #include "log.h"
 #include "queue.h"
 #include "ratekeep.h"
@@ -218,6 +223,69 @@ txn_prepare_rewrite(struct dsession *s)
 	s->hdr_new = rewrite_for_identity(id, buf, hl, &s->hdr_newlen);
 	if (s->hdr_new != NULL)
 		s->hdr_skip = hl;
+}
+
+/*
+ * 8-bit content for a smarthost that does not offer 8BITMIME: RFC 6152
+ * section 3 allows converting it or bouncing it, never sending it as it
+ * is.  The message as it would go out (hdr_new, then the stored content
+ * after hdr_skip) is converted by linefix_7bit(): every 8-bit body or
+ * leaf part becomes quoted-printable, MIME structure kept.  The copy then
+ * takes the place of the whole stored content: hdr_new holds it and
+ * hdr_skip is the stored size, so DS_BODY sends it and reads nothing more
+ * from the file, and SIZE= follows from size_delta.
+ *
+ * Every message is checked, not only those recorded as 8BITMIME: the
+ * check costs one read, only for such smarthosts, and no record can make
+ * 8-bit octets go out unconverted.  Returns 0 (converted or nothing to
+ * do), -1 when the content cannot be read (why: 4.3.0) or when 8-bit
+ * octets would remain (in header fields, or in a body rule 6 of
+ * linefix.h leaves alone; why: 5.6.3).
+ */
+static int
+txn_prepare_7bit(struct dsession *s, char *why, size_t whylen, int *permanent)
+{
+	const struct spool_env *e = &s->msg->env;
+	struct linefix_report rep;
+	char *content, *out;
+	size_t clen, olen, i;
+
+	*permanent = 0;
+	if (s->caps.eightbitmime)
+		return 0;
+	if ((content = spool_msg_read(&D->spool, e->id, (size_t)e->size, &clen)) == NULL) {
+		snprintf(why, whylen, "cannot read queued content: %s", strerror(errno));
+		return -1;
+	}
+	if (s->hdr_new != NULL && s->hdr_skip <= clen) {
+		/* the rewritten header section in front of the stored body */
+		char *full = xmalloc(s->hdr_newlen + clen - s->hdr_skip + 1);
+		memcpy(full, s->hdr_new, s->hdr_newlen);
+		memcpy(full + s->hdr_newlen, content + s->hdr_skip, clen - s->hdr_skip);
+		out = linefix_7bit(full, s->hdr_newlen + clen - s->hdr_skip, &olen, &rep);
+		free(full);
+	} else
+		out = linefix_7bit(content, clen, &olen, &rep);
+	free(content);
+	if (out == NULL)
+		return 0;	/* all 7-bit */
+	for (i = 0; i < olen; i++)
+		if ((unsigned char)out[i] >= 0x80)
+			break;
+	if (i < olen) {
+		free(out);
+		snprintf(why, whylen, "554 5.6.3 the smarthost does not offer 8BITMIME, and the 8-bit content "
+		    "cannot be converted to 7-bit (8-bit header fields or an unparsable MIME structure)");
+		*permanent = 1;
+		return -1;
+	}
+	log_qid(LOG_INFO, e->id, NULL, "%s does not offer 8BITMIME: %zu part(s) re-encoded quoted-printable",
+	    s->relay, rep.parts_qp_encoded);
+	free(s->hdr_new);
+	s->hdr_new = out;
+	s->hdr_newlen = olen;
+	s->hdr_skip = clen;
+	return 0;
 }
 
 static void
@@ -784,6 +852,15 @@ txn_begin(struct dsession *s)
 		return;
 	}
 	txn_prepare_rewrite(s);
+	char why7[300];
+	int perm7;
+	if (txn_prepare_7bit(s, why7, sizeof why7, &perm7) == -1) {
+		log_qid(LOG_ERR, e->id, NULL, "%s", why7);
+		txn_outcome_all(s, perm7 ? OUTCOME_BOUNCED : OUTCOME_DEFERRED, perm7 ? "5.6.3" : "4.3.0", why7, 0);
+		msg_release(s);
+		session_next_message(s);
+		return;
+	}
 	s->size_delta = added_headers_size(s) + s->hdr_newlen - s->hdr_skip;
 	s->messages++;
 	session_enter(s, DS_ENVELOPE);

@@ -481,6 +481,27 @@ data_finished(struct ssession *s)
 		set_timeout(s, CMD_TIMEOUT);
 		return;
 	}
+	/*
+	 * A NUL is not text (RFC 5321 2.3.8, 4.1.1.4): relays treat it
+	 * differently (dropped, cut at, refused), so what the smarthost
+	 * delivered would not be what was submitted.  Refused here, where
+	 * the client still hears it, rather than bounced later.
+	 */
+	if (s->dec.nul) {
+		log_warnx("smtpd %s: message from <%s> refused: it contains a NUL byte", s->peer, s->sender);
+		reply(s, "554 5.6.0 Error: message content contains a NUL byte, which SMTP does not allow; "
+		    "not queued");
+		txn_reset(s);
+		s->state = SS_COMMAND;
+		set_timeout(s, CMD_TIMEOUT);
+		return;
+	}
+	if (s->dec.dot_lines > 0)
+		log_warnx("smtpd %s: message from <%s>: %zu line(s) \".\" with a bare CR or LF kept as text: "
+		    "only <CR><LF>.<CR><LF> ends DATA", s->peer, s->sender, s->dec.dot_lines);
+	if (s->dec.bare_lf + s->dec.bare_cr > 0)
+		log_debug("smtpd %s: %zu bare LF and %zu bare CR written as CRLF", s->peer, s->dec.bare_lf,
+		    s->dec.bare_cr);
 	if (s->in_headers)
 		headers_finish(s, s->hlen);	/* no empty line: it was all header, or no header at all */
 	/*
@@ -501,7 +522,12 @@ data_finished(struct ssession *s)
 	req->env.uid = s->uid;
 	strlcpy_mr(req->env.via, via_name(s), sizeof req->env.via);
 	req->env.size = s->txn.size;
-	req->env.eightbit = s->eightbit;
+	/*
+	 * The listener sees every byte: 8-bit content is recorded as such
+	 * whatever BODY= said (or did not say), so that delivery declares it
+	 * (BODY=8BITMIME) or converts it, never sends it as 7-bit.
+	 */
+	req->env.eightbit = s->eightbit || s->dec.eightbit;
 	req->env.smtputf8 = s->smtputf8;
 	strlcpy_mr(req->env.ret, s->ret, sizeof req->env.ret);
 	strlcpy_mr(req->env.envid, s->envid, sizeof req->env.envid);

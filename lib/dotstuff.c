@@ -12,10 +12,19 @@
  *            in DATA, so sending them would bounce otherwise good mail.
  *   decoder  CRLF and bare LF end a line (local programs write LF).  A
  *            bare CR is written out as CRLF, but what follows it is not a
- *            line start: no '.' is removed there and "CR . CR LF" does not
- *            end the data.  Only the sequences a correct client uses end
- *            the data, so a CR-based terminator cannot be smuggled through
- *            us, and the spool still holds CRLF-only text.
+ *            line start: no '.' is removed there.
+ *
+ * End of data (SMTP smuggling, 2023): only <CR><LF>.<CR><LF> ends the
+ * data, i.e. a "." line that began after a real CRLF (or at the start of
+ * the data) and is ended by CRLF.  A smarthost behind us, or the program
+ * in front of us, may disagree with us about any other "dot line"; so
+ * rather than guess, every other one ("\n.\n", "\r\n.\n", "\n.\r\n",
+ * "\r\n.\r" then text, ...) stays in the message as text (dotstuff.h
+ * says how).  Since the encoder stuffs a "." line back to ".." on the
+ * way out, nothing an SMTP client sent inside one DATA can become a
+ * second message, here or downstream.  Bare LF and bare CR are
+ * normalised, not refused, as SPEC's message hygiene asks ("bare LF
+ * becomes CRLF"), like Postfix's smtpd_forbid_bare_newline = normalize.
  */
 #include "config.h"
 
@@ -102,9 +111,15 @@ void
 dot_decoder_init(struct dot_decoder *d, size_t max_line)
 {
 	d->state = DS_LINE_START;
+	d->crlf_start = 1;	/* the DATA command line ended with CRLF */
 	d->linelen = 0;
 	d->max_line = max_line;
 	d->overlong = 0;
+	d->nul = 0;
+	d->eightbit = 0;
+	d->bare_lf = 0;
+	d->bare_cr = 0;
+	d->dot_lines = 0;
 	d->done = 0;
 }
 
@@ -116,6 +131,29 @@ count_octets(struct dot_decoder *d, size_t n)
 		d->overlong = 1;
 }
 
+/* Note what the listener judges in line text: NUL and 8-bit octets. */
+static void
+note_text(struct dot_decoder *d, const char *p, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (p[i] == '\0')
+			d->nul = 1;
+		else if ((unsigned char)p[i] >= 0x80)
+			d->eightbit = 1;
+	}
+}
+
+static size_t
+put_text(struct dot_decoder *d, char c, char *tmp)
+{
+	tmp[0] = c;
+	note_text(d, tmp, 1);
+	count_octets(d, 1);
+	return 1;
+}
+
 static size_t
 put_crlf(struct dot_decoder *d, char *tmp)
 {
@@ -123,6 +161,16 @@ put_crlf(struct dot_decoder *d, char *tmp)
 	tmp[1] = '\n';
 	d->linelen = 0;
 	return 2;
+}
+
+/* A "." line that does not end the data: kept as the text ".". */
+static size_t
+put_dot_line(struct dot_decoder *d, char *tmp)
+{
+	d->dot_lines++;
+	tmp[0] = '.';
+	count_octets(d, 1);
+	return 1 + put_crlf(d, tmp + 1);
 }
 
 /*
@@ -146,55 +194,64 @@ decode_byte(struct dot_decoder *d, char c, char *tmp)
 			return 0;
 		}
 		if (c == '\n') {
+			d->bare_lf++;
 			d->state = DS_LINE_START;
+			d->crlf_start = 0;
 			return put_crlf(d, tmp);
 		}
 		d->state = DS_TEXT;
-		tmp[0] = c;
-		count_octets(d, 1);
-		return 1;
+		return put_text(d, c, tmp);
 	case DS_CR:
 		if (c == '\n') {
 			d->state = DS_LINE_START;
+			d->crlf_start = 1;
 			return put_crlf(d, tmp);
 		}
 		/* The CR was bare: CRLF, but not a line start (see top). */
+		d->bare_cr++;
 		n = put_crlf(d, tmp);
 		if (c == '\r')
 			return n;	/* stay in DS_CR for the new CR */
 		d->state = DS_TEXT;
-		tmp[n++] = c;
-		count_octets(d, 1);
-		return n;
+		return n + put_text(d, c, tmp + n);
 	case DS_DOT:
 		if (c == '\r') {
 			d->state = DS_DOT_CR;
 			return 0;
 		}
-		if (c == '\n') {		/* ".\n" from an LF-only client */
-			d->done = 1;
-			return 0;
+		if (c == '\n') {	/* ".\n": not the end (see top) */
+			d->bare_lf++;
+			d->state = DS_LINE_START;
+			d->crlf_start = 0;
+			return put_dot_line(d, tmp);
 		}
 		/* Transparency: the leading '.' is dropped. */
 		d->state = DS_TEXT;
-		tmp[0] = c;
-		count_octets(d, 1);
-		return 1;
+		return put_text(d, c, tmp);
 	case DS_DOT_CR:
-		if (c == '\n') {
+		if (c == '\n' && d->crlf_start) {
 			d->done = 1;
 			return 0;
 		}
-		/* "." then a bare CR: the dot is dropped, the CR is bare. */
+		if (c == '\n') {	/* "\n.\r\n": not the end either */
+			d->state = DS_LINE_START;
+			d->crlf_start = 1;
+			return put_dot_line(d, tmp);
+		}
+		/*
+		 * "." then a bare CR: not the end either; the dot is
+		 * stuffing and dropped (keeping it would write four octets
+		 * for one), the CR is bare.
+		 */
+		d->dot_lines++;
+		d->bare_cr++;
 		n = put_crlf(d, tmp);
 		if (c == '\r') {
 			d->state = DS_CR;
 			return n;
 		}
 		d->state = DS_TEXT;
-		tmp[n++] = c;
-		count_octets(d, 1);
-		return n;
+		return n + put_text(d, c, tmp + n);
 	}
 	return 0;
 }
@@ -204,7 +261,8 @@ decode_byte(struct dot_decoder *d, char c, char *tmp)
  * more than it reads, but every bare LF grows by one octet: when the next
  * byte's output would not fit, we stop and return what was consumed so
  * far; the caller passes the rest again (see dotstuff.h).  At least one
- * byte is always consumed when len > 0, since one byte writes at most 3.
+ * byte is always consumed when len > 0, since one byte writes at most 3
+ * (a kept "." line: the '.' held back from an earlier byte, then CRLF).
  */
 size_t
 dot_decode(struct dot_decoder *d, const char *in, size_t len,
@@ -226,6 +284,7 @@ dot_decode(struct dot_decoder *d, const char *in, size_t len,
 			if (run == 0)
 				break;
 			memcpy(out + o, in + i, run);
+			note_text(d, in + i, run);
 			count_octets(d, run);
 			o += run;
 			i += run;

@@ -44,6 +44,7 @@ struct ctx {
 	char *out;
 	size_t olen, ocap;
 	struct linefix_report *rep;
+	int to7bit;		/* linefix_7bit(): 8-bit bodies are re-encoded too */
 };
 
 enum kind {
@@ -712,6 +713,18 @@ plan_body(const struct hdrinfo *h, int depth, enum kind kind)
 	}
 }
 
+/* Any 8-bit octet in s[0..n)? */
+static int
+any_8bit(const char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if ((unsigned char)s[i] >= 0x80)
+			return 1;
+	return 0;
+}
+
 /* Any 8-bit octet in [from, end), and is it all valid UTF-8? */
 static void
 scan_8bit(const struct ctx *c, size_t from, size_t end, int *has8, int *utf8)
@@ -879,7 +892,9 @@ fix_entity(struct ctx *c, size_t start, size_t end, int depth, enum kind kind)
 	header_read(c, start, end, &h);
 	plan = plan_body(&h, depth, kind);
 	if ((plan == B_QP || plan == B_BASE64 || plan == B_QPSOFT) &&
-	    !has_long_line(c, h.body, end))
+	    !has_long_line(c, h.body, end) &&
+	    !(plan == B_QP && c->to7bit &&
+	    any_8bit(c->msg + h.body, end - h.body)))
 		plan = B_LINES;
 	if (plan == B_QP && h.nct == 0)
 		scan_8bit(c, h.body, end, &has8, &utf8);
@@ -940,19 +955,23 @@ linefix_needed(const char *msg, size_t len)
 	return scan(msg, len, &bare, 1);
 }
 
-char *
-linefix_message(const char *msg, size_t len, size_t *outlen,
-    struct linefix_report *rep)
+static char *
+repair(const char *msg, size_t len, size_t *outlen,
+    struct linefix_report *rep, int to7bit)
 {
 	struct linefix_report dummy;
 	struct ctx c;
 	size_t bare;
+	int needed;
 
 	if (rep == NULL)
 		rep = &dummy;
 	memset(rep, 0, sizeof(*rep));
 	*outlen = 0;
-	if (!scan(msg, len, &bare, 0))
+	needed = scan(msg, len, &bare, 0);
+	if (to7bit)
+		needed = len > 0 && any_8bit(msg, len);
+	if (!needed)
 		return NULL;
 	rep->bare_eol_fixed = bare;
 	c.msg = msg;
@@ -961,7 +980,22 @@ linefix_message(const char *msg, size_t len, size_t *outlen,
 	c.out = xmalloc(c.ocap);
 	c.olen = 0;
 	c.rep = rep;
+	c.to7bit = to7bit;
 	fix_entity(&c, 0, len, 0, ENT_MESSAGE);
 	*outlen = c.olen;
 	return c.out;
+}
+
+char *
+linefix_message(const char *msg, size_t len, size_t *outlen,
+    struct linefix_report *rep)
+{
+	return repair(msg, len, outlen, rep, 0);
+}
+
+char *
+linefix_7bit(const char *msg, size_t len, size_t *outlen,
+    struct linefix_report *rep)
+{
+	return repair(msg, len, outlen, rep, 1);
 }

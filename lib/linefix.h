@@ -4,7 +4,9 @@
  * Since the SMTP smuggling fixes, relays refuse messages with a bare CR,
  * a bare LF or a line longer than 998 octets (RFC 5322 section 2.1.1).
  * linefix_needed() says whether a message has any of these;
- * linefix_message() returns a repaired copy.  What the copy looks like:
+ * linefix_message() returns a repaired copy.  linefix_7bit() repairs the
+ * same way and re-encodes 8-bit bodies too, for a smarthost that does not
+ * offer 8BITMIME.  What the copy looks like:
  *
  *  1. Every line ends in CRLF.  A bare CR and a bare LF each become CRLF
  *     (so CR CR LF is two line breaks); an unterminated last line gets
@@ -89,6 +91,19 @@ int linefix_needed(const char *msg, size_t len);
  * is zeroed and then counts what was done.  The copy never needs repair.
  */
 char *linefix_message(const char *msg, size_t len, size_t *outlen,
+    struct linefix_report *rep);
+
+/*
+ * For a smarthost that does not offer 8BITMIME (RFC 6152 3): a newly
+ * allocated copy of msg[0..len) with everything linefix_message() does,
+ * and in addition every body or leaf part that holds an 8-bit octet and
+ * has an identity encoding (none, 7bit, 8bit, binary) re-encoded as
+ * quoted-printable by rule 4, even without an over-long line.  NULL (and
+ * *outlen 0) when msg has no 8-bit octet.  8-bit octets in header fields,
+ * and in bodies rule 6 leaves alone (a structure that does not parse, a
+ * base64 or quoted-printable body), stay: the caller checks the copy.
+ */
+char *linefix_7bit(const char *msg, size_t len, size_t *outlen,
     struct linefix_report *rep);
 
 #endif

@@ -9,7 +9,7 @@
  *     (output, bytes consumed, done, overlong);
  *   - the decoder never writes more than len + 2 and always progresses;
  *   - the output is CRLF-only, overlong matches its longest line, and when
- *     done the consumed input ends with a "." line;
+ *     done the consumed input ends with <CR><LF>.<CR><LF> (or is ".\r\n");
  *   - encoding the output and decoding that again gives the output back
  *     (plus a CRLF for an unterminated last line);
  *   - encoding the raw input in chunks equals encoding it at once, stays
@@ -213,10 +213,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	if (whole.done) {
 		size_t c = whole.consumed;
-		size_t dot = (c >= 3 && in[c - 2] == '\r') ? c - 3 : c - 2;
 
-		if (c < 2 || in[c - 1] != '\n' || in[dot] != '.' ||
-		    (dot > 0 && in[dot - 1] != '\n'))
+		/* only <CR><LF>.<CR><LF> ends the data (or ".\r\n" first) */
+		if (c < 3 || memcmp(in + c - 3, ".\r\n", 3) != 0 ||
+		    (c > 3 && (c < 5 || memcmp(in + c - 5, "\r\n", 2) != 0)))
 			abort();
 	}
 	if (whole.out.len > whole.consumed * 2)

@@ -14,6 +14,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,6 +28,8 @@ struct result {
 	size_t consumed;
 	int    done;
 	int    overlong;
+	int    nul, eightbit;
+	size_t bare_lf, bare_cr, dot_lines;
 };
 
 /* Encode in[0..len) cut at the given offsets (ascending), then finish. */
@@ -105,6 +108,11 @@ decode_cuts(const char *in, size_t len, size_t max_line, const size_t *cuts,
 	}
 	res->done = d.done;
 	res->overlong = d.overlong;
+	res->nul = d.nul;
+	res->eightbit = d.eightbit;
+	res->bare_lf = d.bare_lf;
+	res->bare_cr = d.bare_cr;
+	res->dot_lines = d.dot_lines;
 }
 
 static void
@@ -131,6 +139,8 @@ decode_lim(const char *in, size_t max_line, struct result *res)
 } while (0)
 
 static struct result r1, r2;
+
+static void check_decode_splits(const char *in, size_t len, size_t max_line);
 
 static void
 test_encode_basic(void **state)
@@ -305,22 +315,113 @@ test_decode_empty(void **state)
 	assert_int_equal(r1.outlen, 0);
 	assert_int_equal(r1.done, 1);
 	assert_int_equal(r1.consumed, 3);
+	/* ".\n" is not the end: only <CR><LF>.<CR><LF> is */
 	decode_str(".\n", &r1);
-	assert_int_equal(r1.outlen, 0);
-	assert_int_equal(r1.done, 1);
+	assert_out(&r1, ".\r\n");
+	assert_int_equal(r1.done, 0);
 	assert_int_equal(r1.consumed, 2);
+	assert_int_equal(r1.dot_lines, 1);
 }
 
 static void
 test_decode_bare_lf(void **state)
 {
 	(void)state;
+	/* bare LF ends a line and becomes CRLF; a leading '.' is unstuffed */
+	decode_str("a\nb\r\n\n..c\r\n.\r\n", &r1);
+	assert_out(&r1, "a\r\nb\r\n\r\n.c\r\n");
+	assert_int_equal(r1.done, 1);
+	assert_int_equal(r1.bare_lf, 2);
+	/* but a "." line next to a bare LF never ends the data */
 	decode_str("a\nb\r\n\n.\n", &r1);
-	assert_out(&r1, "a\r\nb\r\n\r\n");
-	assert_int_equal(r1.done, 1);
+	assert_out(&r1, "a\r\nb\r\n\r\n.\r\n");
+	assert_int_equal(r1.done, 0);
 	decode_str("a\n..b\n.\r\n", &r1);
-	assert_out(&r1, "a\r\n.b\r\n");
+	assert_out(&r1, "a\r\n.b\r\n.\r\n");
+	assert_int_equal(r1.done, 0);
+	assert_int_equal(r1.dot_lines, 1);
+	decode_str("a\n..b\n.\r\n.\r\n", &r1);
+	assert_out(&r1, "a\r\n.b\r\n.\r\n");
 	assert_int_equal(r1.done, 1);
+}
+
+/*
+ * SMTP smuggling: each "dot line" that is not <CR><LF>.<CR><LF> stays in
+ * the message, and the data ends at the one real terminator, whatever the
+ * chunking.
+ */
+static void
+test_decode_smuggling_variants(void **state)
+{
+	static const char *const variant[] = {
+		"\n.\n", "\r\n.\n", "\n.\r\n", "\r.\r\n", "\r\n.\r",
+		"\r.\r", "\n.\r", "\r\n.\r\r\n",
+	};
+	static const char evil[] = "MAIL FROM:<e@x>\r\nRCPT TO:<v@y>\r\nDATA\r\nz\r\n";
+	char in[256];
+	size_t i, len;
+
+	(void)state;
+	for (i = 0; i < sizeof(variant) / sizeof(variant[0]); i++) {
+		len = (size_t)snprintf(in, sizeof(in), "a%s%s.\r\nQUIT\r\n",
+		    variant[i], evil);
+		decode_mem(in, len, 0, &r1);
+		assert_int_equal(r1.done, 1);
+		assert_int_equal(r1.consumed, len - 6);	/* "QUIT\r\n" left */
+		/* after a bare CR a '.' is plain text, not a dot line */
+		assert_true(r1.dot_lines == 1 ||
+		    (variant[i][0] == '\r' && variant[i][1] == '.'));
+		assert_true(r1.outlen >= sizeof(evil) - 1);
+		assert_memory_equal(r1.out + r1.outlen - (sizeof(evil) - 1),
+		    evil, sizeof(evil) - 1);
+		check_decode_splits(in, len, 0);
+	}
+	/* what each one becomes */
+	decode_str("a\n.\nb\r\n.\r\n", &r1);
+	assert_out(&r1, "a\r\n.\r\nb\r\n");
+	decode_str("a\r\n.\nb\r\n.\r\n", &r1);
+	assert_out(&r1, "a\r\n.\r\nb\r\n");
+	decode_str("a\n.\r\nb\r\n.\r\n", &r1);
+	assert_out(&r1, "a\r\n.\r\nb\r\n");
+	decode_str("a\r.\r\nb\r\n.\r\n", &r1);
+	assert_out(&r1, "a\r\n.\r\nb\r\n");
+	decode_str("a\r\n.\rb\r\n.\r\n", &r1);
+	assert_out(&r1, "a\r\n\r\nb\r\n");
+	assert_int_equal(r1.bare_cr, 1);
+	/* the real terminator split anywhere still ends the data */
+	check_decode_splits("a\r\n.\r\n", 7, 0);
+}
+
+static void
+test_decode_nul_and_8bit(void **state)
+{
+	static const char nul[] = "a\0b\r\n.\r\n";
+	static const char nul2[] = "\0\r\n.\r\n";
+	static const char nul3[] = "a\r\0\r\n.\r\n";
+
+	(void)state;
+	decode_str("plain ascii\r\n.\r\n", &r1);
+	assert_int_equal(r1.nul, 0);
+	assert_int_equal(r1.eightbit, 0);
+	decode_mem(nul, sizeof(nul) - 1, 0, &r1);
+	assert_int_equal(r1.done, 1);
+	assert_int_equal(r1.nul, 1);
+	assert_int_equal(r1.outlen, 5);		/* passed through: the caller judges */
+	decode_mem(nul2, sizeof(nul2) - 1, 0, &r1);
+	assert_int_equal(r1.nul, 1);
+	decode_mem(nul3, sizeof(nul3) - 1, 0, &r1);
+	assert_int_equal(r1.nul, 1);
+	assert_int_equal(r1.eightbit, 0);
+	decode_str("caf\xc3\xa9\r\n.\r\n", &r1);
+	assert_int_equal(r1.eightbit, 1);
+	assert_int_equal(r1.nul, 0);
+	decode_str("..\xff\r\n.\r\n", &r1);
+	assert_int_equal(r1.eightbit, 1);
+	decode_str("\r\xff\r\n.\r\n", &r1);
+	assert_int_equal(r1.eightbit, 1);
+	/* after the end nothing counts */
+	decode_str("a\r\n.\r\n\xff", &r1);
+	assert_int_equal(r1.eightbit, 0);
 }
 
 static void
@@ -361,9 +462,11 @@ test_decode_rest_not_consumed(void **state)
 	assert_out(&r1, "hi\r\n");
 	assert_int_equal(r1.done, 1);
 	assert_int_equal(r1.consumed, 7);
+	/* LF-only: no end of data, all of it is text */
 	decode_mem(lf, sizeof(lf) - 1, 0, &r1);
-	assert_out(&r1, "hi\r\n");
-	assert_int_equal(r1.consumed, 5);
+	assert_out(&r1, "hi\r\n.\r\nMAIL FROM:<>\r\n");
+	assert_int_equal(r1.consumed, sizeof(lf) - 1);
+	assert_int_equal(r1.done, 0);
 	/* terminator split between CR and LF */
 	decode_cuts(in, sizeof(in) - 1, 0, cut, 1, &r1);
 	assert_int_equal(r1.consumed, 7);
@@ -581,7 +684,7 @@ test_round_trip(void **state)
 static void
 test_decode_encode_decode(void **state)
 {
-	static const char wire[] = "a\rb\n..c\r\n.\rd\r\r\n\n.\r\n";
+	static const char wire[] = "a\rb\n..c\r\n.\rd\r\r\n\n.\r\n.\n\r\n.\r\n";
 	struct result r3;
 
 	(void)state;
@@ -611,6 +714,8 @@ main(void)
 		cmocka_unit_test(test_decode_empty),
 		cmocka_unit_test(test_decode_bare_lf),
 		cmocka_unit_test(test_decode_bare_cr),
+		cmocka_unit_test(test_decode_smuggling_variants),
+		cmocka_unit_test(test_decode_nul_and_8bit),
 		cmocka_unit_test(test_decode_rest_not_consumed),
 		cmocka_unit_test(test_decode_done_consumes_nothing),
 		cmocka_unit_test(test_decode_unterminated),

@@ -1074,6 +1074,63 @@ test_large_input(void **state)
 	free(in);
 }
 
+/* linefix_7bit(): 8-bit bodies and leaf parts to quoted-printable, nothing else. */
+static void
+test_to_7bit(void **state)
+{
+	static const char plain[] = "Subject: x\r\n\r\nascii only\r\n";
+	static const char single[] = "Subject: x\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n"
+	    "Content-Transfer-Encoding: 8bit\r\n\r\ncaf\xc3\xa9\r\n";
+	static const char mp[] = "Subject: x\r\nMIME-Version: 1.0\r\n"
+	    "Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n"
+	    "Content-Type: text/plain\r\n\r\nascii\r\n--b\r\n"
+	    "Content-Type: text/plain; charset=latin1\r\n\r\nna\xefve\r\n--b--\r\n";
+	static const char hdr8[] = "Subject: caf\xc3\xa9\r\n\r\nascii\r\n";
+	struct linefix_report r;
+	size_t n = 99, i, dn;
+	char *out, *z, *d;
+	(void)state;
+
+	assert_null(linefix_7bit(plain, sizeof(plain) - 1, &n, &r));
+	assert_int_equal(n, 0);
+
+	out = linefix_7bit(single, sizeof(single) - 1, &n, &r);
+	assert_non_null(out);
+	assert_clean(out, n);
+	for (i = 0; i < n; i++)
+		assert_true((unsigned char)out[i] < 0x80);
+	z = strndup(out, n);
+	assert_non_null(z);
+	assert_non_null(strstr(z, "Content-Transfer-Encoding: quoted-printable\r\n\r\n"));
+	assert_null(strstr(z, ": 8bit"));
+	d = qp_decode(body_of(z), strlen(body_of(z)), &dn);
+	assert_int_equal(dn, 7);
+	assert_memory_equal(d, "caf\xc3\xa9\r\n", 7);
+	assert_int_equal(r.parts_qp_encoded, 1);
+	free(d);
+	free(z);
+	free(out);
+
+	/* only the 8-bit leaf part is re-encoded; the ASCII one is untouched */
+	out = linefix_7bit(mp, sizeof(mp) - 1, &n, &r);
+	assert_non_null(out);
+	z = strndup(out, n);
+	assert_non_null(z);
+	assert_non_null(strstr(z, "--b\r\nContent-Type: text/plain\r\n\r\nascii\r\n--b\r\n"));
+	assert_non_null(strstr(z, "charset=latin1\r\nContent-Transfer-Encoding: quoted-printable\r\n"
+	    "\r\nna=EFve\r\n--b--\r\n"));
+	assert_int_equal(r.parts_qp_encoded, 1);
+	free(z);
+	free(out);
+
+	/* 8-bit in a header field is not the body's to encode: it stays */
+	out = linefix_7bit(hdr8, sizeof(hdr8) - 1, &n, &r);
+	assert_non_null(out);
+	assert_int_equal(n, sizeof(hdr8) - 1);
+	assert_memory_equal(out, hdr8, n);
+	free(out);
+}
+
 int
 main(void)
 {
@@ -1100,6 +1157,7 @@ main(void)
 		cmocka_unit_test(test_limit_998_999),
 		cmocka_unit_test(test_idempotent),
 		cmocka_unit_test(test_odd_input),
+		cmocka_unit_test(test_to_7bit),
 		cmocka_unit_test(test_digest_parts_are_messages),
 		cmocka_unit_test(test_deep_nesting_is_bounded),
 		cmocka_unit_test(test_large_input),
