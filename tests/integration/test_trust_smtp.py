@@ -213,16 +213,6 @@ def test_nul_byte_is_refused_at_end_of_data(daemon, smarthost, kind):
     d.wait_for_log(r"refused: .*NUL")
 
 
-def test_nul_byte_through_sendmail_is_refused(daemon, smarthost):
-    sh = smarthost()
-    d = daemon(sh)
-    r = d.sendmail(["-i", OUTER_TO], make_message(body="a\x00b\n"))
-    assert r.rc == 69, r        # EX_UNAVAILABLE: the client's exit code for a 554
-    assert "NUL" in r.err_text and len(r.err_text.strip().splitlines()) == 1, r
-    assert d.queue_json() == [] and d.queue_files() == []
-    assert d.accepted() == []
-
-
 # --- 8-bit content without BODY=8BITMIME
 
 EIGHTBIT_TEXT = "Grüße aus Köln, 3 € — naïve café\n"
