@@ -35,6 +35,7 @@
 
 #include <event2/event.h>
 
+#include "addr.h"
 #include "commit.h"
 #include "daemon.h"
 #include "local.h"
@@ -341,6 +342,28 @@ feed(struct spool_txn *txn, struct maildrop_crlf *cs, const char *p, size_t len)
 	return 0;
 }
 
+/* strict_addresses holds for a drop as for the listeners (their 553): 1 and err when it refuses one. */
+static int
+strict_refuses(const struct maildrop_env *de, char *err, size_t errlen)
+{
+	const char *why;
+	size_t i;
+
+	if (!D->conf->strict_addresses)
+		return 0;
+	if (de->sender[0] && addr_spec_check(de->sender, ADDR_LOCAL_OK, &why) == -1) {
+		snprintf(err, errlen, "bad sender address: %s (strict_addresses)", why);
+		return 1;
+	}
+	for (i = 0; i < de->nrcpt; i++) {
+		if (addr_spec_check(de->rcpts[i], ADDR_LOCAL_OK, &why) == -1) {
+			snprintf(err, errlen, "bad address of recipient %zu: %s (strict_addresses)", i + 1, why);
+			return 1;
+		}
+	}
+	return 0;
+}
+
 /*
  * Import one drop.  Nothing is sized by what the file claims: at most
  * MAILDROP_HEADER_MAX + MSG_HEADER_MAX octets are held (the drop's
@@ -406,6 +429,11 @@ import(const char *name)
 	eof = (size_t)n < cap;
 	got = (unsigned long long)n;
 	if (maildrop_parse(buf, (size_t)n, &de, &off, err, sizeof err) == -1) {
+		quarantine(name, &st, "not a valid drop (%s)", err);
+		goto out;
+	}
+	if (strict_refuses(&de, err, sizeof err)) {
+		maildrop_env_free(&de);
 		quarantine(name, &st, "not a valid drop (%s)", err);
 		goto out;
 	}

@@ -169,6 +169,20 @@ def test_nul_octet_drop_is_quarantined_not_relayed(daemon, smarthost):
     assert quarantine(d) == ["nul"]
 
 
+def test_strict_addresses_holds_for_drops(daemon, smarthost):
+    require_root("chowning drops to nobody")
+    sh = smarthost()
+    d = daemon(sh, overrides={"strict_addresses": "yes"})
+    put_drop(d, "bad-rcpt", drop_header(rcpts=(RCPT, "two@@example.net"))
+             + to_crlf(make_message(subject="bad address")))
+    d.wait_for_log(r"maildrop/bad-rcpt: not a valid drop \(bad address of recipient 2: .*"
+                   r"\(strict_addresses\)\), uid=%d, size=\d+; moved to" % NOBODY)
+    v = Valid(d, sh)
+    v.one()
+    v.only_these_delivered()
+    assert quarantine(d) == ["bad-rcpt"]
+
+
 def test_symlink_and_fifo_are_quarantined_and_logged_once(daemon, smarthost):
     sh = smarthost()
     d = daemon(sh)
