@@ -11,7 +11,7 @@
  * never by its claimed size, and the daemon's max_message_size holds for
  * it as for any submission.  What cannot be imported (not a drop, a
  * garbled header or address, content over max_message_size or with a
- * NUL octet, a symbolic link or other non-file) is moved to
+ * NUL octet, a symbolic link, a hard link or other non-file) is moved to
  * spool_dir/quarantine/ with one log line and never stops the daemon;
  * quarantine/ is kept within a count and a size, the oldest removed
  * first.  Partial drops (".tmp.*") left by a writer that died are
@@ -408,6 +408,16 @@ import(const char *name)
 		if (fstatat(dropfd, name, &st, AT_SYMLINK_NOFOLLOW) == -1)
 			return;
 		quarantine(name, &st, "not a valid drop (not a regular file)");
+		return;
+	}
+	/*
+	 * The client writes a new file and renames it: a second name means
+	 * someone linked a file in, maybe one the daemon's group may read
+	 * and the linker may not (where protected_hardlinks is off).
+	 */
+	if (st.st_nlink != 1) {
+		close(fd);
+		quarantine(name, &st, "not a valid drop (a file with %lu names)", (unsigned long)st.st_nlink);
 		return;
 	}
 	/* certainly too large, whatever its header holds: refused without reading it */

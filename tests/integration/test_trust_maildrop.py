@@ -183,20 +183,26 @@ def test_strict_addresses_holds_for_drops(daemon, smarthost):
     assert quarantine(d) == ["bad-rcpt"]
 
 
-def test_symlink_and_fifo_are_quarantined_and_logged_once(daemon, smarthost):
+def test_symlink_fifo_and_hard_link_are_quarantined_and_logged_once(daemon, smarthost):
     sh = smarthost()
     d = daemon(sh)
     os.symlink("/etc/shadow", drop_path(d, "link"))
     os.mkfifo(drop_path(d, "fifo"))
+    secret = os.path.join(d.dir, "secret")          # a file the daemon may read
+    with open(secret, "wb") as f:
+        f.write(drop_header() + to_crlf(make_message(subject="linked in")))
+    os.link(secret, drop_path(d, "hardlink"))
     v = Valid(d, sh)
     for _ in range(3):
         v.one()
     v.only_these_delivered()
     d.wait_for_log(r"maildrop/link: not a valid drop \(a symbolic link\), uid=0, size=\d+; moved to")
     d.wait_for_log(r"maildrop/fifo: not a valid drop \(not a regular file\), uid=0, size=0; moved to")
-    assert len(lines_with(d, "maildrop/link")) == 1, lines_with(d, "maildrop/link")
-    assert len(lines_with(d, "maildrop/fifo")) == 1, lines_with(d, "maildrop/fifo")
-    assert quarantine(d) == ["fifo", "link"]
+    d.wait_for_log(r"maildrop/hardlink: not a valid drop \(a file with 2 names\), uid=0, size=\d+; moved to")
+    for name in ("link", "fifo", "hardlink"):
+        assert len(lines_with(d, "maildrop/%s:" % name)) == 1, lines_with(d, "maildrop/" + name)
+    assert quarantine(d) == ["fifo", "hardlink", "link"]
+    assert os.path.exists(secret)
     assert os.path.islink(os.path.join(d.spool, "quarantine", "link"))
     assert maildrop(d) == []
 
