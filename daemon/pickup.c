@@ -14,7 +14,8 @@
  * NUL octet, a symbolic link, a hard link or other non-file) is moved to
  * spool_dir/quarantine/ with one log line and never stops the daemon;
  * quarantine/ is kept within a count and a size, the oldest removed
- * first.  Partial drops (".tmp.*") left by a writer that died are
+ * first.  The sender of a well-formed drop over max_message_size is sent
+ * a delivery status notification, as a listener's 552 would have told it.  Partial drops (".tmp.*") left by a writer that died are
  * removed after a grace period, at start and on each scan.
  */
 #include "config.h"
@@ -36,6 +37,7 @@
 #include <event2/event.h>
 
 #include "addr.h"
+#include "bounce.h"
 #include "commit.h"
 #include "daemon.h"
 #include "local.h"
@@ -93,6 +95,9 @@ busy_del(const char *name)
 
 struct pickup_ctx {
 	char *name;
+	int refused;                /* a stub for the notice of a drop over max_message_size */
+	struct stat st;             /* refused: the drop, for the quarantine's log line */
+	unsigned long long max;     /* refused: the limit it broke */
 };
 
 /*
@@ -250,12 +255,13 @@ quarantine_trim(void)
  * overwritten), in one log line that names it, its owner and its size.
  * Once moved it is out of the maildrop, so no later scan reports it again;
  * when it cannot be moved it is tried again on each scan, reported once.
+ * Returns 0 when moved, -1 when not.
  */
-static void
+static int
 quarantine(const char *name, const struct stat *st, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-static void
+static int
 quarantine(const char *name, const struct stat *st, const char *fmt, ...)
 {
 	char why[512], qname[256];
@@ -268,7 +274,7 @@ quarantine(const char *name, const struct stat *st, const char *fmt, ...)
 	if (mkdirat(D->spool.dirfd, "quarantine", 0700) == -1 && errno != EEXIST) {
 		if (note_first(name))
 			log_warn("maildrop/%s: %s, but cannot create %s/quarantine", name, why, D->spool.dir);
-		return;
+		return -1;
 	}
 	qfd = openat(D->spool.dirfd, "quarantine", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	for (i = 0; qfd != -1 && i < 100; i++) {
@@ -294,6 +300,37 @@ quarantine(const char *name, const struct stat *st, const char *fmt, ...)
 		close(qfd);
 	if (rc == 0)
 		quarantine_trim();
+	return rc;
+}
+
+/*
+ * The stub of a drop over max_message_size is on disk: each recipient's
+ * outcome is logged, the drop goes to quarantine, and bounce_finish()
+ * queues the notice and removes the stub.  A drop that cannot be moved
+ * to quarantine is removed: left in place it would be refused, and its
+ * sender told, again at every scan.
+ */
+static void
+refused_committed(struct commit_req *req, struct pickup_ctx *ctx)
+{
+	struct spool_env *env = &req->env;
+	char orig[600];
+	size_t i;
+
+	for (i = 0; i < env->nrcpt; i++) {
+		const struct spool_rcpt *r = &env->rcpts[i];
+		if (r->orig != NULL && strcmp(r->orig, r->addr) != 0)
+			snprintf(orig, sizeof orig, ", orig_to=<%s>", r->orig);
+		else
+			orig[0] = '\0';
+		log_qid(LOG_WARNING, env->id, "bounced", "to=<%s>%s, relay=none, tls=none, delay=0.00, "
+		    "attempts=1, dsn=5.3.4, status=bounced (%s)", r->addr, orig, r->last_reply);
+	}
+	D->stats.bounced += env->nrcpt;
+	if (quarantine(ctx->name, &ctx->st, "larger than max_message_size (%llu)", ctx->max) == -1 &&
+	    unlinkat(dropfd, ctx->name, 0) == 0)
+		log_warnx("maildrop/%s: removed instead; its sender is notified", ctx->name);
+	bounce_finish(env);
 }
 
 static void
@@ -301,7 +338,9 @@ on_committed(struct commit_req *req, void *arg)
 {
 	struct pickup_ctx *ctx = arg;
 
-	if (req->rc == 0) {
+	if (req->rc == 0 && ctx->refused) {
+		refused_committed(req, ctx);
+	} else if (req->rc == 0) {
 		if (unlinkat(dropfd, ctx->name, 0) == -1 && errno != ENOENT)
 			log_warn("maildrop/%s: imported, but cannot remove it", ctx->name);
 		fsync_dir_fd(dropfd);
@@ -364,6 +403,99 @@ strict_refuses(const struct maildrop_env *de, char *err, size_t errlen)
 	return 0;
 }
 
+/* The envelope of a drop, as for any local submission (the sender and header rewritten by the same policy). */
+static void
+env_from_drop(struct spool_env *env, const struct maildrop_env *de, const char *id,
+    const struct timeval *arrival, uid_t uid)
+{
+	struct rewrite_policy pol = conf_rewrite_policy(D->conf);
+	size_t i;
+
+	memcpy(env->id, id, sizeof env->id);
+	env->arrival = arrival->tv_sec;
+	env->arrival_usec = arrival->tv_usec;
+	env->sender = rewrite_sender(&pol, de->sender);
+	env->uid = uid;	/* the submitter: the file's owner */
+	strlcpy_mr(env->via, "maildrop", sizeof env->via);
+	env->eightbit = de->eightbit;
+	env->smtputf8 = de->smtputf8;
+	strlcpy_mr(env->ret, de->ret, sizeof env->ret);
+	strlcpy_mr(env->envid, de->envid, sizeof env->envid);
+	for (i = 0; i < de->nrcpt; i++)
+		local_add_rcpt(env, de->rcpts[i]);
+	for (i = 0; i < env->nrcpt; i++)
+		strlcpy_mr(env->rcpts[i].notify, de->notify, sizeof env->rcpts[i].notify);
+}
+
+/* Hand a request to the committer; the drop is busy (not picked again) until it answers. */
+static void
+submit(struct commit_req *req, const char *name, struct pickup_ctx *ctx)
+{
+	struct busy *b = xcalloc(1, sizeof *b);
+
+	ctx->name = xstrdup(name);
+	b->name = xstrdup(name);
+	b->next = busy;
+	busy = b;
+	req->kind = COMMIT_NEW;
+	req->done = on_committed;
+	req->arg = ctx;
+	commit_submit(req);
+}
+
+/*
+ * A drop over max_message_size whose header is well formed: as Postfix's
+ * cleanup does, the sender is told (a drop is what sendmail left when the
+ * daemon was down: its exit 0 told nobody anything).  A stub holding only
+ * the message's header section is committed with every recipient failed
+ * "552 5.3.4", so that the notice is made and queued, with the headers,
+ * by bounce_finish() like any other (NOTIFY, the null sender and
+ * double_bounce obeyed); the drop goes to quarantine once the stub is
+ * durable, and a crash before leaves the drop to be refused again.
+ */
+static void
+refuse_oversize(const char *name, const struct stat *st, const struct maildrop_env *de,
+    const char *hdr, size_t hlen, unsigned long long max)
+{
+	struct maildrop_crlf cs = { 0 };
+	struct timeval arrival;
+	struct commit_req *req;
+	struct pickup_ctx *ctx;
+	char id[QID_LEN + 1], reply[128], end[2];
+	time_t now = time(NULL);
+	size_t i;
+
+	daemon_new_qid(id, &arrival);
+	req = xcalloc(1, sizeof *req);
+	if (spool_txn_begin(&D->spool, id, &req->txn) == -1) {
+		log_err("maildrop/%s: cannot create a queue file; will try again", name);
+		retry_soon();
+		free(req);
+		return;
+	}
+	feed(&req->txn, &cs, hdr, hlen);
+	spool_txn_write(&req->txn, end, maildrop_crlf_end(&cs, end));
+	spool_txn_write(&req->txn, "\r\n", 2);	/* the empty line: no body */
+	env_from_drop(&req->env, de, id, &arrival, st->st_uid);
+	req->env.size = req->txn.size;
+	strlcpy_mr(req->env.ret, "HDRS", sizeof req->env.ret);	/* the stub is no message to return */
+	snprintf(reply, sizeof reply, "552 5.3.4 Message size exceeds the limit of %llu bytes", max);
+	for (i = 0; i < req->env.nrcpt; i++) {
+		struct spool_rcpt *r = &req->env.rcpts[i];
+		r->status = RCPT_FAILED;
+		r->attempts = 1;
+		r->last_attempt = now;
+		free(r->last_reply);
+		r->last_reply = xstrdup(reply);
+		spool_env_add_attempt(&req->env, now, (unsigned)i, "bounced", "none", reply);
+	}
+	ctx = xcalloc(1, sizeof *ctx);
+	ctx->refused = 1;
+	ctx->st = *st;
+	ctx->max = max;
+	submit(req, name, ctx);
+}
+
 /*
  * Import one drop.  Nothing is sized by what the file claims: at most
  * MAILDROP_HEADER_MAX + MSG_HEADER_MAX octets are held (the drop's
@@ -376,6 +508,7 @@ strict_refuses(const struct maildrop_env *de, char *err, size_t errlen)
 static void
 import(const char *name)
 {
+	static char chunk[READ_CHUNK];
 	struct stat st;
 	struct maildrop_env de;
 	struct spool_txn txn;
@@ -383,10 +516,10 @@ import(const char *name)
 	struct timeval arrival;
 	char err[256], id[QID_LEN + 1];
 	unsigned long long max = D->conf->max_message_size, got;
-	size_t off, i, cap, clen, hl = 0, nl = 0;
+	size_t off, cap, clen, hl, hsec, nl = 0;
 	char *buf, *c, *nh = NULL;
 	ssize_t n;
-	int fd, eof, bad;
+	int fd, eof, bad, complete;
 
 	fd = openat(dropfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
 	if (fd == -1) {
@@ -420,12 +553,6 @@ import(const char *name)
 		quarantine(name, &st, "not a valid drop (a file with %lu names)", (unsigned long)st.st_nlink);
 		return;
 	}
-	/* certainly too large, whatever its header holds: refused without reading it */
-	if (max && (unsigned long long)st.st_size > MAILDROP_HEADER_MAX + max) {
-		close(fd);
-		quarantine(name, &st, "larger than max_message_size (%llu)", max);
-		return;
-	}
 	cap = MAILDROP_HEADER_MAX + MSG_HEADER_MAX;
 	if ((unsigned long long)st.st_size < cap)
 		cap = (size_t)st.st_size + 1;	/* one more: a file that grew is still seen to go on */
@@ -443,52 +570,55 @@ import(const char *name)
 		goto out;
 	}
 	if (strict_refuses(&de, err, sizeof err)) {
-		maildrop_env_free(&de);
 		quarantine(name, &st, "not a valid drop (%s)", err);
-		goto out;
+		goto out_env;
 	}
 	c = buf + off;
 	clen = (size_t)n - off;
 	if (memchr(c, '\0', clen) != NULL) {
-		maildrop_env_free(&de);
 		quarantine(name, &st, "a NUL octet in the message (RFC 5321 forbids it)");
-		goto out;
+		goto out_env;
+	}
+	/*
+	 * The message's header section, when it is complete within
+	 * MSG_HEADER_MAX (or the whole message is that header): its local
+	 * addresses are rewritten as for the submit socket, and a refusal
+	 * notice returns it.  A longer one is stored as it came, as smtpd does.
+	 */
+	hl = rewrite_header_len(c, clen, clen < MSG_HEADER_MAX ? clen : MSG_HEADER_MAX, &complete);
+	hsec = complete || (eof && clen <= MSG_HEADER_MAX) ? hl : 0;
+	/* certainly too large (line ends only grow): refused without reading the rest */
+	if (max && (unsigned long long)st.st_size > off + max) {
+		refuse_oversize(name, &st, &de, c, hsec, max);
+		goto out_env;
 	}
 	daemon_new_qid(id, &arrival);
 	if (spool_txn_begin(&D->spool, id, &txn) == -1) {
 		log_err("maildrop/%s: cannot create a queue file; will try again", name);
 		retry_soon();
-		maildrop_env_free(&de);
-		goto out;
+		goto out_env;
 	}
-	/*
-	 * Local addresses in the header rewritten as for the submit socket,
-	 * when the header section is complete within MSG_HEADER_MAX (or the
-	 * whole message is that header); a longer one is stored as it came,
-	 * as smtpd does.
-	 */
-	struct rewrite_policy pol = conf_rewrite_policy(D->conf);
-	int complete;
-	hl = rewrite_header_len(c, clen, clen < MSG_HEADER_MAX ? clen : MSG_HEADER_MAX, &complete);
-	if (hl > 0 && (complete || (eof && clen <= MSG_HEADER_MAX)))
-		nh = rewrite_header_block(&pol, c, hl, &nl, NULL);
+	if (hsec > 0) {
+		struct rewrite_policy pol = conf_rewrite_policy(D->conf);
+		nh = rewrite_header_block(&pol, c, hsec, &nl, NULL);
+	}
 	if (nh != NULL)
-		bad = feed(&txn, &cs, nh, nl) == -1 || feed(&txn, &cs, c + hl, clen - hl) == -1;
+		bad = feed(&txn, &cs, nh, nl) == -1 || feed(&txn, &cs, c + hsec, clen - hsec) == -1;
 	else
 		bad = feed(&txn, &cs, c, clen) == -1;
 	free(nh);
+	/* the rest in pieces, into chunk: buf still holds the header section for a refusal */
 	while (!bad && !eof) {
-		n = read_full(fd, buf, cap);
+		n = read_full(fd, chunk, sizeof chunk);
 		if (n == -1) {
 			if (note_first(name))
 				log_warn("maildrop/%s: read error; will try again", name);
 			spool_txn_abort(&txn);
-			maildrop_env_free(&de);
-			goto out;
+			goto out_env;
 		}
 		got += (unsigned long long)n;
-		eof = (size_t)n < cap;
-		bad = feed(&txn, &cs, buf, (size_t)n) == -1;
+		eof = (size_t)n < sizeof chunk;
+		bad = feed(&txn, &cs, chunk, (size_t)n) == -1;
 	}
 	if (!bad) {
 		char end[2];
@@ -497,53 +627,25 @@ import(const char *name)
 	}
 	if (bad) {
 		spool_txn_abort(&txn);
-		maildrop_env_free(&de);
 		if (got > (unsigned long long)st.st_size)
 			st.st_size = (off_t)got;	/* it grew while read: say what was seen */
 		if (cs.nul)
 			quarantine(name, &st, "a NUL octet in the message (RFC 5321 forbids it)");
 		else
-			quarantine(name, &st, "larger than max_message_size (%llu)", max);
-		goto out;
+			refuse_oversize(name, &st, &de, c, hsec, max);
+		goto out_env;
 	}
-	close(fd);
-	fd = -1;
-	free(buf);
-	buf = NULL;
 	struct commit_req *req = xcalloc(1, sizeof *req);
-	req->kind = COMMIT_NEW;
 	spool_txn_filter(&txn, smtpd_linefix, id);
-	req->env.size = txn.size;
 	req->txn = txn;
-	memcpy(req->env.id, id, sizeof req->env.id);
-	req->env.arrival = arrival.tv_sec;
-	req->env.arrival_usec = arrival.tv_usec;
-	req->env.sender = rewrite_sender(&pol, de.sender);
-	req->env.uid = st.st_uid;	/* the submitter: the file's owner */
-	strlcpy_mr(req->env.via, "maildrop", sizeof req->env.via);
-	req->env.eightbit = de.eightbit;
-	req->env.smtputf8 = de.smtputf8;
-	strlcpy_mr(req->env.ret, de.ret, sizeof req->env.ret);
-	strlcpy_mr(req->env.envid, de.envid, sizeof req->env.envid);
-	for (i = 0; i < de.nrcpt; i++)
-		local_add_rcpt(&req->env, de.rcpts[i]);
-	for (i = 0; i < req->env.nrcpt; i++)
-		strlcpy_mr(req->env.rcpts[i].notify, de.notify, sizeof req->env.rcpts[i].notify);
-	maildrop_env_free(&de);
+	req->env.size = txn.size;
+	env_from_drop(&req->env, &de, id, &arrival, st.st_uid);
 	note_forget(name);
-
-	struct pickup_ctx *ctx = xcalloc(1, sizeof *ctx);
-	ctx->name = xstrdup(name);
-	struct busy *b = xcalloc(1, sizeof *b);
-	b->name = xstrdup(name);
-	b->next = busy;
-	busy = b;
-	req->done = on_committed;
-	req->arg = ctx;
-	commit_submit(req);
+	submit(req, name, xcalloc(1, sizeof(struct pickup_ctx)));
+out_env:
+	maildrop_env_free(&de);
 out:
-	if (fd != -1)
-		close(fd);
+	close(fd);
 	free(buf);
 }
 
