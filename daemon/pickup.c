@@ -451,7 +451,9 @@ submit(struct commit_req *req, const char *name, struct pickup_ctx *ctx)
  * "552 5.3.4", so that the notice is made and queued, with the headers,
  * by bounce_finish() like any other (NOTIFY, the null sender and
  * double_bounce obeyed); the drop goes to quarantine once the stub is
- * durable, and a crash before leaves the drop to be refused again.
+ * durable.  A crash before that leaves the drop to be refused again, and
+ * a crash between the two leaves both: the sender may be told twice,
+ * never not at all.
  */
 static void
 refuse_oversize(const char *name, const struct stat *st, const struct maildrop_env *de,
