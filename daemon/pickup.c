@@ -15,8 +15,9 @@
  * spool_dir/quarantine/ with one log line and never stops the daemon;
  * quarantine/ is kept within a count and a size, the oldest removed
  * first.  The sender of a well-formed drop over max_message_size is sent
- * a delivery status notification, as a listener's 552 would have told it.  Partial drops (".tmp.*") left by a writer that died are
- * removed after a grace period, at start and on each scan.
+ * a delivery status notification, as a listener's 552 would have told
+ * it.  Partial drops (".tmp.*") left by a writer that died are removed
+ * after a grace period, at start and on each scan.
  */
 #include "config.h"
 
