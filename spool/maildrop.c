@@ -18,9 +18,6 @@
 #include "util.h"
 #include "xmalloc.h"
 
-#define DROP_ADDR_MAX 256
-#define DROP_RCPT_MAX 10000
-
 int
 maildrop_write(const char *spool_dir, const struct maildrop_env *env,
     const struct iovec *parts, size_t nparts, char *errbuf, size_t errlen)
@@ -117,7 +114,7 @@ addr_ok(const char *s, size_t len)
 {
 	size_t i;
 
-	if (len > DROP_ADDR_MAX)
+	if (len > MAILDROP_ADDR_MAX)
 		return 0;
 	for (i = 0; i < len; i++)
 		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f || s[i] == '<' || s[i] == '>')
@@ -181,7 +178,7 @@ maildrop_parse(const char *buf, size_t len, struct maildrop_env *env, size_t *co
 			env->sender = xstrndup(v, vl);
 			have_sender = 1;
 		} else if (kl == 4 && memcmp(line, "rcpt", 4) == 0) {
-			if (vl == 0 || !addr_ok(v, vl) || env->nrcpt >= DROP_RCPT_MAX) {
+			if (vl == 0 || !addr_ok(v, vl) || env->nrcpt >= MAILDROP_RCPT_MAX) {
 				snprintf(errbuf, errlen, "line %zu: bad recipient", lineno);
 				goto fail;
 			}
@@ -214,6 +211,11 @@ maildrop_parse(const char *buf, size_t len, struct maildrop_env *env, size_t *co
 			goto fail;
 		}
 	}
+	/* holds by construction (see maildrop.h); checked because readers size their buffers by it */
+	if (off > MAILDROP_HEADER_MAX) {
+		snprintf(errbuf, errlen, "header longer than %d octets", MAILDROP_HEADER_MAX);
+		goto fail;
+	}
 	if (!have_sender || env->nrcpt == 0) {
 		snprintf(errbuf, errlen, "no sender or no recipient");
 		goto fail;
@@ -223,4 +225,45 @@ maildrop_parse(const char *buf, size_t len, struct maildrop_env *env, size_t *co
 fail:
 	maildrop_env_free(env);
 	return -1;
+}
+
+size_t
+maildrop_crlf_feed(struct maildrop_crlf *st, const char *p, size_t len, char *out)
+{
+	size_t i, o = 0;
+
+	for (i = 0; i < len; i++) {
+		char c = p[i];
+
+		if (st->cr) {
+			st->cr = 0;
+			if (c == '\n')
+				continue;	/* the LF of a CRLF: one line end */
+		}
+		if (c == '\r' || c == '\n') {
+			out[o++] = '\r';
+			out[o++] = '\n';
+			st->cr = c == '\r';
+			st->open = 0;
+			continue;
+		}
+		if (c == '\0')
+			st->nul = 1;
+		out[o++] = c;
+		st->open = 1;
+	}
+	st->out += o;
+	return o;
+}
+
+size_t
+maildrop_crlf_end(struct maildrop_crlf *st, char *out)
+{
+	if (!st->open)
+		return 0;
+	out[0] = '\r';
+	out[1] = '\n';
+	st->open = 0;
+	st->out += 2;
+	return 2;
 }
