@@ -643,6 +643,8 @@ import(const char *name)
 	req->txn = txn;
 	req->env.size = txn.size;
 	env_from_drop(&req->env, &de, id, &arrival, st.st_uid);
+	/* the octets decide, not the drop's claim (as on the listeners) */
+	req->env.eightbit |= cs.eightbit;
 	note_forget(name);
 	submit(req, name, xcalloc(1, sizeof(struct pickup_ctx)));
 out_env:

@@ -249,6 +249,8 @@ maildrop_crlf_feed(struct maildrop_crlf *st, const char *p, size_t len, char *ou
 		}
 		if (c == '\0')
 			st->nul = 1;
+		else if ((unsigned char)c > 127)
+			st->eightbit = 1;
 		out[o++] = c;
 		st->open = 1;
 	}

@@ -75,13 +75,16 @@ void maildrop_env_free(struct maildrop_env *env);
  * size: every LF, CR or CRLF ends a line and becomes CRLF (a CRLF split
  * between two pieces too), and a last line without an end gets one.
  * Start from a zeroed state.  The state also counts the octets produced
- * (what the spool will hold, compared with max_message_size) and notes a
- * NUL octet, which no message may carry (RFC 5321 2.3.8).
+ * (what the spool will hold, compared with max_message_size), notes a
+ * NUL octet, which no message may carry (RFC 5321 2.3.8), and notes an
+ * octet above 127, which makes the message 8BITMIME whatever the drop's
+ * "body" line claims (it must never be relayed as 7-bit).
  */
 struct maildrop_crlf {
 	int cr;                 /* the last octet fed was a CR */
 	int open;               /* octets fed since the last line end */
 	int nul;                /* a NUL octet was fed */
+	int eightbit;           /* an octet above 127 was fed */
 	unsigned long long out; /* octets produced so far */
 };
 

@@ -349,3 +349,18 @@ def test_quarantine_cap_on_bytes_removes_the_oldest_first(daemon, smarthost):
     v.only_these_delivered()
     assert quarantine(d) == ["garbage-6m", "new-20m"]
     assert lines_with(d, "/quarantine/new-20m") == []
+
+
+def test_undeclared_8bit_drop_is_relayed_as_8bitmime(daemon, smarthost):
+    """A drop whose "body" line says 7BIT over 8-bit content: the octets
+    decide, as on the listeners, so the smarthost (which offers 8BITMIME)
+    is told BODY=8BITMIME and the content arrives unchanged."""
+    require_root("chowning drops to nobody")
+    sh = smarthost()
+    d = daemon(sh)
+    msg = to_crlf(make_message(subject="eight bit", body="Gr\u00fc\u00dfe aus K\u00f6ln\n"))
+    put_drop(d, "eightbit", drop_header() + msg)
+    sh.wait_for(1, timeout=20)
+    (t,) = sh.delivered()
+    assert "BODY=8BITMIME" in t.mail_options, t.mail_options
+    assert t.content == msg
