@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "conf/conf.h"
+#include "cfgshow.h"
 #include "ctlclient.h"
 #include "ctlproto.h"
 #include "log.h"
@@ -25,7 +26,7 @@ usage(void)
 	fprintf(stderr,
 	    "usage: mailrelay [-c FILE] COMMAND [ARGS]\n"
 	    "commands:\n"
-	    "  check-config [-c FILE]   parse and check the configuration\n"
+	    "  check-config [-c FILE] [--show]  parse and check the configuration\n"
 	    "  queue [--json]           list the queue\n"
 	    "  status [--json]          is the daemon up; queue, counters, smarthosts\n"
 	    "  show ID [--body]         one message: envelope, attempts, header (body)\n"
@@ -54,15 +55,19 @@ static int
 cmd_check_config(const char *path, int argc, char **argv)
 {
 	struct config *c;
-	int i;
+	int i, show = 0;
 
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
 			path = argv[++i];
+		else if (strcmp(argv[i], "--show") == 0)
+			show = 1;
 		else
 			usage();
 	}
 	c = load(path);
+	if (show)
+		cfgshow_print(stdout, c);
 	printf("%s: OK", c->path ? c->path : "built-in defaults");
 	if (c->nsmarthosts == 0)
 		printf(" (warning: no smarthost: mail will be accepted and kept in the queue)");
