@@ -11,12 +11,14 @@
 #include <openssl/ssl.h>
 
 #include "conf/conf.h"
+#include "oauth2_proto.h"
 
 struct runconf {
 	struct config *conf;
 	SSL_CTX **tls;          /* per smarthost; NULL where tls = disabled */
 	char **secret;          /* per smarthost: password or password_file's; NULL otherwise */
 	char **cmd_secret;      /* per smarthost: password_command's last answer, until rejected */
+	struct oauth2_creds **oauth2; /* per smarthost with an oauth2 section: its credentials; else NULL */
 	unsigned refs;
 };
 

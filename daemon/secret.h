@@ -23,6 +23,9 @@
 
 /* Read a password_file; NULL with errbuf ("password_file: PATH: why"). daemon_gid: the group allowed to read. */
 char *secret_read_file(const char *path, gid_t daemon_gid, char *errbuf, size_t errlen);
+/* The same for another key with the same rules (client_secret_file); messages start with key. */
+char *secret_read_file_key(const char *key, const char *path, gid_t daemon_gid, char *errbuf,
+    size_t errlen);
 
 struct secret_job;
 /* secret is NULL on failure and err says why; the callback frees nothing. */
