@@ -15,6 +15,7 @@
 
 #include "conf/conf.h"
 #include "cfgshow.h"
+#include "oauth2cli.h"
 #include "ctlclient.h"
 #include "ctlproto.h"
 #include "log.h"
@@ -34,6 +35,8 @@ usage(void)
 	    "  hold ID...               keep messages from delivery\n"
 	    "  release ID...            let held messages go, now\n"
 	    "  delete ID... | --all     remove messages unsent\n"
+	    "  oauth2 token --smarthost NAME      the OAuth2 token's expiry, scopes, audience\n"
+	    "  oauth2 authorize --smarthost NAME  obtain the first refresh token\n"
 	    "  version                  print the version\n");
 	exit(EX_USAGE);
 }
@@ -258,6 +261,8 @@ main(int argc, char **argv)
 	}
 	if (strcmp(argv[0], "status") == 0)
 		return cmd_status(path, argc, argv);
+	if (strcmp(argv[0], "oauth2") == 0)
+		return cmd_oauth2(path, argc, argv);
 	if (strcmp(argv[0], "show") == 0)
 		return cmd_show(path, argc, argv);
 	if (strcmp(argv[0], "flush") == 0)

@@ -13,12 +13,16 @@ import json
 import os
 import re
 import signal
+import subprocess
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 
 import pytest
 
 from authsrv import AuthSmarthost, b64
-from mrtest import make_message, quote, smarthost_opts, to_crlf, wait_until
+from mrtest import client_env, make_message, quote, run, smarthost_opts, to_crlf, wait_until
 from tokensrv import TokenEndpoint
 
 USER = "relay@contoso.test"
@@ -422,4 +426,103 @@ def test_invalid_grant_keeps_mail_queued_others_deliver_status_explains(
     d.mailrelay(["flush"])
     sent(d, qid)
     delivered_once(sh, msg)
+    assert_no_secret_logged(d, endpoint, sh)
+
+
+# ---------------------------------------------------------------------------
+# the CLI: mailrelay oauth2 authorize | token
+
+def test_authorize_device_code_honours_slow_down(build, daemon, workdir, pki, endpoint,
+                                                 oauth_smarthost):
+    endpoint.device_steps = ["authorization_pending", "slow_down"]
+    sh = oauth_smarthost(endpoint)
+    rt = os.path.join(workdir, "m365.refresh")
+    opts = oauth_host(pki, sh, endpoint, refresh_token_file=rt, device_url=endpoint.device_url)
+    d = daemon(smarthosts=[("m365", opts)], start=False)
+    with open(d.conf, "w") as f:
+        f.write(d.config_text.replace("oauth2 = {", "oauth2 {"))
+    r = run([build.mailrelay, "-c", d.conf, "oauth2", "authorize", "--smarthost", "m365"],
+            timeout=30)
+    assert r.rc == 0, r
+    assert "open\n    https://localhost:%d/device\nand enter the code\n    ABCD-EFGH" % endpoint.port \
+        in r.out_text, r.out_text
+    polls = endpoint.requests(grant="urn:ietf:params:oauth:grant-type:device_code")
+    assert [p.answer.get("error") for p in polls] == ["authorization_pending", "slow_down", None]
+    # interval 1s, then 5s more after slow_down (RFC 8628 3.5)
+    assert polls[1].time - polls[0].time >= 0.9
+    assert polls[2].time - polls[1].time >= 5.9, [p.time for p in polls]
+    st = os.stat(rt)
+    assert oct(st.st_mode & 0o777) == "0o600" and st.st_uid == os.geteuid()
+    with open(rt) as f:
+        assert f.read().strip() == endpoint.refresh_issued[-1]
+    assert endpoint.refresh_issued[-1] not in r.out_text + r.err_text
+    # the daemon then delivers with it
+    d.start()
+    msg, qid = submit(d, "after authorize")
+    sent(d, qid)
+    delivered_once(sh, msg)
+
+
+def test_authorize_code_with_pkce_and_loopback_redirect(build, daemon, workdir, pki, endpoint,
+                                                        oauth_smarthost):
+    sh = oauth_smarthost(endpoint)
+    rt = os.path.join(workdir, "gmail.refresh")
+    opts = oauth_host(pki, sh, endpoint, refresh_token_file=rt,
+                      authorize_url="https://localhost:%d/auth" % endpoint.port)
+    d = daemon(smarthosts=[("gmail", opts)], start=False)
+    with open(d.conf, "w") as f:
+        f.write(d.config_text.replace("oauth2 = {", "oauth2 {"))
+    p = subprocess.Popen([build.mailrelay, "-c", d.conf, "oauth2", "authorize", "--smarthost",
+                          "gmail"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env=client_env())
+    try:
+        url = None
+        for _ in range(10):
+            line = p.stdout.readline().decode()
+            if line.strip().startswith("https://localhost:%d/auth?" % endpoint.port):
+                url = line.strip()
+                break
+        assert url, "no authorisation URL printed"
+        q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(url).query))
+        assert q["code_challenge_method"] == "S256" and q["response_type"] == "code", q
+        assert q["redirect_uri"].startswith("http://127.0.0.1:"), q
+        # a redirect with another state is refused
+        try:
+            urllib.request.urlopen(q["redirect_uri"] + "?state=forged&code=x")
+            raise AssertionError("a redirect with a forged state was accepted")
+        except urllib.error.HTTPError as e:
+            assert e.code == 400
+    except BaseException:
+        p.kill()
+        p.communicate()
+        raise
+    endpoint.codes["code-123"] = (q["code_challenge"], q["redirect_uri"])
+    with urllib.request.urlopen(q["redirect_uri"] + "?state=%s&code=code-123" % q["state"]) as resp:
+        assert resp.status == 200
+    out, err = p.communicate(timeout=20)
+    assert p.returncode == 0, (out, err)
+    reqs = endpoint.requests(grant="authorization_code")
+    assert len(reqs) == 1 and reqs[0].status == 200, endpoint.summary()
+    with open(rt) as f:
+        assert f.read().strip() == endpoint.refresh_issued[-1]
+
+
+def test_oauth2_token_shows_expiry_scopes_audience_never_the_token(daemon, workdir, pki, endpoint,
+                                                                   oauth_smarthost):
+    endpoint.clients[CLIENT_ID] = "cs-" + os.urandom(8).hex()
+    sh = oauth_smarthost(endpoint)
+    secret = write_secret(workdir, "client.secret", endpoint.clients[CLIENT_ID])
+    d = start(daemon, [("m365", oauth_host(pki, sh, endpoint, client_secret_file=secret,
+                                           scope="https://outlook.office365.com/.default"))])
+    r = d.mailrelay(["oauth2", "token", "--smarthost", "m365"])
+    assert r.rc == 69 and "no access token kept" in r.out_text, r
+    msg, qid = submit(d, "one")
+    sent(d, qid)
+    r = d.mailrelay(["oauth2", "token", "--smarthost", "m365"])
+    assert r.rc == 0, r
+    assert re.search(r"expires +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \(in \d+s", r.out_text), r.out_text
+    assert "scopes    https://outlook.office365.com/.default" in r.out_text, r.out_text
+    assert "audience  https://outlook.office365.com" in r.out_text, r.out_text
+    token = endpoint.issued[-1][0]
+    assert token not in r.out_text and token.split(".")[1] not in r.out_text
     assert_no_secret_logged(d, endpoint, sh)

@@ -24,6 +24,8 @@ Script it with attributes:
                  judging the request (errors: invalid_grant, 5xx, ...)
   device_steps   answers of the device code polls before success, e.g.
                  ["authorization_pending", "slow_down"]
+  codes          {authorization code: (code_challenge, redirect_uri)} that
+                 the authorization_code grant takes (PKCE S256 checked)
 
 Every access token issued goes into `valid_tokens` (a set the AUTH
 smarthost reads live: authsrv.AuthSmarthost(tokens={user: ep.valid_tokens}));
@@ -82,6 +84,7 @@ class TokenEndpoint:
         self.lifetime = 3600
         self.answers = []
         self.device_steps = []
+        self.codes = {}                 # authorization code -> (code_challenge, redirect_uri)
         self.valid_tokens = set()
         self.issued = []                # (access token, issued at, expires_in)
         self.refresh_issued = []        # refresh tokens handed out, in order
@@ -259,6 +262,14 @@ class TokenEndpoint:
                 return self._error(req, 400, "invalid_grant", "unknown device code")
             if step is not None:
                 return self._error(req, 400, step, "the user has not finished yet")
+            return self._issue(form, self._new_refresh())
+        if grant == "authorization_code":
+            with self._lock:
+                want = self.codes.pop(form.get("code"), None)
+            verifier = form.get("code_verifier", "")
+            if want is None or b64url(hashlib.sha256(verifier.encode()).digest()) != want[0] or \
+                    form.get("redirect_uri") != want[1]:
+                return self._error(req, 400, "invalid_grant", "bad code, verifier or redirect_uri")
             return self._issue(form, self._new_refresh())
         return self._error(req, 400, "unsupported_grant_type", "grant %r" % grant)
 
