@@ -526,3 +526,38 @@ def test_oauth2_token_shows_expiry_scopes_audience_never_the_token(daemon, workd
     token = endpoint.issued[-1][0]
     assert token not in r.out_text and token.split(".")[1] not in r.out_text
     assert_no_secret_logged(d, endpoint, sh)
+
+
+def test_microsoft_replies_are_explained(daemon, workdir, pki, endpoint, oauth_smarthost):
+    endpoint.clients[CLIENT_ID] = "cs-" + os.urandom(8).hex()
+    sh = oauth_smarthost(endpoint)
+    sh.mail_replies = ["550 5.7.60 SMTP; Client does not have permissions to send as this sender"]
+    secret = write_secret(workdir, "client.secret", endpoint.clients[CLIENT_ID])
+    d = start(daemon, [("m365", oauth_host(pki, sh, endpoint, client_secret_file=secret))])
+    msg, qid = submit(d, "send as denied")
+    d.wait_for_log(r"550 5\.7\.60 SMTP; Client does not have permissions to send as this sender: "
+                   r"the mailbox may not send as this sender: grant it Send As")
+
+
+def test_smtp_auth_disabled_stops_the_smarthost_without_a_loop(daemon, workdir, pki, endpoint,
+                                                             oauth_smarthost):
+    endpoint.clients[CLIENT_ID] = "cs-" + os.urandom(8).hex()
+    sh = oauth_smarthost(endpoint)
+    sh.auth_replies = ["535 5.7.139 Authentication unsuccessful, SmtpClientAuthentication is "
+                       "disabled for the Tenant. Visit https://aka.ms/smtp_auth_disabled"] * 5
+    secret = write_secret(workdir, "client.secret", endpoint.clients[CLIENT_ID])
+    d = start(daemon, [("m365", oauth_host(pki, sh, endpoint, client_secret_file=secret))])
+    msg, qid = submit(d, "auth disabled")
+    d.wait_for_log(r"^mailrelayd: smarthost m365 needs authorisation: .*535 5\.7\.139.*"
+                   r"Set-CASMailbox -Identity MAILBOX -SmtpClientAuthenticationDisabled \$false")
+    d.wait_for_record(id=qid, to=RCPT, status="deferred", timeout=15)
+    d.mailrelay(["flush"])
+    wait_until(lambda: len(d.outcomes(qid, status="deferred")) >= 2, timeout=15,
+               what="a second deferral")
+    # one AUTH only, and one token request: the next attempts do not try again
+    assert len(sh.auth_exchanges()) == 1, sh.auth_exchanges()
+    assert len(endpoint.requests()) == 1, endpoint.summary()
+    r = d.mailrelay(["status"])
+    assert "smarthost m365 needs authorisation" in r.out_text, r
+    q = [m for m in d.queue_json() if m["id"] == qid]
+    assert q and q[0]["recipients"][0]["status"] == "pending"
