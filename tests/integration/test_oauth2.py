@@ -561,3 +561,29 @@ def test_smtp_auth_disabled_stops_the_smarthost_without_a_loop(daemon, workdir, 
     assert "smarthost m365 needs authorisation" in r.out_text, r
     q = [m for m in d.queue_json() if m["id"] == qid]
     assert q and q[0]["recipients"][0]["status"] == "pending"
+
+
+def test_invalid_client_needs_authorisation_until_reload(daemon, workdir, pki, endpoint,
+                                                         oauth_smarthost):
+    endpoint.clients[CLIENT_ID] = "cs-right-" + os.urandom(8).hex()
+    sh = oauth_smarthost(endpoint)
+    secret = write_secret(workdir, "client.secret", "cs-wrong-" + os.urandom(8).hex())
+    d = start(daemon, [("m365", oauth_host(pki, sh, endpoint, client_secret_file=secret))])
+    msg, qid = submit(d, "wrong client secret")
+    d.wait_for_record(id=qid, to=RCPT, status="deferred", timeout=15)
+    d.wait_for_log(r"^mailrelayd: smarthost m365 needs authorisation: the token endpoint "
+                   r"refused the client credentials \(HTTP 401, invalid_client: "
+                   r"AADSTS7000215: Invalid client secret provided\.\); mail stays queued; "
+                   r"check client_id, the client secret or certificate .* then reload "
+                   r"mailrelayd")
+    assert sh.auth_exchanges() == []
+    # the right secret, and a reload: the next attempt asks again and delivers
+    write_secret(workdir, "client.secret", endpoint.clients[CLIENT_ID])
+    n = len(d.log_lines())
+    d.hup()
+    d.wait_for_log(r"configuration reloaded", after=n)
+    d.mailrelay(["flush"])
+    sent(d, qid)
+    delivered_once(sh, msg)
+    assert d.mailrelay(["status", "--json"]).out_text.count('"needs_authorisation": null') == 1
+    assert_no_secret_logged(d, endpoint, sh)
