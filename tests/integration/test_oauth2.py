@@ -587,3 +587,25 @@ def test_invalid_client_needs_authorisation_until_reload(daemon, workdir, pki, e
     delivered_once(sh, msg)
     assert d.mailrelay(["status", "--json"]).out_text.count('"needs_authorisation": null') == 1
     assert_no_secret_logged(d, endpoint, sh)
+
+
+def test_token_request_goes_through_the_smarthosts_proxy(daemon, workdir, pki, endpoint,
+                                                         oauth_smarthost):
+    from test_socks import Socks5Proxy
+    endpoint.clients[CLIENT_ID] = "cs-" + os.urandom(8).hex()
+    sh = oauth_smarthost(endpoint)
+    secret = write_secret(workdir, "client.secret", endpoint.clients[CLIENT_ID])
+    proxy = Socks5Proxy()
+    try:
+        opts = oauth_host(pki, sh, endpoint, client_secret_file=secret)
+        opts["proxy"] = quote("socks5://127.0.0.1:%d" % proxy.port)
+        d = start(daemon, [("m365", opts)])
+        msg, qid = submit(d, "through the proxy")
+        sent(d, qid)
+        delivered_once(sh, msg)
+        # the token endpoint by name through the proxy, then the smarthost
+        assert (3, "localhost", endpoint.port) in proxy.requests, proxy.requests
+        assert (1, "127.0.0.1", sh.port) in proxy.requests or \
+            (3, "127.0.0.1", sh.port) in proxy.requests, proxy.requests
+    finally:
+        proxy.stop()
