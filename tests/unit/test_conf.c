@@ -1185,7 +1185,7 @@ test_sample_config(void **state)
 	assert_string_equal(c->hostname, "mail.example.com");
 	assert_int_equal(c->nlisten, 3);
 	assert_string_equal(c->admin_address, "postmaster@example.com");
-	assert_int_equal(c->nsmarthosts, 4);
+	assert_int_equal(c->nsmarthosts, 5);
 	assert_string_equal(c->smarthosts[0].name, "example");
 	assert_int_equal(c->smarthosts[0].nadd_header, 1);
 	assert_string_equal(c->smarthosts[1].name, "office365");
@@ -1200,6 +1200,12 @@ test_sample_config(void **state)
 	assert_int_equal(c->smarthosts[3].port, 25);
 	assert_int_equal(c->smarthosts[3].tls, TLS_OPPORTUNISTIC);
 	assert_int_equal(c->smarthosts[3].auth, AUTH_NONE);
+	assert_string_equal(c->smarthosts[4].name, "m365");
+	assert_int_equal(c->smarthosts[4].preset, PRESET_MICROSOFT365);
+	assert_string_equal(c->smarthosts[4].host, "smtp.office365.com");
+	assert_int_equal(c->smarthosts[4].auth, AUTH_XOAUTH2);
+	assert_non_null(c->smarthosts[4].oauth2);
+	assert_int_equal(c->smarthosts[4].oauth2->grant, OAUTH2_CLIENT_CREDENTIALS);
 	assert_int_equal(c->nroutes, 1);
 	assert_int_equal(c->routes[0].smarthost_index, 3);
 	cleanup(c);
