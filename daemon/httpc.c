@@ -7,9 +7,19 @@
  * deadline, and both event handlers call curl_multi_socket_action() and
  * then collect finished transfers.  curl_multi_socket_action() is never
  * called from inside a curl callback.
+ *
+ * Descriptors: every one the daemon holds is close-on-exec (a
+ * password_command must inherit none).  Connections are opened by
+ * open_socket() with SOCK_CLOEXEC; the wake-up socket pair that
+ * curl_multi_init() makes without it is marked right after, and the
+ * multi handle is made only when the first request needs it, so a
+ * daemon without OAuth2 smarthosts holds none of curl's descriptors.
  */
 #include "config.h"
 
+#include <sys/socket.h>
+
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -173,31 +183,69 @@ check_done(void)
 	}
 }
 
+static curl_socket_t
+open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	(void)arg;
+	(void)purpose;
+	return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
+#define FD_SCAN	1024
+
+/* Mark close-on-exec the descriptors below FD_SCAN that were not open before (was[fd] == 0). */
+static void
+cloexec_new(const unsigned char *was)
+{
+	for (int fd = 3; fd < FD_SCAN; fd++) {
+		int fl;
+		if (was[fd] || (fl = fcntl(fd, F_GETFD)) == -1 || (fl & FD_CLOEXEC))
+			continue;
+		fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+	}
+}
+
+static int
+multi_start(void)
+{
+	unsigned char was[FD_SCAN];
+
+	if (H.multi != NULL)
+		return 0;
+	for (int fd = 0; fd < FD_SCAN; fd++)
+		was[fd] = fcntl(fd, F_GETFD) != -1;
+	H.multi = curl_multi_init();
+	cloexec_new(was);
+	if (H.multi == NULL)
+		return -1;
+	H.timer = evtimer_new(H.base, on_timer, NULL);
+	curl_multi_setopt(H.multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+	curl_multi_setopt(H.multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+	return 0;
+}
+
 int
 httpc_init(struct event_base *base)
 {
-	if (H.multi != NULL)
+	if (H.base != NULL)
 		return 0;
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
 		return -1;
 	H.base = base;
-	H.multi = curl_multi_init();
-	if (H.multi == NULL)
-		return -1;
-	H.timer = evtimer_new(base, on_timer, NULL);
-	curl_multi_setopt(H.multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
-	curl_multi_setopt(H.multi, CURLMOPT_TIMERFUNCTION, timer_cb);
 	return 0;
 }
 
 void
 httpc_shutdown(void)
 {
-	if (H.multi == NULL)
+	if (H.base == NULL)
 		return;
-	curl_multi_cleanup(H.multi);
-	event_free(H.timer);
-	H.multi = NULL;
+	if (H.multi != NULL) {
+		curl_multi_cleanup(H.multi);
+		event_free(H.timer);
+		H.multi = NULL;
+	}
+	H.base = NULL;
 	curl_global_cleanup();
 }
 
@@ -208,8 +256,8 @@ httpc_post(const char *url, const char *form, const struct httpc_opts *o,
 	struct httpc_req *r;
 	CURL *e;
 
-	if (H.multi == NULL) {
-		snprintf(errbuf, errlen, "the HTTP client is not started");
+	if (H.base == NULL || multi_start() == -1) {
+		snprintf(errbuf, errlen, "the HTTP client cannot start");
 		return NULL;
 	}
 	if ((e = curl_easy_init()) == NULL) {
@@ -226,6 +274,7 @@ httpc_post(const char *url, const char *form, const struct httpc_opts *o,
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https");
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
 	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);

@@ -609,3 +609,23 @@ def test_token_request_goes_through_the_smarthosts_proxy(daemon, workdir, pki, e
             (3, "127.0.0.1", sh.port) in proxy.requests, proxy.requests
     finally:
         proxy.stop()
+
+
+def test_daemon_descriptors_stay_close_on_exec_with_oauth2(daemon, workdir, pki, endpoint,
+                                                           oauth_smarthost):
+    """libcurl's connection and its wake-up socket pair carry close-on-exec
+    like every other descriptor of the daemon (a password_command of another
+    smarthost inherits none)."""
+    from test_trust_config import O_CLOEXEC, descriptors
+    endpoint.clients[CLIENT_ID] = "cs-" + os.urandom(8).hex()
+    sh = oauth_smarthost(endpoint)
+    sh.hold()                    # the session stays in DATA, the token request is done
+    secret = write_secret(workdir, "client.secret", endpoint.clients[CLIENT_ID])
+    d = start(daemon, [("m365", oauth_host(pki, sh, endpoint, client_secret_file=secret))])
+    msg, qid = submit(d, "descriptors")
+    wait_until(lambda: sh.in_data == 1, 10, what="the delivery to reach DATA", alive=d.check_alive)
+    fds = descriptors(d.proc.pid)
+    leaked = [(fd, t) for fd, flags, t in fds if not flags & O_CLOEXEC]
+    sh.release()
+    assert leaked == [], "descriptors an exec would keep: %r" % leaked
+    sent(d, qid)
