@@ -629,3 +629,30 @@ def test_daemon_descriptors_stay_close_on_exec_with_oauth2(daemon, workdir, pki,
     sh.release()
     assert leaked == [], "descriptors an exec would keep: %r" % leaked
     sent(d, qid)
+
+
+def test_endpoint_5xx_defers_without_needing_a_person(daemon, workdir, pki, endpoint,
+                                                      oauth_smarthost):
+    endpoint.clients[CLIENT_ID] = "cs-" + os.urandom(8).hex()
+    endpoint.answers = [(503, {"error": "temporarily_unavailable",
+                               "error_description": "AADSTS90033: A transient error has occurred."})]
+    sh = oauth_smarthost(endpoint)
+    secret = write_secret(workdir, "client.secret", endpoint.clients[CLIENT_ID])
+    d = start(daemon, [("m365", oauth_host(pki, sh, endpoint, client_secret_file=secret))])
+    msg, qid = submit(d, "endpoint down for a moment")
+    d.wait_for_record(id=qid, to=RCPT, status="deferred", timeout=15)
+    d.wait_for_log(r"smarthost m365: the OAuth2 token endpoint failed: HTTP 503, "
+                   r"temporarily_unavailable")
+    assert "needs authorisation" not in d.log_text()
+    d.mailrelay(["flush"])
+    sent(d, qid)
+    delivered_once(sh, msg)
+    assert [r.status for r in endpoint.requests()] == [503, 200], endpoint.summary()
+
+
+def test_sendmail_links_no_http_json_or_tls_library(build):
+    """mailrelay-sendmail runs once per message: libc and libconfuse only."""
+    r = run(["ldd", build.sendmail])
+    assert r.rc == 0, r
+    for lib in ("libcurl", "libjson-c", "libssl", "libcrypto", "libevent"):
+        assert lib not in r.out_text, r.out_text
