@@ -1,6 +1,6 @@
 /*
- * mailrelay: the admin CLI.  This release: check-config, queue, flush,
- * hold, release, delete, version.  Commands that change the queue talk to the daemon over the
+ * mailrelay: the admin CLI.  This release: check-config [--show], queue,
+ * flush, hold, release, delete, status, show, oauth2 (oauth2cli.c), version.  Commands that change the queue talk to the daemon over the
  * control socket (lib/ctlproto.h); read-only ones read the spool directly.
  */
 #include "config.h"

@@ -1,7 +1,8 @@
 /*
  * runconf: a loaded configuration together with what is built from it
- * (one TLS context per smarthost), reference-counted so that a reload can
- * replace it while delivery sessions still hold the old one.
+ * (one TLS context per smarthost, the secrets and OAuth2 credentials read
+ * as root), reference-counted so that a reload can replace it while
+ * delivery sessions still hold the old one.
  */
 #ifndef MAILRELAY_RUNCONF_H
 #define MAILRELAY_RUNCONF_H

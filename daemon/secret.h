@@ -12,6 +12,10 @@
  *                     the server rejects it (OAuth2 access tokens expire);
  *                     it gets /dev/null, the pipe and the daemon's stderr as
  *                     descriptors 0, 1 and 2, and no other descriptor
+ *
+ * A smarthost with an oauth2 section gets its token from daemon/oauth2.c
+ * instead; its client_secret_file is read under the password_file rules
+ * (secret_read_file_key(), in secretfile.c, which the CLI shares).
  */
 #ifndef MAILRELAY_SECRET_H
 #define MAILRELAY_SECRET_H
