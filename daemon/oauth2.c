@@ -57,6 +57,7 @@ struct tok {
 	enum oauth2_grant grant;
 	unsigned long waiting_gen;  /* not_gen of the request's waiters */
 
+	char req_key[65];           /* the key the request was made for */
 	unsigned long req_creds;    /* serial of the credentials the request used */
 	struct filesig req_sig[4];  /* and the files as they were */
 
@@ -339,6 +340,15 @@ on_answer(int status, const char *body, size_t len, const char *err, void *arg)
 		return;
 	}
 	out = oauth2_parse_answer(status, body, len, &a);
+	if (strcmp(t->req_key, t->key) != 0 && (out == OAUTH2_OK || out == OAUTH2_PERSON)) {
+		/* a reload changed the section meanwhile: this answer is for the old one */
+		oauth2_token_clear(&a);
+		request_end(t);
+		snprintf(why, sizeof why, "smarthost %s: the oauth2 section changed while a token "
+		    "was being obtained; the next attempt asks again", t->name);
+		answer_all(t, why, 0);
+		return;
+	}
 	if (out == OAUTH2_OK) {
 		if (t->grant == OAUTH2_REFRESH_TOKEN && a.refresh_token != NULL && t->refresh_file != NULL &&
 		    (t->used_refresh == NULL || strcmp(a.refresh_token, t->used_refresh) != 0)) {
@@ -397,6 +407,7 @@ start_request(struct tok *t, const struct smarthost_conf *sh, const struct oauth
 	char e[600];
 	char *refresh = NULL;
 
+	memcpy(t->req_key, t->key, sizeof t->req_key);
 	t->req_creds = c->serial;
 	sigs_of(sh, t->req_sig);
 	t->grant = o->grant;
