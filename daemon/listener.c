@@ -1,5 +1,8 @@
 /*
  * listener: see listener.h.
+ *
+ * The accept callback hands every connection to smtpd, which applies
+ * max_connections; the error callback pauses the socket (accept_guard).
  */
 #include "config.h"
 
@@ -14,6 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/event.h>
 #include <event2/listener.h>
 
 #include "daemon.h"
@@ -24,9 +28,87 @@
 
 struct listener {
 	struct evconnlistener *lev;
+	struct accept_guard *guard;
 	int is_unix;
 	char *desc;
 };
+
+struct accept_guard {
+	struct evconnlistener *lev;
+	struct event *resume;       /* ACCEPT_PAUSE_MS after a failed accept() */
+	char *desc;
+};
+
+/* One gate for every listening socket: a descriptor shortage hits them all at once. */
+static struct log_gate accept_gate;
+
+int
+log_gate_pass(struct log_gate *g, unsigned long *n)
+{
+	time_t now = time(NULL);
+
+	if (g->last != 0 && now - g->last < LOG_GATE_SECS && now >= g->last) {
+		g->quiet++;
+		return 0;
+	}
+	*n = g->quiet + 1;
+	g->quiet = 0;
+	g->last = now;
+	return 1;
+}
+
+static void
+accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct accept_guard *g = arg;
+
+	(void)fd;
+	(void)what;
+	evconnlistener_enable(g->lev);
+}
+
+struct accept_guard *
+accept_guard_new(struct evconnlistener *lev, const char *desc)
+{
+	struct accept_guard *g = xcalloc(1, sizeof *g);
+
+	g->lev = lev;
+	g->desc = xstrdup(desc);
+	if ((g->resume = evtimer_new(D->base, accept_resume, g)) == NULL)
+		log_fatalx("listener: cannot create a timer");
+	return g;
+}
+
+void
+accept_guard_free(struct accept_guard *g)
+{
+	if (g == NULL)
+		return;
+	event_free(g->resume);
+	free(g->desc);
+	free(g);
+}
+
+void
+accept_guard_error(struct accept_guard *g)
+{
+	struct timeval tv = { .tv_sec = 0, .tv_usec = ACCEPT_PAUSE_MS * 1000 };
+	int saved = errno;
+	unsigned long n;
+
+	/*
+	 * Whatever the error, accepting again at once would meet it again:
+	 * pause this socket.  libevent retries EAGAIN and ECONNABORTED by
+	 * itself and never reports them here.
+	 */
+	evconnlistener_disable(g->lev);
+	evtimer_add(g->resume, &tv);
+	if (log_gate_pass(&accept_gate, &n)) {
+		errno = saved;
+		log_warn("%s: accept (not accepting for %d ms; %lu pause(s) since the last line)",
+		    g->desc, ACCEPT_PAUSE_MS, n);
+	}
+}
 
 static struct listener **listeners;	/* each separately: libevent holds the pointers */
 static size_t nlisteners;
@@ -51,8 +133,7 @@ on_accept_error(struct evconnlistener *lev, void *arg)
 	struct listener *l = arg;
 
 	(void)lev;
-	/* EMFILE and friends: log and keep going; libevent retries on the next event. */
-	log_warn("%s: accept", l->desc);
+	accept_guard_error(l->guard);
 }
 
 static int
@@ -64,6 +145,7 @@ add_listener(struct evconnlistener *lev, int is_unix, const char *desc)
 	l->lev = lev;
 	l->is_unix = is_unix;
 	l->desc = xstrdup(desc);
+	l->guard = accept_guard_new(lev, desc);
 	evconnlistener_set_cb(lev, on_accept, l);
 	evconnlistener_set_error_cb(lev, on_accept_error);
 	return 0;
@@ -167,6 +249,7 @@ listeners_close(void)
 	size_t i;
 
 	for (i = 0; i < nlisteners; i++) {
+		accept_guard_free(listeners[i]->guard);
 		evconnlistener_free(listeners[i]->lev);
 		free(listeners[i]->desc);
 		free(listeners[i]);
