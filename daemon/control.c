@@ -121,8 +121,9 @@ on_idle(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (s->wait != NULL) {
-		cs_idle_restart(s);	/* the spool is slow, not the client */
+	if (s->wait != NULL || evbuffer_get_length(bufferevent_get_output(s->bev)) > 0) {
+		/* the spool is slow, or a long answer is still being read: not idle */
+		cs_idle_restart(s);
 		return;
 	}
 	log_debug("control: uid=%lu: no request for %us; disconnected", (unsigned long)s->uid, ctl_idle());

@@ -208,18 +208,13 @@ session_close_after_flush(struct ssession *s)
 		s->dead = 1;
 }
 
-/*
- * (Re)start the idle deadline: secs without a complete command, or in DATA
- * without input.  A reply the client leaves unread as long ends the
- * session too (the bufferevent's write timeout).
- */
+/* (Re)start the idle deadline: secs without a complete command, or in DATA without input. */
 static void
 set_timeout(struct ssession *s, unsigned secs)
 {
 	struct timeval tv = { .tv_sec = secs };
 
 	evtimer_add(s->idle_ev, &tv);
-	bufferevent_set_timeouts(s->bev, NULL, &tv);
 }
 
 static void
@@ -358,7 +353,10 @@ smtpd_accept(evutil_socket_t fd, const struct sockaddr *sa, socklen_t salen,
 	nssessions++;
 	set_timeout(s, CMD_TIMEOUT);
 	{
+		struct timeval idle = { .tv_sec = D->conf->idle_timeout };
 		struct timeval life = { .tv_sec = D->conf->session_timeout };
+		/* a reply left unread for idle_timeout drops the connection */
+		bufferevent_set_timeouts(s->bev, NULL, &idle);
 		evtimer_add(s->life_ev, &life);
 	}
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
