@@ -6,6 +6,7 @@
  */
 #include "config.h"
 
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -218,10 +219,38 @@ open_tcp(const char *host, const char *port, char *errbuf, size_t errlen)
 	return n > 0 ? 0 : -1;
 }
 
+/*
+ * The descriptors max_connections needs: a session holds its socket and,
+ * while it receives a message, the file in spool/tmp; a control
+ * connection holds one; a margin covers the spool, the smarthost sessions
+ * and the libraries.  The soft limit is raised towards that (as far as
+ * the hard limit allows); a limit still lower is said once at start: the
+ * accept guard then keeps the daemon from spinning, but clients wait.
+ */
+static void
+fd_budget(const struct config *conf)
+{
+	struct rlimit rl;
+	rlim_t want = (rlim_t)conf->max_connections * 3 + 128, old;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want)
+		return;
+	old = rl.rlim_cur;
+	rl.rlim_cur = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want ? rl.rlim_max : want;
+	if (rl.rlim_cur > old && setrlimit(RLIMIT_NOFILE, &rl) == -1)
+		rl.rlim_cur = old;
+	if (rl.rlim_cur < want)
+		log_warnx("max_connections %u needs up to %llu descriptors, the limit is %llu (RLIMIT_NOFILE): "
+		    "clients wait once they run out", conf->max_connections, (unsigned long long)want,
+		    (unsigned long long)rl.rlim_cur);
+}
+
 int
 listeners_open(const struct config *conf, char *errbuf, size_t errlen)
 {
 	size_t i;
+
+	fd_budget(conf);
 
 	for (i = 0; i < conf->nlisten; i++) {
 		const struct listen_conf *lc = &conf->listen[i];

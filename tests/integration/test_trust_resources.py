@@ -376,6 +376,39 @@ def test_descriptor_exhaustion_pauses_accepting_instead_of_spinning(daemon, smar
     submit_ok(d, sh, "after the descriptor attack", timeout=15)
 
 
+@pytest.mark.mailrelay_timeout(90)
+def test_one_user_cannot_take_every_descriptor(daemon, smarthost):
+    """Default limits, 64 descriptors: one user opening 200 connections
+    holds max_connections_per_client of them, and others still submit."""
+    sh = smarthost()
+    d = daemon(sh, overrides=QUIET, start=False)
+    d.wrapper = ["prlimit", "--nofile=64:64", "--"]
+    d.start()
+    # the limit is too low for the default max_connections, and it says so
+    d.wait_for_log(r"max_connections 100 needs up to 428 descriptors, the limit is 64")
+    conns = []
+    try:
+        for _ in range(200):
+            try:
+                conns.append(unix_connect(d.submit_sock, uid=NOBODY, blocking=False))
+            except (BlockingIOError, ConnectionRefusedError, OSError):
+                pass
+        assert len(conns) > 100, len(conns)
+        d.wait_for_log(r"connection from uid 65534 refused: too many connections "
+                       r"\(max_connections_per_client 20\)")
+        submit_ok(d, sh, "while one user holds 200 connections")
+        greeted = 0
+        for s in conns:
+            s.setblocking(True)
+            line = read_line(s, timeout=5)
+            greeted += line is not None and line.startswith("220 ")
+        assert greeted == 20, greeted
+    finally:
+        for s in conns:
+            s.close()
+    assert not refusals(d, r"Too many open files")
+
+
 # ---------------------------------------------------------------------------
 # deadlines
 
