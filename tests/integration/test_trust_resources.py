@@ -14,6 +14,7 @@ import re
 import select
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -148,6 +149,24 @@ def flood(sock, unit, pid, limit=30 * MB, stall=2.0, max_secs=15.0):
     return sent, peak, stalled
 
 
+def finish(sock, unit, sent, last, half_close=False):
+    """After flood(), become a client that reads: complete the unit cut by
+    the last send, send last (and half-close), and read everything to the
+    end meanwhile.  Returns (whole units sent in all, the text read)."""
+    sock.setblocking(True)
+    sock.settimeout(20)
+    rest = (len(unit) - sent % len(unit)) % len(unit)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(read_to_eof(sock, timeout=20)))
+    reader.start()
+    sock.sendall(unit[len(unit) - rest:] + last)
+    if half_close:
+        sock.shutdown(socket.SHUT_WR)
+    reader.join(30)
+    assert got, "no end of the replies within 30s"
+    return (sent + rest) // len(unit), got[0]
+
+
 def submit_ok(d, sh, subject, timeout=10.0):
     """A normal sendmail submission (as root) succeeds within timeout seconds
     and reaches the smarthost."""
@@ -187,6 +206,10 @@ def test_pipelined_noop_without_reading_does_not_grow_the_daemon(daemon, smartho
         assert grew < rss_bound_kb(pid), "VmRSS grew by %d KiB under %d bytes of unread NOOPs" % (grew, sent)
         # the attacker's connection is still open: a normal submission goes through meanwhile
         submit_ok(d, sh, "during a NOOP flood on %s" % where)
+        # a client that does read gets every reply: the pause loses no command
+        n, text = finish(s, b"NOOP\r\n", sent, b"QUIT\r\n")
+        assert text.count("250 2.0.0 Ok\r\n") == n, (n, text[-300:])
+        assert text.endswith("221 2.0.0 Bye\r\n"), text[-300:]
     finally:
         s.close()
     d.check_alive()
@@ -208,6 +231,9 @@ def test_pipelined_status_on_control_socket_without_reading_does_not_grow_the_da
         assert r.rc == 0, r
         assert "running" in r.out_text, r
         assert time.monotonic() - t0 < 10
+        # a client that does read gets every answer: the pause loses no request
+        n, text = finish(s, b"STATUS\n", sent, b"", half_close=True)
+        assert text.count("\nOK status\n") == n, (n, text[-300:])
     finally:
         s.close()
     d.check_alive()
