@@ -304,6 +304,29 @@ def test_unix_connections_beyond_max_connections_per_client_get_421(daemon, smar
 
 
 @pytest.mark.mailrelay_timeout(60)
+def test_sendmail_over_the_limit_loses_nothing(daemon, smarthost):
+    """A user at max_connections_per_client who runs sendmail once more
+    gets the 421, and sendmail leaves the message in the maildrop, from
+    where the daemon delivers it: the limit defers mail, never loses it."""
+    sh = smarthost()
+    d = daemon(sh, overrides=dict(QUIET, max_connections_per_client="2"))
+    held = [unix_connect(d.submit_sock) for _ in range(2)]
+    try:
+        for s in held:
+            assert read_line(s).startswith("220 ")
+        msg = make_message(subject="over the limit")
+        r = d.sendmail(["-i", "-f", SENDER, RCPT], msg)
+        assert r.rc == 0, r
+        d.wait_for_log(r"connection from uid 0 refused: too many connections "
+                       r"\(max_connections_per_client 2\)")
+        sh.wait_for(1)
+        assert [t.message_id for t in sh.delivered()] == [message_id_of(msg)]
+    finally:
+        for s in held:
+            s.close()
+
+
+@pytest.mark.mailrelay_timeout(60)
 def test_tcp_connections_per_address_and_in_total(daemon, smarthost):
     sh = smarthost()
     d = daemon(sh, overrides=dict(QUIET, max_connections="4", max_connections_per_client="2"))
