@@ -212,7 +212,7 @@ cs_reply_lines(struct csession *s, char *text)
 static void
 do_flush(struct csession *s, const struct ctl_req *req)
 {
-	size_t i, missing = 0;
+	size_t i, missing = 0, damaged = 0;
 
 	if (!allowed(s, "flushing the queue"))
 		return;
@@ -224,9 +224,13 @@ do_flush(struct csession *s, const struct ctl_req *req)
 		return;
 	}
 	for (i = 0; i < req->nids; i++) {
-		if (queue_flush_one(req->ids[i]) == 0) {
+		int rc = queue_flush_one(req->ids[i]);
+		if (rc == 0) {
 			log_qid(LOG_INFO, req->ids[i], NULL, "flushed by uid=%lu", (unsigned long)s->uid);
 			cs_reply(s, "D %s due now", req->ids[i]);
+		} else if (rc == -3) {
+			cs_reply(s, "D %s is damaged (%s); not due", req->ids[i], queue_find(req->ids[i])->damaged);
+			damaged++;
 		} else {
 			cs_reply(s, "D %s not in the queue", req->ids[i]);
 			missing++;
@@ -234,6 +238,8 @@ do_flush(struct csession *s, const struct ctl_req *req)
 	}
 	if (missing)
 		cs_reply(s, "ERR %d %zu of %zu message(s) not in the queue", CTL_ERR_DATA, missing, req->nids);
+	else if (damaged)
+		cs_reply(s, "ERR %d %zu damaged message(s) not flushed", CTL_ERR_DATA, damaged);
 	else
 		cs_reply(s, "OK %zu message(s) due now", req->nids);
 }
