@@ -6,15 +6,19 @@ the daemon of the configured sbindir, another MTA's sendmail never
 replaced silently, and `make uninstall` taking back all it made.
 
 A staged install (DESTDIR) creates no account and gives nothing to a
-group: the install says so.  The real install as root (the group, 2755
-root:mailrelay) is what the package test (tests/pkg) checks in a chroot;
-it is not run here, on the machine's own root.  `make distcheck` runs in
-tests/pkg too, once per suite run.
+group: the install says so.  The real install as root (no DESTDIR: the
+account made, the client 2755 root:mailrelay) runs chrooted into an
+overlay of this machine's root, on a tmpfs, in a mount namespace of its
+own: everything it writes vanishes with the namespace, and the machine's
+own root is never changed.  `make distcheck` runs in tests/pkg, once per
+suite run.
 """
 
+import grp
 import os
 import stat
 import subprocess
+import textwrap
 
 import pytest
 
@@ -135,3 +139,69 @@ def test_uninstall_keeps_a_changed_configuration(build, staged):
     out = make(build, "uninstall", "DESTDIR=" + dest).stdout
     assert "keeping %s" % conf in out, out
     assert tree(dest) == [os.path.relpath(conf, dest)]
+
+
+# Run inside the overlay root by test_root_install_*: install, report,
+# submit as nobody with the daemon down, uninstall, report what is left.
+ROOT_INSTALL = textwrap.dedent("""\
+    set -e
+    b=$1 sbindir=$2 bindir=$3 sysconfdir=$4 prefix=$5
+    if getent group mailrelay >/dev/null; then echo "had-group"; fi
+    make -s -C "$b" install > /tmp/install.out 2>&1 || { cat /tmp/install.out; exit 1; }
+    cat /tmp/install.out
+    echo "client: $(stat -c '%a %U:%G' "$bindir/mailrelay-sendmail")"
+    echo "conf: $(stat -c '%a %U:%G' "$sysconfdir/mailrelay/mailrelay.conf")"
+    echo "spool: $(stat -c '%a %U:%G' /var/spool/mailrelay/maildrop)"
+    printf 'To: someone@example.com\\nSubject: offline\\n\\ntest\\n' |
+        setpriv --reuid=65534 --regid=65534 --clear-groups "$sbindir/sendmail" -t
+    echo "sendmail-exit: $?"
+    echo "maildrop: $(ls /var/spool/mailrelay/maildrop | wc -l)"
+    make -s -C "$b" uninstall > /tmp/uninstall.out 2>&1 || { cat /tmp/uninstall.out; exit 1; }
+    for f in "$sbindir/sendmail" "$prefix/lib/sendmail" "$bindir/mailq" "$bindir/newaliases" \\
+             "$bindir/mailrelay-sendmail" "$sbindir/mailrelayd"; do
+        if [ -e "$f" ] || [ -h "$f" ]; then echo "left: $f"; fi
+    done
+    """)
+
+
+def host_has_group():
+    try:
+        grp.getgrnam("mailrelay")
+        return True
+    except KeyError:
+        return False
+
+
+@pytest.mark.setgid
+def test_root_install_makes_the_group_and_a_setgid_client(build, workdir):
+    """make install as root, without DESTDIR, on a copy-on-write root."""
+    d = dirs(build)
+    had_group = host_has_group()
+    had_client = os.path.lexists(d["bindir"] + "/mailrelay-sendmail")
+    top = os.path.join(workdir, "ov")
+    os.mkdir(top)
+    binds = ""
+    if os.stat(build.dir).st_dev != os.stat("/").st_dev:
+        binds = 'mkdir -p "$m$1" && mount --rbind "$1" "$m$1" && '
+    script = ('t=%s; mount -t tmpfs tmpfs "$t" && mkdir "$t/u" "$t/w" "$t/m" && m="$t/m" && '
+              'mount -t overlay overlay -o "lowerdir=/,upperdir=$t/u,workdir=$t/w" "$m" && '
+              'mount -t proc proc "$m/proc" && mount --rbind /dev "$m/dev" && %s'
+              'exec chroot "$m" sh -c "$0" root-install "$@"') % (top, binds)
+    p = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
+                        ROOT_INSTALL, build.dir, d["sbindir"], d["bindir"], d["sysconfdir"],
+                        d["prefix"]],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=300)
+    out = p.stdout
+    assert p.returncode == 0, out
+    if "had-group" not in out:
+        assert "systemd-sysusers" in out or "useradd" in out, out
+    assert "staged install" not in out, out
+    assert "client: 2755 root:mailrelay" in out, out
+    assert "conf: 640 root:mailrelay" in out, out
+    assert "spool: 1730 mailrelay:mailrelay" in out, out
+    # An ordinary user's mail, with the daemon down, is kept in the maildrop.
+    assert "sendmail-exit: 0" in out and "maildrop: 1" in out, out
+    assert "left:" not in out, out
+    # Nothing of it reached this machine's own root.
+    assert had_group == host_has_group(), "the machine's own account database changed"
+    assert not os.path.lexists(d["bindir"] + "/mailrelay-sendmail") or had_client
