@@ -161,11 +161,18 @@ def deb(tmp):
     for tool in ("dpkg-buildpackage", "dh", "lintian", "debootstrap"):
         assert shutil.which(tool), "%s is missing: sh scripts/deps.sh installs it" % tool
     src = os.path.join(tmp, "src", "mailrelay")
-    os.makedirs(src)
-    files = must(["git", "-C", TOP, "ls-files", "-z", "-co", "--exclude-standard"]).split("\0")
-    for f in filter(None, files):
-        if os.path.lexists(os.path.join(TOP, f)):
-            must(["cp", "-a", "--parents", f, src], cwd=TOP)
+    # The sources as git knows them (tracked, and new files not ignored);
+    # outside a checkout, the tree less what builds and test runs leave.
+    p = run(["git", "-C", TOP, "ls-files", "-z", "-co", "--exclude-standard"],
+            stderr=subprocess.DEVNULL)
+    if p.returncode == 0:
+        os.makedirs(src)
+        for f in filter(None, p.stdout.split("\0")):
+            if os.path.lexists(os.path.join(TOP, f)):
+                must(["cp", "-a", "--parents", f, src], cwd=TOP)
+    else:
+        shutil.copytree(TOP, src, symlinks=True, ignore=shutil.ignore_patterns(
+            "build", "build-*", "autom4te.cache", "__pycache__", "*.o", "*.a", "*.log"))
     env = clean_env()
     env["DEB_BUILD_OPTIONS"] = "parallel=2 nocheck"  # the unit tests run in the suite itself
     p = run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=src, env=env, timeout=900)
