@@ -14,7 +14,7 @@ as in tests/integration.
 
 The tests run in order on one root: build (and lintian), a preseeded
 non-interactive install, mail from an unprivileged user, a reconfiguration
-through debconf's teletype frontend, then removal and purge.
+through debconf's teletype frontend, an upgrade, then removal and purge.
 
 Run as root: /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/pkg
 """
@@ -371,6 +371,26 @@ def test_reconfigure_asks_and_keeps_the_secret_out_of_debconf(root):
         assert f.read() == text, "a reconfiguration with the same answers changed the file"
     with open(root.file("/etc/mailrelay/smarthost.secret")) as f:
         assert f.read() == PASSWORD + "\n"
+
+
+def test_upgrade_keeps_the_configuration_the_secret_and_the_modes(root):
+    # dpkg -i of the installed version again runs the upgrade path
+    # (prerm upgrade, the new postinst configure).
+    files = ("/etc/mailrelay/mailrelay.conf", "/etc/mailrelay/smarthost.secret")
+    before = {}
+    for path in files:
+        with open(root.file(path)) as f:
+            before[path] = f.read()
+    env = clean_env()
+    env["DEBIAN_FRONTEND"] = "noninteractive"
+    root.must(["dpkg", "-i", "/tmp/mailrelay.deb"], env=env)
+    for path in files:
+        with open(root.file(path)) as f:
+            assert f.read() == before[path], path + " changed by an upgrade"
+        assert root.owner(path) == "640 root:mailrelay", path
+    assert root.owner("/usr/bin/mailrelay-sendmail") == "2755 root:mailrelay"
+    overrides = root.run(["dpkg-statoverride", "--list"]).stdout
+    assert overrides.count("mailrelay-sendmail") == 1, overrides
 
 
 def test_remove_keeps_config_and_spool_purge_leaves_nothing(root):
