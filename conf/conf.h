@@ -25,7 +25,10 @@
 #include <stddef.h>
 #include <netinet/in.h>
 
+/* The build defines it from --sysconfdir (Makefile.am). */
+#ifndef CONF_DEFAULT_PATH
 #define CONF_DEFAULT_PATH "/etc/mailrelay/mailrelay.conf"
+#endif
 #define CONF_CONNECTIONS_MAX 10000      /* max_connections, max_connections_per_client (conf.c says the number) */
 
 /*
