@@ -1031,6 +1031,17 @@ check_concurrency(const cfg_opt_t *opt, const char *v)
 	return parse_uint(v, 1, 256, &n) == 0 ? NULL : "expected a number from 1 to 256";
 }
 
+/* max_connections, max_connections_per_client: a descriptor budget, not a wish */
+static const char *
+check_connections(const cfg_opt_t *opt, const char *v)
+{
+	unsigned long n;
+
+	(void)opt;
+	return parse_uint(v, 1, CONF_CONNECTIONS_MAX, &n) == 0 ? NULL :
+	    "expected a number from 1 to 10000";
+}
+
 static const char *
 check_port(const cfg_opt_t *opt, const char *v)
 {
@@ -1190,6 +1201,7 @@ CALLBACK(cb_duration, check_duration)
 CALLBACK(cb_duration0, check_duration0)
 CALLBACK(cb_size, check_size)
 CALLBACK(cb_concurrency, check_concurrency)
+CALLBACK(cb_connections, check_connections)
 CALLBACK(cb_port, check_port)
 CALLBACK(cb_listen, check_listen)
 CALLBACK(cb_cidr, check_cidr)
@@ -1276,6 +1288,10 @@ static cfg_opt_t top_opts[] = {
 	CFG_STR_CB("strict_addresses", "no", CFGF_NONE, cb_bool),
 	CFG_STR_CB("double_bounce", "admin", CFGF_NONE, cb_enum),
 	CFG_STR_CB("delay_warning", "4h", CFGF_NONE, cb_duration0),
+	CFG_STR_CB("max_connections", "100", CFGF_NONE, cb_connections),
+	CFG_STR_CB("max_connections_per_client", "20", CFGF_NONE, cb_connections),
+	CFG_STR_CB("idle_timeout", "5m", CFGF_NONE, cb_duration),
+	CFG_STR_CB("session_timeout", "1h", CFGF_NONE, cb_duration),
 	CFG_SEC("smarthost", smarthost_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 	CFG_SEC("route", route_opts, CFGF_MULTI),
 	CFG_END()
@@ -1829,6 +1845,17 @@ build(cfg_t *root, const char *path)
 	conf->strict_addresses = get_bool(root, "strict_addresses");
 	conf->double_bounce = (enum double_bounce_mode)get_enum(root, "double_bounce");
 	conf->delay_warning = get_duration(root, "delay_warning");
+	conf->max_connections = get_uint(root, "max_connections", CONF_CONNECTIONS_MAX);
+	conf->max_connections_per_client = get_uint(root, "max_connections_per_client",
+	    CONF_CONNECTIONS_MAX);
+	if (conf->max_connections_per_client > conf->max_connections) {
+		conf_fail(line_of(root, "max_connections_per_client"),
+		    "max_connections_per_client: expected at most max_connections (%u), got %u",
+		    conf->max_connections, conf->max_connections_per_client);
+		goto fail;
+	}
+	conf->idle_timeout = get_duration(root, "idle_timeout");
+	conf->session_timeout = get_duration(root, "session_timeout");
 	copy_keylines(root, NULL, &conf->keylines, &conf->nkeylines);
 
 	n = cfg_size(root, "smarthost");

@@ -25,7 +25,11 @@
 #include <stddef.h>
 #include <netinet/in.h>
 
+/* The build defines it from --sysconfdir (Makefile.am). */
+#ifndef CONF_DEFAULT_PATH
 #define CONF_DEFAULT_PATH "/etc/mailrelay/mailrelay.conf"
+#endif
+#define CONF_CONNECTIONS_MAX 10000      /* max_connections, max_connections_per_client (conf.c says the number) */
 
 /*
  * Bounds on values that end up in SMTP commands, checked at load time so
@@ -170,6 +174,18 @@ struct config {
 	bool     strict_addresses;       /* default false */
 	enum double_bounce_mode double_bounce; /* default admin */
 	unsigned delay_warning;          /* seconds, default 4h; 0 = never warn */
+	/*
+	 * What one client can make the daemon hold (SPEC "Config file"):
+	 * sessions on the listeners together, and those of one uid (unix
+	 * socket) or one address (TCP); the control socket has the same two
+	 * limits of its own.  A session's partial message in spool/tmp is
+	 * bounded by max_message_size, so the spool's tmp/ holds at most
+	 * max_connections * max_message_size.
+	 */
+	unsigned max_connections;        /* default 100, 1..CONF_CONNECTIONS_MAX */
+	unsigned max_connections_per_client; /* default 20, at most max_connections */
+	unsigned idle_timeout;           /* seconds without a complete command, default 5m */
+	unsigned session_timeout;        /* seconds a session may last, default 1h */
 	struct smarthost_conf *smarthosts; /* in file order: failover order */
 	size_t   nsmarthosts;
 	struct route_conf *routes;       /* in file order: first match wins */

@@ -1144,6 +1144,39 @@ read_sample(void)
 	return buf;
 }
 
+/* What clients may hold: max_connections (total, per client) and the session deadlines. */
+static void
+test_client_limits(void **state)
+{
+	struct config *c;
+
+	(void)state;
+	c = must_load("");
+	assert_int_equal(c->max_connections, 100);
+	assert_int_equal(c->max_connections_per_client, 20);
+	assert_int_equal(c->idle_timeout, 300);
+	assert_int_equal(c->session_timeout, 3600);
+	conf_free(c);
+	c = must_load("max_connections = 5\nmax_connections_per_client = 5\nidle_timeout = 2s\n"
+	    "session_timeout = 10m\n");
+	assert_int_equal(c->max_connections, 5);
+	assert_int_equal(c->max_connections_per_client, 5);
+	assert_int_equal(c->idle_timeout, 2);
+	assert_int_equal(c->session_timeout, 600);
+	conf_free(c);
+	expect_error("max_connections = 0\n",
+	    ":1: max_connections: expected a number from 1 to 10000, got \"0\"");
+	expect_error("max_connections_per_client = 10001\n",
+	    ":1: max_connections_per_client: expected a number from 1 to 10000, got \"10001\"");
+	expect_error("max_connections = 10\n\nmax_connections_per_client = 11\n",
+	    ":3: max_connections_per_client: expected at most max_connections (10), got 11");
+	expect_error("max_connections_per_client = 101\n",
+	    ":1: max_connections_per_client: expected at most max_connections (100), got 101");
+	expect_error("idle_timeout = 0\n", ":1: idle_timeout: expected at least 1s, got \"0\"");
+	expect_error("session_timeout = forever\n",
+	    ":1: session_timeout: expected a duration such as 90s, 15m, 2h or 5d, got \"forever\"");
+}
+
 static void
 test_sample_config(void **state)
 {
@@ -1412,6 +1445,7 @@ main(void)
 		TEST(test_error_routes),
 		TEST(test_error_syntax),
 		TEST(test_error_small_buffer),
+		TEST(test_client_limits),
 		TEST(test_sample_config),
 		TEST(test_oauth2_preset_microsoft365),
 		TEST(test_oauth2_delegated_and_gmail),
