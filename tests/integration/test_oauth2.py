@@ -14,6 +14,7 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -656,3 +657,27 @@ def test_sendmail_links_no_http_json_or_tls_library(build):
     assert r.rc == 0, r
     for lib in ("libcurl", "libjson-c", "libssl", "libcrypto", "libevent"):
         assert lib not in r.out_text, r.out_text
+
+
+def test_slow_token_endpoint_does_not_stop_the_daemon(daemon, workdir, pki, endpoint,
+                                                      oauth_smarthost):
+    """While the token request waits, the daemon still accepts mail and answers status."""
+    endpoint.clients[CLIENT_ID] = "cs-" + os.urandom(8).hex()
+    endpoint.hold = threading.Event()
+    sh = oauth_smarthost(endpoint)
+    secret = write_secret(workdir, "client.secret", endpoint.clients[CLIENT_ID])
+    d = start(daemon, [("m365", oauth_host(pki, sh, endpoint, client_secret_file=secret))])
+    try:
+        msg, qid = submit(d, "waits for its token")
+        wait_until(lambda: len(endpoint.requests()) == 1, 10, what="the token request")
+        t0 = time.monotonic()
+        msg2, qid2 = submit(d, "accepted meanwhile")
+        r = d.mailrelay(["status"])
+        assert r.rc == 0 and "mailrelayd" in r.out_text, r
+        assert time.monotonic() - t0 < 3, "the daemon stalled while the token endpoint was slow"
+        assert endpoint.requests()[0].status is None        # still waiting
+    finally:
+        endpoint.hold.set()
+    sent(d, qid)
+    sent(d, qid2)
+    assert len(endpoint.requests()) == 1, endpoint.summary()   # both sessions shared one request

@@ -20,6 +20,8 @@ Script it with attributes:
   refresh_tokens set of valid refresh tokens
   rotate         answer each refresh with a new refresh token
   lifetime       expires_in of the access tokens issued (seconds)
+  hold           a threading.Event: when set (not None), /token answers only
+                 once it is set (a slow endpoint)
   answers        [(status, json object), ...] answered in turn instead of
                  judging the request (errors: invalid_grant, 5xx, ...)
   device_steps   answers of the device code polls before success, e.g.
@@ -82,6 +84,7 @@ class TokenEndpoint:
         self.refresh_tokens = set()
         self.rotate = False
         self.lifetime = 3600
+        self.hold = None
         self.answers = []
         self.device_steps = []
         self.codes = {}                 # authorization code -> (code_challenge, redirect_uri)
@@ -150,6 +153,9 @@ class TokenEndpoint:
         req = Request(h.path, form)
         with self._lock:
             self._requests.append(req)
+        if self.hold is not None and h.path == "/token":
+            self.hold.wait(30)
+        with self._lock:
             scripted = self.answers.pop(0) if self.answers else None
         if scripted is not None:
             status, answer = scripted
