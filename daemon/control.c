@@ -45,6 +45,7 @@
 #include "listener.h"
 #include "log.h"
 #include "queue.h"
+#include "oauth2.h"
 #include "shstate.h"
 #include "spool/qformat.h"
 #include "util.h"
@@ -549,6 +550,8 @@ do_status(struct csession *s, const struct ctl_req *req)
 				evbuffer_add(b, "null", 4);
 			evbuffer_add(b, ", \"paced_until\": ", 17);
 			json_time(b, st->paced_until > now ? st->paced_until : 0);
+			evbuffer_add(b, ", \"needs_authorisation\": ", 25);
+			json_str(b, oauth2_status(sh->name));
 			evbuffer_add(b, "}", 1);
 		}
 		evbuffer_add(b, "]}\n", 3);
@@ -578,6 +581,8 @@ do_status(struct csession *s, const struct ctl_req *req)
 			ago(b2, sizeof b2, st->last_failure, now);
 			cs_reply(s, "D   last error %s: %s", b2, st->last_error);
 		}
+		if (oauth2_status(sh->name) != NULL)
+			cs_reply(s, "D   %s", oauth2_status(sh->name));
 		if (st->down_until > now) {
 			ago(b2, sizeof b2, st->down_until, now);
 			cs_reply(s, "D   backed off after %u failure(s); next try %s", st->failures, b2);

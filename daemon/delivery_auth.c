@@ -8,6 +8,13 @@
  * smarthost, retried later, and a password_command's answer is dropped
  * when rejected so that the next attempt asks for a fresh token.  What
  * we send is logged masked, at every level.
+ *
+ * With an oauth2 section the token comes from daemon/oauth2.c.  When the
+ * smarthost rejects it (535, or a 334 with an error report in JSON,
+ * answered with an empty line, then 535) the session drops it, asks once
+ * for a new one and sends AUTH again; replies that a new token cannot fix
+ * (535 5.7.139: SMTP AUTH disabled) are explained and mark the smarthost
+ * as needing a person instead.
  */
 #include "config.h"
 
@@ -20,6 +27,7 @@
 #include "daemon.h"
 #include "delivery_int.h"
 #include "log.h"
+#include "oauth2.h"
 #include "secret.h"
 #include "xmalloc.h"
 
@@ -69,6 +77,34 @@ on_secret(const char *secret, const char *err, void *arg)
 		session_free(s);
 }
 
+static void
+on_token(const char *token, unsigned long gen, const char *err, int person, void *arg)
+{
+	struct dsession *s = arg;
+	char why[1000];
+
+	(void)person;	/* oauth2.c said it at error level and marked the smarthost */
+	s->oauth2_wait = NULL;
+	if (token == NULL) {
+		/* the relay first: oauth2.c's own line (error level) starts with "smarthost" */
+		snprintf(why, sizeof why, "%s: %s", s->relay, err);
+		session_fail(s, why, "4.7.0");
+	} else {
+		s->oauth2_gen = gen;
+		auth_send(s, token);
+	}
+	if (s->dead)
+		session_free(s);
+}
+
+static void
+oauth2_ask(struct dsession *s, unsigned long not_gen)
+{
+	s->oauth2_wait = oauth2_get(s->sh, s->rc->oauth2[s->shidx], s->rc->secret[s->shidx], not_gen,
+	    on_token, s);
+	session_enter(s, DS_SECRET);
+}
+
 int
 auth_start(struct dsession *s)
 {
@@ -103,7 +139,9 @@ auth_start(struct dsession *s)
 		session_fail(s, why, "4.7.0");
 		return 0;
 	}
-	if (s->rc->secret[s->shidx] != NULL)
+	if (sh->oauth2 != NULL && s->rc->oauth2[s->shidx] != NULL)
+		oauth2_ask(s, 0);
+	else if (s->rc->secret[s->shidx] != NULL)
 		auth_send(s, s->rc->secret[s->shidx]);
 	else if (s->rc->cmd_secret[s->shidx] != NULL)
 		auth_send(s, s->rc->cmd_secret[s->shidx]);
@@ -157,6 +195,33 @@ auth_on_reply(struct dsession *s)
 	}
 	/* Rejected: a failure of this smarthost, retried later. */
 	smtp_reply_summary(&s->reply, text, sizeof text);
+	if (s->sh->oauth2 != NULL && s->rc->oauth2[s->shidx] != NULL) {
+		const char *means = oauth2_explain_reply(&s->reply);
+		oauth2_rejected(s->sh->name, s->oauth2_gen);
+		if (oauth2_reply_needs_person(&s->reply)) {
+			snprintf(why, sizeof why, "smarthost %s needs authorisation: %s answered AUTH %s "
+			    "as %s with %s: %s; mail stays queued", s->sh->name, s->relay,
+			    sasl_mech_name(s->auth_mech), s->sh->username, text, means);
+			oauth2_needs_person(s->sh->name, why);
+		} else if (!s->oauth2_retried && code == 535) {
+			/* a stale or revoked token: one new one, in this session */
+			log_info("%s: the OAuth2 token was rejected (%s%s%s); asking for a new one",
+			    s->relay, text, s->sasl.server_error[0] ? "; server says: " : "",
+			    s->sasl.server_error);
+			s->oauth2_retried = 1;
+			sasl_clear(&s->sasl);
+			oauth2_ask(s, s->oauth2_gen);
+			return;
+		} else {
+			snprintf(why, sizeof why, "authentication failed at %s with %s as %s: %s%s%s%s%s%s",
+			    s->relay, sasl_mech_name(s->auth_mech), s->sh->username, text,
+			    s->sasl.server_error[0] ? " (server says: " : "", s->sasl.server_error,
+			    s->sasl.server_error[0] ? ")" : "", means[0] ? "; " : "", means);
+		}
+		sasl_clear(&s->sasl);
+		session_fail(s, why, "4.7.0");
+		return;
+	}
 	snprintf(why, sizeof why, "authentication failed at %s with %s as %s: %s%s%s%s",
 	    s->relay, sasl_mech_name(s->auth_mech), s->sh->username, text,
 	    s->sasl.server_error[0] ? " (server says: " : "", s->sasl.server_error,
@@ -178,6 +243,10 @@ auth_free(struct dsession *s)
 	if (s->secret_job != NULL) {
 		secret_cancel(s->secret_job);
 		s->secret_job = NULL;
+	}
+	if (s->oauth2_wait != NULL) {
+		oauth2_cancel(s->oauth2_wait);
+		s->oauth2_wait = NULL;
 	}
 	sasl_clear(&s->sasl);
 }
