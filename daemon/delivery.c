@@ -51,6 +51,7 @@
 #include "daemon.h"
 #include "delivery.h"
 #include "delivery_int.h"
+#include "delivery_trouble.h"
 #include "dotstuff.h"
 #include "linefix.h"
 #include "log.h"
@@ -122,7 +123,7 @@ session_send(struct dsession *s, const char *fmt, ...)
 		snprintf(why, sizeof why, "cannot send the %.*s command to %s: it would be %d octets, "
 		    "more than the %zu this client sends", (int)strcspn(line, " :"), line, s->relay, n,
 		    sizeof line - 3);
-		session_fail(s, why, "4.3.0");
+		session_fail(s, TK_COMMAND_TOO_LONG, why);
 		return -1;
 	}
 	log_debug("%s: >>> %s", s->relay, line);
@@ -323,16 +324,19 @@ msg_release(struct dsession *s)
 }
 
 /*
- * Every recipient of the transaction not yet final gets this outcome:
- * with only_accepted, those the smarthost accepted (the reply to the end
+ * Every recipient of the transaction not yet final gets the outcome kind
+ * k says (cls: the class of the smarthost's reply, 0 when none): with
+ * only_accepted, those the smarthost accepted (the reply to the end
  * of DATA decides for them; the ones a 452 left for later keep waiting);
  * else all of them, the ones left for later too (the session ends).
  */
 static void
-txn_outcome_all(struct dsession *s, enum outcome o, const char *dsn, const char *reply,
+txn_outcome_all(struct dsession *s, enum trouble_kind k, int cls, const char *reply,
     int only_accepted)
 {
 	struct relay_info ri;
+	enum outcome o = trouble_outcome(k, cls);
+	const char *dsn = trouble_get(k)->status;
 	size_t i;
 
 	if (s->msg == NULL)
@@ -475,19 +479,22 @@ failover_or_defer(struct dsession *s, struct qmsg *m, const char *why, const cha
  * are deferred — one probe per back-off step, not one per message.
  */
 void
-session_fail(struct dsession *s, const char *why, const char *dsn)
+session_fail(struct dsession *s, enum trouble_kind k, const char *why)
 {
+	const struct trouble *t = trouble_get(k);
+	const char *dsn = t->status;
 	int never_ready = s->messages == 0 && s->rc_idx == NULL;
+	int auth_step = s->state == DS_AUTH || s->state == DS_SECRET;
+	int tls_step = s->state == DS_HANDSHAKE || s->state == DS_STARTTLS;
 
 	log_info("%s", why);
-	/* for `mailrelay status` */
-	if (s->state == DS_AUTH || s->state == DS_SECRET)
+	/* for `mailrelay status`: the kind's counter, or the step's */
+	if (t->counter == TC_AUTH || (t->counter == TC_STEP && auth_step))
 		D->stats.auth_failures++;
-	else if (s->state == DS_HANDSHAKE || s->state == DS_STARTTLS || (dsn != NULL &&
-	    (strncmp(dsn, "4.7.4", 5) == 0 || strncmp(dsn, "4.7.5", 5) == 0)))
+	else if (t->counter == TC_TLS || (t->counter == TC_STEP && tls_step))
 		D->stats.tls_failures++;
 	if (!never_ready) {
-		txn_outcome_all(s, OUTCOME_DEFERRED, dsn, why, 0);
+		txn_outcome_all(s, k, 0, why, 0);
 		msg_release(s);
 		session_close(s);
 		return;
@@ -833,7 +840,7 @@ txn_begin(struct dsession *s)
 		char why[200];
 		snprintf(why, sizeof why, "552 5.3.4 message size %llu exceeds the smarthost's limit of %llu",
 		    e->size, s->caps.size);
-		txn_outcome_all(s, OUTCOME_BOUNCED, "5.3.4", why, 0);
+		txn_outcome_all(s, TK_TOO_BIG, 0, why, 0);
 		msg_release(s);
 		session_next_message(s);
 		return;
@@ -845,7 +852,7 @@ txn_begin(struct dsession *s)
 	s->need_smtputf8 = e->smtputf8 || addr8;
 	if (addr8 && !s->caps.smtputf8) {
 		/* a non-ASCII address cannot cross without SMTPUTF8 (RFC 6531 3.2) */
-		txn_outcome_all(s, OUTCOME_BOUNCED, "5.6.7",
+		txn_outcome_all(s, TK_NEEDS_SMTPUTF8, 0,
 		    "553 5.6.7 the smarthost does not offer SMTPUTF8, needed for a non-ASCII address", 0);
 		msg_release(s);
 		session_next_message(s);
@@ -856,7 +863,7 @@ txn_begin(struct dsession *s)
 	int perm7;
 	if (txn_prepare_7bit(s, why7, sizeof why7, &perm7) == -1) {
 		log_qid(LOG_ERR, e->id, NULL, "%s", why7);
-		txn_outcome_all(s, perm7 ? OUTCOME_BOUNCED : OUTCOME_DEFERRED, perm7 ? "5.6.3" : "4.3.0", why7, 0);
+		txn_outcome_all(s, perm7 ? TK_NOT_7BIT : TK_SPOOL_READ, 0, why7, 0);
 		msg_release(s);
 		session_next_message(s);
 		return;
@@ -1037,7 +1044,7 @@ session_enter(struct dsession *s, enum dstate st)
 			char why[300];
 			snprintf(why, sizeof why, "cannot read queued content: %s", strerror(errno));
 			log_qid(LOG_ERR, s->msg->env.id, NULL, "%s", why);
-			txn_outcome_all(s, OUTCOME_DEFERRED, "4.3.0", why, 0);
+			txn_outcome_all(s, TK_SPOOL_READ, 0, why, 0);
 			session_close(s);	/* the server is inside DATA: drop the connection */
 			return;
 		}
@@ -1054,14 +1061,14 @@ session_enter(struct dsession *s, enum dstate st)
 			bufferevent_write(s->bev, enc, m);
 			free(enc);
 			if (lseek(s->body_fd, (off_t)s->hdr_skip, SEEK_SET) == -1) {
-				txn_outcome_all(s, OUTCOME_DEFERRED, "4.3.0", "cannot read queued content", 0);
+				txn_outcome_all(s, TK_SPOOL_READ, 0, "cannot read queued content", 0);
 				session_close(s);
 				return;
 			}
 		}
 		bufferevent_setwatermark(s->bev, EV_WRITE, BODY_CHUNK / 2, 0);
 		if (body_refill(s) == -1) {
-			txn_outcome_all(s, OUTCOME_DEFERRED, "4.3.0", "cannot read queued content", 0);
+			txn_outcome_all(s, TK_SPOOL_READ, 0, "cannot read queued content", 0);
 			session_close(s);
 		}
 		break;
@@ -1089,7 +1096,7 @@ on_envelope_reply(struct dsession *s, const char *text)
 	if (idx == 0) {
 		/* MAIL */
 		if (cls != 2) {
-			txn_outcome_all(s, cls == 5 ? OUTCOME_BOUNCED : OUTCOME_DEFERRED, NULL, text, 0);
+			txn_outcome_all(s, TK_MAIL_REFUSED, cls, text, 0);
 			s->mail_failed = 1;
 		}
 	} else if (idx <= s->nrc) {
@@ -1109,8 +1116,8 @@ on_envelope_reply(struct dsession *s, const char *text)
 				    s->msg->env.rcpts[s->rc_idx[i]].addr, text);
 				s->rc_st[i] = RC_LATER;
 			} else {
-				queue_outcome(s->msg, s->rc_idx[i], cls == 5 ? OUTCOME_BOUNCED : OUTCOME_DEFERRED,
-				    &ri, NULL, text);
+				queue_outcome(s->msg, s->rc_idx[i], trouble_outcome(TK_RCPT_REFUSED, cls),
+				    &ri, trouble_get(TK_RCPT_REFUSED)->status, text);
 				s->rc_st[i] = RC_DECIDED;
 			}
 		}
@@ -1128,7 +1135,7 @@ on_envelope_reply(struct dsession *s, const char *text)
 			return;
 		}
 		if (!s->mail_failed && s->naccepted > 0)
-			txn_outcome_all(s, cls == 5 ? OUTCOME_BOUNCED : OUTCOME_DEFERRED, NULL, text, 1);
+			txn_outcome_all(s, TK_DATA_REFUSED, cls, text, 1);
 		txn_end(s, 1);
 		return;
 	}
@@ -1150,7 +1157,7 @@ host_refused(struct dsession *s, const char *what, const char *text)
 	char why[1400];
 
 	snprintf(why, sizeof why, "%s refused %s: %s", s->relay, what, text);
-	session_fail(s, why, NULL);
+	session_fail(s, TK_EHLO_REFUSED, why);
 }
 
 static void
@@ -1174,7 +1181,7 @@ on_reply(struct dsession *s)
 		 * transaction it never had.  Recipients sent in earlier
 		 * transactions keep their outcome.
 		 */
-		txn_outcome_all(s, OUTCOME_DEFERRED, NULL, text, 0);
+		txn_outcome_all(s, TK_CLOSING, 0, text, 0);
 		msg_release(s);
 		session_close(s);
 		return;
@@ -1185,7 +1192,7 @@ on_reply(struct dsession *s)
 		if (cls != 2) {
 			char why[1400];
 			snprintf(why, sizeof why, "host %s refused to talk to us: %s", s->relay, text);
-			session_fail(s, why, NULL);
+			session_fail(s, TK_GREETING_REFUSED, why);
 			return;
 		}
 		session_enter(s, DS_EHLO);
@@ -1224,15 +1231,14 @@ on_reply(struct dsession *s)
 		 * up.  It decides for the accepted recipients; the connection is
 		 * dropped, so any left for a next transaction are deferred.
 		 */
-		txn_outcome_all(s, cls == 5 ? OUTCOME_BOUNCED : OUTCOME_DEFERRED, NULL, text, 1);
-		txn_outcome_all(s, OUTCOME_DEFERRED, NULL, text, 0);
+		txn_outcome_all(s, TK_BODY_CUT, cls, text, 1);
+		txn_outcome_all(s, TK_ABANDONED, 0, text, 0);
 		msg_release(s);
 		session_close(s);
 		break;
 	case DS_DOT:
 		if (s->msg != NULL) {
-			enum outcome o = cls == 2 ? OUTCOME_SENT : cls == 5 ? OUTCOME_BOUNCED : OUTCOME_DEFERRED;
-			txn_outcome_all(s, o, NULL, text, 1);
+			txn_outcome_all(s, TK_DOT_REPLY, cls, text, 1);
 			txn_end(s, 0);
 			break;
 		}
@@ -1241,7 +1247,7 @@ on_reply(struct dsession *s)
 	case DS_RSET:
 		if (cls != 2) {
 			/* no clean state for another transaction: those left for one are deferred */
-			txn_outcome_all(s, OUTCOME_DEFERRED, NULL, text, 0);
+			txn_outcome_all(s, TK_RSET_REFUSED, 0, text, 0);
 			session_quit(s);
 			break;
 		}
@@ -1281,7 +1287,7 @@ session_on_read(struct bufferevent *bev, void *arg)
 			char why[300];
 			snprintf(why, sizeof why, "protocol error from %s while %s: %s",
 			    s->relay, dstate_what[s->state], err);
-			session_fail(s, why, "4.5.0");
+			session_fail(s, TK_PROTOCOL, why);
 			break;
 		}
 		if (rc == SMTP_REPLY_DONE) {
@@ -1294,7 +1300,7 @@ session_on_read(struct bufferevent *bev, void *arg)
 	if (!s->dead && s->bev == bev && evbuffer_get_length(in) > REPLY_LINE_LIMIT) {
 		char why[300];
 		snprintf(why, sizeof why, "protocol error from %s: reply line too long", s->relay);
-		session_fail(s, why, "4.5.0");
+		session_fail(s, TK_PROTOCOL, why);
 	}
 	if (s->dead)
 		session_free(s);
@@ -1307,7 +1313,7 @@ session_on_write(struct bufferevent *bev, void *arg)
 
 	(void)bev;
 	if (s->state == DS_BODY && s->body_fd != -1 && body_refill(s) == -1) {
-		txn_outcome_all(s, OUTCOME_DEFERRED, "4.3.0", "cannot read queued content", 0);
+		txn_outcome_all(s, TK_SPOOL_READ, 0, "cannot read queued content", 0);
 		session_close(s);
 	}
 	if (s->dead)

@@ -36,7 +36,7 @@ auth_send(struct dsession *s, const char *secret)
 		char why[300];
 		snprintf(why, sizeof why, "cannot build the AUTH %s command for %s (secret too long?)",
 		    sasl_mech_name(s->auth_mech), s->relay);
-		session_fail(s, why, "4.7.0");
+		session_fail(s, TK_AUTH_EXCHANGE, why);
 		return;
 	}
 	snprintf(masked, sizeof masked, "AUTH %s%s", sasl_mech_name(s->auth_mech),
@@ -55,7 +55,7 @@ on_secret(const char *secret, const char *err, void *arg)
 	s->secret_job = NULL;
 	if (secret == NULL) {
 		snprintf(why, sizeof why, "smarthost %s: %s", s->sh->name, err);
-		session_fail(s, why, "4.7.0");
+		session_fail(s, TK_AUTH_SECRET, why);
 	} else {
 		char **slot = &s->rc->cmd_secret[s->shidx];
 		if (*slot != NULL) {
@@ -93,14 +93,14 @@ auth_start(struct dsession *s)
 		else
 			snprintf(why, sizeof why, "%s does not offer AUTH %s (it offers: %s)",
 			    s->relay, sasl_mech_name(sh->auth), offered);
-		session_fail(s, why, "4.7.0");
+		session_fail(s, TK_AUTH_NOT_OFFERED, why);
 		return 0;
 	}
 	if (!s->tls_active && !sh->auth_allow_plaintext) {
 		snprintf(why, sizeof why, "refusing to send the credentials of smarthost %s over an "
 		    "unencrypted connection to %s (use TLS, or set auth_allow_plaintext = yes)",
 		    sh->name, s->relay);
-		session_fail(s, why, "4.7.0");
+		session_fail(s, TK_AUTH_PLAINTEXT, why);
 		return 0;
 	}
 	if (s->rc->secret[s->shidx] != NULL)
@@ -113,13 +113,13 @@ auth_start(struct dsession *s)
 		    on_secret, s);
 		if (s->secret_job == NULL) {
 			snprintf(why, sizeof why, "smarthost %s: cannot run password_command", sh->name);
-			session_fail(s, why, "4.7.0");
+			session_fail(s, TK_AUTH_SECRET, why);
 			return 0;
 		}
 		session_enter(s, DS_SECRET);
 	} else {
 		snprintf(why, sizeof why, "smarthost %s has a username but no secret", sh->name);
-		session_fail(s, why, "4.7.0");
+		session_fail(s, TK_AUTH_NO_SECRET, why);
 	}
 	return 0;
 }
@@ -135,7 +135,7 @@ auth_on_reply(struct dsession *s)
 		char *resp = sasl_respond(&s->sasl, s->reply.text, err, sizeof err);
 		if (resp == NULL) {
 			snprintf(why, sizeof why, "authentication with %s failed: %s", s->relay, err);
-			session_fail(s, why, "4.7.0");
+			session_fail(s, TK_AUTH_EXCHANGE, why);
 			return;
 		}
 		session_send_masked(s, resp, "****");
@@ -145,7 +145,7 @@ auth_on_reply(struct dsession *s)
 	if (code == 235) {
 		if (sasl_finish(&s->sasl, err, sizeof err) == -1) {
 			snprintf(why, sizeof why, "authentication with %s failed: %s", s->relay, err);
-			session_fail(s, why, "4.7.0");
+			session_fail(s, TK_AUTH_EXCHANGE, why);
 			return;
 		}
 		s->authenticated = 1;
@@ -169,7 +169,7 @@ auth_on_reply(struct dsession *s)
 	}
 	sasl_clear(&s->sasl);
 	/* deferred either way (a failure of the smarthost), so a 4.x.x code */
-	session_fail(s, why, "4.7.0");
+	session_fail(s, TK_AUTH_REJECTED, why);
 }
 
 void

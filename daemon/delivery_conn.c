@@ -87,7 +87,7 @@ on_resolved(int result, struct evutil_addrinfo *res, void *arg)
 		else
 			snprintf(why, sizeof why, "connect to %s:%u: host name lookup failed: %s",
 			    s->sh->host, s->sh->port, evutil_gai_strerror(result));
-		session_fail(s, why, "4.4.3");
+		session_fail(s, TK_DNS, why);
 		free_if_dead(s);
 		return;
 	}
@@ -178,7 +178,7 @@ connect_addr(struct dsession *s)
 		snprintf(s->last_error, sizeof s->last_error, "connect to %s: %s", s->relay,
 		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 	}
-	session_fail(s, s->last_error[0] ? s->last_error : "no address to connect to", "4.4.1");
+	session_fail(s, TK_CONNECT, s->last_error[0] ? s->last_error : "no address to connect to");
 }
 
 /* This address did not work out; try the next one or give up. */
@@ -204,7 +204,7 @@ tls_established(struct dsession *s)
 	if (!s->tlsv.trusted) {
 		snprintf(why, sizeof why, "TLS is required (tls = %s) but the certificate of %s "
 		    "is not trusted: %s", conf_tls_mode_name(sh->tls), s->relay, s->tlsv.reason);
-		session_fail(s, why, "4.7.5");
+		session_fail(s, TK_TLS_UNTRUSTED, why);
 		return 0;
 	}
 	s->tls_active = 1;
@@ -262,7 +262,7 @@ conn_after_ehlo(struct dsession *s)
 			return 1;
 		snprintf(why, sizeof why, "TLS is required (tls = %s) but %s does not offer STARTTLS",
 		    conf_tls_mode_name(s->sh->tls), s->relay);
-		session_fail(s, why, "4.7.4");
+		session_fail(s, TK_TLS_NOT_OFFERED, why);
 		return 0;
 	}
 	session_enter(s, DS_STARTTLS);
@@ -281,7 +281,7 @@ conn_starttls_refused(struct dsession *s, const char *text)
 	}
 	snprintf(why, sizeof why, "TLS is required (tls = %s) but %s refused STARTTLS: %s",
 	    conf_tls_mode_name(s->sh->tls), s->relay, text);
-	session_fail(s, why, "4.7.4");
+	session_fail(s, TK_TLS_REFUSED, why);
 	return 0;
 }
 
@@ -298,7 +298,7 @@ conn_starttls(struct dsession *s)
 	if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
 		snprintf(why, sizeof why, "%s sent data after its reply to STARTTLS; refusing to go on",
 		    s->relay);
-		session_fail(s, why, "4.7.0");
+		session_fail(s, TK_TLS_INJECTION, why);
 		return;
 	}
 	s->ssl = tls_ssl_new(tls_ctx(s), s->sh->host);
@@ -310,7 +310,7 @@ conn_starttls(struct dsession *s)
 		SSL_free(s->ssl);
 		s->ssl = NULL;
 		snprintf(why, sizeof why, "%s: cannot set up TLS", s->relay);
-		session_fail(s, why, "4.7.0");
+		session_fail(s, TK_TLS_SETUP, why);
 		return;
 	}
 	s->bev = tb;	/* owns the socket bufferevent and the SSL from now on */
@@ -352,7 +352,7 @@ socks_fail(struct dsession *s, const char *what)
 	char why[500];
 
 	snprintf(why, sizeof why, "connect to %s: SOCKS5 proxy: %s", s->relay, what);
-	session_fail(s, why, "4.4.1");
+	session_fail(s, TK_SOCKS, why);
 }
 
 static void
@@ -528,7 +528,7 @@ conn_on_event(struct bufferevent *bev, short what, void *arg)
 		if (s->sh->tls == TLS_OPPORTUNISTIC && !s->plaintext_retry)
 			retry_plaintext(s, why);
 		else
-			session_fail(s, why, "4.7.5");
+			session_fail(s, TK_TLS_HANDSHAKE, why);
 		break;
 	case DS_SOCKS:
 		if (what & BEV_EVENT_TIMEOUT)
@@ -549,7 +549,7 @@ conn_on_event(struct bufferevent *bev, short what, void *arg)
 			snprintf(why, sizeof why, "lost connection with %s while %s: %s%s",
 			    s->relay, dstate_what[s->state], s->tls_done ? "TLS: " : "", reason);
 		}
-		session_fail(s, why, "4.4.2");
+		session_fail(s, what & BEV_EVENT_TIMEOUT ? TK_TIMEOUT : TK_LOST, why);
 		break;
 	}
 	free_if_dead(s);

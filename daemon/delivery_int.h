@@ -14,6 +14,7 @@
 #include <event2/util.h>
 #include <openssl/ssl.h>
 
+#include "delivery_trouble.h"
 #include "dotstuff.h"
 #include "sasl.h"
 #include "queue.h"
@@ -115,7 +116,12 @@ struct dsession {
 
 /* delivery.c */
 void session_enter(struct dsession *s, enum dstate st);
-void session_fail(struct dsession *s, const char *why, const char *dsn);
+/*
+ * The session failed with kind k (see delivery_trouble.h): `why` is
+ * logged; what was not decided is deferred, or before the first
+ * transaction the smarthost is backed off and its messages fail over.
+ */
+void session_fail(struct dsession *s, enum trouble_kind k, const char *why);
 void session_close(struct dsession *s);
 void session_free(struct dsession *s);
 void session_timeouts(struct dsession *s);
