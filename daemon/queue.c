@@ -31,6 +31,7 @@
 #include "bounce.h"
 #include "commit.h"
 #include "daemon.h"
+#include "delivery_trouble.h"
 #include "log.h"
 #include "queue.h"
 #include "util.h"
@@ -285,10 +286,10 @@ queue_outcome(struct qmsg *m, size_t idx, enum outcome o, const struct relay_inf
 	    now.tv_sec - m->env.arrival >= (time_t)D->conf->max_queue_time) {
 		char *t = xasprintf("message expired after %us in the queue; last error: %s",
 		    D->conf->max_queue_time, text);
-		o = OUTCOME_BOUNCED;
+		o = trouble_outcome(TK_EXPIRED, 0);
 		free(r->last_reply);
 		r->last_reply = t;
-		dsn = "4.4.7";
+		dsn = trouble_get(TK_EXPIRED)->status;
 	}
 	if (o == OUTCOME_SENT)
 		D->stats.sent++;
@@ -319,6 +320,8 @@ queue_outcome(struct qmsg *m, size_t idx, enum outcome o, const struct relay_inf
 		derive_dsn(dsnbuf, sizeof dsnbuf, o, r->last_reply);
 		dsn = dsnbuf;
 	}
+	/* carried with the recipient: its notice reports this status, never re-parsed */
+	strlcpy_mr(r->dsn, dsn, sizeof r->dsn);
 	delay = (double)(now.tv_sec - m->env.arrival) +
 	    (double)(now.tv_usec - m->env.arrival_usec) / 1e6;
 	if (delay < 0)
