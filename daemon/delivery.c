@@ -63,13 +63,19 @@
 #include "xmalloc.h"
 
 const char *const dstate_what[] = {
-#define X(name, what) [DS_##name] = what,
+#define X(name, what, deadline) [DS_##name] = what,
 	DELIVERY_STATES(X)
 #undef X
 };
 
 const char *const dstate_name[] = {
-#define X(name, what) [DS_##name] = #name,
+#define X(name, what, deadline) [DS_##name] = #name,
+	DELIVERY_STATES(X)
+#undef X
+};
+
+const enum deadline dstate_deadline[] = {
+#define X(name, what, deadline) [DS_##name] = deadline,
 	DELIVERY_STATES(X)
 #undef X
 };
@@ -140,17 +146,91 @@ session_send_masked(struct dsession *s, const char *line, const char *logtext)
 	bufferevent_write(s->bev, "\r\n", 2);
 }
 
+static void
+monotonic_now(struct timeval *tv)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	tv->tv_sec = ts.tv_sec;
+	tv->tv_usec = ts.tv_nsec / 1000;
+}
+
+unsigned
+session_connect_left(struct dsession *s)
+{
+	struct timeval now, left;
+
+	monotonic_now(&now);
+	if (!timerisset(&s->connect_until)) {
+		s->connect_until = now;
+		s->connect_until.tv_sec += s->sh->connect_timeout ? s->sh->connect_timeout : 30;
+	}
+	if (!timercmp(&now, &s->connect_until, <))
+		return 1;
+	timersub(&s->connect_until, &now, &left);
+	return (unsigned)left.tv_sec + (left.tv_usec > 0);
+}
+
+/* The deadline passed: handled as a timeout event of the connection. */
+static void
+session_on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct dsession *s = arg;
+
+	(void)fd;
+	(void)what;
+	log_debug("%s: deadline of state %s passed", s->relay, dstate_name[s->state]);
+	conn_on_event(s->bev, BEV_EVENT_TIMEOUT | BEV_EVENT_READING, s);
+}
+
+/*
+ * One timer per session, not the bufferevent's timeouts: those restart
+ * with every byte read, so a smarthost trickling its reply held the
+ * session for as long as it liked.
+ */
 void
 session_timeouts(struct dsession *s)
 {
-	unsigned t = s->state == DS_CONNECT ? s->sh->connect_timeout : s->sh->timeout;
+	unsigned reply = s->sh->timeout ? s->sh->timeout : 60, t = 0;
+	struct timeval tv;
 
-	/* waiting for password_command: its own timeout (the same value) fires first */
-	if (s->state == DS_SECRET)
-		t += 5;
-	struct timeval tv = { .tv_sec = t ? t : 60 };
-
-	bufferevent_set_timeouts(s->bev, &tv, &tv);
+	if (s->deadline_ev == NULL)
+		s->deadline_ev = evtimer_new(D->base, session_on_deadline, s);
+	evtimer_del(s->deadline_ev);
+	if (s->bev == NULL)
+		return;
+	switch (dstate_deadline[s->state]) {
+	case DL_NONE:
+		return;
+	case DL_CONNECT: {
+		/*
+		 * What is left of the phase, shared equally by the addresses
+		 * not yet tried (this one included): the whole phase stays
+		 * within connect_timeout, and an address that does not answer
+		 * leaves time for the next.
+		 */
+		unsigned n = 0;
+		for (const struct evutil_addrinfo *a = s->addr; a != NULL; a = a->ai_next)
+			n++;
+		t = session_connect_left(s) / (n ? n : 1);
+		s->connect_share = t = t ? t : 1;
+		break;
+	}
+	case DL_REPLY:
+	case DL_PROGRESS:
+		t = reply;
+		break;
+	case DL_SECRET:
+		t = reply + 5;
+		break;
+	case DL_DATA:
+		t = s->sh->data_timeout ? s->sh->data_timeout : 600;
+		break;
+	}
+	tv.tv_sec = t;
+	tv.tv_usec = 0;
+	evtimer_add(s->deadline_ev, &tv);
 }
 
 /* Drop the current transaction's bookkeeping (not the recipients carried to the next one). */
@@ -382,6 +462,8 @@ session_free(struct dsession *s)
 	carry_clear(s);	/* delivery_shutdown() takes the message back without msg_release() */
 	auth_free(s);
 	conn_free(s);
+	if (s->deadline_ev != NULL)
+		event_free(s->deadline_ev);
 	TAILQ_REMOVE(&sessions, s, entry);
 	nsessions--;
 	runconf_unref(s->rc);
@@ -1293,6 +1375,9 @@ session_on_read(struct bufferevent *bev, void *arg)
 		if (rc == SMTP_REPLY_DONE) {
 			on_reply(s);
 			smtp_reply_init(&s->reply);
+			/* each complete reply gets the whole deadline (pipelined replies, AUTH rounds) */
+			if (!s->dead)
+				session_timeouts(s);
 			if (s->dead || s->bev != bev)
 				break;	/* now on a TLS filter or a new connection */
 		}
@@ -1312,9 +1397,13 @@ session_on_write(struct bufferevent *bev, void *arg)
 	struct dsession *s = arg;
 
 	(void)bev;
-	if (s->state == DS_BODY && s->body_fd != -1 && body_refill(s) == -1) {
-		txn_outcome_all(s, TK_SPOOL_READ, 0, "cannot read queued content", 0);
-		session_close(s);
+	if (s->state == DS_BODY && s->body_fd != -1) {
+		/* the body drained below the low-water mark: progress, a new deadline */
+		session_timeouts(s);
+		if (body_refill(s) == -1) {
+			txn_outcome_all(s, TK_SPOOL_READ, 0, "cannot read queued content", 0);
+			session_close(s);
+		}
 	}
 	if (s->dead)
 		session_free(s);

@@ -108,7 +108,8 @@ conn_start(struct dsession *s)
 	hints.ai_protocol = IPPROTO_TCP;
 	hints.ai_flags = EVUTIL_AI_ADDRCONFIG;
 	snprintf(port, sizeof port, "%u", s->sh->port);
-	s->state = DS_RESOLVE;
+	timerclear(&s->connect_until);	/* the connect phase starts with the first address */
+	session_enter(s, DS_RESOLVE);
 	in_start++;
 	/* The callback may run before this returns (addresses, /etc/hosts). */
 	if (s->sh->proxy_host != NULL)
@@ -169,8 +170,7 @@ connect_addr(struct dsession *s)
 			continue;
 		}
 		bufferevent_setcb(s->bev, session_on_read, session_on_write, conn_on_event, s);
-		s->state = DS_CONNECT;
-		session_timeouts(s);
+		session_enter(s, DS_CONNECT);
 		log_debug("%s: connecting%s for %s", s->relay,
 		    s->sh->tls == TLS_IMPLICIT ? " with TLS" : "", s->msg ? s->msg->env.id : "-");
 		if (bufferevent_socket_connect(s->bev, s->addr->ai_addr, (int)s->addr->ai_addrlen) == 0)
@@ -302,8 +302,6 @@ conn_starttls(struct dsession *s)
 		return;
 	}
 	s->ssl = tls_ssl_new(tls_ctx(s), s->sh->host);
-	/* from now on the filter's timeouts rule; the socket's would fire behind our back */
-	bufferevent_set_timeouts(s->bev, NULL, NULL);
 	tb = s->ssl ? bufferevent_openssl_filter_new(D->base, s->bev, s->ssl,
 	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE) : NULL;
 	if (tb == NULL) {
@@ -316,8 +314,7 @@ conn_starttls(struct dsession *s)
 	s->bev = tb;	/* owns the socket bufferevent and the SSL from now on */
 	bufferevent_setcb(tb, session_on_read, session_on_write, conn_on_event, s);
 	bufferevent_enable(tb, EV_READ | EV_WRITE);
-	s->state = DS_HANDSHAKE;
-	session_timeouts(s);
+	session_enter(s, DS_HANDSHAKE);
 }
 
 /* Opportunistic TLS failed in the handshake: the same delivery once more, in plaintext. */
@@ -326,6 +323,7 @@ retry_plaintext(struct dsession *s, const char *why)
 {
 	log_info("%s; retrying once without TLS (tls = opportunistic)", why);
 	s->plaintext_retry = 1;
+	timerclear(&s->connect_until);	/* a new connection: a new connect phase */
 	memset(&s->caps, 0, sizeof s->caps);
 	smtp_reply_init(&s->reply);
 	connect_addr(s);	/* the same address, a new connection */
@@ -435,7 +433,6 @@ socks_on_read(struct bufferevent *bev, void *arg)
 		/* TLS from the first byte of the tunnel */
 		struct bufferevent *tb;
 		s->ssl = tls_ssl_new(tls_ctx(s), s->sh->host);
-		bufferevent_set_timeouts(bev, NULL, NULL);	/* the filter's timeouts rule */
 		tb = s->ssl ? bufferevent_openssl_filter_new(D->base, bev, s->ssl,
 		    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE) : NULL;
 		if (tb == NULL) {
@@ -448,8 +445,7 @@ socks_on_read(struct bufferevent *bev, void *arg)
 		s->bev = tb;
 		bufferevent_setcb(tb, session_on_read, session_on_write, conn_on_event, s);
 		bufferevent_enable(tb, EV_READ | EV_WRITE);
-		s->state = DS_HANDSHAKE;
-		session_timeouts(s);
+		session_enter(s, DS_HANDSHAKE);
 		return;
 	}
 	start_greeting(s);
@@ -460,8 +456,7 @@ start_greeting(struct dsession *s)
 {
 	log_debug("%s: connected", s->relay);
 	smtp_reply_init(&s->reply);
-	s->state = DS_GREETING;
-	session_timeouts(s);
+	session_enter(s, DS_GREETING);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }
 
@@ -471,9 +466,8 @@ on_connected(struct dsession *s)
 	s->connected = 1;
 	if (s->sh->proxy_host != NULL) {
 		static const unsigned char hello[3] = { 5, 1, 0 };
-		s->state = DS_SOCKS;
 		s->socks_step = 0;
-		session_timeouts(s);
+		session_enter(s, DS_SOCKS);
 		bufferevent_setcb(s->bev, socks_on_read, session_on_write, conn_on_event, s);
 		bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 		bufferevent_write(s->bev, hello, sizeof hello);
@@ -512,7 +506,7 @@ conn_on_event(struct bufferevent *bev, short what, void *arg)
 			snprintf(why, sizeof why, "TLS handshake with %s failed: %s", s->relay, reason);
 		} else if (what & BEV_EVENT_TIMEOUT)
 			snprintf(why, sizeof why, "connect to %s: timed out after %us", s->relay,
-			    s->sh->connect_timeout);
+			    s->connect_share);
 		else
 			snprintf(why, sizeof why, "connect to %s: %s", s->relay,
 			    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));

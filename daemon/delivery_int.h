@@ -11,6 +11,7 @@
 
 #include <event2/bufferevent.h>
 #include <event2/dns.h>
+#include <event2/event.h>
 #include <event2/util.h>
 #include <openssl/ssl.h>
 
@@ -22,32 +23,53 @@
 #include "smtp_reply.h"
 #include "tls.h"
 
-/* name, what we are doing (for error messages); one table, so names cannot drift */
-#define DELIVERY_STATES(X)						\
-	X(RESOLVE,   "looking up the host name")				\
-	X(CONNECT,   "connecting")					\
-	X(SOCKS,     "talking to the SOCKS5 proxy")			\
-	X(GREETING,  "waiting for the greeting")			\
-	X(EHLO,      "sending EHLO")					\
-	X(HELO,      "sending HELO")					\
-	X(STARTTLS,  "sending STARTTLS")				\
-	X(HANDSHAKE, "performing the TLS handshake")			\
-	X(SECRET,    "running password_command")			\
-	X(AUTH,      "authenticating")					\
-	X(ENVELOPE,  "sending MAIL/RCPT/DATA")				\
-	X(BODY,      "sending the message body")			\
-	X(DOT,       "waiting for the reply to the end of data")	\
-	X(RSET,      "sending RSET")					\
-	X(QUIT,      "sending QUIT")
+/*
+ * Which limit bounds a state (mailrelay.conf(5) says the same):
+ *   DL_NONE      none of ours (the resolver's own timeouts)
+ *   DL_CONNECT   connect_timeout, for the whole connect phase: every
+ *                address together, not each one
+ *   DL_REPLY     timeout, for the complete reply (a greeting or a reply
+ *                trickled byte by byte gets no longer)
+ *   DL_PROGRESS  timeout, for each step of progress: the body must drain
+ *                below the low-water mark again within it
+ *   DL_DATA      data_timeout, for the reply to the final dot (RFC 5321
+ *                4.5.3.2.6: the server may be scanning the content;
+ *                cutting it off makes the next attempt a duplicate)
+ *   DL_SECRET    timeout plus a margin: password_command's own timeout
+ *                (the same value) fires first and says why
+ */
+enum deadline { DL_NONE, DL_CONNECT, DL_REPLY, DL_PROGRESS, DL_DATA, DL_SECRET };
+
+/*
+ * name, what we are doing (for error messages), the deadline that bounds
+ * it.  One table, so names, phrases and deadlines cannot drift apart.
+ */
+#define DELIVERY_STATES(X)							\
+	X(RESOLVE,   "looking up the host name",			DL_NONE)	\
+	X(CONNECT,   "connecting",					DL_CONNECT)	\
+	X(SOCKS,     "talking to the SOCKS5 proxy",			DL_REPLY)	\
+	X(GREETING,  "waiting for the greeting",			DL_REPLY)	\
+	X(EHLO,      "sending EHLO",					DL_REPLY)	\
+	X(HELO,      "sending HELO",					DL_REPLY)	\
+	X(STARTTLS,  "sending STARTTLS",				DL_REPLY)	\
+	X(HANDSHAKE, "performing the TLS handshake",			DL_REPLY)	\
+	X(SECRET,    "running password_command",			DL_SECRET)	\
+	X(AUTH,      "authenticating",					DL_REPLY)	\
+	X(ENVELOPE,  "sending MAIL/RCPT/DATA",				DL_REPLY)	\
+	X(BODY,      "sending the message body",			DL_PROGRESS)	\
+	X(DOT,       "waiting for the reply to the end of data",	DL_DATA)	\
+	X(RSET,      "sending RSET",					DL_REPLY)	\
+	X(QUIT,      "sending QUIT",					DL_REPLY)
 
 enum dstate {
-#define X(name, what) DS_##name,
+#define X(name, what, deadline) DS_##name,
 	DELIVERY_STATES(X)
 #undef X
 };
 
 extern const char *const dstate_what[];
 extern const char *const dstate_name[];
+extern const enum deadline dstate_deadline[];
 
 /* Where a recipient of the current transaction stands. */
 enum rcstate {
@@ -60,6 +82,9 @@ enum rcstate {
 struct dsession {
 	struct bufferevent *bev;
 	enum dstate state;
+	struct event *deadline_ev;      /* the state's deadline (see enum deadline) */
+	struct timeval connect_until;   /* monotonic: the end of the connect phase */
+	unsigned connect_share;         /* seconds the current address was given */
 	int dead;                       /* free at the end of the top-level callback */
 	int connected;
 
@@ -124,7 +149,14 @@ void session_enter(struct dsession *s, enum dstate st);
 void session_fail(struct dsession *s, enum trouble_kind k, const char *why);
 void session_close(struct dsession *s);
 void session_free(struct dsession *s);
+/*
+ * Arm the current state's deadline from the table (session_enter() does);
+ * again after each complete reply and each step of body progress.  Past
+ * it, the state's timeout is handled as conn_on_event() says.
+ */
 void session_timeouts(struct dsession *s);
+/* Seconds left of the connect phase (at least 1); the phase starts on the first call after a reset. */
+unsigned session_connect_left(struct dsession *s);
 void session_on_read(struct bufferevent *bev, void *arg);
 void session_on_write(struct bufferevent *bev, void *arg);
 /* Send a line that carries a secret: only `logtext` is logged. */
