@@ -172,7 +172,7 @@ queue_notice(const struct spool_env *env, const char *to, const char *via,
 		return -1;
 
 	struct commit_req *req = xcalloc(1, sizeof *req);
-	daemon_new_qid(id, &arrival);
+	spool_qid_new(&D->spool, id, &arrival);
 	if (spool_txn_begin(&D->spool, id, &req->txn) == -1) {
 		log_qid(LOG_ERR, env->id, NULL, "cannot create the delivery status notification: %s",
 		    strerror(errno));

@@ -72,21 +72,6 @@ syslog_level(enum log_level_conf l)
 	return LOG_INFO;
 }
 
-void
-daemon_new_qid(char out[QID_LEN + 1], struct timeval *arrival)
-{
-	char name[QID_LEN + 8];
-
-	gettimeofday(arrival, NULL);
-	/* Ids are unique by time and sequence; the check guards against a clock stepping back. */
-	for (;;) {
-		spool_qid_make(out, arrival->tv_sec, arrival->tv_usec, D->qid_seq++);
-		snprintf(name, sizeof name, "%s.env", out);
-		if (faccessat(D->spool.queuefd, name, F_OK, 0) == -1 && errno == ENOENT)
-			break;
-	}
-}
-
 static void
 finish_shutdown(void)
 {

@@ -66,6 +66,20 @@ spool_qid_make(char out[QID_LEN + 1], time_t sec, long usec, unsigned seq)
 	    (uint32_t)sec, (unsigned long)usec & 0xfffffUL, seq & 0xfffU);
 }
 
+void
+spool_qid_new(struct spool *sp, char out[QID_LEN + 1], struct timeval *arrival)
+{
+	char name[QID_LEN + 8];
+
+	gettimeofday(arrival, NULL);
+	for (;;) {
+		spool_qid_make(out, arrival->tv_sec, arrival->tv_usec, sp->qid_seq++);
+		snprintf(name, sizeof name, "%s.env", out);
+		if (faccessat(sp->queuefd, name, F_OK, 0) == -1 && errno == ENOENT)
+			break;
+	}
+}
+
 static int
 open_subdir(int dirfd, const char *name, int create, mode_t mode)
 {
