@@ -95,6 +95,7 @@ void
 delivery_init(void)
 {
 	TAILQ_INIT(&sessions);
+	queue_on_ready(delivery_kick);
 }
 
 unsigned

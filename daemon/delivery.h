@@ -9,7 +9,13 @@
 #ifndef MAILRELAY_DELIVERY_H
 #define MAILRELAY_DELIVERY_H
 
+/* Also registers delivery_kick() as the queue's ready hook. */
 void delivery_init(void);
+/*
+ * Start sessions for ready messages, as far as concurrency and rate_limit
+ * allow (the queue's ready hook; also after a reload).
+ */
+void delivery_kick(void);
 /* Abort every session without recording outcomes (shutdown). */
 void delivery_shutdown(void);
 /* Number of open sessions. */

@@ -16,7 +16,7 @@
 #ifndef MAILRELAY_DELIVERY_TROUBLE_H
 #define MAILRELAY_DELIVERY_TROUBLE_H
 
-#include "queue.h"
+#include "outcome.h"
 
 /* What the failure is a failure of. */
 enum trouble_scope {

@@ -67,6 +67,14 @@ queue_count(void)
 	return nmsgs;
 }
 
+static queue_ready_fn ready_hook;
+
+void
+queue_on_ready(queue_ready_fn fn)
+{
+	ready_hook = fn;
+}
+
 static void
 make_ready(struct qmsg *m)
 {
@@ -80,7 +88,8 @@ make_ready(struct qmsg *m)
 	}
 	m->ready = 1;
 	TAILQ_INSERT_TAIL(&ready_msgs, m, ready_entry);
-	delivery_kick();
+	if (ready_hook != NULL)
+		ready_hook();
 }
 
 static void
