@@ -9,13 +9,8 @@
 #ifndef MAILRELAY_DELIVERY_H
 #define MAILRELAY_DELIVERY_H
 
-/* Also registers delivery_kick() as the queue's ready hook. */
+/* Also registers dispatch with the queue (dispatch_init()). */
 void delivery_init(void);
-/*
- * Start sessions for ready messages, as far as concurrency and rate_limit
- * allow (the queue's ready hook; also after a reload).
- */
-void delivery_kick(void);
 /* Abort every session without recording outcomes (shutdown). */
 void delivery_shutdown(void);
 /* Number of open sessions. */

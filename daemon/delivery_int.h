@@ -164,6 +164,26 @@ void session_send_masked(struct dsession *s, const char *line, const char *logte
 /* Ready for mail (after EHLO, TLS and AUTH): begin the transaction. */
 void session_go(struct dsession *s);
 
+/* For dispatch.c: start a session to smarthost shidx for m (taken already). */
+void session_start(size_t shidx, struct qmsg *m);
+/* Live sessions to smarthost shidx of the current configuration. */
+unsigned session_count(size_t shidx);
+/* What the outcome log line says about s's relay and connection. */
+void session_relay_info(struct dsession *s, struct relay_info *ri);
+
+/* dispatch.c */
+/*
+ * The next ready message for s's smarthost, taken and counted against its
+ * rate_limit; NULL when none may go now (none, shutting down, or paced).
+ */
+struct qmsg *dispatch_next(struct dsession *s);
+/*
+ * s's smarthost failed before its first transaction (it is backed off):
+ * m (s's message, or NULL) and every ready message meant for it go on to
+ * the next smarthost or are deferred with why and dsn.
+ */
+void dispatch_smarthost_failed(struct dsession *s, struct qmsg *m, const char *why, const char *dsn);
+
 /* delivery_auth.c */
 /* 1 when no AUTH is needed (go on); 0 when AUTH is under way or the session failed. */
 int  auth_start(struct dsession *s);

@@ -31,6 +31,7 @@
 #include "control.h"
 #include "daemon.h"
 #include "delivery.h"
+#include "dispatch.h"
 #include "listener.h"
 #include "local.h"
 #include "pickup.h"
@@ -163,7 +164,7 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	log_info("configuration reloaded from %s", nc->path ? nc->path : "built-in defaults");
 	local_load();
 	sysd_ready();
-	delivery_kick();
+	dispatch_kick();
 }
 
 static void
