@@ -17,11 +17,13 @@
 
 #include "delivery_trouble.h"
 #include "dotstuff.h"
+#include "log.h"
 #include "sasl.h"
 #include "queue.h"
 #include "runconf.h"
 #include "smtp_reply.h"
 #include "tls.h"
+#include "util.h"
 
 /*
  * Which limit bounds a state (mailrelay.conf(5) says the same):
@@ -159,6 +161,15 @@ void session_timeouts(struct dsession *s);
 unsigned session_connect_left(struct dsession *s);
 void session_on_read(struct bufferevent *bev, void *arg);
 void session_on_write(struct bufferevent *bev, void *arg);
+/*
+ * Send one command line; -1 when it cannot be (the session has failed:
+ * send nothing more and return).
+ */
+int  session_send(struct dsession *s, const char *fmt, ...) PRINTFLIKE(2, 3);
+/* The transaction is over: the next message for this connection, or QUIT. */
+void session_next_message(struct dsession *s);
+/* A transaction is over (and RSET done if it needed one): the next one, of this message or another. */
+void session_continue(struct dsession *s);
 /* Send a line that carries a secret: only `logtext` is logged. */
 void session_send_masked(struct dsession *s, const char *line, const char *logtext);
 /* Ready for mail (after EHLO, TLS and AUTH): begin the transaction. */
@@ -183,6 +194,36 @@ struct qmsg *dispatch_next(struct dsession *s);
  * the next smarthost or are deferred with why and dsn.
  */
 void dispatch_smarthost_failed(struct dsession *s, struct qmsg *m, const char *why, const char *dsn);
+
+/* delivery_txn.c: one transaction */
+/* Begin a transaction for s->msg (the recipients carried by a 452, else every pending one). */
+void txn_begin(struct dsession *s);
+/* Judge one reply to MAIL, RCPT or DATA. */
+void txn_on_reply(struct dsession *s, const char *text);
+/* DS_ENVELOPE entered: send MAIL (with PIPELINING, RCPTs and DATA too). */
+void txn_send_envelope(struct dsession *s);
+/* DS_BODY entered: start the body. */
+void txn_body_start(struct dsession *s);
+/* The body drained below the low-water mark: more of it; -1 on a read error. */
+int  txn_body_refill(struct dsession *s);
+/*
+ * The transaction is over: carry the recipients a 452 left to a next one
+ * (rset: RSET first), else give the message back.
+ */
+void txn_end(struct dsession *s, int rset);
+/*
+ * Each recipient of the transaction not yet decided gets the outcome of
+ * kind k (cls: the reply's class, 0 when none); only_accepted: only those
+ * the smarthost accepted.
+ */
+void txn_outcome_all(struct dsession *s, enum trouble_kind k, int cls, const char *reply,
+    int only_accepted);
+/* Drop the transaction's bookkeeping (not the carried recipients). */
+void txn_clear(struct dsession *s);
+/* Drop the carried recipients. */
+void txn_carry_clear(struct dsession *s);
+/* Give the message back to the queue (see delivery_txn.c). */
+void txn_release(struct dsession *s);
 
 /* delivery_auth.c */
 /* 1 when no AUTH is needed (go on); 0 when AUTH is under way or the session failed. */
