@@ -211,25 +211,12 @@ session_timeouts(struct dsession *s)
 	if (s->deadline_ev == NULL)
 		s->deadline_ev = evtimer_new(D->base, session_on_deadline, s);
 	evtimer_del(s->deadline_ev);
-	if (s->bev == NULL)
-		return;
 	switch (dstate_deadline[s->state]) {
 	case DL_NONE:
 		return;
-	case DL_CONNECT: {
-		/*
-		 * What is left of the phase, shared equally by the addresses
-		 * not yet tried (this one included): the whole phase stays
-		 * within connect_timeout, and an address that does not answer
-		 * leaves time for the next.
-		 */
-		unsigned n = 0;
-		for (const struct evutil_addrinfo *a = s->addr; a != NULL; a = a->ai_next)
-			n++;
-		t = session_connect_left(s) / (n ? n : 1);
-		s->connect_share = t = t ? t : 1;
+	case DL_CONNECT:
+		t = session_connect_left(s);
 		break;
-	}
 	case DL_REPLY:
 	case DL_PROGRESS:
 		t = reply;

@@ -3,8 +3,10 @@
  *
  *   RESOLVE   evdns_getaddrinfo, never blocking the loop (the proxy's name
  *             when `proxy = socks5://HOST:PORT` is set)
- *   CONNECT   each address in turn until one answers (IPv6 and IPv4 alike);
- *             with tls = implicit the TLS handshake is part of connecting
+ *   CONNECT   the addresses raced, IPv6 and IPv4 interleaved, a head start
+ *             each (Happy Eyeballs, see attempt_next()); the whole phase
+ *             within connect_timeout; with tls = implicit the TLS
+ *             handshake is part of connecting
  *   SOCKS     through a proxy: RFC 1928 CONNECT to the smarthost by name,
  *             then (implicit TLS) the handshake on a filter
  *   ...       GREETING and EHLO are handled in delivery.c, which then asks
@@ -44,7 +46,10 @@
 #include "log.h"
 #include "xmalloc.h"
 
-static void connect_addr(struct dsession *s);
+static void attempt_next(struct dsession *s);
+static void on_connected(struct dsession *s);
+static struct evutil_addrinfo *interleave(struct evutil_addrinfo *res);
+static int openssl_reason(struct bufferevent *bev, char *buf, size_t len);
 static int in_start;	/* conn_start() is on the stack: callbacks must not free */
 
 static void
@@ -91,9 +96,29 @@ on_resolved(int result, struct evutil_addrinfo *res, void *arg)
 		free_if_dead(s);
 		return;
 	}
-	s->addrs = s->addr = res;
-	connect_addr(s);
+	s->addrs = s->addr = interleave(res);
+	session_enter(s, DS_CONNECT);	/* the connect phase's deadline starts now */
+	attempt_next(s);
 	free_if_dead(s);
+}
+
+/*
+ * The test seam for name resolution: MAILRELAYD_TEST_HOSTS names a
+ * hosts(5) file whose entries are looked up before DNS, read once, at the
+ * first lookup.  The integration tests use it for a name with an IPv6 and
+ * an IPv4 address, which the machine's own files may not have.
+ */
+static void
+load_test_hosts(void)
+{
+	static int done;
+	const char *path = getenv("MAILRELAYD_TEST_HOSTS");
+
+	if (done)
+		return;
+	done = 1;
+	if (path != NULL && *path != '\0' && evdns_base_load_hosts(D->dns, path) != 0)
+		log_warnx("MAILRELAYD_TEST_HOSTS: cannot load %s", path);
 }
 
 void
@@ -102,11 +127,19 @@ conn_start(struct dsession *s)
 	struct evutil_addrinfo hints;
 	char port[16];
 
+	load_test_hosts();
+
 	memset(&hints, 0, sizeof hints);
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_protocol = IPPROTO_TCP;
-	hints.ai_flags = EVUTIL_AI_ADDRCONFIG;
+	/*
+	 * No EVUTIL_AI_ADDRCONFIG: libevent decides it by probing for a
+	 * global IPv6 route and drops every AAAA answer without one, which
+	 * leaves nothing to race.  Racing makes an IPv6 address we cannot
+	 * reach cheap: refused or unreachable at once, or the head start.
+	 */
+	hints.ai_flags = 0;
 	snprintf(port, sizeof port, "%u", s->sh->port);
 	timerclear(&s->connect_until);	/* the connect phase starts with the first address */
 	session_enter(s, DS_RESOLVE);
@@ -120,75 +153,226 @@ conn_start(struct dsession *s)
 	in_start--;
 }
 
-/* Try the current address; on an immediate failure move to the next. */
-static void
-connect_addr(struct dsession *s)
+/*
+ * Connecting: Happy Eyeballs (RFC 8305).  The addresses are tried IPv6
+ * and IPv4 interleaved, in the resolver's order within each family, the
+ * first one's family first (interleave()).  An attempt that has neither
+ * connected nor failed after CONN_HEAD_START_MS does not hold up the
+ * next: that one starts beside it, and so on; a failed attempt starts the
+ * next at once.  The first to connect (with tls = implicit: to finish its
+ * handshake) wins and the others are closed.  So a host whose IPv6 is
+ * broken (AAAA records, no route: packets silently dropped) costs the
+ * head start, not connect_timeout per address.  The whole phase, every
+ * address together, is bounded by connect_timeout (DS_CONNECT's deadline).
+ */
+#define CONN_HEAD_START_MS 250
+
+/* The resolver's list relinked: families alternating, the first address's family first. */
+static struct evutil_addrinfo *
+interleave(struct evutil_addrinfo *res)
 {
+	struct evutil_addrinfo *first[64], *other[64], *a, *head = NULL, **tail = &head;
+	size_t nf = 0, no = 0, i = 0, j = 0;
+	int fam = res->ai_family;
+
+	for (a = res; a != NULL; a = a->ai_next) {
+		if (nf + no == 64)
+			return res;	/* more than we would ever try: left as it is */
+		if (a->ai_family == fam)
+			first[nf++] = a;
+		else
+			other[no++] = a;
+	}
+	while (i < nf || j < no) {
+		if (i < nf) {
+			*tail = first[i++];
+			tail = &(*tail)->ai_next;
+		}
+		if (j < no) {
+			*tail = other[j++];
+			tail = &(*tail)->ai_next;
+		}
+	}
+	*tail = NULL;
+	return head;
+}
+
+static void
+attempt_free(struct conn_attempt *a)
+{
+	struct dsession *s = a->s;
+	size_t i;
+
+	for (i = 0; i < s->nattempts; i++)
+		if (s->attempts[i] == a) {
+			s->attempts[i] = s->attempts[--s->nattempts];
+			break;
+		}
+	if (a->bev != NULL)
+		bufferevent_free(a->bev);	/* also frees an SSL it owns */
+	free(a);
+}
+
+static void
+attempts_drop(struct dsession *s)
+{
+	while (s->nattempts > 0)
+		attempt_free(s->attempts[0]);
+	if (s->attempt_ev != NULL)
+		evtimer_del(s->attempt_ev);
+}
+
+/* a connected first: the session goes on over its connection. */
+static void
+attempt_won(struct conn_attempt *a)
+{
+	struct dsession *s = a->s;
+
+	s->bev = a->bev;
+	s->ssl = a->ssl;
+	s->won = a->addr;
+	a->bev = NULL;
+	snprintf(s->relay, sizeof s->relay, "%s", a->relay);
+	attempt_free(a);
+	attempts_drop(s);
+	bufferevent_setcb(s->bev, session_on_read, session_on_write, conn_on_event, s);
+	on_connected(s);
+}
+
+static void
+attempt_on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn_attempt *a = arg;
+	struct dsession *s = a->s;
+	char reason[256];
+
+	if (what & BEV_EVENT_CONNECTED) {
+		attempt_won(a);
+		free_if_dead(s);
+		return;
+	}
+	/* the outcome line names the relay when the last failure was on a connection made */
+	s->connected = 0;
+	if (s->sh->tls == TLS_IMPLICIT && openssl_reason(bev, reason, sizeof reason)) {
+		/* connected, but the handshake failed */
+		s->connected = 1;
+		snprintf(s->relay, sizeof s->relay, "%s", a->relay);
+		snprintf(s->last_error, sizeof s->last_error, "TLS handshake with %s failed: %s",
+		    a->relay, reason);
+	} else
+		snprintf(s->last_error, sizeof s->last_error, "connect to %s: %s", a->relay,
+		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	log_debug("%s", s->last_error);
+	attempt_free(a);
+	attempt_next(s);
+	free_if_dead(s);
+}
+
+static void
+on_head_start(evutil_socket_t fd, short what, void *arg)
+{
+	struct dsession *s = arg;
+
+	(void)fd;
+	(void)what;
+	attempt_next(s);
+	free_if_dead(s);
+}
+
+/* Start an attempt for address ai; 0, or -1 with s->last_error set. */
+static int
+attempt_start(struct dsession *s, struct evutil_addrinfo *ai)
+{
+	struct conn_attempt *a;
 	char addr[INET6_ADDRSTRLEN];
 	int fd;
 
-	for (; s->addr != NULL; s->addr = s->addr->ai_next) {
-		if (s->bev != NULL) {
-			bufferevent_free(s->bev);	/* also frees an SSL it owns */
-			s->bev = NULL;
-			s->ssl = NULL;
-		}
-		s->tls_active = s->tls_done = 0;
-		s->connected = 0;
-		addr_string(s->addr->ai_addr, addr, sizeof addr);
-		if (s->sh->proxy_host != NULL)
-			snprintf(s->relay, sizeof s->relay, "%s[socks5:%s:%s]:%u", s->sh->host, addr,
-			    s->sh->proxy_port, s->sh->port);
-		else
-			snprintf(s->relay, sizeof s->relay, "%s[%s]:%u", s->sh->host, addr, s->sh->port);
-		/*
-		 * The socket is made here rather than by bufferevent_socket_connect():
-		 * libevent 2.1 makes it without close-on-exec, and a password_command
-		 * started while it is open would hold the smarthost connection.
-		 */
-		fd = socket(s->addr->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (fd == -1) {
-			snprintf(s->last_error, sizeof s->last_error, "connect to %s: %s", s->relay,
-			    strerror(errno));
-			continue;
-		}
-		if (s->sh->tls == TLS_IMPLICIT && s->sh->proxy_host == NULL) {
-			s->ssl = tls_ssl_new(tls_ctx(s), s->sh->host);
-			if (s->ssl == NULL)
-				close(fd);	/* else the bufferevent owns it, made or not */
-			else
-				s->bev = bufferevent_openssl_socket_new(D->base, fd, s->ssl,
-				    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
-			if (s->bev == NULL)
-				SSL_free(s->ssl);
-		} else if ((s->bev = bufferevent_socket_new(D->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL)
-			close(fd);
-		if (s->bev == NULL) {
-			s->ssl = NULL;
-			snprintf(s->last_error, sizeof s->last_error, "connect to %s: cannot create a connection",
-			    s->relay);
-			continue;
-		}
-		bufferevent_setcb(s->bev, session_on_read, session_on_write, conn_on_event, s);
-		session_enter(s, DS_CONNECT);
-		log_debug("%s: connecting%s for %s", s->relay,
-		    s->sh->tls == TLS_IMPLICIT ? " with TLS" : "", s->msg ? s->msg->env.id : "-");
-		if (bufferevent_socket_connect(s->bev, s->addr->ai_addr, (int)s->addr->ai_addrlen) == 0)
-			return;		/* the outcome arrives in conn_on_event() */
-		snprintf(s->last_error, sizeof s->last_error, "connect to %s: %s", s->relay,
-		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	a = xcalloc(1, sizeof *a);
+	a->s = s;
+	a->addr = ai;
+	addr_string(ai->ai_addr, addr, sizeof addr);
+	if (s->sh->proxy_host != NULL)
+		snprintf(a->relay, sizeof a->relay, "%s[socks5:%s:%s]:%u", s->sh->host, addr,
+		    s->sh->proxy_port, s->sh->port);
+	else
+		snprintf(a->relay, sizeof a->relay, "%s[%s]:%u", s->sh->host, addr, s->sh->port);
+	/*
+	 * The socket is made here rather than by bufferevent_socket_connect():
+	 * libevent 2.1 makes it without close-on-exec, and a password_command
+	 * started while it is open would hold the smarthost connection.
+	 */
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1) {
+		snprintf(s->last_error, sizeof s->last_error, "connect to %s: %s", a->relay,
+		    strerror(errno));
+		free(a);
+		return -1;
 	}
-	session_fail(s, TK_CONNECT, s->last_error[0] ? s->last_error : "no address to connect to");
+	if (s->sh->tls == TLS_IMPLICIT && s->sh->proxy_host == NULL) {
+		a->ssl = tls_ssl_new(tls_ctx(s), s->sh->host);
+		if (a->ssl == NULL)
+			close(fd);	/* else the bufferevent owns it, made or not */
+		else
+			a->bev = bufferevent_openssl_socket_new(D->base, fd, a->ssl,
+			    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+		if (a->bev == NULL)
+			SSL_free(a->ssl);
+	} else if ((a->bev = bufferevent_socket_new(D->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL)
+		close(fd);
+	if (a->bev == NULL) {
+		snprintf(s->last_error, sizeof s->last_error, "connect to %s: cannot create a connection",
+		    a->relay);
+		free(a);
+		return -1;
+	}
+	bufferevent_setcb(a->bev, NULL, NULL, attempt_on_event, a);
+	s->attempts[s->nattempts++] = a;
+	log_debug("%s: connecting%s for %s", a->relay, s->sh->tls == TLS_IMPLICIT ? " with TLS" : "",
+	    s->msg ? s->msg->env.id : "-");
+	if (bufferevent_socket_connect(a->bev, ai->ai_addr, (int)ai->ai_addrlen) == 0)
+		return 0;	/* the outcome arrives in attempt_on_event() */
+	snprintf(s->last_error, sizeof s->last_error, "connect to %s: %s", a->relay,
+	    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	attempt_free(a);
+	return -1;
 }
 
-/* This address did not work out; try the next one or give up. */
+/*
+ * Start the next address (at once: after an immediate failure, the next
+ * after that), and arm the head start for the one after; when none is
+ * left and no attempt is in flight, the connect phase has failed.
+ */
 static void
-connect_next(struct dsession *s, const char *why)
+attempt_next(struct dsession *s)
 {
-	snprintf(s->last_error, sizeof s->last_error, "%s", why);
-	log_debug("%s", why);
-	s->addr = s->addr->ai_next;
-	connect_addr(s);
+	struct timeval tv = { 0, CONN_HEAD_START_MS * 1000 };
+
+	if (s->attempt_ev == NULL)
+		s->attempt_ev = evtimer_new(D->base, on_head_start, s);
+	evtimer_del(s->attempt_ev);
+	while (s->addr != NULL && s->nattempts < CONN_ATTEMPTS_MAX) {
+		struct evutil_addrinfo *ai = s->addr;
+		s->addr = s->addr->ai_next;
+		if (attempt_start(s, ai) == 0) {
+			if (s->addr != NULL)
+				evtimer_add(s->attempt_ev, &tv);
+			return;
+		}
+	}
+	if (s->nattempts == 0)
+		session_fail(s, TK_CONNECT, s->last_error[0] ? s->last_error : "no address to connect to");
+}
+
+/* The connect phase ran out of time (DS_CONNECT's deadline). */
+static void
+connect_timed_out(struct dsession *s)
+{
+	char why[500];
+
+	snprintf(why, sizeof why, "connect to %s: timed out after %us", s->nattempts == 1 ?
+	    s->attempts[0]->relay : s->relay, s->sh->connect_timeout);
+	attempts_drop(s);
+	session_fail(s, TK_CONNECT, why);
 }
 
 /* The handshake is done: may mail go over this connection? */
@@ -326,7 +510,16 @@ retry_plaintext(struct dsession *s, const char *why)
 	timerclear(&s->connect_until);	/* a new connection: a new connect phase */
 	memset(&s->caps, 0, sizeof s->caps);
 	smtp_reply_init(&s->reply);
-	connect_addr(s);	/* the same address, a new connection */
+	/* the same address first, a new connection */
+	bufferevent_free(s->bev);	/* also frees the SSL it owns */
+	s->bev = NULL;
+	s->ssl = NULL;
+	s->tls_active = s->tls_done = 0;
+	s->connected = 0;
+	snprintf(s->relay, sizeof s->relay, "%s:%u", s->sh->host, s->sh->port);
+	s->addr = s->won;
+	session_enter(s, DS_CONNECT);
+	attempt_next(s);
 }
 
 /* ---- SOCKS5 (RFC 1928), no authentication ---- */
@@ -485,9 +678,7 @@ conn_on_event(struct bufferevent *bev, short what, void *arg)
 	char why[700], reason[256];
 
 	if (what & BEV_EVENT_CONNECTED) {
-		if (s->state == DS_CONNECT)
-			on_connected(s);
-		else if (s->state == DS_HANDSHAKE && tls_established(s)) {
+		if (s->state == DS_HANDSHAKE && tls_established(s)) {
 			if (s->sh->tls == TLS_IMPLICIT) {
 				start_greeting(s);	/* implicit TLS through a proxy */
 			} else {
@@ -500,17 +691,8 @@ conn_on_event(struct bufferevent *bev, short what, void *arg)
 	}
 	switch (s->state) {
 	case DS_CONNECT:
-		if (s->sh->tls == TLS_IMPLICIT && openssl_reason(bev, reason, sizeof reason)) {
-			/* connected, but the handshake failed */
-			s->connected = 1;
-			snprintf(why, sizeof why, "TLS handshake with %s failed: %s", s->relay, reason);
-		} else if (what & BEV_EVENT_TIMEOUT)
-			snprintf(why, sizeof why, "connect to %s: timed out after %us", s->relay,
-			    s->connect_share);
-		else
-			snprintf(why, sizeof why, "connect to %s: %s", s->relay,
-			    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-		connect_next(s, why);
+		/* the attempts have their own callback: only the phase's deadline comes here */
+		connect_timed_out(s);
 		break;
 	case DS_HANDSHAKE:
 		if (what & BEV_EVENT_TIMEOUT)
@@ -552,6 +734,11 @@ conn_on_event(struct bufferevent *bev, short what, void *arg)
 void
 conn_free(struct dsession *s)
 {
+	attempts_drop(s);
+	if (s->attempt_ev != NULL) {
+		event_free(s->attempt_ev);
+		s->attempt_ev = NULL;
+	}
 	if (s->dnsreq != NULL) {
 		evdns_getaddrinfo_cancel(s->dnsreq);
 		s->dnsreq = NULL;

@@ -81,12 +81,22 @@ enum rcstate {
 	RC_LATER                        /* 452 after others were accepted: for the next transaction */
 };
 
+#define CONN_ATTEMPTS_MAX 8     /* connection attempts in flight at once, per session */
+
+/* One connection attempt of the connect phase (delivery_conn.c). */
+struct conn_attempt {
+	struct dsession *s;
+	struct bufferevent *bev;
+	SSL *ssl;                       /* owned by bev once made */
+	struct evutil_addrinfo *addr;
+	char relay[320];                /* "host[addr]:port" */
+};
+
 struct dsession {
 	struct bufferevent *bev;
 	enum dstate state;
 	struct event *deadline_ev;      /* the state's deadline (see enum deadline) */
 	struct timeval connect_until;   /* monotonic: the end of the connect phase */
-	unsigned connect_share;         /* seconds the current address was given */
 	int dead;                       /* free at the end of the top-level callback */
 	int connected;
 
@@ -96,9 +106,14 @@ struct dsession {
 	size_t shidx;
 	char relay[320];                /* "host[addr]:port" once connected, "host:port" before */
 
-	/* connecting: every address of the host in turn */
+	/* connecting: the host's addresses, raced (see delivery_conn.c) */
 	struct evdns_getaddrinfo_request *dnsreq;
-	struct evutil_addrinfo *addrs, *addr;
+	struct evutil_addrinfo *addrs;  /* all of them, IPv6 and IPv4 interleaved */
+	struct evutil_addrinfo *addr;   /* the next one to try */
+	struct evutil_addrinfo *won;    /* the one connected to */
+	struct conn_attempt *attempts[CONN_ATTEMPTS_MAX];
+	size_t nattempts;               /* in flight */
+	struct event *attempt_ev;       /* the head start of the next attempt */
 	char last_error[300];
 	int socks_step;                 /* 0 greeting sent, 1 CONNECT sent */
 
