@@ -325,6 +325,21 @@ session_go(struct dsession *s)
 }
 
 void
+session_auth(struct dsession *s, enum auth_result r, const struct auth_failure *f)
+{
+	switch (r) {
+	case AUTH_GO:
+		session_go(s);
+		break;
+	case AUTH_WAIT:
+		break;
+	case AUTH_FAILED:
+		session_fail(s, f->kind, f->why);
+		break;
+	}
+}
+
+void
 session_next_message(struct dsession *s)
 {
 	if (s->dead)
@@ -412,6 +427,7 @@ host_refused(struct dsession *s, const char *what, const char *text)
 static void
 on_reply(struct dsession *s)
 {
+	struct auth_failure af;
 	char text[1200];
 	int cls = smtp_reply_class(&s->reply);
 
@@ -449,8 +465,8 @@ on_reply(struct dsession *s)
 	case DS_EHLO:
 		if (cls == 2) {
 			smtp_caps_parse(&s->reply, &s->caps);
-			if (conn_after_ehlo(s) && auth_start(s))
-				session_go(s);
+			if (conn_after_ehlo(s))
+				session_auth(s, auth_start(s, &af), &af);
 		} else if (cls == 5 && s->sh->helo_fallback) {
 			/* RFC 5321 4.1.4: fall back to HELO when EHLO is not understood. */
 			session_enter(s, DS_HELO);
@@ -460,14 +476,14 @@ on_reply(struct dsession *s)
 	case DS_STARTTLS:
 		if (s->reply.code == 220)
 			conn_starttls(s);
-		else if (conn_starttls_refused(s, text) && auth_start(s))
-			session_go(s);
+		else if (conn_starttls_refused(s, text))
+			session_auth(s, auth_start(s, &af), &af);
 		break;
 	case DS_HELO:
 		if (cls == 2) {
 			memset(&s->caps, 0, sizeof s->caps);
-			if (conn_after_ehlo(s) && auth_start(s))
-				session_go(s);
+			if (conn_after_ehlo(s))
+				session_auth(s, auth_start(s, &af), &af);
 		} else
 			host_refused(s, "HELO", text);
 		break;
@@ -506,7 +522,7 @@ on_reply(struct dsession *s)
 		session_close(s);
 		break;
 	case DS_AUTH:
-		auth_on_reply(s);
+		session_auth(s, auth_on_reply(s, &af), &af);
 		break;
 	case DS_RESOLVE:
 	case DS_CONNECT:

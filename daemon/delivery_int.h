@@ -240,10 +240,22 @@ void txn_carry_clear(struct dsession *s);
 /* Give the message back to the queue (see delivery_txn.c). */
 void txn_release(struct dsession *s);
 
-/* delivery_auth.c */
-/* 1 when no AUTH is needed (go on); 0 when AUTH is under way or the session failed. */
-int  auth_start(struct dsession *s);
-void auth_on_reply(struct dsession *s);
+/* delivery_auth.c: never fails the session itself, it says what happened */
+enum auth_result {
+	AUTH_GO,                        /* no AUTH needed, or it succeeded: on to mail */
+	AUTH_WAIT,                      /* under way: a reply or password_command is awaited */
+	AUTH_FAILED                     /* failed: see the auth_failure */
+};
+struct auth_failure {
+	enum trouble_kind kind;
+	char why[1600];
+};
+/* After EHLO (and TLS): start AUTH if the smarthost needs it. */
+enum auth_result auth_start(struct dsession *s, struct auth_failure *f);
+/* A reply in DS_AUTH. */
+enum auth_result auth_on_reply(struct dsession *s, struct auth_failure *f);
+/* delivery.c: what AUTH said: go on to mail, wait, or fail the session with the failure's kind. */
+void session_auth(struct dsession *s, enum auth_result r, const struct auth_failure *f);
 void auth_free(struct dsession *s);
 
 /* delivery_conn.c */
