@@ -172,6 +172,15 @@ void session_free(struct dsession *s);
  * it, the state's timeout is handled as conn_on_event() says.
  */
 void session_timeouts(struct dsession *s);
+/*
+ * The test seam for the clock (tests/unit/session_harness.c): when set,
+ * each deadline is handed to it (secs, 0 for none) instead of arming the
+ * timer, and the test calls session_deadline_passed() when its fake clock
+ * gets there.  NULL in the daemon.
+ */
+extern void (*session_clock_hook)(struct dsession *s, unsigned secs);
+/* The current state's deadline passed: as a timeout of the connection; may free s. */
+void session_deadline_passed(struct dsession *s);
 /* Seconds left of the connect phase (at least 1); the phase starts on the first call after a reset. */
 unsigned session_connect_left(struct dsession *s);
 void session_on_read(struct bufferevent *bev, void *arg);
