@@ -295,7 +295,10 @@ hx_start(size_t nrcpt, const char *const *replies)
 	size_t i;
 	int fd;
 
+	unsigned quiet = HX.quiet_ms;
+
 	memset(&HX, 0, sizeof HX);
+	HX.quiet_ms = quiet;
 	for (i = 0; replies[i] != NULL && i < HX_STEPS_MAX; i++)
 		HX.replies[HX.nreplies++] = replies[i];
 	server = NULL;
@@ -350,7 +353,7 @@ hx_run(void)
 		if (HX.ncommands != seen) {
 			seen = HX.ncommands;
 			quiet_since = now_ms();
-		} else if (HX.deadline_pending && now_ms() - quiet_since > 100)
+		} else if (HX.deadline_pending && now_ms() - quiet_since > (HX.quiet_ms ? HX.quiet_ms : 100))
 			return 0;	/* nothing moves: the session waits on its deadline */
 		usleep(500);
 	}

@@ -53,6 +53,8 @@ struct hx {
 	size_t nrcpt;
 	struct hx_outcome out[HX_RCPTS_MAX];
 	int released;
+
+	unsigned quiet_ms;              /* hx_run(): this long without a command: waiting (default 100) */
 };
 
 extern struct hx HX;
