@@ -287,31 +287,22 @@ session_free(struct dsession *s)
 void
 session_fail(struct dsession *s, enum trouble_kind k, const char *why)
 {
-	const struct trouble *t = trouble_get(k);
-	const char *dsn = t->status;
 	int never_ready = s->messages == 0 && s->rc_idx == NULL;
-	int auth_step = s->state == DS_AUTH || s->state == DS_SECRET;
-	int tls_step = s->state == DS_HANDSHAKE || s->state == DS_STARTTLS;
 
 	log_info("%s", why);
-	/* for `mailrelay status`: the kind's counter, or the step's */
-	if (t->counter == TC_AUTH || (t->counter == TC_STEP && auth_step))
-		D->stats.auth_failures++;
-	else if (t->counter == TC_TLS || (t->counter == TC_STEP && tls_step))
-		D->stats.tls_failures++;
+	trouble_count(s, k);
 	if (!never_ready) {
 		txn_outcome_all(s, k, 0, why, 0);
 		txn_release(s);
 		session_close(s);
 		return;
 	}
-	struct shstate *st = shstate_get(s->sh->name);
-	shstate_failure(s->sh->name, why, queue_retry_delay(st->failures + 1));
+	trouble_smarthost_failed(s, why);
 
 	struct qmsg *m = s->msg;
 	s->msg = NULL;
 	txn_clear(s);
-	dispatch_smarthost_failed(s, m, why, dsn);
+	dispatch_smarthost_failed(s, m, k, why);
 	session_close(s);
 }
 
@@ -329,7 +320,7 @@ void
 session_go(struct dsession *s)
 {
 	if (s->messages == 0)
-		shstate_success(s->sh->name);
+		trouble_smarthost_ok(s);
 	if (s->msg != NULL)
 		txn_begin(s);
 	else

@@ -215,9 +215,9 @@ struct qmsg *dispatch_next(struct dsession *s);
 /*
  * s's smarthost failed before its first transaction (it is backed off):
  * m (s's message, or NULL) and every ready message meant for it go on to
- * the next smarthost or are deferred with why and dsn.
+ * the next smarthost or are deferred, as kind k says, with why.
  */
-void dispatch_smarthost_failed(struct dsession *s, struct qmsg *m, const char *why, const char *dsn);
+void dispatch_smarthost_failed(struct dsession *s, struct qmsg *m, enum trouble_kind k, const char *why);
 
 /* delivery_txn.c: one transaction */
 /* Begin a transaction for s->msg (the recipients carried by a 452, else every pending one). */

@@ -1,15 +1,21 @@
 /*
- * delivery_trouble: the failure-kind table.  See delivery_trouble.h.
- *
- * Pure data and pure functions: the session code bumps the counter and
- * records the outcome a row says, so this file links into unit tests
- * without the daemon.
+ * delivery_trouble: the failure-kind table, and the one place where the
+ * delivery code records what a kind makes of a recipient (queue_outcome())
+ * and of a smarthost (shstate: back-off), and bumps its counter.  See
+ * delivery_trouble.h.
  */
 #include "config.h"
 
 #include <stddef.h>
+#include <stdlib.h>
+#include <time.h>
 
+#include "daemon.h"
+#include "delivery_int.h"
 #include "delivery_trouble.h"
+#include "queue.h"
+#include "shstate.h"
+#include "xmalloc.h"
 
 static const struct trouble table[TK_COUNT] = {
 #define X(name, scope, decision, status, counter, sentence, hint) \
@@ -60,4 +66,57 @@ trouble_decision_name(enum trouble_decision d)
 		[TD_NEXT_SMARTHOST] = "next smarthost", [TD_LATER] = "next transaction",
 	};
 	return (unsigned)d < sizeof names / sizeof names[0] ? names[d] : "?";
+}
+
+/*
+ * A recipient deferred once more after max_queue_time in the queue is
+ * bounced instead (TK_EXPIRED, 4.4.7), with the last error in its reply.
+ */
+void
+trouble_record(struct dsession *s, struct qmsg *m, size_t idx, enum trouble_kind k, int cls,
+    const char *text)
+{
+	struct relay_info ri;
+	char *expired = NULL;
+	time_t now = time(NULL);
+
+	if (trouble_outcome(k, cls) == OUTCOME_DEFERRED && D->conf->max_queue_time > 0 &&
+	    now - m->env.arrival >= (time_t)D->conf->max_queue_time) {
+		expired = xasprintf("message expired after %us in the queue; last error: %s",
+		    D->conf->max_queue_time, text ? text : "");
+		k = TK_EXPIRED;
+		cls = 0;
+		text = expired;
+	}
+	session_relay_info(s, &ri);
+	queue_outcome(m, idx, trouble_outcome(k, cls), &ri, trouble_get(k)->status, text);
+	free(expired);
+}
+
+void
+trouble_count(const struct dsession *s, enum trouble_kind k)
+{
+	const struct trouble *t = trouble_get(k);
+	int auth_step = s->state == DS_AUTH || s->state == DS_SECRET;
+	int tls_step = s->state == DS_HANDSHAKE || s->state == DS_STARTTLS;
+
+	/* for `mailrelay status`: the kind's counter, or the step's */
+	if (t->counter == TC_AUTH || (t->counter == TC_STEP && auth_step))
+		D->stats.auth_failures++;
+	else if (t->counter == TC_TLS || (t->counter == TC_STEP && tls_step))
+		D->stats.tls_failures++;
+}
+
+void
+trouble_smarthost_failed(const struct dsession *s, const char *why)
+{
+	struct shstate *st = shstate_get(s->sh->name);
+
+	shstate_failure(s->sh->name, why, queue_retry_delay(st->failures + 1));
+}
+
+void
+trouble_smarthost_ok(const struct dsession *s)
+{
+	shstate_success(s->sh->name);
 }

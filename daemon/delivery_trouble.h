@@ -16,6 +16,8 @@
 #ifndef MAILRELAY_DELIVERY_TROUBLE_H
 #define MAILRELAY_DELIVERY_TROUBLE_H
 
+#include <stddef.h>
+
 #include "outcome.h"
 
 /* What the failure is a failure of. */
@@ -186,6 +188,21 @@ const struct trouble *trouble_get(enum trouble_kind k);
  * caller's: the carry, the back-off).
  */
 enum outcome trouble_outcome(enum trouble_kind k, int reply_class);
+struct dsession;
+struct qmsg;
+/*
+ * The one recorder of the delivery code's outcomes: recipient idx of m
+ * gets what kind k (the reply's class cls, 0 when none) says, with the
+ * kind's status (or the reply's), in session s.
+ */
+void trouble_record(struct dsession *s, struct qmsg *m, size_t idx, enum trouble_kind k, int cls,
+    const char *text);
+/* Session s failed with kind k: bump the kind's counter of `mailrelay status`. */
+void trouble_count(const struct dsession *s, enum trouble_kind k);
+/* s's smarthost failed before any transaction: backed off for its next retry step. */
+void trouble_smarthost_failed(const struct dsession *s, const char *why);
+/* s's smarthost got through to mail: its back-off ends. */
+void trouble_smarthost_ok(const struct dsession *s);
 /* "recipient", "next smarthost", ...: for the table's readers. */
 const char *trouble_scope_name(enum trouble_scope sc);
 const char *trouble_decision_name(enum trouble_decision d);

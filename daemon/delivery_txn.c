@@ -228,21 +228,17 @@ void
 txn_outcome_all(struct dsession *s, enum trouble_kind k, int cls, const char *reply,
     int only_accepted)
 {
-	struct relay_info ri;
-	enum outcome o = trouble_outcome(k, cls);
-	const char *dsn = trouble_get(k)->status;
 	size_t i;
 
 	if (s->msg == NULL)
 		return;
-	session_relay_info(s, &ri);
 	if (s->rc_idx == NULL && s->carry != NULL) {
 		/* Between two transactions (RSET): those waiting for the next one. */
 		if (only_accepted)
 			return;
 		for (i = 0; i < s->ncarry; i++)
 			if (s->msg->env.rcpts[s->carry[i]].status == RCPT_PENDING)
-				queue_outcome(s->msg, s->carry[i], o, &ri, dsn, reply);
+				trouble_record(s, s->msg, s->carry[i], k, cls, reply);
 		txn_carry_clear(s);
 		return;
 	}
@@ -250,7 +246,7 @@ txn_outcome_all(struct dsession *s, enum trouble_kind k, int cls, const char *re
 		/* Not yet in a transaction: every pending recipient of the message. */
 		for (i = 0; i < s->msg->env.nrcpt; i++)
 			if (s->msg->env.rcpts[i].status == RCPT_PENDING)
-				queue_outcome(s->msg, i, o, &ri, dsn, reply);
+				trouble_record(s, s->msg, i, k, cls, reply);
 		return;
 	}
 	for (i = 0; i < s->nrc; i++) {
@@ -258,7 +254,7 @@ txn_outcome_all(struct dsession *s, enum trouble_kind k, int cls, const char *re
 			continue;	/* already decided at RCPT */
 		if (only_accepted && s->rc_st[i] != RC_ACCEPTED)
 			continue;
-		queue_outcome(s->msg, s->rc_idx[i], o, &ri, dsn, reply);
+		trouble_record(s, s->msg, s->rc_idx[i], k, cls, reply);
 		s->rc_st[i] = RC_DECIDED;
 	}
 }
@@ -523,8 +519,7 @@ txn_on_reply(struct dsession *s, const char *text)
 				    s->msg->env.rcpts[s->rc_idx[i]].addr, text);
 				s->rc_st[i] = RC_LATER;
 			} else {
-				queue_outcome(s->msg, s->rc_idx[i], trouble_outcome(TK_RCPT_REFUSED, cls),
-				    &ri, trouble_get(TK_RCPT_REFUSED)->status, text);
+				trouble_record(s, s->msg, s->rc_idx[i], TK_RCPT_REFUSED, cls, text);
 				s->rc_st[i] = RC_DECIDED;
 			}
 		}

@@ -21,6 +21,7 @@
 
 #include "daemon.h"
 #include "delivery_int.h"
+#include "delivery_trouble.h"
 #include "dispatch.h"
 #include "log.h"
 #include "queue.h"
@@ -99,9 +100,8 @@ take_for(struct dsession *s)
  * deferred with `why`.
  */
 static void
-failover_or_defer(struct dsession *s, struct qmsg *m, const char *why, const char *dsn)
+failover_or_defer(struct dsession *s, struct qmsg *m, enum trouble_kind k, const char *why)
 {
-	struct relay_info ri;
 	int routed;
 	size_t i;
 
@@ -113,10 +113,9 @@ failover_or_defer(struct dsession *s, struct qmsg *m, const char *why, const cha
 		queue_release(m);	/* ready again, for the next smarthost */
 		return;
 	}
-	session_relay_info(s, &ri);
 	for (i = 0; i < m->env.nrcpt; i++)
 		if (m->env.rcpts[i].status == RCPT_PENDING)
-			queue_outcome(m, i, OUTCOME_DEFERRED, &ri, dsn, why);
+			trouble_record(s, m, i, k, 0, why);
 	queue_release(m);
 }
 
@@ -153,7 +152,7 @@ dispatch_next(struct dsession *s)
  * deferred.
  */
 void
-dispatch_smarthost_failed(struct dsession *s, struct qmsg *m, const char *why, const char *dsn)
+dispatch_smarthost_failed(struct dsession *s, struct qmsg *m, enum trouble_kind k, const char *why)
 {
 	struct qmsg **batch = NULL;
 	size_t n = 0, i;
@@ -167,7 +166,7 @@ dispatch_smarthost_failed(struct dsession *s, struct qmsg *m, const char *why, c
 		batch[n++] = m;
 	}
 	for (i = 0; i < n; i++)
-		failover_or_defer(s, batch[i], why, dsn);
+		failover_or_defer(s, batch[i], k, why);
 	free(batch);
 }
 

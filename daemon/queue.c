@@ -3,9 +3,10 @@
  *
  * Retry policy lives here and nowhere else: a deferred recipient is due
  * again after retry_schedule[attempts - 1] (the last step repeats); a
- * message's timer fires at the earliest due pending recipient.  Once a
- * recipient has been queued longer than max_queue_time a temporary failure
- * becomes permanent.  Outcomes are persisted before a message is
+ * message's timer fires at the earliest due pending recipient.  Whether a
+ * temporary failure after max_queue_time becomes permanent is the failure
+ * table's decision (delivery_trouble.c, TK_EXPIRED), taken before the
+ * outcome comes here.  Outcomes are persisted before a message is
  * rescheduled; messages whose recipients are all final are removed.
  *
  * An envelope update the spool refuses (disk full, read-only) is written
@@ -31,7 +32,6 @@
 #include "bounce.h"
 #include "commit.h"
 #include "daemon.h"
-#include "delivery_trouble.h"
 #include "log.h"
 #include "queue.h"
 #include "util.h"
@@ -291,15 +291,6 @@ queue_outcome(struct qmsg *m, size_t idx, enum outcome o, const struct relay_inf
 	free(r->last_reply);
 	r->last_reply = xstrdup(text);
 
-	if (o == OUTCOME_DEFERRED && D->conf->max_queue_time > 0 &&
-	    now.tv_sec - m->env.arrival >= (time_t)D->conf->max_queue_time) {
-		char *t = xasprintf("message expired after %us in the queue; last error: %s",
-		    D->conf->max_queue_time, text);
-		o = trouble_outcome(TK_EXPIRED, 0);
-		free(r->last_reply);
-		r->last_reply = t;
-		dsn = trouble_get(TK_EXPIRED)->status;
-	}
 	if (o == OUTCOME_SENT)
 		D->stats.sent++;
 	else if (o == OUTCOME_BOUNCED)

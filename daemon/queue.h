@@ -68,8 +68,9 @@ int  queue_has_ready(void);
 unsigned queue_retry_delay(unsigned attempts);
 /*
  * Record one recipient's outcome: counts the attempt, sets status, reply
- * and next attempt (per retry_schedule, bounced after max_queue_time) and
- * logs the greppable line.  dsn may be NULL (derived from the reply code).
+ * and next attempt (per retry_schedule) and logs the greppable line.  dsn
+ * may be NULL (derived from the reply code).  Called by delivery_trouble.c
+ * only, which has already decided (expiry included).
  */
 void queue_outcome(struct qmsg *m, size_t rcpt, enum outcome o, const struct relay_info *ri,
     const char *dsn, const char *reply);
