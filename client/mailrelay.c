@@ -1,6 +1,6 @@
 /*
- * mailrelay: the admin CLI.  This release: check-config, queue, flush,
- * hold, release, delete, version.  Commands that change the queue talk to the daemon over the
+ * mailrelay: the admin CLI.  This release: check-config [--show], queue,
+ * flush, hold, release, delete, status, show, oauth2 (oauth2cli.c), version.  Commands that change the queue talk to the daemon over the
  * control socket (lib/ctlproto.h); read-only ones read the spool directly.
  */
 #include "config.h"
@@ -14,6 +14,8 @@
 #include <time.h>
 
 #include "conf/conf.h"
+#include "cfgshow.h"
+#include "oauth2cli.h"
 #include "ctlclient.h"
 #include "ctlproto.h"
 #include "log.h"
@@ -25,7 +27,7 @@ usage(void)
 	fprintf(stderr,
 	    "usage: mailrelay [-c FILE] COMMAND [ARGS]\n"
 	    "commands:\n"
-	    "  check-config [-c FILE]   parse and check the configuration\n"
+	    "  check-config [-c FILE] [--show]  parse and check the configuration\n"
 	    "  queue [--json]           list the queue\n"
 	    "  status [--json]          is the daemon up; queue, counters, smarthosts\n"
 	    "  show ID [--body]         one message: envelope, attempts, header (body)\n"
@@ -33,6 +35,8 @@ usage(void)
 	    "  hold ID...               keep messages from delivery\n"
 	    "  release ID...            let held messages go, now\n"
 	    "  delete ID... | --all     remove messages unsent\n"
+	    "  oauth2 token --smarthost NAME      the OAuth2 token's expiry, scopes, audience\n"
+	    "  oauth2 authorize --smarthost NAME  obtain the first refresh token\n"
 	    "  version                  print the version\n");
 	exit(EX_USAGE);
 }
@@ -54,15 +58,19 @@ static int
 cmd_check_config(const char *path, int argc, char **argv)
 {
 	struct config *c;
-	int i;
+	int i, show = 0;
 
 	for (i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
 			path = argv[++i];
+		else if (strcmp(argv[i], "--show") == 0)
+			show = 1;
 		else
 			usage();
 	}
 	c = load(path);
+	if (show)
+		cfgshow_print(stdout, c);
 	printf("%s: OK", c->path ? c->path : "built-in defaults");
 	if (c->nsmarthosts == 0)
 		printf(" (warning: no smarthost: mail will be accepted and kept in the queue)");
@@ -253,6 +261,8 @@ main(int argc, char **argv)
 	}
 	if (strcmp(argv[0], "status") == 0)
 		return cmd_status(path, argc, argv);
+	if (strcmp(argv[0], "oauth2") == 0)
+		return cmd_oauth2(path, argc, argv);
 	if (strcmp(argv[0], "show") == 0)
 		return cmd_show(path, argc, argv);
 	if (strcmp(argv[0], "flush") == 0)

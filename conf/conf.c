@@ -77,7 +77,17 @@ static const char *const auth_names[] =
 static const char *const tls_version_names[] =
     { "TLSv1.0", "TLSv1.1", "TLSv1.2", "TLSv1.3", NULL };
 
+static const char *const preset_names[] =
+    { "none", "microsoft365", "gmail", NULL };
+static const char *const provider_names[] =
+    { "generic", "microsoft", "google", NULL };
+static const char *const grant_names[] =
+    { "client_credentials", "refresh_token", "password", NULL };
+
 _Static_assert(TLS_IMPLICIT == 3, "tls_names order");
+_Static_assert(PRESET_GMAIL == 2, "preset_names order");
+_Static_assert(OAUTH2_GOOGLE == 2, "provider_names order");
+_Static_assert(OAUTH2_PASSWORD == 2, "grant_names order");
 _Static_assert(CONF_LOG_DEBUG == 3, "log_level_names order");
 _Static_assert(REWRITE_FROM_ALWAYS == 2, "rewrite_from_names order");
 _Static_assert(REWRITE_FROM_NEVER == REWRITE_NEVER && REWRITE_FROM_LOCAL == REWRITE_LOCAL &&
@@ -95,6 +105,9 @@ static const struct enum_key {
 	{ "double_bounce",	double_bounce_names },
 	{ "auth",		auth_names },
 	{ "tls_min_version",	tls_version_names },
+	{ "preset",		preset_names },
+	{ "provider",		provider_names },
+	{ "grant",		grant_names },
 };
 
 /*
@@ -1018,6 +1031,17 @@ check_concurrency(const cfg_opt_t *opt, const char *v)
 	return parse_uint(v, 1, 256, &n) == 0 ? NULL : "expected a number from 1 to 256";
 }
 
+/* max_connections, max_connections_per_client: a descriptor budget, not a wish */
+static const char *
+check_connections(const cfg_opt_t *opt, const char *v)
+{
+	unsigned long n;
+
+	(void)opt;
+	return parse_uint(v, 1, CONF_CONNECTIONS_MAX, &n) == 0 ? NULL :
+	    "expected a number from 1 to 10000";
+}
+
 static const char *
 check_port(const cfg_opt_t *opt, const char *v)
 {
@@ -1111,6 +1135,49 @@ check_pattern(const cfg_opt_t *opt, const char *v)
 	return NULL;
 }
 
+/*
+ * An OAuth2 endpoint.  Only https: the request carries the client secret
+ * or a refresh token.  No spaces or quotes, so it can be shown and logged
+ * as it is.
+ */
+static const char *
+check_url(const cfg_opt_t *opt, const char *v)
+{
+	(void)opt;
+	if (strncasecmp(v, "https://", 8) != 0 || v[8] == '\0' || v[8] == '/' ||
+	    strpbrk(v, " \"'<>\\") != NULL || strlen(v) > 2048)
+		return "expected an https:// URL";
+	return NULL;
+}
+
+/* A Microsoft tenant: a directory id (GUID), a domain, or organizations / common / consumers. */
+static const char *
+check_tenant(const cfg_opt_t *opt, const char *v)
+{
+	(void)opt;
+	if (*v == '\0' || strlen(v) > 253)
+		return "expected a directory id or domain such as contoso.onmicrosoft.com";
+	for (const char *p = v; *p; p++)
+		if (!is_alnum((unsigned char)*p) && *p != '.' && *p != '-')
+			return "expected a directory id or domain such as contoso.onmicrosoft.com";
+	return NULL;
+}
+
+/* A client id or a scope list: printable ASCII, spaces only between scopes, bounded. */
+static const char *
+check_token_text(const cfg_opt_t *opt, const char *v)
+{
+	int spaces_ok = strcmp(opt->name, "scope") == 0;
+
+	if (*v == '\0' || strlen(v) > 1024)
+		return "expected a value of at most 1024 characters";
+	for (const unsigned char *p = (const unsigned char *)v; *p; p++)
+		if (*p > '~' || *p == '"' || *p == '\\' || (*p == ' ' && !spaces_ok) || *p < ' ')
+			return spaces_ok ? "expected scopes separated by spaces" :
+			    "expected printable characters without spaces";
+	return NULL;
+}
+
 static const char *
 check_name(const cfg_opt_t *opt, const char *v)
 {
@@ -1134,6 +1201,7 @@ CALLBACK(cb_duration, check_duration)
 CALLBACK(cb_duration0, check_duration0)
 CALLBACK(cb_size, check_size)
 CALLBACK(cb_concurrency, check_concurrency)
+CALLBACK(cb_connections, check_connections)
 CALLBACK(cb_port, check_port)
 CALLBACK(cb_listen, check_listen)
 CALLBACK(cb_cidr, check_cidr)
@@ -1143,10 +1211,30 @@ CALLBACK(cb_header, check_header)
 CALLBACK(cb_rate_limit, check_rate_limit)
 CALLBACK(cb_pattern, check_pattern)
 CALLBACK(cb_name, check_name)
+CALLBACK(cb_url, check_url)
+CALLBACK(cb_tenant, check_tenant)
+CALLBACK(cb_token_text, check_token_text)
 
 /* ---- the schema ---------------------------------------------------------- */
 
+static cfg_opt_t oauth2_opts[] = {
+	CFG_STR_CB("provider", NULL, CFGF_NODEFAULT, cb_enum),	/* generic, or the preset's */
+	CFG_STR_CB("tenant", NULL, CFGF_NONE, cb_tenant),
+	CFG_STR_CB("client_id", NULL, CFGF_NONE, cb_token_text),
+	CFG_STR_CB("client_secret_file", NULL, CFGF_NONE, cb_path),
+	CFG_STR_CB("client_certificate", NULL, CFGF_NONE, cb_path),
+	CFG_STR_CB("client_key", NULL, CFGF_NONE, cb_path),
+	CFG_STR_CB("refresh_token_file", NULL, CFGF_NONE, cb_path),
+	CFG_STR_CB("scope", NULL, CFGF_NONE, cb_token_text),	/* the provider's for the grant */
+	CFG_STR_CB("token_url", NULL, CFGF_NONE, cb_url),	/* the provider's */
+	CFG_STR_CB("device_url", NULL, CFGF_NONE, cb_url),	/* the provider's */
+	CFG_STR_CB("authorize_url", NULL, CFGF_NONE, cb_url),	/* the provider's */
+	CFG_STR_CB("grant", NULL, CFGF_NODEFAULT, cb_enum),	/* see build_oauth2() */
+	CFG_END()
+};
+
 static cfg_opt_t smarthost_opts[] = {
+	CFG_STR_CB("preset", NULL, CFGF_NONE, cb_enum),
 	CFG_STR_CB("host", NULL, CFGF_NONE, cb_host),
 	CFG_STR_CB("port", NULL, CFGF_NODEFAULT, cb_port),	/* 587, or 465 for implicit */
 	CFG_STR_CB("tls", "required", CFGF_NONE, cb_enum),
@@ -1172,6 +1260,7 @@ static cfg_opt_t smarthost_opts[] = {
 	CFG_STR_CB("proxy", NULL, CFGF_NONE, cb_proxy),
 	CFG_STR_LIST_CB("add_header", NULL, CFGF_NONE, cb_header),
 	CFG_STR_CB("rate_limit", NULL, CFGF_NONE, cb_rate_limit),
+	CFG_SEC("oauth2", oauth2_opts, CFGF_NODEFAULT),
 	CFG_END()
 };
 
@@ -1200,6 +1289,10 @@ static cfg_opt_t top_opts[] = {
 	CFG_STR_CB("strict_addresses", "no", CFGF_NONE, cb_bool),
 	CFG_STR_CB("double_bounce", "admin", CFGF_NONE, cb_enum),
 	CFG_STR_CB("delay_warning", "4h", CFGF_NONE, cb_duration0),
+	CFG_STR_CB("max_connections", "100", CFGF_NONE, cb_connections),
+	CFG_STR_CB("max_connections_per_client", "20", CFGF_NONE, cb_connections),
+	CFG_STR_CB("idle_timeout", "5m", CFGF_NONE, cb_duration),
+	CFG_STR_CB("session_timeout", "1h", CFGF_NONE, cb_duration),
 	CFG_SEC("smarthost", smarthost_opts, CFGF_MULTI | CFGF_TITLE | CFGF_NO_TITLE_DUPES),
 	CFG_SEC("route", route_opts, CFGF_MULTI),
 	CFG_END()
@@ -1216,18 +1309,19 @@ line_of(const cfg_t *sec, const char *key)
 	return 0;
 }
 
+/* Keys set in sec, and in its subsection sub (NULL: none), for conf_key_line(). */
 static void
-copy_keylines(const cfg_t *sec, struct conf_keyline **out, size_t *nout)
+copy_keylines(const cfg_t *sec, const cfg_t *sub, struct conf_keyline **out, size_t *nout)
 {
 	size_t n = 0;
 
 	for (size_t i = 0; i < lctx->nseen; i++)
-		if (lctx->seen[i].sec == sec)
+		if (lctx->seen[i].sec == sec || (sub != NULL && lctx->seen[i].sec == sub))
 			n++;
 	*out = n ? xcalloc(n, sizeof **out) : NULL;
 	*nout = 0;
 	for (size_t i = 0; i < lctx->nseen; i++) {
-		if (lctx->seen[i].sec != sec)
+		if (lctx->seen[i].sec != sec && (sub == NULL || lctx->seen[i].sec != sub))
 			continue;
 		(*out)[*nout].key = xstrdup(lctx->seen[i].key);
 		(*out)[(*nout)++].line = lctx->seen[i].line;
@@ -1335,6 +1429,180 @@ default_hostname(void)
 	return fq ? fq : xstrdup(name);
 }
 
+/*
+ * What a preset fills in when the section does not set it.  A preset
+ * never hides a key: check-config --show prints each value it filled.
+ */
+static const struct preset {
+	enum smarthost_preset	 preset;
+	const char		*host;
+	unsigned		 port;
+	enum tls_mode		 tls;
+	enum auth_mech		 auth;
+	enum oauth2_provider	 provider;
+} presets[] = {
+	{ PRESET_MICROSOFT365, "smtp.office365.com", 587, TLS_REQUIRED, AUTH_XOAUTH2, OAUTH2_MICROSOFT },
+	{ PRESET_GMAIL, "smtp.gmail.com", 465, TLS_IMPLICIT, AUTH_XOAUTH2, OAUTH2_GOOGLE },
+};
+
+static const struct preset *
+preset_of(enum smarthost_preset p)
+{
+	for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
+		if (presets[i].preset == p)
+			return &presets[i];
+	return NULL;
+}
+
+/*
+ * The provider defaults of the issue: Microsoft's v2.0 endpoints under the
+ * tenant, with the .default scope of Exchange Online for an application
+ * (client credentials) and SMTP.Send for a user (delegated); Google's one
+ * scope for SMTP.  A generic provider has no defaults: token_url is required.
+ */
+static void
+oauth2_defaults(struct oauth2_conf *o)
+{
+	switch (o->provider) {
+	case OAUTH2_MICROSOFT:
+		if (o->scope == NULL)
+			o->scope = xstrdup(o->grant == OAUTH2_CLIENT_CREDENTIALS ?
+			    "https://outlook.office365.com/.default" :
+			    "https://outlook.office.com/SMTP.Send offline_access");
+		if (o->token_url == NULL)
+			o->token_url = xasprintf("https://login.microsoftonline.com/%s/oauth2/v2.0/token",
+			    o->tenant);
+		if (o->device_url == NULL)
+			o->device_url = xasprintf("https://login.microsoftonline.com/%s/oauth2/v2.0/devicecode",
+			    o->tenant);
+		if (o->authorize_url == NULL)
+			o->authorize_url = xasprintf("https://login.microsoftonline.com/%s/oauth2/v2.0/authorize",
+			    o->tenant);
+		break;
+	case OAUTH2_GOOGLE:
+		if (o->scope == NULL)
+			o->scope = xstrdup("https://mail.google.com/");
+		if (o->token_url == NULL)
+			o->token_url = xstrdup("https://oauth2.googleapis.com/token");
+		if (o->device_url == NULL)
+			o->device_url = xstrdup("https://oauth2.googleapis.com/device/code");
+		if (o->authorize_url == NULL)
+			o->authorize_url = xstrdup("https://accounts.google.com/o/oauth2/v2/auth");
+		break;
+	case OAUTH2_GENERIC:
+		break;
+	}
+}
+
+/*
+ * The oauth2 { } section of smarthost sh (named q in messages).  The rules:
+ * a client_id always; one client credential at most (a secret file, or a
+ * certificate with its key); the grant, unless set, is refresh_token when
+ * a refresh_token_file is given and client_credentials otherwise;
+ * client_credentials needs a client credential, refresh_token its file,
+ * password the smarthost's password (the resource-owner flow: username
+ * and password are the user's).
+ */
+static int
+build_oauth2(cfg_t *osec, cfg_t *sec, struct smarthost_conf *sh, enum oauth2_provider dflt,
+    const char *q)
+{
+	struct oauth2_conf *o = xcalloc(1, sizeof *o);
+	unsigned end = cfg_lineno(osec);
+
+	sh->oauth2 = o;
+	o->provider = cfg_getstr(osec, "provider") ? (enum oauth2_provider)get_enum(osec, "provider") : dflt;
+	o->tenant = get_str(osec, "tenant");
+	o->client_id = get_str(osec, "client_id");
+	o->client_secret_file = get_str(osec, "client_secret_file");
+	o->client_certificate = get_str(osec, "client_certificate");
+	o->client_key = get_str(osec, "client_key");
+	o->refresh_token_file = get_str(osec, "refresh_token_file");
+	o->scope = get_str(osec, "scope");
+	o->token_url = get_str(osec, "token_url");
+	o->device_url = get_str(osec, "device_url");
+	o->authorize_url = get_str(osec, "authorize_url");
+	if (cfg_getstr(osec, "grant") != NULL)
+		o->grant = (enum oauth2_grant)get_enum(osec, "grant");
+	else
+		o->grant = o->refresh_token_file ? OAUTH2_REFRESH_TOKEN : OAUTH2_CLIENT_CREDENTIALS;
+
+	if (sh->auth != AUTH_XOAUTH2 && sh->auth != AUTH_OAUTHBEARER) {
+		conf_fail(end, "oauth2: needs auth = xoauth2 or auth = oauthbearer in smarthost %s", q);
+		return -1;
+	}
+	if (o->client_id == NULL) {
+		conf_fail(end, "oauth2: client_id is required in smarthost %s", q);
+		return -1;
+	}
+	if (o->client_secret_file != NULL && o->client_certificate != NULL) {
+		const char *later = line_of(osec, "client_certificate") > line_of(osec, "client_secret_file") ?
+		    "client_certificate" : "client_secret_file";
+		conf_fail(line_of(osec, later),
+		    "%s: only one of client_secret_file and client_certificate may be set", later);
+		return -1;
+	}
+	if ((o->client_certificate != NULL) != (o->client_key != NULL)) {
+		const char *set = o->client_key ? "client_key" : "client_certificate";
+		conf_fail(line_of(osec, set), "%s: client_certificate and client_key go together "
+		    "(a certificate credential signs a JWT client assertion)", set);
+		return -1;
+	}
+	if (o->provider == OAUTH2_MICROSOFT && o->tenant == NULL &&
+	    (o->token_url == NULL || o->device_url == NULL || o->authorize_url == NULL)) {
+		conf_fail(end, "oauth2: provider microsoft needs a tenant (the directory id or "
+		    "a domain such as contoso.onmicrosoft.com) in smarthost %s", q);
+		return -1;
+	}
+	if (o->provider == OAUTH2_GENERIC && o->token_url == NULL) {
+		conf_fail(end, "oauth2: provider generic needs a token_url in smarthost %s", q);
+		return -1;
+	}
+	switch (o->grant) {
+	case OAUTH2_CLIENT_CREDENTIALS:
+		if (o->client_secret_file == NULL && o->client_certificate == NULL) {
+			conf_fail(line_of(osec, "grant") ? line_of(osec, "grant") : end,
+			    "grant: client_credentials needs a client_secret_file, or a client_certificate "
+			    "and client_key, in smarthost %s", q);
+			return -1;
+		}
+		break;
+	case OAUTH2_REFRESH_TOKEN:
+		if (o->refresh_token_file == NULL) {
+			conf_fail(line_of(osec, "grant"), "grant: refresh_token needs a refresh_token_file "
+			    "(mailrelay oauth2 authorize --smarthost %s writes it) in smarthost %s",
+			    sh->name, q);
+			return -1;
+		}
+		break;
+	case OAUTH2_PASSWORD:
+		if (sh->password == NULL && sh->password_file == NULL) {
+			conf_fail(line_of(osec, "grant"), "grant: password needs the user's password or "
+			    "password_file on smarthost %s", q);
+			return -1;
+		}
+		break;
+	}
+	if (o->grant != OAUTH2_REFRESH_TOKEN && o->refresh_token_file != NULL) {
+		conf_fail(line_of(osec, "refresh_token_file"),
+		    "refresh_token_file: only used with grant = refresh_token in smarthost %s", q);
+		return -1;
+	}
+	if (sh->password_command != NULL) {
+		conf_fail(line_of(sec, "password_command"), "password_command: not used with an "
+		    "oauth2 section, which obtains the token itself, in smarthost %s", q);
+		return -1;
+	}
+	if (o->grant != OAUTH2_PASSWORD && (sh->password != NULL || sh->password_file != NULL)) {
+		const char *key = sh->password ? "password" : "password_file";
+		conf_fail(line_of(sec, key), "%s: only used with grant = password in the oauth2 "
+		    "section of smarthost %s", key, q);
+		return -1;
+	}
+	oauth2_defaults(o);
+	return 0;
+}
+
 static int
 build_smarthost(cfg_t *sec, struct smarthost_conf *sh)
 {
@@ -1343,6 +1611,8 @@ build_smarthost(cfg_t *sec, struct smarthost_conf *sh)
 	char q[QUOTE_MAX * 4 + 8];
 	const char *title = cfg_title(sec), *rate, *fp, *proxy, *secret = NULL;
 	unsigned end = cfg_lineno(sec);	/* the line of the closing brace */
+	cfg_t *osec = cfg_size(sec, "oauth2") > 0 ? cfg_getsec(sec, "oauth2") : NULL;
+	const struct preset *pre;
 
 	sh->name = xstrdup(title ? title : "");
 	if (!is_name(sh->name)) {
@@ -1351,13 +1621,23 @@ build_smarthost(cfg_t *sec, struct smarthost_conf *sh)
 		return -1;
 	}
 	quoted(q, sizeof q, sh->name);
-	if ((sh->host = get_str(sec, "host")) == NULL) {
+	sh->preset = cfg_getstr(sec, "preset") ? (enum smarthost_preset)get_enum(sec, "preset") : PRESET_NONE;
+	pre = preset_of(sh->preset);
+	if ((sh->host = get_str(sec, "host")) == NULL && pre != NULL)
+		sh->host = xstrdup(pre->host);
+	if (sh->host == NULL) {
 		conf_fail(end, "smarthost %s: host is required", q);
 		return -1;
 	}
-	sh->tls = (enum tls_mode)get_enum(sec, "tls");
+	/* tls has a schema default: only a tls written in the section beats the preset */
+	if (pre != NULL && line_of(sec, "tls") == 0)
+		sh->tls = pre->tls;
+	else
+		sh->tls = (enum tls_mode)get_enum(sec, "tls");
 	if (cfg_getstr(sec, "port") != NULL)
 		sh->port = get_uint(sec, "port", 65535);
+	else if (pre != NULL && line_of(sec, "tls") == 0)
+		sh->port = pre->port;
 	else
 		sh->port = sh->tls == TLS_IMPLICIT ? 465 : 587;
 	sh->timeout = get_duration(sec, "timeout");
@@ -1392,7 +1672,7 @@ build_smarthost(cfg_t *sec, struct smarthost_conf *sh)
 	if ((rate = cfg_getstr(sec, "rate_limit")) != NULL &&
 	    rate_limit_parse(rate, &sh->rate_limit_count, &sh->rate_limit_period) != 0)
 		invariant("rate_limit", rate);
-	copy_keylines(sec, &sh->keylines, &sh->nkeylines);
+	copy_keylines(sec, osec, &sh->keylines, &sh->nkeylines);
 
 	/* Rules between keys, reported at the line of the key that breaks them. */
 	if (sh->tls_client_key != NULL && sh->tls_client_cert == NULL) {
@@ -1416,8 +1696,25 @@ build_smarthost(cfg_t *sec, struct smarthost_conf *sh)
 	}
 	if (cfg_getstr(sec, "auth") != NULL)
 		sh->auth = (enum auth_mech)get_enum(sec, "auth");
+	else if (pre != NULL)
+		sh->auth = pre->auth;
 	else
 		sh->auth = sh->username != NULL ? AUTH_AUTO : AUTH_NONE;
+	if (osec != NULL) {
+		if (build_oauth2(osec, sec, sh, pre ? pre->provider : OAUTH2_GENERIC, q) != 0)
+			return -1;
+		if (sh->username == NULL) {
+			conf_fail(end, "username: required with oauth2 (the mailbox the token is "
+			    "for) in smarthost %s", q);
+			return -1;
+		}
+		return 0;
+	}
+	if (pre != NULL && (sh->auth == AUTH_XOAUTH2 || sh->auth == AUTH_OAUTHBEARER) && secret == NULL) {
+		conf_fail(end, "preset: %s needs an oauth2 section (client_id and a credential) "
+		    "in smarthost %s", preset_names[sh->preset], q);
+		return -1;
+	}
 	if (sh->auth != AUTH_NONE && sh->username == NULL) {
 		conf_fail(line_of(sec, "auth"), "auth: needs a username in smarthost %s", q);
 		return -1;
@@ -1550,7 +1847,18 @@ build(cfg_t *root, const char *path)
 	conf->strict_addresses = get_bool(root, "strict_addresses");
 	conf->double_bounce = (enum double_bounce_mode)get_enum(root, "double_bounce");
 	conf->delay_warning = get_duration(root, "delay_warning");
-	copy_keylines(root, &conf->keylines, &conf->nkeylines);
+	conf->max_connections = get_uint(root, "max_connections", CONF_CONNECTIONS_MAX);
+	conf->max_connections_per_client = get_uint(root, "max_connections_per_client",
+	    CONF_CONNECTIONS_MAX);
+	if (conf->max_connections_per_client > conf->max_connections) {
+		conf_fail(line_of(root, "max_connections_per_client"),
+		    "max_connections_per_client: expected at most max_connections (%u), got %u",
+		    conf->max_connections, conf->max_connections_per_client);
+		goto fail;
+	}
+	conf->idle_timeout = get_duration(root, "idle_timeout");
+	conf->session_timeout = get_duration(root, "session_timeout");
+	copy_keylines(root, NULL, &conf->keylines, &conf->nkeylines);
 
 	n = cfg_size(root, "smarthost");
 	conf->smarthosts = n ? xcalloc(n, sizeof *conf->smarthosts) : NULL;
@@ -1831,6 +2139,20 @@ free_smarthost(struct smarthost_conf *sh)
 	free(sh->password_command);
 	free(sh->proxy_host);
 	free(sh->proxy_port);
+	if (sh->oauth2 != NULL) {
+		struct oauth2_conf *o = sh->oauth2;
+		free(o->tenant);
+		free(o->client_id);
+		free(o->client_secret_file);
+		free(o->client_certificate);
+		free(o->client_key);
+		free(o->refresh_token_file);
+		free(o->scope);
+		free(o->token_url);
+		free(o->device_url);
+		free(o->authorize_url);
+		free(o);
+	}
 	for (size_t i = 0; i < sh->nadd_header; i++)
 		free(sh->add_header[i]);
 	free(sh->add_header);
@@ -1888,6 +2210,30 @@ conf_auth_name(enum auth_mech m)
 	if ((unsigned)m >= sizeof auth_names / sizeof auth_names[0] - 1)
 		return "unknown";
 	return auth_names[m];
+}
+
+const char *
+conf_preset_name(enum smarthost_preset p)
+{
+	if ((unsigned)p >= sizeof preset_names / sizeof preset_names[0] - 1)
+		return "unknown";
+	return preset_names[p];
+}
+
+const char *
+conf_oauth2_provider_name(enum oauth2_provider p)
+{
+	if ((unsigned)p >= sizeof provider_names / sizeof provider_names[0] - 1)
+		return "unknown";
+	return provider_names[p];
+}
+
+const char *
+conf_oauth2_grant_name(enum oauth2_grant g)
+{
+	if ((unsigned)g >= sizeof grant_names / sizeof grant_names[0] - 1)
+		return "unknown";
+	return grant_names[g];
 }
 
 unsigned

@@ -25,7 +25,11 @@
 #include <stddef.h>
 #include <netinet/in.h>
 
+/* The build defines it from --sysconfdir (Makefile.am). */
+#ifndef CONF_DEFAULT_PATH
 #define CONF_DEFAULT_PATH "/etc/mailrelay/mailrelay.conf"
+#endif
+#define CONF_CONNECTIONS_MAX 10000      /* max_connections, max_connections_per_client (conf.c says the number) */
 
 /*
  * Bounds on values that end up in SMTP commands, checked at load time so
@@ -52,6 +56,32 @@ enum double_bounce_mode { DOUBLE_BOUNCE_ADMIN = 0, DOUBLE_BOUNCE_DROP };
 enum auth_mech {
 	AUTH_NONE = 0, AUTH_AUTO, AUTH_PLAIN, AUTH_LOGIN, AUTH_CRAM_MD5,
 	AUTH_SCRAM_SHA_256, AUTH_XOAUTH2, AUTH_OAUTHBEARER
+};
+
+/*
+ * OAuth2 (auth = xoauth2 | oauthbearer with an oauth2 { } section): the
+ * daemon obtains the access token itself from token_url (daemon/oauth2.c).
+ * Every field holds its effective value: provider defaults (scope,
+ * token_url, device_url) are filled in at load time, so what
+ * `mailrelay check-config --show` prints is what the daemon uses.
+ */
+enum oauth2_provider { OAUTH2_GENERIC = 0, OAUTH2_MICROSOFT, OAUTH2_GOOGLE };
+enum oauth2_grant { OAUTH2_CLIENT_CREDENTIALS = 0, OAUTH2_REFRESH_TOKEN, OAUTH2_PASSWORD };
+enum smarthost_preset { PRESET_NONE = 0, PRESET_MICROSOFT365, PRESET_GMAIL };
+
+struct oauth2_conf {
+	enum oauth2_provider provider;   /* default generic, or the preset's */
+	char *tenant;                    /* microsoft: directory id or domain */
+	char *client_id;                 /* required */
+	char *client_secret_file;        /* at most one of it and client_certificate */
+	char *client_certificate;        /* with client_key: an RFC 7523 JWT client assertion */
+	char *client_key;
+	char *refresh_token_file;        /* grant refresh_token: read, and rewritten on rotation */
+	char *scope;                     /* provider default for the grant when not set */
+	char *token_url;                 /* https://; provider default when not set */
+	char *device_url;                /* device authorization endpoint (RFC 8628), or NULL */
+	char *authorize_url;             /* authorization endpoint (code + PKCE), or NULL */
+	enum oauth2_grant grant;         /* default: refresh_token with a refresh_token_file, else client_credentials */
 };
 
 /* Where a key was set in the file, for "FILE:LINE: KEY: why" from later checks. */
@@ -90,6 +120,8 @@ struct smarthost_conf {
 	size_t        nadd_header;
 	unsigned      rate_limit_count;  /* rate_limit = COUNT/PERIOD, e.g. 30/m; 0: unlimited */
 	unsigned      rate_limit_period; /* seconds */
+	enum smarthost_preset preset;    /* filled host, port, tls, auth, oauth2 provider when not set */
+	struct oauth2_conf *oauth2;      /* NULL: no oauth2 section */
 	struct conf_keyline *keylines;   /* keys set inside this section */
 	size_t        nkeylines;
 };
@@ -143,6 +175,18 @@ struct config {
 	bool     strict_addresses;       /* default false */
 	enum double_bounce_mode double_bounce; /* default admin */
 	unsigned delay_warning;          /* seconds, default 4h; 0 = never warn */
+	/*
+	 * What one client can make the daemon hold (SPEC "Config file"):
+	 * sessions on the listeners together, and those of one uid (unix
+	 * socket) or one address (TCP); the control socket has the same two
+	 * limits of its own.  A session's partial message in spool/tmp is
+	 * bounded by max_message_size, so the spool's tmp/ holds at most
+	 * max_connections * max_message_size.
+	 */
+	unsigned max_connections;        /* default 100, 1..CONF_CONNECTIONS_MAX */
+	unsigned max_connections_per_client; /* default 20, at most max_connections */
+	unsigned idle_timeout;           /* seconds without a complete command, default 5m */
+	unsigned session_timeout;        /* seconds a session may last, default 1h */
 	struct smarthost_conf *smarthosts; /* in file order: failover order */
 	size_t   nsmarthosts;
 	struct route_conf *routes;       /* in file order: first match wins */
@@ -194,6 +238,9 @@ const struct route_conf *conf_route_find(const struct config *conf, const char *
 
 const char *conf_tls_mode_name(enum tls_mode m);
 const char *conf_auth_name(enum auth_mech m);
+const char *conf_preset_name(enum smarthost_preset p);
+const char *conf_oauth2_provider_name(enum oauth2_provider p);
+const char *conf_oauth2_grant_name(enum oauth2_grant g);
 
 /*
  * The line on which KEY was set: inside smarthost section sh, or at top

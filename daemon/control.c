@@ -6,6 +6,15 @@
  *
  * Requests that change the queue (FLUSH included: SPEC "Admin CLI")
  * need root, the daemon's own user or membership of its group.
+ *
+ * Any local user may connect, so what a client can make us hold is
+ * bounded as on the submit socket (smtpd.c): max_connections and
+ * max_connections_per_client (per uid) count control connections on
+ * their own; requests are not read while more than CTL_OUT_HIGH octets
+ * of answers wait unread (an answer itself, a long LIST, is always sent
+ * whole); a client silent for CTL_TIMEOUT (or idle_timeout, when
+ * shorter) between requests, or connected longer than session_timeout,
+ * is disconnected.
  */
 #include "config.h"
 
@@ -27,25 +36,33 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <event2/listener.h>
 
 #include "control.h"
 #include "ctlproto.h"
 #include "daemon.h"
+#include "listener.h"
 #include "log.h"
 #include "queue.h"
+#include "oauth2.h"
 #include "shstate.h"
 #include "spool/qformat.h"
 #include "util.h"
 #include "xmalloc.h"
 
 #define CTL_TIMEOUT 30          /* seconds a client may stay silent */
+#define CTL_OUT_HIGH (64 * 1024) /* unread answers above this: stop reading requests */
+#define CTL_OUT_LOW  (16 * 1024) /* ... until they drain below this */
 
 struct cwait;
 
 struct csession {
 	struct bufferevent *bev;
+	struct event *idle_ev;      /* no complete request for ctl_idle() seconds */
+	struct event *life_ev;      /* session_timeout */
 	struct cwait *wait;         /* a change being written; requests wait for its answer */
+	int out_paused;             /* not reading: answers unread */
 	uid_t uid;
 	gid_t gid;
 	int closing;                /* close once the reply is written */
@@ -55,7 +72,9 @@ struct csession {
 };
 
 static TAILQ_HEAD(, csession) csessions = TAILQ_HEAD_INITIALIZER(csessions);
+static unsigned ncsessions;
 static struct evconnlistener *ctl_lev;
+static struct accept_guard *ctl_guard;
 
 /*
  * HOLD, RELEASE, DELETE are answered once every change they made is on
@@ -74,8 +93,54 @@ cs_free(struct csession *s)
 	if (s->wait != NULL)
 		s->wait->s = NULL;	/* the writes finish; nobody hears of them */
 	TAILQ_REMOVE(&csessions, s, entry);
+	ncsessions--;
+	event_free(s->idle_ev);
+	event_free(s->life_ev);
 	bufferevent_free(s->bev);
 	free(s);
+}
+
+/* Seconds a client may stay silent between requests. */
+static unsigned
+ctl_idle(void)
+{
+	return D->conf->idle_timeout < CTL_TIMEOUT ? D->conf->idle_timeout : CTL_TIMEOUT;
+}
+
+static void
+cs_idle_restart(struct csession *s)
+{
+	struct timeval tv = { .tv_sec = ctl_idle() };
+
+	evtimer_add(s->idle_ev, &tv);
+}
+
+static void
+on_idle(evutil_socket_t fd, short what, void *arg)
+{
+	struct csession *s = arg;
+
+	(void)fd;
+	(void)what;
+	if (s->wait != NULL || evbuffer_get_length(bufferevent_get_output(s->bev)) > 0) {
+		/* the spool is slow, or a long answer is still being read: not idle */
+		cs_idle_restart(s);
+		return;
+	}
+	log_debug("control: uid=%lu: no request for %us; disconnected", (unsigned long)s->uid, ctl_idle());
+	cs_free(s);
+}
+
+static void
+on_lifetime(evutil_socket_t fd, short what, void *arg)
+{
+	struct csession *s = arg;
+
+	(void)fd;
+	(void)what;
+	log_info("control: uid=%lu: connected for %us (session_timeout); disconnected",
+	    (unsigned long)s->uid, D->conf->session_timeout);
+	cs_free(s);
 }
 
 static void
@@ -148,7 +213,7 @@ cs_reply_lines(struct csession *s, char *text)
 static void
 do_flush(struct csession *s, const struct ctl_req *req)
 {
-	size_t i, missing = 0;
+	size_t i, missing = 0, damaged = 0;
 
 	if (!allowed(s, "flushing the queue"))
 		return;
@@ -160,9 +225,13 @@ do_flush(struct csession *s, const struct ctl_req *req)
 		return;
 	}
 	for (i = 0; i < req->nids; i++) {
-		if (queue_flush_one(req->ids[i]) == 0) {
+		int rc = queue_flush_one(req->ids[i]);
+		if (rc == 0) {
 			log_qid(LOG_INFO, req->ids[i], NULL, "flushed by uid=%lu", (unsigned long)s->uid);
 			cs_reply(s, "D %s due now", req->ids[i]);
+		} else if (rc == -3) {
+			cs_reply(s, "D %s is damaged (%s); not due", req->ids[i], queue_find(req->ids[i])->damaged);
+			damaged++;
 		} else {
 			cs_reply(s, "D %s not in the queue", req->ids[i]);
 			missing++;
@@ -170,6 +239,8 @@ do_flush(struct csession *s, const struct ctl_req *req)
 	}
 	if (missing)
 		cs_reply(s, "ERR %d %zu of %zu message(s) not in the queue", CTL_ERR_DATA, missing, req->nids);
+	else if (damaged)
+		cs_reply(s, "ERR %d %zu damaged message(s) not flushed", CTL_ERR_DATA, damaged);
 	else
 		cs_reply(s, "OK %zu message(s) due now", req->nids);
 }
@@ -204,7 +275,7 @@ change_answer(struct cwait *w, int resume)
 			    CTL_ERR_TEMP, w->busy);
 		else
 			cs_reply(s, "OK %zu message(s) %s", w->ok, change_done[w->verb]);
-		if (resume) {
+		if (resume && !s->out_paused) {
 			bufferevent_enable(s->bev, EV_READ);
 			on_read(s->bev, s);
 		}
@@ -479,6 +550,8 @@ do_status(struct csession *s, const struct ctl_req *req)
 				evbuffer_add(b, "null", 4);
 			evbuffer_add(b, ", \"paced_until\": ", 17);
 			json_time(b, st->paced_until > now ? st->paced_until : 0);
+			evbuffer_add(b, ", \"needs_authorisation\": ", 25);
+			json_str(b, oauth2_status(sh->name));
 			evbuffer_add(b, "}", 1);
 		}
 		evbuffer_add(b, "]}\n", 3);
@@ -508,6 +581,8 @@ do_status(struct csession *s, const struct ctl_req *req)
 			ago(b2, sizeof b2, st->last_failure, now);
 			cs_reply(s, "D   last error %s: %s", b2, st->last_error);
 		}
+		if (oauth2_status(sh->name) != NULL)
+			cs_reply(s, "D   %s", oauth2_status(sh->name));
 		if (st->down_until > now) {
 			ago(b2, sizeof b2, st->down_until, now);
 			cs_reply(s, "D   backed off after %u failure(s); next try %s", st->failures, b2);
@@ -564,9 +639,24 @@ on_read(struct bufferevent *bev, void *arg)
 		evbuffer_drain(in, evbuffer_get_length(in));
 		return;
 	}
-	while (s->wait == NULL && (line = evbuffer_readln(in, &n, EVBUFFER_EOL_LF)) != NULL) {
+	while (s->wait == NULL && !s->out_paused &&
+	    (line = evbuffer_readln(in, &n, EVBUFFER_EOL_LF)) != NULL) {
+		cs_idle_restart(s);
 		handle(s, line, n);
 		free(line);
+		if (evbuffer_get_length(bufferevent_get_output(bev)) > CTL_OUT_HIGH) {
+			/*
+			 * The client sends requests without reading the
+			 * answers: read nothing more (the kernel then stops
+			 * the client) until on_write() sees them drain.
+			 */
+			s->out_paused = 1;
+			bufferevent_setwatermark(bev, EV_WRITE, CTL_OUT_LOW, 0);
+		}
+	}
+	if (s->out_paused) {
+		bufferevent_disable(bev, EV_READ);
+		return;
 	}
 	if (s->wait != NULL)
 		return;
@@ -587,8 +677,18 @@ on_write(struct bufferevent *bev, void *arg)
 {
 	struct csession *s = arg;
 
+	if (s->out_paused && evbuffer_get_length(bufferevent_get_output(bev)) <= CTL_OUT_LOW) {
+		s->out_paused = 0;
+		bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+		if (s->wait == NULL && !s->eof) {
+			bufferevent_enable(bev, EV_READ);
+			on_read(bev, s);	/* the requests read before the pause */
+		}
+	}
 	if (!s->closing)
 		return;
+	if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+		return;		/* the low-water mark called early */
 	if (s->eof)
 		cs_free(s);
 	else
@@ -609,13 +709,53 @@ on_event(struct bufferevent *bev, short what, void *arg)
 	cs_free(s);
 }
 
+/*
+ * Over max_connections (control connections only) or over
+ * max_connections_per_client for this uid: the answer a request would
+ * get, straight on the socket, then close; one log line per LOG_GATE_SECS.
+ */
+static int
+over_limit(evutil_socket_t fd, uid_t uid)
+{
+	static struct log_gate gate;
+	const struct csession *o;
+	unsigned mine = 0, limit;
+	const char *key;
+	char buf[256];
+	unsigned long n;
+	int len;
+
+	TAILQ_FOREACH(o, &csessions, entry)
+		if (o->uid == uid)
+			mine++;
+	if (ncsessions >= D->conf->max_connections) {
+		key = "max_connections";
+		limit = D->conf->max_connections;
+	} else if (mine >= D->conf->max_connections_per_client) {
+		key = "max_connections_per_client";
+		limit = D->conf->max_connections_per_client;
+	} else
+		return 0;
+	len = snprintf(buf, sizeof buf, "ERR %d too many connections to the control socket (%s %u); "
+	    "try again later\n", CTL_ERR_TEMP, key, limit);
+	if (len > 0 && (size_t)len < sizeof buf)
+		(void)send(fd, buf, (size_t)len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	evutil_closesocket(fd);
+	if (log_gate_pass(&gate, &n))
+		log_warnx("control: connection from uid=%lu refused: too many connections (%s %u); "
+		    "%lu refused since the last such line", (unsigned long)uid, key, limit, n);
+	return 1;
+}
+
 static void
 on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
 	struct csession *s;
 	struct ucred cred;
 	socklen_t cl = sizeof cred;
-	struct timeval tv = { .tv_sec = CTL_TIMEOUT, .tv_usec = 0 };
+	uid_t uid = (uid_t)-1;
+	gid_t gid = (gid_t)-1;
+	struct timeval tv = { .tv_sec = ctl_idle() }, life = { .tv_sec = D->conf->session_timeout };
 
 	(void)lev;
 	(void)sa;
@@ -625,23 +765,36 @@ on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa, i
 		evutil_closesocket(fd);
 		return;
 	}
-	s = xcalloc(1, sizeof *s);
-	s->uid = (uid_t)-1;
-	s->gid = (gid_t)-1;
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0) {
-		s->uid = cred.uid;
-		s->gid = cred.gid;
+		uid = cred.uid;
+		gid = cred.gid;
 	}
-	s->bev = bufferevent_socket_new(D->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (s->bev == NULL) {
-		evutil_closesocket(fd);
-		free(s);
+	if (over_limit(fd, uid))
 		return;
-	}
+	s = xcalloc(1, sizeof *s);
+	s->uid = uid;
+	s->gid = gid;
+	s->bev = bufferevent_socket_new(D->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	s->idle_ev = evtimer_new(D->base, on_idle, s);
+	s->life_ev = evtimer_new(D->base, on_lifetime, s);
+	if (s->bev == NULL || s->idle_ev == NULL || s->life_ev == NULL)
+		log_fatalx("control: cannot create the events of a connection");
 	TAILQ_INSERT_TAIL(&csessions, s, entry);
+	ncsessions++;
 	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
-	bufferevent_set_timeouts(s->bev, &tv, &tv);
+	/* the write timeout: answers left unread; the read side is on_idle's */
+	bufferevent_set_timeouts(s->bev, NULL, &tv);
+	evtimer_add(s->idle_ev, &tv);
+	evtimer_add(s->life_ev, &life);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
+static void
+on_accept_error(struct evconnlistener *lev, void *arg)
+{
+	(void)lev;
+	(void)arg;
+	accept_guard_error(ctl_guard);
 }
 
 int
@@ -668,9 +821,13 @@ control_open(const struct config *conf, char *errbuf, size_t errlen)
 		snprintf(errbuf, errlen, "control_socket %s: cannot listen: %s", path, strerror(errno));
 		return -1;
 	}
+	ctl_guard = accept_guard_new(ctl_lev, path);
+	evconnlistener_set_error_cb(ctl_lev, on_accept_error);
 	/* every user may connect; what each may do is decided per request */
 	if (chmod(path, 0666) == -1) {
 		snprintf(errbuf, errlen, "control_socket %s: chmod: %s", path, strerror(errno));
+		accept_guard_free(ctl_guard);
+		ctl_guard = NULL;
 		evconnlistener_free(ctl_lev);
 		ctl_lev = NULL;
 		return -1;
@@ -685,6 +842,8 @@ control_close(void)
 	struct csession *s;
 
 	if (ctl_lev != NULL) {
+		accept_guard_free(ctl_guard);
+		ctl_guard = NULL;
 		evconnlistener_free(ctl_lev);
 		ctl_lev = NULL;
 	}

@@ -45,6 +45,7 @@
 #include "dotstuff.h"
 #include "linefix.h"
 #include "log.h"
+#include "oauth2.h"
 #include "queue.h"
 #include "ratekeep.h"
 #include "shstate.h"
@@ -436,6 +437,10 @@ on_reply(struct dsession *s)
 
 	smtp_reply_summary(&s->reply, text, sizeof text);
 	log_debug("%s: <<< %s", s->relay, text);
+	/* OAuth2 smarthosts (Microsoft 365, Google): what a refusal means, once, in words */
+	if (s->sh->oauth2 != NULL && cls >= 4 && s->state != DS_AUTH &&
+	    oauth2_explain_reply(&s->reply)[0] != '\0')
+		log_warnx("%s: %s: %s", s->relay, text, oauth2_explain_reply(&s->reply));
 
 	if (s->reply.code == 421 && (s->state == DS_ENVELOPE || s->state == DS_BODY ||
 	    s->state == DS_DOT || s->state == DS_RSET)) {

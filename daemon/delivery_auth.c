@@ -9,6 +9,13 @@
  * when rejected so that the next attempt asks for a fresh token.  What
  * we send is logged masked, at every level.
  *
+ * With an oauth2 section the token comes from daemon/oauth2.c.  When the
+ * smarthost rejects it (535, or a 334 with an error report in JSON,
+ * answered with an empty line, then 535) the session drops it, asks once
+ * for a new one and sends AUTH again; replies that a new token cannot fix
+ * (535 5.7.139: SMTP AUTH disabled) are explained and mark the smarthost
+ * as needing a person instead.
+ *
  * This file never fails the session itself: each step returns a named
  * result (enum auth_result), with the failure kind and the reason filled
  * in on AUTH_FAILED, and the session core decides (session_auth()).
@@ -25,6 +32,7 @@
 #include "daemon.h"
 #include "delivery_int.h"
 #include "log.h"
+#include "oauth2.h"
 #include "secret.h"
 #include "xmalloc.h"
 
@@ -88,6 +96,36 @@ on_secret(const char *secret, const char *err, void *arg)
 		session_free(s);	/* a top-level callback: the session ends here */
 }
 
+static void
+on_token(const char *token, unsigned long gen, const char *err, int person, void *arg)
+{
+	struct dsession *s = arg;
+	struct auth_failure f;
+	enum auth_result r;
+
+	(void)person;	/* oauth2.c said it at error level and marked the smarthost */
+	s->oauth2_wait = NULL;
+	if (token == NULL)
+		/* the relay first: oauth2.c's own line (error level) starts with "smarthost" */
+		r = failed(&f, TK_AUTH_TOKEN, "%s: %s", s->relay, err);
+	else {
+		s->oauth2_gen = gen;
+		r = auth_send(s, token, &f);
+	}
+	session_auth(s, r, &f);
+	if (s->dead)
+		session_free(s);	/* a top-level callback: the session ends here */
+}
+
+static enum auth_result
+oauth2_ask(struct dsession *s, unsigned long not_gen)
+{
+	s->oauth2_wait = oauth2_get(s->sh, s->rc->oauth2[s->shidx], s->rc->secret[s->shidx], not_gen,
+	    on_token, s);
+	session_enter(s, DS_SECRET);
+	return AUTH_WAIT;
+}
+
 enum auth_result
 auth_start(struct dsession *s, struct auth_failure *f)
 {
@@ -116,6 +154,8 @@ auth_start(struct dsession *s, struct auth_failure *f)
 		return failed(f, TK_AUTH_PLAINTEXT, "refusing to send the credentials of smarthost %s over an "
 		    "unencrypted connection to %s (use TLS, or set auth_allow_plaintext = yes)",
 		    sh->name, s->relay);
+	if (sh->oauth2 != NULL && s->rc->oauth2[s->shidx] != NULL)
+		return oauth2_ask(s, 0);
 	if (s->rc->secret[s->shidx] != NULL)
 		return auth_send(s, s->rc->secret[s->shidx], f);
 	if (s->rc->cmd_secret[s->shidx] != NULL)
@@ -157,6 +197,30 @@ auth_on_reply(struct dsession *s, struct auth_failure *f)
 	}
 	/* Rejected: a failure of this smarthost, retried later. */
 	smtp_reply_summary(&s->reply, text, sizeof text);
+	if (s->sh->oauth2 != NULL && s->rc->oauth2[s->shidx] != NULL) {
+		const char *means = oauth2_explain_reply(&s->reply);
+		oauth2_rejected(s->sh->name, s->oauth2_gen);
+		if (oauth2_reply_needs_person(&s->reply)) {
+			failed(f, TK_AUTH_REJECTED, "smarthost %s needs authorisation: %s answered AUTH %s "
+			    "as %s with %s: %s; mail stays queued", s->sh->name, s->relay,
+			    sasl_mech_name(s->auth_mech), s->sh->username, text, means);
+			oauth2_needs_person(s->sh->name, f->why);
+		} else if (!s->oauth2_retried && code == 535) {
+			/* a stale or revoked token: one new one, in this session */
+			log_info("%s: the OAuth2 token was rejected (%s%s%s); asking for a new one",
+			    s->relay, text, s->sasl.server_error[0] ? "; server says: " : "",
+			    s->sasl.server_error);
+			s->oauth2_retried = 1;
+			sasl_clear(&s->sasl);
+			return oauth2_ask(s, s->oauth2_gen);
+		} else
+			failed(f, TK_AUTH_REJECTED, "authentication failed at %s with %s as %s: %s%s%s%s%s%s",
+			    s->relay, sasl_mech_name(s->auth_mech), s->sh->username, text,
+			    s->sasl.server_error[0] ? " (server says: " : "", s->sasl.server_error,
+			    s->sasl.server_error[0] ? ")" : "", means[0] ? "; " : "", means);
+		sasl_clear(&s->sasl);
+		return AUTH_FAILED;
+	}
 	failed(f, TK_AUTH_REJECTED, "authentication failed at %s with %s as %s: %s%s%s%s",
 	    s->relay, sasl_mech_name(s->auth_mech), s->sh->username, text,
 	    s->sasl.server_error[0] ? " (server says: " : "", s->sasl.server_error,
@@ -178,6 +242,10 @@ auth_free(struct dsession *s)
 	if (s->secret_job != NULL) {
 		secret_cancel(s->secret_job);
 		s->secret_job = NULL;
+	}
+	if (s->oauth2_wait != NULL) {
+		oauth2_cancel(s->oauth2_wait);
+		s->oauth2_wait = NULL;
 	}
 	sasl_clear(&s->sasl);
 }

@@ -128,6 +128,9 @@ struct dsession {
 	enum auth_mech auth_mech;
 	struct sasl sasl;
 	struct secret_job *secret_job;
+	struct oauth2_wait *oauth2_wait; /* asking daemon/oauth2.c for a token */
+	unsigned long oauth2_gen;       /* the token sent, for oauth2_rejected() */
+	int oauth2_retried;             /* a rejected token was replaced once in this session */
 	int authenticated;
 
 	struct smtp_caps caps;

@@ -101,6 +101,9 @@ enum trouble_counter {
 	X(AUTH_SECRET, TS_SMARTHOST, TD_NEXT_SMARTHOST, "4.7.0", TC_STEP,	\
 	    "password_command gave no secret",					\
 	    "run the command by hand as the daemon's user")			\
+	X(AUTH_TOKEN, TS_SMARTHOST, TD_NEXT_SMARTHOST, "4.7.0", TC_STEP,	\
+	    "no OAuth2 token could be had for the smarthost",			\
+	    "the reason names the token endpoint's answer; see the oauth2 section") \
 	X(AUTH_EXCHANGE, TS_SMARTHOST, TD_NEXT_SMARTHOST, "4.7.0", TC_STEP,	\
 	    "the AUTH exchange with the smarthost broke down",			\
 	    "the reason says which step; a secret may be too long")		\

@@ -1,8 +1,12 @@
 /*
  * listener: see listener.h.
+ *
+ * The accept callback hands every connection to smtpd, which applies
+ * max_connections; the error callback pauses the socket (accept_guard).
  */
 #include "config.h"
 
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -14,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <event2/event.h>
 #include <event2/listener.h>
 
 #include "daemon.h"
@@ -24,9 +29,87 @@
 
 struct listener {
 	struct evconnlistener *lev;
+	struct accept_guard *guard;
 	int is_unix;
 	char *desc;
 };
+
+struct accept_guard {
+	struct evconnlistener *lev;
+	struct event *resume;       /* ACCEPT_PAUSE_MS after a failed accept() */
+	char *desc;
+};
+
+/* One gate for every listening socket: a descriptor shortage hits them all at once. */
+static struct log_gate accept_gate;
+
+int
+log_gate_pass(struct log_gate *g, unsigned long *n)
+{
+	time_t now = time(NULL);
+
+	if (g->last != 0 && now - g->last < LOG_GATE_SECS && now >= g->last) {
+		g->quiet++;
+		return 0;
+	}
+	*n = g->quiet + 1;
+	g->quiet = 0;
+	g->last = now;
+	return 1;
+}
+
+static void
+accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct accept_guard *g = arg;
+
+	(void)fd;
+	(void)what;
+	evconnlistener_enable(g->lev);
+}
+
+struct accept_guard *
+accept_guard_new(struct evconnlistener *lev, const char *desc)
+{
+	struct accept_guard *g = xcalloc(1, sizeof *g);
+
+	g->lev = lev;
+	g->desc = xstrdup(desc);
+	if ((g->resume = evtimer_new(D->base, accept_resume, g)) == NULL)
+		log_fatalx("listener: cannot create a timer");
+	return g;
+}
+
+void
+accept_guard_free(struct accept_guard *g)
+{
+	if (g == NULL)
+		return;
+	event_free(g->resume);
+	free(g->desc);
+	free(g);
+}
+
+void
+accept_guard_error(struct accept_guard *g)
+{
+	struct timeval tv = { .tv_sec = 0, .tv_usec = ACCEPT_PAUSE_MS * 1000 };
+	int saved = errno;
+	unsigned long n;
+
+	/*
+	 * Whatever the error, accepting again at once would meet it again:
+	 * pause this socket.  libevent retries EAGAIN and ECONNABORTED by
+	 * itself and never reports them here.
+	 */
+	evconnlistener_disable(g->lev);
+	evtimer_add(g->resume, &tv);
+	if (log_gate_pass(&accept_gate, &n)) {
+		errno = saved;
+		log_warn("%s: accept (not accepting for %d ms; %lu pause(s) since the last line)",
+		    g->desc, ACCEPT_PAUSE_MS, n);
+	}
+}
 
 static struct listener **listeners;	/* each separately: libevent holds the pointers */
 static size_t nlisteners;
@@ -51,8 +134,7 @@ on_accept_error(struct evconnlistener *lev, void *arg)
 	struct listener *l = arg;
 
 	(void)lev;
-	/* EMFILE and friends: log and keep going; libevent retries on the next event. */
-	log_warn("%s: accept", l->desc);
+	accept_guard_error(l->guard);
 }
 
 static int
@@ -64,6 +146,7 @@ add_listener(struct evconnlistener *lev, int is_unix, const char *desc)
 	l->lev = lev;
 	l->is_unix = is_unix;
 	l->desc = xstrdup(desc);
+	l->guard = accept_guard_new(lev, desc);
 	evconnlistener_set_cb(lev, on_accept, l);
 	evconnlistener_set_error_cb(lev, on_accept_error);
 	return 0;
@@ -136,10 +219,38 @@ open_tcp(const char *host, const char *port, char *errbuf, size_t errlen)
 	return n > 0 ? 0 : -1;
 }
 
+/*
+ * The descriptors max_connections needs: a session holds its socket and,
+ * while it receives a message, the file in spool/tmp; a control
+ * connection holds one; a margin covers the spool, the smarthost sessions
+ * and the libraries.  The soft limit is raised towards that (as far as
+ * the hard limit allows); a limit still lower is said once at start: the
+ * accept guard then keeps the daemon from spinning, but clients wait.
+ */
+static void
+fd_budget(const struct config *conf)
+{
+	struct rlimit rl;
+	rlim_t want = (rlim_t)conf->max_connections * 3 + 128, old;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want)
+		return;
+	old = rl.rlim_cur;
+	rl.rlim_cur = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want ? rl.rlim_max : want;
+	if (rl.rlim_cur > old && setrlimit(RLIMIT_NOFILE, &rl) == -1)
+		rl.rlim_cur = old;
+	if (rl.rlim_cur < want)
+		log_warnx("max_connections %u needs up to %llu descriptors, the limit is %llu (RLIMIT_NOFILE): "
+		    "clients wait once they run out", conf->max_connections, (unsigned long long)want,
+		    (unsigned long long)rl.rlim_cur);
+}
+
 int
 listeners_open(const struct config *conf, char *errbuf, size_t errlen)
 {
 	size_t i;
+
+	fd_budget(conf);
 
 	for (i = 0; i < conf->nlisten; i++) {
 		const struct listen_conf *lc = &conf->listen[i];
@@ -167,6 +278,7 @@ listeners_close(void)
 	size_t i;
 
 	for (i = 0; i < nlisteners; i++) {
+		accept_guard_free(listeners[i]->guard);
 		evconnlistener_free(listeners[i]->lev);
 		free(listeners[i]->desc);
 		free(listeners[i]);

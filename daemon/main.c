@@ -35,6 +35,7 @@
 #include "listener.h"
 #include "local.h"
 #include "pickup.h"
+#include "oauth2.h"
 #include "runconf.h"
 #include "secret.h"
 #include "shstate.h"
@@ -329,6 +330,8 @@ main(int argc, char **argv)
 		log_fatalx_code(EX_OSERR, "cannot start the spool committer: %s", strerror(errno));
 	queue_init();
 	delivery_init();
+	if (oauth2_init(D->base, D->spool.dir) == -1)
+		log_fatalx_code(EX_OSERR, "cannot start the HTTP client for OAuth2 token endpoints");
 
 	ev_term = evsignal_new(D->base, SIGTERM, on_term, NULL);
 	ev_int = evsignal_new(D->base, SIGINT, on_term, NULL);
@@ -360,6 +363,7 @@ main(int argc, char **argv)
 	pickup_stop();
 	smtpd_shutdown(1);
 	delivery_shutdown();
+	oauth2_shutdown();
 	queue_free_all();
 	sysd_watchdog_stop();
 	if (ev_shutdown_tick != NULL)

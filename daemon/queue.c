@@ -642,6 +642,8 @@ queue_flush_one(const char *id)
 
 	TAILQ_FOREACH(m, &all_msgs, all_entry)
 		if (strcmp(m->env.id, id) == 0 && !m->removed) {
+			if (m->env.damaged[0])
+				return -3;	/* never sent as found: its files need repair */
 			flush_msg(m);
 			return 0;
 		}

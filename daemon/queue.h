@@ -85,7 +85,7 @@ void queue_reported(const char *id, const unsigned *idx, size_t n, int ok);
 void queue_checkpoint(struct qmsg *m);
 /* Make every waiting message due now (flush). */
 void queue_flush_all(void);
-/* The same for one message; -1 when no such message is queued. */
+/* The same for one message; -1 when no such message is queued, -3 when it is damaged (not made due). */
 int  queue_flush_one(const char *id);
 /*
  * An admin's change is on disk (ok) or could not be written (err says

@@ -30,7 +30,9 @@ runconf_free_parts(struct runconf *rc, size_t n)
 			OPENSSL_cleanse(rc->cmd_secret[i], strlen(rc->cmd_secret[i]));
 			free(rc->cmd_secret[i]);
 		}
+		oauth2_creds_free(rc->oauth2[i]);
 	}
+	free(rc->oauth2);
 	free(rc->tls);
 	free(rc->secret);
 	free(rc->cmd_secret);
@@ -50,6 +52,7 @@ runconf_new(struct config *conf, char *errbuf, size_t errlen)
 	rc->tls = xcalloc(n, sizeof *rc->tls);
 	rc->secret = xcalloc(n, sizeof *rc->secret);
 	rc->cmd_secret = xcalloc(n, sizeof *rc->cmd_secret);
+	rc->oauth2 = xcalloc(n, sizeof *rc->oauth2);
 	struct passwd *pw = getpwnam(conf->user);
 	gid_t gid = pw ? pw->pw_gid : (gid_t)-1;
 	for (i = 0; i < conf->nsmarthosts; i++) {
@@ -59,6 +62,9 @@ runconf_new(struct config *conf, char *errbuf, size_t errlen)
 			rc->secret[i] = xstrdup(sh->password);
 		else if (sh->password_file != NULL)
 			rc->secret[i] = secret_read_file(sh->password_file, gid, err, sizeof err);
+		/* OAuth2 credentials are read now too, as root, like password_file */
+		if (err[0] == '\0' && sh->oauth2 != NULL)
+			rc->oauth2[i] = oauth2_creds_load(sh, gid, err, sizeof err);
 		if (err[0] == '\0' && sh->tls != TLS_DISABLED)
 			rc->tls[i] = tls_ctx_new(sh, err, sizeof err);
 		if (err[0] != '\0') {

@@ -1,7 +1,8 @@
 /*
  * runconf: a loaded configuration together with what is built from it
- * (one TLS context per smarthost), reference-counted so that a reload can
- * replace it while delivery sessions still hold the old one.
+ * (one TLS context per smarthost, the secrets and OAuth2 credentials read
+ * as root), reference-counted so that a reload can replace it while
+ * delivery sessions still hold the old one.
  */
 #ifndef MAILRELAY_RUNCONF_H
 #define MAILRELAY_RUNCONF_H
@@ -11,12 +12,14 @@
 #include <openssl/ssl.h>
 
 #include "conf/conf.h"
+#include "oauth2_proto.h"
 
 struct runconf {
 	struct config *conf;
 	SSL_CTX **tls;          /* per smarthost; NULL where tls = disabled */
 	char **secret;          /* per smarthost: password or password_file's; NULL otherwise */
 	char **cmd_secret;      /* per smarthost: password_command's last answer, until rejected */
+	struct oauth2_creds **oauth2; /* per smarthost with an oauth2 section: its credentials; else NULL */
 	unsigned refs;
 };
 

@@ -25,53 +25,6 @@
 
 #define SECRET_MAX 8192
 
-char *
-secret_read_file(const char *path, gid_t daemon_gid, char *errbuf, size_t errlen)
-{
-	struct stat st;
-	char buf[SECRET_MAX + 1];
-	ssize_t n;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-
-	if (fd == -1) {
-		snprintf(errbuf, errlen, "password_file: %s: %s", path, strerror(errno));
-		return NULL;
-	}
-	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
-		snprintf(errbuf, errlen, "password_file: %s: not a regular file", path);
-		close(fd);
-		return NULL;
-	}
-	if (st.st_mode & (S_IROTH | S_IWOTH)) {
-		snprintf(errbuf, errlen, "password_file: %s is readable by others (mode %04o); "
-		    "run chmod o-rw %s", path, (unsigned)(st.st_mode & 07777), path);
-		close(fd);
-		return NULL;
-	}
-	if ((st.st_mode & S_IRGRP) && !(st.st_uid == 0 && st.st_gid == daemon_gid)) {
-		snprintf(errbuf, errlen, "password_file: %s is readable by its group (mode %04o); "
-		    "make it 0600, or root's with the daemon's group and 0640", path,
-		    (unsigned)(st.st_mode & 07777));
-		close(fd);
-		return NULL;
-	}
-	n = read_full(fd, buf, SECRET_MAX);
-	close(fd);
-	if (n < 0) {
-		snprintf(errbuf, errlen, "password_file: %s: %s", path, strerror(errno));
-		return NULL;
-	}
-	buf[n] = '\0';
-	buf[strcspn(buf, "\r\n")] = '\0';
-	if (buf[0] == '\0') {
-		snprintf(errbuf, errlen, "password_file: %s: the first line is empty", path);
-		return NULL;
-	}
-	char *s = xstrdup(buf);
-	OPENSSL_cleanse(buf, sizeof buf);
-	return s;
-}
-
 struct secret_job {
 	pid_t pid;                  /* 0 once reaped */
 	int status;                 /* valid when exited */

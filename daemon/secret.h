@@ -12,6 +12,10 @@
  *                     the server rejects it (OAuth2 access tokens expire);
  *                     it gets /dev/null, the pipe and the daemon's stderr as
  *                     descriptors 0, 1 and 2, and no other descriptor
+ *
+ * A smarthost with an oauth2 section gets its token from daemon/oauth2.c
+ * instead; its client_secret_file is read under the password_file rules
+ * (secret_read_file_key(), in secretfile.c, which the CLI shares).
  */
 #ifndef MAILRELAY_SECRET_H
 #define MAILRELAY_SECRET_H
@@ -23,6 +27,9 @@
 
 /* Read a password_file; NULL with errbuf ("password_file: PATH: why"). daemon_gid: the group allowed to read. */
 char *secret_read_file(const char *path, gid_t daemon_gid, char *errbuf, size_t errlen);
+/* The same for another key with the same rules (client_secret_file); messages start with key. */
+char *secret_read_file_key(const char *key, const char *path, gid_t daemon_gid, char *errbuf,
+    size_t errlen);
 
 struct secret_job;
 /* secret is NULL on failure and err says why; the callback frees nothing. */

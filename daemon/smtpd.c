@@ -10,6 +10,21 @@
  * only once content and envelope are fsynced and renamed into the queue.
  * A session whose client vanished while its message was being committed
  * is kept until the commit returns, so the message is queued all the same.
+ *
+ * What a client can make us hold is bounded (ENGINEERING "The trust
+ * boundary holds"):
+ *  - sessions: max_connections in all, max_connections_per_client per uid
+ *    (unix socket, SO_PEERCRED) or per address (TCP); beyond that a 421
+ *    at connect, and one log line per LOG_GATE_SECS;
+ *  - replies: a client that sends commands without reading the answers
+ *    (pipelining NOOP) is not read from while more than OUT_HIGH octets
+ *    of replies wait, until they drain below OUT_LOW;
+ *  - time: idle_timeout without a complete command (or, in DATA, without
+ *    a byte of the message) ends the session with a 421, and so does
+ *    session_timeout, however busy the session; a reply the client does
+ *    not read for idle_timeout drops the connection;
+ *  - disk: DATA beyond max_message_size is read and dropped, never
+ *    written, and the partial file is removed with its session.
  */
 #include "config.h"
 
@@ -28,6 +43,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/event.h>
 
 #include "commit.h"
 #include "daemon.h"
@@ -40,14 +56,17 @@
 #include "smtpd.h"
 #include "header.h"
 #include "linefix.h"
+#include "listener.h"
 #include "util.h"
 #include "xmalloc.h"
 
 #define CMD_LINE_MAX     2048     /* RFC 5321 says 512; ESMTP parameters make lines longer */
 #define MAX_RCPTS        1000
 #define MAX_ERRORS       20
-#define CMD_TIMEOUT      300      /* RFC 5321 4.5.3.2.7: 5 minutes */
-#define DATA_TIMEOUT     600
+#define CMD_TIMEOUT      (D->conf->idle_timeout)	/* RFC 5321 4.5.3.2.7: 5 minutes by default */
+#define DATA_TIMEOUT     (D->conf->idle_timeout)
+#define OUT_HIGH         (64 * 1024)  /* unsent replies above this: stop reading commands */
+#define OUT_LOW          (16 * 1024)  /* ... until they drain below this */
 #define DATA_SLICE       (64 * 1024)
 #define HEADER_MAX       (256 * 1024) /* a header section longer than this is stored untouched */
 #define SENDMAIL_HELO    "mailrelay-sendmail"   /* how our sendmail client names itself */
@@ -62,8 +81,12 @@ struct srcpt {
 
 struct ssession {
 	struct bufferevent *bev;
+	struct event *idle_ev;      /* idle_timeout: no complete command (no data in DATA) */
+	struct event *life_ev;      /* session_timeout */
 	enum sstate state;
 	int dead;
+	int expired;                /* session_timeout passed while a commit was running */
+	int out_paused;             /* not reading: too many replies unsent */
 	int is_unix;
 	uid_t uid;                  /* SO_PEERCRED, unix only */
 	char peer[INET6_ADDRSTRLEN + 8];
@@ -167,6 +190,8 @@ static void
 session_free(struct ssession *s)
 {
 	txn_reset(s);
+	event_free(s->idle_ev);
+	event_free(s->life_ev);
 	bufferevent_free(s->bev);
 	TAILQ_REMOVE(&ssessions, s, entry);
 	nssessions--;
@@ -183,12 +208,99 @@ session_close_after_flush(struct ssession *s)
 		s->dead = 1;
 }
 
+/* (Re)start the idle deadline: secs without a complete command, or in DATA without input. */
 static void
 set_timeout(struct ssession *s, unsigned secs)
 {
 	struct timeval tv = { .tv_sec = secs };
 
-	bufferevent_set_timeouts(s->bev, &tv, &tv);
+	evtimer_add(s->idle_ev, &tv);
+}
+
+static void
+on_idle(evutil_socket_t fd, short what, void *arg)
+{
+	struct ssession *s = arg;
+
+	(void)fd;
+	(void)what;
+	if (s->state == SS_COMMIT) {
+		set_timeout(s, CMD_TIMEOUT);	/* our own delay, not the client's */
+		return;
+	}
+	if (s->state != SS_CLOSING) {
+		log_info("smtpd %s: no %s for %us (idle_timeout); closing", s->peer,
+		    s->state == SS_DATA ? "message data" : "complete command", D->conf->idle_timeout);
+		reply(s, "421 4.4.2 %s Error: timeout exceeded", D->conf->hostname);
+		session_close_after_flush(s);
+		if (!s->dead) {
+			set_timeout(s, CMD_TIMEOUT);	/* to flush the 421; then it is dropped */
+			return;
+		}
+	}
+	session_free(s);
+}
+
+static void
+on_lifetime(evutil_socket_t fd, short what, void *arg)
+{
+	struct ssession *s = arg;
+
+	(void)fd;
+	(void)what;
+	if (s->state == SS_COMMIT) {
+		s->expired = 1;		/* closed once the message's reply is sent */
+		return;
+	}
+	if (s->state == SS_CLOSING) {
+		session_free(s);
+		return;
+	}
+	log_info("smtpd %s: session open for %us (session_timeout); closing%s", s->peer,
+	    D->conf->session_timeout, s->state == SS_DATA ? ", its message unfinished" : "");
+	reply(s, "421 4.4.2 %s Error: session lasted too long; reconnect to go on", D->conf->hostname);
+	session_close_after_flush(s);
+	if (s->dead)
+		session_free(s);
+}
+
+/* Sessions of this client (uid or address): max_connections_per_client. */
+static unsigned
+sessions_of(const char *peer)
+{
+	const struct ssession *s;
+	unsigned n = 0;
+
+	TAILQ_FOREACH(s, &ssessions, entry)
+		if (strcmp(s->peer, peer) == 0)
+			n++;
+	return n;
+}
+
+/*
+ * Over max_connections: a 421 straight on the socket (it fits the empty
+ * send buffer) and close, without a session.  The log line is gated: a
+ * client retrying in a loop writes one line per LOG_GATE_SECS.
+ */
+static void
+refuse_connection(evutil_socket_t fd, const char *peer, int per_client)
+{
+	static struct log_gate gate;
+	const char *key = per_client ? "max_connections_per_client" : "max_connections";
+	unsigned limit = per_client ? D->conf->max_connections_per_client : D->conf->max_connections;
+	char buf[512];
+	unsigned long n;
+	int len;
+
+	len = snprintf(buf, sizeof buf, "421 4.7.0 %s Error: too many connections%s%s (%s %u); "
+	    "try again later\r\n", D->conf->hostname, per_client ? " from " : "",
+	    per_client ? peer : "", key, limit);
+	if (len > 0 && (size_t)len < sizeof buf)
+		(void)send(fd, buf, (size_t)len, MSG_DONTWAIT | MSG_NOSIGNAL);
+	evutil_closesocket(fd);
+	if (log_gate_pass(&gate, &n))
+		log_warnx("smtpd: connection from %s refused: too many connections (%s %u); "
+		    "%lu refused since the last such line", peer, key, limit, n);
 }
 
 void
@@ -196,34 +308,57 @@ smtpd_accept(evutil_socket_t fd, const struct sockaddr *sa, socklen_t salen,
     int is_unix, int allowed)
 {
 	struct ssession *s;
+	char peer[sizeof s->peer];
+	uid_t uid = (uid_t)-1;
 
 	(void)salen;
 	if (D->shutting_down) {
 		close(fd);
 		return;
 	}
-	s = xcalloc(1, sizeof *s);
-	s->is_unix = is_unix;
-	s->uid = (uid_t)-1;
 	if (is_unix) {
 		struct ucred cred;
 		socklen_t len = sizeof cred;
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0)
-			s->uid = cred.uid;
-		snprintf(s->peer, sizeof s->peer, "uid %ld", s->uid == (uid_t)-1 ? -1L : (long)s->uid);
+			uid = cred.uid;
+		snprintf(peer, sizeof peer, "uid %ld", uid == (uid_t)-1 ? -1L : (long)uid);
 	} else if (sa->sa_family == AF_INET) {
-		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, s->peer, sizeof s->peer);
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, peer, sizeof peer);
 	} else if (sa->sa_family == AF_INET6) {
-		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, s->peer, sizeof s->peer);
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, peer, sizeof peer);
 	} else
-		strlcpy_mr(s->peer, "unknown", sizeof s->peer);
+		strlcpy_mr(peer, "unknown", sizeof peer);
+	/* sessions still committing count: they hold a descriptor and a file */
+	if (nssessions >= D->conf->max_connections) {
+		refuse_connection(fd, peer, 0);
+		return;
+	}
+	if (sessions_of(peer) >= D->conf->max_connections_per_client) {
+		refuse_connection(fd, peer, 1);
+		return;
+	}
 
+	s = xcalloc(1, sizeof *s);
+	s->is_unix = is_unix;
+	s->uid = uid;
+	memcpy(s->peer, peer, sizeof s->peer);
 	evutil_make_socket_nonblocking(fd);
 	s->bev = bufferevent_socket_new(D->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	s->idle_ev = evtimer_new(D->base, on_idle, s);
+	s->life_ev = evtimer_new(D->base, on_lifetime, s);
+	if (s->bev == NULL || s->idle_ev == NULL || s->life_ev == NULL)
+		log_fatalx("smtpd: cannot create the events of a session");
 	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
 	TAILQ_INSERT_TAIL(&ssessions, s, entry);
 	nssessions++;
 	set_timeout(s, CMD_TIMEOUT);
+	{
+		struct timeval idle = { .tv_sec = D->conf->idle_timeout };
+		struct timeval life = { .tv_sec = D->conf->session_timeout };
+		/* a reply left unread for idle_timeout drops the connection */
+		bufferevent_set_timeouts(s->bev, NULL, &idle);
+		evtimer_add(s->life_ev, &life);
+	}
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 
 	if (!allowed) {
@@ -323,8 +458,12 @@ on_committed(struct commit_req *req, void *arg)
 		session_free(s);
 		return;
 	}
-	if (D->shutting_down) {
-		reply(s, "421 4.3.2 %s shutting down", D->conf->hostname);
+	if (D->shutting_down || s->expired) {
+		if (s->expired)
+			log_info("smtpd %s: session open for %us (session_timeout); closing", s->peer,
+			    D->conf->session_timeout);
+		reply(s, s->expired ? "421 4.4.2 %s Error: session lasted too long; reconnect to go on" :
+		    "421 4.3.2 %s shutting down", D->conf->hostname);
 		session_close_after_flush(s);
 		if (s->dead)
 			session_free(s);
@@ -702,6 +841,7 @@ process_command(struct ssession *s, const char *line, size_t len)
 	char err[200];
 
 	log_debug("smtpd %s: <<< %.*s", s->peer, (int)(len > 200 ? 200 : len), line);
+	set_timeout(s, CMD_TIMEOUT);	/* a complete command: the idle deadline starts again */
 	if (smtp_cmd_parse(line, len, &c, err, sizeof err) == -1) {
 		s->errors++;
 		reply(s, "501 5.5.4 %s", err);
@@ -774,6 +914,17 @@ process_input(struct ssession *s)
 		}
 		if (s->state != SS_COMMAND)
 			return;
+		if (evbuffer_get_length(bufferevent_get_output(s->bev)) > OUT_HIGH) {
+			/*
+			 * The client is not reading its replies: read no more
+			 * commands (the kernel's buffers then stop the client)
+			 * until on_write() sees them drain below OUT_LOW.
+			 */
+			s->out_paused = 1;
+			bufferevent_disable(s->bev, EV_READ);
+			bufferevent_setwatermark(s->bev, EV_WRITE, OUT_LOW, 0);
+			return;
+		}
 		line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
 		if (line == NULL) {
 			if (evbuffer_get_length(in) > CMD_LINE_MAX) {
@@ -799,6 +950,8 @@ on_read(struct bufferevent *bev, void *arg)
 	struct ssession *s = arg;
 
 	(void)bev;
+	if (s->state == SS_DATA)
+		set_timeout(s, DATA_TIMEOUT);	/* message data arriving: not idle */
 	process_input(s);
 	if (s->dead)
 		session_free(s);
@@ -809,8 +962,20 @@ on_write(struct bufferevent *bev, void *arg)
 {
 	struct ssession *s = arg;
 
-	if (s->state == SS_CLOSING && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+	if (s->state == SS_CLOSING && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
 		session_free(s);
+		return;
+	}
+	if (s->out_paused && evbuffer_get_length(bufferevent_get_output(bev)) <= OUT_LOW) {
+		s->out_paused = 0;
+		bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+		if (s->state != SS_COMMAND)
+			return;		/* COMMIT resumes reading itself */
+		bufferevent_enable(bev, EV_READ);
+		process_input(s);	/* the commands read before the pause */
+		if (s->dead)
+			session_free(s);
+	}
 }
 
 static void
@@ -820,13 +985,9 @@ on_event(struct bufferevent *bev, short what, void *arg)
 
 	(void)bev;
 	if (what & BEV_EVENT_TIMEOUT) {
-		log_info("smtpd %s: timeout", s->peer);
-		if (s->state != SS_COMMIT && s->state != SS_CLOSING) {
-			reply(s, "421 4.4.2 %s Error: timeout exceeded", D->conf->hostname);
-			session_close_after_flush(s);
-			bufferevent_disable(bev, EV_READ);
-			return;
-		}
+		/* only the write timeout is set: replies left unread for idle_timeout */
+		log_info("smtpd %s: replies not read for %us (idle_timeout); connection dropped", s->peer,
+		    D->conf->idle_timeout);
 	}
 	/*
 	 * A client that half-closed (sendmail -bs at the end of its input does)

@@ -14,6 +14,7 @@ fi
 
 exec python3 "$dir/include-graph" \
 	--allow queue,bounce \
+	--allow listener,smtpd \
 	--allow delivery,delivery_auth \
 	--allow delivery,delivery_conn \
 	--allow delivery,delivery_txn \

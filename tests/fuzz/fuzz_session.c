@@ -15,8 +15,8 @@
  * recipient has exactly one outcome; the message is given back once; the
  * session is freed (the sanitizers check the rest, leaks included).
  *
- * fuzz-sources: tests/unit/session_harness.c daemon/delivery.c daemon/delivery_txn.c daemon/delivery_conn.c daemon/delivery_auth.c daemon/dispatch.c daemon/delivery_trouble.c daemon/shstate.c daemon/sasl.c daemon/secret.c daemon/tls.c daemon/runconf.c spool/spool.c conf/conf.c lib/log.c lib/xmalloc.c lib/util.c lib/smtp_reply.c lib/smtp_cmd.c lib/dotstuff.c lib/addr.c lib/rewrite.c lib/header.c lib/linefix.c
- * fuzz-libs: -levent_openssl -levent -lssl -lcrypto -lconfuse
+ * fuzz-sources: tests/unit/session_harness.c daemon/delivery.c daemon/delivery_txn.c daemon/delivery_conn.c daemon/delivery_auth.c daemon/dispatch.c daemon/delivery_trouble.c daemon/shstate.c daemon/sasl.c daemon/secret.c daemon/tls.c daemon/runconf.c daemon/secretfile.c daemon/oauth2.c daemon/oauth2_proto.c daemon/httpc.c spool/spool.c conf/conf.c lib/log.c lib/xmalloc.c lib/util.c lib/smtp_reply.c lib/smtp_cmd.c lib/dotstuff.c lib/addr.c lib/rewrite.c lib/header.c lib/linefix.c
+ * fuzz-libs: -levent_openssl -levent -lssl -lcrypto -lconfuse -lcurl -ljson-c
  * fuzz-flags: -max_len=4096
  */
 #include "config.h"

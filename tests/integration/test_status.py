@@ -102,7 +102,8 @@ STATUS_COUNTERS = {k: INT for k in ("accepted", "notices", "sent", "deferred", "
                                     "tls_failures", "auth_failures")}
 STATUS_SMARTHOST = {"name": STR, "host": STR, "port": INT, "last_success": (STR, NULL),
                     "last_failure": (STR, NULL), "last_error": (STR, NULL), "failures": INT,
-                    "backoff_until": (STR, NULL), "rate_limit": (STR, NULL), "paced_until": (STR, NULL)}
+                    "backoff_until": (STR, NULL), "rate_limit": (STR, NULL), "paced_until": (STR, NULL),
+                    "needs_authorisation": (STR, NULL)}
 STATUS_DOWN = {"running": BOOL, "error": STR, "queue": dict}
 STATUS_DOWN_QUEUE = {"messages": INT, "held": INT, "damaged": INT, "oldest_age": (INT, NULL)}
 

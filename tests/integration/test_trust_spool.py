@@ -140,7 +140,9 @@ def test_damaged_at_start_is_held_shown_and_deleted(daemon, smarthost):
     # flushing and releasing do not deliver it, nor log it again
     qid = victims["content_cut_short"][1]
     assert d.mailrelay(["flush"]).rc == 0
-    assert d.mailrelay(["flush", qid]).rc == 0
+    r = d.mailrelay(["flush", qid])
+    assert r.rc == 65, r
+    assert "%s is damaged (content is 62 octets" % qid in r.out_text, r
     r = d.mailrelay(["release", qid])
     assert r.rc == 65, r
     assert "%s is damaged (content is 62 octets" % qid in r.out_text, r

@@ -1145,6 +1145,39 @@ read_sample(void)
 	return buf;
 }
 
+/* What clients may hold: max_connections (total, per client) and the session deadlines. */
+static void
+test_client_limits(void **state)
+{
+	struct config *c;
+
+	(void)state;
+	c = must_load("");
+	assert_int_equal(c->max_connections, 100);
+	assert_int_equal(c->max_connections_per_client, 20);
+	assert_int_equal(c->idle_timeout, 300);
+	assert_int_equal(c->session_timeout, 3600);
+	conf_free(c);
+	c = must_load("max_connections = 5\nmax_connections_per_client = 5\nidle_timeout = 2s\n"
+	    "session_timeout = 10m\n");
+	assert_int_equal(c->max_connections, 5);
+	assert_int_equal(c->max_connections_per_client, 5);
+	assert_int_equal(c->idle_timeout, 2);
+	assert_int_equal(c->session_timeout, 600);
+	conf_free(c);
+	expect_error("max_connections = 0\n",
+	    ":1: max_connections: expected a number from 1 to 10000, got \"0\"");
+	expect_error("max_connections_per_client = 10001\n",
+	    ":1: max_connections_per_client: expected a number from 1 to 10000, got \"10001\"");
+	expect_error("max_connections = 10\n\nmax_connections_per_client = 11\n",
+	    ":3: max_connections_per_client: expected at most max_connections (10), got 11");
+	expect_error("max_connections_per_client = 101\n",
+	    ":1: max_connections_per_client: expected at most max_connections (100), got 101");
+	expect_error("idle_timeout = 0\n", ":1: idle_timeout: expected at least 1s, got \"0\"");
+	expect_error("session_timeout = forever\n",
+	    ":1: session_timeout: expected a duration such as 90s, 15m, 2h or 5d, got \"forever\"");
+}
+
 static void
 test_sample_config(void **state)
 {
@@ -1186,7 +1219,7 @@ test_sample_config(void **state)
 	assert_string_equal(c->hostname, "mail.example.com");
 	assert_int_equal(c->nlisten, 3);
 	assert_string_equal(c->admin_address, "postmaster@example.com");
-	assert_int_equal(c->nsmarthosts, 4);
+	assert_int_equal(c->nsmarthosts, 5);
 	assert_string_equal(c->smarthosts[0].name, "example");
 	assert_int_equal(c->smarthosts[0].nadd_header, 1);
 	assert_string_equal(c->smarthosts[1].name, "office365");
@@ -1201,6 +1234,12 @@ test_sample_config(void **state)
 	assert_int_equal(c->smarthosts[3].port, 25);
 	assert_int_equal(c->smarthosts[3].tls, TLS_OPPORTUNISTIC);
 	assert_int_equal(c->smarthosts[3].auth, AUTH_NONE);
+	assert_string_equal(c->smarthosts[4].name, "m365");
+	assert_int_equal(c->smarthosts[4].preset, PRESET_MICROSOFT365);
+	assert_string_equal(c->smarthosts[4].host, "smtp.office365.com");
+	assert_int_equal(c->smarthosts[4].auth, AUTH_XOAUTH2);
+	assert_non_null(c->smarthosts[4].oauth2);
+	assert_int_equal(c->smarthosts[4].oauth2->grant, OAUTH2_CLIENT_CREDENTIALS);
 	assert_int_equal(c->nroutes, 1);
 	assert_int_equal(c->routes[0].smarthost_index, 3);
 	cleanup(c);
@@ -1209,6 +1248,163 @@ test_sample_config(void **state)
 }
 
 /* A failed assertion leaves the test early: remove its file here. */
+/* ---- OAuth2 and presets ---------------------------------------------------- */
+
+/* A five-line Microsoft 365 smarthost: the preset and the provider fill the rest. */
+static void
+test_oauth2_preset_microsoft365(void **state)
+{
+	(void)state;
+	struct config *c = must_load(
+	    "smarthost m365 {\n"
+	    "  preset = microsoft365\n"
+	    "  username = \"relay@contoso.com\"\n"
+	    "  oauth2 { tenant = \"contoso.onmicrosoft.com\"\n"
+	    "    client_id = \"11111111-2222\"; client_secret_file = \"/etc/mailrelay/m365.secret\" }\n"
+	    "}\n");
+	const struct smarthost_conf *sh = &c->smarthosts[0];
+	assert_int_equal(sh->preset, PRESET_MICROSOFT365);
+	assert_string_equal(sh->host, "smtp.office365.com");
+	assert_int_equal(sh->port, 587);
+	assert_int_equal(sh->tls, TLS_REQUIRED);
+	assert_int_equal(sh->auth, AUTH_XOAUTH2);
+	assert_non_null(sh->oauth2);
+	assert_int_equal(sh->oauth2->provider, OAUTH2_MICROSOFT);
+	assert_int_equal(sh->oauth2->grant, OAUTH2_CLIENT_CREDENTIALS);
+	assert_string_equal(sh->oauth2->scope, "https://outlook.office365.com/.default");
+	assert_string_equal(sh->oauth2->token_url,
+	    "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/token");
+	assert_string_equal(sh->oauth2->device_url,
+	    "https://login.microsoftonline.com/contoso.onmicrosoft.com/oauth2/v2.0/devicecode");
+	/* the filled-in keys were not in the file; the written ones were */
+	assert_int_equal(conf_key_line(c, sh, "host"), 0);
+	assert_int_equal(conf_key_line(c, sh, "client_secret_file"), 5);
+	assert_int_equal(conf_key_line(c, sh, "tenant"), 4);
+	cleanup(c);
+}
+
+/* Delegated Microsoft and Gmail: grant and scope follow the refresh token file. */
+static void
+test_oauth2_delegated_and_gmail(void **state)
+{
+	(void)state;
+	struct config *c = must_load(
+	    "smarthost m365 {\n"
+	    "  preset = microsoft365; username = \"ann@contoso.com\"\n"
+	    "  oauth2 { tenant = \"organizations\"; client_id = \"abc\"\n"
+	    "    refresh_token_file = \"/var/lib/mailrelay/m365.refresh\" }\n"
+	    "}\n"
+	    "smarthost gmail {\n"
+	    "  preset = gmail; username = \"ann@gmail.com\"; auth = oauthbearer\n"
+	    "  oauth2 { client_id = \"x.apps.googleusercontent.com\"; client_secret_file = \"/etc/g.secret\"\n"
+	    "    refresh_token_file = \"/var/lib/mailrelay/g.refresh\" }\n"
+	    "}\n"
+	    "smarthost corp {\n"
+	    "  host = \"smtp.corp.example\"; username = \"app\"; password_file = \"/etc/app.pw\"; auth = xoauth2\n"
+	    "  oauth2 { token_url = \"https://idp.corp.example/token\"; client_id = \"app\"; grant = password\n"
+	    "    client_secret_file = \"/etc/app.secret\"; scope = \"smtp\" }\n"
+	    "}\n");
+	const struct smarthost_conf *m = &c->smarthosts[0], *g = &c->smarthosts[1], *x = &c->smarthosts[2];
+	assert_int_equal(m->oauth2->grant, OAUTH2_REFRESH_TOKEN);
+	assert_string_equal(m->oauth2->scope, "https://outlook.office.com/SMTP.Send offline_access");
+	assert_string_equal(g->host, "smtp.gmail.com");
+	assert_int_equal(g->port, 465);
+	assert_int_equal(g->tls, TLS_IMPLICIT);
+	assert_int_equal(g->auth, AUTH_OAUTHBEARER);	/* a written key beats the preset */
+	assert_int_equal(g->oauth2->provider, OAUTH2_GOOGLE);
+	assert_int_equal(g->oauth2->grant, OAUTH2_REFRESH_TOKEN);
+	assert_string_equal(g->oauth2->scope, "https://mail.google.com/");
+	assert_string_equal(g->oauth2->token_url, "https://oauth2.googleapis.com/token");
+	assert_int_equal(x->oauth2->provider, OAUTH2_GENERIC);
+	assert_int_equal(x->oauth2->grant, OAUTH2_PASSWORD);
+	assert_string_equal(x->oauth2->token_url, "https://idp.corp.example/token");
+	assert_null(x->oauth2->device_url);
+	cleanup(c);
+}
+
+/* A tls written in the section beats the preset, and then the port follows it. */
+static void
+test_oauth2_preset_overrides(void **state)
+{
+	(void)state;
+	struct config *c = must_load(
+	    "smarthost g { preset = gmail; tls = required; username = \"a@gmail.com\"\n"
+	    "  oauth2 { client_id = \"c\"; refresh_token_file = \"/r\" } }\n"
+	    "smarthost h { preset = gmail; host = \"gw.example.net\"; port = 2525; username = \"b\"\n"
+	    "  auth = plain; password_file = \"/p\" }\n");
+	assert_int_equal(c->smarthosts[0].tls, TLS_REQUIRED);
+	assert_int_equal(c->smarthosts[0].port, 587);
+	assert_string_equal(c->smarthosts[1].host, "gw.example.net");
+	assert_int_equal(c->smarthosts[1].port, 2525);
+	assert_int_equal(c->smarthosts[1].auth, AUTH_PLAIN);
+	assert_null(c->smarthosts[1].oauth2);
+	cleanup(c);
+}
+
+static void
+test_oauth2_errors(void **state)
+{
+	(void)state;
+	expect_error("smarthost a { host = \"h.example\"; username = \"u\"; auth = plain\n"
+	    "  oauth2 { client_id = \"c\"; client_secret_file = \"/s\" }\n}\n",
+	    ":2: oauth2: needs auth = xoauth2 or auth = oauthbearer in smarthost \"a\"");
+	expect_error("smarthost a { preset = microsoft365; username = \"u\"\n"
+	    "  oauth2 { tenant = \"t\"; client_secret_file = \"/s\" }\n}\n",
+	    ":2: oauth2: client_id is required in smarthost \"a\"");
+	expect_error("smarthost a { preset = microsoft365; username = \"u\"\n"
+	    "  oauth2 { client_id = \"c\"; client_secret_file = \"/s\" }\n}\n",
+	    ":2: oauth2: provider microsoft needs a tenant (the directory id or a domain such as "
+	    "contoso.onmicrosoft.com) in smarthost \"a\"");
+	expect_error("smarthost a { preset = microsoft365; username = \"u\"\n"
+	    "  oauth2 { tenant = \"t\"; client_id = \"c\"\n"
+	    "    client_secret_file = \"/s\"\n"
+	    "    client_certificate = \"/c.pem\"; client_key = \"/k.pem\" }\n}\n",
+	    ":4: client_certificate: only one of client_secret_file and client_certificate may be set");
+	expect_error("smarthost a { preset = microsoft365; username = \"u\"\n"
+	    "  oauth2 { tenant = \"t\"; client_id = \"c\"\n"
+	    "    client_certificate = \"/c.pem\" }\n}\n",
+	    ":3: client_certificate: client_certificate and client_key go together "
+	    "(a certificate credential signs a JWT client assertion)");
+	expect_error("smarthost a { preset = microsoft365; username = \"u\"\n"
+	    "  oauth2 { tenant = \"t\"; client_id = \"c\" }\n}\n",
+	    ":2: grant: client_credentials needs a client_secret_file, or a client_certificate "
+	    "and client_key, in smarthost \"a\"");
+	expect_error("smarthost a { preset = gmail; username = \"u\"\n"
+	    "  oauth2 { client_id = \"c\"\n"
+	    "    grant = refresh_token }\n}\n",
+	    ":3: grant: refresh_token needs a refresh_token_file (mailrelay oauth2 authorize "
+	    "--smarthost a writes it) in smarthost \"a\"");
+	expect_error("smarthost a { host = \"h.example\"; username = \"u\"; auth = xoauth2\n"
+	    "  oauth2 { client_id = \"c\"; token_url = \"https://idp.example/t\"\n"
+	    "    grant = password }\n}\n",
+	    ":3: grant: password needs the user's password or password_file on smarthost \"a\"");
+	expect_error("smarthost a { host = \"h.example\"; username = \"u\"; auth = xoauth2\n"
+	    "  oauth2 { client_id = \"c\"; client_secret_file = \"/s\" }\n}\n",
+	    ":2: oauth2: provider generic needs a token_url in smarthost \"a\"");
+	expect_error("smarthost a { preset = gmail; username = \"u\"\n"
+	    "  password_command = \"get-token\"\n"
+	    "  oauth2 { client_id = \"c\"; refresh_token_file = \"/r\" }\n}\n",
+	    ":2: password_command: not used with an oauth2 section, which obtains the token "
+	    "itself, in smarthost \"a\"");
+	expect_error("smarthost a { preset = gmail\n"
+	    "  oauth2 { client_id = \"c\"; refresh_token_file = \"/r\" }\n}\n",
+	    ":3: username: required with oauth2 (the mailbox the token is for) in smarthost \"a\"");
+	expect_error("smarthost a { preset = gmail; username = \"u\" }\n",
+	    ":1: preset: gmail needs an oauth2 section (client_id and a credential) in smarthost \"a\"");
+	expect_error("smarthost a { preset = gmail; username = \"u\"\n"
+	    "  oauth2 { client_id = \"c\"; refresh_token_file = \"/r\"\n"
+	    "    token_url = \"http://idp.example/token\" }\n}\n",
+	    ":3: token_url: expected an https:// URL, got \"http://idp.example/token\"");
+	expect_error("smarthost a { preset = microsoft365; username = \"u\"\n"
+	    "  oauth2 { tenant = \"con toso\" }\n}\n",
+	    ":2: tenant: expected a directory id or domain such as contoso.onmicrosoft.com, got \"con toso\"");
+	expect_error("smarthost a { preset = office; username = \"u\" }\n",
+	    ":1: preset: expected one of none, microsoft365, gmail, got \"office\"");
+	expect_error("smarthost a { preset = gmail; username = \"u\"\n"
+	    "  oauth2 { client_id = \"c\"; grant = implicit }\n}\n",
+	    ":2: grant: expected one of client_credentials, refresh_token, password, got \"implicit\"");
+}
+
 static int
 remove_tmp(void **state)
 {
@@ -1250,7 +1446,12 @@ main(void)
 		TEST(test_error_routes),
 		TEST(test_error_syntax),
 		TEST(test_error_small_buffer),
+		TEST(test_client_limits),
 		TEST(test_sample_config),
+		TEST(test_oauth2_preset_microsoft365),
+		TEST(test_oauth2_delegated_and_gmail),
+		TEST(test_oauth2_preset_overrides),
+		TEST(test_oauth2_errors),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -62,6 +62,8 @@ static const struct row expected[] = {
 	    "the smarthost has a username but no secret" },
 	{ TK_AUTH_SECRET, "AUTH_SECRET", TS_SMARTHOST, TD_NEXT_SMARTHOST, "4.7.0", TC_STEP,
 	    "password_command gave no secret" },
+	{ TK_AUTH_TOKEN, "AUTH_TOKEN", TS_SMARTHOST, TD_NEXT_SMARTHOST, "4.7.0", TC_STEP,
+	    "no OAuth2 token could be had for the smarthost" },
 	{ TK_AUTH_EXCHANGE, "AUTH_EXCHANGE", TS_SMARTHOST, TD_NEXT_SMARTHOST, "4.7.0", TC_STEP,
 	    "the AUTH exchange with the smarthost broke down" },
 	{ TK_AUTH_REJECTED, "AUTH_REJECTED", TS_SMARTHOST, TD_NEXT_SMARTHOST, "4.7.0", TC_STEP,

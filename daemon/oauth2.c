@@ -1,0 +1,594 @@
+/*
+ * oauth2: see oauth2.h.
+ *
+ * One struct tok per smarthost name.  Waiters queue on it while a request
+ * is in flight; a waiter answered at once (a cached token, a smarthost
+ * that needs authorisation) still gets its callback from a zero timer, so
+ * that no callback ever runs inside oauth2_get().  Callbacks run from a
+ * list the tok no longer holds (`firing`), so a callback that asks again
+ * (after a rejection) queues for the next answer, not this one.
+ */
+#include "config.h"
+
+#include <sys/stat.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "httpc.h"
+#include "log.h"
+#include "oauth2.h"
+#include "xmalloc.h"
+
+struct oauth2_wait {
+	struct tok *t;
+	oauth2_cb cb;
+	void *arg;
+	unsigned long not_gen;
+	struct event *now;          /* the zero timer of an answer known at once */
+	char *err;                  /* that answer when it is a failure of its own */
+	struct oauth2_wait *next;
+	int firing;                 /* on the firing list */
+};
+
+/* What identifies the files a person fixes: a change means "try again". */
+struct filesig {
+	ino_t ino;
+	off_t size;
+	struct timespec mtime, ctime;
+};
+
+struct tok {
+	char *name;
+	char *token;                /* NULL: none usable */
+	unsigned long gen;          /* of token; grows with each new one */
+	time_t obtained, expires;
+	char *scope, *audience;
+	char key[65];               /* oauth2_cache_key() of the section token is for */
+	int cache_tried;
+
+	struct httpc_req *req;      /* in flight */
+	char *form;                 /* its body, wiped when it ends */
+	char *used_refresh;         /* the refresh token it sends */
+	char *refresh_file;         /* where a rotated one goes */
+	enum oauth2_grant grant;
+	unsigned long waiting_gen;  /* not_gen of the request's waiters */
+
+	char req_key[65];           /* the key the request was made for */
+	unsigned long req_creds;    /* serial of the credentials the request used */
+	struct filesig req_sig[4];  /* and the files as they were */
+
+	int person;                 /* needs authorisation */
+	char why[900];
+	unsigned long fail_creds;   /* as req_creds, when it was refused */
+	struct filesig fail_sig[4];
+
+	struct oauth2_wait *waiters, *firing;
+	struct tok *next;
+};
+
+static struct {
+	struct event_base *base;
+	char *spool_dir;
+	struct tok *toks;
+	unsigned long gen;
+} O;
+
+static struct tok *
+tok_get(const char *name)
+{
+	struct tok *t;
+
+	for (t = O.toks; t; t = t->next)
+		if (strcmp(t->name, name) == 0)
+			return t;
+	t = xcalloc(1, sizeof *t);
+	t->name = xstrdup(name);
+	t->next = O.toks;
+	O.toks = t;
+	return t;
+}
+
+static void
+tok_drop_token(struct tok *t)
+{
+	oauth2_wipe_free(t->token);
+	t->token = NULL;
+	free(t->scope);
+	free(t->audience);
+	t->scope = t->audience = NULL;
+	t->obtained = t->expires = 0;
+}
+
+static void
+sig_of(const char *path, struct filesig *s)
+{
+	struct stat st;
+
+	memset(s, 0, sizeof *s);
+	if (path != NULL && stat(path, &st) == 0) {
+		s->ino = st.st_ino;
+		s->size = st.st_size;
+		s->mtime = st.st_mtim;
+		s->ctime = st.st_ctim;
+	}
+}
+
+static void
+sigs_of(const struct smarthost_conf *sh, struct filesig s[4])
+{
+	sig_of(sh->oauth2->refresh_token_file, &s[0]);
+	sig_of(sh->oauth2->client_secret_file, &s[1]);
+	sig_of(sh->oauth2->client_certificate, &s[2]);
+	sig_of(sh->oauth2->client_key, &s[3]);
+}
+
+int
+oauth2_init(struct event_base *base, const char *spool_dir)
+{
+	O.base = base;
+	free(O.spool_dir);
+	O.spool_dir = xstrdup(spool_dir);
+	return httpc_init(base);
+}
+
+static void wait_free(struct oauth2_wait *w);
+
+void
+oauth2_shutdown(void)
+{
+	struct tok *t, *n;
+
+	for (t = O.toks; t; t = n) {
+		n = t->next;
+		httpc_cancel(t->req);
+		oauth2_wipe_free(t->form);
+		oauth2_wipe_free(t->used_refresh);
+		free(t->refresh_file);
+		while (t->waiters) {
+			struct oauth2_wait *w = t->waiters;
+			t->waiters = w->next;
+			wait_free(w);
+		}
+		tok_drop_token(t);
+		free(t->name);
+		free(t);
+	}
+	O.toks = NULL;
+	httpc_shutdown();
+	free(O.spool_dir);
+	O.spool_dir = NULL;
+}
+
+/* ---- waiters ---------------------------------------------------------------- */
+
+static void
+wait_free(struct oauth2_wait *w)
+{
+	if (w->now != NULL)
+		event_free(w->now);
+	free(w->err);
+	free(w);
+}
+
+static void
+unlink_wait(struct oauth2_wait **head, struct oauth2_wait *w)
+{
+	for (struct oauth2_wait **p = head; *p; p = &(*p)->next)
+		if (*p == w) {
+			*p = w->next;
+			return;
+		}
+}
+
+void
+oauth2_cancel(struct oauth2_wait *w)
+{
+	if (w == NULL)
+		return;
+	unlink_wait(w->firing ? &w->t->firing : &w->t->waiters, w);
+	wait_free(w);
+}
+
+/* Answer every waiter of t: the token when there is one, else err. */
+static void
+answer_all(struct tok *t, const char *err, int person)
+{
+	struct oauth2_wait *w;
+
+	t->firing = t->waiters;
+	t->waiters = NULL;
+	for (w = t->firing; w; w = w->next)
+		w->firing = 1;
+	while ((w = t->firing) != NULL) {
+		t->firing = w->next;
+		if (t->token != NULL && t->gen != w->not_gen)
+			w->cb(t->token, t->gen, NULL, 0, w->arg);
+		else
+			w->cb(NULL, 0, err ? err : "no OAuth2 access token", person, w->arg);
+		wait_free(w);
+	}
+}
+
+static void
+on_now(evutil_socket_t fd, short what, void *arg)
+{
+	struct oauth2_wait *w = arg;
+	struct tok *t = w->t;
+
+	(void)fd;
+	(void)what;
+	unlink_wait(&t->firing, w);
+	if (w->err != NULL)
+		w->cb(NULL, 0, w->err, 0, w->arg);
+	else if (t->person)
+		w->cb(NULL, 0, t->why, 1, w->arg);
+	else if (t->token != NULL && t->gen != w->not_gen)
+		w->cb(t->token, t->gen, NULL, 0, w->arg);
+	else
+		w->cb(NULL, 0, "no OAuth2 access token", 0, w->arg);
+	wait_free(w);
+}
+
+static struct oauth2_wait *
+answer_now(struct tok *t, struct oauth2_wait *w)
+{
+	static const struct timeval zero = { 0, 0 };
+
+	w->firing = 1;
+	w->next = t->firing;
+	t->firing = w;
+	w->now = evtimer_new(O.base, on_now, w);
+	evtimer_add(w->now, &zero);
+	return w;
+}
+
+/* ---- needing a person ------------------------------------------------------- */
+
+/* Mark t as needing a person, for the credentials and files the failed request used. */
+static void
+set_person(struct tok *t, const char *why)
+{
+	int was = t->person;
+
+	t->person = 1;
+	snprintf(t->why, sizeof t->why, "%s", why);
+	t->fail_creds = t->req_creds;
+	memcpy(t->fail_sig, t->req_sig, sizeof t->fail_sig);
+	tok_drop_token(t);
+	if (!was)
+		log_errx("%s", t->why);
+}
+
+void
+oauth2_needs_person(const char *name, const char *why)
+{
+	struct tok *t = tok_get(name);
+
+	if (!t->person) {
+		/* the files to watch are unknown here: a reload or a file change clears it at oauth2_get() */
+		/* a reload (new credentials) or a change of the files clears it */
+		t->person = 1;
+		snprintf(t->why, sizeof t->why, "%s", why);
+		t->fail_creds = t->req_creds;
+		memcpy(t->fail_sig, t->req_sig, sizeof t->fail_sig);
+		tok_drop_token(t);
+		log_errx("%s", t->why);
+	}
+}
+
+const char *
+oauth2_status(const char *name)
+{
+	for (struct tok *t = O.toks; t; t = t->next)
+		if (strcmp(t->name, name) == 0)
+			return t->person ? t->why : NULL;
+	return NULL;
+}
+
+/* What happened and what a person must do about it: the grant decides. */
+static void
+person_sentence(char *buf, size_t len, const char *name, enum oauth2_grant grant, const char *what)
+{
+	snprintf(buf, len, "smarthost %s needs authorisation: the token endpoint refused the %s (%s); "
+	    "mail stays queued; %s %s", name,
+	    grant == OAUTH2_REFRESH_TOKEN ? "refresh token" :
+	    grant == OAUTH2_PASSWORD ? "user's password" : "client credentials", what,
+	    grant == OAUTH2_REFRESH_TOKEN ? "run: mailrelay oauth2 authorize --smarthost" :
+	    grant == OAUTH2_PASSWORD ? "check the user's password and the app's consent, then "
+	    "reload mailrelayd; smarthost" :
+	    "check client_id, the client secret or certificate and the admin consent of the app "
+	    "registration, then reload mailrelayd; smarthost", name);
+}
+
+/* ---- the request ------------------------------------------------------------ */
+
+static void
+request_end(struct tok *t)
+{
+	oauth2_wipe_free(t->form);
+	t->form = NULL;
+	oauth2_wipe_free(t->used_refresh);
+	t->used_refresh = NULL;
+	free(t->refresh_file);
+	t->refresh_file = NULL;
+	t->req = NULL;
+}
+
+static void
+on_answer(int status, const char *body, size_t len, const char *err, void *arg)
+{
+	struct tok *t = arg;
+	struct oauth2_token a;
+	char why[900], e[400];
+	time_t now = time(NULL);
+	enum oauth2_outcome out;
+
+	t->req = NULL;
+	if (status == 0) {
+		snprintf(why, sizeof why, "smarthost %s: cannot reach the OAuth2 token endpoint: %s",
+		    t->name, err);
+		log_warnx("%s", why);
+		request_end(t);
+		/* an older token that is still valid does meanwhile */
+		if (t->token != NULL && t->expires <= now + 30)
+			tok_drop_token(t);
+		answer_all(t, why, 0);
+		return;
+	}
+	out = oauth2_parse_answer(status, body, len, &a);
+	if (strcmp(t->req_key, t->key) != 0 && (out == OAUTH2_OK || out == OAUTH2_PERSON)) {
+		/* a reload changed the section meanwhile: this answer is for the old one */
+		oauth2_token_clear(&a);
+		request_end(t);
+		snprintf(why, sizeof why, "smarthost %s: the oauth2 section changed while a token "
+		    "was being obtained; the next attempt asks again", t->name);
+		answer_all(t, why, 0);
+		return;
+	}
+	if (out == OAUTH2_OK) {
+		if (t->grant == OAUTH2_REFRESH_TOKEN && a.refresh_token != NULL && t->refresh_file != NULL &&
+		    (t->used_refresh == NULL || strcmp(a.refresh_token, t->used_refresh) != 0)) {
+			/* rotated: on disk before the new access token is used */
+			if (oauth2_write_refresh_file(t->refresh_file, a.refresh_token, e, sizeof e) == 0)
+				log_info("smarthost %s: the token endpoint rotated the refresh token; "
+				    "%s rewritten", t->name, t->refresh_file);
+			else
+				log_errx("smarthost %s: cannot write the rotated refresh token: %s; "
+				    "the old one may stop working soon", t->name, e);
+		}
+		tok_drop_token(t);
+		t->token = a.access_token;
+		a.access_token = NULL;
+		t->scope = a.scope;
+		a.scope = NULL;
+		t->audience = a.audience;
+		a.audience = NULL;
+		t->obtained = now;
+		t->expires = now + a.expires_in;
+		t->gen = ++O.gen;
+		t->person = 0;
+		log_info("smarthost %s: OAuth2 access token obtained, valid for %lds%s%s", t->name,
+		    a.expires_in, t->scope ? ", scope " : "", t->scope ? t->scope : "");
+		struct oauth2_cached c = { t->token, t->obtained, t->expires, t->scope, t->audience, "" };
+		memcpy(c.key, t->key, sizeof c.key);
+		if (oauth2_cache_write(O.spool_dir, t->name, &c, e, sizeof e) == -1)
+			log_warnx("smarthost %s: cannot keep the OAuth2 token in the spool: %s", t->name, e);
+		oauth2_token_clear(&a);
+		request_end(t);
+		answer_all(t, NULL, 0);
+		return;
+	}
+	if (out == OAUTH2_PERSON) {
+		person_sentence(why, sizeof why, t->name, t->grant, a.why);
+		oauth2_token_clear(&a);
+		request_end(t);
+		set_person(t, why);
+		answer_all(t, t->why, 1);
+		return;
+	}
+	snprintf(why, sizeof why, "smarthost %s: the OAuth2 token endpoint failed: %s", t->name, a.why);
+	oauth2_token_clear(&a);
+	log_warnx("%s", why);
+	request_end(t);
+	if (t->token != NULL && t->expires <= now + 30)
+		tok_drop_token(t);
+	answer_all(t, why, 0);
+}
+
+static int
+start_request(struct tok *t, const struct smarthost_conf *sh, const struct oauth2_creds *c,
+    const char *password, char *why, size_t len)
+{
+	const struct oauth2_conf *o = sh->oauth2;
+	char e[600];
+	char *refresh = NULL;
+
+	memcpy(t->req_key, t->key, sizeof t->req_key);
+	t->req_creds = c->serial;
+	sigs_of(sh, t->req_sig);
+	t->grant = o->grant;
+	if (o->grant == OAUTH2_REFRESH_TOKEN &&
+	    (refresh = oauth2_read_refresh_file(o->refresh_token_file, e, sizeof e)) == NULL) {
+		person_sentence(why, len, sh->name, o->grant, e);
+		set_person(t, why);
+		return -1;
+	}
+	t->form = oauth2_token_form(sh, c, refresh, password, e, sizeof e);
+	if (t->form == NULL) {
+		oauth2_wipe_free(refresh);
+		snprintf(why, len, "smarthost %s: %s", sh->name, e);
+		return -1;
+	}
+	struct httpc_opts ho = {
+		c->ca_blob, c->ca_len, sh->tls_ca_path, sh->proxy_host, sh->proxy_port,
+		sh->timeout, sh->connect_timeout
+	};
+	t->req = httpc_post(o->token_url, t->form, &ho, on_answer, t, e, sizeof e);
+	if (t->req == NULL) {
+		oauth2_wipe_free(refresh);
+		request_end(t);
+		snprintf(why, len, "smarthost %s: %s", sh->name, e);
+		return -1;
+	}
+	t->used_refresh = refresh;
+	t->refresh_file = o->refresh_token_file ? xstrdup(o->refresh_token_file) : NULL;
+	log_debug("smarthost %s: asking %s for an OAuth2 access token (grant %s)", sh->name,
+	    o->token_url, conf_oauth2_grant_name(o->grant));
+	return 0;
+}
+
+static void
+load_cache(struct tok *t)
+{
+	struct oauth2_cached c;
+
+	t->cache_tried = 1;
+	if (oauth2_cache_read(O.spool_dir, t->name, &c) != 0)
+		return;
+	if (strcmp(c.key, t->key) == 0 && c.expires > time(NULL) + 30) {
+		tok_drop_token(t);
+		t->token = c.access_token;
+		c.access_token = NULL;
+		t->scope = c.scope;
+		c.scope = NULL;
+		t->audience = c.audience;
+		c.audience = NULL;
+		t->obtained = c.obtained;
+		t->expires = c.expires;
+		t->gen = ++O.gen;
+		log_info("smarthost %s: using the OAuth2 access token kept in the spool, valid for %llds more",
+		    t->name, (long long)(t->expires - time(NULL)));
+	}
+	oauth2_cached_clear(&c);
+}
+
+struct oauth2_wait *
+oauth2_get(const struct smarthost_conf *sh, const struct oauth2_creds *creds,
+    const char *password, unsigned long not_gen, oauth2_cb cb, void *arg)
+{
+	struct tok *t = tok_get(sh->name);
+	struct oauth2_wait *w = xcalloc(1, sizeof *w);
+	time_t now = time(NULL);
+	char key[65], why[900];
+
+	w->t = t;
+	w->cb = cb;
+	w->arg = arg;
+	w->not_gen = not_gen;
+
+	oauth2_cache_key(sh, key);
+	if (strcmp(key, t->key) != 0) {
+		/* a new section (or the first use): a token for another one is no use */
+		if (t->key[0] != '\0')
+			tok_drop_token(t);
+		memcpy(t->key, key, sizeof key);
+		t->cache_tried = 0;
+	}
+	if (t->person) {
+		struct filesig s[4];
+		sigs_of(sh, s);
+		if (t->fail_creds == creds->serial && memcmp(s, t->fail_sig, sizeof s) == 0)
+			return answer_now(t, w);
+		log_info("smarthost %s: credentials changed; asking for an OAuth2 token again", sh->name);
+		t->person = 0;
+	}
+	if (!t->cache_tried)
+		load_cache(t);
+	if (not_gen != 0 && t->gen == not_gen)
+		tok_drop_token(t);
+	/* fresh enough: within 80% of its lifetime */
+	if (t->token != NULL && now < t->obtained + (t->expires - t->obtained) * 4 / 5)
+		return answer_now(t, w);
+	w->next = t->waiters;
+	t->waiters = w;
+	if (t->req != NULL)
+		return w;
+	if (start_request(t, sh, creds, password, why, sizeof why) == -1) {
+		t->waiters = w->next;
+		w->next = NULL;
+		if (!t->person) {
+			/* not a person's matter (the assertion could not be signed): this waiter only */
+			log_warnx("%s", why);
+			w->err = xstrdup(why);
+		}
+		return answer_now(t, w);
+	}
+	return w;
+}
+
+void
+oauth2_rejected(const char *name, unsigned long gen)
+{
+	struct tok *t = tok_get(name);
+
+	if (t->token == NULL || t->gen != gen)
+		return;
+	tok_drop_token(t);
+	char *path = oauth2_cache_path(O.spool_dir, name);
+	unlink(path);
+	free(path);
+}
+
+
+/* ---- what the smarthost's replies mean ------------------------------------------ */
+
+static const struct reply_meaning {
+	const char *enh;            /* enhanced status code */
+	const char *text;           /* and a word of the text, or NULL */
+	int person;                 /* a new token cannot fix it */
+	const char *means;
+} meanings[] = {
+	{ "5.7.139", NULL, 1, "SMTP AUTH is disabled for the tenant or the mailbox; an Exchange "
+	  "administrator enables it with Set-CASMailbox -Identity MAILBOX "
+	  "-SmtpClientAuthenticationDisabled $false, then reload mailrelayd" },
+	{ "5.7.30", NULL, 1, "the server no longer takes a password (Basic authentication); use "
+	  "auth = xoauth2 with an oauth2 section" },
+	{ "5.7.3", NULL, 0, "the token was refused: expired or revoked, or for the wrong audience "
+	  "(the scope must be https://outlook.office365.com/.default with client credentials, "
+	  "https://outlook.office.com/SMTP.Send delegated), or the app's service principal is not "
+	  "registered in Exchange Online (New-ServicePrincipal) or has no right on the mailbox" },
+	{ "5.7.8", NULL, 0, "the token or the user name was not accepted (for Google: the scope "
+	  "must be https://mail.google.com/ and username the account the token is for)" },
+	{ "5.7.60", NULL, 0, "the mailbox may not send as this sender: grant it Send As, or send as "
+	  "the mailbox (from_address, rewrite_from = always)" },
+	{ "5.2.252", NULL, 0, "SendAsDenied: the mailbox may not send as this sender: grant it "
+	  "Send As, or send as the mailbox (from_address, rewrite_from = always)" },
+	{ "4.2.0", "MapiExceptionLogonFailed", 0, "the app's service principal has no permission "
+	  "on the mailbox: Add-MailboxPermission -Identity MAILBOX -User SERVICE_PRINCIPAL_ID "
+	  "-AccessRights FullAccess" },
+};
+
+static const struct reply_meaning *
+meaning_of(const struct smtp_reply *r)
+{
+	char enh[32];
+
+	if (r->enh[0] < 0)
+		return NULL;
+	snprintf(enh, sizeof enh, "%d.%d.%d", r->enh[0], r->enh[1], r->enh[2]);
+	for (size_t i = 0; i < sizeof meanings / sizeof meanings[0]; i++)
+		if (strcmp(meanings[i].enh, enh) == 0 &&
+		    (meanings[i].text == NULL || strstr(r->text, meanings[i].text) != NULL))
+			return &meanings[i];
+	return NULL;
+}
+
+const char *
+oauth2_explain_reply(const struct smtp_reply *r)
+{
+	const struct reply_meaning *m = meaning_of(r);
+
+	return m ? m->means : "";
+}
+
+int
+oauth2_reply_needs_person(const struct smtp_reply *r)
+{
+	const struct reply_meaning *m = meaning_of(r);
+
+	return m != NULL && m->person;
+}
