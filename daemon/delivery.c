@@ -109,9 +109,10 @@ session_start(size_t shidx, struct qmsg *m)
 	TAILQ_INSERT_TAIL(&sessions, s, entry);
 	nsessions++;
 	s->msg = m;
+	s->nested++;	/* the lookup may answer before conn_start() returns */
 	conn_start(s);
-	if (s->dead)
-		session_free(s);
+	s->nested--;
+	session_top(s);
 }
 
 unsigned
@@ -188,20 +189,28 @@ session_connect_left(struct dsession *s)
 
 void (*session_clock_hook)(struct dsession *s, unsigned secs);
 
+/* What the connection did, as session_io() is told. */
+enum session_ev {
+	SEV_INPUT,              /* bytes to read */
+	SEV_DRAINED,            /* the output went below the low-water mark */
+	SEV_EVENT,              /* connected, closed, an error (bufferevent event flags) */
+	SEV_DEADLINE            /* the state's deadline passed */
+};
+static void session_io(struct dsession *s, enum session_ev ev, short what);
+static void session_free(struct dsession *s);
+
 void
 session_deadline_passed(struct dsession *s)
 {
-	log_debug("%s: deadline of state %s passed", s->relay, dstate_name[s->state]);
-	conn_on_event(s->bev, BEV_EVENT_TIMEOUT | BEV_EVENT_READING, s);	/* frees it if it ended */
+	session_io(s, SEV_DEADLINE, 0);
 }
 
-/* The deadline passed: handled as a timeout event of the connection. */
 static void
 session_on_deadline(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
 	(void)what;
-	session_deadline_passed(arg);
+	session_io(arg, SEV_DEADLINE, 0);
 }
 
 /*
@@ -261,7 +270,19 @@ session_close(struct dsession *s)
 	s->dead = 1;
 }
 
+/*
+ * The end of a top-level callback: a session marked dead is freed here
+ * and nowhere else (but delivery_shutdown()), never inside a nested call
+ * that may still use it.
+ */
 void
+session_top(struct dsession *s)
+{
+	if (s->dead && s->nested == 0)
+		session_free(s);
+}
+
+static void
 session_free(struct dsession *s)
 {
 	txn_release(s);
@@ -542,13 +563,15 @@ on_reply(struct dsession *s)
 }
 
 /* ------------------------------------------------------------------
- * I/O: bufferevent callbacks turn bytes and events into on_reply() calls.
+ * I/O: the one entry point.  The bufferevent callbacks and the deadline
+ * timer only say what happened (enum session_ev); session_io() acts on
+ * it and, at its end, frees a session that ended (session_top()).
  */
 
-void
-session_on_read(struct bufferevent *bev, void *arg)
+/* Complete replies from the input, each judged by on_reply(). */
+static void
+session_input(struct dsession *s, struct bufferevent *bev)
 {
-	struct dsession *s = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 	char err[200], *line;
 	size_t len;
@@ -578,26 +601,65 @@ session_on_read(struct bufferevent *bev, void *arg)
 		snprintf(why, sizeof why, "protocol error from %s: reply line too long", s->relay);
 		session_fail(s, TK_PROTOCOL, why);
 	}
-	if (s->dead)
-		session_free(s);
 }
 
-void
-session_on_write(struct bufferevent *bev, void *arg)
+/* The output drained below the low-water mark: more of the body, a new deadline. */
+static void
+session_drained(struct dsession *s)
 {
-	struct dsession *s = arg;
-
-	(void)bev;
 	if (s->state == DS_BODY && s->body_fd != -1) {
-		/* the body drained below the low-water mark: progress, a new deadline */
 		session_timeouts(s);
 		if (txn_body_refill(s) == -1) {
 			txn_outcome_all(s, TK_SPOOL_READ, 0, "cannot read queued content", 0);
 			session_close(s);
 		}
 	}
-	if (s->dead)
-		session_free(s);
+}
+
+static void
+session_io(struct dsession *s, enum session_ev ev, short what)
+{
+	struct bufferevent *bev = s->bev;
+
+	s->nested++;
+	switch (ev) {
+	case SEV_INPUT:
+		session_input(s, bev);
+		break;
+	case SEV_DRAINED:
+		session_drained(s);
+		break;
+	case SEV_EVENT:
+		conn_event(s, bev, what);
+		break;
+	case SEV_DEADLINE:
+		log_debug("%s: deadline of state %s passed", s->relay, dstate_name[s->state]);
+		conn_event(s, bev, BEV_EVENT_TIMEOUT | BEV_EVENT_READING);
+		break;
+	}
+	s->nested--;
+	session_top(s);
+}
+
+void
+session_on_read(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	session_io(arg, SEV_INPUT, 0);
+}
+
+void
+session_on_write(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	session_io(arg, SEV_DRAINED, 0);
+}
+
+void
+session_on_event(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	session_io(arg, SEV_EVENT, what);
 }
 
 void

@@ -92,8 +92,7 @@ on_secret(const char *secret, const char *err, void *arg)
 		r = auth_send(s, secret, &f);
 	}
 	session_auth(s, r, &f);
-	if (s->dead)
-		session_free(s);	/* a top-level callback: the session ends here */
+	session_top(s);	/* a top-level callback */
 }
 
 static void
@@ -113,8 +112,7 @@ on_token(const char *token, unsigned long gen, const char *err, int person, void
 		r = auth_send(s, token, &f);
 	}
 	session_auth(s, r, &f);
-	if (s->dead)
-		session_free(s);	/* a top-level callback: the session ends here */
+	session_top(s);	/* a top-level callback */
 }
 
 static enum auth_result

@@ -50,14 +50,6 @@ static void attempt_next(struct dsession *s);
 static void on_connected(struct dsession *s);
 static struct evutil_addrinfo *interleave(struct evutil_addrinfo *res);
 static int openssl_reason(struct bufferevent *bev, char *buf, size_t len);
-static int in_start;	/* conn_start() is on the stack: callbacks must not free */
-
-static void
-free_if_dead(struct dsession *s)
-{
-	if (s->dead && !in_start)
-		session_free(s);
-}
 
 static SSL_CTX *
 tls_ctx(struct dsession *s)
@@ -93,13 +85,13 @@ on_resolved(int result, struct evutil_addrinfo *res, void *arg)
 			snprintf(why, sizeof why, "connect to %s:%u: host name lookup failed: %s",
 			    s->sh->host, s->sh->port, evutil_gai_strerror(result));
 		session_fail(s, TK_DNS, why);
-		free_if_dead(s);
+		session_top(s);
 		return;
 	}
 	s->addrs = s->addr = interleave(res);
 	session_enter(s, DS_CONNECT);	/* the connect phase's deadline starts now */
 	attempt_next(s);
-	free_if_dead(s);
+	session_top(s);
 }
 
 /*
@@ -143,14 +135,12 @@ conn_start(struct dsession *s)
 	snprintf(port, sizeof port, "%u", s->sh->port);
 	timerclear(&s->connect_until);	/* the connect phase starts with the first address */
 	session_enter(s, DS_RESOLVE);
-	in_start++;
 	/* The callback may run before this returns (addresses, /etc/hosts). */
 	if (s->sh->proxy_host != NULL)
 		s->dnsreq = evdns_getaddrinfo(D->dns, s->sh->proxy_host, s->sh->proxy_port, &hints,
 		    on_resolved, s);
 	else
 		s->dnsreq = evdns_getaddrinfo(D->dns, s->sh->host, port, &hints, on_resolved, s);
-	in_start--;
 }
 
 /*
@@ -235,7 +225,7 @@ attempt_won(struct conn_attempt *a)
 	snprintf(s->relay, sizeof s->relay, "%s", a->relay);
 	attempt_free(a);
 	attempts_drop(s);
-	bufferevent_setcb(s->bev, session_on_read, session_on_write, conn_on_event, s);
+	bufferevent_setcb(s->bev, session_on_read, session_on_write, session_on_event, s);
 	on_connected(s);
 }
 
@@ -248,7 +238,7 @@ attempt_on_event(struct bufferevent *bev, short what, void *arg)
 
 	if (what & BEV_EVENT_CONNECTED) {
 		attempt_won(a);
-		free_if_dead(s);
+		session_top(s);
 		return;
 	}
 	/* the outcome line names the relay when the last failure was on a connection made */
@@ -265,7 +255,7 @@ attempt_on_event(struct bufferevent *bev, short what, void *arg)
 	log_debug("%s", s->last_error);
 	attempt_free(a);
 	attempt_next(s);
-	free_if_dead(s);
+	session_top(s);
 }
 
 static void
@@ -276,7 +266,7 @@ on_head_start(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	attempt_next(s);
-	free_if_dead(s);
+	session_top(s);
 }
 
 /* Start an attempt for address ai; 0, or -1 with s->last_error set. */
@@ -496,7 +486,7 @@ conn_starttls(struct dsession *s)
 		return;
 	}
 	s->bev = tb;	/* owns the socket bufferevent and the SSL from now on */
-	bufferevent_setcb(tb, session_on_read, session_on_write, conn_on_event, s);
+	bufferevent_setcb(tb, session_on_read, session_on_write, session_on_event, s);
 	bufferevent_enable(tb, EV_READ | EV_WRITE);
 	session_enter(s, DS_HANDSHAKE);
 }
@@ -560,7 +550,7 @@ socks_on_read(struct bufferevent *bev, void *arg)
 		evbuffer_remove(in, h, 2);
 		if (h[0] != 5 || h[1] != 0) {
 			socks_fail(s, h[1] == 0xff ? "no acceptable authentication method" : "bad greeting");
-			free_if_dead(s);
+			session_top(s);
 			return;
 		}
 		/*
@@ -583,7 +573,7 @@ socks_on_read(struct bufferevent *bev, void *arg)
 		} else {
 			if (hl > 255) {
 				socks_fail(s, "host name too long for SOCKS5");
-				free_if_dead(s);
+				session_top(s);
 				return;
 			}
 			req[n++] = 3;
@@ -602,14 +592,14 @@ socks_on_read(struct bufferevent *bev, void *arg)
 	evbuffer_copyout(in, h, 5);
 	if (h[0] != 5 || h[1] != 0) {
 		socks_fail(s, h[0] != 5 ? "bad reply" : socks_reply_text(h[1]));
-		free_if_dead(s);
+		session_top(s);
 		return;
 	}
 	/* the bound address: IPv4, IPv6 or a name */
 	need = h[3] == 1 ? 4 + 6 : h[3] == 4 ? 4 + 18 : h[3] == 3 ? 5 + h[4] + 2 : 0;
 	if (need == 0) {
 		socks_fail(s, "bad address type in reply");
-		free_if_dead(s);
+		session_top(s);
 		return;
 	}
 	if (evbuffer_get_length(in) < need)
@@ -617,11 +607,11 @@ socks_on_read(struct bufferevent *bev, void *arg)
 	evbuffer_drain(in, need);
 	if (evbuffer_get_length(in) > 0) {
 		socks_fail(s, "data before the tunnel was set up");
-		free_if_dead(s);
+		session_top(s);
 		return;
 	}
 	log_debug("%s: SOCKS5 tunnel established", s->relay);
-	bufferevent_setcb(bev, session_on_read, session_on_write, conn_on_event, s);
+	bufferevent_setcb(bev, session_on_read, session_on_write, session_on_event, s);
 	if (s->sh->tls == TLS_IMPLICIT) {
 		/* TLS from the first byte of the tunnel */
 		struct bufferevent *tb;
@@ -632,11 +622,11 @@ socks_on_read(struct bufferevent *bev, void *arg)
 			SSL_free(s->ssl);
 			s->ssl = NULL;
 			socks_fail(s, "cannot set up TLS");
-			free_if_dead(s);
+			session_top(s);
 			return;
 		}
 		s->bev = tb;
-		bufferevent_setcb(tb, session_on_read, session_on_write, conn_on_event, s);
+		bufferevent_setcb(tb, session_on_read, session_on_write, session_on_event, s);
 		bufferevent_enable(tb, EV_READ | EV_WRITE);
 		session_enter(s, DS_HANDSHAKE);
 		return;
@@ -661,7 +651,7 @@ on_connected(struct dsession *s)
 		static const unsigned char hello[3] = { 5, 1, 0 };
 		s->socks_step = 0;
 		session_enter(s, DS_SOCKS);
-		bufferevent_setcb(s->bev, socks_on_read, session_on_write, conn_on_event, s);
+		bufferevent_setcb(s->bev, socks_on_read, session_on_write, session_on_event, s);
 		bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 		bufferevent_write(s->bev, hello, sizeof hello);
 		return;
@@ -672,9 +662,8 @@ on_connected(struct dsession *s)
 }
 
 void
-conn_on_event(struct bufferevent *bev, short what, void *arg)
+conn_event(struct dsession *s, struct bufferevent *bev, short what)
 {
-	struct dsession *s = arg;
 	char why[700], reason[256];
 
 	if (what & BEV_EVENT_CONNECTED) {
@@ -686,7 +675,6 @@ conn_on_event(struct bufferevent *bev, short what, void *arg)
 				session_enter(s, DS_EHLO);
 			}
 		}
-		free_if_dead(s);
 		return;
 	}
 	switch (s->state) {
@@ -728,7 +716,6 @@ conn_on_event(struct bufferevent *bev, short what, void *arg)
 		session_fail(s, what & BEV_EVENT_TIMEOUT ? TK_TIMEOUT : TK_LOST, why);
 		break;
 	}
-	free_if_dead(s);
 }
 
 void

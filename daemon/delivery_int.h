@@ -98,6 +98,7 @@ struct dsession {
 	struct event *deadline_ev;      /* the state's deadline (see enum deadline) */
 	struct timeval connect_until;   /* monotonic: the end of the connect phase */
 	int dead;                       /* free at the end of the top-level callback */
+	int nested;                     /* >0: inside session_io() or session_start(): not freed yet */
 	int connected;
 
 	/* the configuration this session started with; a reload does not pull it away */
@@ -168,11 +169,12 @@ void session_enter(struct dsession *s, enum dstate st);
  */
 void session_fail(struct dsession *s, enum trouble_kind k, const char *why);
 void session_close(struct dsession *s);
-void session_free(struct dsession *s);
+/* At the end of a top-level callback: free s if it ended (the only place it is freed). */
+void session_top(struct dsession *s);
 /*
  * Arm the current state's deadline from the table (session_enter() does);
  * again after each complete reply and each step of body progress.  Past
- * it, the state's timeout is handled as conn_on_event() says.
+ * it, the state's timeout is handled as conn_event() says.
  */
 void session_timeouts(struct dsession *s);
 /*
@@ -186,8 +188,10 @@ extern void (*session_clock_hook)(struct dsession *s, unsigned secs);
 void session_deadline_passed(struct dsession *s);
 /* Seconds left of the connect phase (at least 1); the phase starts on the first call after a reset. */
 unsigned session_connect_left(struct dsession *s);
+/* The bufferevent callbacks of a session's connection: all go to session_io(). */
 void session_on_read(struct bufferevent *bev, void *arg);
 void session_on_write(struct bufferevent *bev, void *arg);
+void session_on_event(struct bufferevent *bev, short what, void *arg);
 /*
  * Send one command line; -1 when it cannot be (the session has failed:
  * send nothing more and return).
@@ -279,7 +283,8 @@ int  conn_after_ehlo(struct dsession *s);
 void conn_starttls(struct dsession *s);
 /* A reply other than 220 to STARTTLS; 1 if the session may go on in plaintext. */
 int  conn_starttls_refused(struct dsession *s, const char *text);
-void conn_on_event(struct bufferevent *bev, short what, void *arg);
+/* An event of the connection (or the deadline, as BEV_EVENT_TIMEOUT): judged by the state. */
+void conn_event(struct dsession *s, struct bufferevent *bev, short what);
 void conn_free(struct dsession *s);
 
 #endif
