@@ -1,8 +1,7 @@
 /*
- * delivery_int: the delivery session shared by delivery.c (sessions,
- * transactions, replies) and delivery_conn.c (name resolution, connecting
- * address after address, TLS: implicit and STARTTLS, the plaintext retry
- * of opportunistic TLS).  Not for other modules.
+ * delivery_int: the delivery session shared by the files of delivery.h's
+ * list (the session core, the transaction, the connection, AUTH,
+ * dispatch and the failure table).  Not for other modules.
  */
 #ifndef MAILRELAY_DELIVERY_INT_H
 #define MAILRELAY_DELIVERY_INT_H
