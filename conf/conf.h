@@ -95,8 +95,9 @@ struct smarthost_conf {
 	char         *host;              /* required */
 	unsigned      port;              /* default 587, 465 for implicit */
 	enum tls_mode tls;               /* default required */
-	unsigned      timeout;           /* seconds of inactivity, default 60 */
-	unsigned      connect_timeout;   /* seconds, default 30 */
+	unsigned      timeout;           /* seconds for the greeting or a complete reply, default 60 */
+	unsigned      connect_timeout;   /* seconds for the whole connect phase, default 30 */
+	unsigned      data_timeout;      /* seconds for the reply to the final dot, default 600 */
 	char         *helo_name;         /* NULL: use config hostname */
 	bool          helo_fallback;     /* HELO when EHLO is refused, default true */
 	bool          tls_verify;        /* check chain and host name, default true */

@@ -105,13 +105,22 @@ on_notice_committed(struct commit_req *req, void *arg)
 	free(c);
 }
 
-/* The enhanced status of a recipient's last reply ("550 5.1.1 ..."), or a default. */
+/*
+ * The enhanced status of a recipient's last outcome, as decided then and
+ * carried with it (spool.h "rstatus"); for an envelope written before
+ * that was recorded, the code of its last reply ("550 5.1.1 ..."), else
+ * 5.0.0.  Never derived from our own log text.
+ */
 static void
 status_of(const struct spool_rcpt *r, char *out, size_t len)
 {
 	const char *t = r->last_reply ? r->last_reply : "";
 	size_t n;
 
+	if (r->dsn[0] != '\0') {
+		snprintf(out, len, "%s", r->dsn);
+		return;
+	}
 	if (strlen(t) > 9 && t[3] == ' ' && (t[4] == '4' || t[4] == '5') && t[5] == '.') {
 		n = strcspn(t + 4, " ");
 		if (n >= 5 && n < len) {
@@ -120,7 +129,7 @@ status_of(const struct spool_rcpt *r, char *out, size_t len)
 			return;
 		}
 	}
-	snprintf(out, len, "%s", strncmp(t, "message expired", 15) == 0 ? "4.4.7" : "5.0.0");
+	snprintf(out, len, "5.0.0");
 }
 
 /* Queue the notification for env's failed recipients; 0 when done, -1 when it could not be. */
@@ -163,7 +172,7 @@ queue_notice(const struct spool_env *env, const char *to, const char *via,
 		return -1;
 
 	struct commit_req *req = xcalloc(1, sizeof *req);
-	daemon_new_qid(id, &arrival);
+	spool_qid_new(&D->spool, id, &arrival);
 	if (spool_txn_begin(&D->spool, id, &req->txn) == -1) {
 		log_qid(LOG_ERR, env->id, NULL, "cannot create the delivery status notification: %s",
 		    strerror(errno));

@@ -29,14 +29,10 @@ struct daemon {
 	int foreground;
 	int debug;
 	int shutting_down;
-	unsigned qid_seq;
 	time_t started;
 	struct daemon_stats stats;
 };
 
 extern struct daemon *D;
-
-/* A new, unique queue id (sortable by arrival). */
-void daemon_new_qid(char out[QID_LEN + 1], struct timeval *arrival);
 
 #endif

@@ -1,31 +1,20 @@
 /*
- * delivery: SMTP client sessions to the smarthost.  See delivery.h.
+ * delivery: the session core of the SMTP client towards the smarthost(s).
+ * See delivery.h.
  *
  * Shape (after OpenSMTPD's mta_session): a state enum generated with its
- * names and timeouts from one table; session_enter() sends what a state
- * needs; on_reply() judges each complete reply; the bufferevent callbacks
- * only turn I/O into calls of those two.  A session is never freed inside
- * a nested call: session_close() marks it and the top-level callback frees
- * it on the way out.
+ * names, phrases and deadlines from one table (delivery_int.h);
+ * session_enter() is the way into a state: it arms the state's deadline
+ * and sends what the state needs; on_reply() judges each complete reply;
+ * the bufferevent callbacks and the deadline timer only turn I/O into
+ * calls of those.  A session is never freed inside a nested call:
+ * session_close() marks it and the top-level callback frees it on the
+ * way out.
  *
- * A transaction covers the message's pending recipients.  Replies are
- * matched to commands by position (RFC 2920): index 0 is MAIL, 1..n the
- * RCPTs, n+1 DATA.  Without PIPELINING the next command is sent when the
- * previous reply arrives; with it, all are sent at once.  Either way the
- * same handler judges each reply.
- *
- * Every recipient of a transaction ends with one outcome, decided where
- * the smarthost said so: at its RCPT (refused), at the end of DATA
- * (accepted: that reply decides), or when the transaction breaks off (421,
- * a lost connection, a timeout: deferred, since nothing of a transaction
- * without its final 2xx was delivered).  The exception is 452 after some
- * recipients were accepted: the smarthost's per-transaction limit (RFC
- * 5321 4.5.3.1.10).  Those recipients are not a failure; they go in the
- * next transaction on the same connection (see txn_end()).
- *
- * Nothing 8-bit goes to a smarthost without 8BITMIME: the transaction
- * sends a quoted-printable copy instead, or bounces what cannot be
- * converted (see txn_prepare_7bit()).
+ * Around it: dispatch.c gives each session its messages, delivery_txn.c
+ * runs each transaction (MAIL/RCPT/DATA, the body), delivery_conn.c gets
+ * the connection (resolve, connect, SOCKS5, TLS), delivery_auth.c AUTH,
+ * and delivery_trouble.h names every way it can fail.
  */
 #include "config.h"
 
@@ -51,6 +40,8 @@
 #include "daemon.h"
 #include "delivery.h"
 #include "delivery_int.h"
+#include "delivery_trouble.h"
+#include "dispatch.h"
 #include "dotstuff.h"
 #include "linefix.h"
 #include "log.h"
@@ -63,32 +54,65 @@
 #include "xmalloc.h"
 
 const char *const dstate_what[] = {
-#define X(name, what) [DS_##name] = what,
+#define X(name, what, deadline) [DS_##name] = what,
 	DELIVERY_STATES(X)
 #undef X
 };
 
 const char *const dstate_name[] = {
-#define X(name, what) [DS_##name] = #name,
+#define X(name, what, deadline) [DS_##name] = #name,
 	DELIVERY_STATES(X)
 #undef X
 };
 
-#define BODY_CHUNK (64 * 1024)
+const enum deadline dstate_deadline[] = {
+#define X(name, what, deadline) [DS_##name] = deadline,
+	DELIVERY_STATES(X)
+#undef X
+};
+
 #define REPLY_LINE_LIMIT 2048
 
 static TAILQ_HEAD(, dsession) sessions = TAILQ_HEAD_INITIALIZER(sessions);
 static unsigned nsessions;
-static int warned_no_smarthost;
 
-static void session_next_message(struct dsession *s);
-static int rate_paced(const struct smarthost_conf *sh);
-static void rate_started(const struct smarthost_conf *sh, const struct qmsg *m);
 
 void
 delivery_init(void)
 {
 	TAILQ_INIT(&sessions);
+	dispatch_init();
+}
+
+unsigned
+session_count(size_t shidx)
+{
+	struct dsession *s;
+	unsigned n = 0;
+
+	TAILQ_FOREACH(s, &sessions, entry)
+		if (s->rc == D->rc && s->shidx == shidx && !s->dead)
+			n++;
+	return n;
+}
+
+void
+session_start(size_t shidx, struct qmsg *m)
+{
+	struct dsession *s = xcalloc(1, sizeof *s);
+
+	s->rc = runconf_ref(D->rc);
+	s->shidx = shidx;
+	s->sh = &s->rc->conf->smarthosts[s->shidx];
+	s->body_fd = -1;
+	snprintf(s->relay, sizeof s->relay, "%s:%u", s->sh->host, s->sh->port);
+	TAILQ_INSERT_TAIL(&sessions, s, entry);
+	nsessions++;
+	s->msg = m;
+	s->nested++;	/* the lookup may answer before conn_start() returns */
+	conn_start(s);
+	s->nested--;
+	session_top(s);
 }
 
 unsigned
@@ -96,9 +120,6 @@ delivery_sessions(void)
 {
 	return nsessions;
 }
-
-static int
-session_send(struct dsession *s, const char *fmt, ...) PRINTFLIKE(2, 3);
 
 /*
  * Send one command line.  A command longer than the line buffer is not
@@ -109,7 +130,7 @@ session_send(struct dsession *s, const char *fmt, ...) PRINTFLIKE(2, 3);
  * daemon goes on.  Returns 0, or -1 when the session has failed: the
  * caller sends nothing more and returns.
  */
-static int
+int
 session_send(struct dsession *s, const char *fmt, ...)
 {
 	va_list ap;
@@ -123,7 +144,7 @@ session_send(struct dsession *s, const char *fmt, ...)
 		snprintf(why, sizeof why, "cannot send the %.*s command to %s: it would be %d octets, "
 		    "more than the %zu this client sends", (int)strcspn(line, " :"), line, s->relay, n,
 		    sizeof line - 3);
-		session_fail(s, why, "4.3.0");
+		session_fail(s, TK_COMMAND_TOO_LONG, why);
 		return -1;
 	}
 	log_debug("%s: >>> %s", s->relay, line);
@@ -140,230 +161,107 @@ session_send_masked(struct dsession *s, const char *line, const char *logtext)
 	bufferevent_write(s->bev, "\r\n", 2);
 }
 
+static void
+monotonic_now(struct timeval *tv)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	tv->tv_sec = ts.tv_sec;
+	tv->tv_usec = ts.tv_nsec / 1000;
+}
+
+unsigned
+session_connect_left(struct dsession *s)
+{
+	struct timeval now, left;
+
+	monotonic_now(&now);
+	if (!timerisset(&s->connect_until)) {
+		s->connect_until = now;
+		s->connect_until.tv_sec += s->sh->connect_timeout ? s->sh->connect_timeout : 30;
+	}
+	if (!timercmp(&now, &s->connect_until, <))
+		return 1;
+	timersub(&s->connect_until, &now, &left);
+	return (unsigned)left.tv_sec + (left.tv_usec > 0);
+}
+
+void (*session_clock_hook)(struct dsession *s, unsigned secs);
+
+/* What the connection did, as session_io() is told. */
+enum session_ev {
+	SEV_INPUT,              /* bytes to read */
+	SEV_DRAINED,            /* the output went below the low-water mark */
+	SEV_EVENT,              /* connected, closed, an error (bufferevent event flags) */
+	SEV_DEADLINE            /* the state's deadline passed */
+};
+static void session_io(struct dsession *s, enum session_ev ev, short what);
+static void session_free(struct dsession *s);
+
+void
+session_deadline_passed(struct dsession *s)
+{
+	session_io(s, SEV_DEADLINE, 0);
+}
+
+static void
+session_on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	session_io(arg, SEV_DEADLINE, 0);
+}
+
+/*
+ * One timer per session, not the bufferevent's timeouts: those restart
+ * with every byte read, so a smarthost trickling its reply held the
+ * session for as long as it liked.
+ */
 void
 session_timeouts(struct dsession *s)
 {
-	unsigned t = s->state == DS_CONNECT ? s->sh->connect_timeout : s->sh->timeout;
+	unsigned reply = s->sh->timeout ? s->sh->timeout : 60, t = 0;
+	struct timeval tv;
 
-	/* waiting for password_command: its own timeout (the same value) fires first */
-	if (s->state == DS_SECRET)
-		t += 5;
-	struct timeval tv = { .tv_sec = t ? t : 60 };
-
-	bufferevent_set_timeouts(s->bev, &tv, &tv);
-}
-
-/* Drop the current transaction's bookkeeping (not the recipients carried to the next one). */
-static void
-txn_clear(struct dsession *s)
-{
-	free(s->rc_idx);
-	free(s->rc_st);
-	s->rc_idx = NULL;
-	s->rc_st = NULL;
-	s->nrc = s->naccepted = s->reply_idx = s->sent_idx = 0;
-	s->mail_failed = 0;
-	if (s->body_fd != -1) {
-		close(s->body_fd);
-		s->body_fd = -1;
-	}
-	free(s->hdr_new);
-	free(s->mail_from);
-	s->hdr_new = s->mail_from = NULL;
-	s->hdr_newlen = s->hdr_skip = 0;
-	s->size_delta = 0;
-	s->need_smtputf8 = 0;
-}
-
-/*
- * rewrite_from = always: the identity this smarthost sends as
- * (from_address, else its username when that is an address), or NULL.
- */
-static const char *
-send_identity(const struct dsession *s)
-{
-	const struct config *c = s->rc->conf;
-
-	if (c->rewrite_from != REWRITE_FROM_ALWAYS)
-		return NULL;
-	if (c->from_address)
-		return c->from_address;
-	if (s->sh->username && strchr(s->sh->username, '@') != NULL)
-		return s->sh->username;
-	return NULL;
-}
-
-/*
- * Per-transaction changes to what is sent: the envelope sender and the
- * From:/Sender:/Reply-To: fields under rewrite_from = always.  The new
- * header section replaces the first hdr_skip octets of the content.
- */
-static void
-txn_prepare_rewrite(struct dsession *s)
-{
-	const struct spool_env *e = &s->msg->env;
-	const char *id = send_identity(s);
-	char buf[64 * 1024];
-	ssize_t n;
-	size_t hl;
-	int fd, complete;
-
-	if (id == NULL)
+	if (s->deadline_ev == NULL)
+		s->deadline_ev = evtimer_new(D->base, session_on_deadline, s);
+	evtimer_del(s->deadline_ev);
+	switch (dstate_deadline[s->state]) {
+	case DL_NONE:
+		if (session_clock_hook != NULL)
+			session_clock_hook(s, 0);
 		return;
-	if (e->sender[0] != '\0' && strcmp(e->sender, id) != 0)
-		s->mail_from = xstrdup(id);	/* <> stays <>: a bounce is a bounce */
-	if ((fd = spool_msg_open(&D->spool, e->id)) == -1)
-		return;	/* DATA will find out and defer */
-	n = pread(fd, buf, sizeof buf, 0);
-	close(fd);
-	if (n <= 0)
+	case DL_CONNECT:
+		t = session_connect_left(s);
+		break;
+	case DL_REPLY:
+	case DL_PROGRESS:
+		t = reply;
+		break;
+	case DL_SECRET:
+		t = reply + 5;
+		break;
+	case DL_DATA:
+		t = s->sh->data_timeout ? s->sh->data_timeout : 600;
+		break;
+	}
+	if (session_clock_hook != NULL) {
+		session_clock_hook(s, t);	/* a fake clock: it calls session_deadline_passed() */
 		return;
-	hl = rewrite_header_len(buf, (size_t)n, (size_t)n, &complete);
-	if (hl == 0 || !complete)
-		return;	/* no header section we can work on within 64K: sent as it is */
-	s->hdr_new = rewrite_for_identity(id, buf, hl, &s->hdr_newlen);
-	if (s->hdr_new != NULL)
-		s->hdr_skip = hl;
+	}
+	tv.tv_sec = t;
+	tv.tv_usec = 0;
+	evtimer_add(s->deadline_ev, &tv);
 }
 
-/*
- * 8-bit content for a smarthost that does not offer 8BITMIME: RFC 6152
- * section 3 allows converting it or bouncing it, never sending it as it
- * is.  The message as it would go out (hdr_new, then the stored content
- * after hdr_skip) is converted by linefix_7bit(): every 8-bit body or
- * leaf part becomes quoted-printable, MIME structure kept.  The copy then
- * takes the place of the whole stored content: hdr_new holds it and
- * hdr_skip is the stored size, so DS_BODY sends it and reads nothing more
- * from the file, and SIZE= follows from size_delta.
- *
- * Every message is checked, not only those recorded as 8BITMIME: the
- * check costs one read, only for such smarthosts, and no record can make
- * 8-bit octets go out unconverted.  Returns 0 (converted or nothing to
- * do), -1 when the content cannot be read (why: 4.3.0) or when 8-bit
- * octets would remain (in header fields, or in a body rule 6 of
- * linefix.h leaves alone; why: 5.6.3).
- */
-static int
-txn_prepare_7bit(struct dsession *s, char *why, size_t whylen, int *permanent)
-{
-	const struct spool_env *e = &s->msg->env;
-	struct linefix_report rep;
-	char *content, *out;
-	size_t clen, olen, i;
-
-	*permanent = 0;
-	if (s->caps.eightbitmime)
-		return 0;
-	if ((content = spool_msg_read(&D->spool, e->id, (size_t)e->size, &clen)) == NULL) {
-		snprintf(why, whylen, "cannot read queued content: %s", strerror(errno));
-		return -1;
-	}
-	if (s->hdr_new != NULL && s->hdr_skip <= clen) {
-		/* the rewritten header section in front of the stored body */
-		char *full = xmalloc(s->hdr_newlen + clen - s->hdr_skip + 1);
-		memcpy(full, s->hdr_new, s->hdr_newlen);
-		memcpy(full + s->hdr_newlen, content + s->hdr_skip, clen - s->hdr_skip);
-		out = linefix_7bit(full, s->hdr_newlen + clen - s->hdr_skip, &olen, &rep);
-		free(full);
-	} else
-		out = linefix_7bit(content, clen, &olen, &rep);
-	free(content);
-	if (out == NULL)
-		return 0;	/* all 7-bit */
-	for (i = 0; i < olen; i++)
-		if ((unsigned char)out[i] >= 0x80)
-			break;
-	if (i < olen) {
-		free(out);
-		snprintf(why, whylen, "554 5.6.3 the smarthost does not offer 8BITMIME, and the 8-bit content "
-		    "cannot be converted to 7-bit (8-bit header fields or an unparsable MIME structure)");
-		*permanent = 1;
-		return -1;
-	}
-	log_qid(LOG_INFO, e->id, NULL, "%s does not offer 8BITMIME: %zu part(s) re-encoded quoted-printable",
-	    s->relay, rep.parts_qp_encoded);
-	free(s->hdr_new);
-	s->hdr_new = out;
-	s->hdr_newlen = olen;
-	s->hdr_skip = clen;
-	return 0;
-}
-
-static void
-relay_info(struct dsession *s, struct relay_info *ri)
+void
+session_relay_info(struct dsession *s, struct relay_info *ri)
 {
 	ri->relay = s->connected ? s->relay : "none";
 	ri->tls = s->tls_done ? s->tlsv.version : "none";
 	ri->verify = s->tls_done ? s->tlsv.verify : NULL;
 	ri->dsn = s->caps.dsn;
-}
-
-static void
-carry_clear(struct dsession *s)
-{
-	free(s->carry);
-	s->carry = NULL;
-	s->ncarry = 0;
-}
-
-/*
- * Give the message back to the queue.  Recipients still carried for a
- * next transaction stay pending untouched: callers that end the session
- * defer them first (txn_outcome_all()); only a shutdown leaves them as
- * they are, for the next start.
- */
-static void
-msg_release(struct dsession *s)
-{
-	if (s->msg == NULL)
-		return;
-	txn_clear(s);
-	carry_clear(s);
-	queue_release(s->msg);
-	s->msg = NULL;
-}
-
-/*
- * Every recipient of the transaction not yet final gets this outcome:
- * with only_accepted, those the smarthost accepted (the reply to the end
- * of DATA decides for them; the ones a 452 left for later keep waiting);
- * else all of them, the ones left for later too (the session ends).
- */
-static void
-txn_outcome_all(struct dsession *s, enum outcome o, const char *dsn, const char *reply,
-    int only_accepted)
-{
-	struct relay_info ri;
-	size_t i;
-
-	if (s->msg == NULL)
-		return;
-	relay_info(s, &ri);
-	if (s->rc_idx == NULL && s->carry != NULL) {
-		/* Between two transactions (RSET): those waiting for the next one. */
-		if (only_accepted)
-			return;
-		for (i = 0; i < s->ncarry; i++)
-			if (s->msg->env.rcpts[s->carry[i]].status == RCPT_PENDING)
-				queue_outcome(s->msg, s->carry[i], o, &ri, dsn, reply);
-		carry_clear(s);
-		return;
-	}
-	if (s->rc_idx == NULL) {
-		/* Not yet in a transaction: every pending recipient of the message. */
-		for (i = 0; i < s->msg->env.nrcpt; i++)
-			if (s->msg->env.rcpts[i].status == RCPT_PENDING)
-				queue_outcome(s->msg, i, o, &ri, dsn, reply);
-		return;
-	}
-	for (i = 0; i < s->nrc; i++) {
-		if (s->rc_st[i] == RC_DECIDED)
-			continue;	/* already decided at RCPT */
-		if (only_accepted && s->rc_st[i] != RC_ACCEPTED)
-			continue;
-		queue_outcome(s->msg, s->rc_idx[i], o, &ri, dsn, reply);
-		s->rc_st[i] = RC_DECIDED;
-	}
 }
 
 void
@@ -372,100 +270,33 @@ session_close(struct dsession *s)
 	s->dead = 1;
 }
 
+/*
+ * The end of a top-level callback: a session marked dead is freed here
+ * and nowhere else (but delivery_shutdown()), never inside a nested call
+ * that may still use it.
+ */
 void
+session_top(struct dsession *s)
+{
+	if (s->dead && s->nested == 0)
+		session_free(s);
+}
+
+static void
 session_free(struct dsession *s)
 {
-	msg_release(s);
-	carry_clear(s);	/* delivery_shutdown() takes the message back without msg_release() */
+	txn_release(s);
+	txn_carry_clear(s);	/* delivery_shutdown() takes the message back without txn_release() */
 	auth_free(s);
 	conn_free(s);
+	if (s->deadline_ev != NULL)
+		event_free(s->deadline_ev);
 	TAILQ_REMOVE(&sessions, s, entry);
 	nsessions--;
 	runconf_unref(s->rc);
 	free(s);
 	if (!D->shutting_down)
-		delivery_kick();
-}
-
-/*
- * Which smarthost a message goes to now: the one its sender's route names
- * (routes are strict: that smarthost only), else the first one from the
- * message's failover position that is not backed off; if all of those
- * are, the one at the position (a probe).
- */
-static size_t
-msg_target(const struct config *c, const struct qmsg *m, int *routed)
-{
-	size_t i;
-	time_t now = time(NULL);
-	const struct route_conf *rt = conf_route_find(c, m->env.sender);
-
-	*routed = rt != NULL;
-	if (rt != NULL)
-		return rt->smarthost_index;
-	size_t fo = m->fo < c->nsmarthosts ? m->fo : 0;
-	for (i = fo; i < c->nsmarthosts; i++)
-		if (!shstate_down(c->smarthosts[i].name, now))
-			return i;
-	return fo;
-}
-
-static int
-wants(const struct dsession *s, const struct qmsg *m)
-{
-	int routed;
-
-	return msg_target(s->rc->conf, m, &routed) == s->shidx;
-}
-
-/* The first ready message this session's smarthost should carry; or NULL. */
-static struct qmsg *
-find_for(struct dsession *s)
-{
-	struct qmsg *m;
-
-	for (m = queue_ready_next(NULL); m != NULL; m = queue_ready_next(m))
-		if (wants(s, m))
-			return m;
-	return NULL;
-}
-
-/* The same, taken. */
-static struct qmsg *
-take_for(struct dsession *s)
-{
-	struct qmsg *m = find_for(s);
-
-	if (m != NULL)
-		queue_take(m);
-	return m;
-}
-
-/*
- * A message this smarthost could not take: on to the next smarthost in
- * the same attempt (no attempt counted), or, after the last one,
- * deferred with `why`.
- */
-static void
-failover_or_defer(struct dsession *s, struct qmsg *m, const char *why, const char *dsn)
-{
-	struct relay_info ri;
-	int routed;
-	size_t i;
-
-	msg_target(s->rc->conf, m, &routed);
-	if (!routed && s->shidx + 1 < s->rc->conf->nsmarthosts && !D->shutting_down) {
-		m->fo = (unsigned)s->shidx + 1;
-		log_qid(LOG_INFO, m->env.id, NULL, "smarthost %s failed; trying %s",
-		    s->sh->name, s->rc->conf->smarthosts[m->fo].name);
-		queue_release(m);	/* ready again, for the next smarthost */
-		return;
-	}
-	relay_info(s, &ri);
-	for (i = 0; i < m->env.nrcpt; i++)
-		if (m->env.rcpts[i].status == RCPT_PENDING)
-			queue_outcome(m, i, OUTCOME_DEFERRED, &ri, dsn, why);
-	queue_release(m);
+		dispatch_kick();
 }
 
 /*
@@ -476,430 +307,78 @@ failover_or_defer(struct dsession *s, struct qmsg *m, const char *why, const cha
  * are deferred — one probe per back-off step, not one per message.
  */
 void
-session_fail(struct dsession *s, const char *why, const char *dsn)
+session_fail(struct dsession *s, enum trouble_kind k, const char *why)
 {
 	int never_ready = s->messages == 0 && s->rc_idx == NULL;
 
 	log_info("%s", why);
-	/* for `mailrelay status` */
-	if (s->state == DS_AUTH || s->state == DS_SECRET)
-		D->stats.auth_failures++;
-	else if (s->state == DS_HANDSHAKE || s->state == DS_STARTTLS || (dsn != NULL &&
-	    (strncmp(dsn, "4.7.4", 5) == 0 || strncmp(dsn, "4.7.5", 5) == 0)))
-		D->stats.tls_failures++;
+	trouble_count(s, k);
 	if (!never_ready) {
-		txn_outcome_all(s, OUTCOME_DEFERRED, dsn, why, 0);
-		msg_release(s);
+		txn_outcome_all(s, k, 0, why, 0);
+		txn_release(s);
 		session_close(s);
 		return;
 	}
-	struct shstate *st = shstate_get(s->sh->name);
-	shstate_failure(s->sh->name, why, queue_retry_delay(st->failures + 1));
+	trouble_smarthost_failed(s, why);
 
 	struct qmsg *m = s->msg;
 	s->msg = NULL;
 	txn_clear(s);
-	/* Every ready message meant for this smarthost, taken before any is requeued. */
-	struct qmsg **batch = NULL;
-	size_t n = 0, i;
-	if (m != NULL) {
-		batch = xreallocarray(batch, n + 1, sizeof *batch);
-		batch[n++] = m;
-	}
-	while ((m = take_for(s)) != NULL) {
-		batch = xreallocarray(batch, n + 1, sizeof *batch);
-		batch[n++] = m;
-	}
-	for (i = 0; i < n; i++)
-		failover_or_defer(s, batch[i], why, dsn);
-	free(batch);
+	dispatch_smarthost_failed(s, m, k, why);
 	session_close(s);
 }
 
 static void
 session_quit(struct dsession *s)
 {
-	msg_release(s);
+	txn_release(s);
 	session_enter(s, DS_QUIT);
 }
 
 /* ------------------------------------------------------------------ */
-
-static unsigned
-sessions_for(size_t shidx)
-{
-	struct dsession *s;
-	unsigned n = 0;
-
-	TAILQ_FOREACH(s, &sessions, entry)
-		if (s->rc == D->rc && s->shidx == shidx && !s->dead)
-			n++;
-	return n;
-}
-
-static void
-start_session(size_t shidx, struct qmsg *m)
-{
-	struct dsession *s = xcalloc(1, sizeof *s);
-
-	s->rc = runconf_ref(D->rc);
-	s->shidx = shidx;
-	s->sh = &s->rc->conf->smarthosts[s->shidx];
-	s->body_fd = -1;
-	snprintf(s->relay, sizeof s->relay, "%s:%u", s->sh->host, s->sh->port);
-	TAILQ_INSERT_TAIL(&sessions, s, entry);
-	nsessions++;
-	queue_take(m);
-	rate_started(s->sh, m);
-	s->msg = m;
-	conn_start(s);
-	if (s->dead)
-		session_free(s);
-}
-
-/*
- * rate_limit = COUNT/PERIOD: what is counted is messages, each one when a
- * session takes it for this smarthost (at session start or for the next
- * transaction on an open connection), since providers count messages
- * (Exchange Online: 30 a minute; Gmail: so many a day).  Further
- * transactions of the same message (recipients left by a 452) are not
- * counted again; a message taken and then not sent (the connection
- * failed) is: the count errs on the safe side.
- *
- * A sliding window, not even spacing: at most COUNT starts in any PERIOD,
- * which is how providers state their limits, and the whole allowance is
- * usable at once (a burst of 30 after a quiet minute) instead of one
- * message every 2 s.  A token bucket would let up to 2*COUNT-1 through in
- * one PERIOD.  The window (start times, in shstate by name) survives a
- * reload, and a restart (ratekeep.c saves it in the spool).
- *
- * A message that must wait stays ready: no attempt, no deferral, no log
- * line of its own, and no failover (msg_target() does not look at the
- * window): it waits for its own smarthost.  One timer re-kicks delivery
- * when the first waiting smarthost may start again.  One info line when a
- * smarthost starts to wait; shstate's paced_until says until when, and
- * goes back to 0 at the first kick that finds nothing waiting for it.
- */
-static struct event *rate_timer;
-static long long rate_timer_at;         /* monotonic ms; 0: not armed */
-static unsigned long long kick_gen;     /* counts delivery_kick() passes */
-
-static void
-rate_on_timer(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	(void)arg;
-	rate_timer_at = 0;
-	delivery_kick();
-}
-
-static void
-rate_timer_arm(long long now, long long wait)
-{
-	struct timeval tv;
-
-	if (rate_timer_at != 0 && rate_timer_at <= now + wait)
-		return;
-	if (rate_timer == NULL)
-		rate_timer = evtimer_new(D->base, rate_on_timer, NULL);
-	rate_timer_at = now + wait;
-	tv.tv_sec = (time_t)(wait / 1000);
-	tv.tv_usec = (suseconds_t)(wait % 1000 * 1000);
-	evtimer_add(rate_timer, &tv);
-}
-
-/* "30/m", "1000/h", "500/d", "100/90s" */
-static void
-rate_text(const struct smarthost_conf *sh, char *buf, size_t len)
-{
-	static const struct { unsigned secs; const char *unit; } units[] = {
-		{ 86400, "d" }, { 3600, "h" }, { 60, "m" }, { 1, "s" },
-	};
-	size_t i;
-
-	for (i = 0; i < sizeof units / sizeof units[0]; i++)
-		if (sh->rate_limit_period == units[i].secs) {
-			snprintf(buf, len, "%u/%s", sh->rate_limit_count, units[i].unit);
-			return;
-		}
-	snprintf(buf, len, "%u/%us", sh->rate_limit_count, sh->rate_limit_period);
-}
-
-/* 1: this smarthost may not start another message now (the timer is armed). */
-static int
-rate_paced(const struct smarthost_conf *sh)
-{
-	if (sh->rate_limit_count == 0)
-		return 0;
-	struct shstate *st = shstate_get(sh->name);
-	long long now = shstate_now_ms();
-	long long wait = shstate_rate_wait(st, sh->rate_limit_count, sh->rate_limit_period, now);
-	if (wait <= 0)
-		return 0;
-	if (st->paced_until == 0) {
-		char rate[40];
-		rate_text(sh, rate, sizeof rate);
-		log_info("smarthost %s: rate_limit %s reached; next message in %llds",
-		    sh->name, rate, (wait + 999) / 1000);
-	}
-	st->paced_until = time(NULL) + (time_t)((wait + 999) / 1000);
-	st->paced_gen = kick_gen;
-	rate_timer_arm(now, wait);
-	return 1;
-}
-
-/*
- * A message counts against the window when it is taken for a
- * transaction.  The debug line is the daemon's own record of each start
- * (monotonic ms), which the tests read: what a smarthost sees is later
- * by a scheduling delay that no slack can bound on a busy machine.
- */
-static void
-rate_started(const struct smarthost_conf *sh, const struct qmsg *m)
-{
-	if (sh->rate_limit_count != 0) {
-		long long now = shstate_now_ms();
-		shstate_rate_start(shstate_get(sh->name), sh->rate_limit_count, now);
-		ratekeep_touch();
-		log_qid(LOG_DEBUG, m->env.id, NULL, "counted in the rate_limit window of smarthost %s at %lld ms", sh->name, now);
-	}
-}
-
-/*
- * Start sessions for ready messages, at most `concurrency` per smarthost,
- * and no more messages than its rate_limit allows (those wait, ready).
- * After each start the ready list is walked again from its head: a
- * session that fails at once moves messages around.
- */
-void
-delivery_kick(void)
-{
-	static int kicking;
-	struct qmsg *m;
-	int started;
-	size_t i;
-
-	if (kicking || D->shutting_down)
-		return;
-	if (D->conf->nsmarthosts == 0) {
-		if (!warned_no_smarthost && queue_has_ready()) {
-			log_warnx("no smarthost is configured: mail is accepted and kept in the queue");
-			warned_no_smarthost = 1;
-		}
-		return;
-	}
-	warned_no_smarthost = 0;
-	kicking = 1;
-	kick_gen++;
-	do {
-		started = 0;
-		for (m = queue_ready_next(NULL); m != NULL; m = queue_ready_next(m)) {
-			int routed;
-			size_t t = msg_target(D->conf, m, &routed);
-			struct shstate *st = shstate_get(D->conf->smarthosts[t].name);
-			if (st->paced_until != 0)
-				st->paced_gen = kick_gen;	/* still waiting for it */
-			if (sessions_for(t) < D->conf->concurrency && !rate_paced(&D->conf->smarthosts[t])) {
-				start_session(t, m);
-				started = 1;
-				break;
-			}
-		}
-	} while (started);
-	/* no message waited for it in this pass: its pacing is over */
-	for (i = 0; i < D->conf->nsmarthosts; i++) {
-		struct shstate *st = shstate_get(D->conf->smarthosts[i].name);
-		if (st->paced_until != 0 && st->paced_gen != kick_gen)
-			st->paced_until = 0;
-	}
-	kicking = 0;
-}
-
-/* ------------------------------------------------------------------ */
-
-/* add_header lines of the smarthost, prepended to every message it carries. */
-static unsigned long long
-added_headers_size(const struct dsession *s)
-{
-	unsigned long long n = 0;
-
-	for (size_t i = 0; i < s->sh->nadd_header; i++)
-		n += strlen(s->sh->add_header[i]) + 2;
-	return n;
-}
-
-static void
-send_added_headers(struct dsession *s)
-{
-	char out[2 * 1024 + 8];
-
-	for (size_t i = 0; i < s->sh->nadd_header; i++) {
-		const char *h = s->sh->add_header[i];
-		size_t len = strlen(h);
-		if (len > 1000)
-			continue;	/* conf refuses these; belt and braces for the buffer */
-		size_t n = dot_encode(&s->enc, h, len, out);
-		n += dot_encode(&s->enc, "\r\n", 2, out + n);
-		bufferevent_write(s->bev, out, n);
-	}
-}
-
-/* Send MAIL (idx 0), RCPT (1..nrc) or DATA; -1 when the session failed (see session_send()). */
-static int
-send_envelope_cmd(struct dsession *s, size_t idx)
-{
-	const struct spool_env *e = &s->msg->env;
-	char params[512] = "", tmp[400];
-
-	if (idx == 0) {
-		if (s->caps.size_present) {
-			snprintf(tmp, sizeof tmp, " SIZE=%llu", e->size + s->size_delta);
-			strlcat_mr(params, tmp, sizeof params);
-		}
-		if (e->eightbit && s->caps.eightbitmime)
-			strlcat_mr(params, " BODY=8BITMIME", sizeof params);
-		if (s->caps.smtputf8 && s->need_smtputf8)
-			strlcat_mr(params, " SMTPUTF8", sizeof params);
-		if (s->caps.dsn && e->ret[0]) {
-			snprintf(tmp, sizeof tmp, " RET=%s", e->ret);
-			strlcat_mr(params, tmp, sizeof params);
-		}
-		if (s->caps.dsn && e->envid[0]) {
-			snprintf(tmp, sizeof tmp, " ENVID=%s", e->envid);
-			strlcat_mr(params, tmp, sizeof params);
-		}
-		if (session_send(s, "MAIL FROM:<%s>%s", s->mail_from ? s->mail_from : e->sender,
-		    params) == -1)
-			return -1;
-	} else if (idx <= s->nrc) {
-		const struct spool_rcpt *r = &e->rcpts[s->rc_idx[idx - 1]];
-		if (s->caps.dsn && r->notify[0]) {
-			snprintf(tmp, sizeof tmp, " NOTIFY=%s", r->notify);
-			strlcat_mr(params, tmp, sizeof params);
-		}
-		if (s->caps.dsn && r->orcpt) {
-			snprintf(tmp, sizeof tmp, " ORCPT=%s", r->orcpt);
-			strlcat_mr(params, tmp, sizeof params);
-		} else if (s->caps.dsn && r->orig && strcasecmp(r->orig, r->addr) != 0) {
-			/* the address as submitted, before aliases and admin_address (RFC 3461 4.2) */
-			char q[ADDR_MAX + 80], x[3 * (ADDR_MAX + 80)];
-			if (strchr(r->orig, '@') != NULL)
-				snprintf(q, sizeof q, "%s", r->orig);
-			else
-				snprintf(q, sizeof q, "%s@%s", r->orig, s->rc->conf->hostname);
-			xtext_encode(q, x, sizeof x);
-			if (!has_8bit(q) && strlen(x) < sizeof tmp - 20) {
-				snprintf(tmp, sizeof tmp, " ORCPT=rfc822;%s", x);
-				strlcat_mr(params, tmp, sizeof params);
-			}
-		}
-		if (session_send(s, "RCPT TO:<%s>%s", r->addr, params) == -1)
-			return -1;
-	} else if (session_send(s, "DATA") == -1)
-		return -1;
-	s->sent_idx = idx + 1;
-	return 0;
-}
-
-/*
- * Begin a transaction for s->msg: for the recipients a 452 left for it
- * when there are any (see txn_end()), else for every pending one.
- */
-static void
-txn_begin(struct dsession *s)
-{
-	const struct spool_env *e = &s->msg->env;
-	size_t i;
-
-	txn_clear(s);
-	s->rc_idx = xcalloc(e->nrcpt ? e->nrcpt : 1, sizeof *s->rc_idx);
-	s->rc_st = xcalloc(e->nrcpt ? e->nrcpt : 1, sizeof *s->rc_st);
-	if (s->carry != NULL) {
-		for (i = 0; i < s->ncarry; i++)
-			if (e->rcpts[s->carry[i]].status == RCPT_PENDING)
-				s->rc_idx[s->nrc++] = s->carry[i];
-		carry_clear(s);
-	} else {
-		for (i = 0; i < e->nrcpt; i++)
-			if (e->rcpts[i].status == RCPT_PENDING)
-				s->rc_idx[s->nrc++] = i;
-	}
-	if (s->nrc == 0) {
-		msg_release(s);
-		session_next_message(s);
-		return;
-	}
-	if (s->caps.size_present && s->caps.size > 0 && e->size + added_headers_size(s) > s->caps.size) {
-		char why[200];
-		snprintf(why, sizeof why, "552 5.3.4 message size %llu exceeds the smarthost's limit of %llu",
-		    e->size, s->caps.size);
-		txn_outcome_all(s, OUTCOME_BOUNCED, "5.3.4", why, 0);
-		msg_release(s);
-		session_next_message(s);
-		return;
-	}
-	int addr8 = has_8bit(e->sender);
-	for (i = 0; i < s->nrc; i++)
-		if (has_8bit(e->rcpts[s->rc_idx[i]].addr))
-			addr8 = 1;
-	s->need_smtputf8 = e->smtputf8 || addr8;
-	if (addr8 && !s->caps.smtputf8) {
-		/* a non-ASCII address cannot cross without SMTPUTF8 (RFC 6531 3.2) */
-		txn_outcome_all(s, OUTCOME_BOUNCED, "5.6.7",
-		    "553 5.6.7 the smarthost does not offer SMTPUTF8, needed for a non-ASCII address", 0);
-		msg_release(s);
-		session_next_message(s);
-		return;
-	}
-	txn_prepare_rewrite(s);
-	char why7[300];
-	int perm7;
-	if (txn_prepare_7bit(s, why7, sizeof why7, &perm7) == -1) {
-		log_qid(LOG_ERR, e->id, NULL, "%s", why7);
-		txn_outcome_all(s, perm7 ? OUTCOME_BOUNCED : OUTCOME_DEFERRED, perm7 ? "5.6.3" : "4.3.0", why7, 0);
-		msg_release(s);
-		session_next_message(s);
-		return;
-	}
-	s->size_delta = added_headers_size(s) + s->hdr_newlen - s->hdr_skip;
-	s->messages++;
-	session_enter(s, DS_ENVELOPE);
-}
 
 /* After the greeting (and TLS and AUTH): the message taken at session start, else the next ready one. */
 void
 session_go(struct dsession *s)
 {
 	if (s->messages == 0)
-		shstate_success(s->sh->name);
+		trouble_smarthost_ok(s);
 	if (s->msg != NULL)
 		txn_begin(s);
 	else
 		session_next_message(s);
 }
 
-static void
+void
+session_auth(struct dsession *s, enum auth_result r, const struct auth_failure *f)
+{
+	switch (r) {
+	case AUTH_GO:
+		session_go(s);
+		break;
+	case AUTH_WAIT:
+		break;
+	case AUTH_FAILED:
+		session_fail(s, f->kind, f->why);
+		break;
+	}
+}
+
+void
 session_next_message(struct dsession *s)
 {
 	if (s->dead)
 		return;
-	/*
-	 * Over its rate_limit: this connection ends and the message stays
-	 * ready for the timer's kick (see rate_paced()), rather than holding
-	 * the connection idle for as long as the window says.
-	 */
-	s->msg = D->shutting_down || find_for(s) == NULL || rate_paced(s->sh) ? NULL : take_for(s);
+	s->msg = dispatch_next(s);
 	if (s->msg == NULL) {
 		session_enter(s, DS_QUIT);
 		return;
 	}
-	rate_started(s->sh, s->msg);
 	txn_begin(s);
 }
 
 /* A transaction is over (and RSET done if it needed one): the next one, of this message or another. */
-static void
+void
 session_continue(struct dsession *s)
 {
 	if (s->dead)
@@ -908,87 +387,8 @@ session_continue(struct dsession *s)
 		txn_begin(s);
 		return;
 	}
-	msg_release(s);
+	txn_release(s);
 	session_next_message(s);
-}
-
-/*
- * The transaction is over: each of its recipients has its outcome, except
- * those refused with 452 after others were accepted (RC_LATER).  A server
- * with a limit on recipients per transaction answers 452 past it and a
- * client sends the rest in further transactions (RFC 5321 4.5.3.1.10).  So
- * they are not a failed attempt: no attempt is counted, no retry delay
- * applies; they go in the next transaction on this connection, at once.
- * This ends: a transaction leaves recipients for later only when it took
- * at least one (a 452 before any acceptance is a temporary failure of
- * that recipient, judged at its RCPT), so each one takes some.
- *
- * What this transaction decided is written to the spool before the next
- * one starts, so that a crash in a later transaction does not send these
- * recipients again (only an in-flight transaction may be duplicated).
- *
- * rset: the server may still hold this transaction (DATA was refused, or
- * no RCPT was accepted): RSET first.
- */
-static void
-txn_end(struct dsession *s, int rset)
-{
-	size_t i, n = 0;
-
-	if (s->msg != NULL && s->rc_idx != NULL)
-		for (i = 0; i < s->nrc; i++)
-			if (s->rc_st[i] == RC_LATER)
-				n++;
-	if (n > 0 && !D->shutting_down) {
-		s->carry = xcalloc(n, sizeof *s->carry);
-		for (i = 0; i < s->nrc; i++)
-			if (s->rc_st[i] == RC_LATER)
-				s->carry[s->ncarry++] = s->rc_idx[i];
-		log_qid(LOG_INFO, s->msg->env.id, NULL,
-		    "%s took %zu recipient%s of %zu in one transaction; the other %zu go in the next",
-		    s->relay, s->naccepted, s->naccepted == 1 ? "" : "s", s->nrc, n);
-		txn_clear(s);
-		queue_checkpoint(s->msg);
-	} else
-		msg_release(s);	/* a shutdown leaves RC_LATER ones untouched, for the next start */
-	if (rset)
-		session_enter(s, DS_RSET);
-	else
-		session_continue(s);
-}
-
-static int
-body_refill(struct dsession *s)
-{
-	struct evbuffer *out = bufferevent_get_output(s->bev);
-	char in[BODY_CHUNK], enc[2 * BODY_CHUNK + 8];
-	ssize_t n;
-	size_t m;
-
-	while (evbuffer_get_length(out) < BODY_CHUNK) {
-		n = read(s->body_fd, in, sizeof in);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -1;
-		}
-		if (n == 0) {
-			if (queue_verify(s->msg, s->body_fd) == -1) {
-				/* changed while being read: no final dot, the server drops what it got */
-				session_close(s);
-				return 0;
-			}
-			m = dot_encode_finish(&s->enc, enc);
-			evbuffer_add(out, enc, m);
-			close(s->body_fd);
-			s->body_fd = -1;
-			session_enter(s, DS_DOT);
-			return 0;
-		}
-		m = dot_encode(&s->enc, in, (size_t)n, enc);
-		evbuffer_add(out, enc, m);
-	}
-	return 0;
 }
 
 static const char *
@@ -1000,8 +400,6 @@ helo_name(const struct dsession *s)
 void
 session_enter(struct dsession *s, enum dstate st)
 {
-	size_t i;
-
 	log_debug("%s: state %s -> %s", s->relay, dstate_name[s->state], dstate_name[st]);
 	s->state = st;
 	session_timeouts(s);
@@ -1024,47 +422,10 @@ session_enter(struct dsession *s, enum dstate st)
 		session_send(s, "STARTTLS");
 		break;
 	case DS_ENVELOPE:
-		if (s->caps.pipelining) {
-			for (i = 0; i <= s->nrc + 1; i++)
-				if (send_envelope_cmd(s, i) == -1)
-					break;
-		} else
-			send_envelope_cmd(s, 0);
+		txn_send_envelope(s);
 		break;
 	case DS_BODY:
-		s->body_fd = spool_msg_open(&D->spool, s->msg->env.id);
-		if (s->body_fd == -1) {
-			/* Our own spool failed us: abort the transaction, retry later. */
-			char why[300];
-			snprintf(why, sizeof why, "cannot read queued content: %s", strerror(errno));
-			log_qid(LOG_ERR, s->msg->env.id, NULL, "%s", why);
-			txn_outcome_all(s, OUTCOME_DEFERRED, "4.3.0", why, 0);
-			session_close(s);	/* the server is inside DATA: drop the connection */
-			return;
-		}
-		if (queue_verify(s->msg, s->body_fd) == -1) {
-			/* damaged (held and logged by the queue): not a byte of it is sent */
-			session_close(s);
-			return;
-		}
-		dot_encoder_init(&s->enc);
-		send_added_headers(s);
-		if (s->hdr_new != NULL) {
-			char *enc = xmalloc(2 * s->hdr_newlen + 8);
-			size_t m = dot_encode(&s->enc, s->hdr_new, s->hdr_newlen, enc);
-			bufferevent_write(s->bev, enc, m);
-			free(enc);
-			if (lseek(s->body_fd, (off_t)s->hdr_skip, SEEK_SET) == -1) {
-				txn_outcome_all(s, OUTCOME_DEFERRED, "4.3.0", "cannot read queued content", 0);
-				session_close(s);
-				return;
-			}
-		}
-		bufferevent_setwatermark(s->bev, EV_WRITE, BODY_CHUNK / 2, 0);
-		if (body_refill(s) == -1) {
-			txn_outcome_all(s, OUTCOME_DEFERRED, "4.3.0", "cannot read queued content", 0);
-			session_close(s);
-		}
+		txn_body_start(s);
 		break;
 	case DS_DOT:
 		bufferevent_setwatermark(s->bev, EV_WRITE, 0, 0);
@@ -1078,72 +439,6 @@ session_enter(struct dsession *s, enum dstate st)
 	}
 }
 
-/* Judge one reply to the envelope commands. */
-static void
-on_envelope_reply(struct dsession *s, const char *text)
-{
-	int cls = smtp_reply_class(&s->reply);
-	size_t idx = s->reply_idx++;
-	struct relay_info ri;
-
-	relay_info(s, &ri);
-	if (idx == 0) {
-		/* MAIL */
-		if (cls != 2) {
-			txn_outcome_all(s, cls == 5 ? OUTCOME_BOUNCED : OUTCOME_DEFERRED, NULL, text, 0);
-			s->mail_failed = 1;
-		}
-	} else if (idx <= s->nrc) {
-		/* RCPT */
-		if (!s->mail_failed) {
-			size_t i = idx - 1;
-			if (cls == 2) {
-				s->rc_st[i] = RC_ACCEPTED;
-				s->naccepted++;
-			} else if (s->reply.code == 452 && s->naccepted > 0) {
-				/*
-				 * Too many recipients for this transaction: for the
-				 * next one (txn_end()).  Before any acceptance a 452
-				 * says the server has no room at all: deferred below.
-				 */
-				log_debug("%s: <%s> left for the next transaction: %s", s->relay,
-				    s->msg->env.rcpts[s->rc_idx[i]].addr, text);
-				s->rc_st[i] = RC_LATER;
-			} else {
-				queue_outcome(s->msg, s->rc_idx[i], cls == 5 ? OUTCOME_BOUNCED : OUTCOME_DEFERRED,
-				    &ri, NULL, text);
-				s->rc_st[i] = RC_DECIDED;
-			}
-		}
-	} else {
-		/* DATA */
-		if (s->reply.code == 354) {
-			if (s->mail_failed || s->naccepted == 0) {
-				/* A pipelining server let DATA through with nobody to deliver to. */
-				bufferevent_write(s->bev, ".\r\n", 3);
-				msg_release(s);
-				session_enter(s, DS_DOT);
-				return;
-			}
-			session_enter(s, DS_BODY);
-			return;
-		}
-		if (!s->mail_failed && s->naccepted > 0)
-			txn_outcome_all(s, cls == 5 ? OUTCOME_BOUNCED : OUTCOME_DEFERRED, NULL, text, 1);
-		txn_end(s, 1);
-		return;
-	}
-
-	if (s->caps.pipelining)
-		return;
-	/* Without PIPELINING: decide what to send next. */
-	if (s->mail_failed || (idx == s->nrc && s->naccepted == 0)) {
-		txn_end(s, 1);
-		return;
-	}
-	(void)send_envelope_cmd(s, s->sent_idx);	/* on failure the session is closed */
-}
-
 /* The smarthost refused us before any transaction: a failure of the host, retried. */
 static void
 host_refused(struct dsession *s, const char *what, const char *text)
@@ -1151,12 +446,13 @@ host_refused(struct dsession *s, const char *what, const char *text)
 	char why[1400];
 
 	snprintf(why, sizeof why, "%s refused %s: %s", s->relay, what, text);
-	session_fail(s, why, NULL);
+	session_fail(s, TK_EHLO_REFUSED, why);
 }
 
 static void
 on_reply(struct dsession *s)
 {
+	struct auth_failure af;
 	char text[1200];
 	int cls = smtp_reply_class(&s->reply);
 
@@ -1179,8 +475,8 @@ on_reply(struct dsession *s)
 		 * transaction it never had.  Recipients sent in earlier
 		 * transactions keep their outcome.
 		 */
-		txn_outcome_all(s, OUTCOME_DEFERRED, NULL, text, 0);
-		msg_release(s);
+		txn_outcome_all(s, TK_CLOSING, 0, text, 0);
+		txn_release(s);
 		session_close(s);
 		return;
 	}
@@ -1190,7 +486,7 @@ on_reply(struct dsession *s)
 		if (cls != 2) {
 			char why[1400];
 			snprintf(why, sizeof why, "host %s refused to talk to us: %s", s->relay, text);
-			session_fail(s, why, NULL);
+			session_fail(s, TK_GREETING_REFUSED, why);
 			return;
 		}
 		session_enter(s, DS_EHLO);
@@ -1198,8 +494,8 @@ on_reply(struct dsession *s)
 	case DS_EHLO:
 		if (cls == 2) {
 			smtp_caps_parse(&s->reply, &s->caps);
-			if (conn_after_ehlo(s) && auth_start(s))
-				session_go(s);
+			if (conn_after_ehlo(s))
+				session_auth(s, auth_start(s, &af), &af);
 		} else if (cls == 5 && s->sh->helo_fallback) {
 			/* RFC 5321 4.1.4: fall back to HELO when EHLO is not understood. */
 			session_enter(s, DS_HELO);
@@ -1209,19 +505,19 @@ on_reply(struct dsession *s)
 	case DS_STARTTLS:
 		if (s->reply.code == 220)
 			conn_starttls(s);
-		else if (conn_starttls_refused(s, text) && auth_start(s))
-			session_go(s);
+		else if (conn_starttls_refused(s, text))
+			session_auth(s, auth_start(s, &af), &af);
 		break;
 	case DS_HELO:
 		if (cls == 2) {
 			memset(&s->caps, 0, sizeof s->caps);
-			if (conn_after_ehlo(s) && auth_start(s))
-				session_go(s);
+			if (conn_after_ehlo(s))
+				session_auth(s, auth_start(s, &af), &af);
 		} else
 			host_refused(s, "HELO", text);
 		break;
 	case DS_ENVELOPE:
-		on_envelope_reply(s, text);
+		txn_on_reply(s, text);
 		break;
 	case DS_BODY:
 		/*
@@ -1229,15 +525,14 @@ on_reply(struct dsession *s)
 		 * up.  It decides for the accepted recipients; the connection is
 		 * dropped, so any left for a next transaction are deferred.
 		 */
-		txn_outcome_all(s, cls == 5 ? OUTCOME_BOUNCED : OUTCOME_DEFERRED, NULL, text, 1);
-		txn_outcome_all(s, OUTCOME_DEFERRED, NULL, text, 0);
-		msg_release(s);
+		txn_outcome_all(s, TK_BODY_CUT, cls, text, 1);
+		txn_outcome_all(s, TK_ABANDONED, 0, text, 0);
+		txn_release(s);
 		session_close(s);
 		break;
 	case DS_DOT:
 		if (s->msg != NULL) {
-			enum outcome o = cls == 2 ? OUTCOME_SENT : cls == 5 ? OUTCOME_BOUNCED : OUTCOME_DEFERRED;
-			txn_outcome_all(s, o, NULL, text, 1);
+			txn_outcome_all(s, TK_DOT_REPLY, cls, text, 1);
 			txn_end(s, 0);
 			break;
 		}
@@ -1246,7 +541,7 @@ on_reply(struct dsession *s)
 	case DS_RSET:
 		if (cls != 2) {
 			/* no clean state for another transaction: those left for one are deferred */
-			txn_outcome_all(s, OUTCOME_DEFERRED, NULL, text, 0);
+			txn_outcome_all(s, TK_RSET_REFUSED, 0, text, 0);
 			session_quit(s);
 			break;
 		}
@@ -1256,7 +551,7 @@ on_reply(struct dsession *s)
 		session_close(s);
 		break;
 	case DS_AUTH:
-		auth_on_reply(s);
+		session_auth(s, auth_on_reply(s, &af), &af);
 		break;
 	case DS_RESOLVE:
 	case DS_CONNECT:
@@ -1268,13 +563,15 @@ on_reply(struct dsession *s)
 }
 
 /* ------------------------------------------------------------------
- * I/O: bufferevent callbacks turn bytes and events into on_reply() calls.
+ * I/O: the one entry point.  The bufferevent callbacks and the deadline
+ * timer only say what happened (enum session_ev); session_io() acts on
+ * it and, at its end, frees a session that ended (session_top()).
  */
 
-void
-session_on_read(struct bufferevent *bev, void *arg)
+/* Complete replies from the input, each judged by on_reply(). */
+static void
+session_input(struct dsession *s, struct bufferevent *bev)
 {
-	struct dsession *s = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 	char err[200], *line;
 	size_t len;
@@ -1286,12 +583,15 @@ session_on_read(struct bufferevent *bev, void *arg)
 			char why[300];
 			snprintf(why, sizeof why, "protocol error from %s while %s: %s",
 			    s->relay, dstate_what[s->state], err);
-			session_fail(s, why, "4.5.0");
+			session_fail(s, TK_PROTOCOL, why);
 			break;
 		}
 		if (rc == SMTP_REPLY_DONE) {
 			on_reply(s);
 			smtp_reply_init(&s->reply);
+			/* each complete reply gets the whole deadline (pipelined replies, AUTH rounds) */
+			if (!s->dead)
+				session_timeouts(s);
 			if (s->dead || s->bev != bev)
 				break;	/* now on a TLS filter or a new connection */
 		}
@@ -1299,24 +599,67 @@ session_on_read(struct bufferevent *bev, void *arg)
 	if (!s->dead && s->bev == bev && evbuffer_get_length(in) > REPLY_LINE_LIMIT) {
 		char why[300];
 		snprintf(why, sizeof why, "protocol error from %s: reply line too long", s->relay);
-		session_fail(s, why, "4.5.0");
+		session_fail(s, TK_PROTOCOL, why);
 	}
-	if (s->dead)
-		session_free(s);
+}
+
+/* The output drained below the low-water mark: more of the body, a new deadline. */
+static void
+session_drained(struct dsession *s)
+{
+	if (s->state == DS_BODY && s->body_fd != -1) {
+		session_timeouts(s);
+		if (txn_body_refill(s) == -1) {
+			txn_outcome_all(s, TK_SPOOL_READ, 0, "cannot read queued content", 0);
+			session_close(s);
+		}
+	}
+}
+
+static void
+session_io(struct dsession *s, enum session_ev ev, short what)
+{
+	struct bufferevent *bev = s->bev;
+
+	s->nested++;
+	switch (ev) {
+	case SEV_INPUT:
+		session_input(s, bev);
+		break;
+	case SEV_DRAINED:
+		session_drained(s);
+		break;
+	case SEV_EVENT:
+		conn_event(s, bev, what);
+		break;
+	case SEV_DEADLINE:
+		log_debug("%s: deadline of state %s passed", s->relay, dstate_name[s->state]);
+		conn_event(s, bev, BEV_EVENT_TIMEOUT | BEV_EVENT_READING);
+		break;
+	}
+	s->nested--;
+	session_top(s);
+}
+
+void
+session_on_read(struct bufferevent *bev, void *arg)
+{
+	(void)bev;
+	session_io(arg, SEV_INPUT, 0);
 }
 
 void
 session_on_write(struct bufferevent *bev, void *arg)
 {
-	struct dsession *s = arg;
-
 	(void)bev;
-	if (s->state == DS_BODY && s->body_fd != -1 && body_refill(s) == -1) {
-		txn_outcome_all(s, OUTCOME_DEFERRED, "4.3.0", "cannot read queued content", 0);
-		session_close(s);
-	}
-	if (s->dead)
-		session_free(s);
+	session_io(arg, SEV_DRAINED, 0);
+}
+
+void
+session_on_event(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	session_io(arg, SEV_EVENT, what);
 }
 
 void
@@ -1324,12 +667,7 @@ delivery_shutdown(void)
 {
 	struct dsession *s;
 
-	if (rate_timer != NULL) {
-		event_free(rate_timer);
-		rate_timer = NULL;
-		rate_timer_at = 0;
-	}
-	ratekeep_flush();
+	dispatch_shutdown();
 	/* Messages go back untouched: no attempt is counted for an aborted session. */
 	while ((s = TAILQ_FIRST(&sessions)) != NULL) {
 		if (s->msg != NULL) {

@@ -3,8 +3,10 @@
  *
  *   RESOLVE   evdns_getaddrinfo, never blocking the loop (the proxy's name
  *             when `proxy = socks5://HOST:PORT` is set)
- *   CONNECT   each address in turn until one answers (IPv6 and IPv4 alike);
- *             with tls = implicit the TLS handshake is part of connecting
+ *   CONNECT   the addresses raced, IPv6 and IPv4 interleaved, a head start
+ *             each (Happy Eyeballs, see attempt_next()); the whole phase
+ *             within connect_timeout; with tls = implicit the TLS
+ *             handshake is part of connecting
  *   SOCKS     through a proxy: RFC 1928 CONNECT to the smarthost by name,
  *             then (implicit TLS) the handshake on a filter
  *   ...       GREETING and EHLO are handled in delivery.c, which then asks
@@ -44,15 +46,10 @@
 #include "log.h"
 #include "xmalloc.h"
 
-static void connect_addr(struct dsession *s);
-static int in_start;	/* conn_start() is on the stack: callbacks must not free */
-
-static void
-free_if_dead(struct dsession *s)
-{
-	if (s->dead && !in_start)
-		session_free(s);
-}
+static void attempt_next(struct dsession *s);
+static void on_connected(struct dsession *s);
+static struct evutil_addrinfo *interleave(struct evutil_addrinfo *res);
+static int openssl_reason(struct bufferevent *bev, char *buf, size_t len);
 
 static SSL_CTX *
 tls_ctx(struct dsession *s)
@@ -87,13 +84,33 @@ on_resolved(int result, struct evutil_addrinfo *res, void *arg)
 		else
 			snprintf(why, sizeof why, "connect to %s:%u: host name lookup failed: %s",
 			    s->sh->host, s->sh->port, evutil_gai_strerror(result));
-		session_fail(s, why, "4.4.3");
-		free_if_dead(s);
+		session_fail(s, TK_DNS, why);
+		session_top(s);
 		return;
 	}
-	s->addrs = s->addr = res;
-	connect_addr(s);
-	free_if_dead(s);
+	s->addrs = s->addr = interleave(res);
+	session_enter(s, DS_CONNECT);	/* the connect phase's deadline starts now */
+	attempt_next(s);
+	session_top(s);
+}
+
+/*
+ * The test seam for name resolution: MAILRELAYD_TEST_HOSTS names a
+ * hosts(5) file whose entries are looked up before DNS, read once, at the
+ * first lookup.  The integration tests use it for a name with an IPv6 and
+ * an IPv4 address, which the machine's own files may not have.
+ */
+static void
+load_test_hosts(void)
+{
+	static int done;
+	const char *path = getenv("MAILRELAYD_TEST_HOSTS");
+
+	if (done)
+		return;
+	done = 1;
+	if (path != NULL && *path != '\0' && evdns_base_load_hosts(D->dns, path) != 0)
+		log_warnx("MAILRELAYD_TEST_HOSTS: cannot load %s", path);
 }
 
 void
@@ -102,93 +119,250 @@ conn_start(struct dsession *s)
 	struct evutil_addrinfo hints;
 	char port[16];
 
+	load_test_hosts();
+
 	memset(&hints, 0, sizeof hints);
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_protocol = IPPROTO_TCP;
-	hints.ai_flags = EVUTIL_AI_ADDRCONFIG;
+	/*
+	 * No EVUTIL_AI_ADDRCONFIG: libevent decides it by probing for a
+	 * global IPv6 route and drops every AAAA answer without one, which
+	 * leaves nothing to race.  Racing makes an IPv6 address we cannot
+	 * reach cheap: refused or unreachable at once, or the head start.
+	 */
+	hints.ai_flags = 0;
 	snprintf(port, sizeof port, "%u", s->sh->port);
-	s->state = DS_RESOLVE;
-	in_start++;
+	timerclear(&s->connect_until);	/* the connect phase starts with the first address */
+	session_enter(s, DS_RESOLVE);
 	/* The callback may run before this returns (addresses, /etc/hosts). */
 	if (s->sh->proxy_host != NULL)
 		s->dnsreq = evdns_getaddrinfo(D->dns, s->sh->proxy_host, s->sh->proxy_port, &hints,
 		    on_resolved, s);
 	else
 		s->dnsreq = evdns_getaddrinfo(D->dns, s->sh->host, port, &hints, on_resolved, s);
-	in_start--;
 }
 
-/* Try the current address; on an immediate failure move to the next. */
-static void
-connect_addr(struct dsession *s)
+/*
+ * Connecting: Happy Eyeballs (RFC 8305).  The addresses are tried IPv6
+ * and IPv4 interleaved, in the resolver's order within each family, the
+ * first one's family first (interleave()).  An attempt that has neither
+ * connected nor failed after CONN_HEAD_START_MS does not hold up the
+ * next: that one starts beside it, and so on; a failed attempt starts the
+ * next at once.  The first to connect (with tls = implicit: to finish its
+ * handshake) wins and the others are closed.  So a host whose IPv6 is
+ * broken (AAAA records, no route: packets silently dropped) costs the
+ * head start, not connect_timeout per address.  The whole phase, every
+ * address together, is bounded by connect_timeout (DS_CONNECT's deadline).
+ */
+#define CONN_HEAD_START_MS 250
+
+/* The resolver's list relinked: families alternating, the first address's family first. */
+static struct evutil_addrinfo *
+interleave(struct evutil_addrinfo *res)
 {
+	struct evutil_addrinfo *first[64], *other[64], *a, *head = NULL, **tail = &head;
+	size_t nf = 0, no = 0, i = 0, j = 0;
+	int fam = res->ai_family;
+
+	for (a = res; a != NULL; a = a->ai_next) {
+		if (nf + no == 64)
+			return res;	/* more than we would ever try: left as it is */
+		if (a->ai_family == fam)
+			first[nf++] = a;
+		else
+			other[no++] = a;
+	}
+	while (i < nf || j < no) {
+		if (i < nf) {
+			*tail = first[i++];
+			tail = &(*tail)->ai_next;
+		}
+		if (j < no) {
+			*tail = other[j++];
+			tail = &(*tail)->ai_next;
+		}
+	}
+	*tail = NULL;
+	return head;
+}
+
+static void
+attempt_free(struct conn_attempt *a)
+{
+	struct dsession *s = a->s;
+	size_t i;
+
+	for (i = 0; i < s->nattempts; i++)
+		if (s->attempts[i] == a) {
+			s->attempts[i] = s->attempts[--s->nattempts];
+			break;
+		}
+	if (a->bev != NULL)
+		bufferevent_free(a->bev);	/* also frees an SSL it owns */
+	free(a);
+}
+
+static void
+attempts_drop(struct dsession *s)
+{
+	while (s->nattempts > 0)
+		attempt_free(s->attempts[0]);
+	if (s->attempt_ev != NULL)
+		evtimer_del(s->attempt_ev);
+}
+
+/* a connected first: the session goes on over its connection. */
+static void
+attempt_won(struct conn_attempt *a)
+{
+	struct dsession *s = a->s;
+
+	s->bev = a->bev;
+	s->ssl = a->ssl;
+	s->won = a->addr;
+	a->bev = NULL;
+	snprintf(s->relay, sizeof s->relay, "%s", a->relay);
+	attempt_free(a);
+	attempts_drop(s);
+	bufferevent_setcb(s->bev, session_on_read, session_on_write, session_on_event, s);
+	on_connected(s);
+}
+
+static void
+attempt_on_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn_attempt *a = arg;
+	struct dsession *s = a->s;
+	char reason[256];
+
+	if (what & BEV_EVENT_CONNECTED) {
+		attempt_won(a);
+		session_top(s);
+		return;
+	}
+	/* the outcome line names the relay when the last failure was on a connection made */
+	s->connected = 0;
+	if (s->sh->tls == TLS_IMPLICIT && openssl_reason(bev, reason, sizeof reason)) {
+		/* connected, but the handshake failed */
+		s->connected = 1;
+		snprintf(s->relay, sizeof s->relay, "%s", a->relay);
+		snprintf(s->last_error, sizeof s->last_error, "TLS handshake with %s failed: %s",
+		    a->relay, reason);
+	} else
+		snprintf(s->last_error, sizeof s->last_error, "connect to %s: %s", a->relay,
+		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	log_debug("%s", s->last_error);
+	attempt_free(a);
+	attempt_next(s);
+	session_top(s);
+}
+
+static void
+on_head_start(evutil_socket_t fd, short what, void *arg)
+{
+	struct dsession *s = arg;
+
+	(void)fd;
+	(void)what;
+	attempt_next(s);
+	session_top(s);
+}
+
+/* Start an attempt for address ai; 0, or -1 with s->last_error set. */
+static int
+attempt_start(struct dsession *s, struct evutil_addrinfo *ai)
+{
+	struct conn_attempt *a;
 	char addr[INET6_ADDRSTRLEN];
 	int fd;
 
-	for (; s->addr != NULL; s->addr = s->addr->ai_next) {
-		if (s->bev != NULL) {
-			bufferevent_free(s->bev);	/* also frees an SSL it owns */
-			s->bev = NULL;
-			s->ssl = NULL;
-		}
-		s->tls_active = s->tls_done = 0;
-		s->connected = 0;
-		addr_string(s->addr->ai_addr, addr, sizeof addr);
-		if (s->sh->proxy_host != NULL)
-			snprintf(s->relay, sizeof s->relay, "%s[socks5:%s:%s]:%u", s->sh->host, addr,
-			    s->sh->proxy_port, s->sh->port);
-		else
-			snprintf(s->relay, sizeof s->relay, "%s[%s]:%u", s->sh->host, addr, s->sh->port);
-		/*
-		 * The socket is made here rather than by bufferevent_socket_connect():
-		 * libevent 2.1 makes it without close-on-exec, and a password_command
-		 * started while it is open would hold the smarthost connection.
-		 */
-		fd = socket(s->addr->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (fd == -1) {
-			snprintf(s->last_error, sizeof s->last_error, "connect to %s: %s", s->relay,
-			    strerror(errno));
-			continue;
-		}
-		if (s->sh->tls == TLS_IMPLICIT && s->sh->proxy_host == NULL) {
-			s->ssl = tls_ssl_new(tls_ctx(s), s->sh->host);
-			if (s->ssl == NULL)
-				close(fd);	/* else the bufferevent owns it, made or not */
-			else
-				s->bev = bufferevent_openssl_socket_new(D->base, fd, s->ssl,
-				    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
-			if (s->bev == NULL)
-				SSL_free(s->ssl);
-		} else if ((s->bev = bufferevent_socket_new(D->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL)
-			close(fd);
-		if (s->bev == NULL) {
-			s->ssl = NULL;
-			snprintf(s->last_error, sizeof s->last_error, "connect to %s: cannot create a connection",
-			    s->relay);
-			continue;
-		}
-		bufferevent_setcb(s->bev, session_on_read, session_on_write, conn_on_event, s);
-		s->state = DS_CONNECT;
-		session_timeouts(s);
-		log_debug("%s: connecting%s for %s", s->relay,
-		    s->sh->tls == TLS_IMPLICIT ? " with TLS" : "", s->msg ? s->msg->env.id : "-");
-		if (bufferevent_socket_connect(s->bev, s->addr->ai_addr, (int)s->addr->ai_addrlen) == 0)
-			return;		/* the outcome arrives in conn_on_event() */
-		snprintf(s->last_error, sizeof s->last_error, "connect to %s: %s", s->relay,
-		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	a = xcalloc(1, sizeof *a);
+	a->s = s;
+	a->addr = ai;
+	addr_string(ai->ai_addr, addr, sizeof addr);
+	if (s->sh->proxy_host != NULL)
+		snprintf(a->relay, sizeof a->relay, "%s[socks5:%s:%s]:%u", s->sh->host, addr,
+		    s->sh->proxy_port, s->sh->port);
+	else
+		snprintf(a->relay, sizeof a->relay, "%s[%s]:%u", s->sh->host, addr, s->sh->port);
+	/*
+	 * The socket is made here rather than by bufferevent_socket_connect():
+	 * libevent 2.1 makes it without close-on-exec, and a password_command
+	 * started while it is open would hold the smarthost connection.
+	 */
+	fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1) {
+		snprintf(s->last_error, sizeof s->last_error, "connect to %s: %s", a->relay,
+		    strerror(errno));
+		free(a);
+		return -1;
 	}
-	session_fail(s, s->last_error[0] ? s->last_error : "no address to connect to", "4.4.1");
+	if (s->sh->tls == TLS_IMPLICIT && s->sh->proxy_host == NULL) {
+		a->ssl = tls_ssl_new(tls_ctx(s), s->sh->host);
+		if (a->ssl == NULL)
+			close(fd);	/* else the bufferevent owns it, made or not */
+		else
+			a->bev = bufferevent_openssl_socket_new(D->base, fd, a->ssl,
+			    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+		if (a->bev == NULL)
+			SSL_free(a->ssl);
+	} else if ((a->bev = bufferevent_socket_new(D->base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL)
+		close(fd);
+	if (a->bev == NULL) {
+		snprintf(s->last_error, sizeof s->last_error, "connect to %s: cannot create a connection",
+		    a->relay);
+		free(a);
+		return -1;
+	}
+	bufferevent_setcb(a->bev, NULL, NULL, attempt_on_event, a);
+	s->attempts[s->nattempts++] = a;
+	log_debug("%s: connecting%s for %s", a->relay, s->sh->tls == TLS_IMPLICIT ? " with TLS" : "",
+	    s->msg ? s->msg->env.id : "-");
+	if (bufferevent_socket_connect(a->bev, ai->ai_addr, (int)ai->ai_addrlen) == 0)
+		return 0;	/* the outcome arrives in attempt_on_event() */
+	snprintf(s->last_error, sizeof s->last_error, "connect to %s: %s", a->relay,
+	    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	attempt_free(a);
+	return -1;
 }
 
-/* This address did not work out; try the next one or give up. */
+/*
+ * Start the next address (at once: after an immediate failure, the next
+ * after that), and arm the head start for the one after; when none is
+ * left and no attempt is in flight, the connect phase has failed.
+ */
 static void
-connect_next(struct dsession *s, const char *why)
+attempt_next(struct dsession *s)
 {
-	snprintf(s->last_error, sizeof s->last_error, "%s", why);
-	log_debug("%s", why);
-	s->addr = s->addr->ai_next;
-	connect_addr(s);
+	struct timeval tv = { 0, CONN_HEAD_START_MS * 1000 };
+
+	if (s->attempt_ev == NULL)
+		s->attempt_ev = evtimer_new(D->base, on_head_start, s);
+	evtimer_del(s->attempt_ev);
+	while (s->addr != NULL && s->nattempts < CONN_ATTEMPTS_MAX) {
+		struct evutil_addrinfo *ai = s->addr;
+		s->addr = s->addr->ai_next;
+		if (attempt_start(s, ai) == 0) {
+			if (s->addr != NULL)
+				evtimer_add(s->attempt_ev, &tv);
+			return;
+		}
+	}
+	if (s->nattempts == 0)
+		session_fail(s, TK_CONNECT, s->last_error[0] ? s->last_error : "no address to connect to");
+}
+
+/* The connect phase ran out of time (DS_CONNECT's deadline). */
+static void
+connect_timed_out(struct dsession *s)
+{
+	char why[500];
+
+	snprintf(why, sizeof why, "connect to %s: timed out after %us", s->nattempts == 1 ?
+	    s->attempts[0]->relay : s->relay, s->sh->connect_timeout);
+	attempts_drop(s);
+	session_fail(s, TK_CONNECT, why);
 }
 
 /* The handshake is done: may mail go over this connection? */
@@ -204,7 +378,7 @@ tls_established(struct dsession *s)
 	if (!s->tlsv.trusted) {
 		snprintf(why, sizeof why, "TLS is required (tls = %s) but the certificate of %s "
 		    "is not trusted: %s", conf_tls_mode_name(sh->tls), s->relay, s->tlsv.reason);
-		session_fail(s, why, "4.7.5");
+		session_fail(s, TK_TLS_UNTRUSTED, why);
 		return 0;
 	}
 	s->tls_active = 1;
@@ -262,7 +436,7 @@ conn_after_ehlo(struct dsession *s)
 			return 1;
 		snprintf(why, sizeof why, "TLS is required (tls = %s) but %s does not offer STARTTLS",
 		    conf_tls_mode_name(s->sh->tls), s->relay);
-		session_fail(s, why, "4.7.4");
+		session_fail(s, TK_TLS_NOT_OFFERED, why);
 		return 0;
 	}
 	session_enter(s, DS_STARTTLS);
@@ -281,7 +455,7 @@ conn_starttls_refused(struct dsession *s, const char *text)
 	}
 	snprintf(why, sizeof why, "TLS is required (tls = %s) but %s refused STARTTLS: %s",
 	    conf_tls_mode_name(s->sh->tls), s->relay, text);
-	session_fail(s, why, "4.7.4");
+	session_fail(s, TK_TLS_REFUSED, why);
 	return 0;
 }
 
@@ -298,26 +472,23 @@ conn_starttls(struct dsession *s)
 	if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
 		snprintf(why, sizeof why, "%s sent data after its reply to STARTTLS; refusing to go on",
 		    s->relay);
-		session_fail(s, why, "4.7.0");
+		session_fail(s, TK_TLS_INJECTION, why);
 		return;
 	}
 	s->ssl = tls_ssl_new(tls_ctx(s), s->sh->host);
-	/* from now on the filter's timeouts rule; the socket's would fire behind our back */
-	bufferevent_set_timeouts(s->bev, NULL, NULL);
 	tb = s->ssl ? bufferevent_openssl_filter_new(D->base, s->bev, s->ssl,
 	    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE) : NULL;
 	if (tb == NULL) {
 		SSL_free(s->ssl);
 		s->ssl = NULL;
 		snprintf(why, sizeof why, "%s: cannot set up TLS", s->relay);
-		session_fail(s, why, "4.7.0");
+		session_fail(s, TK_TLS_SETUP, why);
 		return;
 	}
 	s->bev = tb;	/* owns the socket bufferevent and the SSL from now on */
-	bufferevent_setcb(tb, session_on_read, session_on_write, conn_on_event, s);
+	bufferevent_setcb(tb, session_on_read, session_on_write, session_on_event, s);
 	bufferevent_enable(tb, EV_READ | EV_WRITE);
-	s->state = DS_HANDSHAKE;
-	session_timeouts(s);
+	session_enter(s, DS_HANDSHAKE);
 }
 
 /* Opportunistic TLS failed in the handshake: the same delivery once more, in plaintext. */
@@ -326,9 +497,19 @@ retry_plaintext(struct dsession *s, const char *why)
 {
 	log_info("%s; retrying once without TLS (tls = opportunistic)", why);
 	s->plaintext_retry = 1;
+	timerclear(&s->connect_until);	/* a new connection: a new connect phase */
 	memset(&s->caps, 0, sizeof s->caps);
 	smtp_reply_init(&s->reply);
-	connect_addr(s);	/* the same address, a new connection */
+	/* the same address first, a new connection */
+	bufferevent_free(s->bev);	/* also frees the SSL it owns */
+	s->bev = NULL;
+	s->ssl = NULL;
+	s->tls_active = s->tls_done = 0;
+	s->connected = 0;
+	snprintf(s->relay, sizeof s->relay, "%s:%u", s->sh->host, s->sh->port);
+	s->addr = s->won;
+	session_enter(s, DS_CONNECT);
+	attempt_next(s);
 }
 
 /* ---- SOCKS5 (RFC 1928), no authentication ---- */
@@ -352,7 +533,7 @@ socks_fail(struct dsession *s, const char *what)
 	char why[500];
 
 	snprintf(why, sizeof why, "connect to %s: SOCKS5 proxy: %s", s->relay, what);
-	session_fail(s, why, "4.4.1");
+	session_fail(s, TK_SOCKS, why);
 }
 
 static void
@@ -369,7 +550,7 @@ socks_on_read(struct bufferevent *bev, void *arg)
 		evbuffer_remove(in, h, 2);
 		if (h[0] != 5 || h[1] != 0) {
 			socks_fail(s, h[1] == 0xff ? "no acceptable authentication method" : "bad greeting");
-			free_if_dead(s);
+			session_top(s);
 			return;
 		}
 		/*
@@ -392,7 +573,7 @@ socks_on_read(struct bufferevent *bev, void *arg)
 		} else {
 			if (hl > 255) {
 				socks_fail(s, "host name too long for SOCKS5");
-				free_if_dead(s);
+				session_top(s);
 				return;
 			}
 			req[n++] = 3;
@@ -411,14 +592,14 @@ socks_on_read(struct bufferevent *bev, void *arg)
 	evbuffer_copyout(in, h, 5);
 	if (h[0] != 5 || h[1] != 0) {
 		socks_fail(s, h[0] != 5 ? "bad reply" : socks_reply_text(h[1]));
-		free_if_dead(s);
+		session_top(s);
 		return;
 	}
 	/* the bound address: IPv4, IPv6 or a name */
 	need = h[3] == 1 ? 4 + 6 : h[3] == 4 ? 4 + 18 : h[3] == 3 ? 5 + h[4] + 2 : 0;
 	if (need == 0) {
 		socks_fail(s, "bad address type in reply");
-		free_if_dead(s);
+		session_top(s);
 		return;
 	}
 	if (evbuffer_get_length(in) < need)
@@ -426,30 +607,28 @@ socks_on_read(struct bufferevent *bev, void *arg)
 	evbuffer_drain(in, need);
 	if (evbuffer_get_length(in) > 0) {
 		socks_fail(s, "data before the tunnel was set up");
-		free_if_dead(s);
+		session_top(s);
 		return;
 	}
 	log_debug("%s: SOCKS5 tunnel established", s->relay);
-	bufferevent_setcb(bev, session_on_read, session_on_write, conn_on_event, s);
+	bufferevent_setcb(bev, session_on_read, session_on_write, session_on_event, s);
 	if (s->sh->tls == TLS_IMPLICIT) {
 		/* TLS from the first byte of the tunnel */
 		struct bufferevent *tb;
 		s->ssl = tls_ssl_new(tls_ctx(s), s->sh->host);
-		bufferevent_set_timeouts(bev, NULL, NULL);	/* the filter's timeouts rule */
 		tb = s->ssl ? bufferevent_openssl_filter_new(D->base, bev, s->ssl,
 		    BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE) : NULL;
 		if (tb == NULL) {
 			SSL_free(s->ssl);
 			s->ssl = NULL;
 			socks_fail(s, "cannot set up TLS");
-			free_if_dead(s);
+			session_top(s);
 			return;
 		}
 		s->bev = tb;
-		bufferevent_setcb(tb, session_on_read, session_on_write, conn_on_event, s);
+		bufferevent_setcb(tb, session_on_read, session_on_write, session_on_event, s);
 		bufferevent_enable(tb, EV_READ | EV_WRITE);
-		s->state = DS_HANDSHAKE;
-		session_timeouts(s);
+		session_enter(s, DS_HANDSHAKE);
 		return;
 	}
 	start_greeting(s);
@@ -460,8 +639,7 @@ start_greeting(struct dsession *s)
 {
 	log_debug("%s: connected", s->relay);
 	smtp_reply_init(&s->reply);
-	s->state = DS_GREETING;
-	session_timeouts(s);
+	session_enter(s, DS_GREETING);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 }
 
@@ -471,10 +649,9 @@ on_connected(struct dsession *s)
 	s->connected = 1;
 	if (s->sh->proxy_host != NULL) {
 		static const unsigned char hello[3] = { 5, 1, 0 };
-		s->state = DS_SOCKS;
 		s->socks_step = 0;
-		session_timeouts(s);
-		bufferevent_setcb(s->bev, socks_on_read, session_on_write, conn_on_event, s);
+		session_enter(s, DS_SOCKS);
+		bufferevent_setcb(s->bev, socks_on_read, session_on_write, session_on_event, s);
 		bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 		bufferevent_write(s->bev, hello, sizeof hello);
 		return;
@@ -485,15 +662,12 @@ on_connected(struct dsession *s)
 }
 
 void
-conn_on_event(struct bufferevent *bev, short what, void *arg)
+conn_event(struct dsession *s, struct bufferevent *bev, short what)
 {
-	struct dsession *s = arg;
 	char why[700], reason[256];
 
 	if (what & BEV_EVENT_CONNECTED) {
-		if (s->state == DS_CONNECT)
-			on_connected(s);
-		else if (s->state == DS_HANDSHAKE && tls_established(s)) {
+		if (s->state == DS_HANDSHAKE && tls_established(s)) {
 			if (s->sh->tls == TLS_IMPLICIT) {
 				start_greeting(s);	/* implicit TLS through a proxy */
 			} else {
@@ -501,22 +675,12 @@ conn_on_event(struct bufferevent *bev, short what, void *arg)
 				session_enter(s, DS_EHLO);
 			}
 		}
-		free_if_dead(s);
 		return;
 	}
 	switch (s->state) {
 	case DS_CONNECT:
-		if (s->sh->tls == TLS_IMPLICIT && openssl_reason(bev, reason, sizeof reason)) {
-			/* connected, but the handshake failed */
-			s->connected = 1;
-			snprintf(why, sizeof why, "TLS handshake with %s failed: %s", s->relay, reason);
-		} else if (what & BEV_EVENT_TIMEOUT)
-			snprintf(why, sizeof why, "connect to %s: timed out after %us", s->relay,
-			    s->sh->connect_timeout);
-		else
-			snprintf(why, sizeof why, "connect to %s: %s", s->relay,
-			    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-		connect_next(s, why);
+		/* the attempts have their own callback: only the phase's deadline comes here */
+		connect_timed_out(s);
 		break;
 	case DS_HANDSHAKE:
 		if (what & BEV_EVENT_TIMEOUT)
@@ -528,7 +692,7 @@ conn_on_event(struct bufferevent *bev, short what, void *arg)
 		if (s->sh->tls == TLS_OPPORTUNISTIC && !s->plaintext_retry)
 			retry_plaintext(s, why);
 		else
-			session_fail(s, why, "4.7.5");
+			session_fail(s, TK_TLS_HANDSHAKE, why);
 		break;
 	case DS_SOCKS:
 		if (what & BEV_EVENT_TIMEOUT)
@@ -549,15 +713,19 @@ conn_on_event(struct bufferevent *bev, short what, void *arg)
 			snprintf(why, sizeof why, "lost connection with %s while %s: %s%s",
 			    s->relay, dstate_what[s->state], s->tls_done ? "TLS: " : "", reason);
 		}
-		session_fail(s, why, "4.4.2");
+		session_fail(s, what & BEV_EVENT_TIMEOUT ? TK_TIMEOUT : TK_LOST, why);
 		break;
 	}
-	free_if_dead(s);
 }
 
 void
 conn_free(struct dsession *s)
 {
+	attempts_drop(s);
+	if (s->attempt_ev != NULL) {
+		event_free(s->attempt_ev);
+		s->attempt_ev = NULL;
+	}
 	if (s->dnsreq != NULL) {
 		evdns_getaddrinfo_cancel(s->dnsreq);
 		s->dnsreq = NULL;

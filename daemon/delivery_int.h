@@ -1,8 +1,7 @@
 /*
- * delivery_int: the delivery session shared by delivery.c (sessions,
- * transactions, replies) and delivery_conn.c (name resolution, connecting
- * address after address, TLS: implicit and STARTTLS, the plaintext retry
- * of opportunistic TLS).  Not for other modules.
+ * delivery_int: the delivery session shared by the files of delivery.h's
+ * list (the session core, the transaction, the connection, AUTH,
+ * dispatch and the failure table).  Not for other modules.
  */
 #ifndef MAILRELAY_DELIVERY_INT_H
 #define MAILRELAY_DELIVERY_INT_H
@@ -11,42 +10,67 @@
 
 #include <event2/bufferevent.h>
 #include <event2/dns.h>
+#include <event2/event.h>
 #include <event2/util.h>
 #include <openssl/ssl.h>
 
+#include "delivery_trouble.h"
 #include "dotstuff.h"
+#include "log.h"
 #include "sasl.h"
 #include "queue.h"
 #include "runconf.h"
 #include "smtp_reply.h"
 #include "tls.h"
+#include "util.h"
 
-/* name, what we are doing (for error messages); one table, so names cannot drift */
-#define DELIVERY_STATES(X)						\
-	X(RESOLVE,   "looking up the host name")				\
-	X(CONNECT,   "connecting")					\
-	X(SOCKS,     "talking to the SOCKS5 proxy")			\
-	X(GREETING,  "waiting for the greeting")			\
-	X(EHLO,      "sending EHLO")					\
-	X(HELO,      "sending HELO")					\
-	X(STARTTLS,  "sending STARTTLS")				\
-	X(HANDSHAKE, "performing the TLS handshake")			\
-	X(SECRET,    "running password_command")			\
-	X(AUTH,      "authenticating")					\
-	X(ENVELOPE,  "sending MAIL/RCPT/DATA")				\
-	X(BODY,      "sending the message body")			\
-	X(DOT,       "waiting for the reply to the end of data")	\
-	X(RSET,      "sending RSET")					\
-	X(QUIT,      "sending QUIT")
+/*
+ * Which limit bounds a state (mailrelay.conf(5) says the same):
+ *   DL_NONE      none of ours (the resolver's own timeouts)
+ *   DL_CONNECT   connect_timeout, for the whole connect phase: every
+ *                address together, not each one
+ *   DL_REPLY     timeout, for the complete reply (a greeting or a reply
+ *                trickled byte by byte gets no longer)
+ *   DL_PROGRESS  timeout, for each step of progress: the body must drain
+ *                below the low-water mark again within it
+ *   DL_DATA      data_timeout, for the reply to the final dot (RFC 5321
+ *                4.5.3.2.6: the server may be scanning the content;
+ *                cutting it off makes the next attempt a duplicate)
+ *   DL_SECRET    timeout plus a margin: password_command's own timeout
+ *                (the same value) fires first and says why
+ */
+enum deadline { DL_NONE, DL_CONNECT, DL_REPLY, DL_PROGRESS, DL_DATA, DL_SECRET };
+
+/*
+ * name, what we are doing (for error messages), the deadline that bounds
+ * it.  One table, so names, phrases and deadlines cannot drift apart.
+ */
+#define DELIVERY_STATES(X)							\
+	X(RESOLVE,   "looking up the host name",			DL_NONE)	\
+	X(CONNECT,   "connecting",					DL_CONNECT)	\
+	X(SOCKS,     "talking to the SOCKS5 proxy",			DL_REPLY)	\
+	X(GREETING,  "waiting for the greeting",			DL_REPLY)	\
+	X(EHLO,      "sending EHLO",					DL_REPLY)	\
+	X(HELO,      "sending HELO",					DL_REPLY)	\
+	X(STARTTLS,  "sending STARTTLS",				DL_REPLY)	\
+	X(HANDSHAKE, "performing the TLS handshake",			DL_REPLY)	\
+	X(SECRET,    "running password_command",			DL_SECRET)	\
+	X(AUTH,      "authenticating",					DL_REPLY)	\
+	X(ENVELOPE,  "sending MAIL/RCPT/DATA",				DL_REPLY)	\
+	X(BODY,      "sending the message body",			DL_PROGRESS)	\
+	X(DOT,       "waiting for the reply to the end of data",	DL_DATA)	\
+	X(RSET,      "sending RSET",					DL_REPLY)	\
+	X(QUIT,      "sending QUIT",					DL_REPLY)
 
 enum dstate {
-#define X(name, what) DS_##name,
+#define X(name, what, deadline) DS_##name,
 	DELIVERY_STATES(X)
 #undef X
 };
 
 extern const char *const dstate_what[];
 extern const char *const dstate_name[];
+extern const enum deadline dstate_deadline[];
 
 /* Where a recipient of the current transaction stands. */
 enum rcstate {
@@ -56,10 +80,24 @@ enum rcstate {
 	RC_LATER                        /* 452 after others were accepted: for the next transaction */
 };
 
+#define CONN_ATTEMPTS_MAX 8     /* connection attempts in flight at once, per session */
+
+/* One connection attempt of the connect phase (delivery_conn.c). */
+struct conn_attempt {
+	struct dsession *s;
+	struct bufferevent *bev;
+	SSL *ssl;                       /* owned by bev once made */
+	struct evutil_addrinfo *addr;
+	char relay[320];                /* "host[addr]:port" */
+};
+
 struct dsession {
 	struct bufferevent *bev;
 	enum dstate state;
+	struct event *deadline_ev;      /* the state's deadline (see enum deadline) */
+	struct timeval connect_until;   /* monotonic: the end of the connect phase */
 	int dead;                       /* free at the end of the top-level callback */
+	int nested;                     /* >0: inside session_io() or session_start(): not freed yet */
 	int connected;
 
 	/* the configuration this session started with; a reload does not pull it away */
@@ -68,9 +106,14 @@ struct dsession {
 	size_t shidx;
 	char relay[320];                /* "host[addr]:port" once connected, "host:port" before */
 
-	/* connecting: every address of the host in turn */
+	/* connecting: the host's addresses, raced (see delivery_conn.c) */
 	struct evdns_getaddrinfo_request *dnsreq;
-	struct evutil_addrinfo *addrs, *addr;
+	struct evutil_addrinfo *addrs;  /* all of them, IPv6 and IPv4 interleaved */
+	struct evutil_addrinfo *addr;   /* the next one to try */
+	struct evutil_addrinfo *won;    /* the one connected to */
+	struct conn_attempt *attempts[CONN_ATTEMPTS_MAX];
+	size_t nattempts;               /* in flight */
+	struct event *attempt_ev;       /* the head start of the next attempt */
 	char last_error[300];
 	int socks_step;                 /* 0 greeting sent, 1 CONNECT sent */
 
@@ -118,21 +161,116 @@ struct dsession {
 
 /* delivery.c */
 void session_enter(struct dsession *s, enum dstate st);
-void session_fail(struct dsession *s, const char *why, const char *dsn);
+/*
+ * The session failed with kind k (see delivery_trouble.h): `why` is
+ * logged; what was not decided is deferred, or before the first
+ * transaction the smarthost is backed off and its messages fail over.
+ */
+void session_fail(struct dsession *s, enum trouble_kind k, const char *why);
 void session_close(struct dsession *s);
-void session_free(struct dsession *s);
+/* At the end of a top-level callback: free s if it ended (the only place it is freed). */
+void session_top(struct dsession *s);
+/*
+ * Arm the current state's deadline from the table (session_enter() does);
+ * again after each complete reply and each step of body progress.  Past
+ * it, the state's timeout is handled as conn_event() says.
+ */
 void session_timeouts(struct dsession *s);
+/*
+ * The test seam for the clock (tests/unit/session_harness.c): when set,
+ * each deadline is handed to it (secs, 0 for none) instead of arming the
+ * timer, and the test calls session_deadline_passed() when its fake clock
+ * gets there.  NULL in the daemon.
+ */
+extern void (*session_clock_hook)(struct dsession *s, unsigned secs);
+/* The current state's deadline passed: as a timeout of the connection; may free s. */
+void session_deadline_passed(struct dsession *s);
+/* Seconds left of the connect phase (at least 1); the phase starts on the first call after a reset. */
+unsigned session_connect_left(struct dsession *s);
+/* The bufferevent callbacks of a session's connection: all go to session_io(). */
 void session_on_read(struct bufferevent *bev, void *arg);
 void session_on_write(struct bufferevent *bev, void *arg);
+void session_on_event(struct bufferevent *bev, short what, void *arg);
+/*
+ * Send one command line; -1 when it cannot be (the session has failed:
+ * send nothing more and return).
+ */
+int  session_send(struct dsession *s, const char *fmt, ...) PRINTFLIKE(2, 3);
+/* The transaction is over: the next message for this connection, or QUIT. */
+void session_next_message(struct dsession *s);
+/* A transaction is over (and RSET done if it needed one): the next one, of this message or another. */
+void session_continue(struct dsession *s);
 /* Send a line that carries a secret: only `logtext` is logged. */
 void session_send_masked(struct dsession *s, const char *line, const char *logtext);
 /* Ready for mail (after EHLO, TLS and AUTH): begin the transaction. */
 void session_go(struct dsession *s);
 
-/* delivery_auth.c */
-/* 1 when no AUTH is needed (go on); 0 when AUTH is under way or the session failed. */
-int  auth_start(struct dsession *s);
-void auth_on_reply(struct dsession *s);
+/* For dispatch.c: start a session to smarthost shidx for m (taken already). */
+void session_start(size_t shidx, struct qmsg *m);
+/* Live sessions to smarthost shidx of the current configuration. */
+unsigned session_count(size_t shidx);
+/* What the outcome log line says about s's relay and connection. */
+void session_relay_info(struct dsession *s, struct relay_info *ri);
+
+/* dispatch.c */
+/*
+ * The next ready message for s's smarthost, taken and counted against its
+ * rate_limit; NULL when none may go now (none, shutting down, or paced).
+ */
+struct qmsg *dispatch_next(struct dsession *s);
+/*
+ * s's smarthost failed before its first transaction (it is backed off):
+ * m (s's message, or NULL) and every ready message meant for it go on to
+ * the next smarthost or are deferred, as kind k says, with why.
+ */
+void dispatch_smarthost_failed(struct dsession *s, struct qmsg *m, enum trouble_kind k, const char *why);
+
+/* delivery_txn.c: one transaction */
+/* Begin a transaction for s->msg (the recipients carried by a 452, else every pending one). */
+void txn_begin(struct dsession *s);
+/* Judge one reply to MAIL, RCPT or DATA. */
+void txn_on_reply(struct dsession *s, const char *text);
+/* DS_ENVELOPE entered: send MAIL (with PIPELINING, RCPTs and DATA too). */
+void txn_send_envelope(struct dsession *s);
+/* DS_BODY entered: start the body. */
+void txn_body_start(struct dsession *s);
+/* The body drained below the low-water mark: more of it; -1 on a read error. */
+int  txn_body_refill(struct dsession *s);
+/*
+ * The transaction is over: carry the recipients a 452 left to a next one
+ * (rset: RSET first), else give the message back.
+ */
+void txn_end(struct dsession *s, int rset);
+/*
+ * Each recipient of the transaction not yet decided gets the outcome of
+ * kind k (cls: the reply's class, 0 when none); only_accepted: only those
+ * the smarthost accepted.
+ */
+void txn_outcome_all(struct dsession *s, enum trouble_kind k, int cls, const char *reply,
+    int only_accepted);
+/* Drop the transaction's bookkeeping (not the carried recipients). */
+void txn_clear(struct dsession *s);
+/* Drop the carried recipients. */
+void txn_carry_clear(struct dsession *s);
+/* Give the message back to the queue (see delivery_txn.c). */
+void txn_release(struct dsession *s);
+
+/* delivery_auth.c: never fails the session itself, it says what happened */
+enum auth_result {
+	AUTH_GO,                        /* no AUTH needed, or it succeeded: on to mail */
+	AUTH_WAIT,                      /* under way: a reply or password_command is awaited */
+	AUTH_FAILED                     /* failed: see the auth_failure */
+};
+struct auth_failure {
+	enum trouble_kind kind;
+	char why[1600];
+};
+/* After EHLO (and TLS): start AUTH if the smarthost needs it. */
+enum auth_result auth_start(struct dsession *s, struct auth_failure *f);
+/* A reply in DS_AUTH. */
+enum auth_result auth_on_reply(struct dsession *s, struct auth_failure *f);
+/* delivery.c: what AUTH said: go on to mail, wait, or fail the session with the failure's kind. */
+void session_auth(struct dsession *s, enum auth_result r, const struct auth_failure *f);
 void auth_free(struct dsession *s);
 
 /* delivery_conn.c */
@@ -144,7 +282,8 @@ int  conn_after_ehlo(struct dsession *s);
 void conn_starttls(struct dsession *s);
 /* A reply other than 220 to STARTTLS; 1 if the session may go on in plaintext. */
 int  conn_starttls_refused(struct dsession *s, const char *text);
-void conn_on_event(struct bufferevent *bev, short what, void *arg);
+/* An event of the connection (or the deadline, as BEV_EVENT_TIMEOUT): judged by the state. */
+void conn_event(struct dsession *s, struct bufferevent *bev, short what);
 void conn_free(struct dsession *s);
 
 #endif

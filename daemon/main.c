@@ -31,6 +31,7 @@
 #include "control.h"
 #include "daemon.h"
 #include "delivery.h"
+#include "dispatch.h"
 #include "listener.h"
 #include "local.h"
 #include "pickup.h"
@@ -71,21 +72,6 @@ syslog_level(enum log_level_conf l)
 	case CONF_LOG_DEBUG: return LOG_DEBUG;
 	}
 	return LOG_INFO;
-}
-
-void
-daemon_new_qid(char out[QID_LEN + 1], struct timeval *arrival)
-{
-	char name[QID_LEN + 8];
-
-	gettimeofday(arrival, NULL);
-	/* Ids are unique by time and sequence; the check guards against a clock stepping back. */
-	for (;;) {
-		spool_qid_make(out, arrival->tv_sec, arrival->tv_usec, D->qid_seq++);
-		snprintf(name, sizeof name, "%s.env", out);
-		if (faccessat(D->spool.queuefd, name, F_OK, 0) == -1 && errno == ENOENT)
-			break;
-	}
 }
 
 static void
@@ -179,7 +165,7 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	log_info("configuration reloaded from %s", nc->path ? nc->path : "built-in defaults");
 	local_load();
 	sysd_ready();
-	delivery_kick();
+	dispatch_kick();
 }
 
 static void

@@ -468,7 +468,7 @@ refuse_oversize(const char *name, const struct stat *st, const struct maildrop_e
 	time_t now = time(NULL);
 	size_t i;
 
-	daemon_new_qid(id, &arrival);
+	spool_qid_new(&D->spool, id, &arrival);
 	req = xcalloc(1, sizeof *req);
 	if (spool_txn_begin(&D->spool, id, &req->txn) == -1) {
 		log_err("maildrop/%s: cannot create a queue file; will try again", name);
@@ -595,7 +595,7 @@ import(const char *name)
 		refuse_oversize(name, &st, &de, c, hsec, max);
 		goto out_env;
 	}
-	daemon_new_qid(id, &arrival);
+	spool_qid_new(&D->spool, id, &arrival);
 	if (spool_txn_begin(&D->spool, id, &txn) == -1) {
 		log_err("maildrop/%s: cannot create a queue file; will try again", name);
 		retry_soon();

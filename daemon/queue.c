@@ -3,9 +3,10 @@
  *
  * Retry policy lives here and nowhere else: a deferred recipient is due
  * again after retry_schedule[attempts - 1] (the last step repeats); a
- * message's timer fires at the earliest due pending recipient.  Once a
- * recipient has been queued longer than max_queue_time a temporary failure
- * becomes permanent.  Outcomes are persisted before a message is
+ * message's timer fires at the earliest due pending recipient.  Whether a
+ * temporary failure after max_queue_time becomes permanent is the failure
+ * table's decision (delivery_trouble.c, TK_EXPIRED), taken before the
+ * outcome comes here.  Outcomes are persisted before a message is
  * rescheduled; messages whose recipients are all final are removed.
  *
  * An envelope update the spool refuses (disk full, read-only) is written
@@ -66,6 +67,14 @@ queue_count(void)
 	return nmsgs;
 }
 
+static queue_ready_fn ready_hook;
+
+void
+queue_on_ready(queue_ready_fn fn)
+{
+	ready_hook = fn;
+}
+
 static void
 make_ready(struct qmsg *m)
 {
@@ -79,7 +88,8 @@ make_ready(struct qmsg *m)
 	}
 	m->ready = 1;
 	TAILQ_INSERT_TAIL(&ready_msgs, m, ready_entry);
-	delivery_kick();
+	if (ready_hook != NULL)
+		ready_hook();
 }
 
 static void
@@ -281,15 +291,6 @@ queue_outcome(struct qmsg *m, size_t idx, enum outcome o, const struct relay_inf
 	free(r->last_reply);
 	r->last_reply = xstrdup(text);
 
-	if (o == OUTCOME_DEFERRED && D->conf->max_queue_time > 0 &&
-	    now.tv_sec - m->env.arrival >= (time_t)D->conf->max_queue_time) {
-		char *t = xasprintf("message expired after %us in the queue; last error: %s",
-		    D->conf->max_queue_time, text);
-		o = OUTCOME_BOUNCED;
-		free(r->last_reply);
-		r->last_reply = t;
-		dsn = "4.4.7";
-	}
 	if (o == OUTCOME_SENT)
 		D->stats.sent++;
 	else if (o == OUTCOME_BOUNCED)
@@ -319,6 +320,8 @@ queue_outcome(struct qmsg *m, size_t idx, enum outcome o, const struct relay_inf
 		derive_dsn(dsnbuf, sizeof dsnbuf, o, r->last_reply);
 		dsn = dsnbuf;
 	}
+	/* carried with the recipient: its notice reports this status, never re-parsed */
+	strlcpy_mr(r->dsn, dsn, sizeof r->dsn);
 	delay = (double)(now.tv_sec - m->env.arrival) +
 	    (double)(now.tv_usec - m->env.arrival_usec) / 1e6;
 	if (delay < 0)

@@ -23,9 +23,9 @@
 
 #include <event2/event.h>
 
+#include "outcome.h"
 #include "spool/spool.h"
 
-enum outcome { OUTCOME_SENT, OUTCOME_DEFERRED, OUTCOME_BOUNCED };
 
 struct qmsg {
 	struct spool_env env;
@@ -68,8 +68,9 @@ int  queue_has_ready(void);
 unsigned queue_retry_delay(unsigned attempts);
 /*
  * Record one recipient's outcome: counts the attempt, sets status, reply
- * and next attempt (per retry_schedule, bounced after max_queue_time) and
- * logs the greppable line.  dsn may be NULL (derived from the reply code).
+ * and next attempt (per retry_schedule) and logs the greppable line.  dsn
+ * may be NULL (derived from the reply code).  Called by delivery_trouble.c
+ * only, which has already decided (expiry included).
  */
 void queue_outcome(struct qmsg *m, size_t rcpt, enum outcome o, const struct relay_info *ri,
     const char *dsn, const char *reply);
@@ -124,7 +125,12 @@ size_t queue_ids(char (**ids)[QID_LEN + 1]);
 void queue_free_all(void);
 size_t queue_count(void);
 
-/* Called by the queue when there is something ready (implemented by delivery.c). */
-void delivery_kick(void);
+/*
+ * Called whenever a message becomes ready.  The delivery side registers
+ * itself here at start (delivery_init()): the queue knows nothing of who
+ * takes its messages, so it does not call into delivery.
+ */
+typedef void (*queue_ready_fn)(void);
+void queue_on_ready(queue_ready_fn fn);
 
 #endif

@@ -788,7 +788,7 @@ cmd_data(struct ssession *s)
 		reply(s, "503 5.5.1 Error: need RCPT command");
 		return;
 	}
-	daemon_new_qid(s->id, &s->arrival);
+	spool_qid_new(&D->spool, s->id, &s->arrival);
 	if (spool_txn_begin(&D->spool, s->id, &s->txn) == -1) {
 		int full = errno == ENOSPC || errno == EDQUOT;
 		log_err("smtpd: cannot create a queue file in %s/tmp", D->spool.dir);

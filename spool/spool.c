@@ -66,6 +66,20 @@ spool_qid_make(char out[QID_LEN + 1], time_t sec, long usec, unsigned seq)
 	    (uint32_t)sec, (unsigned long)usec & 0xfffffUL, seq & 0xfffU);
 }
 
+void
+spool_qid_new(struct spool *sp, char out[QID_LEN + 1], struct timeval *arrival)
+{
+	char name[QID_LEN + 8];
+
+	gettimeofday(arrival, NULL);
+	for (;;) {
+		spool_qid_make(out, arrival->tv_sec, arrival->tv_usec, sp->qid_seq++);
+		snprintf(name, sizeof name, "%s.env", out);
+		if (faccessat(sp->queuefd, name, F_OK, 0) == -1 && errno == ENOENT)
+			break;
+	}
+}
+
 static int
 open_subdir(int dirfd, const char *name, int create, mode_t mode)
 {
@@ -301,6 +315,9 @@ spool_env_render(const struct spool_env *env, size_t *lenp)
 	for (i = 0; i < env->nrcpt; i++)
 		if (env->rcpts[i].reported)
 			fprintf(f, "reported\t%zu\n", i);
+	for (i = 0; i < env->nrcpt; i++)
+		if (env->rcpts[i].dsn[0] != '\0')
+			fprintf(f, "rstatus\t%zu\t%s\n", i, env->rcpts[i].dsn);
 	for (i = 0; i < env->nhist; i++) {
 		const struct spool_attempt *h = &env->hist[i];
 		char oc[16], rl[600];
@@ -731,6 +748,14 @@ spool_env_parse(const char *buf, size_t len, struct spool_env *env, char *errbuf
 			if (parse_ull(f[1], 100000, &v) == -1 || v >= env->nrcpt)
 				goto bad;
 			env->rcpts[v].reported = 1;
+		} else if (strcmp(f[0], "rstatus") == 0 && nf == 3) {
+			/* d.d.d, each part short: anything else is not one of ours */
+			if (parse_ull(f[1], 100000, &v) == -1 || v >= env->nrcpt ||
+			    strlen(f[2]) >= sizeof env->rcpts[v].dsn ||
+			    strspn(f[2], "0123456789.") != strlen(f[2]) ||
+			    (f[2][0] != '2' && f[2][0] != '4' && f[2][0] != '5') || f[2][1] != '.')
+				goto bad;
+			strlcpy_mr(env->rcpts[v].dsn, f[2], sizeof env->rcpts[v].dsn);
 		} else if (strcmp(f[0], "attempt") == 0 && nf == 6) {
 			time_t when;
 			if (parse_time(f[1], &when) == -1 || parse_ull(f[2], 100000, &v) == -1)

@@ -41,6 +41,8 @@
  *   warned    1                                    (the delay notice went out)
  *   notice    <rcpt index>                         (a "relayed" notice is owed for it)
  *   reported  <rcpt index>                         (its failure or relayed notice is queued)
+ *   rstatus   <rcpt index> <enhanced status>       (of its last outcome, as decided then: a
+ *             notice reports it as it is, never derived again from the reply's text)
  *   attempt   <unix time> <rcpt index> <sent|deferred|bounced> <relay> <reply>   (history, oldest first)
  *   rcpt      <status> <attempts> <next_attempt> <last_attempt> <address> <orig> <last_reply>
  *             [<NOTIFY as given> <ORCPT, xtext as received>]   (both or neither)
@@ -67,6 +69,7 @@
 #define MAILRELAY_SPOOL_H
 
 #include <stddef.h>
+#include <sys/time.h>
 #include <sys/types.h>
 #include <time.h>
 
@@ -86,6 +89,7 @@ struct spool_rcpt {
 	char *orcpt;            /* DSN ORCPT= as submitted (xtext), NULL when absent */
 	int success_notice;     /* sent with NOTIFY=SUCCESS to a smarthost without DSN: we report it */
 	int reported;           /* the notice of its failure (or relaying) is on disk */
+	char dsn[16];           /* enhanced status of its last outcome ("4.4.7"), "" when none */
 	int reporting;          /* that notice is being queued (daemon memory only, never written) */
 };
 
@@ -123,6 +127,7 @@ struct spool_env {
 struct spool {
 	char *dir;
 	int dirfd, queuefd, tmpfd;
+	unsigned qid_seq;       /* sequence of the ids made by spool_qid_new() */
 };
 
 /* A new message being written. */
@@ -140,6 +145,13 @@ const char *rcpt_status_name(enum rcpt_status s);
 int  spool_qid_valid(const char *s);
 /* Build an id from a time and a sequence number (only the low 12 bits are used). */
 void spool_qid_make(char out[QID_LEN + 1], time_t sec, long usec, unsigned seq);
+/*
+ * A new queue id for a message arriving now (arrival: the time it is made
+ * from), unique by time and sequence, sortable by arrival.  The one
+ * allocator of every submission path (SMTP, maildrop, bounces); checked
+ * against the queue directory, so a clock stepping back cannot reuse an id.
+ */
+void spool_qid_new(struct spool *sp, char out[QID_LEN + 1], struct timeval *arrival);
 
 /* Open (and with create, make the subdirectories of) a spool.  -1 with errbuf on failure. */
 int  spool_open(struct spool *sp, const char *dir, int create, char *errbuf, size_t errlen);

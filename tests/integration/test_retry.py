@@ -158,7 +158,8 @@ def test_data_554_bounces_all_recipients(daemon, smarthost):
 def test_timeout_is_retried(daemon, smarthost):
     sh = smarthost()
     sh.hold()                            # the answer to the final dot never comes
-    d = daemon(smarthosts=[("main", smarthost_opts(sh.port, timeout="1s"))])
+    # the wait for it is bounded by data_timeout (timeout bounds the other replies)
+    d = daemon(smarthosts=[("main", smarthost_opts(sh.port, timeout="1s", data_timeout="1s"))])
     msg = make_message(subject="smarthost hangs")
 
     r = d.sendmail(["-i", "-f", SENDER, RCPT], msg)

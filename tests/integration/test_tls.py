@@ -25,7 +25,7 @@ STARTTLS_WORDS = r"(?i)starttls"
 HANDSHAKE_WORDS = r"(?i)tls|ssl|handshake|protocol|version|alert"
 
 # Quoted as libconfuse strings; the others are written bare.
-_BARE_KEYS = ("tls", "tls_verify", "port", "timeout", "connect_timeout")
+_BARE_KEYS = ("tls", "tls_verify", "port", "timeout", "connect_timeout", "data_timeout")
 
 
 def tls_host(sh, tls, host="localhost", **keys):
@@ -562,11 +562,12 @@ def test_credentials_never_cross_a_stripping_proxy(daemon, smarthost, smtp_proxy
 
 
 def test_timeout_applies_over_tls(daemon, smarthost, pki):
-    # after STARTTLS the inactivity timeout still applies (and only it):
-    # the server holds its reply to the final dot for longer than timeout
+    # after STARTTLS the deadlines still apply: the server holds its reply
+    # to the final dot for longer than data_timeout (the deadline of that wait)
     sh = smarthost(tls_context=pki.server_context())
     sh.hold()
-    d = daemon(smarthosts=[tls_host(sh, "required", tls_ca_file=pki.ca.cert, timeout="1s")])
+    d = daemon(smarthosts=[tls_host(sh, "required", tls_ca_file=pki.ca.cert, timeout="1s",
+                                    data_timeout="1s")])
     qid, msg = submit(d, "slow over tls")
     rec = d.wait_for_record(id=qid, to=RCPT, status="deferred", timeout=20)
     assert "timed out" in rec["text"] and rec["tls"].startswith("TLSv"), rec

@@ -616,6 +616,7 @@ test_full_round_trip(void **state)
 	assert_int_equal(b->port, 465);
 	assert_int_equal(b->timeout, 60);
 	assert_int_equal(b->connect_timeout, 30);
+	assert_int_equal(b->data_timeout, 600);	/* RFC 5321 4.5.3.2.6 */
 	assert_null(b->helo_name);
 	assert_true(b->helo_fallback);
 	assert_true(b->tls_verify);

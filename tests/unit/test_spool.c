@@ -164,6 +164,7 @@ test_commit_and_read(void **state)
 	e.rcpts[1].last_reply = xstrdup("451 4.3.0\ttry\r\nlater");
 	e.rcpts[0].reported = 1;	/* written */
 	e.rcpts[1].reporting = 1;	/* memory only */
+	snprintf(e.rcpts[1].dsn, sizeof e.rcpts[1].dsn, "4.4.7");	/* the status decided, carried */
 	assert_int_equal(spool_env_write(&sp, &e, 1, err, sizeof err), 0);
 	assert_false(exists("tmp", id, ".env.new"));
 	assert_int_equal(spool_env_read(&sp, id, &r, err, sizeof err), 0);
@@ -174,6 +175,8 @@ test_commit_and_read(void **state)
 	assert_int_equal(r.rcpts[0].reported, 1);
 	assert_int_equal(r.rcpts[1].reported, 0);
 	assert_int_equal(r.rcpts[1].reporting, 0);
+	assert_string_equal(r.rcpts[1].dsn, "4.4.7");
+	assert_string_equal(r.rcpts[0].dsn, "");
 	spool_env_free(&r);
 
 	assert_int_equal(spool_remove(&sp, id, 1), 0);
@@ -338,6 +341,10 @@ test_env_parse_rejects(void **state)
 		"mailrelay-env 1\nid\t6553F100F423F000\nsender\ta\nsize\t-1\nrcpt\tpending\t0\t0\t0\ta\ta\t\n",
 		"mailrelay-env 1\nid\t6553F100F423F000\nsender\ta\nrcpt\tpending\t0\t0\t0\ta\ta\t",	/* truncated */
 		"mailrelay-env 1\nid\t6553F100F423F000\nsender\ta\nrcpt\tpending\t0\t0\t0\ta\ta\t\nreported\t1\n",
+		/* an rstatus that is not an enhanced status code, or for no recipient */
+		"mailrelay-env 1\nid\t6553F100F423F000\nsender\ta\nrcpt\tpending\t0\t0\t0\ta\ta\t\nrstatus\t0\tmessage expired\n",
+		"mailrelay-env 1\nid\t6553F100F423F000\nsender\ta\nrcpt\tpending\t0\t0\t0\ta\ta\t\nrstatus\t0\t3.0.0\n",
+		"mailrelay-env 1\nid\t6553F100F423F000\nsender\ta\nrcpt\tpending\t0\t0\t0\ta\ta\t\nrstatus\t1\t4.4.7\n",
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		err[0] = '\0';

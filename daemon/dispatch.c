@@ -1,0 +1,341 @@
+/*
+ * dispatch: which ready message goes to which smarthost, and when.
+ *
+ * Owns the choice of smarthost (routes, failover order, back-off: see
+ * msg_target()), `concurrency` (sessions per smarthost) and `rate_limit`
+ * (messages per window).  The queue reaches it through its ready hook
+ * (queue_on_ready()); sessions reach it for their next message
+ * (dispatch_next()) and when their smarthost failed before any
+ * transaction (dispatch_smarthost_failed()).  It starts sessions with
+ * session_start() and counts them with session_count(); it never judges a
+ * reply or touches a connection.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "daemon.h"
+#include "delivery_int.h"
+#include "delivery_trouble.h"
+#include "dispatch.h"
+#include "log.h"
+#include "queue.h"
+#include "ratekeep.h"
+#include "shstate.h"
+#include "xmalloc.h"
+
+static int warned_no_smarthost;
+
+static int rate_paced(const struct smarthost_conf *sh);
+static void rate_started(const struct smarthost_conf *sh, const struct qmsg *m);
+
+void
+dispatch_init(void)
+{
+	queue_on_ready(dispatch_kick);
+}
+
+/*
+ * Which smarthost a message goes to now: the one its sender's route names
+ * (routes are strict: that smarthost only), else the first one from the
+ * message's failover position that is not backed off; if all of those
+ * are, the one at the position (a probe).
+ */
+static size_t
+msg_target(const struct config *c, const struct qmsg *m, int *routed)
+{
+	size_t i;
+	time_t now = time(NULL);
+	const struct route_conf *rt = conf_route_find(c, m->env.sender);
+
+	*routed = rt != NULL;
+	if (rt != NULL)
+		return rt->smarthost_index;
+	size_t fo = m->fo < c->nsmarthosts ? m->fo : 0;
+	for (i = fo; i < c->nsmarthosts; i++)
+		if (!shstate_down(c->smarthosts[i].name, now))
+			return i;
+	return fo;
+}
+
+static int
+wants(const struct dsession *s, const struct qmsg *m)
+{
+	int routed;
+
+	return msg_target(s->rc->conf, m, &routed) == s->shidx;
+}
+
+/* The first ready message this session's smarthost should carry; or NULL. */
+static struct qmsg *
+find_for(struct dsession *s)
+{
+	struct qmsg *m;
+
+	for (m = queue_ready_next(NULL); m != NULL; m = queue_ready_next(m))
+		if (wants(s, m))
+			return m;
+	return NULL;
+}
+
+/* The same, taken. */
+static struct qmsg *
+take_for(struct dsession *s)
+{
+	struct qmsg *m = find_for(s);
+
+	if (m != NULL)
+		queue_take(m);
+	return m;
+}
+
+/*
+ * A message this smarthost could not take: on to the next smarthost in
+ * the same attempt (no attempt counted), or, after the last one,
+ * deferred with `why`.
+ */
+static void
+failover_or_defer(struct dsession *s, struct qmsg *m, enum trouble_kind k, const char *why)
+{
+	int routed;
+	size_t i;
+
+	msg_target(s->rc->conf, m, &routed);
+	if (!routed && s->shidx + 1 < s->rc->conf->nsmarthosts && !D->shutting_down) {
+		m->fo = (unsigned)s->shidx + 1;
+		log_qid(LOG_INFO, m->env.id, NULL, "smarthost %s failed; trying %s",
+		    s->sh->name, s->rc->conf->smarthosts[m->fo].name);
+		queue_release(m);	/* ready again, for the next smarthost */
+		return;
+	}
+	for (i = 0; i < m->env.nrcpt; i++)
+		if (m->env.rcpts[i].status == RCPT_PENDING)
+			trouble_record(s, m, i, k, 0, why);
+	queue_release(m);
+}
+
+/* Take m for a new session to smarthost shidx. */
+static void
+dispatch_start(size_t shidx, struct qmsg *m)
+{
+	queue_take(m);
+	rate_started(&D->rc->conf->smarthosts[shidx], m);
+	session_start(shidx, m);
+}
+
+struct qmsg *
+dispatch_next(struct dsession *s)
+{
+	struct qmsg *m;
+
+	/*
+	 * Over its rate_limit: this connection ends and the message stays
+	 * ready for the timer's kick (see rate_paced()), rather than holding
+	 * the connection idle for as long as the window says.
+	 */
+	if (D->shutting_down || find_for(s) == NULL || rate_paced(s->sh))
+		return NULL;
+	m = take_for(s);
+	rate_started(s->sh, m);
+	return m;
+}
+
+/*
+ * One probe per back-off step, not one per message: m (the session's own,
+ * or NULL) and every other ready message meant for this smarthost, all
+ * taken before any is given back, go on to the next smarthost or are
+ * deferred.
+ */
+void
+dispatch_smarthost_failed(struct dsession *s, struct qmsg *m, enum trouble_kind k, const char *why)
+{
+	struct qmsg **batch = NULL;
+	size_t n = 0, i;
+
+	if (m != NULL) {
+		batch = xreallocarray(batch, n + 1, sizeof *batch);
+		batch[n++] = m;
+	}
+	while ((m = take_for(s)) != NULL) {
+		batch = xreallocarray(batch, n + 1, sizeof *batch);
+		batch[n++] = m;
+	}
+	for (i = 0; i < n; i++)
+		failover_or_defer(s, batch[i], k, why);
+	free(batch);
+}
+
+/*
+ * rate_limit = COUNT/PERIOD: what is counted is messages, each one when a
+ * session takes it for this smarthost (at session start or for the next
+ * transaction on an open connection), since providers count messages
+ * (Exchange Online: 30 a minute; Gmail: so many a day).  Further
+ * transactions of the same message (recipients left by a 452) are not
+ * counted again; a message taken and then not sent (the connection
+ * failed) is: the count errs on the safe side.
+ *
+ * A sliding window, not even spacing: at most COUNT starts in any PERIOD,
+ * which is how providers state their limits, and the whole allowance is
+ * usable at once (a burst of 30 after a quiet minute) instead of one
+ * message every 2 s.  A token bucket would let up to 2*COUNT-1 through in
+ * one PERIOD.  The window (start times, in shstate by name) survives a
+ * reload, and a restart (ratekeep.c saves it in the spool).
+ *
+ * A message that must wait stays ready: no attempt, no deferral, no log
+ * line of its own, and no failover (msg_target() does not look at the
+ * window): it waits for its own smarthost.  One timer re-kicks delivery
+ * when the first waiting smarthost may start again.  One info line when a
+ * smarthost starts to wait; shstate's paced_until says until when, and
+ * goes back to 0 at the first kick that finds nothing waiting for it.
+ */
+static struct event *rate_timer;
+static long long rate_timer_at;         /* monotonic ms; 0: not armed */
+static unsigned long long kick_gen;     /* counts dispatch_kick() passes */
+
+static void
+rate_on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	rate_timer_at = 0;
+	dispatch_kick();
+}
+
+static void
+rate_timer_arm(long long now, long long wait)
+{
+	struct timeval tv;
+
+	if (rate_timer_at != 0 && rate_timer_at <= now + wait)
+		return;
+	if (rate_timer == NULL)
+		rate_timer = evtimer_new(D->base, rate_on_timer, NULL);
+	rate_timer_at = now + wait;
+	tv.tv_sec = (time_t)(wait / 1000);
+	tv.tv_usec = (suseconds_t)(wait % 1000 * 1000);
+	evtimer_add(rate_timer, &tv);
+}
+
+/* "30/m", "1000/h", "500/d", "100/90s" */
+static void
+rate_text(const struct smarthost_conf *sh, char *buf, size_t len)
+{
+	static const struct { unsigned secs; const char *unit; } units[] = {
+		{ 86400, "d" }, { 3600, "h" }, { 60, "m" }, { 1, "s" },
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof units / sizeof units[0]; i++)
+		if (sh->rate_limit_period == units[i].secs) {
+			snprintf(buf, len, "%u/%s", sh->rate_limit_count, units[i].unit);
+			return;
+		}
+	snprintf(buf, len, "%u/%us", sh->rate_limit_count, sh->rate_limit_period);
+}
+
+/* 1: this smarthost may not start another message now (the timer is armed). */
+static int
+rate_paced(const struct smarthost_conf *sh)
+{
+	if (sh->rate_limit_count == 0)
+		return 0;
+	struct shstate *st = shstate_get(sh->name);
+	long long now = shstate_now_ms();
+	long long wait = shstate_rate_wait(st, sh->rate_limit_count, sh->rate_limit_period, now);
+	if (wait <= 0)
+		return 0;
+	if (st->paced_until == 0) {
+		char rate[40];
+		rate_text(sh, rate, sizeof rate);
+		log_info("smarthost %s: rate_limit %s reached; next message in %llds",
+		    sh->name, rate, (wait + 999) / 1000);
+	}
+	st->paced_until = time(NULL) + (time_t)((wait + 999) / 1000);
+	st->paced_gen = kick_gen;
+	rate_timer_arm(now, wait);
+	return 1;
+}
+
+/*
+ * A message counts against the window when it is taken for a
+ * transaction.  The debug line is the daemon's own record of each start
+ * (monotonic ms), which the tests read: what a smarthost sees is later
+ * by a scheduling delay that no slack can bound on a busy machine.
+ */
+static void
+rate_started(const struct smarthost_conf *sh, const struct qmsg *m)
+{
+	if (sh->rate_limit_count != 0) {
+		long long now = shstate_now_ms();
+		shstate_rate_start(shstate_get(sh->name), sh->rate_limit_count, now);
+		ratekeep_touch();
+		log_qid(LOG_DEBUG, m->env.id, NULL, "counted in the rate_limit window of smarthost %s at %lld ms", sh->name, now);
+	}
+}
+
+/*
+ * Start sessions for ready messages, at most `concurrency` per smarthost,
+ * and no more messages than its rate_limit allows (those wait, ready).
+ * After each start the ready list is walked again from its head: a
+ * session that fails at once moves messages around.
+ */
+void
+dispatch_kick(void)
+{
+	static int kicking;
+	struct qmsg *m;
+	int started;
+	size_t i;
+
+	if (kicking || D->shutting_down)
+		return;
+	if (D->conf->nsmarthosts == 0) {
+		if (!warned_no_smarthost && queue_has_ready()) {
+			log_warnx("no smarthost is configured: mail is accepted and kept in the queue");
+			warned_no_smarthost = 1;
+		}
+		return;
+	}
+	warned_no_smarthost = 0;
+	kicking = 1;
+	kick_gen++;
+	do {
+		started = 0;
+		for (m = queue_ready_next(NULL); m != NULL; m = queue_ready_next(m)) {
+			int routed;
+			size_t t = msg_target(D->conf, m, &routed);
+			struct shstate *st = shstate_get(D->conf->smarthosts[t].name);
+			if (st->paced_until != 0)
+				st->paced_gen = kick_gen;	/* still waiting for it */
+			if (session_count(t) < D->conf->concurrency && !rate_paced(&D->conf->smarthosts[t])) {
+				dispatch_start(t, m);
+				started = 1;
+				break;
+			}
+		}
+	} while (started);
+	/* no message waited for it in this pass: its pacing is over */
+	for (i = 0; i < D->conf->nsmarthosts; i++) {
+		struct shstate *st = shstate_get(D->conf->smarthosts[i].name);
+		if (st->paced_until != 0 && st->paced_gen != kick_gen)
+			st->paced_until = 0;
+	}
+	kicking = 0;
+}
+
+void
+dispatch_shutdown(void)
+{
+	if (rate_timer != NULL) {
+		event_free(rate_timer);
+		rate_timer = NULL;
+		rate_timer_at = 0;
+	}
+	ratekeep_flush();
+}

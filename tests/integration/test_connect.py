@@ -1,0 +1,143 @@
+"""The connect phase: a host's addresses raced IPv6 and IPv4 interleaved
+with a short head start (Happy Eyeballs, RFC 8305), the whole phase bounded
+by connect_timeout.
+
+The name "dual.mailrelay.test" is given an IPv6 and an IPv4 address through
+the daemon's test resolver seam (MAILRELAYD_TEST_HOSTS, a hosts(5) file).
+The IPv6 address is a black hole: a listener on [::1] whose accept queue is
+full drops every further SYN, as a broken IPv6 route does."""
+import os
+import socket
+import time
+
+import pytest
+
+from mrtest import free_port, make_message, smarthost_opts, to_crlf
+
+SENDER = "sender@example.org"
+RCPT = "rcpt@example.net"
+NAME = "dual.mailrelay.test"
+
+
+def ipv6_loopback():
+    try:
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        s.bind(("::1", 0))
+        s.close()
+        return True
+    except OSError:
+        return False
+
+
+class BlackHole:
+    """host:port (by default [::1]) that never completes a handshake:
+    listen(0), the accept queue filled by a connection of our own, never
+    accepted."""
+
+    def __init__(self, port, host="::1"):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.srv = socket.socket(family, socket.SOCK_STREAM)
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.srv.bind((host, port))
+        self.srv.listen(0)
+        self.fillers = []
+        for _ in range(2):
+            c = socket.socket(family, socket.SOCK_STREAM)
+            c.setblocking(False)
+            c.connect_ex((host, port))
+            self.fillers.append(c)
+        time.sleep(0.2)
+        # the proof it is a black hole: one more connection does not complete
+        probe = socket.socket(family, socket.SOCK_STREAM)
+        probe.settimeout(1.0)
+        try:
+            probe.connect((host, port))
+            self.works = False
+        except (socket.timeout, OSError):
+            self.works = True
+        finally:
+            probe.close()
+
+    def close(self):
+        for c in self.fillers:
+            c.close()
+        self.srv.close()
+
+
+@pytest.fixture
+def dual_name(workdir, monkeypatch):
+    """A port free on 127.0.0.1 and [::1], a black hole on [::1] there, and
+    NAME resolving to ::1 first, then 127.0.0.1."""
+    if not ipv6_loopback():
+        pytest.skip("no IPv6 loopback")
+    for _ in range(20):
+        port = free_port()
+        try:
+            hole = BlackHole(port)
+            break
+        except OSError:
+            continue
+    else:
+        pytest.skip("no port free on both loopbacks")
+    if not hole.works:
+        hole.close()
+        pytest.skip("this network stack completes connections past a full accept queue")
+    hosts = os.path.join(workdir, "hosts")
+    with open(hosts, "w") as f:
+        f.write("::1 %s\n127.0.0.1 %s\n" % (NAME, NAME))
+    os.chmod(hosts, 0o644)
+    monkeypatch.setenv("MAILRELAYD_TEST_HOSTS", hosts)
+    yield port
+    hole.close()
+
+
+def test_unreachable_ipv6_costs_the_head_start_not_connect_timeout(daemon, smarthost, dual_name):
+    """Before: the IPv6 address was tried alone until connect_timeout (10 s
+    here) ran out, then the IPv4 one.  Now the IPv4 attempt starts after the
+    head start (250 ms) beside the stalled one and wins."""
+    port = dual_name
+    sh = smarthost(port=port)
+    d = daemon(smarthost=("main", smarthost_opts(port, host='"%s"' % NAME, connect_timeout="10s")))
+    msg = make_message(subject="happy eyeballs")
+    t0 = time.monotonic()
+    r = d.sendmail(["-i", "-f", SENDER, RCPT], msg)
+    assert r.rc == 0, r
+    qid = d.accepted_id(SENDER)
+    sent = d.wait_for_record(id=qid, to=RCPT, status="sent", timeout=20)
+    elapsed = time.monotonic() - t0
+    assert sent["relay"] == "%s[127.0.0.1]:%d" % (NAME, port), sent
+    assert sent["attempts"] == "1"
+    # the head start plus one connect (and the submission), far below connect_timeout
+    assert elapsed < 3, elapsed
+    assert [t.content for t in sh.delivered()] == [to_crlf(msg)]
+    # IPv6 was tried first: the interleaving starts with the resolver's first family
+    lines = d.log_lines()
+    v6 = [i for i, l in enumerate(lines) if "%s[::1]:%d: connecting" % (NAME, port) in l]
+    v4 = [i for i, l in enumerate(lines) if "%s[127.0.0.1]:%d: connecting" % (NAME, port) in l]
+    assert v6 and v4 and v6[0] < v4[0], (v6, v4)
+
+
+def test_connect_timeout_bounds_the_whole_phase(daemon, dual_name):
+    """With no address answering, the attempt ends after connect_timeout in
+    all.  Before: connect_timeout for each address (6 s here)."""
+    port = dual_name
+    hole4 = BlackHole(port, host="127.0.0.1")     # both addresses black holes now
+    if not hole4.works:
+        hole4.close()
+        pytest.skip("this network stack completes connections past a full accept queue")
+    d = daemon(smarthost=("main", smarthost_opts(port, host='"%s"' % NAME, connect_timeout="3s")),
+               overrides={"retry_schedule": ["1h"]})
+    t0 = time.monotonic()
+    r = d.sendmail(["-i", "-f", SENDER, RCPT], make_message(subject="all down"))
+    assert r.rc == 0, r
+    qid = d.accepted_id(SENDER)
+    rec = d.wait_for_record(id=qid, to=RCPT, status="deferred", timeout=15)
+    elapsed = time.monotonic() - t0
+    hole4.close()
+    assert 2.5 < elapsed < 5, elapsed
+    assert "timed out after 3s" in rec["text"], rec
+    assert rec["dsn"] == "4.4.1", rec
+    # both addresses were tried within the phase
+    lines = d.log_lines()
+    assert any("%s[::1]:%d: connecting" % (NAME, port) in l for l in lines)
+    assert any("%s[127.0.0.1]:%d: connecting" % (NAME, port) in l for l in lines)

@@ -1,0 +1,396 @@
+/*
+ * session_harness: see session_harness.h.
+ *
+ * The daemon's globals (D) and the queue's functions the delivery code
+ * calls are defined here: one message, ready once; its outcomes recorded
+ * per recipient; given back once.  Nothing is retried: a run is one
+ * session from connect to its end.
+ */
+#include "config.h"
+
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+
+#include "daemon/daemon.h"
+#include "daemon/delivery.h"
+#include "daemon/dispatch.h"
+#include "daemon/queue.h"
+#include "daemon/ratekeep.h"
+#include "daemon/runconf.h"
+#include "log.h"
+#include "session_harness.h"
+#include "xmalloc.h"
+
+struct hx HX;
+
+static struct daemon dstate;
+struct daemon *D = &dstate;
+
+static struct qmsg M;
+static int listen_fd = -1;
+static unsigned short listen_port;
+static struct event *accept_ev;
+static struct bufferevent *server;
+static const char *const content =
+    "From: a@example.org\r\nTo: b@example.net\r\nSubject: harness\r\n\r\nbody line\r\n.dot line\r\n";
+
+/* ---- the stub queue ---- */
+
+struct qmsg *
+queue_ready_next(struct qmsg *after)
+{
+	return after == NULL && M.ready ? &M : NULL;
+}
+
+void
+queue_take(struct qmsg *m)
+{
+	m->ready = 0;
+	m->inflight = 1;
+}
+
+void
+queue_release(struct qmsg *m)
+{
+	m->inflight = 0;
+	HX.released++;
+}
+
+int
+queue_verify(struct qmsg *m, int fd)
+{
+	(void)m;
+	(void)fd;
+	return 0;
+}
+
+int
+queue_has_ready(void)
+{
+	return M.ready;
+}
+
+unsigned
+queue_retry_delay(unsigned attempts)
+{
+	(void)attempts;
+	return 60;
+}
+
+void
+queue_checkpoint(struct qmsg *m)
+{
+	(void)m;
+}
+
+void
+queue_on_ready(queue_ready_fn fn)
+{
+	(void)fn;
+}
+
+void
+queue_outcome(struct qmsg *m, size_t idx, enum outcome o, const struct relay_info *ri,
+    const char *dsn, const char *reply)
+{
+	struct hx_outcome *x = &HX.out[idx];
+
+	(void)ri;
+	x->n++;
+	x->o = o;
+	snprintf(x->dsn, sizeof x->dsn, "%s", dsn ? dsn : "");
+	snprintf(x->text, sizeof x->text, "%s", reply ? reply : "");
+	m->env.rcpts[idx].status = o == OUTCOME_SENT ? RCPT_SENT : o == OUTCOME_BOUNCED ? RCPT_FAILED :
+	    RCPT_PENDING;
+	m->env.rcpts[idx].attempts++;
+}
+
+void
+ratekeep_touch(void)
+{
+}
+
+void
+ratekeep_flush(void)
+{
+}
+
+/* ---- the fake clock ---- */
+
+static void
+clock_hook(struct dsession *s, unsigned secs)
+{
+	HX.session = s;
+	HX.armed[s->state] = secs;
+	HX.armed_set[s->state] = 1;
+	HX.deadline_pending = secs > 0;
+}
+
+/* ---- the scripted smarthost ---- */
+
+static void
+server_close(void)
+{
+	if (server != NULL) {
+		bufferevent_free(server);
+		server = NULL;
+	}
+	HX.server_closed = 1;
+}
+
+/* Send the next scripted reply; none left: close. */
+static void
+server_reply(void)
+{
+	const char *r;
+
+	if (server == NULL)
+		return;
+	if (HX.next >= HX.nreplies) {
+		server_close();
+		return;
+	}
+	r = HX.replies[HX.next++];
+	if (strcmp(r, HX_STALL) == 0)
+		return;
+	if (strcmp(r, HX_CLOSE) == 0) {
+		server_close();
+		return;
+	}
+	if (strncmp(r, "354", 3) == 0)
+		HX.in_data = 1;
+	bufferevent_write(server, r, strlen(r));
+}
+
+static void
+server_on_read(struct bufferevent *bev, void *arg)
+{
+	char *line;
+	size_t len;
+
+	(void)arg;
+	while (server == bev && (line = evbuffer_readln(bufferevent_get_input(bev), &len,
+	    EVBUFFER_EOL_CRLF)) != NULL) {
+		if (HX.in_data) {
+			if (strcmp(line, ".") == 0) {
+				HX.in_data = 0;
+				snprintf(HX.commands[HX.ncommands++ % HX_STEPS_MAX], sizeof HX.commands[0],
+				    "<body>");
+				server_reply();
+			}
+		} else {
+			snprintf(HX.commands[HX.ncommands++ % HX_STEPS_MAX], sizeof HX.commands[0], "%s", line);
+			server_reply();
+		}
+		free(line);
+	}
+}
+
+static void
+server_on_event(struct bufferevent *bev, short what, void *arg)
+{
+	(void)bev;
+	(void)arg;
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+		server_close();
+}
+
+static void
+on_accept(evutil_socket_t fd, short what, void *arg)
+{
+	int c;
+
+	(void)what;
+	(void)arg;
+	if ((c = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) == -1)
+		return;
+	if (server != NULL) {
+		close(c);	/* one connection per run */
+		return;
+	}
+	server = bufferevent_socket_new(D->base, c, BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_setcb(server, server_on_read, NULL, server_on_event, NULL);
+	bufferevent_enable(server, EV_READ | EV_WRITE);
+	server_reply();	/* the greeting */
+}
+
+/* ---- setup and runs ---- */
+
+int
+hx_setup(const char *extra)
+{
+	char dir[] = "/tmp/mr-harness-XXXXXX", path[300], err[300];
+	struct sockaddr_in sin;
+	socklen_t sl = sizeof sin;
+	struct config *conf;
+	FILE *f;
+
+	log_init("harness", LOG_TO_STDERR, getenv("HX_DEBUG") ? LOG_DEBUG : LOG_EMERG);
+	if (mkdtemp(dir) == NULL)
+		return -1;
+	listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	memset(&sin, 0, sizeof sin);
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (listen_fd == -1 || bind(listen_fd, (struct sockaddr *)&sin, sizeof sin) == -1 ||
+	    listen(listen_fd, 8) == -1 || getsockname(listen_fd, (struct sockaddr *)&sin, &sl) == -1) {
+		perror("harness: listen");
+		return -1;
+	}
+	listen_port = ntohs(sin.sin_port);
+	snprintf(path, sizeof path, "%s/mailrelay.conf", dir);
+	if ((f = fopen(path, "w")) == NULL)
+		return -1;
+	fprintf(f, "hostname = relay.test\nspool_dir = \"%s/spool\"\n"
+	    "smarthost main {\n    host = \"127.0.0.1\"\n    port = %u\n    tls = disabled\n%s\n}\n",
+	    dir, listen_port, extra ? extra : "");
+	fclose(f);
+	if ((conf = conf_load(path, err, sizeof err)) == NULL) {
+		fprintf(stderr, "harness: %s\n", err);
+		return -1;
+	}
+	D->base = event_base_new();
+	D->dns = evdns_base_new(D->base, 0);
+	if ((D->rc = runconf_new(conf, err, sizeof err)) == NULL) {
+		fprintf(stderr, "harness: %s\n", err);
+		return -1;
+	}
+	D->conf = D->rc->conf;
+	snprintf(path, sizeof path, "%s/spool", dir);
+	if (spool_open(&D->spool, path, 1, err, sizeof err) == -1) {
+		fprintf(stderr, "harness: %s\n", err);
+		return -1;
+	}
+	accept_ev = event_new(D->base, listen_fd, EV_READ | EV_PERSIST, on_accept, NULL);
+	event_add(accept_ev, NULL);
+	session_clock_hook = clock_hook;
+	delivery_init();
+	return 0;
+}
+
+void
+hx_start(size_t nrcpt, const char *const *replies)
+{
+	static const char *const addrs[HX_RCPTS_MAX] = {
+		"r0@example.net", "r1@example.net", "r2@example.net", "r3@example.net",
+		"r4@example.net", "r5@example.net", "r6@example.net", "r7@example.net",
+	};
+	struct timeval now;
+	char name[64];
+	size_t i;
+	int fd;
+
+	unsigned quiet = HX.quiet_ms;
+
+	memset(&HX, 0, sizeof HX);
+	HX.quiet_ms = quiet;
+	for (i = 0; replies[i] != NULL && i < HX_STEPS_MAX; i++)
+		HX.replies[HX.nreplies++] = replies[i];
+	server = NULL;
+	if (nrcpt > HX_RCPTS_MAX)
+		nrcpt = HX_RCPTS_MAX;
+	if (nrcpt == 0)
+		nrcpt = 1;
+	HX.nrcpt = nrcpt;
+	memset(&M, 0, sizeof M);
+	gettimeofday(&now, NULL);
+	spool_qid_new(&D->spool, M.env.id, &now);
+	M.env.arrival = now.tv_sec;
+	M.env.sender = (char *)"a@example.org";
+	M.env.size = strlen(content);
+	M.env.nrcpt = nrcpt;
+	M.env.rcpts = xcalloc(nrcpt, sizeof *M.env.rcpts);
+	for (i = 0; i < nrcpt; i++) {
+		M.env.rcpts[i].addr = (char *)addrs[i];
+		M.env.rcpts[i].orig = (char *)addrs[i];
+		M.env.rcpts[i].last_reply = (char *)"";
+	}
+	snprintf(name, sizeof name, "%s.msg", M.env.id);
+	fd = openat(D->spool.queuefd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd != -1) {
+		if (write(fd, content, strlen(content)) < 0)
+			perror("harness: write");
+		close(fd);
+	}
+	M.ready = 1;
+	dispatch_kick();
+}
+
+static long long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int
+hx_run(void)
+{
+	long long start = now_ms(), quiet_since = now_ms();
+	size_t seen = HX.ncommands;
+
+	while (delivery_sessions() > 0) {
+		if (now_ms() - start > 5000)
+			return -1;
+		event_base_loop(D->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+		if (HX.ncommands != seen) {
+			seen = HX.ncommands;
+			quiet_since = now_ms();
+		} else if (HX.deadline_pending && now_ms() - quiet_since > (HX.quiet_ms ? HX.quiet_ms : 100))
+			return 0;	/* nothing moves: the session waits on its deadline */
+		usleep(500);
+	}
+	return 0;
+}
+
+int
+hx_fire(void)
+{
+	if (delivery_sessions() > 0 && HX.deadline_pending) {
+		HX.deadline_pending = 0;
+		session_deadline_passed(HX.session);
+	}
+	return hx_run();
+}
+
+int
+hx_all_decided(void)
+{
+	size_t i;
+
+	if (delivery_sessions() != 0 || M.inflight || HX.released != 1)
+		return 0;
+	for (i = 0; i < HX.nrcpt; i++)
+		if (HX.out[i].n != 1)
+			return 0;
+	return 1;
+}
+
+void
+hx_end(void)
+{
+	char name[64];
+
+	server_close();
+	snprintf(name, sizeof name, "%s.msg", M.env.id);
+	unlinkat(D->spool.queuefd, name, 0);
+	free(M.env.rcpts);
+	M.env.rcpts = NULL;
+}

@@ -1,0 +1,79 @@
+/*
+ * session_harness: one delivery session of the real daemon code
+ * (daemon/delivery*.c, dispatch.c) driven in-process, without the daemon.
+ *
+ *   - the smarthost is a scripted server on 127.0.0.1 in the same event
+ *     loop: a greeting, then one reply per command line it reads (after
+ *     354, one for the whole body at its final dot);
+ *   - the clock is fake (session_clock_hook): each state's deadline is
+ *     recorded, and hx_fire() makes it pass at once;
+ *   - the queue is a stub holding one message: each outcome the session
+ *     records is kept per recipient for the test to check.
+ *
+ * Used by tests/unit/test_session.c and tests/fuzz/fuzz_session.c.
+ */
+#ifndef MAILRELAY_SESSION_HARNESS_H
+#define MAILRELAY_SESSION_HARNESS_H
+
+#include <stddef.h>
+
+#include "daemon/delivery_int.h"
+
+#define HX_RCPTS_MAX 8
+#define HX_STEPS_MAX 64
+
+/* A scripted reply: text sent as it is (CRLF added per line by the script writer). */
+#define HX_STALL  "\001stall"   /* send nothing: the session waits (fire the deadline) */
+#define HX_CLOSE  "\001close"   /* close the connection */
+
+struct hx_outcome {
+	int n;                          /* outcomes recorded for this recipient */
+	enum outcome o;
+	char dsn[16];
+	char text[400];
+};
+
+struct hx {
+	/* the script: replies[0] is the greeting */
+	const char *replies[HX_STEPS_MAX];
+	size_t nreplies;
+	size_t next;                    /* the next reply to send */
+	char commands[HX_STEPS_MAX][128];   /* what the server read, in order */
+	size_t ncommands;
+	int in_data;                    /* reading the body */
+	int server_closed;
+
+	/* the fake clock: the deadline armed last, per state */
+	unsigned armed[DS_QUIT + 1];
+	int armed_set[DS_QUIT + 1];
+	struct dsession *session;       /* the session whose deadline is armed */
+	int deadline_pending;
+
+	/* the message */
+	size_t nrcpt;
+	struct hx_outcome out[HX_RCPTS_MAX];
+	int released;
+
+	unsigned quiet_ms;              /* hx_run(): this long without a command: waiting (default 100) */
+};
+
+extern struct hx HX;
+
+/*
+ * Once per process: the event loop, a spool in a temporary directory,
+ * the configuration (extra: more smarthost keys, one per line, or NULL).
+ * Returns 0, or -1 with a message on stderr.
+ */
+int  hx_setup(const char *extra);
+/* A new run: nrcpt recipients, the script (NULL-terminated; replies[0] is the greeting). */
+void hx_start(size_t nrcpt, const char *const *replies);
+/* Run the loop until the session is gone, or its deadline is pending; 0, or -1 after 5 s. */
+int  hx_run(void);
+/* Make the pending deadline pass (the fake clock), then run on. */
+int  hx_fire(void);
+/* Every recipient has exactly one outcome, the session is gone and the message given back. */
+int  hx_all_decided(void);
+/* Drop what is left of a run (the server's connection). */
+void hx_end(void);
+
+#endif
