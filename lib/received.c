@@ -102,7 +102,8 @@ received_field(const struct received_from *from, const char *hostname,
 	clause(&f, part);
 	snprintf(part, sizeof part, "by %s (mailrelay %s)", hostname, version);
 	clause(&f, part);
-	clause(&f, from->esmtp ? "with ESMTP" : "with SMTP");
+	snprintf(part, sizeof part, "with %s", from->with);
+	clause(&f, part);
 	snprintf(part, sizeof part, "id %s", qid);
 	clause(&f, part);
 	if (plain(rcpt, PART_MAX)) {

@@ -18,7 +18,7 @@ struct received_from {
 	const char  *login;     /* local: its login name, or NULL */
 	const char  *helo;      /* TCP: the HELO/EHLO argument, or NULL */
 	const char  *addr;      /* TCP: the client's address, as inet_ntop wrote it */
-	int          esmtp;     /* EHLO (ESMTP) rather than HELO (SMTP) */
+	const char  *with;      /* the protocol: "ESMTP" (EHLO), "SMTP" (HELO), "local" (maildrop) */
 };
 
 /*

@@ -62,7 +62,7 @@ unfold(const char *f)
 static void
 test_local_one_recipient(void **state)
 {
-	struct received_from from = { .local = 1, .uid = 1000, .login = "www-data", .esmtp = 1 };
+	struct received_from from = { .local = 1, .uid = 1000, .login = "www-data", .with = "ESMTP" };
 	char *f, *u;
 
 	(void)state;
@@ -81,7 +81,7 @@ test_local_one_recipient(void **state)
 static void
 test_tcp_many_recipients(void **state)
 {
-	struct received_from from = { .local = 0, .helo = "web1.example.org", .addr = "192.0.2.7" };
+	struct received_from from = { .local = 0, .helo = "web1.example.org", .addr = "192.0.2.7", .with = "SMTP" };
 	char *f, *u;
 
 	(void)state;
@@ -98,7 +98,7 @@ test_tcp_many_recipients(void **state)
 static void
 test_ipv6_and_hostile_helo(void **state)
 {
-	struct received_from from = { .local = 0, .helo = "evil)\r\nBcc: x", .addr = "::1", .esmtp = 1 };
+	struct received_from from = { .local = 0, .helo = "evil)\r\nBcc: x", .addr = "::1", .with = "ESMTP" };
 	char *f, *u;
 
 	(void)state;
@@ -116,7 +116,7 @@ static void
 test_long_names_never_over_998(void **state)
 {
 	char helo[400], host[200], rcpt[260];
-	struct received_from from = { .local = 0, .helo = helo, .addr = "192.0.2.7", .esmtp = 1 };
+	struct received_from from = { .local = 0, .helo = helo, .addr = "192.0.2.7", .with = "ESMTP" };
 	char *f;
 
 	(void)state;
@@ -140,7 +140,7 @@ test_long_names_never_over_998(void **state)
 static void
 test_unknown_uid(void **state)
 {
-	struct received_from from = { .local = 1, .uid = (uid_t)-1, .esmtp = 1 };
+	struct received_from from = { .local = 1, .uid = (uid_t)-1, .with = "ESMTP" };
 	char *f = received_field(&from, "relay.example.com", "1.0", QID, NULL, 0);
 
 	(void)state;
