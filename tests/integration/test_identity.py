@@ -11,13 +11,16 @@ mount and UTS namespaces, with an overlay on /etc that holds the test's
 mailname and hosts files and a host name of the test's choosing (they need
 root, as CI has).
 """
+import datetime
+import email.utils
 import os
 import re
+import smtplib
 import socket
 
 import pytest
 
-from mrtest import base_config, free_port, quote, render_config, require_root, run
+from mrtest import current_user, make_message, quote, render_config, require_root, run, to_crlf
 
 SHOW_HOSTNAME = re.compile(r'^hostname = "([^"]*)"$', re.M)
 
@@ -142,3 +145,143 @@ def test_daemon_logs_a_dotless_name_once_at_start(daemon, workdir):
     d.hup()
     d.wait_for_log(r"configuration reloaded")
     assert d.log_text().count("has no dot") == 1
+
+
+# ---------------------------------------------------------------------------
+# the Received: field on every accepted message
+
+SENDER = "sender@example.org"
+RCPT = "rcpt@example.net"
+
+
+def _received(t, d):
+    """The checked Received: field of a delivered transaction, as a dict."""
+    assert t.received is not None, "no well-formed Received: field first in %r" % t.raw[:300]
+    f = {k: (v.decode() if v is not None else None) for k, v in t.received.groupdict().items()}
+    assert f["by"] == "relay.test"
+    assert re.fullmatch(r"\d+\.\d+(\.\d+)?\S*", f["version"]), f
+    acc = d.wait_for_record(id=f["id"])
+    assert acc["id"] == f["id"]
+    stamp = email.utils.parsedate_to_datetime(f["date"])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    assert abs((now - stamp).total_seconds()) < 120, f
+    return f
+
+
+def test_received_from_sendmail_names_uid_and_login(daemon, smarthost):
+    sh = smarthost()
+    d = daemon(sh)
+    msg = make_message(subject="trace")
+    assert d.sendmail(["-i", "-f", SENDER, RCPT], msg).rc == 0
+    t = sh.wait_for(1)[0]
+    f = _received(t, d)
+    assert f["from"] == "local (uid %d %s)" % (os.getuid(), current_user())
+    assert f["with"] == "ESMTP" and f["for"] == RCPT
+    assert t.content == to_crlf(msg)
+    # first line of what the smarthost got, every line within 78 octets
+    assert t.raw.startswith(b"Received: from local (uid ")
+    assert all(len(l) <= 78 for l in t.received.group(0).split(b"\r\n"))
+
+
+def test_received_from_tcp_names_address_and_helo_no_for_with_two_recipients(daemon, smarthost):
+    sh = smarthost()
+    d = daemon(sh)
+    msg = to_crlf(make_message(subject="tcp trace", to=[RCPT, "two@example.net"]))
+    with smtplib.SMTP("127.0.0.1", d.tcp_port, local_hostname="client.example", timeout=10) as c:
+        c.sendmail(SENDER, [RCPT, "two@example.net"], msg)
+    t = sh.wait_for(1)[0]
+    f = _received(t, d)
+    assert f["helo"] == "client.example" and f["addr1"] == "127.0.0.1"
+    assert f["with"] == "ESMTP"
+    assert f["for"] is None
+    assert t.content == msg
+
+
+def test_received_after_helo_says_smtp(daemon, smarthost):
+    sh = smarthost()
+    d = daemon(sh)
+    msg = to_crlf(make_message(subject="helo trace"))
+    with smtplib.SMTP("127.0.0.1", d.tcp_port, local_hostname="old.example", timeout=10) as c:
+        c.helo("old.example")
+        c.sendmail(SENDER, [RCPT], msg)
+    f = _received(sh.wait_for(1)[0], d)
+    assert f["with"] == "SMTP" and f["helo"] == "old.example" and f["for"] == RCPT
+
+
+def test_received_on_a_maildrop_import(daemon, smarthost):
+    sh = smarthost()
+    d = daemon(sh)
+    d.stop()
+    msg = make_message(subject="dropped")
+    assert d.sendmail(["-i", "-f", SENDER, RCPT], msg).rc == 0
+    d.start()
+    t = sh.wait_for(1, timeout=20)[0]
+    f = _received(t, d)
+    assert f["from"] == "local (uid %d %s)" % (os.getuid(), current_user())
+    assert f["with"] == "local" and f["for"] == RCPT
+    assert t.content == to_crlf(msg)
+    acc = d.wait_for_record(id=f["id"])
+    assert acc["via"] == "maildrop" and acc["size"] == str(len(t.raw))
+
+
+LIMIT = 10 * 1024
+
+
+def _near_limit_message(margin):
+    """A message whose CRLF form is LIMIT - margin octets, in short lines."""
+    msg = to_crlf(make_message(subject="near the limit", body=""))
+    while len(msg) < LIMIT - margin:
+        msg += b"x" * min(70, LIMIT - margin - len(msg) - 2) + b"\r\n"
+    return msg
+
+
+def test_received_counts_in_max_message_size_on_the_listener(daemon, smarthost):
+    sh = smarthost()
+    d = daemon(sh, overrides={"max_message_size": "10K"})
+    msg = _near_limit_message(20)      # fits, but not with the Received: field
+    assert len(msg) == LIMIT - 20
+    with smtplib.SMTP("127.0.0.1", d.tcp_port, timeout=10) as c:
+        with pytest.raises(smtplib.SMTPDataError) as e:
+            c.sendmail(SENDER, [RCPT], msg)
+    assert e.value.smtp_code == 552
+    d.wait_for_log(r"refused: larger than max_message_size")
+    small = _near_limit_message(400)
+    with smtplib.SMTP("127.0.0.1", d.tcp_port, timeout=10) as c:
+        c.sendmail(SENDER, [RCPT], small)
+    t = sh.wait_for(1)[0]
+    assert len(t.raw) <= LIMIT and t.content == small
+
+
+def test_received_counts_in_max_message_size_in_the_maildrop(daemon, smarthost):
+    sh = smarthost()
+    d = daemon(sh, overrides={"max_message_size": "10K"})
+    d.stop()
+    assert d.sendmail(["-i", "-f", SENDER, RCPT], _near_limit_message(20)).rc == 0
+    d.start()
+    d.wait_for_log(r"maildrop/\S+: larger than max_message_size")
+    # what leaves is the notice to the sender, made by the daemon: no Received: in it
+    t = sh.wait_for(1, timeout=20)[0]
+    assert t.mail_from == "" and t.rcpt_tos == [SENDER]
+    assert t.received is None and b"Received:" not in t.raw.split(b"\r\n\r\n")[0]
+
+
+def _hops(n):
+    return "".join("Received: from h%d.example by h%d.example; Mon, 02 Jan 2023 03:04:05 +0000\n"
+                   % (i, i + 1) for i in range(n)).encode()
+
+
+def test_a_mail_loop_is_refused_after_100_hops(daemon, smarthost):
+    sh = smarthost()
+    d = daemon(sh)
+    looping = to_crlf(_hops(100) + make_message(subject="loop"))
+    with smtplib.SMTP("127.0.0.1", d.tcp_port, timeout=10) as c:
+        with pytest.raises(smtplib.SMTPDataError) as e:
+            c.sendmail(SENDER, [RCPT], looping)
+    assert e.value.smtp_code == 554 and b"5.4.6" in e.value.smtp_error
+    assert b"too many hops" in e.value.smtp_error
+    d.wait_for_log(r"refused: 100 Received: fields, a mail loop")
+    fine = to_crlf(_hops(99) + make_message(subject="long way"))
+    with smtplib.SMTP("127.0.0.1", d.tcp_port, timeout=10) as c:
+        c.sendmail(SENDER, [RCPT], fine)
+    t = sh.wait_for(1)[0]
+    assert t.content == fine
