@@ -2,7 +2,8 @@
  * pickup: see pickup.h.
  *
  * Each drop is parsed, its content normalised to CRLF lines and written
- * to a spool transaction, and committed like any submission; only once
+ * to a spool transaction after a Received: field naming the drop's owner,
+ * and committed like any submission; only once
  * the committer reports it durable is the drop file removed.  A crash in
  * between leaves both, and the message is imported twice (at-least-once,
  * never lost).

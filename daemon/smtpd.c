@@ -6,6 +6,9 @@
  * with the committer; input is paused, pipelined commands wait in the
  * buffer), CLOSING (flush the last reply, then free).
  *
+ * Every message is stored after a Received: field (lib/received.c) that
+ * names the submitter; a message already 100 hops old is refused (554).
+ *
  * The 250 after the final dot is sent from the committer's callback, i.e.
  * only once content and envelope are fsynced and renamed into the queue.
  * A session whose client vanished while its message was being committed
