@@ -14,9 +14,12 @@ root, as CI has).
 import datetime
 import email.utils
 import os
+import pwd
 import re
 import smtplib
 import socket
+import subprocess
+import sys
 
 import pytest
 
@@ -285,3 +288,41 @@ def test_a_mail_loop_is_refused_after_100_hops(daemon, smarthost):
         c.sendmail(SENDER, [RCPT], fine)
     t = sh.wait_for(1)[0]
     assert t.content == fine
+
+
+_SUBMIT_AS = r"""
+import socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+f = s.makefile("rb")
+def cmd(line, want):
+    if line is not None:
+        s.sendall(line)
+    while True:
+        r = f.readline()
+        if r[3:4] != b"-":
+            break
+    assert r.startswith(want), (line, r)
+cmd(None, b"220")
+cmd(b"EHLO app\r\n", b"250")
+cmd(b"MAIL FROM:<app@example.org>\r\n", b"250")
+cmd(b"RCPT TO:<rcpt@example.net>\r\n", b"250")
+cmd(b"DATA\r\n", b"354")
+cmd(b"Subject: as another user\r\n\r\nHello.\r\n.\r\n", b"250")
+cmd(b"QUIT\r\n", b"221")
+"""
+
+
+def test_received_on_the_socket_names_another_users_uid_and_login(daemon, smarthost, workdir):
+    require_root("submitting as uid 65534")
+    sh = smarthost()
+    d = daemon(sh)
+    for p in (workdir, d.dir):
+        os.chmod(p, 0o755)
+    p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                        sys.executable, "-c", _SUBMIT_AS, d.submit_sock],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)
+    assert p.returncode == 0, p.stdout
+    f = _received(sh.wait_for(1)[0], d)
+    assert f["from"] == "local (uid 65534 %s)" % pwd.getpwuid(65534).pw_name
+    assert f["with"] == "ESMTP" and f["for"] == RCPT
