@@ -45,7 +45,7 @@ def test_commands_and_their_options(build):
 
 
 def test_config_file_argument_completes_file_names(build, workdir):
-    path = os.path.join(workdir, "relay-test.conf")
+    path = os.path.join(workdir, "relay-test one.conf")   # a space: one candidate, not two
     open(path, "w").close()
     assert complete([build.mailrelay, "-c", os.path.join(workdir, "relay-t")]) == [path]
 
