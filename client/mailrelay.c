@@ -74,6 +74,9 @@ cmd_check_config(const char *path, int argc, char **argv)
 	printf("%s: OK", c->path ? c->path : "built-in defaults");
 	if (c->nsmarthosts == 0)
 		printf(" (warning: no smarthost: mail will be accepted and kept in the queue)");
+	if (conf_hostname_dotless(c))
+		printf(" (warning: hostname \"%s\" has no dot: set hostname in the configuration "
+		    "or write the mail name to /etc/mailname)", c->hostname);
 	printf("\n");
 	conf_free(c);
 	return 0;

@@ -1397,7 +1397,49 @@ get_bool(cfg_t *sec, const char *key)
 	return b == 1;
 }
 
-/* The host name this machine calls itself, fully qualified when the resolver knows it. */
+#ifndef MAILNAME_PATH
+#define MAILNAME_PATH "/etc/mailname"
+#endif
+
+/*
+ * The mail name of Debian policy: the first line of /etc/mailname,
+ * surrounding blanks removed, or NULL when the file is missing, empty,
+ * unreadable, or its line is not a host name with a dot that can qualify
+ * local names (at most 189 octets).  The path is fixed at compile time:
+ * the setgid client reads it too, so nothing it runs under may move it.
+ * Only the first 256 octets are read: a longer line is no host name anyway.
+ */
+static char *
+read_mailname(void)
+{
+	char buf[258], *p, *end;
+	FILE *f;
+
+	if ((f = fopen(MAILNAME_PATH, "re")) == NULL)
+		return NULL;
+	p = fgets(buf, sizeof buf, f);
+	fclose(f);
+	if (p == NULL)
+		return NULL;
+	p[strcspn(p, "\n")] = '\0';
+	while (*p == ' ' || *p == '\t')
+		p++;
+	end = p + strlen(p);
+	while (end > p && (end[-1] == ' ' || end[-1] == '\t' || end[-1] == '\r'))
+		*--end = '\0';
+	if (strchr(p, '.') == NULL || !is_hostname(p) ||
+	    strlen(p) > CONF_ADDRESS_MAX - CONF_LOCAL_PART_MAX - 1)
+		return NULL;
+	return xstrdup(p);
+}
+
+/*
+ * The host name this machine calls itself when the configuration does not
+ * say, in the order Debian admins expect: /etc/mailname, then the fully
+ * qualified name the resolver gives for gethostname() (as Postfix's
+ * myhostname), then gethostname() itself.  The result may lack a dot;
+ * conf_hostname_dotless() lets check-config and the daemon say so.
+ */
 static char *
 default_hostname(void)
 {
@@ -1405,6 +1447,8 @@ default_hostname(void)
 	struct addrinfo hints, *res = NULL;
 	char *fq = NULL;
 
+	if ((fq = read_mailname()) != NULL)
+		return fq;
 	if (gethostname(name, sizeof name) != 0 || name[0] == '\0')
 		return xstrdup("localhost");
 	name[sizeof name - 1] = '\0';
@@ -1422,11 +1466,18 @@ default_hostname(void)
 	if (getaddrinfo(name, NULL, &hints, &res) == 0) {
 		if (res != NULL && res->ai_canonname != NULL &&
 		    strchr(res->ai_canonname, '.') != NULL &&
-		    is_hostname(res->ai_canonname))
+		    is_hostname(res->ai_canonname) &&
+		    strlen(res->ai_canonname) <= CONF_ADDRESS_MAX - CONF_LOCAL_PART_MAX - 1)
 			fq = xstrdup(res->ai_canonname);
 		freeaddrinfo(res);
 	}
 	return fq ? fq : xstrdup(name);
+}
+
+int
+conf_hostname_dotless(const struct config *c)
+{
+	return strchr(c->hostname, '.') == NULL;
 }
 
 /*

@@ -154,7 +154,7 @@ struct cidr {
 
 struct config {
 	char    *path;                   /* file it was read from, or NULL for built-in defaults */
-	char    *hostname;               /* default: gethostname(), fully qualified when possible */
+	char    *hostname;               /* default: /etc/mailname, else the FQDN, else gethostname() */
 	char    *spool_dir;              /* default /var/spool/mailrelay */
 	char    *user;                   /* default mailrelay */
 	struct listen_conf *listen;      /* default { "unix:/run/mailrelay/submit.sock" } */
@@ -211,6 +211,13 @@ conf_rewrite_policy(const struct config *c)
  */
 struct config *conf_load(const char *path, char *errbuf, size_t errlen);
 void conf_free(struct config *conf);
+
+/*
+ * Whether the host name (configured or found) has no dot: such a name
+ * qualifies addresses as root@vm and greets smarthosts with EHLO vm,
+ * which many refuse.  check-config warns and the daemon logs it at start.
+ */
+int conf_hostname_dotless(const struct config *c);
 
 /* The path conf_load(NULL) would read. */
 const char *conf_default_path(void);

@@ -351,6 +351,9 @@ main(int argc, char **argv)
 	pickup_start();
 	if (D->conf->nsmarthosts == 0)
 		log_warnx("no smarthost is configured: mail is accepted and kept in the queue");
+	if (conf_hostname_dotless(D->conf))
+		log_warnx("hostname \"%s\" has no dot: set hostname in %s or write the mail name "
+		    "to /etc/mailname", D->conf->hostname, D->conf->path ? D->conf->path : conf_default_path());
 	log_info("mailrelayd %s started, spool %s, %zu queued", PACKAGE_VERSION, D->spool.dir, queue_count());
 	sysd_watchdog_start(D->base);
 	sysd_ready();

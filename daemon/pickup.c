@@ -2,7 +2,8 @@
  * pickup: see pickup.h.
  *
  * Each drop is parsed, its content normalised to CRLF lines and written
- * to a spool transaction, and committed like any submission; only once
+ * to a spool transaction after a Received: field naming the drop's owner,
+ * and committed like any submission; only once
  * the committer reports it durable is the drop file removed.  A crash in
  * between leaves both, and the message is imported twice (at-least-once,
  * never lost).
@@ -28,6 +29,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +46,7 @@
 #include "local.h"
 #include "log.h"
 #include "pickup.h"
+#include "received.h"
 #include "queue.h"
 #include "smtpd.h"
 #include "spool/maildrop.h"
@@ -500,6 +503,30 @@ refuse_oversize(const char *name, const struct stat *st, const struct maildrop_e
 }
 
 /*
+ * The Received: field, first in the stored message as for the listeners:
+ * the drop's owner (the submitting uid) and its login, "with local".  It
+ * counts in cs->out, so towards max_message_size, as on the listeners.
+ */
+static void
+put_received(struct spool_txn *txn, struct maildrop_crlf *cs, const struct maildrop_env *de,
+    const char *id, const struct timeval *arrival, uid_t uid)
+{
+	struct received_from from = { .local = 1, .uid = uid, .with = "local" };
+	struct passwd *pw = getpwuid(uid);
+	char *f;
+	size_t n;
+
+	if (pw != NULL)
+		from.login = pw->pw_name;
+	f = received_field(&from, D->conf->hostname, PACKAGE_VERSION, id,
+	    de->nrcpt == 1 ? de->rcpts[0] : NULL, arrival->tv_sec);
+	n = strlen(f);
+	spool_txn_write(txn, f, n);
+	cs->out += n;
+	free(f);
+}
+
+/*
  * Import one drop.  Nothing is sized by what the file claims: at most
  * MAILDROP_HEADER_MAX + MSG_HEADER_MAX octets are held (the drop's
  * header, then the message's header section for the address rewriting),
@@ -601,6 +628,7 @@ import(const char *name)
 		retry_soon();
 		goto out_env;
 	}
+	put_received(&txn, &cs, &de, id, &arrival, st.st_uid);
 	if (hsec > 0) {
 		struct rewrite_policy pol = conf_rewrite_policy(D->conf);
 		nh = rewrite_header_block(&pol, c, hsec, &nl, NULL);

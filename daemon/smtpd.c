@@ -6,6 +6,9 @@
  * with the committer; input is paused, pipelined commands wait in the
  * buffer), CLOSING (flush the last reply, then free).
  *
+ * Every message is stored after a Received: field (lib/received.c) that
+ * names the submitter; a message already 100 hops old is refused (554).
+ *
  * The 250 after the final dot is sent from the committer's callback, i.e.
  * only once content and envelope are fsynced and renamed into the queue.
  * A session whose client vanished while its message was being committed
@@ -57,6 +60,7 @@
 #include "header.h"
 #include "linefix.h"
 #include "listener.h"
+#include "received.h"
 #include "util.h"
 #include "xmalloc.h"
 
@@ -69,6 +73,7 @@
 #define OUT_LOW          (16 * 1024)  /* ... until they drain below this */
 #define DATA_SLICE       (64 * 1024)
 #define HEADER_MAX       (256 * 1024) /* a header section longer than this is stored untouched */
+#define MAX_HOPS         100          /* Received: fields a message may bring: more is a loop */
 #define SENDMAIL_HELO    "mailrelay-sendmail"   /* how our sendmail client names itself */
 
 enum sstate { SS_COMMAND, SS_DATA, SS_COMMIT, SS_CLOSING };
@@ -107,6 +112,7 @@ struct ssession {
 	struct dot_decoder dec;
 	unsigned long long size;
 	int too_big;
+	int hops;                   /* Received: fields the client's header section already has */
 	int in_headers;             /* still collecting the header section in hbuf */
 	char *hbuf;
 	size_t hlen, hcap;
@@ -510,6 +516,7 @@ headers_finish(struct ssession *s, size_t end)
 		size_t nl;
 		char *nh;
 
+		s->hops = (int)received_count(s->hbuf, end);
 		hl = header_scrub(s->hbuf, end, &hi);
 		/* local addresses in From/To/Cc/...: qualified or rewritten; the rest byte for byte */
 		if ((nh = rewrite_header_block(&pol, s->hbuf, hl, &nl, &nrw)) != NULL) {
@@ -615,6 +622,20 @@ data_finished(struct ssession *s)
 		log_warnx("smtpd %s: message from <%s> refused: larger than max_message_size (%llu)",
 		    s->peer, s->sender, D->conf->max_message_size);
 		reply(s, "552 5.3.4 Message size exceeds the limit of %llu bytes", D->conf->max_message_size);
+		txn_reset(s);
+		s->state = SS_COMMAND;
+		set_timeout(s, CMD_TIMEOUT);
+		return;
+	}
+	/*
+	 * A message that has passed MAX_HOPS relays is in a loop (RFC 5321
+	 * 6.3): refused where the client still hears it, as Postfix's
+	 * hopcount_limit does, rather than relayed once more.
+	 */
+	if (s->hops >= MAX_HOPS) {
+		log_warnx("smtpd %s: message from <%s> refused: %d Received: fields, a mail loop",
+		    s->peer, s->sender, s->hops);
+		reply(s, "554 5.4.6 Error: too many hops (%d Received: fields); not queued", s->hops);
 		txn_reset(s);
 		s->state = SS_COMMAND;
 		set_timeout(s, CMD_TIMEOUT);
@@ -777,6 +798,32 @@ cmd_rcpt(struct ssession *s, const struct smtp_cmd *c)
 	reply(s, "250 2.1.5 Ok");
 }
 
+/*
+ * The Received: field, first in the stored message (RFC 5321 4.4): who
+ * submitted (the uid and its login on the unix socket, the address and
+ * HELO on TCP), this host, the queue id, the one recipient, the time.
+ * Returns its length: it counts towards max_message_size as the rest of
+ * the stored message does.
+ */
+static size_t
+put_received(struct ssession *s)
+{
+	struct received_from from = { .local = s->is_unix, .uid = s->uid, .helo = s->helo,
+	    .addr = s->peer, .with = s->esmtp ? "ESMTP" : "SMTP" };
+	struct passwd *pw = NULL;
+	char *f;
+	size_t n;
+
+	if (s->is_unix && s->uid != (uid_t)-1 && (pw = getpwuid(s->uid)) != NULL)
+		from.login = pw->pw_name;
+	f = received_field(&from, D->conf->hostname, PACKAGE_VERSION, s->id,
+	    s->nrcpt == 1 ? s->rcpts[0].addr : NULL, s->arrival.tv_sec);
+	n = strlen(f);
+	spool_txn_write(&s->txn, f, n);
+	free(f);
+	return n;
+}
+
 static void
 cmd_data(struct ssession *s)
 {
@@ -800,8 +847,9 @@ cmd_data(struct ssession *s)
 		return;
 	}
 	s->txn_open = 1;
-	s->size = 0;
 	s->too_big = 0;
+	s->hops = 0;
+	s->size = put_received(s);
 	/* RFC 5322 line limit, tracked for a later fold/encode step; the data is kept as is. */
 	dot_decoder_init(&s->dec, 998);
 	s->in_headers = 1;

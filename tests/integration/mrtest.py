@@ -202,6 +202,34 @@ def strip_angle(addr):
 
 
 # ---------------------------------------------------------------------------
+# the Received: field mailrelay adds to every message it accepts
+
+_SEP = rb"(?: |\r\n\t)"
+RECEIVED_RE = re.compile(
+    rb"Received: from (?P<from>local(?: \(uid (?P<uid>\d+)(?: (?P<login>[^()\s]+))?\))?"
+    rb"|(?P<helo>[^()\s\[\]]+) \(\[(?P<addr1>[^\]\s]+)\]\)|\[(?P<addr2>[^\]\s]+)\])"
+    + _SEP + rb"by (?P<by>\S+) \(mailrelay (?P<version>[^()\s]+)\)"
+    + _SEP + rb"with (?P<with>E?SMTP|local)"
+    + _SEP + rb"id (?P<id>[0-9A-F]{16})"
+    + rb"(?:" + _SEP + rb"for <(?P<for>[^<>\s]+)>)?;"
+    + _SEP + rb"(?P<date>[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} \d\d:\d\d:\d\d [+-]\d{4})\r\n")
+
+
+def split_received(content):
+    """(match, rest): mailrelay's Received: field at the start of content, in
+    the form the daemon writes it (RFC 5321 4.4; lines folded within 78
+    octets), and what follows it; (None, content) when the message does not
+    start with one (a bounce made by the daemon, or a malformed field: the
+    tests that compare content then see it)."""
+    m = RECEIVED_RE.match(content)
+    if m is None:
+        return None, content
+    if any(len(l) > 78 for l in m.group(0).split(b"\r\n")):
+        return None, content
+    return m, content[m.end():]
+
+
+# ---------------------------------------------------------------------------
 # the recording smarthost
 
 class Transaction:
@@ -214,7 +242,9 @@ class Transaction:
         self.mail_options = mail_options
         self.rcpt_tos = rcpt_tos
         self.rcpt_options = {}          # {recipient: [RCPT parameters]}
-        self.content = content          # bytes, unstuffed, ends with CRLF
+        self.raw = content              # bytes, unstuffed, ends with CRLF: all that arrived
+        # the Received: field mailrelay put first (None: none, as in a bounce) and the rest
+        self.received, self.content = split_received(content)
         self.time = time.monotonic()
         self.reply = None               # what the smarthost answered
         self.accepted = False           # 2xx sent to a client still connected

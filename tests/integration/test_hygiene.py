@@ -42,7 +42,7 @@ def test_missing_headers_are_added_and_bcc_removed(daemon, smarthost):
     assert ("Message-ID: <%s@relay.test>" % qid).encode() in head
     assert ("From: <%s>" % SENDER).encode() in head
     # the size logged is the size stored and delivered
-    assert int(rec["size"]) == len(t.content)
+    assert int(rec["size"]) == len(t.raw)
 
 
 def test_message_without_any_header(daemon, smarthost):

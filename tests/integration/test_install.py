@@ -34,7 +34,7 @@ def make(build, *args, check=True):
 def dirs(build):
     """The configured installation directories, as make expands them."""
     names = ("prefix", "bindir", "sbindir", "sysconfdir", "systemdunitdir", "sysusersdir",
-             "tmpfilesdir", "mandir")
+             "tmpfilesdir", "mandir", "bashcompletiondir")
     out = make(build, "--no-print-directory",
                "--eval=mr-print-dirs: ; @echo %s" % " ".join("$(%s)" % n for n in names),
                "mr-print-dirs").stdout.split()
@@ -87,6 +87,9 @@ def test_staged_install_lays_out_what_the_package_has(build, staged):
     assert "@sbindir@" not in unit
     for snippet in (d["sysusersdir"], d["tmpfilesdir"]):
         assert os.path.isfile(at(snippet + "/mailrelay.conf")), snippet
+
+    # bash completion, under the name bash-completion loads for the command.
+    assert os.path.isfile(at(d["bashcompletiondir"] + "/mailrelay"))
 
     # The configuration 0640 (the group is the system's matter, see below).
     conf = at(d["sysconfdir"] + "/mailrelay/mailrelay.conf")

@@ -284,6 +284,9 @@ def test_package_builds_lintian_clean(deb):
     info = must(["dpkg-deb", "-f", deb[0], "Provides", "Conflicts", "Replaces"])
     for field in ("Provides", "Conflicts", "Replaces"):
         assert "%s: mail-transport-agent" % field in info, info
+    # bash completion where bash-completion loads it for the command
+    listing = must(["dpkg-deb", "-c", deb[0]])
+    assert re.search(r" \./usr/share/bash-completion/completions/mailrelay$", listing, re.M), listing
 
 
 def test_noninteractive_install_with_preseeded_answers(root, smarthost):
