@@ -52,6 +52,34 @@ struct daemon *D = &daemon_state;
 
 static struct event *ev_term, *ev_int, *ev_hup, *ev_usr1, *ev_chld, *ev_shutdown_tick;
 static int shutdown_ticks;
+static struct event *ev_status;
+
+#define STATUS_SECS 1	/* STATUS= at most this often */
+
+/*
+ * STATUS= for `systemctl status`: one line on the queue.  The queue is
+ * sampled on a timer rather than told about each change, which bounds the
+ * notifications to one per STATUS_SECS however busy the queue is; a line
+ * equal to the last one sent is not sent again.
+ */
+static void
+on_status(evutil_socket_t fd, short what, void *arg)
+{
+	static char last[256];
+	char line[256];
+	struct queue_stats st;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	queue_stats(&st);
+	snprintf(line, sizeof line, "%zu queued: %zu being delivered, %zu deferred, %zu held%s",
+	    st.messages, st.active, st.deferred, st.held, st.damaged ? ", some damaged" : "");
+	if (D->shutting_down || strcmp(line, last) == 0)
+		return;
+	strlcpy_mr(last, line, sizeof last);
+	sysd_status("%s", line);
+}
 
 static void
 usage(int code)
@@ -367,6 +395,12 @@ main(int argc, char **argv)
 		log_warnx("no smarthost is configured: mail is accepted and kept in the queue");
 	log_info("mailrelayd %s started, spool %s, %zu queued", PACKAGE_VERSION, D->spool.dir, queue_count());
 	sysd_watchdog_start(D->base);
+	if (sysd_notifying()) {
+		struct timeval tv = { .tv_sec = STATUS_SECS, .tv_usec = 0 };
+		on_status(-1, 0, NULL);
+		ev_status = event_new(D->base, -1, EV_PERSIST, on_status, NULL);
+		event_add(ev_status, &tv);
+	}
 	sysd_ready();
 
 	event_base_dispatch(D->base);
@@ -380,6 +414,8 @@ main(int argc, char **argv)
 	oauth2_shutdown();
 	queue_free_all();
 	sysd_watchdog_stop();
+	if (ev_status != NULL)
+		event_free(ev_status);
 	if (ev_shutdown_tick != NULL)
 		event_free(ev_shutdown_tick);
 	event_free(ev_term);

@@ -3,6 +3,7 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,19 @@ sysd_reloading(void)
 }
 void sysd_stopping(void) { sd_notify(0, "STOPPING=1"); }
 
+int
+sysd_listen_fds(void)
+{
+	int n = sd_listen_fds(1);
+
+	if (n < 0) {
+		errno = -n;
+		log_warn("LISTEN_FDS: ignored");
+		return 0;
+	}
+	return n;
+}
+
 void
 sysd_status(const char *fmt, ...)
 {
@@ -40,6 +54,14 @@ sysd_status(const char *fmt, ...)
 	vsnprintf(buf, sizeof buf, fmt, ap);
 	va_end(ap);
 	sd_notifyf(0, "STATUS=%s", buf);
+}
+
+int
+sysd_notifying(void)
+{
+	const char *e = getenv("NOTIFY_SOCKET");
+
+	return e != NULL && *e != '\0';
 }
 
 static void
@@ -103,6 +125,8 @@ void sysd_ready(void) { }
 void sysd_reloading(void) { }
 void sysd_stopping(void) { }
 void sysd_status(const char *fmt, ...) { (void)fmt; }
+int sysd_listen_fds(void) { return 0; }
+int sysd_notifying(void) { return 0; }
 void sysd_watchdog_start(struct event_base *base) { (void)base; }
 void sysd_watchdog_stop(void) { }
 void sysd_log_init(void) { }

@@ -1,6 +1,7 @@
 /*
- * sysd: everything systemd behind one seam — readiness and watchdog
- * notifications and the journald log sink with structured fields.
+ * sysd: everything systemd behind one seam — readiness, status and
+ * watchdog notifications, the sockets systemd passes (socket activation)
+ * and the journald log sink with structured fields.
  * Without libsystemd (./configure --without-systemd) these are no-ops and
  * logging falls back to syslog.
  */
@@ -13,6 +14,15 @@ void sysd_ready(void);
 void sysd_reloading(void);
 void sysd_stopping(void);
 void sysd_status(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A service manager listens (NOTIFY_SOCKET set): worth computing a STATUS= line. */
+int  sysd_notifying(void);
+/*
+ * The sockets a .socket unit passed (LISTEN_FDS for this pid), from
+ * SYSD_LISTEN_FDS_START on; 0 when not socket-activated.  The variables
+ * are unset, so that children never see them.
+ */
+#define SYSD_LISTEN_FDS_START 3	/* SD_LISTEN_FDS_START, for callers without libsystemd */
+int  sysd_listen_fds(void);
 /* Arm the watchdog ping if the service manager asked for one. */
 void sysd_watchdog_start(struct event_base *base);
 void sysd_watchdog_stop(void);
