@@ -135,3 +135,50 @@ def test_socket_activation_unconfigured_socket_closed(daemon, workdir):
     activated(d, [d.submit_sock, "127.0.0.1:%d" % stray])
     d.wait_for_log(r"socket-activated descriptor \d+ matches no `listen` entry: closed")
     d.stop()
+
+
+def _make(build, *args):
+    p = subprocess.run(["make", "-s", "-C", build.dir] + list(args), stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, timeout=300)
+    assert p.returncode == 0, "make %s: exit %d\n%s" % (" ".join(args), p.returncode, p.stdout)
+    return p.stdout
+
+
+@pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze not installed")
+def test_installed_units_verify_and_score(build, workdir):
+    """make install DESTDIR=...: both units pass systemd-analyze verify, the
+    service runs as mailrelay with no capability, and its exposure is <= 1.5."""
+    dest = os.path.join(workdir, "dest")
+    _make(build, "install", "DESTDIR=" + dest)
+    try:
+        unitdir = _make(build, "--no-print-directory",
+                        "--eval=mr-unitdir: ; @echo $(systemdunitdir)", "mr-unitdir").strip()
+        service = dest + unitdir + "/mailrelay.service"
+        sock = dest + unitdir + "/mailrelay.socket"
+        assert os.path.isfile(sock), "mailrelay.socket not installed"
+        with open(service) as f:
+            unit = f.read()
+        assert "\nUser=mailrelay\n" in unit and "\nCapabilityBoundingSet=\n" in unit, unit
+        with open(sock) as f:
+            assert "\nListenStream=/run/mailrelay/submit.sock\n" in f.read()
+
+        # verify checks that ExecStart exists: a copy names the staged daemon.
+        m = re.search(r"\nExecStart=(\S+)", unit)
+        assert m, unit
+        check = os.path.join(workdir, "units")
+        os.mkdir(check)
+        with open(os.path.join(check, "mailrelay.service"), "w") as f:
+            f.write(unit.replace("ExecStart=" + m.group(1), "ExecStart=" + dest + m.group(1)))
+        shutil.copy(sock, check)
+        p = subprocess.run([ANALYZE, "verify", "--man=no", os.path.join(check, "mailrelay.service"),
+                            os.path.join(check, "mailrelay.socket")],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
+        assert p.returncode == 0 and p.stdout.strip() == "", p.stdout
+        p = subprocess.run([ANALYZE, "security", "--offline=yes", "--no-pager", service],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=60)
+        m = re.search(r"Overall exposure level for mailrelay\.service: (\d+\.\d+)", p.stdout)
+        assert m, p.stdout
+        assert float(m.group(1)) <= 1.5, p.stdout
+    finally:
+        subprocess.run(["make", "-s", "-C", build.dir, "uninstall", "DESTDIR=" + dest],
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=300)
