@@ -45,6 +45,7 @@
 #include "sysd.h"
 #include "xmalloc.h"
 
+#define SYSLOG_SOCKET "/dev/log"	/* where syslog(3) sends */
 #define SHUTDOWN_GRACE 10	/* seconds to wait for messages being committed */
 
 static struct daemon daemon_state;
@@ -330,16 +331,18 @@ main(int argc, char **argv)
 	}
 	/*
 	 * Until the daemon has detached, errors go to stderr too, so that a
-	 * failed start is never silent.  Under systemd (JOURNAL_STREAM set)
-	 * the journal gets structured fields through the native protocol.
+	 * failed start is never silent; stamped with the time unless stderr
+	 * is the journal (JOURNAL_STREAM names it), which gets structured
+	 * fields through the native protocol instead.
 	 */
 	int level = D->debug ? LOG_DEBUG : syslog_level(D->conf->log_level);
-	int to_journal = getenv("JOURNAL_STREAM") != NULL;
+	int to_journal = sysd_stderr_is_journal();
 	log_init("mailrelayd", LOG_TO_STDERR, level);
 	if (to_journal) {
 		log_init("mailrelayd", LOG_TO_SYSLOG, level);
 		sysd_log_init();
-	}
+	} else
+		log_set_timestamps(1);
 
 	signal(SIGPIPE, SIG_IGN);
 	if (spool_open(&D->spool, D->conf->spool_dir, 1, err, sizeof err) == -1)
@@ -361,9 +364,23 @@ main(int argc, char **argv)
 	}
 	drop_privileges();
 	if (!D->foreground) {
+		/*
+		 * Detached, stderr is /dev/null: journald (structured fields)
+		 * when its socket is there, else syslog.  With neither, every
+		 * later line would vanish: say so while stderr is still seen.
+		 */
+		int journal = !to_journal && sysd_journal_available();
+		if (!to_journal && !journal && access(SYSLOG_SOCKET, W_OK) == -1)
+			log_warnx("neither journald (/run/systemd/journal/socket) nor syslog (%s) "
+			    "can be reached: log lines after start-up are lost; run with -f and keep "
+			    "stderr, or start a syslog daemon", SYSLOG_SOCKET);
 		daemonize();
-		if (!to_journal)
+		if (!to_journal) {
+			log_set_timestamps(0);
 			log_init("mailrelayd", LOG_TO_SYSLOG, level);
+			if (journal)
+				sysd_log_init();
+		}
 	}
 	if (event_reinit(D->base) == -1)
 		log_fatalx_code(EX_OSERR, "event_reinit failed");

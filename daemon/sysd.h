@@ -26,7 +26,15 @@ int  sysd_listen_fds(void);
 /* Arm the watchdog ping if the service manager asked for one. */
 void sysd_watchdog_start(struct event_base *base);
 void sysd_watchdog_stop(void);
-/* Install the journald sink when running under systemd (not in the foreground). */
+/* Send every log line to journald with structured fields (see sysd.c). */
 void sysd_log_init(void);
+/* journald takes native messages here (its socket exists); 0 without libsystemd. */
+int  sysd_journal_available(void);
+/*
+ * stderr is a stream to the journal: JOURNAL_STREAM names its device and
+ * inode (the sd_journal_stream_fd semantics), so a child whose stderr was
+ * redirected is not fooled by the inherited variable.
+ */
+int  sysd_stderr_is_journal(void);
 
 #endif

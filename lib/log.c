@@ -14,6 +14,7 @@ static const char *log_ident = "mailrelay";
 static enum log_dest log_dest = LOG_TO_STDERR;
 static int log_level = LOG_INFO;
 static log_sink_fn log_sink;
+static int log_stamps;
 
 void
 log_init(const char *ident, enum log_dest dest, int level)
@@ -28,6 +29,31 @@ log_init(const char *ident, enum log_dest dest, int level)
 void log_set_level(int level) { log_level = level; }
 int log_get_level(void) { return log_level; }
 void log_set_sink(log_sink_fn sink) { log_sink = sink; }
+void log_set_timestamps(int on) { log_stamps = on; }
+
+/* "2026-01-02T03:04:05.678+01:00 " (RFC 3339, local time, milliseconds), or "" when off. */
+static void
+log_stamp(char *buf, size_t len)
+{
+	struct timespec ts;
+	struct tm tm;
+	size_t n;
+	long off;
+
+	buf[0] = '\0';
+	if (!log_stamps || clock_gettime(CLOCK_REALTIME, &ts) == -1 ||
+	    localtime_r(&ts.tv_sec, &tm) == NULL)
+		return;
+	n = strftime(buf, len, "%Y-%m-%dT%H:%M:%S", &tm);
+	if (n == 0)
+		return;
+	off = tm.tm_gmtoff / 60;
+	if (off == 0)
+		snprintf(buf + n, len - n, ".%03ldZ ", ts.tv_nsec / 1000000);
+	else
+		snprintf(buf + n, len - n, ".%03ld%c%02ld:%02ld ", ts.tv_nsec / 1000000,
+		    off < 0 ? '-' : '+', labs(off) / 60, labs(off) % 60);
+}
 
 static void
 log_emit(int prio, const char *qid, const char *status, const char *msg)
@@ -45,10 +71,12 @@ log_emit(int prio, const char *qid, const char *status, const char *msg)
 			syslog(prio, "%s", msg);
 		return;
 	}
+	char stamp[64];
+	log_stamp(stamp, sizeof stamp);
 	if (qid)
-		fprintf(stderr, "%s: %s: %s\n", log_ident, qid, msg);
+		fprintf(stderr, "%s%s: %s: %s\n", stamp, log_ident, qid, msg);
 	else
-		fprintf(stderr, "%s: %s\n", log_ident, msg);
+		fprintf(stderr, "%s%s: %s\n", stamp, log_ident, msg);
 	fflush(stderr);
 }
 

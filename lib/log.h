@@ -9,6 +9,9 @@
  * clients), else syslog; the daemon may install a sink (journald with
  * structured fields).  log_qid() tags a line with a queue id so that the
  * sink can attach MAILRELAY_QUEUE_ID and the text starts with "ID: ".
+ * The daemon in the foreground prefixes its stderr lines with an RFC 3339
+ * timestamp (log_set_timestamps) unless stderr is the journal, which
+ * stamps lines itself; the clients' one-line errors never carry one.
  */
 #ifndef MAILRELAY_LOG_H
 #define MAILRELAY_LOG_H
@@ -27,6 +30,8 @@ void log_init(const char *ident, enum log_dest dest, int level /* LOG_ERR..LOG_D
 void log_set_level(int level);
 int  log_get_level(void);
 void log_set_sink(log_sink_fn sink);
+/* Prefix stderr lines with "YYYY-MM-DDTHH:MM:SS.mmm+HH:MM " (off by default). */
+void log_set_timestamps(int on);
 
 void log_debug(const char *fmt, ...) PRINTFLIKE(1, 2);
 void log_info(const char *fmt, ...) PRINTFLIKE(1, 2);
