@@ -2,10 +2,13 @@
  * mailrelayd: start-up, privilege drop, signals, reload and shutdown.
  *
  * Order at start: config, spool (created and owned by `user`), listeners
- * bound, privileges dropped, committer thread, queue scanned, event loop.
+ * bound (or taken from systemd), privileges dropped, log_file opened,
+ * detached (unless -f), committer thread, queue scanned, event loop.
+ * Log lines: stderr stamped with the time, or the journal when stderr is
+ * the journal; once detached journald or syslog; log_file besides.
  * Signals are libevent signal events, all here: SIGTERM/SIGINT shut down
  * cleanly (exit 0), SIGHUP reloads (a bad config is refused and the old
- * one stays), SIGUSR1 makes every queued message due now.
+ * one stays) and reopens log_file, SIGUSR1 makes every queued message due now.
  */
 #include "config.h"
 
@@ -173,6 +176,20 @@ listen_equal(const struct config *a, const struct config *b)
 	return 1;
 }
 
+/*
+ * log_file, opened again on every SIGHUP (that is how logrotate lets go of
+ * a rotated file), as the user the daemon runs as; a file that cannot be
+ * opened leaves the one open before in use.
+ */
+static void
+reopen_log_file(const struct config *conf)
+{
+	char err[1024];
+
+	if (log_file_open(conf->log_file, err, sizeof err) == -1)
+		log_errx("%s; the log file open before stays in use", err);
+}
+
 static void
 on_hup(evutil_socket_t sig, short what, void *arg)
 {
@@ -185,12 +202,14 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	sysd_reloading();
 	nc = conf_load(D->conf_path, err, sizeof err);
 	if (nc == NULL) {
+		reopen_log_file(D->conf);
 		log_errx("reload refused: %s; keeping the current configuration", err);
 		sysd_ready();
 		return;
 	}
 	struct runconf *nrc = runconf_new(nc, err, sizeof err);
 	if (nrc == NULL) {
+		reopen_log_file(D->conf);
 		log_errx("reload refused: %s; keeping the current configuration", err);
 		conf_free(nc);
 		sysd_ready();
@@ -205,6 +224,7 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	D->conf = nc;
 	if (!D->debug)
 		log_set_level(syslog_level(nc->log_level));
+	reopen_log_file(nc);
 	log_info("configuration reloaded from %s", nc->path ? nc->path : "built-in defaults");
 	local_load();
 	sysd_ready();
@@ -363,17 +383,23 @@ main(int argc, char **argv)
 		evdns_base_load_hosts(D->dns, NULL);
 	}
 	drop_privileges();
+	/* As the daemon's user, as every reopen on SIGHUP will be. */
+	if (log_file_open(D->conf->log_file, err, sizeof err) == -1)
+		log_fatalx_code(EX_CANTCREAT, "%s", err);
 	if (!D->foreground) {
 		/*
 		 * Detached, stderr is /dev/null: journald (structured fields)
-		 * when its socket is there, else syslog.  With neither, every
-		 * later line would vanish: say so while stderr is still seen.
+		 * when its socket is there, else syslog.  With neither and no
+		 * log_file, every later line would vanish: say so while stderr
+		 * is still seen.
 		 */
 		int journal = !to_journal && sysd_journal_available();
-		if (!to_journal && !journal && access(SYSLOG_SOCKET, W_OK) == -1)
+		if (!to_journal && !journal && D->conf->log_file == NULL &&
+		    access(SYSLOG_SOCKET, W_OK) == -1)
 			log_warnx("neither journald (/run/systemd/journal/socket) nor syslog (%s) "
-			    "can be reached: log lines after start-up are lost; run with -f and keep "
-			    "stderr, or start a syslog daemon", SYSLOG_SOCKET);
+			    "can be reached and no log_file is set: log lines after start-up are lost; "
+			    "set log_file, run with -f and keep stderr, or start a syslog daemon",
+			    SYSLOG_SOCKET);
 		daemonize();
 		if (!to_journal) {
 			log_set_timestamps(0);

@@ -2,11 +2,13 @@
 #include "config.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -15,6 +17,7 @@ static enum log_dest log_dest = LOG_TO_STDERR;
 static int log_level = LOG_INFO;
 static log_sink_fn log_sink;
 static int log_stamps;
+static int log_fd = -1;		/* log_file, or -1 */
 
 void
 log_init(const char *ident, enum log_dest dest, int level)
@@ -55,11 +58,54 @@ log_stamp(char *buf, size_t len)
 		    off < 0 ? '-' : '+', labs(off) / 60, labs(off) % 60);
 }
 
+int
+log_file_open(const char *path, char *errbuf, size_t errlen)
+{
+	int fd = -1;
+
+	if (path != NULL) {
+		fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+		if (fd == -1) {
+			snprintf(errbuf, errlen, "log_file %s: %s", path, strerror(errno));
+			return -1;
+		}
+	}
+	if (log_fd != -1)
+		close(log_fd);
+	log_fd = fd;
+	return 0;
+}
+
+/* One write per line, so that lines of concurrent writers never interleave. */
+static void
+log_to_file(const char *qid, const char *msg)
+{
+	char line[4400], stamp[64];
+	int on = log_stamps, n;
+
+	log_stamps = 1;
+	log_stamp(stamp, sizeof stamp);
+	log_stamps = on;
+	if (qid)
+		n = snprintf(line, sizeof line, "%s%s[%ld]: %s: %s\n", stamp, log_ident, (long)getpid(), qid, msg);
+	else
+		n = snprintf(line, sizeof line, "%s%s[%ld]: %s\n", stamp, log_ident, (long)getpid(), msg);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof line) {
+		n = sizeof line - 1;
+		line[n - 1] = '\n';
+	}
+	(void)!write(log_fd, line, (size_t)n);
+}
+
 static void
 log_emit(int prio, const char *qid, const char *status, const char *msg)
 {
 	if (prio > log_level)
 		return;
+	if (log_fd != -1)
+		log_to_file(qid, msg);
 	if (log_sink != NULL && log_dest != LOG_TO_STDERR) {
 		log_sink(prio, qid, status, msg);
 		return;

@@ -15,13 +15,14 @@ import os
 import re
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import threading
 
 import pytest
 
-from mrtest import STAMP_RE, make_message, require_root, wait_until, client_env
+from mrtest import STAMP_RE, client_env, make_message, quote, require_root, wait_until
 
 # Mount a private /run/systemd (so the host's journal, if any, is never
 # written) whose journal/ is the test's directory; then run the daemon.
@@ -169,9 +170,56 @@ def test_detached_daemon_without_journal_or_syslog_says_so(daemon, workdir):
         err = p.stderr.decode(errors="replace")
         assert p.returncode == 0, err
         assert re.search(r"mailrelayd: neither journald \(/run/systemd/journal/socket\) nor syslog "
-                         r"\(/dev/log\) can be reached: log lines after start-up are lost", err), err
+                         r"\(/dev/log\) can be reached and no log_file is set: log lines after start-up are lost", err), err
     finally:
         pids = wait_until(lambda: _daemon_pids(d.conf), 10, what="the detached daemon")
         for pid in pids:
             os.kill(pid, signal.SIGTERM)
         wait_until(lambda: not _daemon_pids(d.conf), 15, what="the detached daemon to stop")
+
+
+def test_log_file_gets_every_line_and_is_reopened_on_sighup(daemon, workdir):
+    path = os.path.join(workdir, "mailrelay.log")
+    d = daemon(overrides={"log_file": quote(path)})
+    r = d.sendmail(["-t"], make_message(to=("a@example.org",)))
+    assert r.rc == 0, r
+    qid = d.accepted_id()
+
+    def lines(p):
+        try:
+            with open(p) as f:
+                return f.read().splitlines()
+        except FileNotFoundError:
+            return []
+    line = wait_until(lambda: [l for l in lines(path) if ("%s: from=<" % qid) in l], 10,
+                      what="the acceptance line in log_file")[0]
+    m = STAMP_RE.match(line)
+    assert m, line
+    assert line[m.end():].startswith("mailrelayd[%d]: %s: from=<" % (d.proc.pid, qid)), line
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600  # the daemon's umask 077
+
+    # logrotate: rename, then SIGHUP; new lines go to a new file.
+    os.rename(path, path + ".1")
+    d.hup()
+    wait_until(lambda: any("configuration reloaded" in l for l in lines(path)), 10,
+               what="the reload line in the new log file")
+    before = lines(path + ".1")
+    r = d.sendmail(["-t", "-f", "second@example.org"], make_message(to=("b@example.org",)))
+    assert r.rc == 0, r
+    qid2 = d.accepted_id(sender="second@example.org")
+    wait_until(lambda: any("%s: from=<" % qid2 in l for l in lines(path)), 10,
+               what="the second acceptance line in the new log file")
+    d.stop()
+    assert lines(path + ".1") == before
+    assert any(l.endswith("mailrelayd[%d]: stopped" % d.proc.pid) for l in lines(path)), lines(path)
+
+
+def test_log_file_that_cannot_be_opened_stops_the_start(daemon, workdir):
+    d = daemon(overrides={"log_file": quote(os.path.join(workdir, "no", "such", "dir.log"))},
+               start=False)
+    p = subprocess.run([d.build.mailrelayd, "-c", d.conf, "-f"], stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=15, env=client_env())
+    err = p.stderr.decode(errors="replace")
+    assert p.returncode == 73, (p.returncode, err)
+    assert re.search(r"mailrelayd: log_file .*/no/such/dir\.log: No such file or directory$",
+                     err.strip().splitlines()[-1]), err
