@@ -22,37 +22,16 @@
 #include <string.h>
 
 #include "dotstuff.h"
+#include "fuzzbuf.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-struct buf {
-	char  *p;
-	size_t len, cap;
-};
-
-static void
-buf_add(struct buf *b, const char *s, size_t n)
-{
-	if (b->len + n > b->cap) {
-		b->cap = (b->len + n) * 2 + 16;
-		b->p = realloc(b->p, b->cap);
-		if (b->p == NULL)
-			abort();
-	}
-	if (n > 0)
-		memcpy(b->p + b->len, s, n);
-	b->len += n;
-}
-
-static uint64_t rng;
 
 static size_t
 next_chunk(size_t left)
 {
 	size_t n;
 
-	rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
-	n = (size_t)(rng >> 33);
+	n = fuzz_rand();
 	/* mostly small chunks, sometimes large ones, sometimes empty */
 	switch (n % 4) {
 	case 0:
@@ -191,7 +170,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	for (i = 0; i < size; i++)
 		h = (h ^ data[i]) * 1099511628211ULL;
-	rng = h;
+	fuzz_rng = h;
 	max_line = (size_t)(h >> 40) % 4 == 0 ? 0 : (size_t)(h >> 20) % 64;
 
 	/* 1. chunking does not matter */

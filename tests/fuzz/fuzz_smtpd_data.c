@@ -25,39 +25,18 @@
 #include <string.h>
 
 #include "dotstuff.h"
+#include "fuzzbuf.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define SLICE (64 * 1024)	/* smtpd.c's DATA_SLICE */
-
-struct buf {
-	char  *p;
-	size_t len, cap;
-};
-
-static void
-buf_add(struct buf *b, const char *s, size_t n)
-{
-	if (b->len + n > b->cap) {
-		b->cap = (b->len + n) * 2 + 16;
-		b->p = realloc(b->p, b->cap);
-		if (b->p == NULL)
-			abort();
-	}
-	if (n > 0)
-		memcpy(b->p + b->len, s, n);
-	b->len += n;
-}
-
-static uint64_t rng;
 
 static size_t
 segment(size_t left)
 {
 	size_t n;
 
-	rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
-	n = (size_t)(rng >> 33);
+	n = fuzz_rand();
 	switch (n % 4) {
 	case 0:
 		n = 1 + n % 2;
@@ -134,7 +113,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		in = "";
 	for (i = 0; i < size; i++)
 		h = (h ^ data[i]) * 1099511628211ULL;
-	rng = h;
+	fuzz_rng = h;
 
 	/* one message in: the end is the first <CR><LF>.<CR><LF> */
 	listen_data(in, size, &r);

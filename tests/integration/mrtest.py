@@ -67,6 +67,15 @@ def current_user():
     return pwd.getpwuid(os.getuid()).pw_name
 
 
+def vmrss_kib(pid):
+    """The resident set size of process pid, in KiB (/proc/PID/status)."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS for pid %d" % pid)
+
+
 def require_root(why):
     """Tests that switch users or mount file systems run as root, as the
     README's test command and CI do: fail loudly rather than skip."""

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from mrtest import make_message, require_root, to_crlf, wait_until
+from mrtest import make_message, require_root, to_crlf, vmrss_kib, wait_until
 
 SENDER = "sender@example.org"
 RCPT = "rcpt@example.net"
@@ -101,14 +101,6 @@ def assert_size_notice(t, subject, sender=SENDER):
     assert re.search(r"exceeds the limit of\s+%d bytes" % LIMIT, text), text[:3000]
     assert "Subject: %s" % subject in text, text[:3000]
     assert len(t.content) < 64 * 1024, len(t.content)
-
-
-def vmrss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for pid %d" % pid)
 
 
 def big_message(subject):

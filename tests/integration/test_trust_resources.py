@@ -20,7 +20,7 @@ import time
 import pytest
 
 from mrtest import (RawSMTP, base_config, client_env, free_port, line_of, make_message,
-                    message_id_of, render_config, smarthost_opts, wait_until)
+                    message_id_of, render_config, smarthost_opts, vmrss_kib, wait_until)
 
 SENDER = "sender@example.org"
 RCPT = "rcpt@example.net"
@@ -31,14 +31,6 @@ QUIET = {"log_level": "info"}           # a flood must not be measured through d
 
 # ---------------------------------------------------------------------------
 # helpers
-
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS for pid %d" % pid)
-
 
 def rss_bound_kb(pid):
     """How much a bounded daemon's VmRSS may grow under a flood: 8 MiB, or
@@ -131,7 +123,7 @@ def flood(sock, unit, pid, limit=30 * MB, stall=2.0, max_secs=15.0):
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
     chunk = unit * (65536 // len(unit))
-    base = rss_kb(pid)
+    base = vmrss_kib(pid)
     sent = peak = 0
     start = last = time.monotonic()
     stalled = False
@@ -144,8 +136,8 @@ def flood(sock, unit, pid, limit=30 * MB, stall=2.0, max_secs=15.0):
                 stalled = True
                 break
             select.select([], [sock], [], 0.05)
-        peak = max(peak, rss_kb(pid) - base)
-    peak = max(peak, rss_kb(pid) - base)
+        peak = max(peak, vmrss_kib(pid) - base)
+    peak = max(peak, vmrss_kib(pid) - base)
     return sent, peak, stalled
 
 

@@ -39,9 +39,11 @@ sys.path.insert(0, os.path.join(TOP, "tests", "integration"))
 import mrtest  # noqa: E402
 
 SUITE = "bookworm"
-# The package's run-time dependencies, installed with the root so that
-# dpkg -i alone (no apt, no network) installs the package.
-INCLUDE = "libconfuse2,libevent-2.1-7,libevent-openssl-2.1-7,libssl3,systemd"
+# Installed with the root besides the package's own run-time dependencies
+# (read from the built package: see runtime_deps()), so that dpkg -i alone
+# (no apt, no network) installs the package.  systemd brings
+# systemd-sysusers and systemd-tmpfiles.
+INCLUDE_ALWAYS = ("systemd",)
 CACHE = "/var/cache/mailrelay-tests"
 NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 PASSWORD = "pkg-test-Secret-7f3a"
@@ -64,6 +66,20 @@ def must(cmd, timeout=600, **kw):
     p = run(cmd, timeout=timeout, **kw)
     assert p.returncode == 0, "%s: exit %d\n%s" % (" ".join(cmd), p.returncode, p.stdout)
     return p.stdout
+
+
+def runtime_deps(debfile):
+    """The packages the built .deb depends on (the first of each set of
+    alternatives, versions dropped), with INCLUDE_ALWAYS, sorted: the root
+    is made with them, and a change of them makes a new cached root."""
+    names = set(INCLUDE_ALWAYS)
+    for line in must(["dpkg-deb", "-f", debfile, "Pre-Depends", "Depends"]).splitlines():
+        _, _, value = line.partition(":")
+        for dep in value.split(","):
+            name = dep.split("|")[0].split("(")[0].split(":")[0].strip()
+            if name:
+                names.add(name)
+    return sorted(names)
 
 
 def clean_env():
@@ -187,13 +203,14 @@ def deb(tmp):
 def root(tmp, deb):
     """A fresh Debian 12 minbase root holding the package file in /tmp."""
     path = os.path.join(tmp, "root")
-    key = hashlib.sha256((SUITE + " " + INCLUDE).encode()).hexdigest()[:12]
+    include = ",".join(runtime_deps(deb[0]))
+    key = hashlib.sha256((SUITE + " " + include).encode()).hexdigest()[:12]
     tarball = os.path.join(CACHE, "%s-minbase-%s.tar" % (SUITE, key))
     if not os.path.exists(tarball):
         mirror = apt_mirror()
         assert mirror, "no Debian mirror in /etc/apt/sources.list*: cannot make the test root"
         made = os.path.join(tmp, "made")
-        p = run(["debootstrap", "--variant=minbase", "--include=" + INCLUDE, SUITE, made, mirror],
+        p = run(["debootstrap", "--variant=minbase", "--include=" + include, SUITE, made, mirror],
                 env=clean_env(), timeout=900)
         assert p.returncode == 0, "debootstrap failed:\n" + p.stdout[-4000:]
         os.makedirs(CACHE, exist_ok=True)
