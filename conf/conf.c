@@ -1282,6 +1282,7 @@ static cfg_opt_t top_opts[] = {
 	CFG_STR_CB("max_queue_time", "5d", CFGF_NONE, cb_duration),
 	CFG_STR_CB("concurrency", "4", CFGF_NONE, cb_concurrency),
 	CFG_STR_CB("log_level", "info", CFGF_NONE, cb_enum),
+	CFG_STR_CB("log_file", NULL, CFGF_NONE, cb_path),
 	CFG_STR_CB("admin_address", NULL, CFGF_NONE, cb_address),
 	CFG_STR_CB("aliases_file", "/etc/aliases", CFGF_NONE, cb_path),
 	CFG_STR_CB("from_address", NULL, CFGF_NONE, cb_address),
@@ -1891,6 +1892,7 @@ build(cfg_t *root, const char *path)
 	conf->max_queue_time = get_duration(root, "max_queue_time");
 	conf->concurrency = get_uint(root, "concurrency", 256);
 	conf->log_level = (enum log_level_conf)get_enum(root, "log_level");
+	conf->log_file = get_str(root, "log_file");
 	conf->admin_address = get_str(root, "admin_address");
 	conf->aliases_file = get_str(root, "aliases_file");
 	conf->from_address = get_str(root, "from_address");
@@ -2232,6 +2234,7 @@ conf_free(struct config *conf)
 	free(conf->retry_schedule);
 	free(conf->admin_address);
 	free(conf->aliases_file);
+	free(conf->log_file);
 	free(conf->from_address);
 	for (size_t i = 0; i < conf->nsmarthosts; i++)
 		free_smarthost(&conf->smarthosts[i]);

@@ -168,6 +168,7 @@ struct config {
 	unsigned max_queue_time;         /* seconds, default 5d */
 	unsigned concurrency;            /* sessions per smarthost, default 4, 1..256 */
 	enum log_level_conf log_level;   /* default info */
+	char    *log_file;               /* every log line appended here too; NULL: none */
 	char    *admin_address;          /* NULL: no default (local mail goes to user@hostname) */
 	char    *aliases_file;           /* default /etc/aliases */
 	char    *from_address;           /* NULL: user@hostname */

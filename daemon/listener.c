@@ -3,6 +3,13 @@
  *
  * The accept callback hands every connection to smtpd, which applies
  * max_connections; the error callback pauses the socket (accept_guard).
+ *
+ * Socket activation: the sockets a .socket unit passes are matched to the
+ * `listen` entries by their bound address (the unix path; the TCP address
+ * and port), not by order or FileDescriptorName=, so that the unit and
+ * mailrelay.conf cannot silently disagree.  An entry with no passed
+ * socket is bound here as usual; a passed socket that no entry names is
+ * closed with a warning (mail would arrive where the config says nothing).
  */
 #include "config.h"
 
@@ -25,6 +32,7 @@
 #include "listener.h"
 #include "log.h"
 #include "smtpd.h"
+#include "sysd.h"
 #include "xmalloc.h"
 
 struct listener {
@@ -114,6 +122,69 @@ accept_guard_error(struct accept_guard *g)
 static struct listener **listeners;	/* each separately: libevent holds the pointers */
 static size_t nlisteners;
 static char *first_unix_path;
+static int *passed;		/* sockets from systemd; -1 once taken */
+static size_t npassed;
+
+/* Same socket address?  Unix sockets by path; inet by address and port. */
+static int
+sockaddr_same(const struct sockaddr *a, const struct sockaddr *b)
+{
+	if (a->sa_family != b->sa_family)
+		return 0;
+	switch (a->sa_family) {
+	case AF_UNIX:
+		return strncmp(((const struct sockaddr_un *)a)->sun_path,
+		    ((const struct sockaddr_un *)b)->sun_path,
+		    sizeof ((const struct sockaddr_un *)a)->sun_path) == 0;
+	case AF_INET: {
+		const struct sockaddr_in *x = (const void *)a, *y = (const void *)b;
+		return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
+	}
+	case AF_INET6: {
+		const struct sockaddr_in6 *x = (const void *)a, *y = (const void *)b;
+		return x->sin6_port == y->sin6_port &&
+		    memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0;
+	}
+	}
+	return 0;
+}
+
+/*
+ * A passed listening stream socket bound to sa, made non-blocking and
+ * wrapped in a disabled listener; NULL when systemd passed none.
+ */
+static struct evconnlistener *
+take_passed(const struct sockaddr *sa)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int type, listening;
+	size_t i;
+
+	for (i = 0; i < npassed; i++) {
+		socklen_t olen = sizeof type;
+		if (passed[i] == -1)
+			continue;
+		len = sizeof ss;
+		memset(&ss, 0, sizeof ss);
+		if (getsockname(passed[i], (struct sockaddr *)&ss, &len) == -1 ||
+		    !sockaddr_same((struct sockaddr *)&ss, sa))
+			continue;
+		if (getsockopt(passed[i], SOL_SOCKET, SO_TYPE, &type, &olen) == -1 || type != SOCK_STREAM)
+			continue;
+		olen = sizeof listening;
+		if (getsockopt(passed[i], SOL_SOCKET, SO_ACCEPTCONN, &listening, &olen) == -1 || !listening)
+			continue;
+		evutil_make_socket_nonblocking(passed[i]);
+		struct evconnlistener *lev = evconnlistener_new(D->base, NULL, NULL,
+		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_DISABLED, -1, passed[i]);
+		if (lev == NULL)
+			return NULL;	/* bound anew by the caller, which then reports */
+		passed[i] = -1;
+		return lev;
+	}
+	return NULL;
+}
 
 static void
 on_accept(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
@@ -166,6 +237,14 @@ open_unix(const char *path, char *errbuf, size_t errlen)
 		return -1;
 	}
 	strlcpy_mr(sun.sun_path, path, sizeof sun.sun_path);
+	/* Passed by systemd: its SocketMode= and owner stand; nothing to unlink. */
+	if ((lev = take_passed((struct sockaddr *)&sun)) != NULL) {
+		char desc[sizeof sun.sun_path + 32];
+		snprintf(desc, sizeof desc, "%s (passed by systemd)", path);
+		if (first_unix_path == NULL)
+			first_unix_path = xstrdup(path);
+		return add_listener(lev, 1, desc);
+	}
 	/* A stale socket from a previous run; never remove anything else. */
 	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
 		unlink(path);
@@ -203,7 +282,14 @@ open_tcp(const char *host, const char *port, char *errbuf, size_t errlen)
 	}
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
 		char desc[300];
-		struct evconnlistener *lev = evconnlistener_new_bind(D->base, NULL, NULL,
+		struct evconnlistener *lev = take_passed(ai->ai_addr);
+		if (lev != NULL) {
+			snprintf(desc, sizeof desc, "%s:%s (passed by systemd)", host, port);
+			add_listener(lev, 0, desc);
+			n++;
+			continue;
+		}
+		lev = evconnlistener_new_bind(D->base, NULL, NULL,
 		    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE | LEV_OPT_DISABLED,
 		    128, ai->ai_addr, (int)ai->ai_addrlen);
 		if (lev == NULL) {
@@ -252,13 +338,29 @@ listeners_open(const struct config *conf, char *errbuf, size_t errlen)
 
 	fd_budget(conf);
 
+	npassed = (size_t)sysd_listen_fds();
+	passed = npassed ? xreallocarray(NULL, npassed, sizeof *passed) : NULL;
+	for (i = 0; i < npassed; i++)
+		passed[i] = SYSD_LISTEN_FDS_START + (int)i;
 	for (i = 0; i < conf->nlisten; i++) {
 		const struct listen_conf *lc = &conf->listen[i];
 		int rc = lc->kind == LISTEN_UNIX ? open_unix(lc->path, errbuf, errlen)
 		    : open_tcp(lc->host, lc->port, errbuf, errlen);
 		if (rc == -1)
-			return -1;
+			break;
 	}
+	for (size_t j = 0; j < npassed; j++) {
+		if (passed[j] == -1)
+			continue;
+		if (i == conf->nlisten)
+			log_warnx("socket-activated descriptor %d matches no `listen` entry: closed", passed[j]);
+		close(passed[j]);
+	}
+	free(passed);
+	passed = NULL;
+	npassed = 0;
+	if (i < conf->nlisten)
+		return -1;
 	for (i = 0; i < nlisteners; i++) {
 		evconnlistener_enable(listeners[i]->lev);
 		log_info("listening on %s", listeners[i]->desc);

@@ -2,10 +2,13 @@
  * mailrelayd: start-up, privilege drop, signals, reload and shutdown.
  *
  * Order at start: config, spool (created and owned by `user`), listeners
- * bound, privileges dropped, committer thread, queue scanned, event loop.
+ * bound (or taken from systemd), privileges dropped, log_file opened,
+ * detached (unless -f), committer thread, queue scanned, event loop.
+ * Log lines: stderr stamped with the time, or the journal when stderr is
+ * the journal; once detached journald or syslog; log_file besides.
  * Signals are libevent signal events, all here: SIGTERM/SIGINT shut down
  * cleanly (exit 0), SIGHUP reloads (a bad config is refused and the old
- * one stays), SIGUSR1 makes every queued message due now.
+ * one stays) and reopens log_file, SIGUSR1 makes every queued message due now.
  */
 #include "config.h"
 
@@ -46,6 +49,7 @@
 #include "sysd.h"
 #include "xmalloc.h"
 
+#define SYSLOG_SOCKET "/dev/log"	/* where syslog(3) sends */
 #define SHUTDOWN_GRACE 10	/* seconds to wait for messages being committed */
 
 static struct daemon daemon_state;
@@ -53,6 +57,34 @@ struct daemon *D = &daemon_state;
 
 static struct event *ev_term, *ev_int, *ev_hup, *ev_usr1, *ev_chld, *ev_shutdown_tick;
 static int shutdown_ticks;
+static struct event *ev_status;
+
+#define STATUS_SECS 1	/* STATUS= at most this often */
+
+/*
+ * STATUS= for `systemctl status`: one line on the queue.  The queue is
+ * sampled on a timer rather than told about each change, which bounds the
+ * notifications to one per STATUS_SECS however busy the queue is; a line
+ * equal to the last one sent is not sent again.
+ */
+static void
+on_status(evutil_socket_t fd, short what, void *arg)
+{
+	static char last[256];
+	char line[256];
+	struct queue_stats st;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	queue_stats(&st);
+	snprintf(line, sizeof line, "%zu queued: %zu being delivered, %zu deferred, %zu held%s",
+	    st.messages, st.active, st.deferred, st.held, st.damaged ? ", some damaged" : "");
+	if (D->shutting_down || strcmp(line, last) == 0)
+		return;
+	strlcpy_mr(last, line, sizeof last);
+	sysd_status("%s", line);
+}
 
 static void
 usage(int code)
@@ -130,6 +162,20 @@ listen_equal(const struct config *a, const struct config *b)
 	return 1;
 }
 
+/*
+ * log_file, opened again on every SIGHUP (that is how logrotate lets go of
+ * a rotated file), as the user the daemon runs as; a file that cannot be
+ * opened leaves the one open before in use.
+ */
+static void
+reopen_log_file(const struct config *conf)
+{
+	char err[1024];
+
+	if (log_file_open(conf->log_file, err, sizeof err) == -1)
+		log_errx("%s; the log file open before stays in use", err);
+}
+
 static void
 on_hup(evutil_socket_t sig, short what, void *arg)
 {
@@ -142,12 +188,14 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	sysd_reloading();
 	nc = conf_load(D->conf_path, err, sizeof err);
 	if (nc == NULL) {
+		reopen_log_file(D->conf);
 		log_errx("reload refused: %s; keeping the current configuration", err);
 		sysd_ready();
 		return;
 	}
 	struct runconf *nrc = runconf_new(nc, err, sizeof err);
 	if (nrc == NULL) {
+		reopen_log_file(D->conf);
 		log_errx("reload refused: %s; keeping the current configuration", err);
 		conf_free(nc);
 		sysd_ready();
@@ -162,6 +210,7 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	D->conf = nc;
 	if (!D->debug)
 		log_set_level(syslog_level(nc->log_level));
+	reopen_log_file(nc);
 	log_info("configuration reloaded from %s", nc->path ? nc->path : "built-in defaults");
 	local_load();
 	sysd_ready();
@@ -288,16 +337,18 @@ main(int argc, char **argv)
 	}
 	/*
 	 * Until the daemon has detached, errors go to stderr too, so that a
-	 * failed start is never silent.  Under systemd (JOURNAL_STREAM set)
-	 * the journal gets structured fields through the native protocol.
+	 * failed start is never silent; stamped with the time unless stderr
+	 * is the journal (JOURNAL_STREAM names it), which gets structured
+	 * fields through the native protocol instead.
 	 */
 	int level = D->debug ? LOG_DEBUG : syslog_level(D->conf->log_level);
-	int to_journal = getenv("JOURNAL_STREAM") != NULL;
+	int to_journal = sysd_stderr_is_journal();
 	log_init("mailrelayd", LOG_TO_STDERR, level);
 	if (to_journal) {
 		log_init("mailrelayd", LOG_TO_SYSLOG, level);
 		sysd_log_init();
-	}
+	} else
+		log_set_timestamps(1);
 
 	signal(SIGPIPE, SIG_IGN);
 	if (spool_open(&D->spool, D->conf->spool_dir, 1, err, sizeof err) == -1)
@@ -318,10 +369,30 @@ main(int argc, char **argv)
 		evdns_base_load_hosts(D->dns, NULL);
 	}
 	drop_privileges();
+	/* As the daemon's user, as every reopen on SIGHUP will be. */
+	if (log_file_open(D->conf->log_file, err, sizeof err) == -1)
+		log_fatalx_code(EX_CANTCREAT, "%s", err);
 	if (!D->foreground) {
+		/*
+		 * Detached, stderr is /dev/null: journald (structured fields)
+		 * when its socket is there, else syslog.  With neither and no
+		 * log_file, every later line would vanish: say so while stderr
+		 * is still seen.
+		 */
+		int journal = !to_journal && sysd_journal_available();
+		if (!to_journal && !journal && D->conf->log_file == NULL &&
+		    access(SYSLOG_SOCKET, W_OK) == -1)
+			log_warnx("neither journald (/run/systemd/journal/socket) nor syslog (%s) "
+			    "can be reached and no log_file is set: log lines after start-up are lost; "
+			    "set log_file, run with -f and keep stderr, or start a syslog daemon",
+			    SYSLOG_SOCKET);
 		daemonize();
-		if (!to_journal)
+		if (!to_journal) {
+			log_set_timestamps(0);
 			log_init("mailrelayd", LOG_TO_SYSLOG, level);
+			if (journal)
+				sysd_log_init();
+		}
 	}
 	if (event_reinit(D->base) == -1)
 		log_fatalx_code(EX_OSERR, "event_reinit failed");
@@ -356,6 +427,12 @@ main(int argc, char **argv)
 		    "to /etc/mailname", D->conf->hostname, D->conf->path ? D->conf->path : conf_default_path());
 	log_info("mailrelayd %s started, spool %s, %zu queued", PACKAGE_VERSION, D->spool.dir, queue_count());
 	sysd_watchdog_start(D->base);
+	if (sysd_notifying()) {
+		struct timeval tv = { .tv_sec = STATUS_SECS, .tv_usec = 0 };
+		on_status(-1, 0, NULL);
+		ev_status = event_new(D->base, -1, EV_PERSIST, on_status, NULL);
+		event_add(ev_status, &tv);
+	}
 	sysd_ready();
 
 	event_base_dispatch(D->base);
@@ -369,6 +446,8 @@ main(int argc, char **argv)
 	oauth2_shutdown();
 	queue_free_all();
 	sysd_watchdog_stop();
+	if (ev_status != NULL)
+		event_free(ev_status);
 	if (ev_shutdown_tick != NULL)
 		event_free(ev_shutdown_tick);
 	event_free(ev_term);

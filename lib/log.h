@@ -9,6 +9,11 @@
  * clients), else syslog; the daemon may install a sink (journald with
  * structured fields).  log_qid() tags a line with a queue id so that the
  * sink can attach MAILRELAY_QUEUE_ID and the text starts with "ID: ".
+ * The daemon in the foreground prefixes its stderr lines with an RFC 3339
+ * timestamp (log_set_timestamps) unless stderr is the journal, which
+ * stamps lines itself; the clients' one-line errors never carry one.
+ * A log file (log_file), when open, gets every line too, stamped, whatever
+ * the main destination.
  */
 #ifndef MAILRELAY_LOG_H
 #define MAILRELAY_LOG_H
@@ -27,6 +32,16 @@ void log_init(const char *ident, enum log_dest dest, int level /* LOG_ERR..LOG_D
 void log_set_level(int level);
 int  log_get_level(void);
 void log_set_sink(log_sink_fn sink);
+/* Prefix stderr lines with "YYYY-MM-DDTHH:MM:SS.mmm+HH:MM " (off by default). */
+void log_set_timestamps(int on);
+/*
+ * Append every line to path too (O_APPEND; created 0640 less the umask:
+ * 0600 in mailrelayd), replacing the
+ * file open before; NULL closes it.  Reopening the same path is how a
+ * rotated file is let go (SIGHUP).  -1 with errbuf filled when it cannot
+ * be opened: the file open before, if any, stays.
+ */
+int  log_file_open(const char *path, char *errbuf, size_t errlen);
 
 void log_debug(const char *fmt, ...) PRINTFLIKE(1, 2);
 void log_info(const char *fmt, ...) PRINTFLIKE(1, 2);

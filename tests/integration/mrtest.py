@@ -152,6 +152,9 @@ def message_id_of(content):
 # log lines
 
 LOG_PREFIX = "mailrelayd: "
+# mailrelayd stamps its foreground lines (RFC 3339, milliseconds) unless
+# stderr is the journal; Daemon.log_lines() hands the tests lines without it.
+STAMP_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}(?:Z|[+-]\d\d:\d\d) ")
 _LINE_RE = re.compile(r"^(%s): (.*)$" % QID_RE)
 _STATUS_RE = re.compile(r"^status=([A-Za-z_-]+)(?: \((.*)\))?$")
 
@@ -987,10 +990,11 @@ class Daemon:
         return "".join(parts)
 
     def log_lines(self):
-        """Complete lines written so far (a partial last line is left out)."""
+        """Complete lines written so far (a partial last line is left out),
+        without the timestamp (log_text() keeps it)."""
         text = self.log_text()
         lines = text.split("\n")
-        return lines[:-1]
+        return [STAMP_RE.sub("", l, count=1) for l in lines[:-1]]
 
     def records(self, qid=None):
         recs = [r for r in map(parse_log_line, self.log_lines()) if r]

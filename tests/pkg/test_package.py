@@ -309,6 +309,8 @@ def test_noninteractive_install_with_preseeded_answers(root, smarthost):
         assert os.readlink(root.file(link)) == target, link
     assert os.readlink(root.file("/etc/systemd/system/multi-user.target.wants/mailrelay.service")) \
         == "/lib/systemd/system/mailrelay.service", "the service is not enabled"
+    assert os.readlink(root.file("/etc/systemd/system/sockets.target.wants/mailrelay.socket")) \
+        == "/lib/systemd/system/mailrelay.socket", "the socket unit is not enabled"
 
     block = debconf_block(root)
     for line in ('hostname = "relay.example.net"', 'admin_address = "admin@example.net"',
