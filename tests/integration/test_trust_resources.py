@@ -122,14 +122,16 @@ def flood(sock, unit, pid, limit=30 * MB, stall=2.0, max_secs=15.0):
     # makes RSS follow every allocation made, not only those kept).
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
-    chunk = unit * (65536 // len(unit))
+    chunk = memoryview(unit * (65536 // len(unit)))
     base = vmrss_kib(pid)
     sent = peak = 0
     start = last = time.monotonic()
     stalled = False
     while sent < limit and time.monotonic() - start < max_secs:
         try:
-            sent += sock.send(chunk)
+            # after a partial send, go on from where it stopped: starting
+            # the chunk again would cut a command in two ("NOONOOP")
+            sent += sock.send(chunk[sent % len(chunk):])
             last = time.monotonic()
         except BlockingIOError:
             if time.monotonic() - last > stall:
