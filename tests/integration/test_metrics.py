@@ -9,10 +9,11 @@ loopback is refused at load with FILE:LINE: KEY: why."""
 import http.client
 import json
 import math
-import os
 import re
 import smtplib
+import socket
 import subprocess
+import time
 
 from mrtest import free_port, line_of, make_message, quote, smarthost_opts, wait_until
 
@@ -222,3 +223,37 @@ def test_non_loopback_metrics_listen_is_refused(daemon, build):
         d = daemon(overrides={"metrics_listen": quote(value)}, start=False)
         c = d.mailrelay(["check-config"])
         assert c.rc == 0, c
+
+
+def test_the_endpoint_is_bounded(daemon, smarthost, pki):
+    """A header past 8 KiB is refused and the connection closed; a client
+    that opens a connection and says nothing is cut off after the 10 s
+    request timeout; a scrape's connection closes after the reply."""
+    d, sh, port = metrics_daemon(daemon, smarthost, pki)
+
+    def read_all(s, limit):
+        s.settimeout(limit)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n")
+        reply = read_all(s, 5)
+    assert reply.split(b"\r\n", 1)[0].split()[1] in (b"400", b"413", b"431"), reply[:200]
+    assert b"mailrelay_" not in reply
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        reply = read_all(s, 5)          # returns only because the daemon closes
+    assert reply.startswith(b"HTTP/1.1 200") and b"mailrelay_build_info" in reply
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        t0 = time.monotonic()
+        assert read_all(s, 20) == b""
+        took = time.monotonic() - t0
+    assert 8 <= took <= 15, took
+    assert get(port, "/metrics")[0] == 200
