@@ -538,9 +538,12 @@ queue_release(struct qmsg *m)
 	int pending = 0, reporting = 0;
 	struct timespec now;
 
-	clock_gettime(CLOCK_MONOTONIC, &now);
-	metrics_delivery_duration((double)(now.tv_sec - m->taken.tv_sec) +
-	    (double)(now.tv_nsec - m->taken.tv_nsec) / 1e9);
+	/* one attempt of this message at one smarthost, for the duration histogram */
+	if (m->inflight) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		metrics_delivery_duration((double)(now.tv_sec - m->taken.tv_sec) +
+		    (double)(now.tv_nsec - m->taken.tv_nsec) / 1e9);
+	}
 	m->inflight = 0;
 	if (m->env.damaged[0])
 		return;		/* found damaged by its session: held, nothing decided is written */
