@@ -391,6 +391,10 @@ main(int argc, char **argv)
 		log_fatalx_code(EX_OSERR, "cannot create the event loop");
 	if (listeners_open(D->conf, err, sizeof err) == -1)
 		log_fatalx_code(EX_OSERR, "%s", err);
+	/* like the listeners: bound before the privileges go, its failure said on stderr */
+	metrics_on_queue(queue_gauges);
+	if (metrics_listen_start(D->conf, err, sizeof err) == -1)
+		log_fatalx_code(EX_OSERR, "%s", err);
 	if (control_open(D->conf, err, sizeof err) == -1)
 		log_warnx("%s: `mailrelay flush` and `sendmail -q` cannot reach the daemon", err);
 	D->dns = evdns_base_new(D->base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
@@ -445,10 +449,6 @@ main(int argc, char **argv)
 	event_add(ev_int, NULL);
 	event_add(ev_hup, NULL);
 	event_add(ev_usr1, NULL);
-
-	metrics_on_queue(queue_gauges);
-	if (metrics_listen_start(D->conf, err, sizeof err) == -1)
-		log_fatalx_code(EX_OSERR, "%s", err);
 
 	D->started = time(NULL);
 	local_load();

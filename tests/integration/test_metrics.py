@@ -257,3 +257,15 @@ def test_the_endpoint_is_bounded(daemon, smarthost, pki):
         took = time.monotonic() - t0
     assert 8 <= took <= 15, took
     assert get(port, "/metrics")[0] == 200
+
+
+def test_a_busy_metrics_port_stops_the_start(daemon, build):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        d = daemon(overrides={"metrics_listen": quote("127.0.0.1:%d" % port)}, start=False)
+        r = subprocess.run([build.mailrelayd, "-c", d.conf, "-f"], capture_output=True,
+                           text=True, timeout=10)
+    assert r.returncode == 71, r
+    assert "metrics_listen 127.0.0.1:%d: cannot listen: " % port in r.stderr, r.stderr
