@@ -29,7 +29,7 @@ usage(void)
 	    "commands:\n"
 	    "  check-config [-c FILE] [--show]  parse and check the configuration\n"
 	    "  queue [--json]           list the queue\n"
-	    "  status [--json]          is the daemon up; queue, counters, smarthosts\n"
+	    "  status [--json|--prometheus]  is the daemon up; queue, counters, smarthosts\n"
 	    "  show ID [--body]         one message: envelope, attempts, header (body)\n"
 	    "  flush [ID...]            retry every message (or these) now\n"
 	    "  hold ID...               keep messages from delivery\n"
@@ -152,9 +152,10 @@ cmd_queue_change(const char *path, const char *verb, int argc, char **argv)
 }
 
 /*
- * mailrelay status [--json]: the daemon's own account over the control
- * socket; when it cannot be reached, what the spool holds, saying so, and
- * exit 69 (for monitoring).
+ * mailrelay status [--json|--prometheus]: the daemon's own account over the
+ * control socket; when it cannot be reached, what the spool holds, saying
+ * so, and exit 69 (for monitoring).  --prometheus prints the daemon's
+ * metrics (daemon/metrics.h) and, with the daemon down, nothing.
  */
 static int
 cmd_status(const char *path, int argc, char **argv)
@@ -165,10 +166,13 @@ cmd_status(const char *path, int argc, char **argv)
 
 	if (argc == 2 && strcmp(argv[1], "--json") == 0)
 		json = 1;
+	else if (argc == 2 && strcmp(argv[1], "--prometheus") == 0)
+		json = 2;
 	else if (argc != 1)
 		usage();
 	struct config *c = load(path);
-	rc = ctl_request(c->control_socket, json ? "STATUS JSON" : "STATUS", print_data, NULL,
+	rc = ctl_request(c->control_socket, json == 2 ? "STATUS PROMETHEUS" : json ? "STATUS JSON" : "STATUS",
+	    print_data, NULL,
 	    final, sizeof final, err, sizeof err);
 	if (rc == 0 || rc > 0) {
 		conf_free(c);
@@ -178,6 +182,16 @@ cmd_status(const char *path, int argc, char **argv)
 	}
 	int qrc = queue_summarize(c, &q, qerr, sizeof qerr);
 	time_t now = time(NULL);
+	if (json == 2) {
+		/*
+		 * The daemon is down: no counters, and nothing on stdout, so a
+		 * textfile collector's `... > file.$$ && mv` keeps no stale
+		 * figures and node_exporter's scrape error shows the outage.
+		 */
+		fprintf(stderr, "mailrelay: status: mailrelayd is not running (%s)\n", err);
+		conf_free(c);
+		return EX_UNAVAILABLE;
+	}
 	if (json) {
 		printf("{\"running\": false, \"error\": \"");
 		for (const char *p = err; *p; p++)

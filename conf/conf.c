@@ -1073,6 +1073,38 @@ check_listen(const cfg_opt_t *opt, const char *v)
 	return NULL;
 }
 
+/*
+ * metrics_listen: a TCP HOST:PORT on loopback only.  The metrics carry no
+ * address, but queue sizes and smarthost names are still the host's own
+ * business and evhttp is not a server we put in front of a network: a
+ * fleet scrapes through node_exporter's textfile collector (`mailrelay
+ * status --prometheus`) or a local proxy.
+ */
+static const char *
+check_metrics_listen(const cfg_opt_t *opt, const char *v)
+{
+	struct listen_conf l;
+	const char *why;
+	struct in_addr a4;
+	int loopback;
+
+	(void)opt;
+	if ((why = listen_parse(v, &l)) != NULL)
+		return why;
+	loopback = l.kind == LISTEN_TCP && (strcmp(l.host, "localhost") == 0 ||
+	    strcmp(l.host, "::1") == 0 ||
+	    (inet_pton(AF_INET, l.host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127));
+	if (l.kind != LISTEN_TCP)
+		why = "expected HOST:PORT, as in 127.0.0.1:9465";
+	else if (!loopback)
+		why = "only a loopback address is allowed (127.0.0.1, ::1, localhost): the metrics are "
+		    "not served to the network; scrape through node_exporter or a local proxy";
+	free(l.path);
+	free(l.host);
+	free(l.port);
+	return why;
+}
+
 static const char *
 check_cidr(const cfg_opt_t *opt, const char *v)
 {
@@ -1205,6 +1237,7 @@ CALLBACK(cb_connections, check_connections)
 CALLBACK(cb_port, check_port)
 CALLBACK(cb_listen, check_listen)
 CALLBACK(cb_cidr, check_cidr)
+CALLBACK(cb_metrics_listen, check_metrics_listen)
 CALLBACK(cb_fingerprint, check_fingerprint)
 CALLBACK(cb_proxy, check_proxy)
 CALLBACK(cb_header, check_header)
@@ -1277,6 +1310,7 @@ static cfg_opt_t top_opts[] = {
 	CFG_STR_LIST_CB("listen", "{\"unix:/run/mailrelay/submit.sock\"}", CFGF_NONE, cb_listen),
 	CFG_STR_LIST_CB("allow", "{\"127.0.0.0/8\", \"::1/128\"}", CFGF_NONE, cb_cidr),
 	CFG_STR_CB("control_socket", "/run/mailrelay/control.sock", CFGF_NONE, cb_socket),
+	CFG_STR_CB("metrics_listen", NULL, CFGF_NONE, cb_metrics_listen),	/* NULL: no /metrics */
 	CFG_STR_CB("max_message_size", "35M", CFGF_NONE, cb_size),
 	CFG_STR_LIST_CB("retry_schedule", "{1m, 5m, 15m, 30m, 1h, 2h, 4h}", CFGF_NONE, cb_duration),
 	CFG_STR_CB("max_queue_time", "5d", CFGF_NONE, cb_duration),
@@ -1855,6 +1889,9 @@ build(cfg_t *root, const char *path)
 	conf->spool_dir = get_str(root, "spool_dir");
 	conf->user = get_str(root, "user");
 	conf->control_socket = get_str(root, "control_socket");
+	s = cfg_getstr(root, "metrics_listen");
+	if (s != NULL && listen_parse(s, &conf->metrics_listen) != NULL)
+		invariant("metrics_listen", s);
 
 	n = cfg_size(root, "listen");
 	if (n == 0) {
@@ -2231,6 +2268,9 @@ conf_free(struct config *conf)
 	free(conf->listen);
 	free(conf->allow);
 	free(conf->control_socket);
+	free(conf->metrics_listen.path);
+	free(conf->metrics_listen.host);
+	free(conf->metrics_listen.port);
 	free(conf->retry_schedule);
 	free(conf->admin_address);
 	free(conf->aliases_file);

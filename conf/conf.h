@@ -162,6 +162,8 @@ struct config {
 	struct cidr *allow;              /* default 127.0.0.0/8, ::1/128 */
 	size_t   nallow;
 	char    *control_socket;         /* default /run/mailrelay/control.sock */
+	/* metrics_listen: HOST:PORT of the /metrics endpoint on loopback; host NULL when unset */
+	struct listen_conf metrics_listen;
 	unsigned long long max_message_size;  /* bytes, default 35M; 0 = unlimited */
 	unsigned *retry_schedule;        /* seconds; default 1m 5m 15m 30m 1h 2h 4h; last repeats */
 	size_t   nretry;

@@ -36,6 +36,7 @@
 #include "dsnmsg.h"
 #include "local.h"
 #include "log.h"
+#include "metrics.h"
 #include "queue.h"
 #include "util.h"
 #include "xmalloc.h"
@@ -71,6 +72,7 @@ struct bctx {
 	enum notice_kind kind;
 	unsigned *idx;              /* PARTIAL: the recipients it reports */
 	size_t nidx;
+	const char *metrics_kind;   /* failed, delayed, relayed or double (metrics.h) */
 };
 
 static void
@@ -84,6 +86,8 @@ on_notice_committed(struct commit_req *req, void *arg)
 		log_qid(LOG_INFO, c->orig_id, NULL, "%s to <%s> queued as %s",
 		    c->kind == NOTICE_DELAY ? "delay notice" : "delivery status notification", c->to,
 		    req->env.id);
+		metrics_submission(req->env.via);
+		metrics_bounce(c->metrics_kind);
 		queue_add(&req->env);
 		D->stats.notices++;
 	} else if (c->kind == NOTICE_DELAY) {
@@ -204,6 +208,15 @@ queue_notice(const struct spool_env *env, const char *to, const char *via,
 	memcpy(c->orig_id, env->id, sizeof c->orig_id);
 	snprintf(c->to, sizeof c->to, "%s", to);
 	c->kind = kind;
+	/* for metrics: a notice to the administrator, a delay, a failure, else success notices */
+	c->metrics_kind = "relayed";
+	for (size_t i = 0; i < ndr; i++)
+		if (dr[i].action == DSN_FAILED)
+			c->metrics_kind = "failed";
+	if (kind == NOTICE_DELAY)
+		c->metrics_kind = "delayed";
+	if (strcmp(via, "double-bounce") == 0)
+		c->metrics_kind = "double";
 	if (kind == NOTICE_PARTIAL) {
 		c->idx = xcalloc(ndr, sizeof *c->idx);
 		memcpy(c->idx, idx, ndr * sizeof *c->idx);

@@ -44,6 +44,7 @@
 #include "daemon.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "queue.h"
 #include "oauth2.h"
 #include "shstate.h"
@@ -499,7 +500,7 @@ do_show(struct csession *s, const struct ctl_req *req)
 	cs_reply(s, "OK %s", req->ids[0]);
 }
 
-/* STATUS [JSON]: open to every user (no sender, recipient or subject in it). */
+/* STATUS [JSON|PROMETHEUS]: open to every user (no sender, recipient or subject in it). */
 static void
 do_status(struct csession *s, const struct ctl_req *req)
 {
@@ -511,6 +512,21 @@ do_status(struct csession *s, const struct ctl_req *req)
 	size_t i;
 
 	queue_stats(&q);
+	if (req->prometheus) {
+		/* the exposition's lines as data lines: the client prints them as they are */
+		struct evbuffer *b = evbuffer_new();
+		char *line;
+		size_t n;
+
+		metrics_render(b);
+		while ((line = evbuffer_readln(b, &n, EVBUFFER_EOL_LF)) != NULL) {
+			cs_reply(s, "D %s", line);
+			free(line);
+		}
+		evbuffer_free(b);
+		cs_reply(s, "OK status");
+		return;
+	}
 	if (req->json) {
 		struct evbuffer *b = evbuffer_new();
 		evbuffer_add_printf(b, "D {\"running\": true, \"version\": \"%s\", \"pid\": %ld, \"started\": ",

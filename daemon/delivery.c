@@ -45,6 +45,7 @@
 #include "dotstuff.h"
 #include "linefix.h"
 #include "log.h"
+#include "metrics.h"
 #include "oauth2.h"
 #include "queue.h"
 #include "ratekeep.h"
@@ -262,6 +263,7 @@ session_relay_info(struct dsession *s, struct relay_info *ri)
 	ri->tls = s->tls_done ? s->tlsv.version : "none";
 	ri->verify = s->tls_done ? s->tlsv.verify : NULL;
 	ri->dsn = s->caps.dsn;
+	ri->name = s->sh->name;
 }
 
 void
@@ -458,6 +460,7 @@ on_reply(struct dsession *s)
 
 	smtp_reply_summary(&s->reply, text, sizeof text);
 	log_debug("%s: <<< %s", s->relay, text);
+	metrics_reply(s->sh->name, s->reply.code);
 	/* OAuth2 smarthosts (Microsoft 365, Google): what a refusal means, once, in words */
 	if (s->sh->oauth2 != NULL && cls >= 4 && s->state != DS_AUTH &&
 	    oauth2_explain_reply(&s->reply)[0] != '\0')

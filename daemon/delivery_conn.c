@@ -44,6 +44,7 @@
 #include "daemon.h"
 #include "delivery_int.h"
 #include "log.h"
+#include "metrics.h"
 #include "xmalloc.h"
 
 static void attempt_next(struct dsession *s);
@@ -375,6 +376,7 @@ tls_established(struct dsession *s)
 
 	tls_judge(s->ssl, enforce, sh->tls_verify, sh->tls_fingerprint, &s->tlsv);
 	s->tls_done = 1;
+	metrics_tls(sh->name, s->tlsv.trusted ? METRICS_TLS_OK : METRICS_TLS_UNTRUSTED);
 	if (!s->tlsv.trusted) {
 		snprintf(why, sizeof why, "TLS is required (tls = %s) but the certificate of %s "
 		    "is not trusted: %s", conf_tls_mode_name(sh->tls), s->relay, s->tlsv.reason);
@@ -689,6 +691,7 @@ conn_event(struct dsession *s, struct bufferevent *bev, short what)
 			io_reason(bev, what, reason, sizeof reason);
 			snprintf(why, sizeof why, "TLS handshake with %s failed: %s", s->relay, reason);
 		}
+		metrics_tls(s->sh->name, METRICS_TLS_FAILED);
 		if (s->sh->tls == TLS_OPPORTUNISTIC && !s->plaintext_retry)
 			retry_plaintext(s, why);
 		else

@@ -13,6 +13,7 @@
 #include "daemon.h"
 #include "delivery_int.h"
 #include "delivery_trouble.h"
+#include "metrics.h"
 #include "queue.h"
 #include "shstate.h"
 #include "xmalloc.h"
@@ -101,8 +102,10 @@ trouble_count(const struct dsession *s, enum trouble_kind k)
 	int tls_step = s->state == DS_HANDSHAKE || s->state == DS_STARTTLS;
 
 	/* for `mailrelay status`: the kind's counter, or the step's */
-	if (t->counter == TC_AUTH || (t->counter == TC_STEP && auth_step))
+	if (t->counter == TC_AUTH || (t->counter == TC_STEP && auth_step)) {
 		D->stats.auth_failures++;
+		metrics_auth_failure(s->sh->name);
+	}
 	else if (t->counter == TC_TLS || (t->counter == TC_STEP && tls_step))
 		D->stats.tls_failures++;
 }

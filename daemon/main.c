@@ -37,6 +37,7 @@
 #include "dispatch.h"
 #include "listener.h"
 #include "local.h"
+#include "metrics.h"
 #include "pickup.h"
 #include "oauth2.h"
 #include "runconf.h"
@@ -176,6 +177,33 @@ reopen_log_file(const struct config *conf)
 		log_errx("%s; the log file open before stays in use", err);
 }
 
+/* The queue's gauges for metrics.c, as `mailrelay status` counts them. */
+static void
+queue_gauges(struct metrics_queue *g)
+{
+	struct queue_stats q;
+	time_t now = time(NULL);
+
+	queue_stats(&q);
+	g->active = q.active;
+	g->deferred = q.deferred;
+	g->held = q.held;
+	g->waiting = q.waiting;
+	g->damaged = q.damaged;
+	g->oldest_age = q.oldest && now > q.oldest ? (long long)(now - q.oldest) : 0;
+}
+
+/* The same metrics_listen (both unset, or the same host and port)? */
+static int
+metrics_listen_equal(const struct config *a, const struct config *b)
+{
+	const struct listen_conf *x = &a->metrics_listen, *y = &b->metrics_listen;
+
+	if (x->host == NULL || y->host == NULL)
+		return x->host == y->host;
+	return strcmp(x->host, y->host) == 0 && strcmp(x->port, y->port) == 0;
+}
+
 static void
 on_hup(evutil_socket_t sig, short what, void *arg)
 {
@@ -205,6 +233,8 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 		log_warnx("reload: changes to listen take effect at the next restart");
 	if (strcmp(nc->spool_dir, D->conf->spool_dir) != 0)
 		log_warnx("reload: changes to spool_dir take effect at the next restart");
+	if (!metrics_listen_equal(nc, D->conf))
+		log_warnx("reload: changes to metrics_listen take effect at the next restart");
 	runconf_unref(D->rc);	/* sessions still running keep the old one alive */
 	D->rc = nrc;
 	D->conf = nc;
@@ -213,6 +243,7 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	reopen_log_file(nc);
 	log_info("configuration reloaded from %s", nc->path ? nc->path : "built-in defaults");
 	local_load();
+	metrics_config(nc);
 	sysd_ready();
 	dispatch_kick();
 }
@@ -360,6 +391,10 @@ main(int argc, char **argv)
 		log_fatalx_code(EX_OSERR, "cannot create the event loop");
 	if (listeners_open(D->conf, err, sizeof err) == -1)
 		log_fatalx_code(EX_OSERR, "%s", err);
+	/* like the listeners: bound before the privileges go, its failure said on stderr */
+	metrics_on_queue(queue_gauges);
+	if (metrics_listen_start(D->conf, err, sizeof err) == -1)
+		log_fatalx_code(EX_OSERR, "%s", err);
 	if (control_open(D->conf, err, sizeof err) == -1)
 		log_warnx("%s: `mailrelay flush` and `sendmail -q` cannot reach the daemon", err);
 	D->dns = evdns_base_new(D->base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
@@ -440,6 +475,7 @@ main(int argc, char **argv)
 	/* Shutdown: every commit finishes (and answers) before we go. */
 	commit_stop();
 	control_close();
+	metrics_stop();
 	pickup_stop();
 	smtpd_shutdown(1);
 	delivery_shutdown();

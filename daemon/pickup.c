@@ -45,6 +45,7 @@
 #include "daemon.h"
 #include "local.h"
 #include "log.h"
+#include "metrics.h"
 #include "pickup.h"
 #include "received.h"
 #include "queue.h"
@@ -352,6 +353,7 @@ on_committed(struct commit_req *req, void *arg)
 		    req->env.sender, req->env.size, req->env.nrcpt, (unsigned long)req->env.uid);
 		queue_add(&req->env);
 		D->stats.accepted++;
+		metrics_submission("maildrop");
 	} else {
 		log_qid(LOG_ERR, req->env.id, NULL, "cannot import maildrop/%s: %s; will try again",
 		    ctx->name, req->err);

@@ -33,6 +33,7 @@
 #include "commit.h"
 #include "daemon.h"
 #include "log.h"
+#include "metrics.h"
 #include "queue.h"
 #include "util.h"
 #include "xmalloc.h"
@@ -193,6 +194,7 @@ queue_take(struct qmsg *m)
 	TAILQ_REMOVE(&ready_msgs, m, ready_entry);
 	m->ready = 0;
 	m->inflight = 1;
+	clock_gettime(CLOCK_MONOTONIC, &m->taken);
 }
 
 /*
@@ -291,6 +293,7 @@ queue_outcome(struct qmsg *m, size_t idx, enum outcome o, const struct relay_inf
 	free(r->last_reply);
 	r->last_reply = xstrdup(text);
 
+	metrics_delivery(ri->name, o);
 	if (o == OUTCOME_SENT)
 		D->stats.sent++;
 	else if (o == OUTCOME_BOUNCED)
@@ -533,7 +536,14 @@ queue_release(struct qmsg *m)
 {
 	size_t i;
 	int pending = 0, reporting = 0;
+	struct timespec now;
 
+	/* one attempt of this message at one smarthost, for the duration histogram */
+	if (m->inflight) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		metrics_delivery_duration((double)(now.tv_sec - m->taken.tv_sec) +
+		    (double)(now.tv_nsec - m->taken.tv_nsec) / 1e9);
+	}
 	m->inflight = 0;
 	if (m->env.damaged[0])
 		return;		/* found damaged by its session: held, nothing decided is written */

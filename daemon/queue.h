@@ -36,6 +36,7 @@ struct qmsg {
 	int deleting;               /* ...deleted by an admin, the removal not yet on disk */
 	int dirty;                  /* env changed since the last commit */
 	unsigned fo;                /* failover: the smarthost index this attempt has reached */
+	struct timespec taken;      /* monotonic: when the current attempt took it (metrics) */
 	TAILQ_ENTRY(qmsg) all_entry;
 	TAILQ_ENTRY(qmsg) ready_entry;
 };
@@ -46,6 +47,7 @@ struct relay_info {
 	const char *tls;            /* "none", "TLSv1.3" */
 	const char *verify;         /* NULL without TLS, else "ok", "pinned", "off", "fail (why)" */
 	int dsn;                    /* the smarthost took DSN: success notices are its job */
+	const char *name;           /* the smarthost's configured name (metrics label), NULL: none */
 };
 
 void queue_init(void);

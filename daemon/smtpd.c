@@ -54,6 +54,7 @@
 #include "dotstuff.h"
 #include "local.h"
 #include "log.h"
+#include "metrics.h"
 #include "queue.h"
 #include "smtp_cmd.h"
 #include "smtpd.h"
@@ -447,6 +448,7 @@ on_committed(struct commit_req *req, void *arg)
 		if (s->is_unix)
 			note_foreign_sender(req->env.id, s->uid, s->mail_path);
 		D->stats.accepted++;
+		metrics_submission(req->env.via);
 		if (!s->dead)
 			reply(s, "250 2.0.0 Ok: queued as %s", req->env.id);
 		queue_add(&req->env);

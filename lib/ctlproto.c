@@ -78,7 +78,13 @@ ctl_parse(const char *line, size_t len, struct ctl_req *req, char *err, size_t e
 			req->json = 1;
 			return 0;
 		}
-		snprintf(err, errlen, "%s takes no argument but JSON", verbs[req->verb]);
+		if (req->verb == CTL_STATUS && len - wl == 11 &&
+		    strncasecmp(line + wl, " PROMETHEUS", 11) == 0) {
+			req->prometheus = 1;
+			return 0;
+		}
+		snprintf(err, errlen, "%s takes no argument but JSON%s", verbs[req->verb],
+		    req->verb == CTL_STATUS ? " or PROMETHEUS" : "");
 		return -1;
 	}
 	for (i = wl; i < len; ) {

@@ -16,6 +16,8 @@
  *   SHOW ID [BODY]        one message: envelope, recipients, attempts, header (and body)
  *   STATUS                the daemon's state, as text lines
  *   STATUS JSON           the same as one JSON object (see mailrelay(8))
+ *   STATUS PROMETHEUS     the counters and queue gauges in the Prometheus
+ *                         text format (daemon/metrics.h), one line per line
  *
  * Queue ids are 16 upper-case hexadecimal digits; anything else is
  * refused before it can become a path.  Verbs are case-insensitive.
@@ -54,6 +56,7 @@ struct ctl_req {
 	enum ctl_verb verb;
 	int all;                        /* DELETE ALL */
 	int json;                       /* STATUS JSON, LIST JSON */
+	int prometheus;                 /* STATUS PROMETHEUS */
 	int body;                       /* SHOW ID BODY */
 	size_t nids;
 	char ids[CTL_ARGS_MAX][CTL_ID_LEN + 1];

@@ -48,6 +48,11 @@ test_flush(void **state)
 	assert_false(req.json);
 	assert_int_equal(parse("status json", &req, err), 0);
 	assert_true(req.json);
+	assert_int_equal(parse("STATUS PROMETHEUS", &req, err), 0);
+	assert_true(req.prometheus);
+	assert_false(req.json);
+	assert_int_equal(parse("status prometheus", &req, err), 0);
+	assert_true(req.prometheus);
 	assert_int_equal(parse("SHOW 6B03923FBC3B7000 BODY", &req, err), 0);
 	assert_int_equal(req.verb, CTL_SHOW);
 	assert_true(req.body);
@@ -66,7 +71,8 @@ test_refused(void **state)
 		"FLUSH 6b03923fbc3b7000", "FLUSH ../../../etc/passwd", "FLUSH 6B03923FBC3B700",
 		"FLUSH 6B03923FBC3B70000", "FLUSH\t6B03923FBC3B7000", "FLUSH 6B03923FBC3B7000\n",
 		"FLUSH \xc3\xa9", "HOLD", "RELEASE", "DELETE", "HOLD ALL", "DELETE ALL 6B03923FBC3B7000",
-		"FLUSH ALL", "STATUS 6B03923FBC3B7000", "STATUS JSONX", "SHOW", "SHOW BODY",
+		"FLUSH ALL", "STATUS 6B03923FBC3B7000", "STATUS JSONX", "STATUS PROMETHEUS JSON",
+		"STATUS PROMETHEUSX", "LIST PROMETHEUS", "SHOW", "SHOW BODY",
 		"SHOW 6B03923FBC3B7000 6B03923FBC3B7001", "LIST ALL",
 	};
 	(void)state;

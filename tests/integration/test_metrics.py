@@ -1,0 +1,271 @@
+"""Metrics for fleets: `mailrelay status --prometheus` and GET /metrics on
+metrics_listen print the Prometheus text format (checked here by a strict
+parser of format 0.0.4, since Debian's promtool comes with the whole
+Prometheus server).  After a known sequence (one message over STARTTLS to
+three recipients: sent, deferred, bounced; the bounce's notice sent too)
+every counter has its exact value and label set, no label carries an
+address, other paths answer 404, and a metrics_listen that is not on
+loopback is refused at load with FILE:LINE: KEY: why."""
+import http.client
+import json
+import math
+import re
+import smtplib
+import socket
+import subprocess
+import time
+
+from mrtest import free_port, line_of, make_message, quote, smarthost_opts, wait_until
+
+SENDER = "app@example.org"
+RCPT = "rcpt@example.net"
+BUSY = "busy@example.net"
+GONE = "gone@example.net"
+
+NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
+LABEL = r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\\n]|\\[\\"n])*)"'
+SAMPLE = re.compile(r"^(%s)(?:\{((?:%s)(?:,%s)*)?\})? (\S+)$" % (NAME, LABEL, LABEL))
+TYPES = {"counter", "gauge", "histogram", "summary", "untyped"}
+
+
+def parse_exposition(text):
+    """{family: {"type", "help", "samples": {(name, ((label, value), ...)): float}}},
+    failing on anything format 0.0.4 does not allow or our naming rules forbid."""
+    assert text.endswith("\n") and "\r" not in text, repr(text[-80:])
+    fams, cur, seen = {}, None, set()
+    for n, line in enumerate(text.split("\n")[:-1], 1):
+        where = "line %d: %r" % (n, line)
+        if line.startswith("# HELP "):
+            name, _, help_ = line[7:].partition(" ")
+            assert re.fullmatch(NAME, name) and help_, where
+            assert name not in fams, "family twice: " + where
+            fams[name] = {"help": help_, "type": None, "samples": {}}
+            cur = name
+        elif line.startswith("# TYPE "):
+            name, _, typ = line[7:].partition(" ")
+            assert name == cur and typ in TYPES and fams[name]["type"] is None, where
+            fams[name]["type"] = typ
+        else:
+            assert not line.startswith("#") and line, where
+            m = SAMPLE.match(line)
+            assert m, where
+            name, value = m.group(1), m.group(m.lastindex)
+            labels = tuple(re.findall(LABEL, m.group(2) or ""))
+            assert len({k for k, _ in labels}) == len(labels), "label twice: " + where
+            fam = fams[cur]
+            typ = fam["type"]
+            assert typ is not None, "sample before TYPE: " + where
+            if typ == "histogram":
+                assert name in (cur + "_bucket", cur + "_sum", cur + "_count"), where
+            else:
+                assert name == cur, where
+            if typ == "counter":
+                assert cur.endswith("_total"), "counter without _total: " + where
+            assert (name, labels) not in seen, "series twice: " + where
+            seen.add((name, labels))
+            v = float(value)
+            assert not math.isnan(v), where
+            fam["samples"][(name, labels)] = v
+    for name, fam in fams.items():
+        assert fam["type"] is not None and fam["samples"] is not None, name
+        if fam["type"] == "histogram":
+            check_histogram(name, fam["samples"])
+    return fams
+
+
+def check_histogram(name, samples):
+    buckets = sorted(((float(dict(l)["le"]), v) for (n, l), v in samples.items()
+                      if n == name + "_bucket"))
+    assert buckets and buckets[-1][0] == math.inf, buckets
+    counts = [v for _, v in buckets]
+    assert counts == sorted(counts), "buckets not cumulative: %r" % buckets
+    assert samples[(name + "_count", ())] == counts[-1]
+    assert samples[(name + "_sum", ())] >= 0
+
+
+def series(fams, family):
+    """{frozenset of labels: value} of one family's plain samples."""
+    return {frozenset(l): v for (n, l), v in fams[family]["samples"].items() if n == family}
+
+
+def assert_no_address(fams):
+    for fam in fams.values():
+        for (_, labels) in fam["samples"]:
+            for k, v in labels:
+                assert "@" not in v and "127.0.0.1" not in v and "example" not in v, (k, v)
+
+
+def get(port, path, method="GET"):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        c.request(method, path)
+        r = c.getresponse()
+        return r.status, r.getheader("Content-Type"), r.read().decode()
+    finally:
+        c.close()
+
+
+def metrics_daemon(daemon, smarthost, pki):
+    sh = smarthost(tls_context=pki.server_context())
+    sh.rcpt_replies = {BUSY: "450 4.2.0 busy", GONE: "550 5.1.1 gone"}
+    port = free_port()
+    opts = smarthost_opts(sh.port, host=quote("localhost"), tls="required",
+                          tls_ca_file=quote(pki.ca.cert))
+    d = daemon(smarthosts=[("main", opts)],
+               overrides={"retry_schedule": ["1h"], "metrics_listen": quote("127.0.0.1:%d" % port)})
+    return d, sh, port
+
+
+def prometheus(d):
+    r = d.mailrelay(["status", "--prometheus"])
+    assert r.rc == 0, r
+    return r.out_text
+
+
+def test_counters_after_a_known_sequence(daemon, smarthost, pki):
+    d, sh, port = metrics_daemon(daemon, smarthost, pki)
+    fams = parse_exposition(prometheus(d))
+    # before any event: the configured smarthost's series, at zero
+    assert series(fams, "mailrelay_deliveries_total") == {
+        frozenset({("relay", "main"), ("result", r)}): 0 for r in ("sent", "deferred", "bounced")}
+    assert series(fams, "mailrelay_submissions_total") == {}
+
+    assert d.sendmail(["-i", "-f", SENDER, RCPT, BUSY, GONE], make_message()).rc == 0
+    with smtplib.SMTP("127.0.0.1", d.tcp_port, timeout=10) as s:
+        s.sendmail(SENDER, [BUSY], make_message(subject="by smtp"))
+    # three outcomes of the first message, the notice of its bounce sent,
+    # the second message deferred: wait until all of them are counted
+
+    def done():
+        f = parse_exposition(prometheus(d))
+        dl = series(f, "mailrelay_deliveries_total")
+        return dl[frozenset({("relay", "main"), ("result", "sent")})] == 2 and \
+            dl[frozenset({("relay", "main"), ("result", "deferred")})] == 2
+    wait_until(done, what="the outcomes counted")
+
+    text = prometheus(d)
+    fams = parse_exposition(text)
+    assert_no_address(fams)
+    tls_sessions = [s for s in sh.greeted_sessions() if s.tls]
+    assert len(tls_sessions) == len(sh.greeted_sessions()) >= 1
+
+    version = json.loads(d.mailrelay(["status", "--json"]).out_text)["version"]
+    assert series(fams, "mailrelay_build_info") == {frozenset({("version", version)}): 1}
+    assert series(fams, "mailrelay_submissions_total") == {
+        frozenset({("via", "sendmail")}): 1, frozenset({("via", "smtp")}): 1,
+        frozenset({("via", "bounce")}): 1}
+    assert series(fams, "mailrelay_deliveries_total") == {
+        frozenset({("relay", "main"), ("result", "sent")}): 2,
+        frozenset({("relay", "main"), ("result", "deferred")}): 2,
+        frozenset({("relay", "main"), ("result", "bounced")}): 1}
+    assert series(fams, "mailrelay_bounces_total") == {
+        frozenset({("kind", "failed")}): 1, frozenset({("kind", "delayed")}): 0,
+        frozenset({("kind", "relayed")}): 0, frozenset({("kind", "double")}): 0}
+    assert series(fams, "mailrelay_tls_handshakes_total") == {
+        frozenset({("relay", "main"), ("result", "ok")}): len(tls_sessions),
+        frozenset({("relay", "main"), ("result", "failed")}): 0,
+        frozenset({("relay", "main"), ("result", "untrusted")}): 0}
+    assert series(fams, "mailrelay_auth_failures_total") == {frozenset({("relay", "main")}): 0}
+    replies = {dict(k)["code"]: v for k, v in series(fams, "mailrelay_smtp_replies_total").items()}
+    assert all(dict(k)["relay"] == "main" for k in series(fams, "mailrelay_smtp_replies_total"))
+    assert replies["450"] == 2 and replies["550"] == 1
+    assert replies["354"] == 2                   # the first message and the notice
+    assert replies["220"] == 2 * len(tls_sessions)   # greeting and the answer to STARTTLS
+    # one attempt per message taken: the first, the second and the notice
+    h = fams["mailrelay_delivery_duration_seconds"]["samples"]
+    assert h[("mailrelay_delivery_duration_seconds_count", ())] == 3
+    assert series(fams, "mailrelay_queue_messages") == {
+        frozenset({("state", "active")}): 0, frozenset({("state", "deferred")}): 2,
+        frozenset({("state", "held")}): 0, frozenset({("state", "waiting")}): 0,
+        frozenset({("state", "damaged")}): 0}
+    assert series(fams, "mailrelay_queue_oldest_message_age_seconds")[frozenset()] >= 0
+
+    # the same over HTTP
+    status, ctype, body = get(port, "/metrics")
+    assert status == 200 and ctype.startswith("text/plain; version=0.0.4"), (status, ctype)
+    over_http = parse_exposition(body)
+    assert series(over_http, "mailrelay_deliveries_total") == series(fams, "mailrelay_deliveries_total")
+    assert set(over_http) == set(fams)
+
+
+def test_other_paths_and_methods(daemon, smarthost, pki):
+    d, sh, port = metrics_daemon(daemon, smarthost, pki)
+    for path in ("/", "/metrics/x", "/status", "/../etc/passwd"):
+        status, _, body = get(port, path)
+        assert status == 404, (path, status, body)
+        assert "mailrelay" not in body
+    assert get(port, "/metrics?x=1")[0] == 200
+    assert get(port, "/metrics", "HEAD")[0] == 200
+    assert get(port, "/metrics", "POST")[0] == 501     # evhttp: a method not allowed
+    d.wait_for_log(r"metrics on http://127\.0\.0\.1:%d/metrics" % port)
+
+
+def test_prometheus_with_the_daemon_down(daemon, smarthost):
+    d = daemon(smarthost(start=False), start=False)
+    r = d.mailrelay(["status", "--prometheus"])
+    assert r.rc == 69, r
+    assert r.out_text == ""
+    assert "mailrelayd is not running" in r.err_text
+
+
+def test_non_loopback_metrics_listen_is_refused(daemon, build):
+    for value in ("0.0.0.0:9465", "192.0.2.1:9465", "[::]:9465", "unix:/tmp/metrics.sock"):
+        d = daemon(overrides={"metrics_listen": quote(value)}, start=False)
+        where = "%s:%d: metrics_listen: " % (d.conf, line_of(d.config_text, "metrics_listen"))
+        r = subprocess.run([build.mailrelayd, "-c", d.conf, "-f"], capture_output=True,
+                           text=True, timeout=10)
+        assert r.returncode == 78, r
+        assert where in r.stderr, r.stderr
+        assert ("loopback" in r.stderr) or ("HOST:PORT" in r.stderr), r.stderr
+        c = d.mailrelay(["check-config"])
+        assert c.rc == 78 and where in c.err_text, c
+    for value in ("127.0.0.1:9465", "[::1]:9465", "localhost:9465"):
+        d = daemon(overrides={"metrics_listen": quote(value)}, start=False)
+        c = d.mailrelay(["check-config"])
+        assert c.rc == 0, c
+
+
+def test_the_endpoint_is_bounded(daemon, smarthost, pki):
+    """A header past 8 KiB is refused and the connection closed; a client
+    that opens a connection and says nothing is cut off after the 10 s
+    request timeout; a scrape's connection closes after the reply."""
+    d, sh, port = metrics_daemon(daemon, smarthost, pki)
+
+    def read_all(s, limit):
+        s.settimeout(limit)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n")
+        reply = read_all(s, 5)
+    assert reply.split(b"\r\n", 1)[0].split()[1] in (b"400", b"413", b"431"), reply[:200]
+    assert b"mailrelay_" not in reply
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        reply = read_all(s, 5)          # returns only because the daemon closes
+    assert reply.startswith(b"HTTP/1.1 200") and b"mailrelay_build_info" in reply
+
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        t0 = time.monotonic()
+        assert read_all(s, 20) == b""
+        took = time.monotonic() - t0
+    assert 8 <= took <= 15, took
+    assert get(port, "/metrics")[0] == 200
+
+
+def test_a_busy_metrics_port_stops_the_start(daemon, build):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        d = daemon(overrides={"metrics_listen": quote("127.0.0.1:%d" % port)}, start=False)
+        r = subprocess.run([build.mailrelayd, "-c", d.conf, "-f"], capture_output=True,
+                           text=True, timeout=10)
+    assert r.returncode == 71, r
+    assert "metrics_listen 127.0.0.1:%d: cannot listen: " % port in r.stderr, r.stderr
