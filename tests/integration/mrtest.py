@@ -819,6 +819,19 @@ def smarthost_opts(port, **over):
     return opts
 
 
+def write_config(workdir, top, sh_over, name="bad.conf"):
+    """A whole config for the loaders alone (no daemon runs on it): the base
+    keys with top's over them and one smarthost "main" with sh_over's, at
+    workdir/name.  Returns (path, text)."""
+    conf = base_config(workdir, free_port())
+    conf.update(top)
+    text = render_config(conf, [("main", smarthost_opts(free_port(), **sh_over))])
+    path = os.path.join(workdir, name)
+    with open(path, "w") as f:
+        f.write(text)
+    return path, text
+
+
 # ---------------------------------------------------------------------------
 # the daemon
 

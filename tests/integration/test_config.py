@@ -1,16 +1,14 @@
 """Config errors name FILE:LINE: KEY and exit 78; SIGHUP reloads (or keeps
 the old config when the new one is bad); SIGTERM exits 0."""
 
-import os
 import re
 import shutil
 import subprocess
 
 import pytest
 
-from mrtest import (assert_no_sanitizer_report, base_config, client_env, free_port, line_of,
-                    make_message, message_id_of, one_line, render_config, smarthost_opts,
-                    to_crlf, wait_until)
+from mrtest import (assert_no_sanitizer_report, client_env, line_of, make_message,
+                    message_id_of, one_line, smarthost_opts, to_crlf, wait_until, write_config)
 
 SENDER = "sender@example.org"
 RCPT = "rcpt@example.net"
@@ -25,17 +23,6 @@ BAD_CONFIGS = [
 ]
 
 
-def _write_bad(workdir, top, sh_over, name="bad.conf"):
-    """A full config with one bad value, at workdir/name; returns (path, text)."""
-    conf = base_config(workdir, free_port())
-    conf.update(top)
-    text = render_config(conf, [("main", smarthost_opts(free_port(), **sh_over))])
-    path = os.path.join(workdir, name)
-    with open(path, "w") as f:
-        f.write(text)
-    return path, text
-
-
 def _run(argv, timeout=10):
     p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, timeout=timeout, env=client_env())
@@ -46,7 +33,7 @@ def _run(argv, timeout=10):
 
 @pytest.mark.parametrize("key, top, sh_over, marker", BAD_CONFIGS, ids=[b[0] for b in BAD_CONFIGS])
 def test_bad_config_exits_78_naming_file_line_key(build, workdir, key, top, sh_over, marker):
-    path, text = _write_bad(workdir, top, sh_over)
+    path, text = write_config(workdir, top, sh_over)
     where = "bad.conf:%d: %s:" % (line_of(text, marker), key)
 
     rc, _, err = _run([build.mailrelayd, "-c", path, "-f"])
@@ -63,7 +50,7 @@ def test_bad_config_exits_78_naming_file_line_key(build, workdir, key, top, sh_o
 
 
 def test_tls_error_message_lists_the_choices(build, workdir):
-    path, text = _write_bad(workdir, {}, {"tls": "yes"})
+    path, text = write_config(workdir, {}, {"tls": "yes"})
     rc, _, err = _run([build.mailrelayd, "-c", path, "-f"])
     assert rc == 78
     assert ('bad.conf:%d: tls: expected one of disabled, opportunistic, required, implicit, got "yes"'

@@ -21,9 +21,9 @@ import subprocess
 import pytest
 
 from authsrv import AuthSmarthost
-from mrtest import (assert_no_sanitizer_report, base_config, client_env, free_port, line_of,
-                    make_message, message_id_of, one_line, quote, render_config, smarthost_opts,
-                    to_crlf, wait_until)
+from mrtest import (assert_no_sanitizer_report, client_env, line_of, make_message,
+                    message_id_of, one_line, quote, smarthost_opts, to_crlf, wait_until,
+                    write_config)
 
 SENDER = "sender@example.org"
 RCPT = "rcpt@example.net"
@@ -80,16 +80,6 @@ CONTROL = [
 ]
 
 
-def write_conf(workdir, top, sh_over, name="bad.conf"):
-    conf = base_config(workdir, free_port())
-    conf.update(top)
-    text = render_config(conf, [("main", smarthost_opts(free_port(), **sh_over))])
-    path = os.path.join(workdir, name)
-    with open(path, "w") as f:
-        f.write(text)
-    return path, text
-
-
 def run(argv, timeout=15):
     p = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, timeout=timeout, env=client_env())
@@ -99,7 +89,7 @@ def run(argv, timeout=15):
 
 
 def assert_refused(build, workdir, top, sh_over, key, marker, why):
-    path, text = write_conf(workdir, top, sh_over)
+    path, text = write_config(workdir, top, sh_over)
     want = "%s:%d: %s: %s" % (path, line_of(text, marker), key, why)
 
     rc, err = run([build.mailrelay, "-c", path, "check-config"])
@@ -133,7 +123,7 @@ def test_values_at_the_limits_load(build, workdir):
     assert len(address) == 254
     hostname = ".".join(["a" * 63, "b" * 63, "c" * 61])
     assert len(hostname) == 189
-    path, _ = write_conf(workdir, {"from_address": quote(address), "admin_address": quote(address),
+    path, _ = write_config(workdir, {"from_address": quote(address), "admin_address": quote(address),
                                    "hostname": quote(hostname)},
                          {"username": quote("u" * 255), "password": quote("p" * 4096),
                           "helo_name": quote(HOST_190)})
