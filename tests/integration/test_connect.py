@@ -69,7 +69,7 @@ def dual_name(workdir, monkeypatch):
     """A port free on 127.0.0.1 and [::1], a black hole on [::1] there, and
     NAME resolving to ::1 first, then 127.0.0.1."""
     if not ipv6_loopback():
-        pytest.skip("no IPv6 loopback")
+        pytest.fail("this test needs an IPv6 loopback (::1); CI has one")
     for _ in range(20):
         port = free_port()
         try:
@@ -78,10 +78,10 @@ def dual_name(workdir, monkeypatch):
         except OSError:
             continue
     else:
-        pytest.skip("no port free on both loopbacks")
+        pytest.fail("no port free on both loopbacks after 20 tries")
     if not hole.works:
         hole.close()
-        pytest.skip("this network stack completes connections past a full accept queue")
+        pytest.fail("this network stack completes connections past a full accept queue: no black hole to test against")
     hosts = os.path.join(workdir, "hosts")
     with open(hosts, "w") as f:
         f.write("::1 %s\n127.0.0.1 %s\n" % (NAME, NAME))
@@ -124,7 +124,7 @@ def test_connect_timeout_bounds_the_whole_phase(daemon, dual_name):
     hole4 = BlackHole(port, host="127.0.0.1")     # both addresses black holes now
     if not hole4.works:
         hole4.close()
-        pytest.skip("this network stack completes connections past a full accept queue")
+        pytest.fail("this network stack completes connections past a full accept queue: no black hole to test against")
     d = daemon(smarthost=("main", smarthost_opts(port, host='"%s"' % NAME, connect_timeout="3s")),
                overrides={"retry_schedule": ["1h"]})
     t0 = time.monotonic()
