@@ -103,6 +103,26 @@ tok_drop_token(struct tok *t)
 	t->obtained = t->expires = 0;
 }
 
+/*
+ * The token t uses from now on, from the endpoint or the spool's cache:
+ * the strings are taken over (the caller's pointers are set to NULL).
+ */
+static void
+tok_adopt(struct tok *t, char **token, char **scope, char **audience, time_t obtained,
+    time_t expires)
+{
+	tok_drop_token(t);
+	t->token = *token;
+	*token = NULL;
+	t->scope = *scope;
+	*scope = NULL;
+	t->audience = *audience;
+	*audience = NULL;
+	t->obtained = obtained;
+	t->expires = expires;
+	t->gen = ++O.gen;
+}
+
 static void
 sig_of(const char *path, struct filesig *s)
 {
@@ -360,16 +380,7 @@ on_answer(int status, const char *body, size_t len, const char *err, void *arg)
 				log_errx("smarthost %s: cannot write the rotated refresh token: %s; "
 				    "the old one may stop working soon", t->name, e);
 		}
-		tok_drop_token(t);
-		t->token = a.access_token;
-		a.access_token = NULL;
-		t->scope = a.scope;
-		a.scope = NULL;
-		t->audience = a.audience;
-		a.audience = NULL;
-		t->obtained = now;
-		t->expires = now + a.expires_in;
-		t->gen = ++O.gen;
+		tok_adopt(t, &a.access_token, &a.scope, &a.audience, now, now + a.expires_in);
 		t->person = 0;
 		log_info("smarthost %s: OAuth2 access token obtained, valid for %lds%s%s", t->name,
 		    a.expires_in, t->scope ? ", scope " : "", t->scope ? t->scope : "");
@@ -450,16 +461,7 @@ load_cache(struct tok *t)
 	if (oauth2_cache_read(O.spool_dir, t->name, &c) != 0)
 		return;
 	if (strcmp(c.key, t->key) == 0 && c.expires > time(NULL) + 30) {
-		tok_drop_token(t);
-		t->token = c.access_token;
-		c.access_token = NULL;
-		t->scope = c.scope;
-		c.scope = NULL;
-		t->audience = c.audience;
-		c.audience = NULL;
-		t->obtained = c.obtained;
-		t->expires = c.expires;
-		t->gen = ++O.gen;
+		tok_adopt(t, &c.access_token, &c.scope, &c.audience, c.obtained, c.expires);
 		log_info("smarthost %s: using the OAuth2 access token kept in the spool, valid for %llds more",
 		    t->name, (long long)(t->expires - time(NULL)));
 	}
