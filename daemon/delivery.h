@@ -9,7 +9,7 @@
  * outcomes to queue_outcome().
  *
  * The files, what each owns, and what it may call:
- *   delivery.c          the session core: the state table, session_enter()
+ *   delivery_session.c  the session core: the state table, session_enter()
  *                       (the only way into a state, arming its deadline),
  *                       the reply dispatch, session_io() (the only I/O
  *                       entry point) and session_top() (the only free);
@@ -18,7 +18,9 @@
  *                       452 carry, the body; calls the core to send and to
  *                       enter states, delivery_trouble to record
  *   delivery_conn.c     resolve, connect (Happy Eyeballs), SOCKS5, TLS;
- *                       calls the core to enter states and to fail
+ *                       enters no state and fails nothing itself: it
+ *                       reports where the connection stands
+ *                       (session_conn()) and answers the core's questions
  *   delivery_auth.c     AUTH (password, password_command, OAuth2); returns
  *                       a named result, the core decides
  *   dispatch.c          which message goes where and when (routes,

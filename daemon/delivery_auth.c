@@ -37,11 +37,11 @@
 #include "xmalloc.h"
 
 static enum auth_result
-failed(struct auth_failure *f, enum trouble_kind kind, const char *fmt, ...) PRINTFLIKE(3, 4);
+failed(struct dfailure *f, enum trouble_kind kind, const char *fmt, ...) PRINTFLIKE(3, 4);
 
 /* Fill in f: AUTH_FAILED with kind and the reason. */
 static enum auth_result
-failed(struct auth_failure *f, enum trouble_kind kind, const char *fmt, ...)
+failed(struct dfailure *f, enum trouble_kind kind, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -53,7 +53,7 @@ failed(struct auth_failure *f, enum trouble_kind kind, const char *fmt, ...)
 }
 
 static enum auth_result
-auth_send(struct dsession *s, const char *secret, struct auth_failure *f)
+auth_send(struct dsession *s, const char *secret, struct dfailure *f)
 {
 	char *line;
 	char masked[64];
@@ -76,7 +76,7 @@ static void
 on_secret(const char *secret, const char *err, void *arg)
 {
 	struct dsession *s = arg;
-	struct auth_failure f;
+	struct dfailure f;
 	enum auth_result r;
 
 	s->secret_job = NULL;
@@ -99,7 +99,7 @@ static void
 on_token(const char *token, unsigned long gen, const char *err, int person, void *arg)
 {
 	struct dsession *s = arg;
-	struct auth_failure f;
+	struct dfailure f;
 	enum auth_result r;
 
 	(void)person;	/* oauth2.c said it at error level and marked the smarthost */
@@ -125,7 +125,7 @@ oauth2_ask(struct dsession *s, unsigned long not_gen)
 }
 
 enum auth_result
-auth_start(struct dsession *s, struct auth_failure *f)
+auth_start(struct dsession *s, struct dfailure *f)
 {
 	const struct smarthost_conf *sh = s->sh;
 	char offered[300] = "";
@@ -170,7 +170,7 @@ auth_start(struct dsession *s, struct auth_failure *f)
 }
 
 enum auth_result
-auth_on_reply(struct dsession *s, struct auth_failure *f)
+auth_on_reply(struct dsession *s, struct dfailure *f)
 {
 	char err[300], text[1200];
 	int code = s->reply.code;

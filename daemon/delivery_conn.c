@@ -9,8 +9,8 @@
  *             handshake is part of connecting
  *   SOCKS     through a proxy: RFC 1928 CONNECT to the smarthost by name,
  *             then (implicit TLS) the handshake on a filter
- *   ...       GREETING and EHLO are handled in delivery.c, which then asks
- *             conn_after_ehlo() whether it may go on
+ *   ...       GREETING and EHLO are handled in delivery_session.c, which then asks
+ *             conn_after_ehlo() what the TLS policy says
  *   STARTTLS  the command, then HANDSHAKE on a bufferevent_openssl filter
  *             over the same connection, then EHLO again (RFC 3207 4.2:
  *             everything learnt before TLS is forgotten)
@@ -24,6 +24,15 @@
  *                  verify (or be pinned, or tls_verify = no); otherwise a
  *                  temporary failure before anything but EHLO was sent
  *   implicit       TLS from the first byte, judged like required
+ *
+ * This file enters no state and fails no session itself: it reports where
+ * the connection stands with session_conn() (CONN_CONNECTING, CONN_READY,
+ * CONN_FAILED with a failure kind, ...), and the core picks the state or
+ * hands the failure to the trouble table.  Its input (SOCKS5 replies) and
+ * events (the connect phase, SOCKS5, a handshake) reach it through the
+ * core's session_io(), like every other I/O of the session; only the
+ * racing attempts, which are not yet the session's connection, have
+ * callbacks of their own.
  */
 #include "config.h"
 
@@ -51,6 +60,17 @@ static void attempt_next(struct dsession *s);
 static void on_connected(struct dsession *s);
 static struct evutil_addrinfo *interleave(struct evutil_addrinfo *res);
 static int openssl_reason(struct bufferevent *bev, char *buf, size_t len);
+
+/* Report a failure of kind k to the core. */
+static void
+conn_failed(struct dsession *s, enum trouble_kind k, const char *why)
+{
+	struct dfailure f;
+
+	f.kind = k;
+	snprintf(f.why, sizeof f.why, "%s", why);
+	session_conn(s, CONN_FAILED, &f);
+}
 
 static SSL_CTX *
 tls_ctx(struct dsession *s)
@@ -85,12 +105,12 @@ on_resolved(int result, struct evutil_addrinfo *res, void *arg)
 		else
 			snprintf(why, sizeof why, "connect to %s:%u: host name lookup failed: %s",
 			    s->sh->host, s->sh->port, evutil_gai_strerror(result));
-		session_fail(s, TK_DNS, why);
+		conn_failed(s, TK_DNS, why);
 		session_top(s);
 		return;
 	}
 	s->addrs = s->addr = interleave(res);
-	session_enter(s, DS_CONNECT);	/* the connect phase's deadline starts now */
+	session_conn(s, CONN_CONNECTING, NULL);	/* the connect phase's deadline starts now */
 	attempt_next(s);
 	session_top(s);
 }
@@ -135,7 +155,7 @@ conn_start(struct dsession *s)
 	hints.ai_flags = 0;
 	snprintf(port, sizeof port, "%u", s->sh->port);
 	timerclear(&s->connect_until);	/* the connect phase starts with the first address */
-	session_enter(s, DS_RESOLVE);
+	session_conn(s, CONN_RESOLVING, NULL);
 	/* The callback may run before this returns (addresses, /etc/hosts). */
 	if (s->sh->proxy_host != NULL)
 		s->dnsreq = evdns_getaddrinfo(D->dns, s->sh->proxy_host, s->sh->proxy_port, &hints,
@@ -351,7 +371,7 @@ attempt_next(struct dsession *s)
 		}
 	}
 	if (s->nattempts == 0)
-		session_fail(s, TK_CONNECT, s->last_error[0] ? s->last_error : "no address to connect to");
+		conn_failed(s, TK_CONNECT, s->last_error[0] ? s->last_error : "no address to connect to");
 }
 
 /* The connect phase ran out of time (DS_CONNECT's deadline). */
@@ -363,10 +383,10 @@ connect_timed_out(struct dsession *s)
 	snprintf(why, sizeof why, "connect to %s: timed out after %us", s->nattempts == 1 ?
 	    s->attempts[0]->relay : s->relay, s->sh->connect_timeout);
 	attempts_drop(s);
-	session_fail(s, TK_CONNECT, why);
+	conn_failed(s, TK_CONNECT, why);
 }
 
-/* The handshake is done: may mail go over this connection? */
+/* The handshake is done: may mail go over this connection?  If not, reported. */
 static int
 tls_established(struct dsession *s)
 {
@@ -380,7 +400,7 @@ tls_established(struct dsession *s)
 	if (!s->tlsv.trusted) {
 		snprintf(why, sizeof why, "TLS is required (tls = %s) but the certificate of %s "
 		    "is not trusted: %s", conf_tls_mode_name(sh->tls), s->relay, s->tlsv.reason);
-		session_fail(s, TK_TLS_UNTRUSTED, why);
+		conn_failed(s, TK_TLS_UNTRUSTED, why);
 		return 0;
 	}
 	s->tls_active = 1;
@@ -412,9 +432,8 @@ openssl_reason(struct bufferevent *bev, char *buf, size_t len)
 	return 1;
 }
 
-/* Why an I/O event ended the connection, for the log: TLS reason, socket error, or closed. */
-static void
-io_reason(struct bufferevent *bev, short what, char *buf, size_t len)
+void
+conn_io_reason(struct bufferevent *bev, short what, char *buf, size_t len)
 {
 	int err = EVUTIL_SOCKET_ERROR();
 
@@ -426,39 +445,33 @@ io_reason(struct bufferevent *bev, short what, char *buf, size_t len)
 		snprintf(buf, len, "%s", evutil_socket_error_to_string(err));
 }
 
-int
-conn_after_ehlo(struct dsession *s)
+enum conn_verdict
+conn_after_ehlo(struct dsession *s, struct dfailure *f)
 {
-	char why[600];
-
 	if (s->tls_active || s->sh->tls == TLS_DISABLED || s->plaintext_retry)
-		return 1;
-	if (!s->caps.starttls) {
-		if (s->sh->tls == TLS_OPPORTUNISTIC)
-			return 1;
-		snprintf(why, sizeof why, "TLS is required (tls = %s) but %s does not offer STARTTLS",
-		    conf_tls_mode_name(s->sh->tls), s->relay);
-		session_fail(s, TK_TLS_NOT_OFFERED, why);
-		return 0;
-	}
-	session_enter(s, DS_STARTTLS);
-	return 0;
+		return CONN_GO_ON;
+	if (s->caps.starttls)
+		return CONN_STARTTLS;
+	if (s->sh->tls == TLS_OPPORTUNISTIC)
+		return CONN_GO_ON;
+	f->kind = TK_TLS_NOT_OFFERED;
+	snprintf(f->why, sizeof f->why, "TLS is required (tls = %s) but %s does not offer STARTTLS",
+	    conf_tls_mode_name(s->sh->tls), s->relay);
+	return CONN_REFUSE;
 }
 
-int
-conn_starttls_refused(struct dsession *s, const char *text)
+enum conn_verdict
+conn_starttls_refused(struct dsession *s, const char *text, struct dfailure *f)
 {
-	char why[1400];
-
 	if (s->sh->tls == TLS_OPPORTUNISTIC) {
 		log_info("%s: STARTTLS refused (%s); going on without TLS (tls = opportunistic)", s->relay, text);
 		s->plaintext_retry = 1;
-		return 1;
+		return CONN_GO_ON;
 	}
-	snprintf(why, sizeof why, "TLS is required (tls = %s) but %s refused STARTTLS: %s",
+	f->kind = TK_TLS_REFUSED;
+	snprintf(f->why, sizeof f->why, "TLS is required (tls = %s) but %s refused STARTTLS: %s",
 	    conf_tls_mode_name(s->sh->tls), s->relay, text);
-	session_fail(s, TK_TLS_REFUSED, why);
-	return 0;
+	return CONN_REFUSE;
 }
 
 void
@@ -474,7 +487,7 @@ conn_starttls(struct dsession *s)
 	if (evbuffer_get_length(bufferevent_get_input(s->bev)) > 0) {
 		snprintf(why, sizeof why, "%s sent data after its reply to STARTTLS; refusing to go on",
 		    s->relay);
-		session_fail(s, TK_TLS_INJECTION, why);
+		conn_failed(s, TK_TLS_INJECTION, why);
 		return;
 	}
 	s->ssl = tls_ssl_new(tls_ctx(s), s->sh->host);
@@ -484,13 +497,13 @@ conn_starttls(struct dsession *s)
 		SSL_free(s->ssl);
 		s->ssl = NULL;
 		snprintf(why, sizeof why, "%s: cannot set up TLS", s->relay);
-		session_fail(s, TK_TLS_SETUP, why);
+		conn_failed(s, TK_TLS_SETUP, why);
 		return;
 	}
 	s->bev = tb;	/* owns the socket bufferevent and the SSL from now on */
 	bufferevent_setcb(tb, session_on_read, session_on_write, session_on_event, s);
 	bufferevent_enable(tb, EV_READ | EV_WRITE);
-	session_enter(s, DS_HANDSHAKE);
+	session_conn(s, CONN_HANDSHAKE, NULL);
 }
 
 /* Opportunistic TLS failed in the handshake: the same delivery once more, in plaintext. */
@@ -510,7 +523,7 @@ retry_plaintext(struct dsession *s, const char *why)
 	s->connected = 0;
 	snprintf(s->relay, sizeof s->relay, "%s:%u", s->sh->host, s->sh->port);
 	s->addr = s->won;
-	session_enter(s, DS_CONNECT);
+	session_conn(s, CONN_CONNECTING, NULL);
 	attempt_next(s);
 }
 
@@ -535,13 +548,14 @@ socks_fail(struct dsession *s, const char *what)
 	char why[500];
 
 	snprintf(why, sizeof why, "connect to %s: SOCKS5 proxy: %s", s->relay, what);
-	session_fail(s, TK_SOCKS, why);
+	conn_failed(s, TK_SOCKS, why);
 }
 
-static void
-socks_on_read(struct bufferevent *bev, void *arg)
+/* The proxy's replies (DS_SOCKS), as session_io() hands them over. */
+void
+conn_input(struct dsession *s)
 {
-	struct dsession *s = arg;
+	struct bufferevent *bev = s->bev;
 	struct evbuffer *in = bufferevent_get_input(bev);
 	unsigned char h[5];
 	size_t need;
@@ -552,7 +566,6 @@ socks_on_read(struct bufferevent *bev, void *arg)
 		evbuffer_remove(in, h, 2);
 		if (h[0] != 5 || h[1] != 0) {
 			socks_fail(s, h[1] == 0xff ? "no acceptable authentication method" : "bad greeting");
-			session_top(s);
 			return;
 		}
 		/*
@@ -575,7 +588,6 @@ socks_on_read(struct bufferevent *bev, void *arg)
 		} else {
 			if (hl > 255) {
 				socks_fail(s, "host name too long for SOCKS5");
-				session_top(s);
 				return;
 			}
 			req[n++] = 3;
@@ -594,14 +606,12 @@ socks_on_read(struct bufferevent *bev, void *arg)
 	evbuffer_copyout(in, h, 5);
 	if (h[0] != 5 || h[1] != 0) {
 		socks_fail(s, h[0] != 5 ? "bad reply" : socks_reply_text(h[1]));
-		session_top(s);
 		return;
 	}
 	/* the bound address: IPv4, IPv6 or a name */
 	need = h[3] == 1 ? 4 + 6 : h[3] == 4 ? 4 + 18 : h[3] == 3 ? 5 + h[4] + 2 : 0;
 	if (need == 0) {
 		socks_fail(s, "bad address type in reply");
-		session_top(s);
 		return;
 	}
 	if (evbuffer_get_length(in) < need)
@@ -609,11 +619,9 @@ socks_on_read(struct bufferevent *bev, void *arg)
 	evbuffer_drain(in, need);
 	if (evbuffer_get_length(in) > 0) {
 		socks_fail(s, "data before the tunnel was set up");
-		session_top(s);
 		return;
 	}
 	log_debug("%s: SOCKS5 tunnel established", s->relay);
-	bufferevent_setcb(bev, session_on_read, session_on_write, session_on_event, s);
 	if (s->sh->tls == TLS_IMPLICIT) {
 		/* TLS from the first byte of the tunnel */
 		struct bufferevent *tb;
@@ -624,13 +632,12 @@ socks_on_read(struct bufferevent *bev, void *arg)
 			SSL_free(s->ssl);
 			s->ssl = NULL;
 			socks_fail(s, "cannot set up TLS");
-			session_top(s);
 			return;
 		}
 		s->bev = tb;
 		bufferevent_setcb(tb, session_on_read, session_on_write, session_on_event, s);
 		bufferevent_enable(tb, EV_READ | EV_WRITE);
-		session_enter(s, DS_HANDSHAKE);
+		session_conn(s, CONN_HANDSHAKE, NULL);
 		return;
 	}
 	start_greeting(s);
@@ -640,9 +647,8 @@ static void
 start_greeting(struct dsession *s)
 {
 	log_debug("%s: connected", s->relay);
-	smtp_reply_init(&s->reply);
-	session_enter(s, DS_GREETING);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+	session_conn(s, CONN_READY, NULL);
 }
 
 static void
@@ -652,8 +658,7 @@ on_connected(struct dsession *s)
 	if (s->sh->proxy_host != NULL) {
 		static const unsigned char hello[3] = { 5, 1, 0 };
 		s->socks_step = 0;
-		session_enter(s, DS_SOCKS);
-		bufferevent_setcb(s->bev, socks_on_read, session_on_write, session_on_event, s);
+		session_conn(s, CONN_SOCKS, NULL);
 		bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 		bufferevent_write(s->bev, hello, sizeof hello);
 		return;
@@ -670,12 +675,10 @@ conn_event(struct dsession *s, struct bufferevent *bev, short what)
 
 	if (what & BEV_EVENT_CONNECTED) {
 		if (s->state == DS_HANDSHAKE && tls_established(s)) {
-			if (s->sh->tls == TLS_IMPLICIT) {
+			if (s->sh->tls == TLS_IMPLICIT)
 				start_greeting(s);	/* implicit TLS through a proxy */
-			} else {
-				memset(&s->caps, 0, sizeof s->caps);
-				session_enter(s, DS_EHLO);
-			}
+			else
+				session_conn(s, CONN_SECURED, NULL);
 		}
 		return;
 	}
@@ -688,14 +691,14 @@ conn_event(struct dsession *s, struct bufferevent *bev, short what)
 		if (what & BEV_EVENT_TIMEOUT)
 			snprintf(why, sizeof why, "TLS handshake with %s timed out", s->relay);
 		else {
-			io_reason(bev, what, reason, sizeof reason);
+			conn_io_reason(bev, what, reason, sizeof reason);
 			snprintf(why, sizeof why, "TLS handshake with %s failed: %s", s->relay, reason);
 		}
 		metrics_tls(s->sh->name, METRICS_TLS_FAILED);
 		if (s->sh->tls == TLS_OPPORTUNISTIC && !s->plaintext_retry)
 			retry_plaintext(s, why);
 		else
-			session_fail(s, TK_TLS_HANDSHAKE, why);
+			conn_failed(s, TK_TLS_HANDSHAKE, why);
 		break;
 	case DS_SOCKS:
 		if (what & BEV_EVENT_TIMEOUT)
@@ -703,21 +706,8 @@ conn_event(struct dsession *s, struct bufferevent *bev, short what)
 		else
 			socks_fail(s, "connection closed");
 		break;
-	case DS_QUIT:
-		session_close(s);	/* after QUIT anything goes */
-		break;
 	default:
-		if (what & BEV_EVENT_TIMEOUT) {
-			snprintf(why, sizeof why, "conversation with %s timed out while %s",
-			    s->relay, dstate_what[s->state]);
-		} else {
-			/* over TLS the reason may be an alert (a refused client certificate) */
-			io_reason(bev, what, reason, sizeof reason);
-			snprintf(why, sizeof why, "lost connection with %s while %s: %s%s",
-			    s->relay, dstate_what[s->state], s->tls_done ? "TLS: " : "", reason);
-		}
-		session_fail(s, what & BEV_EVENT_TIMEOUT ? TK_TIMEOUT : TK_LOST, why);
-		break;
+		break;	/* not the connection code's: see session_io() */
 	}
 }
 

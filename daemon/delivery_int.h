@@ -80,6 +80,12 @@ enum rcstate {
 	RC_LATER                        /* 452 after others were accepted: for the next transaction */
 };
 
+/* Why a step failed, as delivery_auth.c and delivery_conn.c tell the core. */
+struct dfailure {
+	enum trouble_kind kind;
+	char why[1600];
+};
+
 #define CONN_ATTEMPTS_MAX 8     /* connection attempts in flight at once, per session */
 
 /* One connection attempt of the connect phase (delivery_conn.c). */
@@ -159,7 +165,7 @@ struct dsession {
 	TAILQ_ENTRY(dsession) entry;
 };
 
-/* delivery.c */
+/* delivery_session.c */
 void session_enter(struct dsession *s, enum dstate st);
 /*
  * The session failed with kind k (see delivery_trouble.h): `why` is
@@ -173,7 +179,7 @@ void session_top(struct dsession *s);
 /*
  * Arm the current state's deadline from the table (session_enter() does);
  * again after each complete reply and each step of body progress.  Past
- * it, the state's timeout is handled as conn_event() says.
+ * it, as a timeout of the connection (session_io()).
  */
 void session_timeouts(struct dsession *s);
 /*
@@ -259,31 +265,59 @@ void txn_release(struct dsession *s);
 enum auth_result {
 	AUTH_GO,                        /* no AUTH needed, or it succeeded: on to mail */
 	AUTH_WAIT,                      /* under way: a reply or password_command is awaited */
-	AUTH_FAILED                     /* failed: see the auth_failure */
-};
-struct auth_failure {
-	enum trouble_kind kind;
-	char why[1600];
+	AUTH_FAILED                     /* failed: see the dfailure */
 };
 /* After EHLO (and TLS): start AUTH if the smarthost needs it. */
-enum auth_result auth_start(struct dsession *s, struct auth_failure *f);
+enum auth_result auth_start(struct dsession *s, struct dfailure *f);
 /* A reply in DS_AUTH. */
-enum auth_result auth_on_reply(struct dsession *s, struct auth_failure *f);
-/* delivery.c: what AUTH said: go on to mail, wait, or fail the session with the failure's kind. */
-void session_auth(struct dsession *s, enum auth_result r, const struct auth_failure *f);
+enum auth_result auth_on_reply(struct dsession *s, struct dfailure *f);
+/* delivery_session.c: what AUTH said: go on to mail, wait, or fail the session with the failure's kind. */
+void session_auth(struct dsession *s, enum auth_result r, const struct dfailure *f);
 void auth_free(struct dsession *s);
 
-/* delivery_conn.c */
-/* Resolve and connect; on the greeting the session goes on in delivery.c. */
+/*
+ * delivery_conn.c: gets the session a connection mail may go over.  It
+ * enters no state and fails nothing itself: it reports where the
+ * connection stands, and the core (session_conn()) picks the state or
+ * hands the failure to the trouble table.
+ */
+enum conn_report {
+	CONN_RESOLVING,                 /* the host (or proxy) name is being looked up */
+	CONN_CONNECTING,                /* addresses to race: the connect phase (again, for a plaintext retry) */
+	CONN_SOCKS,                     /* connected to the proxy: the tunnel is being opened */
+	CONN_HANDSHAKE,                 /* a TLS handshake is under way on the connection */
+	CONN_READY,                     /* a connection mail may go over: the greeting comes next */
+	CONN_SECURED,                   /* STARTTLS done and the peer judged: EHLO again (RFC 3207 4.2) */
+	CONN_FAILED                     /* no usable connection: see the dfailure */
+};
+/* delivery_session.c: what the connection code reports; f only with CONN_FAILED. */
+void session_conn(struct dsession *s, enum conn_report r, const struct dfailure *f);
+
+/* What the TLS policy says after EHLO or a refused STARTTLS. */
+enum conn_verdict {
+	CONN_GO_ON,                     /* on to AUTH and mail over this connection as it is */
+	CONN_STARTTLS,                  /* send STARTTLS first */
+	CONN_REFUSE                     /* mail may not go over it: see the dfailure */
+};
+/* Resolve and connect; reports as it goes (CONN_RESOLVING first, perhaps before it returns). */
 void conn_start(struct dsession *s);
-/* After EHLO: start TLS if the policy says so; 1 if the session may go on in plaintext now. */
-int  conn_after_ehlo(struct dsession *s);
-/* The 220 to STARTTLS arrived: wrap the connection. */
+/* After EHLO (or HELO): what the TLS policy says now. */
+enum conn_verdict conn_after_ehlo(struct dsession *s, struct dfailure *f);
+/* The 220 to STARTTLS arrived: wrap the connection; reports CONN_HANDSHAKE or CONN_FAILED. */
 void conn_starttls(struct dsession *s);
-/* A reply other than 220 to STARTTLS; 1 if the session may go on in plaintext. */
-int  conn_starttls_refused(struct dsession *s, const char *text);
-/* An event of the connection (or the deadline, as BEV_EVENT_TIMEOUT): judged by the state. */
+/* A reply other than 220 to STARTTLS: CONN_GO_ON (in plaintext) or CONN_REFUSE. */
+enum conn_verdict conn_starttls_refused(struct dsession *s, const char *text, struct dfailure *f);
+/*
+ * Whether the connection code handles s's I/O now: its input (the SOCKS5
+ * replies) and its events (connect phase, SOCKS, TLS handshake).
+ */
+int  conn_owns_io(const struct dsession *s, short what);
+/* Input while conn_owns_io(). */
+void conn_input(struct dsession *s);
+/* An event (or the deadline, as BEV_EVENT_TIMEOUT) while conn_owns_io(). */
 void conn_event(struct dsession *s, struct bufferevent *bev, short what);
+/* Why an I/O event ended the connection: the TLS reason, the socket error, or "closed". */
+void conn_io_reason(struct bufferevent *bev, short what, char *buf, size_t len);
 void conn_free(struct dsession *s);
 
 #endif

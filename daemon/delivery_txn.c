@@ -3,7 +3,7 @@
  * DATA (one by one, or all at once with PIPELINING), the 452 carry to a
  * next transaction, the body streamed from the write low-water mark, and
  * the outcome of each of its recipients (by the failure kinds of
- * delivery_trouble.h).  The session core (delivery.c) enters the states;
+ * delivery_trouble.h).  The session core (delivery_session.c) enters the states;
  * this file says what they send and judges the envelope replies.
  *
  * Replies are matched to commands by position (RFC 2920): index 0 is

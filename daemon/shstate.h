@@ -5,7 +5,7 @@
  * by failover until its back-off ends, instead of being tried once per
  * message.  The back-off follows retry_schedule.
  *
- * It also keeps the sliding window of rate_limit (see delivery.c): the
+ * It also keeps the sliding window of rate_limit (see dispatch.c): the
  * start times of the messages taken for this smarthost within the last
  * period, so that a reload (which keeps the state by name) does not reset
  * the count; daemon/ratekeep.c keeps a copy in the spool for restarts.

@@ -1,5 +1,5 @@
 /*
- * delivery: the session core of the SMTP client towards the smarthost(s).
+ * delivery_session: the session core of the SMTP client towards the smarthost(s).
  * See delivery.h.
  *
  * Shape (after OpenSMTPD's mta_session): a state enum generated with its
@@ -352,7 +352,7 @@ session_go(struct dsession *s)
 }
 
 void
-session_auth(struct dsession *s, enum auth_result r, const struct auth_failure *f)
+session_auth(struct dsession *s, enum auth_result r, const struct dfailure *f)
 {
 	switch (r) {
 	case AUTH_GO:
@@ -441,6 +441,59 @@ session_enter(struct dsession *s, enum dstate st)
 	}
 }
 
+/*
+ * What delivery_conn.c reports: the state that follows, or the failure
+ * handed to session_fail().
+ */
+void
+session_conn(struct dsession *s, enum conn_report r, const struct dfailure *f)
+{
+	switch (r) {
+	case CONN_RESOLVING:
+		session_enter(s, DS_RESOLVE);
+		break;
+	case CONN_CONNECTING:
+		session_enter(s, DS_CONNECT);
+		break;
+	case CONN_SOCKS:
+		session_enter(s, DS_SOCKS);
+		break;
+	case CONN_HANDSHAKE:
+		session_enter(s, DS_HANDSHAKE);
+		break;
+	case CONN_READY:
+		smtp_reply_init(&s->reply);
+		session_enter(s, DS_GREETING);
+		break;
+	case CONN_SECURED:
+		memset(&s->caps, 0, sizeof s->caps);	/* RFC 3207 4.2: learnt again over TLS */
+		session_enter(s, DS_EHLO);
+		break;
+	case CONN_FAILED:
+		session_fail(s, f->kind, f->why);
+		break;
+	}
+}
+
+/* What the TLS policy said after EHLO or a refused STARTTLS. */
+static void
+session_tls_policy(struct dsession *s, enum conn_verdict v, const struct dfailure *f)
+{
+	struct dfailure af;
+
+	switch (v) {
+	case CONN_GO_ON:
+		session_auth(s, auth_start(s, &af), &af);
+		break;
+	case CONN_STARTTLS:
+		session_enter(s, DS_STARTTLS);
+		break;
+	case CONN_REFUSE:
+		session_fail(s, f->kind, f->why);
+		break;
+	}
+}
+
 /* The smarthost refused us before any transaction: a failure of the host, retried. */
 static void
 host_refused(struct dsession *s, const char *what, const char *text)
@@ -454,7 +507,7 @@ host_refused(struct dsession *s, const char *what, const char *text)
 static void
 on_reply(struct dsession *s)
 {
-	struct auth_failure af;
+	struct dfailure af;
 	char text[1200];
 	int cls = smtp_reply_class(&s->reply);
 
@@ -497,8 +550,7 @@ on_reply(struct dsession *s)
 	case DS_EHLO:
 		if (cls == 2) {
 			smtp_caps_parse(&s->reply, &s->caps);
-			if (conn_after_ehlo(s))
-				session_auth(s, auth_start(s, &af), &af);
+			session_tls_policy(s, conn_after_ehlo(s, &af), &af);
 		} else if (cls == 5 && s->sh->helo_fallback) {
 			/* RFC 5321 4.1.4: fall back to HELO when EHLO is not understood. */
 			session_enter(s, DS_HELO);
@@ -508,14 +560,13 @@ on_reply(struct dsession *s)
 	case DS_STARTTLS:
 		if (s->reply.code == 220)
 			conn_starttls(s);
-		else if (conn_starttls_refused(s, text))
-			session_auth(s, auth_start(s, &af), &af);
+		else
+			session_tls_policy(s, conn_starttls_refused(s, text, &af), &af);
 		break;
 	case DS_HELO:
 		if (cls == 2) {
 			memset(&s->caps, 0, sizeof s->caps);
-			if (conn_after_ehlo(s))
-				session_auth(s, auth_start(s, &af), &af);
+			session_tls_policy(s, conn_after_ehlo(s, &af), &af);
 		} else
 			host_refused(s, "HELO", text);
 		break;
@@ -619,6 +670,35 @@ session_drained(struct dsession *s)
 	}
 }
 
+/* The states in which the connection code handles the session's I/O. */
+static int
+conn_state(enum dstate st)
+{
+	return st == DS_CONNECT || st == DS_SOCKS || st == DS_HANDSHAKE;
+}
+
+/* The connection broke, or a state past the connection's own ran out of time. */
+static void
+session_broke(struct dsession *s, struct bufferevent *bev, short what)
+{
+	char why[700], reason[256];
+
+	if (s->state == DS_QUIT) {
+		session_close(s);	/* after QUIT anything goes */
+		return;
+	}
+	if (what & BEV_EVENT_TIMEOUT) {
+		snprintf(why, sizeof why, "conversation with %s timed out while %s",
+		    s->relay, dstate_what[s->state]);
+	} else {
+		/* over TLS the reason may be an alert (a refused client certificate) */
+		conn_io_reason(bev, what, reason, sizeof reason);
+		snprintf(why, sizeof why, "lost connection with %s while %s: %s%s",
+		    s->relay, dstate_what[s->state], s->tls_done ? "TLS: " : "", reason);
+	}
+	session_fail(s, what & BEV_EVENT_TIMEOUT ? TK_TIMEOUT : TK_LOST, why);
+}
+
 static void
 session_io(struct dsession *s, enum session_ev ev, short what)
 {
@@ -627,17 +707,23 @@ session_io(struct dsession *s, enum session_ev ev, short what)
 	s->nested++;
 	switch (ev) {
 	case SEV_INPUT:
-		session_input(s, bev);
+		if (s->state == DS_SOCKS)
+			conn_input(s);
+		else
+			session_input(s, bev);
 		break;
 	case SEV_DRAINED:
 		session_drained(s);
 		break;
-	case SEV_EVENT:
-		conn_event(s, bev, what);
-		break;
 	case SEV_DEADLINE:
 		log_debug("%s: deadline of state %s passed", s->relay, dstate_name[s->state]);
-		conn_event(s, bev, BEV_EVENT_TIMEOUT | BEV_EVENT_READING);
+		what = BEV_EVENT_TIMEOUT | BEV_EVENT_READING;
+		/* FALLTHROUGH */
+	case SEV_EVENT:
+		if ((what & BEV_EVENT_CONNECTED) || conn_state(s->state))
+			conn_event(s, bev, what);
+		else
+			session_broke(s, bev, what);
 		break;
 	}
 	s->nested--;
