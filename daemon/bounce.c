@@ -32,6 +32,7 @@
 
 #include "bounce.h"
 #include "commit.h"
+#include "enqueue.h"
 #include "daemon.h"
 #include "dsnmsg.h"
 #include "local.h"
@@ -81,14 +82,11 @@ on_notice_committed(struct commit_req *req, void *arg)
 	struct bctx *c = arg;
 
 	if (req->rc == 0) {
-		log_qid(LOG_INFO, req->env.id, "queued", "from=<>, size=%llu, nrcpt=%zu, uid=%lu, via=%s",
-		    req->env.size, req->env.nrcpt, (unsigned long)req->env.uid, req->env.via);
+		/* enqueue.c logged it queued, and queues it once this returns */
 		log_qid(LOG_INFO, c->orig_id, NULL, "%s to <%s> queued as %s",
 		    c->kind == NOTICE_DELAY ? "delay notice" : "delivery status notification", c->to,
 		    req->env.id);
-		metrics_submission(req->env.via);
 		metrics_bounce(c->metrics_kind);
-		queue_add(&req->env);
 		D->stats.notices++;
 	} else if (c->kind == NOTICE_DELAY) {
 		log_qid(LOG_ERR, c->orig_id, NULL, "cannot queue the delay notice: %s", req->err);
@@ -104,7 +102,6 @@ on_notice_committed(struct commit_req *req, void *arg)
 		remove_message(c->orig_id);
 	else if (c->kind == NOTICE_PARTIAL)
 		queue_reported(c->orig_id, c->idx, c->nidx, req->rc == 0);
-	commit_req_free(req);
 	free(c->idx);
 	free(c);
 }
@@ -176,8 +173,7 @@ queue_notice(const struct spool_env *env, const char *to, const char *via,
 		return -1;
 
 	struct commit_req *req = xcalloc(1, sizeof *req);
-	spool_qid_new(&D->spool, id, &arrival);
-	if (spool_txn_begin(&D->spool, id, &req->txn) == -1) {
+	if (enqueue_begin(id, &arrival, &req->txn) == -1) {
 		log_qid(LOG_ERR, env->id, NULL, "cannot create the delivery status notification: %s",
 		    strerror(errno));
 		free(notice);
@@ -186,7 +182,6 @@ queue_notice(const struct spool_env *env, const char *to, const char *via,
 	}
 	spool_txn_write(&req->txn, notice, blen);
 	free(notice);
-	req->kind = COMMIT_NEW;
 	memcpy(req->env.id, id, sizeof req->env.id);
 	req->env.arrival = arrival.tv_sec;
 	req->env.arrival_usec = arrival.tv_usec;
@@ -222,9 +217,9 @@ queue_notice(const struct spool_env *env, const char *to, const char *via,
 		memcpy(c->idx, idx, ndr * sizeof *c->idx);
 		c->nidx = ndr;
 	}
-	req->done = on_notice_committed;
-	req->arg = c;
-	commit_submit(req);
+	char who[32];
+	snprintf(who, sizeof who, "uid=%lu", (unsigned long)req->env.uid);
+	enqueue_commit(req, who, ENQ_QUEUE, on_notice_committed, c);
 	return 0;
 }
 

@@ -34,6 +34,7 @@
 #include "control.h"
 #include "daemon.h"
 #include "delivery.h"
+#include "enqueue.h"
 #include "dispatch.h"
 #include "listener.h"
 #include "local.h"
@@ -435,6 +436,7 @@ main(int argc, char **argv)
 	if (commit_start(D->base, &D->spool) == -1)
 		log_fatalx_code(EX_OSERR, "cannot start the spool committer: %s", strerror(errno));
 	queue_init();
+	enqueue_init(queue_add);
 	delivery_init();
 	if (oauth2_init(D->base, D->spool.dir) == -1)
 		log_fatalx_code(EX_OSERR, "cannot start the HTTP client for OAuth2 token endpoints");

@@ -42,6 +42,7 @@
 #include "addr.h"
 #include "bounce.h"
 #include "commit.h"
+#include "enqueue.h"
 #include "daemon.h"
 #include "local.h"
 #include "log.h"
@@ -349,17 +350,12 @@ on_committed(struct commit_req *req, void *arg)
 		if (unlinkat(dropfd, ctx->name, 0) == -1 && errno != ENOENT)
 			log_warn("maildrop/%s: imported, but cannot remove it", ctx->name);
 		fsync_dir_fd(dropfd);
-		log_qid(LOG_INFO, req->env.id, "queued", "from=<%s>, size=%llu, nrcpt=%zu, uid=%lu, via=maildrop",
-		    req->env.sender, req->env.size, req->env.nrcpt, (unsigned long)req->env.uid);
-		queue_add(&req->env);
-		D->stats.accepted++;
-		metrics_submission("maildrop");
+		D->stats.accepted++;	/* enqueue.c logged it queued, and queues it once this returns */
 	} else {
 		log_qid(LOG_ERR, req->env.id, NULL, "cannot import maildrop/%s: %s; will try again",
 		    ctx->name, req->err);
 		retry_soon();
 	}
-	commit_req_free(req);
 	busy_del(ctx->name);
 	free(ctx->name);
 	free(ctx);
@@ -438,15 +434,14 @@ static void
 submit(struct commit_req *req, const char *name, struct pickup_ctx *ctx)
 {
 	struct busy *b = xcalloc(1, sizeof *b);
+	char who[32];
 
 	ctx->name = xstrdup(name);
 	b->name = xstrdup(name);
 	b->next = busy;
 	busy = b;
-	req->kind = COMMIT_NEW;
-	req->done = on_committed;
-	req->arg = ctx;
-	commit_submit(req);
+	snprintf(who, sizeof who, "uid=%lu", (unsigned long)req->env.uid);
+	enqueue_commit(req, who, ctx->refused ? ENQ_FINISHED : ENQ_QUEUE, on_committed, ctx);
 }
 
 /*
@@ -473,9 +468,8 @@ refuse_oversize(const char *name, const struct stat *st, const struct maildrop_e
 	time_t now = time(NULL);
 	size_t i;
 
-	spool_qid_new(&D->spool, id, &arrival);
 	req = xcalloc(1, sizeof *req);
-	if (spool_txn_begin(&D->spool, id, &req->txn) == -1) {
+	if (enqueue_begin(id, &arrival, &req->txn) == -1) {
 		log_err("maildrop/%s: cannot create a queue file; will try again", name);
 		retry_soon();
 		free(req);
@@ -624,8 +618,7 @@ import(const char *name)
 		refuse_oversize(name, &st, &de, c, hsec, max);
 		goto out_env;
 	}
-	spool_qid_new(&D->spool, id, &arrival);
-	if (spool_txn_begin(&D->spool, id, &txn) == -1) {
+	if (enqueue_begin(id, &arrival, &txn) == -1) {
 		log_err("maildrop/%s: cannot create a queue file; will try again", name);
 		retry_soon();
 		goto out_env;

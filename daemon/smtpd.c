@@ -49,6 +49,7 @@
 #include <event2/event.h>
 
 #include "commit.h"
+#include "enqueue.h"
 #include "daemon.h"
 #include "addr.h"
 #include "dotstuff.h"
@@ -438,20 +439,12 @@ on_committed(struct commit_req *req, void *arg)
 
 	s->txn_open = 0;	/* the committer owns (and has finished) the transaction */
 	if (req->rc == 0) {
-		char who[64];
-		if (s->is_unix)
-			snprintf(who, sizeof who, "uid=%ld", s->uid == (uid_t)-1 ? -1L : (long)s->uid);
-		else
-			snprintf(who, sizeof who, "client=%s", s->peer);
-		log_qid(LOG_INFO, req->env.id, "queued", "from=<%s>, size=%llu, nrcpt=%zu, %s, via=%s",
-		    req->env.sender, req->env.size, req->env.nrcpt, who, via_name(s));
+		/* enqueue.c logged it queued, and queues it once this returns */
 		if (s->is_unix)
 			note_foreign_sender(req->env.id, s->uid, s->mail_path);
 		D->stats.accepted++;
-		metrics_submission(req->env.via);
 		if (!s->dead)
 			reply(s, "250 2.0.0 Ok: queued as %s", req->env.id);
-		queue_add(&req->env);
 	} else {
 		log_qid(LOG_ERR, req->env.id, NULL, "cannot queue message: %s", req->err);
 		if (!s->dead && spool_full(req))
@@ -460,7 +453,6 @@ on_committed(struct commit_req *req, void *arg)
 		else if (!s->dead)
 			reply(s, "451 4.3.0 Error: cannot write the queue file; try again later");
 	}
-	commit_req_free(req);
 	txn_reset(s);
 	if (s->dead) {
 		session_free(s);
@@ -618,6 +610,7 @@ static void
 data_finished(struct ssession *s)
 {
 	struct commit_req *req;
+	char who[96];
 	size_t i;
 
 	if (s->too_big) {
@@ -675,7 +668,6 @@ data_finished(struct ssession *s)
 	if (s->dec.overlong)
 		spool_txn_filter(&s->txn, smtpd_linefix, s->id);
 	req = xcalloc(1, sizeof *req);
-	req->kind = COMMIT_NEW;
 	req->txn = s->txn;
 	memcpy(req->env.id, s->id, sizeof req->env.id);
 	req->env.arrival = s->arrival.tv_sec;
@@ -703,11 +695,13 @@ data_finished(struct ssession *s)
 				req->env.rcpts[j].orcpt = xstrdup(s->rcpts[i].orcpt);
 		}
 	}
-	req->done = on_committed;
-	req->arg = s;
+	if (s->is_unix)
+		snprintf(who, sizeof who, "uid=%ld", s->uid == (uid_t)-1 ? -1L : (long)s->uid);
+	else
+		snprintf(who, sizeof who, "client=%s", s->peer);
 	s->state = SS_COMMIT;
 	bufferevent_disable(s->bev, EV_READ);
-	commit_submit(req);
+	enqueue_commit(req, who, ENQ_QUEUE, on_committed, s);
 }
 
 /* Feed buffered input through the dot decoder into the spool. */
@@ -837,8 +831,7 @@ cmd_data(struct ssession *s)
 		reply(s, "503 5.5.1 Error: need RCPT command");
 		return;
 	}
-	spool_qid_new(&D->spool, s->id, &s->arrival);
-	if (spool_txn_begin(&D->spool, s->id, &s->txn) == -1) {
+	if (enqueue_begin(s->id, &s->arrival, &s->txn) == -1) {
 		int full = errno == ENOSPC || errno == EDQUOT;
 		log_err("smtpd: cannot create a queue file in %s/tmp", D->spool.dir);
 		if (full)
