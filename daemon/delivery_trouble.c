@@ -1,5 +1,5 @@
 /*
- * delivery_trouble: the failure-kind table, and the one place where the
+ * delivery_trouble: the one place where the
  * delivery code records what a kind makes of a recipient (queue_outcome())
  * and of a smarthost (shstate: back-off), and bumps its counter.  See
  * delivery_trouble.h.
@@ -17,57 +17,6 @@
 #include "queue.h"
 #include "shstate.h"
 #include "xmalloc.h"
-
-static const struct trouble table[TK_COUNT] = {
-#define X(name, scope, decision, status, counter, sentence, hint) \
-	[TK_##name] = { #name, scope, decision, status, counter, sentence, hint },
-	TROUBLE_KINDS(X)
-#undef X
-};
-
-const struct trouble *
-trouble_get(enum trouble_kind k)
-{
-	return &table[(unsigned)k < TK_COUNT ? k : TK_PROTOCOL];
-}
-
-enum outcome
-trouble_outcome(enum trouble_kind k, int reply_class)
-{
-	switch (trouble_get(k)->decision) {
-	case TD_BOUNCE:
-		return OUTCOME_BOUNCED;
-	case TD_BY_REPLY:
-		return reply_class == 2 ? OUTCOME_SENT : reply_class == 5 ? OUTCOME_BOUNCED :
-		    OUTCOME_DEFERRED;
-	case TD_RETRY:
-	case TD_NEXT_SMARTHOST:
-	case TD_LATER:
-		break;
-	}
-	return OUTCOME_DEFERRED;
-}
-
-const char *
-trouble_scope_name(enum trouble_scope sc)
-{
-	static const char *const names[] = {
-		[TS_RECIPIENT] = "recipient", [TS_MESSAGE] = "message",
-		[TS_TRANSACTION] = "transaction", [TS_SESSION] = "session",
-		[TS_SMARTHOST] = "smarthost",
-	};
-	return (unsigned)sc < sizeof names / sizeof names[0] ? names[sc] : "?";
-}
-
-const char *
-trouble_decision_name(enum trouble_decision d)
-{
-	static const char *const names[] = {
-		[TD_RETRY] = "retry", [TD_BOUNCE] = "bounce", [TD_BY_REPLY] = "by reply",
-		[TD_NEXT_SMARTHOST] = "next smarthost", [TD_LATER] = "next transaction",
-	};
-	return (unsigned)d < sizeof names / sizeof names[0] ? names[d] : "?";
-}
 
 /*
  * A recipient deferred once more after max_queue_time in the queue is
@@ -90,7 +39,8 @@ trouble_record(struct dsession *s, struct qmsg *m, size_t idx, enum trouble_kind
 		text = expired;
 	}
 	session_relay_info(s, &ri);
-	queue_outcome(m, idx, trouble_outcome(k, cls), &ri, trouble_get(k)->status, text);
+	queue_outcome(m, idx, trouble_outcome(k, cls), &ri, trouble_get(k)->status,
+	    trouble_get(k)->name, text);
 	free(expired);
 }
 

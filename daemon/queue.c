@@ -279,7 +279,7 @@ static const char *const outcome_names[] = {
 
 void
 queue_outcome(struct qmsg *m, size_t idx, enum outcome o, const struct relay_info *ri,
-    const char *dsn, const char *reply)
+    const char *dsn, const char *kind, const char *reply)
 {
 	struct spool_rcpt *r = &m->env.rcpts[idx];
 	struct timeval now;
@@ -325,6 +325,7 @@ queue_outcome(struct qmsg *m, size_t idx, enum outcome o, const struct relay_inf
 	}
 	/* carried with the recipient: its notice reports this status, never re-parsed */
 	strlcpy_mr(r->dsn, dsn, sizeof r->dsn);
+	strlcpy_mr(r->kind, kind ? kind : "", sizeof r->kind);
 	delay = (double)(now.tv_sec - m->env.arrival) +
 	    (double)(now.tv_usec - m->env.arrival_usec) / 1e6;
 	if (delay < 0)

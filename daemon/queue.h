@@ -71,11 +71,13 @@ unsigned queue_retry_delay(unsigned attempts);
 /*
  * Record one recipient's outcome: counts the attempt, sets status, reply
  * and next attempt (per retry_schedule) and logs the greppable line.  dsn
- * may be NULL (derived from the reply code).  Called by delivery_trouble.c
- * only, which has already decided (expiry included).
+ * may be NULL (derived from the reply code); kind is the failure kind's
+ * name (lib/trouble.h), kept with the recipient for `mailrelay show`.
+ * Called by delivery_trouble.c only, which has already decided (expiry
+ * included).
  */
 void queue_outcome(struct qmsg *m, size_t rcpt, enum outcome o, const struct relay_info *ri,
-    const char *dsn, const char *reply);
+    const char *dsn, const char *kind, const char *reply);
 /* The session is done with the message: persist, then reschedule or remove. */
 void queue_release(struct qmsg *m);
 /*

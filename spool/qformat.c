@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "qformat.h"
+#include "trouble.h"
 
 static void
 json_str(FILE *out, const char *s)
@@ -178,6 +179,12 @@ qformat_show(FILE *out, const struct spool_env *e, const char *content, size_t l
 		fputc('\n', out);
 		if (r->last_reply && r->last_reply[0])
 			fprintf(out, "      last reply: %s\n", r->last_reply);
+		/* not yet delivered, or never: what the failure kind means and what to do */
+		int k = r->kind[0] && r->status != RCPT_SENT ? trouble_by_name(r->kind) : -1;
+		if (k >= 0) {
+			fprintf(out, "      why:        %s\n", trouble_get((enum trouble_kind)k)->sentence);
+			fprintf(out, "      what to do: %s\n", trouble_get((enum trouble_kind)k)->hint);
+		}
 	}
 	fprintf(out, "Attempts:%s\n", e->nhist ? "" : " none yet");
 	for (i = 0; i < e->nhist; i++) {

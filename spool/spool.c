@@ -318,6 +318,9 @@ spool_env_render(const struct spool_env *env, size_t *lenp)
 	for (i = 0; i < env->nrcpt; i++)
 		if (env->rcpts[i].dsn[0] != '\0')
 			fprintf(f, "rstatus\t%zu\t%s\n", i, env->rcpts[i].dsn);
+	for (i = 0; i < env->nrcpt; i++)
+		if (env->rcpts[i].kind[0] != '\0')
+			fprintf(f, "rkind\t%zu\t%s\n", i, env->rcpts[i].kind);
 	for (i = 0; i < env->nhist; i++) {
 		const struct spool_attempt *h = &env->hist[i];
 		char oc[16], rl[600];
@@ -756,6 +759,17 @@ spool_env_parse(const char *buf, size_t len, struct spool_env *env, char *errbuf
 			    (f[2][0] != '2' && f[2][0] != '4' && f[2][0] != '5') || f[2][1] != '.')
 				goto bad;
 			strlcpy_mr(env->rcpts[v].dsn, f[2], sizeof env->rcpts[v].dsn);
+		} else if (strcmp(f[0], "rkind") == 0 && nf == 3) {
+			/*
+			 * A kind's name, as lib/trouble.h spells them; one this
+			 * version does not know (a newer one's) is kept, and shown
+			 * without a sentence.
+			 */
+			if (parse_ull(f[1], 100000, &v) == -1 || v >= env->nrcpt || f[2][0] == '\0' ||
+			    strlen(f[2]) >= sizeof env->rcpts[v].kind ||
+			    strspn(f[2], "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") != strlen(f[2]))
+				goto bad;
+			strlcpy_mr(env->rcpts[v].kind, f[2], sizeof env->rcpts[v].kind);
 		} else if (strcmp(f[0], "attempt") == 0 && nf == 6) {
 			time_t when;
 			if (parse_time(f[1], &when) == -1 || parse_ull(f[2], 100000, &v) == -1)

@@ -43,6 +43,8 @@
  *   reported  <rcpt index>                         (its failure or relayed notice is queued)
  *   rstatus   <rcpt index> <enhanced status>       (of its last outcome, as decided then: a
  *             notice reports it as it is, never derived again from the reply's text)
+ *   rkind     <rcpt index> <failure kind>          (of its last outcome, lib/trouble.h's name:
+ *             `mailrelay show` prints the kind's sentence and hint)
  *   attempt   <unix time> <rcpt index> <sent|deferred|bounced> <relay> <reply>   (history, oldest first)
  *   rcpt      <status> <attempts> <next_attempt> <last_attempt> <address> <orig> <last_reply>
  *             [<NOTIFY as given> <ORCPT, xtext as received>]   (both or neither)
@@ -90,6 +92,7 @@ struct spool_rcpt {
 	int success_notice;     /* sent with NOTIFY=SUCCESS to a smarthost without DSN: we report it */
 	int reported;           /* the notice of its failure (or relaying) is on disk */
 	char dsn[16];           /* enhanced status of its last outcome ("4.4.7"), "" when none */
+	char kind[24];          /* failure kind of its last outcome (trouble.h: "TIMEOUT"), "" when none */
 	int reporting;          /* that notice is being queued (daemon memory only, never written) */
 };
 

@@ -8,7 +8,7 @@ import re
 import socket
 import subprocess
 
-from mrtest import client_env, make_message, one_line, wait_until, require_root
+from mrtest import client_env, free_port, make_message, one_line, wait_until, require_root
 
 SENDER = "app@example.org"
 RCPT = "rcpt@example.net"
@@ -250,6 +250,9 @@ def test_show_gives_the_envelope_the_attempts_and_the_header(daemon, smarthost):
     assert "Sender:      <%s>" % SENDER in out
     assert "<%s>: pending, 1 attempt, next " % RCPT in out
     assert "last reply: 450 4.2.0 try later" in out
+    # the failure kind's sentence and hint, from the one table (lib/trouble.h)
+    assert "      why:        the smarthost refused the recipient (RCPT TO)\n" in out
+    assert "      what to do: the smarthost's reply says why\n" in out
     assert re.search(r"deferred <%s> via 127\.0\.0\.1\[127\.0\.0\.1\]:%d: 450 4\.2\.0 try later"
                      % (re.escape(RCPT), sh.port), out), out
     assert "Subject: shown" in out
@@ -262,11 +265,26 @@ def test_show_gives_the_envelope_the_attempts_and_the_header(daemon, smarthost):
     assert r.rc == 0, r
     assert "mailrelayd is not running" in r.err_text
     assert "450 4.2.0 try later" in r.out_text and "Subject: shown" in r.out_text
+    assert "why:        the smarthost refused the recipient (RCPT TO)" in r.out_text  # kept in the envelope
     d.start()
     r = d.mailrelay(["show", "0000000000000000"])
     assert r.rc == 65 and "is not in the queue" in one_line(r.err_text), r
     r = d.mailrelay(["show", "../../etc/shadow"])
     assert r.rc == 64 and "is not a queue id" in one_line(r.err_text), r
+
+
+def test_show_explains_a_smarthost_nobody_answers_at(daemon):
+    # nothing listens on the smarthost's port: the kind is CONNECT
+    d = daemon(free_port(), overrides={"retry_schedule": ["1h"]})
+    r = d.sendmail(["-i", "-f", SENDER, RCPT], make_message(subject="nobody"))
+    assert r.rc == 0, r
+    qid = d.accepted_id(SENDER)
+    d.wait_for_record(id=qid, status="deferred")
+    r = d.mailrelay(["show", qid])
+    assert r.rc == 0, r
+    assert "      why:        no address of the smarthost took the connection\n" in r.out_text, r.out_text
+    assert ("      what to do: check `host`, `port` and the firewall; see connect_timeout\n"
+            in r.out_text), r.out_text
 
 
 def test_show_of_someone_elses_message_is_refused(daemon, smarthost):

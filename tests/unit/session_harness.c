@@ -106,11 +106,12 @@ queue_on_ready(queue_ready_fn fn)
 
 void
 queue_outcome(struct qmsg *m, size_t idx, enum outcome o, const struct relay_info *ri,
-    const char *dsn, const char *reply)
+    const char *dsn, const char *kind, const char *reply)
 {
 	struct hx_outcome *x = &HX.out[idx];
 
 	(void)ri;
+	snprintf(x->kind, sizeof x->kind, "%s", kind ? kind : "");
 	x->n++;
 	x->o = o;
 	snprintf(x->dsn, sizeof x->dsn, "%s", dsn ? dsn : "");

@@ -30,6 +30,7 @@ struct hx_outcome {
 	int n;                          /* outcomes recorded for this recipient */
 	enum outcome o;
 	char dsn[16];
+	char kind[24];                  /* the failure kind's name (lib/trouble.h) */
 	char text[400];
 };
 

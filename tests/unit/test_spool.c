@@ -165,6 +165,7 @@ test_commit_and_read(void **state)
 	e.rcpts[0].reported = 1;	/* written */
 	e.rcpts[1].reporting = 1;	/* memory only */
 	snprintf(e.rcpts[1].dsn, sizeof e.rcpts[1].dsn, "4.4.7");	/* the status decided, carried */
+	snprintf(e.rcpts[1].kind, sizeof e.rcpts[1].kind, "EXPIRED");	/* and the failure kind */
 	assert_int_equal(spool_env_write(&sp, &e, 1, err, sizeof err), 0);
 	assert_false(exists("tmp", id, ".env.new"));
 	assert_int_equal(spool_env_read(&sp, id, &r, err, sizeof err), 0);
@@ -177,6 +178,8 @@ test_commit_and_read(void **state)
 	assert_int_equal(r.rcpts[1].reporting, 0);
 	assert_string_equal(r.rcpts[1].dsn, "4.4.7");
 	assert_string_equal(r.rcpts[0].dsn, "");
+	assert_string_equal(r.rcpts[1].kind, "EXPIRED");
+	assert_string_equal(r.rcpts[0].kind, "");
 	spool_env_free(&r);
 
 	assert_int_equal(spool_remove(&sp, id, 1), 0);
@@ -345,6 +348,11 @@ test_env_parse_rejects(void **state)
 		"mailrelay-env 1\nid\t6553F100F423F000\nsender\ta\nrcpt\tpending\t0\t0\t0\ta\ta\t\nrstatus\t0\tmessage expired\n",
 		"mailrelay-env 1\nid\t6553F100F423F000\nsender\ta\nrcpt\tpending\t0\t0\t0\ta\ta\t\nrstatus\t0\t3.0.0\n",
 		"mailrelay-env 1\nid\t6553F100F423F000\nsender\ta\nrcpt\tpending\t0\t0\t0\ta\ta\t\nrstatus\t1\t4.4.7\n",
+		/* an rkind that is no kind's spelling, too long, empty, or for no recipient */
+		"mailrelay-env 1\nid\t6553F100F423F000\nsender\ta\nrcpt\tpending\t0\t0\t0\ta\ta\t\nrkind\t0\ttimed out\n",
+		"mailrelay-env 1\nid\t6553F100F423F000\nsender\ta\nrcpt\tpending\t0\t0\t0\ta\ta\t\nrkind\t0\tABCDEFGHIJKLMNOPQRSTUVWXYZ\n",
+		"mailrelay-env 1\nid\t6553F100F423F000\nsender\ta\nrcpt\tpending\t0\t0\t0\ta\ta\t\nrkind\t0\t\n",
+		"mailrelay-env 1\nid\t6553F100F423F000\nsender\ta\nrcpt\tpending\t0\t0\t0\ta\ta\t\nrkind\t1\tTIMEOUT\n",
 	};
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
 		err[0] = '\0';

@@ -186,6 +186,11 @@ test_names(void **state)
 	assert_string_equal(trouble_decision_name(TD_BY_REPLY), "by reply");
 	/* out of range: a row, never a crash */
 	assert_non_null(trouble_get((enum trouble_kind)TK_COUNT)->name);
+	/* the name an envelope carries ("rkind") leads back to its row; others to none */
+	for (int k = 0; k < TK_COUNT; k++)
+		assert_int_equal(trouble_by_name(trouble_get((enum trouble_kind)k)->name), k);
+	assert_int_equal(trouble_by_name("NO_SUCH_KIND"), -1);
+	assert_int_equal(trouble_by_name(""), -1);
 }
 
 int
