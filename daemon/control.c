@@ -48,6 +48,7 @@
 #include "queue.h"
 #include "oauth2.h"
 #include "shstate.h"
+#include "trouble.h"
 #include "spool/qformat.h"
 #include "util.h"
 #include "xmalloc.h"
@@ -596,6 +597,10 @@ do_status(struct csession *s, const struct ctl_req *req)
 		if (st->last_error[0]) {
 			ago(b2, sizeof b2, st->last_failure, now);
 			cs_reply(s, "D   last error %s: %s", b2, st->last_error);
+			/* what its failure kind means, from the one table (lib/trouble.h) */
+			const struct trouble *t = trouble_get((enum trouble_kind)st->last_kind);
+			cs_reply(s, "D     why: %s", t->sentence);
+			cs_reply(s, "D     what to do: %s", t->hint);
 		}
 		if (oauth2_status(sh->name) != NULL)
 			cs_reply(s, "D   %s", oauth2_status(sh->name));

@@ -321,7 +321,7 @@ session_fail(struct dsession *s, enum trouble_kind k, const char *why)
 		session_close(s);
 		return;
 	}
-	trouble_smarthost_failed(s, why);
+	trouble_smarthost_failed(s, k, why);
 
 	struct qmsg *m = s->msg;
 	s->msg = NULL;

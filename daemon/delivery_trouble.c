@@ -61,11 +61,11 @@ trouble_count(const struct dsession *s, enum trouble_kind k)
 }
 
 void
-trouble_smarthost_failed(const struct dsession *s, const char *why)
+trouble_smarthost_failed(const struct dsession *s, enum trouble_kind k, const char *why)
 {
 	struct shstate *st = shstate_get(s->sh->name);
 
-	shstate_failure(s->sh->name, why, queue_retry_delay(st->failures + 1));
+	shstate_failure(s->sh->name, (int)k, why, queue_retry_delay(st->failures + 1));
 }
 
 void

@@ -24,8 +24,8 @@ void trouble_record(struct dsession *s, struct qmsg *m, size_t idx, enum trouble
     const char *text);
 /* Session s failed with kind k: bump the kind's counter of `mailrelay status`. */
 void trouble_count(const struct dsession *s, enum trouble_kind k);
-/* s's smarthost failed before any transaction: backed off for its next retry step. */
-void trouble_smarthost_failed(const struct dsession *s, const char *why);
+/* s's smarthost failed (kind k) before any transaction: backed off for its next retry step. */
+void trouble_smarthost_failed(const struct dsession *s, enum trouble_kind k, const char *why);
 /* s's smarthost got through to mail: its back-off ends. */
 void trouble_smarthost_ok(const struct dsession *s);
 

@@ -45,7 +45,7 @@ shstate_success(const char *name)
 }
 
 void
-shstate_failure(const char *name, const char *why, unsigned backoff)
+shstate_failure(const char *name, int kind, const char *why, unsigned backoff)
 {
 	struct shstate *s = shstate_get(name);
 
@@ -53,6 +53,7 @@ shstate_failure(const char *name, const char *why, unsigned backoff)
 	s->last_failure = time(NULL);
 	s->down_until = s->last_failure + backoff;
 	snprintf(s->last_error, sizeof s->last_error, "%s", why);
+	s->last_kind = kind;
 }
 
 long long

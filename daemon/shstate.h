@@ -21,6 +21,7 @@ struct shstate {
 	time_t down_until;          /* 0: not backed off */
 	time_t last_success, last_failure;
 	char last_error[300];
+	int last_kind;              /* its failure kind (lib/trouble.h), for status's sentence and hint */
 
 	/* rate_limit: start times (monotonic milliseconds) of the messages
 	 * taken within the last period, oldest first, in a ring */
@@ -35,7 +36,7 @@ struct shstate *shstate_get(const char *name);
 /* Is it backed off now? */
 int  shstate_down(const char *name, time_t now);
 void shstate_success(const char *name);
-void shstate_failure(const char *name, const char *why, unsigned backoff);
+void shstate_failure(const char *name, int kind, const char *why, unsigned backoff);
 void shstate_free_all(void);
 
 /* Milliseconds on the monotonic clock, the time base of the window. */

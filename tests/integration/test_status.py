@@ -59,6 +59,11 @@ def test_status_shows_a_failing_smarthost_and_its_back_off(daemon, smarthost):
     assert h["last_success"] is None and h["backoff_until"] is not None
     text = d.mailrelay(["status"]).out_text
     assert "last success never" in text and "backed off after 1 failure(s)" in text
+    # what the failure kind means, under the last error, from the one table (lib/trouble.h)
+    lines = text.splitlines()
+    i = next(n for n, l in enumerate(lines) if l.startswith("  last error "))
+    assert lines[i + 1] == "    why: no address of the smarthost took the connection", text
+    assert lines[i + 2] == "    what to do: check `host`, `port` and the firewall; see connect_timeout", text
 
 
 def test_status_when_the_daemon_is_down(daemon, smarthost):
