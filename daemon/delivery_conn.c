@@ -115,32 +115,11 @@ on_resolved(int result, struct evutil_addrinfo *res, void *arg)
 	session_top(s);
 }
 
-/*
- * The test seam for name resolution: MAILRELAYD_TEST_HOSTS names a
- * hosts(5) file whose entries are looked up before DNS, read once, at the
- * first lookup.  The integration tests use it for a name with an IPv6 and
- * an IPv4 address, which the machine's own files may not have.
- */
-static void
-load_test_hosts(void)
-{
-	static int done;
-	const char *path = getenv("MAILRELAYD_TEST_HOSTS");
-
-	if (done)
-		return;
-	done = 1;
-	if (path != NULL && *path != '\0' && evdns_base_load_hosts(D->dns, path) != 0)
-		log_warnx("MAILRELAYD_TEST_HOSTS: cannot load %s", path);
-}
-
 void
 conn_start(struct dsession *s)
 {
 	struct evutil_addrinfo hints;
 	char port[16];
-
-	load_test_hosts();
 
 	memset(&hints, 0, sizeof hints);
 	hints.ai_family = AF_UNSPEC;

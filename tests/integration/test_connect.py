@@ -2,8 +2,11 @@
 with a short head start (Happy Eyeballs, RFC 8305), the whole phase bounded
 by connect_timeout.
 
-The name "dual.mailrelay.test" is given an IPv6 and an IPv4 address through
-the daemon's test resolver seam (MAILRELAYD_TEST_HOSTS, a hosts(5) file).
+The name "dual.mailrelay.test" is given an IPv6 and an IPv4 address in an
+/etc/hosts of the daemon's own: it runs in a private mount namespace with a
+file of the test's bound over /etc/hosts, which the resolver reads at start
+as on any machine (root only, as the suite runs; the daemon has no test
+seam for names).
 The IPv6 address is a black hole: a listener on [::1] whose accept queue is
 full drops every further SYN, as a broken IPv6 route does."""
 import os
@@ -12,11 +15,13 @@ import time
 
 import pytest
 
-from mrtest import free_port, make_message, smarthost_opts, to_crlf
+from mrtest import free_port, make_message, require_root, smarthost_opts, to_crlf
 
 SENDER = "sender@example.org"
 RCPT = "rcpt@example.net"
 NAME = "dual.mailrelay.test"
+# bind the test's hosts file ($MR_HOSTS) over /etc/hosts, in the daemon's own namespace only
+NS_HOSTS = 'mount --bind "$MR_HOSTS" /etc/hosts && exec "$@"'
 
 
 def ipv6_loopback():
@@ -64,10 +69,20 @@ class BlackHole:
         self.srv.close()
 
 
+def start_with_hosts(d, hosts):
+    """Start daemon d with `hosts` as its /etc/hosts."""
+    d.wrapper = ["env", "MR_HOSTS=" + hosts,
+                 "unshare", "-m", "--propagation", "private", "sh", "-c", NS_HOSTS, "sh"]
+    d.start()
+    return d
+
+
 @pytest.fixture
-def dual_name(workdir, monkeypatch):
-    """A port free on 127.0.0.1 and [::1], a black hole on [::1] there, and
-    NAME resolving to ::1 first, then 127.0.0.1."""
+def dual_name(workdir):
+    """(port, hosts): a port free on 127.0.0.1 and [::1], a black hole on
+    [::1] there, and a hosts file in which NAME resolves to ::1 first, then
+    127.0.0.1."""
+    require_root("a mount namespace with its own /etc/hosts")
     if not ipv6_loopback():
         pytest.fail("this test needs an IPv6 loopback (::1); CI has one")
     for _ in range(20):
@@ -86,8 +101,7 @@ def dual_name(workdir, monkeypatch):
     with open(hosts, "w") as f:
         f.write("::1 %s\n127.0.0.1 %s\n" % (NAME, NAME))
     os.chmod(hosts, 0o644)
-    monkeypatch.setenv("MAILRELAYD_TEST_HOSTS", hosts)
-    yield port
+    yield port, hosts
     hole.close()
 
 
@@ -95,9 +109,11 @@ def test_unreachable_ipv6_costs_the_head_start_not_connect_timeout(daemon, smart
     """Before: the IPv6 address was tried alone until connect_timeout (10 s
     here) ran out, then the IPv4 one.  Now the IPv4 attempt starts after the
     head start (250 ms) beside the stalled one and wins."""
-    port = dual_name
+    port, hosts = dual_name
     sh = smarthost(port=port)
-    d = daemon(smarthost=("main", smarthost_opts(port, host='"%s"' % NAME, connect_timeout="10s")))
+    d = start_with_hosts(daemon(smarthost=("main", smarthost_opts(port, host='"%s"' % NAME,
+                                                                  connect_timeout="10s")),
+                                start=False), hosts)
     msg = make_message(subject="happy eyeballs")
     t0 = time.monotonic()
     r = d.sendmail(["-i", "-f", SENDER, RCPT], msg)
@@ -120,13 +136,14 @@ def test_unreachable_ipv6_costs_the_head_start_not_connect_timeout(daemon, smart
 def test_connect_timeout_bounds_the_whole_phase(daemon, dual_name):
     """With no address answering, the attempt ends after connect_timeout in
     all.  Before: connect_timeout for each address (6 s here)."""
-    port = dual_name
+    port, hosts = dual_name
     hole4 = BlackHole(port, host="127.0.0.1")     # both addresses black holes now
     if not hole4.works:
         hole4.close()
         pytest.fail("this network stack completes connections past a full accept queue: no black hole to test against")
-    d = daemon(smarthost=("main", smarthost_opts(port, host='"%s"' % NAME, connect_timeout="3s")),
-               overrides={"retry_schedule": ["1h"]})
+    d = start_with_hosts(daemon(smarthost=("main", smarthost_opts(port, host='"%s"' % NAME,
+                                                                  connect_timeout="3s")),
+                                overrides={"retry_schedule": ["1h"]}, start=False), hosts)
     t0 = time.monotonic()
     r = d.sendmail(["-i", "-f", SENDER, RCPT], make_message(subject="all down"))
     assert r.rc == 0, r
