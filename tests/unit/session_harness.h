@@ -4,7 +4,11 @@
  *
  *   - the smarthost is a scripted server on 127.0.0.1 in the same event
  *     loop: a greeting, then one reply per command line it reads (after
- *     354, one for the whole body at its final dot);
+ *     354, one for the whole body at its final dot); HX_TLS after a reply
+ *     makes it start TLS (a self-signed certificate made at setup), so
+ *     STARTTLS runs for real;
+ *   - the configuration may change between runs (hx_config(): TLS
+ *     policies, AUTH, a proxy, another host or port), as a reload does;
  *   - the clock is fake (session_clock_hook): each state's deadline is
  *     recorded, and hx_fire() makes it pass at once;
  *   - the queue is a stub holding one message: each outcome the session
@@ -25,6 +29,7 @@
 /* A scripted reply: text sent as it is (CRLF added per line by the script writer). */
 #define HX_STALL  "\001stall"   /* send nothing: the session waits (fire the deadline) */
 #define HX_CLOSE  "\001close"   /* close the connection */
+#define HX_TLS    "\001tls"     /* after the reply before it: TLS from here on (server side) */
 
 struct hx_outcome {
 	int n;                          /* outcomes recorded for this recipient */
@@ -56,6 +61,16 @@ struct hx {
 	int released;
 
 	unsigned quiet_ms;              /* hx_run(): this long without a command: waiting (default 100) */
+
+	/* the next message (set before hx_start(); cleared by hx_end()) */
+	struct hx_opts {
+		unsigned age;           /* arrived this many seconds ago */
+		int utf8_rcpt;          /* the first recipient's address is not ASCII */
+		int eightbit;           /* 8-bit content, declared */
+		int no_content;         /* its content file is missing */
+		int long_rcpt;          /* the first recipient's address is too long to send */
+		int big;                /* a body of many chunks (it is still going out after 354) */
+	} opt;
 };
 
 extern struct hx HX;
@@ -66,6 +81,15 @@ extern struct hx HX;
  * Returns 0, or -1 with a message on stderr.
  */
 int  hx_setup(const char *extra);
+/*
+ * A new configuration, as a reload: smarthost "main" at host:port (NULL,
+ * 0: the scripted server) with the extra keys; 0, or -1 with a message.
+ */
+int  hx_config(const char *host, unsigned port, const char *extra);
+/* A port on 127.0.0.1 where nothing listens: a connection is refused. */
+unsigned hx_closed_port(void);
+/* The scripted server's port (for a proxy = socks5://127.0.0.1:PORT). */
+unsigned hx_port(void);
 /* A new run: nrcpt recipients, the script (NULL-terminated; replies[0] is the greeting). */
 void hx_start(size_t nrcpt, const char *const *replies);
 /* Run the loop until the session is gone, or its deadline is pending; 0, or -1 after 5 s. */
