@@ -110,6 +110,15 @@ on_resolved(int result, struct evutil_addrinfo *res, void *arg)
 		return;
 	}
 	s->addrs = s->addr = interleave(res);
+	if (session_trace_hook != NULL) {
+		char list[600] = "", a[INET6_ADDRSTRLEN];
+		for (struct evutil_addrinfo *ai = s->addrs; ai != NULL; ai = ai->ai_next) {
+			addr_string(ai->ai_addr, a, sizeof a);
+			if (strlen(list) + strlen(a) + 2 < sizeof list)
+				snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", list[0] ? " " : "", a);
+		}
+		session_trace(s, TR_RESOLVED, list);
+	}
 	session_conn(s, CONN_CONNECTING, NULL);	/* the connect phase's deadline starts now */
 	attempt_next(s);
 	session_top(s);
@@ -223,6 +232,7 @@ attempt_won(struct conn_attempt *a)
 	s->won = a->addr;
 	a->bev = NULL;
 	snprintf(s->relay, sizeof s->relay, "%s", a->relay);
+	session_trace(s, TR_CONNECTED, s->relay);
 	attempt_free(a);
 	attempts_drop(s);
 	bufferevent_setcb(s->bev, session_on_read, session_on_write, session_on_event, s);
@@ -253,6 +263,7 @@ attempt_on_event(struct bufferevent *bev, short what, void *arg)
 		snprintf(s->last_error, sizeof s->last_error, "connect to %s: %s", a->relay,
 		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 	log_debug("%s", s->last_error);
+	session_trace(s, TR_CONNECT_FAILED, s->last_error);
 	attempt_free(a);
 	attempt_next(s);
 	session_top(s);
@@ -319,6 +330,7 @@ attempt_start(struct dsession *s, struct evutil_addrinfo *ai)
 	s->attempts[s->nattempts++] = a;
 	log_debug("%s: connecting%s for %s", a->relay, s->sh->tls == TLS_IMPLICIT ? " with TLS" : "",
 	    s->msg ? s->msg->env.id : "-");
+	session_trace(s, TR_CONNECTING, a->relay);
 	if (bufferevent_socket_connect(a->bev, ai->ai_addr, (int)ai->ai_addrlen) == 0)
 		return 0;	/* the outcome arrives in attempt_on_event() */
 	snprintf(s->last_error, sizeof s->last_error, "connect to %s: %s", a->relay,
@@ -348,6 +360,7 @@ attempt_next(struct dsession *s)
 				evtimer_add(s->attempt_ev, &tv);
 			return;
 		}
+		session_trace(s, TR_CONNECT_FAILED, s->last_error);
 	}
 	if (s->nattempts == 0)
 		conn_failed(s, TK_CONNECT, s->last_error[0] ? s->last_error : "no address to connect to");
@@ -375,6 +388,7 @@ tls_established(struct dsession *s)
 
 	tls_judge(s->ssl, enforce, sh->tls_verify, sh->tls_fingerprint, &s->tlsv);
 	s->tls_done = 1;
+	session_trace(s, TR_TLS, s->tlsv.version);
 	metrics_tls(sh->name, s->tlsv.trusted ? METRICS_TLS_OK : METRICS_TLS_UNTRUSTED);
 	if (!s->tlsv.trusted) {
 		snprintf(why, sizeof why, "TLS is required (tls = %s) but the certificate of %s "

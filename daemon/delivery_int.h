@@ -161,6 +161,8 @@ struct dsession {
 	char *hdr_new;                  /* header section sent instead of the stored one ... */
 	size_t hdr_newlen, hdr_skip;    /* ... which is this long */
 	unsigned messages;              /* transactions on this connection */
+	enum trouble_kind fail_kind;    /* why it failed, once session_fail() said so */
+	int failed;
 
 	TAILQ_ENTRY(dsession) entry;
 };
@@ -189,6 +191,23 @@ void session_timeouts(struct dsession *s);
  * gets there.  NULL in the daemon.
  */
 extern void (*session_clock_hook)(struct dsession *s, unsigned secs);
+/*
+ * What a session does, step by step, for `mailrelay test` (probe.c): each
+ * event is handed to the hook with its text; NULL in the daemon, where
+ * the log says the same at debug level.
+ */
+enum trace_ev {
+	TR_RESOLVED,                    /* the addresses found, space-separated */
+	TR_CONNECTING,                  /* an attempt: "host[addr]:port" */
+	TR_CONNECT_FAILED,              /* an attempt failed: why */
+	TR_CONNECTED,                   /* the connection mail goes over: its relay */
+	TR_TLS,                         /* a handshake is done: s->tlsv and s->ssl say how */
+	TR_SENT,                        /* a command line (a secret masked) */
+	TR_REPLY,                       /* a complete reply, on one line */
+	TR_FAILED                       /* the session failed: why; s->fail_kind says the kind */
+};
+extern void (*session_trace_hook)(struct dsession *s, enum trace_ev ev, const char *text);
+void session_trace(struct dsession *s, enum trace_ev ev, const char *text);
 /* The current state's deadline passed: as a timeout of the connection; may free s. */
 void session_deadline_passed(struct dsession *s);
 /* Seconds left of the connect phase (at least 1); the phase starts on the first call after a reset. */

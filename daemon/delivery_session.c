@@ -149,6 +149,7 @@ session_send(struct dsession *s, const char *fmt, ...)
 		return -1;
 	}
 	log_debug("%s: >>> %s", s->relay, line);
+	session_trace(s, TR_SENT, line);
 	memcpy(line + n, "\r\n", 3);
 	bufferevent_write(s->bev, line, (size_t)n + 2);
 	return 0;
@@ -158,6 +159,7 @@ void
 session_send_masked(struct dsession *s, const char *line, const char *logtext)
 {
 	log_debug("%s: >>> %s", s->relay, logtext);
+	session_trace(s, TR_SENT, logtext);
 	bufferevent_write(s->bev, line, strlen(line));
 	bufferevent_write(s->bev, "\r\n", 2);
 }
@@ -189,6 +191,14 @@ session_connect_left(struct dsession *s)
 }
 
 void (*session_clock_hook)(struct dsession *s, unsigned secs);
+void (*session_trace_hook)(struct dsession *s, enum trace_ev ev, const char *text);
+
+void
+session_trace(struct dsession *s, enum trace_ev ev, const char *text)
+{
+	if (session_trace_hook != NULL)
+		session_trace_hook(s, ev, text);
+}
 
 /* What the connection did, as session_io() is told. */
 enum session_ev {
@@ -314,6 +324,9 @@ session_fail(struct dsession *s, enum trouble_kind k, const char *why)
 	int never_ready = s->messages == 0 && s->rc_idx == NULL;
 
 	log_info("%s", why);
+	s->fail_kind = k;
+	s->failed = 1;
+	session_trace(s, TR_FAILED, why);
 	trouble_count(s, k);
 	if (!never_ready) {
 		txn_outcome_all(s, k, 0, why, 0);
@@ -513,6 +526,7 @@ on_reply(struct dsession *s)
 
 	smtp_reply_summary(&s->reply, text, sizeof text);
 	log_debug("%s: <<< %s", s->relay, text);
+	session_trace(s, TR_REPLY, text);
 	metrics_reply(s->sh->name, s->reply.code);
 	/* OAuth2 smarthosts (Microsoft 365, Google): what a refusal means, once, in words */
 	if (s->sh->oauth2 != NULL && cls >= 4 && s->state != DS_AUTH &&
