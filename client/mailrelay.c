@@ -14,6 +14,7 @@
 #include <time.h>
 
 #include "conf/conf.h"
+#include "cfgcheck.h"
 #include "cfgshow.h"
 #include "oauth2cli.h"
 #include "ctlclient.h"
@@ -71,15 +72,8 @@ cmd_check_config(const char *path, int argc, char **argv)
 	c = load(path);
 	if (show)
 		cfgshow_print(stdout, c);
-	printf("%s: OK", c->path ? c->path : "built-in defaults");
-	if (c->nsmarthosts == 0)
-		printf(" (warning: no smarthost: mail will be accepted and kept in the queue)");
-	if (conf_hostname_dotless(c))
-		printf(" (warning: hostname \"%s\" has no dot: set hostname in the configuration "
-		    "or write the mail name to /etc/mailname)", c->hostname);
-	printf("\n");
-	conf_free(c);
-	return 0;
+	fflush(stdout);
+	return cfgcheck_run(c);
 }
 
 static void
