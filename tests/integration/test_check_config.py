@@ -323,3 +323,41 @@ def test_auth_allow_plaintext_is_a_warning(build, workdir):
     assert_warning(build, path, "%s:%d: warning: auth_allow_plaintext: yes: the password is sent "
                    "unencrypted to a server that offers no TLS (smarthost main)"
                    % (path, line_of(text, "auth_allow_plaintext")))
+
+
+# ---------------------------------------------------------------------------
+# an unquoted '#' or ';' inside a value: refused by the loader itself
+
+@pytest.mark.parametrize("value, why", [
+    ("abc#def", "an unquoted '#' starts a comment, so the value would end before it"),
+    ("abc;def", "an unquoted ';' ends the value, so it would be cut there"),
+])
+def test_unquoted_comment_or_separator_in_a_password(build, workdir, value, why):
+    """Yesterday `password = abc#def` loaded as "abc" and AUTH failed later;
+    the password itself is never shown."""
+    path, text = write(workdir, sh=dict(AUTH, password=value))
+    assert_error(build, path, "%s:%d: password: %s; put the whole value in double quotes: "
+                 "password = \"...\"" % (path, line_of(text, "password ="), why), daemon_too=True)
+
+
+@pytest.mark.parametrize("value, cut, fixed", [
+    ("relay#1", "relay", '"relay#1"'),
+    ("relay;one", "relay", '"relay;one"'),
+    ("relay; one", "relay", '"relay; one"'),
+])
+def test_unquoted_comment_or_separator_in_a_value_shows_the_quoted_form(build, workdir, value, cut,
+                                                                         fixed):
+    path, text = write(workdir, sh={"helo_name": value})
+    sign = "#" if "#" in value else ";"
+    how = ("starts a comment, so the value would be cut to" if sign == "#"
+           else "ends the value, so it would be cut to")
+    assert_error(build, path, "%s:%d: helo_name: an unquoted '%s' %s \"%s\"; write helo_name = %s"
+                 % (path, line_of(text, "helo_name"), sign, how, cut, fixed), daemon_too=True)
+
+
+def test_separators_and_comments_that_are_meant_still_load(build, workdir):
+    path, _ = write(workdir, sh={"timeout": "10s; # a comment", "data_timeout": "10m;",
+                                 "tls": "disabled; helo_name = relay.test"},
+                    extra="route { from = @relay.test; smarthost = main; }  # trailing")
+    rc, out, err = check(build, path)
+    assert (rc, out, err) == (0, ["%s: OK" % path], [])
