@@ -312,16 +312,22 @@ check_dns(const struct config *c, const struct smarthost_conf *sh, struct findin
  * Each problem of the aliases file (refused targets, syntax) as a warning:
  * newaliases' errors are the daemon's warnings (local names stay local).
  */
+struct alias_ctx {
+	struct findings *f;
+	unsigned line;		/* of aliases_file in the config, 0 for the default */
+};
+
 static void
 alias_warn(const char *file, unsigned line, const char *msg, void *arg)
 {
+	struct alias_ctx *x = arg;
 	char text[1400];
 
 	if (line > 0)
 		snprintf(text, sizeof text, "%s:%u: %s", file, line, msg);
 	else
 		snprintf(text, sizeof text, "%s: %s", file, msg);
-	found(arg, CONFCHECK_WARNING, 0, "aliases_file", text);
+	found(x->f, CONFCHECK_WARNING, x->line, "aliases_file", text);
 }
 
 int
@@ -366,7 +372,8 @@ cfgcheck_run(struct config *c)
 	}
 	/* 6. placeholders and weakened security */
 	confcheck_config(c, found, &f);
-	if (c->aliases_file != NULL && aliases_load(&al, c->aliases_file, alias_warn, &f) == 0)
+	struct alias_ctx ax = { &f, conf_key_line(c, NULL, "aliases_file") };
+	if (c->aliases_file != NULL && aliases_load(&al, c->aliases_file, alias_warn, &ax) == 0)
 		aliases_free(&al);
 
 	fflush(stdout);

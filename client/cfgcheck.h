@@ -18,6 +18,7 @@
  *      (a user without a passwd entry is a warning too).
  *   5. An inline password in a file others may read: a warning.
  *   6. conf/confcheck.h: placeholders and weakened security.
+ *   7. The aliases file as the daemon parses it: what it skips, as warnings.
  *
  * Output: errors on stderr, "mailrelay: FILE:LINE: KEY: why"; warnings on
  * stdout, "FILE:LINE: warning: KEY: why" (LINE left out for a key the

@@ -1,7 +1,10 @@
 /*
- * mailrelay: the admin CLI.  This release: check-config [--show], queue,
- * flush, hold, release, delete, status, show, oauth2 (oauth2cli.c), version.  Commands that change the queue talk to the daemon over the
- * control socket (lib/ctlproto.h); read-only ones read the spool directly.
+ * mailrelay: the admin CLI.  This release: check-config [--show]
+ * (cfgcheck.c), queue, flush, hold, release, delete, status, show, oauth2
+ * (oauth2cli.c), version; --help before or after any command (the
+ * `commands` table below).  Commands that change the queue talk to the
+ * daemon over the control socket (lib/ctlproto.h); read-only ones read
+ * the spool directly.
  */
 #include "config.h"
 

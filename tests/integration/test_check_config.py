@@ -361,3 +361,22 @@ def test_separators_and_comments_that_are_meant_still_load(build, workdir):
                     extra="route { from = @relay.test; smarthost = main; }  # trailing")
     rc, out, err = check(build, path)
     assert (rc, out, err) == (0, ["%s: OK" % path], [])
+
+
+# ---------------------------------------------------------------------------
+# more files the daemon reads
+
+def test_expired_certificate_in_the_ca_file(build, workdir, pki):
+    path, text = write(workdir, sh={"tls": "required", "tls_ca_file": quote(pki.expired.cert)})
+    assert_error(build, path, "%s:%d: tls_ca_file: %s: certificate \"localhost\" expired on %s "
+                 "(smarthost main)" % (path, line_of(text, "tls_ca_file"), pki.expired.cert,
+                                      not_after(pki.expired.cert)))
+
+
+def test_what_the_aliases_file_skips_is_a_warning(build, workdir):
+    aliases = os.path.join(workdir, "aliases")
+    with open(aliases, "w") as f:
+        f.write("root ops@relay.test\n")
+    path, text = write(workdir, sh={})
+    assert_warning(build, path, "%s:%d: warning: aliases_file: %s:1: no ':' in alias entry; skipped"
+                   % (path, line_of(text, "aliases_file"), aliases))
