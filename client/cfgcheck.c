@@ -75,7 +75,8 @@ by_line(const void *a, const void *b)
 static void
 findings_print(struct findings *f)
 {
-	qsort(f->v, f->n, sizeof *f->v, by_line);
+	if (f->n > 1)
+		qsort(f->v, f->n, sizeof *f->v, by_line);
 	for (size_t i = 0; i < f->n; i++) {
 		char where[1200];
 		const struct finding *x = &f->v[i];
