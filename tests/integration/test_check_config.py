@@ -333,7 +333,7 @@ def test_auth_allow_plaintext_is_a_warning(build, workdir):
     ("abc;def", "an unquoted ';' ends the value, so it would be cut there"),
 ])
 def test_unquoted_comment_or_separator_in_a_password(build, workdir, value, why):
-    """Yesterday `password = abc#def` loaded as "abc" and AUTH failed later;
+    """Before, `password = abc#def` loaded as "abc" and AUTH failed later;
     the password itself is never shown."""
     path, text = write(workdir, sh=dict(AUTH, password=value))
     assert_error(build, path, "%s:%d: password: %s; put the whole value in double quotes: "
