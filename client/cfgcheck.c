@@ -133,7 +133,8 @@ sh_found(struct findings *f, enum confcheck_level level, const struct config *c,
 /*
  * What the daemon does once it runs as `user` and may fail there: reread
  * every secret and TLS file on SIGHUP (runconf_new()), open log_file (at
- * start: a failure stops it), read aliases_file (a failure is logged).  In
+ * start: a failure stops it), search tls_ca_path at each handshake, read
+ * aliases_file (a failure is logged).  In
  * a child that has dropped privileges exactly as mailrelayd's
  * drop_privileges() does; it writes its findings, one per line as
  * "E|W LINE KEY\tMSG", to fd.
@@ -170,6 +171,16 @@ child_as_user(const struct config *c, const struct passwd *pw, int fd)
 			fprintf(out, "E %u log_file\t%s: %s by user %s (%s): the daemon opens it as that "
 			    "user at start and would not start\n", conf_key_line(c, NULL, "log_file"),
 			    c->log_file, what, c->user, strerror(errno));
+	}
+	/* a CA directory is searched at each handshake, as this user: runconf_new() only names it */
+	for (size_t i = 0; i < c->nsmarthosts; i++) {
+		const struct smarthost_conf *sh = &c->smarthosts[i];
+		if (sh->tls != TLS_DISABLED && sh->tls_ca_path != NULL &&
+		    access(sh->tls_ca_path, R_OK | X_OK) == -1)
+			fprintf(out, "E %u tls_ca_path\t%s: cannot be searched by user %s (%s): the daemon "
+			    "looks certificates up there as that user, and every verification would fail "
+			    "(smarthost %s)\n", conf_key_line(c, sh, "tls_ca_path"), sh->tls_ca_path,
+			    c->user, strerror(errno), sh->name);
 	}
 	if (c->aliases_file != NULL && access(c->aliases_file, F_OK) == 0 &&
 	    access(c->aliases_file, R_OK) == -1)

@@ -9,7 +9,7 @@
  *   2. Run as root with a `user` other than root: the same again in a
  *      child that has dropped to that user as the daemon does, because
  *      every reload reads those files as that user; and the files the
- *      daemon opens only as that user (log_file, aliases_file).
+ *      daemon opens only as that user (log_file, tls_ca_path, aliases_file).
  *   3. Certificates named by tls_client_cert, tls_ca_file and an OAuth2
  *      client_certificate: expired is an error, expiring within
  *      CFGCHECK_EXPIRY_DAYS a warning.

@@ -380,3 +380,18 @@ def test_what_the_aliases_file_skips_is_a_warning(build, workdir):
     path, text = write(workdir, sh={})
     assert_warning(build, path, "%s:%d: warning: aliases_file: %s:1: no ':' in alias entry; skipped"
                    % (path, line_of(text, "aliases_file"), aliases))
+
+
+def test_ca_path_the_daemon_user_cannot_search(build, workdir, pki):
+    nobody()
+    capath = os.path.join(workdir, "ca-path")
+    os.mkdir(capath, 0o700)
+    path, text = write(workdir, top={"user": quote("nobody")},
+                       sh={"tls": "required", "tls_ca_path": quote(capath)})
+    assert_error(build, path, "%s:%d: tls_ca_path: %s: cannot be searched by user nobody (Permission "
+                 "denied): the daemon looks certificates up there as that user, and every "
+                 "verification would fail (smarthost main)" % (path, line_of(text, "tls_ca_path"),
+                                                              capath))
+    os.chmod(capath, 0o755)
+    rc, out, err = check(build, path)
+    assert (rc, out, err) == (0, ["%s: OK" % path], [])
