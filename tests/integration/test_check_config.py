@@ -395,3 +395,18 @@ def test_ca_path_the_daemon_user_cannot_search(build, workdir, pki):
     os.chmod(capath, 0o755)
     rc, out, err = check(build, path)
     assert (rc, out, err) == (0, ["%s: OK" % path], [])
+
+
+def test_oauth2_client_certificate_near_expiry_is_a_warning(build, workdir, pki):
+    section = ('{ client_id = "11111111-2222-3333-4444-555555555555"; '
+               'token_url = "https://127.0.0.1:9/token"; client_certificate = %s; client_key = %s }'
+               % (quote(pki.client.cert), quote(pki.client.key)))
+    path, text = write(workdir, sh={"auth": "xoauth2", "username": quote("relay@relay.test"),
+                                    "oauth2": section})
+    text = text.replace("oauth2 = {", "oauth2 {")
+    with open(path, "w") as f:
+        f.write(text)
+    assert_warning(build, path, "%s:%d: warning: client_certificate: %s: certificate \"relay.test\" "
+                   "expires on %s, in less than 30 days (smarthost main)"
+                   % (path, line_of(text, "client_certificate"), pki.client.cert,
+                      not_after(pki.client.cert)))
