@@ -134,10 +134,10 @@ sh_found(struct findings *f, enum confcheck_level level, const struct config *c,
  * What the daemon does once it runs as `user` and may fail there: reread
  * every secret and TLS file on SIGHUP (runconf_new()), open log_file (at
  * start: a failure stops it), search tls_ca_path at each handshake, read
- * aliases_file (a failure is logged).  In
- * a child that has dropped privileges exactly as mailrelayd's
- * drop_privileges() does; it writes its findings, one per line as
- * "E|W LINE KEY\tMSG", to fd.
+ * aliases_file (a failure is logged).  In a child that has dropped
+ * privileges exactly as mailrelayd's drop_privileges() does; it writes
+ * its findings to fd, one per line: "R " and runconf_new()'s message, or
+ * "E|W LINE KEY\tMSG".
  */
 static void
 child_as_user(const struct config *c, const struct passwd *pw, int fd)
@@ -164,7 +164,9 @@ child_as_user(const struct config *c, const struct passwd *pw, int fd)
 			char *dup = xstrdup(c->log_file);
 			if (access(dirname(dup), W_OK | X_OK) == -1)
 				what = "cannot be created";
+			int saved = errno;
 			free(dup);
+			errno = saved;
 		} else
 			what = "cannot be opened";
 		if (what != NULL)
@@ -199,7 +201,7 @@ static void
 check_as_user(const struct config *c, struct findings *f)
 {
 	struct passwd *pw;
-	int fds[2], status;
+	int fds[2], status = 0;
 	pid_t pid;
 	char line[2048];
 
@@ -218,9 +220,17 @@ check_as_user(const struct config *c, struct findings *f)
 	}
 	if (geteuid() != 0 || pw->pw_uid == 0)
 		return;		/* the daemon reads as this process can, or cannot be checked */
-	if (pipe(fds) == -1 || (pid = fork()) == -1) {
+	if (pipe(fds) == -1) {
 		fprintf(stderr, "mailrelay: check-config: cannot check as user %s: %s\n", c->user,
 		    strerror(errno));
+		return;
+	}
+	fflush(NULL);	/* nothing buffered is written twice */
+	if ((pid = fork()) == -1) {
+		fprintf(stderr, "mailrelay: check-config: cannot check as user %s: %s\n", c->user,
+		    strerror(errno));
+		close(fds[0]);
+		close(fds[1]);
 		return;
 	}
 	if (pid == 0) {
@@ -250,6 +260,14 @@ check_as_user(const struct config *c, struct findings *f)
 		close(fds[0]);
 	while (waitpid(pid, &status, 0) == -1 && errno == EINTR)
 		;
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		/* what it found so far stands; that it could not finish is said too */
+		char msg[256];
+		snprintf(msg, sizeof msg, "\"%s\": the check as that user did not finish (%s %d)",
+		    c->user, WIFEXITED(status) ? "exit" : "signal",
+		    WIFEXITED(status) ? WEXITSTATUS(status) : WTERMSIG(status));
+		found(f, CONFCHECK_ERROR, conf_key_line(c, NULL, "user"), "user", msg);
+	}
 }
 
 /* A certificate file: expired is an error, expiring soon a warning. */
