@@ -226,9 +226,18 @@ parse_notify(struct opts *o, const char *val)
 static void
 help(void)
 {
-	printf("usage: %s [OPTIONS] [--] [RECIPIENT...] < MESSAGE\n"
-	    "       mailq             (the same as sendmail -bp)\n"
-	    "Submit one message read on stdin to mailrelayd, sendmail-compatibly.\n"
+	if (strcmp(progname, "mailq") == 0)
+		printf("usage: mailq [-C FILE]\nList the queue, as sendmail -bp does.\n"
+		    "The options when called as sendmail:\n");
+	else if (strcmp(progname, "newaliases") == 0)
+		printf("usage: newaliases [-C FILE]\nCheck the aliases file, as sendmail -bi does "
+		    "(mailrelay reads it as it is: there is no database to build).\n"
+		    "The options when called as sendmail:\n");
+	else
+		printf("usage: %s [OPTIONS] [--] [RECIPIENT...] < MESSAGE\n"
+		    "       mailq             (the same as sendmail -bp)\n"
+		    "Submit one message read on stdin to mailrelayd, sendmail-compatibly.\n", progname);
+	printf(
 	    "  -t            recipients from To:, Cc: and Bcc: (Bcc: removed)\n"
 	    "  -i, -oi       a line holding only \".\" does not end the message\n"
 	    "  -f, -r ADDR   envelope sender\n"
@@ -247,7 +256,7 @@ help(void)
 	    "  -C, -c FILE   the configuration\n"
 	    "  -L TAG, -h N, -O OPT=VAL, -oX, -G, -U   accepted, ignored\n"
 	    "Exit 0 once the message is stored on disk; 64 usage, 75 try again later.\n"
-	    "See mailrelay-sendmail(8).\n", progname);
+	    "See mailrelay-sendmail(8).\n");
 	exit(0);
 }
 

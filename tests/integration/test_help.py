@@ -121,3 +121,16 @@ OPTIONS = "-t -i -f -r -F -B -N -R -V -bm -bp -bs -bv -bi -q -v -C -c -L -h -O -
 def test_sendmail_unknown_flags_say_what_was_expected(build, argv, line):
     r = run([build.sendmail] + argv, data=b"Subject: x\n\nbody\n")
     assert (r.rc, r.out_text, r.err_text.splitlines()) == (64, "", [line]), r
+
+
+@pytest.mark.parametrize("name, first", [
+    ("mailq", "usage: mailq [-C FILE]"),
+    ("newaliases", "usage: newaliases [-C FILE]"),
+])
+def test_mailq_and_newaliases_help(build, workdir, name, first):
+    prog = os.path.join(workdir, name)
+    os.symlink(build.sendmail, prog)
+    r = run([prog, "--help"])
+    assert (r.rc, r.err_text) == (0, ""), r
+    lines = r.out_text.splitlines()
+    assert lines[0] == first and lines[-1] == "See mailrelay-sendmail(8).", lines
