@@ -403,8 +403,10 @@ cfgcheck_run(struct config *c)
 	/* 6. placeholders and weakened security */
 	confcheck_config(c, found, &f);
 	struct alias_ctx ax = { &f, conf_key_line(c, NULL, "aliases_file") };
-	if (c->aliases_file != NULL && aliases_load(&al, c->aliases_file, alias_warn, &ax) == 0)
+	if (c->aliases_file != NULL && aliases_load(&al, c->aliases_file, alias_warn, &ax) == 0) {
+		aliases_check(&al, c->aliases_file, alias_warn, &ax);	/* loops */
 		aliases_free(&al);
+	}
 
 	fflush(stdout);
 	findings_print(&f);

@@ -18,7 +18,8 @@
  *      (a user without a passwd entry is a warning too).
  *   5. An inline password in a file others may read: a warning.
  *   6. conf/confcheck.h: placeholders and weakened security.
- *   7. The aliases file as the daemon parses it: what it skips, as warnings.
+ *   7. The aliases file as the daemon parses it: what it skips and its
+ *      loops, as warnings.
  *
  * Output: errors on stderr, "mailrelay: FILE:LINE: KEY: why"; warnings on
  * stdout, "FILE:LINE: warning: KEY: why" (LINE left out for a key the

@@ -410,3 +410,16 @@ def test_oauth2_client_certificate_near_expiry_is_a_warning(build, workdir, pki)
                    "expires on %s, in less than 30 days (smarthost main)"
                    % (path, line_of(text, "client_certificate"), pki.client.cert,
                       not_after(pki.client.cert)))
+
+
+def test_an_aliases_loop_is_a_warning(build, workdir):
+    aliases = os.path.join(workdir, "aliases")
+    with open(aliases, "w") as f:
+        f.write("ops: backup\nbackup: ops\n")
+    path, text = write(workdir, sh={})
+    rc, out, err = check(build, path)
+    where = "%s:%d: warning: aliases_file: %s:" % (path, line_of(text, "aliases_file"), aliases)
+    assert (rc, err) == (0, []), (out, err)
+    assert out == [where + "1: alias ops loops back to itself",
+                   where + "2: alias backup loops back to itself",
+                   "%s: OK, 2 warnings" % path], out
