@@ -1,7 +1,10 @@
 /*
- * mailrelay: the admin CLI.  This release: check-config [--show], queue,
- * flush, hold, release, delete, status, show, oauth2 (oauth2cli.c), version.  Commands that change the queue talk to the daemon over the
- * control socket (lib/ctlproto.h); read-only ones read the spool directly.
+ * mailrelay: the admin CLI.  This release: check-config [--show]
+ * (cfgcheck.c), queue, flush, hold, release, delete, status, show, oauth2
+ * (oauth2cli.c), version; --help before or after any command (the
+ * `commands` table below).  Commands that change the queue talk to the
+ * daemon over the control socket (lib/ctlproto.h); read-only ones read
+ * the spool directly.
  */
 #include "config.h"
 
@@ -14,6 +17,7 @@
 #include <time.h>
 
 #include "conf/conf.h"
+#include "cfgcheck.h"
 #include "cfgshow.h"
 #include "oauth2cli.h"
 #include "ctlclient.h"
@@ -21,24 +25,167 @@
 #include "log.h"
 #include "qprint.h"
 
+/*
+ * The commands, their arguments and their help: `mailrelay --help` lists
+ * them, `mailrelay COMMAND --help` prints one, and main() checks every
+ * option given to a command against its list before the command runs, so
+ * that a mistyped flag is one line saying what was expected (exit 64)
+ * whatever the command.  IDs and names never start with '-'.
+ */
+struct command {
+	const char *name;
+	const char *args;	/* the synopsis after the command's name */
+	const char *summary;	/* one line for the list */
+	const char *flags;	/* accepted options, space-separated; "=" after one: takes a value */
+	const char *help;	/* what COMMAND --help adds: the arguments, one per line */
+};
+
+static const struct command commands[] = {
+	{ "check-config", "[-c FILE] [--show]", "check the configuration as the daemon loads it",
+	  "-c= --show",
+	  "  -c FILE   the configuration to check (also before the command)\n"
+	  "  --show    first print the effective configuration, with where each value came from\n"
+	  "Errors (FILE:LINE: KEY: why) go to stderr and exit 78; warnings go to stdout.\n"
+	  "Checked without sending: every value, secret files and their modes, CA files,\n"
+	  "certificates and keys (expiry, key matching), files the daemon's user must read,\n"
+	  "placeholder hosts, DNS, weakened TLS or AUTH, unquoted '#' or ';' in values.\n" },
+	{ "queue", "[--json]", "list the queue",
+	  "--json",
+	  "  --json    one JSON array, for programs\n" },
+	{ "status", "[--json|--prometheus]", "is the daemon up; queue, counters, smarthosts",
+	  "--json --prometheus",
+	  "  --json        the same as one JSON object\n"
+	  "  --prometheus  the daemon's metrics in the Prometheus text format\n"
+	  "Exit 69 when mailrelayd is not running.\n" },
+	{ "show", "ID [--body]", "one message: envelope, attempts, header (body)",
+	  "--body",
+	  "  ID        a queue id, 16 hexadecimal digits (mailrelay queue lists them)\n"
+	  "  --body    print the body too\n" },
+	{ "flush", "[ID...]", "retry every message (or these) now", "",
+	  "  ID...     only these messages; without, every message\n" },
+	{ "hold", "ID...", "keep messages from delivery", "",
+	  "  ID...     queue ids; release lets them go again\n" },
+	{ "release", "ID...", "let held messages go, now", "",
+	  "  ID...     queue ids of held messages\n" },
+	{ "delete", "ID... | --all", "remove messages unsent", "--all",
+	  "  ID...     queue ids\n"
+	  "  --all     every message in the queue\n" },
+	{ "oauth2", "token|authorize --smarthost NAME", "the OAuth2 token; obtain the first refresh token",
+	  "--smarthost=",
+	  "  token      the current token's expiry, scopes and audience (never the token)\n"
+	  "  authorize  obtain the first refresh token (device code, or a browser with PKCE)\n"
+	  "  --smarthost NAME  the smarthost section with the oauth2 settings\n" },
+	{ "version", "", "print the version", "", "" },
+};
+
+#define NCOMMANDS (sizeof commands / sizeof commands[0])
+
+static const struct command *current;	/* the command being run, for usage() */
+
+static const struct command *
+command_find(const char *name)
+{
+	for (size_t i = 0; i < NCOMMANDS; i++)
+		if (strcmp(commands[i].name, name) == 0)
+			return &commands[i];
+	return NULL;
+}
+
+/* mailrelay --help (stdout, exit 0), or the same list after a usage error (stderr, exit 64). */
+static void
+help_all(FILE *fp)
+{
+	fprintf(fp, "usage: mailrelay [-c FILE] COMMAND [ARGS]\n"
+	    "       mailrelay COMMAND --help\n"
+	    "  -c FILE    the configuration (default: $MAILRELAY_CONFIG, else %s)\n"
+	    "commands:\n", CONF_DEFAULT_PATH);
+	for (size_t i = 0; i < NCOMMANDS; i++) {
+		char syn[96];
+		snprintf(syn, sizeof syn, "%s %s", commands[i].name, commands[i].args);
+		fprintf(fp, "  %-40s %s\n", syn, commands[i].summary);
+	}
+	fprintf(fp, "See mailrelay(8).\n");
+}
+
+static void
+help_command(const struct command *cmd)
+{
+	printf("usage: mailrelay [-c FILE] %s%s%s\n%s.\n%s", cmd->name, *cmd->args ? " " : "",
+	    cmd->args, cmd->summary, cmd->help);
+	printf("See mailrelay(8).\n");
+}
+
+/*
+ * A usage error: one line on stderr, exit 64.  Inside a command it gives
+ * the command's synopsis; without one, the whole list.
+ */
 static void
 usage(void)
 {
-	fprintf(stderr,
-	    "usage: mailrelay [-c FILE] COMMAND [ARGS]\n"
-	    "commands:\n"
-	    "  check-config [-c FILE] [--show]  parse and check the configuration\n"
-	    "  queue [--json]           list the queue\n"
-	    "  status [--json|--prometheus]  is the daemon up; queue, counters, smarthosts\n"
-	    "  show ID [--body]         one message: envelope, attempts, header (body)\n"
-	    "  flush [ID...]            retry every message (or these) now\n"
-	    "  hold ID...               keep messages from delivery\n"
-	    "  release ID...            let held messages go, now\n"
-	    "  delete ID... | --all     remove messages unsent\n"
-	    "  oauth2 token --smarthost NAME      the OAuth2 token's expiry, scopes, audience\n"
-	    "  oauth2 authorize --smarthost NAME  obtain the first refresh token\n"
-	    "  version                  print the version\n");
+	if (current == NULL) {
+		help_all(stderr);
+		exit(EX_USAGE);
+	}
+	fprintf(stderr, "mailrelay: %s: usage: mailrelay [-c FILE] %s%s%s (mailrelay %s --help)\n",
+	    current->name, current->name, *current->args ? " " : "", current->args, current->name);
 	exit(EX_USAGE);
+}
+
+/* Is opt in the space-separated list; *value set when it takes one. */
+static int
+flag_known(const char *flags, const char *opt, int *value)
+{
+	size_t n = strlen(opt);
+
+	for (const char *p = flags; *p; ) {
+		size_t len = strcspn(p, " ");
+		int v = len > 0 && p[len - 1] == '=';
+		if (len - (size_t)v == n && strncmp(p, opt, n) == 0) {
+			*value = v;
+			return 1;
+		}
+		p += len;
+		p += strspn(p, " ");
+	}
+	return 0;
+}
+
+/*
+ * Before a command runs: --help (or -h) anywhere prints its help and
+ * exits 0; an option it does not take is one line naming what it takes.
+ */
+static void
+command_options(const struct command *cmd, int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			help_command(cmd);
+			exit(0);
+		}
+	}
+	for (int i = 1; i < argc; i++) {
+		int value = 0;
+
+		if (argv[i][0] != '-')
+			continue;
+		if (flag_known(cmd->flags, argv[i], &value)) {
+			i += value;
+			continue;
+		}
+		char expected[128] = "";
+		for (const char *p = cmd->flags; *p; ) {
+			size_t len = strcspn(p, " ");
+			size_t v = len > 0 && p[len - 1] == '=';
+			snprintf(expected + strlen(expected), sizeof expected - strlen(expected), "%s%.*s",
+			    expected[0] ? ", " : "", (int)(len - v), p);
+			p += len;
+			p += strspn(p, " ");
+		}
+		fprintf(stderr, "mailrelay: %s: unknown option \"%.40s\": %s%s (mailrelay %s --help)\n",
+		    cmd->name, argv[i], expected[0] ? "expected " : "it takes no option",
+		    expected, cmd->name);
+		exit(EX_USAGE);
+	}
 }
 
 static struct config *
@@ -71,15 +218,8 @@ cmd_check_config(const char *path, int argc, char **argv)
 	c = load(path);
 	if (show)
 		cfgshow_print(stdout, c);
-	printf("%s: OK", c->path ? c->path : "built-in defaults");
-	if (c->nsmarthosts == 0)
-		printf(" (warning: no smarthost: mail will be accepted and kept in the queue)");
-	if (conf_hostname_dotless(c))
-		printf(" (warning: hostname \"%s\" has no dot: set hostname in the configuration "
-		    "or write the mail name to /etc/mailname)", c->hostname);
-	printf("\n");
-	conf_free(c);
-	return 0;
+	fflush(stdout);
+	return cfgcheck_run(c);
 }
 
 static void
@@ -257,22 +397,55 @@ main(int argc, char **argv)
 	int ch, rc;
 
 	log_init("mailrelay", LOG_TO_STDERR, LOG_WARNING);
-	while ((ch = getopt(argc, argv, "+c:h")) != -1) {
+	opterr = 0;	/* the one line below says what went wrong, and what was expected */
+	while ((ch = getopt(argc, argv, "+c:h-:")) != -1) {
 		switch (ch) {
 		case 'c':
 			path = optarg;
 			break;
+		case 'h':
+			help_all(stdout);
+			return 0;
+		case '-':	/* --help, --version */
+			if (strcmp(optarg, "help") == 0) {
+				help_all(stdout);
+				return 0;
+			}
+			if (strcmp(optarg, "version") == 0) {
+				printf("mailrelay %s\n", PACKAGE_VERSION);
+				return 0;
+			}
+			fprintf(stderr, "mailrelay: unknown option \"--%.40s\": expected -c FILE, --help "
+			    "or --version before the command (mailrelay --help)\n", optarg);
+			return EX_USAGE;
 		default:
-			usage();
+			if (optopt == 'c')
+				fprintf(stderr, "mailrelay: -c needs a file name (mailrelay --help)\n");
+			else
+				fprintf(stderr, "mailrelay: unknown option \"-%c\": expected -c FILE, --help "
+				    "or --version before the command (mailrelay --help)\n", optopt);
+			return EX_USAGE;
 		}
 	}
 	argc -= optind;
 	argv += optind;
 	if (argc < 1)
 		usage();
+	if ((current = command_find(argv[0])) == NULL) {
+		char names[256] = "";
+		for (size_t i = 0; i < NCOMMANDS; i++)
+			snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s",
+			    i ? ", " : "", commands[i].name);
+		fprintf(stderr, "mailrelay: unknown command \"%.40s\": expected one of %s "
+		    "(mailrelay --help)\n", argv[0], names);
+		return EX_USAGE;
+	}
+	command_options(current, argc, argv);
 	if (strcmp(argv[0], "check-config") == 0)
 		return cmd_check_config(path, argc, argv);
-	if (strcmp(argv[0], "version") == 0 || strcmp(argv[0], "--version") == 0) {
+	if (strcmp(argv[0], "version") == 0) {
+		if (argc != 1)
+			usage();
 		printf("mailrelay %s\n", PACKAGE_VERSION);
 		return 0;
 	}
@@ -301,7 +474,6 @@ main(int argc, char **argv)
 		conf_free(c);
 		return rc;
 	}
-	fprintf(stderr, "mailrelay: unknown command \"%s\"\n", argv[0]);
-	usage();
+	usage();	/* a command of the table without a branch above */
 	return EX_USAGE;
 }

@@ -220,6 +220,49 @@ parse_notify(struct opts *o, const char *val)
 }
 
 /*
+ * --help: not a sendmail(1) flag (sendmail has no long options), so the
+ * name is free and nothing sendmail-compatible changes.  On stdout, exit 0.
+ */
+static void
+help(void)
+{
+	if (strcmp(progname, "mailq") == 0)
+		printf("usage: mailq [-C FILE]\nList the queue, as sendmail -bp does.\n"
+		    "The options when called as sendmail:\n");
+	else if (strcmp(progname, "newaliases") == 0)
+		printf("usage: newaliases [-C FILE]\nCheck the aliases file, as sendmail -bi does "
+		    "(mailrelay reads it as it is: there is no database to build).\n"
+		    "The options when called as sendmail:\n");
+	else
+		printf("usage: %s [OPTIONS] [--] [RECIPIENT...] < MESSAGE\n"
+		    "       mailq             (the same as sendmail -bp)\n"
+		    "Submit one message read on stdin to mailrelayd, sendmail-compatibly.\n", progname);
+	printf(
+	    "  -t            recipients from To:, Cc: and Bcc: (Bcc: removed)\n"
+	    "  -i, -oi       a line holding only \".\" does not end the message\n"
+	    "  -f, -r ADDR   envelope sender\n"
+	    "  -F NAME       full name for a generated From:\n"
+	    "  -B 7BIT|8BITMIME    body type\n"
+	    "  -N never|success,delay,failure   DSN notify\n"
+	    "  -R full|hdrs  DSN return\n"
+	    "  -V ENVID      DSN envelope id\n"
+	    "  -bm           deliver (the default)\n"
+	    "  -bp           list the queue (mailq)\n"
+	    "  -bs           SMTP on stdin and stdout\n"
+	    "  -bv           verify recipients only\n"
+	    "  -bi           check the aliases file (newaliases)\n"
+	    "  -q            flush the queue\n"
+	    "  -v            show the dialogue\n"
+	    "  -C, -c FILE   the configuration\n"
+	    "  -L TAG, -h N, -O OPT=VAL, -oX, -G, -U   accepted, ignored\n"
+	    "Exit 0 once the message is stored on disk; 64 usage, 75 try again later.\n"
+	    "See mailrelay-sendmail(8).\n");
+	exit(0);
+}
+
+#define KNOWN_OPTIONS "-t -i -f -r -F -B -N -R -V -bm -bp -bs -bv -bi -q -v -C -c -L -h -O -o -G -U"
+
+/*
  * sendmail(1) options.  Short options may carry their value attached
  * ("-fuser", "-FCronDaemon") or as the next argument.
  */
@@ -236,6 +279,8 @@ parse_args(struct opts *o, int argc, char **argv, int *mode)
 		}
 		if (a[0] != '-' || a[1] == '\0')
 			break;
+		if (strcmp(a, "--help") == 0)
+			help();
 		char opt = a[1];
 		const char *val = NULL;
 		/* options that take a value */
@@ -287,12 +332,12 @@ parse_args(struct opts *o, int argc, char **argv, int *mode)
 			break;
 		case 't':
 			if (a[2] != '\0')
-				die(EX_USAGE, "unknown option %s", a);
+				die(EX_USAGE, "unknown option %s: expected -t alone (%s --help)", a, progname);
 			o->extract = 1;
 			break;
 		case 'i':
 			if (a[2] != '\0')
-				die(EX_USAGE, "unknown option %s", a);
+				die(EX_USAGE, "unknown option %s: expected -i alone (%s --help)", a, progname);
 			o->ignore_dots = 1;
 			break;
 		case 'v':
@@ -326,10 +371,12 @@ parse_args(struct opts *o, int argc, char **argv, int *mode)
 			else if (strcmp(a, "-bi") == 0)
 				*mode = 'i';
 			else
-				die(EX_USAGE, "mode %s is not supported", a);
+				die(EX_USAGE, "mode %s is not supported: expected -bm, -bp, -bs, -bv or -bi "
+				    "(%s --help)", a, progname);
 			break;
 		default:
-			die(EX_USAGE, "unknown option %s (see mailrelay-sendmail(8))", a);
+			die(EX_USAGE, "unknown option %s: expected one of " KNOWN_OPTIONS
+			    " (%s --help)", a, progname);
 		}
 	}
 	return i;

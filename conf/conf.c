@@ -2049,6 +2049,75 @@ fail:
 	return -1;
 }
 
+/* Characters that end an unquoted token, as the libconfuse scanner reads them. */
+#define TOKEN_END " \t\r\n={}()+,*"
+
+/*
+ * An unquoted '#' or ';' at p, right after a token (no blank between):
+ * NULL when it is harmless, else why it is not.  "password = abc#def"
+ * would silently become "abc" (the rest is a comment), "abc;def" a value
+ * and a stray key.  A ';' followed on its line by a '=' or '{' separates
+ * two settings ("port = 587;tls = required"), and one followed only by
+ * blanks, a comment or a '}' ends a value; anything else is a value that
+ * goes on.  The message
+ * names the key and, for any key but password, the quoted form to write.
+ * The text before p is still as the file has it (only comments and
+ * separators behind p have been blanked, never a token).
+ */
+static const char *
+cut_value(const char *text, const char *end, const char *p)
+{
+	static char msg[600];	/* conf_load() runs one at a time */
+	const char *tok = p, *stop = p + 1, *bol = p, *k, *kend;
+	char key[40], value[QUOTE_MAX * 4 + 8];
+
+	if (*p == ';') {
+		const char *q = p + 1;
+
+		/* the end of a value: nothing after it but blanks, a comment or a '}' */
+		while (q < end && (*q == ' ' || *q == '\t' || *q == '\r'))
+			q++;
+		if (q == end || strchr("\n#}/", *q) != NULL)
+			return NULL;
+		/* a separator: another setting follows on the line */
+		for (; q < end && *q != '\n'; q++)
+			if (*q == '=' || *q == '{')
+				return NULL;
+	}
+	while (tok > text && strchr(TOKEN_END, tok[-1]) == NULL && tok[-1] != '"' && tok[-1] != '\'')
+		tok--;
+	/* the value meant: up to a blank after a '#', the rest of the line after a ';' */
+	while (stop < end && *stop != '\n' && (*p == ';' || (*stop != ' ' && *stop != '\t')))
+		stop++;
+	while (stop > p + 1 && (stop[-1] == ' ' || stop[-1] == '\t' || stop[-1] == '\r'))
+		stop--;
+	while (bol > text && bol[-1] != '\n')
+		bol--;
+	for (k = bol; k < tok && (*k == ' ' || *k == '\t'); k++)
+		;
+	for (kend = k; kend < tok && strchr(TOKEN_END, *kend) == NULL; kend++)
+		;
+	if (kend > k && (size_t)(kend - k) < sizeof key)
+		snprintf(key, sizeof key, "%.*s", (int)(kend - k), k);
+	else
+		snprintf(key, sizeof key, "value");
+	if (strcmp(key, "password") == 0) {
+		/* a secret is never shown, not even the part that is wrong */
+		snprintf(msg, sizeof msg, "%s: an unquoted '%c' %s; put the whole value in double "
+		    "quotes: password = \"...\"", key, *p,
+		    *p == '#' ? "starts a comment, so the value would end before it" :
+		    "ends the value, so it would be cut there");
+		return msg;
+	}
+	char *raw = xstrndup(tok, (size_t)(stop - tok));
+	quoted(value, sizeof value, raw);
+	free(raw);
+	snprintf(msg, sizeof msg, "%s: an unquoted '%c' %s \"%.*s\"; write %s = %s", key, *p,
+	    *p == '#' ? "starts a comment, so the value would be cut to" :
+	    "ends the value, so it would be cut to", (int)(p - tok), tok, key, value);
+	return msg;
+}
+
 /*
  * Prepare the text for libconfuse 3.3, in place and keeping every newline
  * so that line numbers stay right:
@@ -2077,11 +2146,14 @@ prepare_text(char *p, size_t len, unsigned *line)
 	enum { MAXDEPTH = 8 };
 	unsigned open_line[MAXDEPTH];
 	size_t depth = 0;
-	char *end = p + len;
+	char *text = p, *end = p + len;
 	int in_token = 0;
+	const char *why;
 
 	*line = 1;
 	while (p < end) {
+		if (in_token && (*p == '#' || *p == ';') && (why = cut_value(text, end, p)) != NULL)
+			return why;
 		if (*p == '#' || (!in_token && *p == '/' && p + 1 < end && p[1] == '/')) {
 			for (; p < end && *p != '\n'; p++)
 				*p = ' ';
@@ -2138,7 +2210,7 @@ prepare_text(char *p, size_t len, unsigned *line)
 			depth++;
 		} else if (*p == '}' && depth > 0)
 			depth--;	/* an extra '}' is libconfuse's to report */
-		in_token = strchr(" \t\r\n={}()+,*", *p) == NULL;
+		in_token = strchr(TOKEN_END, *p) == NULL;
 		p++;
 	}
 	if (depth > 0) {

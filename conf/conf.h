@@ -12,7 +12,9 @@
  * character, and those that go into SMTP commands or headers fit them
  * (the CONF_*_MAX bounds below).  Checks that need the outside
  * world (file permissions, DNS, certificates) are not done here: they use
- * conf_key_line() to point at the line that caused them.
+ * conf_key_line() to point at the line that caused them (daemon/runconf.c,
+ * client/cfgcheck.c), as do the judgements of conf/confcheck.h on values
+ * that load but will not deliver.
  *
  * conf_load() is not reentrant (libconfuse's scanner has global state):
  * call it from one thread at a time.

@@ -9,6 +9,7 @@
 
 #include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -24,6 +25,9 @@ ssl_err(char *errbuf, size_t errlen, const char *key, const char *what, const ch
 	const char *r = e ? ERR_reason_error_string(e) : NULL;
 	char msg[64];
 
+	/* a failed fopen() is queued as "error 80000002": say which errno it holds */
+	if (e != 0 && ERR_SYSTEM_ERROR(e))
+		r = strerror(ERR_GET_REASON(e));
 	if (r == NULL) {
 		snprintf(msg, sizeof msg, "OpenSSL error %lx", e);
 		r = msg;
@@ -81,6 +85,41 @@ tls_ctx_new(const struct smarthost_conf *sh, char *errbuf, size_t errlen)
 fail:
 	SSL_CTX_free(ctx);
 	return NULL;
+}
+
+int
+tls_file_first_expiry(const char *path, time_t *not_after, char *subject, size_t sublen,
+    char *errbuf, size_t errlen)
+{
+	BIO *bio = BIO_new_file(path, "r");
+	X509 *x;
+	int n = 0;
+
+	if (bio == NULL) {
+		ssl_err(errbuf, errlen, path, "cannot open", NULL);
+		return -1;
+	}
+	while ((x = PEM_read_bio_X509(bio, NULL, NULL, NULL)) != NULL) {
+		struct tm tm;
+		time_t t;
+
+		if (ASN1_TIME_to_tm(X509_get0_notAfter(x), &tm) == 1 &&
+		    (t = timegm(&tm)) != (time_t)-1 && (n == 0 || t < *not_after)) {
+			X509_NAME *name = X509_get_subject_name(x);
+			*not_after = t;
+			if (X509_NAME_get_text_by_NID(name, NID_commonName, subject, (int)sublen) < 0)
+				X509_NAME_oneline(name, subject, (int)sublen);
+			n++;
+		}
+		X509_free(x);
+	}
+	BIO_free(bio);
+	ERR_clear_error();	/* the end of the file reads as an error */
+	if (n == 0) {
+		snprintf(errbuf, errlen, "%s: no certificate with a readable expiry date", path);
+		return -1;
+	}
+	return 0;
 }
 
 static int

@@ -12,6 +12,7 @@
 #define MAILRELAY_TLS_H
 
 #include <stddef.h>
+#include <time.h>
 
 #include <openssl/ssl.h>
 
@@ -19,6 +20,16 @@
 
 /* NULL with errbuf ("FILE: what") when a CA, certificate or key cannot be used. */
 SSL_CTX *tls_ctx_new(const struct smarthost_conf *sh, char *errbuf, size_t errlen);
+
+/*
+ * The certificate of a PEM file (one, or a chain or CA bundle) that
+ * expires first: its notAfter and subject CN (or whole subject).  -1 with
+ * errbuf ("PATH: why") when the file holds no certificate.  For
+ * check-config, which warns before a certificate lapses; the daemon itself
+ * loads expired files as it always did, and the server judges them.
+ */
+int tls_file_first_expiry(const char *path, time_t *not_after, char *subject, size_t sublen,
+    char *errbuf, size_t errlen);
 
 /* A new SSL for one connection to host (SNI for names; name or IP to verify). */
 SSL *tls_ssl_new(SSL_CTX *ctx, const char *host);

@@ -29,6 +29,7 @@
 #include <cmocka.h>
 
 #include "conf/conf.h"
+#include "conf/confcheck.h"
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -1405,6 +1406,44 @@ test_oauth2_errors(void **state)
 	    ":2: grant: expected one of client_credentials, refresh_token, password, got \"implicit\"");
 }
 
+/* confcheck's predicates: documentation names (RFC 2606) and hosts on this machine. */
+static void
+test_confcheck_placeholder_and_loopback(void **state)
+{
+	(void)state;
+	assert_true(confcheck_is_placeholder("example.com"));
+	assert_true(confcheck_is_placeholder("mail.example.com"));
+	assert_true(confcheck_is_placeholder("smtp.EXAMPLE.net"));
+	assert_true(confcheck_is_placeholder("a.b.example.org."));
+	assert_false(confcheck_is_placeholder("myexample.com"));
+	assert_false(confcheck_is_placeholder("example.com.au"));
+	assert_false(confcheck_is_placeholder("smtp.example"));
+	assert_false(confcheck_is_placeholder("smtp.gmail.com"));
+	assert_true(confcheck_is_loopback("localhost"));
+	assert_true(confcheck_is_loopback("127.0.0.1"));
+	assert_true(confcheck_is_loopback("127.3.2.1"));
+	assert_true(confcheck_is_loopback("::1"));
+	assert_false(confcheck_is_loopback("128.0.0.1"));
+	assert_false(confcheck_is_loopback("192.0.2.25"));
+	assert_false(confcheck_is_loopback("::2"));
+	assert_false(confcheck_is_loopback("localhost.example.com"));
+}
+
+/* The unquoted '#' or ';' of a value, and the separators that are meant. */
+static void
+test_cut_values(void **state)
+{
+	(void)state;
+	expect_error("helo_name = x\nsmarthost a {\n host = relay#1.test\n}\n",
+	    ":3: host: an unquoted '#' starts a comment, so the value would be cut to \"relay\"; "
+	    "write host = \"relay#1.test\"");
+	expect_error("smarthost a {\n host = h.test\n username = u\n password = se;cret\n}\n",
+	    ":4: password: an unquoted ';' ends the value, so it would be cut there; put the whole "
+	    "value in double quotes: password = \"...\"");
+	cleanup(must_load("concurrency = 2;log_level = warning\nsmarthost a { host = h.test; port = 26; }\n"
+	    "route { from = \"*@a.test\"; smarthost = a }\nmax_queue_time = 2d # two days\n"));
+}
+
 static int
 remove_tmp(void **state)
 {
@@ -1436,6 +1475,8 @@ main(void)
 		TEST(test_port_defaults),
 		TEST(test_rate_limit_units),
 		TEST(test_syntax),
+		TEST(test_confcheck_placeholder_and_loopback),
+		TEST(test_cut_values),
 		TEST(test_error_missing_file),
 		TEST(test_error_unknown_key),
 		TEST(test_error_values),
