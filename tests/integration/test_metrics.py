@@ -1,7 +1,8 @@
 """Metrics for fleets: `mailrelay status --prometheus` and GET /metrics on
 metrics_listen print the Prometheus text format (checked here by a strict
-parser of format 0.0.4, since Debian's promtool comes with the whole
-Prometheus server).  After a known sequence (one message over STARTTLS to
+parser of format 0.0.4 and by Debian's `promtool check metrics`, which
+scripts/deps.sh takes out of the prometheus package).  After a known
+sequence (one message over STARTTLS to
 three recipients: sent, deferred, bounced; the bounce's notice sent too)
 every counter has its exact value and label set, no label carries an
 address, other paths answer 404 and other methods 405, and a
@@ -15,6 +16,7 @@ import math
 import os
 import re
 import select
+import shutil
 import smtplib
 import socket
 import subprocess
@@ -89,6 +91,21 @@ def check_histogram(name, samples):
     assert counts == sorted(counts), "buckets not cumulative: %r" % buckets
     assert samples[(name + "_count", ())] == counts[-1]
     assert samples[(name + "_sum", ())] >= 0
+
+
+# Debian's promtool; scripts/deps.sh takes it out of the prometheus package
+# into the tests' cache (without installing the package)
+PROMTOOL_CACHED = "/var/cache/mailrelay-tests/promtool"
+
+
+def promtool_check(text, what):
+    """`promtool check metrics` finds nothing to say about text."""
+    tool = shutil.which("promtool") or PROMTOOL_CACHED
+    assert os.access(tool, os.X_OK), "no promtool: run scripts/deps.sh (it fetches %s)" % PROMTOOL_CACHED
+    r = subprocess.run([tool, "check", "metrics"], input=text, capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0 and r.stdout == "" and r.stderr == "", \
+        "promtool check metrics on %s: rc %d\n%s%s" % (what, r.returncode, r.stdout, r.stderr)
 
 
 def series(fams, family):
@@ -192,8 +209,17 @@ def test_counters_after_a_known_sequence(daemon, smarthost, pki):
     status, ctype, body = get(port, "/metrics")
     assert status == 200 and ctype.startswith("text/plain; version=0.0.4"), (status, ctype)
     over_http = parse_exposition(body)
+    promtool_check(text, "status --prometheus")
+    promtool_check(body, "GET /metrics")
     assert series(over_http, "mailrelay_deliveries_total") == series(fams, "mailrelay_deliveries_total")
     assert set(over_http) == set(fams)
+
+
+def test_promtool_reports_a_bad_exposition():
+    """The promtool the test above runs is one that speaks up."""
+    bad = "# HELP x_seconds A counter.\n# TYPE x_seconds counter\nx_seconds 1\n"
+    with pytest.raises(AssertionError, match='"_total" suffix'):
+        promtool_check(bad, "a counter without _total")
 
 
 def test_other_paths_and_methods(daemon, smarthost, pki):
