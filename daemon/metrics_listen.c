@@ -65,6 +65,7 @@ struct mconn {
 	int replied;                /* the reply is queued: input is dropped from now on */
 	int shut;                   /* the reply is written and our side shut down */
 	int eof;                    /* the client closed its side before the reply was written */
+	size_t scanned;             /* octets of input already searched for the end of the head */
 	TAILQ_ENTRY(mconn) entry;
 };
 
@@ -216,11 +217,19 @@ bad:
 	mc_error(c, "400 Bad Request", "", "bad request", 0);
 }
 
-/* The length of the head (through its empty line) at p, or 0 when not all there. */
+/*
+ * The length of the head (through its empty line) at p, or 0 when not
+ * all there.  The search starts from where the last one stopped (less
+ * the two octets a line end may straddle), so a client sending a byte at
+ * a time costs a pass over its head, not one per byte.
+ */
 static size_t
-head_length(const char *p, size_t len)
+head_length(const char *p, size_t len, size_t *scanned)
 {
-	for (size_t i = 0; i < len; i++)
+	size_t i = *scanned > 2 ? *scanned - 2 : 0;
+
+	*scanned = len;
+	for (; i < len; i++)
 		if (p[i] == '\n') {
 			if (i + 1 < len && p[i + 1] == '\n')
 				return i + 2;
@@ -245,7 +254,7 @@ on_read(struct bufferevent *bev, void *arg)
 	/* at most METRICS_HEAD_MAX + 1 octets: the read high-water mark */
 	if ((p = (const char *)evbuffer_pullup(in, -1)) == NULL)
 		return;
-	if ((hl = head_length(p, len)) == 0) {
+	if ((hl = head_length(p, len, &c->scanned)) == 0) {
 		if (len > METRICS_HEAD_MAX)
 			mc_error(c, "431 Request Header Fields Too Large", "",
 			    "request header larger than 8 KiB", 0);

@@ -250,6 +250,17 @@ def test_other_paths_and_methods(daemon, smarthost, pki):
             assert b"\r\nConnection: close" in head, head
             length = int(re.search(rb"\r\nContent-Length: (\d+)\r\n", head).group(1))
             assert length == len(body) and b"mailrelay_build_info" in body
+    # a head whose end arrives in pieces (the pauses only make separate
+    # reads likely; the reply is the same either way)
+    for pieces in ((b"GET /metrics HTTP/1.1\r\nHost: x\r\n", b"\r", b"\n"),
+                   (b"GET /metrics HTTP/1.1\nHost: x\n", b"\n")):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for piece in pieces:
+                s.sendall(piece)
+                time.sleep(0.1)
+            reply = read_all(s, 3)
+        assert status_of(reply) == 200 and b"mailrelay_build_info" in reply, reply[:200]
     reply = raw(b"POST /metrics HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc")
     assert status_of(reply) == 405 and b"\r\nAllow: GET, HEAD\r\n" in reply, reply
     assert status_of(raw(b"GET /metrics HTTP/2.0\r\n\r\n")) == 505
