@@ -7,14 +7,7 @@
  * the reply parser has bounded to 200..599, so no event can grow memory
  * beyond one entry per configured smarthost.
  *
- * The HTTP endpoint is evhttp on a loopback address (conf refuses any
- * other): GET or HEAD of /metrics, 404 for any other path, 501 (evhttp's
- * answer) for other methods.  Bounds: a request must arrive whole within METRICS_TIMEOUT
- * seconds, its header within METRICS_HEADER_MAX octets and no body is
- * taken; every reply closes the connection, so no client holds one
- * between scrapes.  libevent 2.1 has no connection limit for evhttp, so
- * the connections held at once are bounded by the timeout (and by the
- * loopback-only address: only local processes can open them).
+ * The HTTP endpoint that serves metrics_render() is in metrics_listen.c.
  */
 #include "config.h"
 
@@ -26,8 +19,6 @@
 
 #include <event2/buffer.h>
 #include <event2/event.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 
 #include "conf/conf.h"
 #include "daemon.h"
@@ -35,8 +26,6 @@
 #include "metrics.h"
 #include "xmalloc.h"
 
-#define METRICS_TIMEOUT     10          /* seconds for a whole request */
-#define METRICS_HEADER_MAX  8192        /* octets of request line and header */
 #define METRICS_VIA_MAX     16          /* distinct via= words (they are literals in the code) */
 #define CODE_MIN            200
 #define CODE_MAX            599
@@ -75,7 +64,6 @@ static unsigned long long bounces[NBOUNCE];
 static unsigned long long hist[NBUCKETS + 1];
 static double hist_sum;
 static unsigned long long hist_count;
-static struct evhttp *http;
 static metrics_queue_fn queue_fn;
 
 void
@@ -279,79 +267,4 @@ metrics_render(struct evbuffer *b)
 	    "Delivery status notifications queued: failed, delayed, relayed (success), double (to the administrator).");
 	for (i = 0; i < NBOUNCE; i++)
 		evbuffer_add_printf(b, "mailrelay_bounces_total{kind=\"%s\"} %llu\n", bounce_names[i], bounces[i]);
-}
-
-/* GET /metrics (HEAD too: evhttp leaves the body out). */
-static void
-on_metrics(struct evhttp_request *req, void *arg)
-{
-	struct evbuffer *b = evbuffer_new();
-
-	(void)arg;
-	metrics_render(b);
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-	    "text/plain; version=0.0.4; charset=utf-8");
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
-	evhttp_send_reply(req, HTTP_OK, "OK", b);
-	evbuffer_free(b);
-}
-
-/* Any other path. */
-static void
-on_other(struct evhttp_request *req, void *arg)
-{
-	struct evbuffer *b = evbuffer_new();
-
-	(void)arg;
-	evbuffer_add_printf(b, "not found: only /metrics is served here\n");
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain");
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
-	evhttp_send_reply(req, HTTP_NOTFOUND, "Not Found", b);
-	evbuffer_free(b);
-}
-
-int
-metrics_listen_start(const struct config *c, char *err, size_t errlen)
-{
-	const struct listen_conf *l = &c->metrics_listen;
-	char *end;
-	unsigned long port;
-
-	metrics_config(c);
-	if (l->host == NULL)
-		return 0;
-	port = strtoul(l->port, &end, 10);
-	if (*end != '\0' || port == 0 || port > 65535) {
-		snprintf(err, errlen, "metrics_listen %s:%s: not a port number", l->host, l->port);
-		return -1;
-	}
-	http = evhttp_new(D->base);
-	if (http == NULL) {
-		snprintf(err, errlen, "metrics_listen: cannot set up the HTTP server");
-		return -1;
-	}
-	evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
-	evhttp_set_timeout(http, METRICS_TIMEOUT);
-	evhttp_set_max_headers_size(http, METRICS_HEADER_MAX);
-	evhttp_set_max_body_size(http, 0);
-	evhttp_set_cb(http, "/metrics", on_metrics, NULL);
-	evhttp_set_gencb(http, on_other, NULL);
-	if (evhttp_bind_socket_with_handle(http, l->host, (ev_uint16_t)port) == NULL) {
-		snprintf(err, errlen, "metrics_listen %s:%s: cannot listen: %s", l->host, l->port,
-		    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-		evhttp_free(http);
-		http = NULL;
-		return -1;
-	}
-	log_info("metrics on http://%s%s%s:%s/metrics", strchr(l->host, ':') ? "[" : "", l->host,
-	    strchr(l->host, ':') ? "]" : "", l->port);
-	return 0;
-}
-
-void
-metrics_stop(void)
-{
-	if (http != NULL)
-		evhttp_free(http);
-	http = NULL;
 }

@@ -74,8 +74,11 @@ void metrics_on_queue(metrics_queue_fn fn);
 void metrics_render(struct evbuffer *b);
 
 /*
- * Serve GET /metrics on c->metrics_listen (if set) with evhttp.  Returns
- * 0, or -1 with a one-line reason in err.  metrics_stop() closes it.
+ * Serve GET /metrics on c->metrics_listen (if set), binding it now (so
+ * before the privileges are dropped), and make c's smarthosts known
+ * (metrics_config()).  Returns 0, or -1 with a one-line reason in err.
+ * metrics_stop() closes the sockets and every connection.  Both are in
+ * metrics_listen.c, with the bounds on what a client can make it hold.
  */
 int  metrics_listen_start(const struct config *c, char *err, size_t errlen);
 void metrics_stop(void);

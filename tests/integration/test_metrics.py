@@ -1,21 +1,31 @@
 """Metrics for fleets: `mailrelay status --prometheus` and GET /metrics on
 metrics_listen print the Prometheus text format (checked here by a strict
-parser of format 0.0.4, since Debian's promtool comes with the whole
-Prometheus server).  After a known sequence (one message over STARTTLS to
+parser of format 0.0.4 and by Debian's `promtool check metrics`, which
+scripts/deps.sh takes out of the prometheus package).  After a known
+sequence (one message over STARTTLS to
 three recipients: sent, deferred, bounced; the bounce's notice sent too)
 every counter has its exact value and label set, no label carries an
-address, other paths answer 404, and a metrics_listen that is not on
-loopback is refused at load with FILE:LINE: KEY: why."""
+address, other paths answer 404 and other methods 405, and a
+metrics_listen that is not on loopback is refused at load with
+FILE:LINE: KEY: why.  What a local client can make the endpoint hold is
+bounded: CONN_MAX connections (one more gets 503 at once), DEADLINE
+seconds each (silent or sending a byte at a time), 8 KiB of header."""
 import http.client
 import json
 import math
+import os
 import re
+import select
+import shutil
 import smtplib
 import socket
 import subprocess
 import time
 
-from mrtest import free_port, line_of, make_message, quote, smarthost_opts, wait_until
+import pytest
+
+from mrtest import free_port, line_of, make_message, quote, smarthost_opts, vmrss_kib, wait_until
+from test_trust_resources import rss_bound_kb
 
 SENDER = "app@example.org"
 RCPT = "rcpt@example.net"
@@ -81,6 +91,21 @@ def check_histogram(name, samples):
     assert counts == sorted(counts), "buckets not cumulative: %r" % buckets
     assert samples[(name + "_count", ())] == counts[-1]
     assert samples[(name + "_sum", ())] >= 0
+
+
+# Debian's promtool; scripts/deps.sh takes it out of the prometheus package
+# into the tests' cache (without installing the package)
+PROMTOOL_CACHED = "/var/cache/mailrelay-tests/promtool"
+
+
+def promtool_check(text, what):
+    """`promtool check metrics` finds nothing to say about text."""
+    tool = shutil.which("promtool") or PROMTOOL_CACHED
+    assert os.access(tool, os.X_OK), "no promtool: run scripts/deps.sh (it fetches %s)" % PROMTOOL_CACHED
+    r = subprocess.run([tool, "check", "metrics"], input=text, capture_output=True, text=True,
+                       timeout=30)
+    assert r.returncode == 0 and r.stdout == "" and r.stderr == "", \
+        "promtool check metrics on %s: rc %d\n%s%s" % (what, r.returncode, r.stdout, r.stderr)
 
 
 def series(fams, family):
@@ -184,8 +209,17 @@ def test_counters_after_a_known_sequence(daemon, smarthost, pki):
     status, ctype, body = get(port, "/metrics")
     assert status == 200 and ctype.startswith("text/plain; version=0.0.4"), (status, ctype)
     over_http = parse_exposition(body)
+    promtool_check(text, "status --prometheus")
+    promtool_check(body, "GET /metrics")
     assert series(over_http, "mailrelay_deliveries_total") == series(fams, "mailrelay_deliveries_total")
     assert set(over_http) == set(fams)
+
+
+def test_promtool_reports_a_bad_exposition():
+    """The promtool the test above runs is one that speaks up."""
+    bad = "# HELP x_seconds A counter.\n# TYPE x_seconds counter\nx_seconds 1\n"
+    with pytest.raises(AssertionError, match='"_total" suffix'):
+        promtool_check(bad, "a counter without _total")
 
 
 def test_other_paths_and_methods(daemon, smarthost, pki):
@@ -196,7 +230,44 @@ def test_other_paths_and_methods(daemon, smarthost, pki):
         assert "mailrelay" not in body
     assert get(port, "/metrics?x=1")[0] == 200
     assert get(port, "/metrics", "HEAD")[0] == 200
-    assert get(port, "/metrics", "POST")[0] == 501     # evhttp: a method not allowed
+    for method in ("POST", "PUT", "DELETE", "OPTIONS"):
+        assert get(port, "/metrics", method)[0] == 405, method
+
+    def raw(request, half_close=False):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.sendall(request)
+            if half_close:
+                s.shutdown(socket.SHUT_WR)
+            return read_all(s, 5)
+    # HTTP/1.0, the absolute form, a client that half-closes after its request
+    for request in (b"GET /metrics HTTP/1.0\r\n\r\n",
+                    b"GET http://127.0.0.1/metrics HTTP/1.1\r\nHost: x\r\n\r\n",
+                    b"GET /metrics HTTP/1.1\nHost: x\n\n"):
+        for half_close in (False, True):
+            reply = raw(request, half_close)
+            head, _, body = reply.partition(b"\r\n\r\n")
+            assert status_of(reply) == 200, (request, reply[:200])
+            assert b"\r\nConnection: close" in head, head
+            length = int(re.search(rb"\r\nContent-Length: (\d+)\r\n", head).group(1))
+            assert length == len(body) and b"mailrelay_build_info" in body
+    # a head whose end arrives in pieces (the pauses only make separate
+    # reads likely; the reply is the same either way)
+    for pieces in ((b"GET /metrics HTTP/1.1\r\nHost: x\r\n", b"\r", b"\n"),
+                   (b"GET /metrics HTTP/1.1\nHost: x\n", b"\n")):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for piece in pieces:
+                s.sendall(piece)
+                time.sleep(0.1)
+            reply = read_all(s, 3)
+        assert status_of(reply) == 200 and b"mailrelay_build_info" in reply, reply[:200]
+    reply = raw(b"POST /metrics HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc")
+    assert status_of(reply) == 405 and b"\r\nAllow: GET, HEAD\r\n" in reply, reply
+    assert status_of(raw(b"GET /metrics HTTP/2.0\r\n\r\n")) == 505
+    for request in (b"GET /metrics\r\n\r\n", b"GET  /metrics HTTP/1.1\r\n\r\n",
+                    b"\x00\x01\x02\r\n\r\n", b"GET /metrics FTP/1.0\r\n\r\n"):
+        reply = raw(request)
+        assert status_of(reply) == 400 and b"mailrelay_" not in reply, (request, reply)
     d.wait_for_log(r"metrics on http://127\.0\.0\.1:%d/metrics" % port)
 
 
@@ -225,38 +296,155 @@ def test_non_loopback_metrics_listen_is_refused(daemon, build):
         assert c.rc == 0, c
 
 
-def test_the_endpoint_is_bounded(daemon, smarthost, pki):
-    """A header past 8 KiB is refused and the connection closed; a client
-    that opens a connection and says nothing is cut off after the 10 s
-    request timeout; a scrape's connection closes after the reply."""
-    d, sh, port = metrics_daemon(daemon, smarthost, pki)
+DEADLINE = 5            # seconds a /metrics connection may live (metrics_listen.c)
+CONN_MAX = 16           # /metrics connections held at once
+PARTIAL = b"GET /metrics HTTP/1.1\r\n"       # a request whose head never ends
 
-    def read_all(s, limit):
-        s.settimeout(limit)
-        data = b""
-        while True:
+
+def read_all(s, limit):
+    """Everything the daemon sends until it closes (a reset counts as the
+    close); socket.timeout when it has not closed within limit seconds."""
+    s.settimeout(limit)
+    data = b""
+    while True:
+        try:
             chunk = s.recv(65536)
-            if not chunk:
-                return data
-            data += chunk
+        except ConnectionResetError:
+            return data
+        if not chunk:
+            return data
+        data += chunk
 
+
+def status_of(reply):
+    return int(reply.split(b"\r\n", 1)[0].split()[1])
+
+
+def conn_fds(pid, port):
+    """How many descriptors of process pid are connections to (or from) local
+    port: its sockets (/proc/PID/fd) matched by inode with /proc/net/tcp*."""
+    inodes = set()
+    for fd in os.listdir("/proc/%d/fd" % pid):
+        try:
+            link = os.readlink("/proc/%d/fd/%s" % (pid, fd))
+        except FileNotFoundError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    n = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            for row in f.readlines()[1:]:
+                cols = row.split()
+                # local address HEX:PORT, state 0A is LISTEN
+                if int(cols[1].rsplit(":", 1)[1], 16) == port and cols[3] != "0A" \
+                        and cols[9] in inodes:
+                    n += 1
+    return n
+
+
+def test_an_oversized_header_is_refused(daemon, smarthost, pki):
+    """A header past 8 KiB gets 431 (the whole of it sent, and one never
+    ended); a scrape's connection closes after the reply."""
+    d, sh, port = metrics_daemon(daemon, smarthost, pki)
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n")
         reply = read_all(s, 5)
-    assert reply.split(b"\r\n", 1)[0].split()[1] in (b"400", b"413", b"431"), reply[:200]
+    assert status_of(reply) == 431, reply[:200]
     assert b"mailrelay_" not in reply
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET /metrics HTTP/1.1\r\nX-Big: " + b"a" * 20000)
+        reply = read_all(s, 5)          # no end of the head in sight: refused all the same
+    assert status_of(reply) == 431, reply[:200]
 
     with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
         s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
         reply = read_all(s, 5)          # returns only because the daemon closes
     assert reply.startswith(b"HTTP/1.1 200") and b"mailrelay_build_info" in reply
 
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-        t0 = time.monotonic()
-        assert read_all(s, 20) == b""
+
+@pytest.mark.mailrelay_timeout(40)
+def test_silent_and_slow_clients_are_cut_at_the_deadline(daemon, smarthost, pki):
+    """A client that says nothing and one that sends its header a byte
+    every 0.3 s (each byte would restart a read timeout) are both cut
+    DEADLINE seconds after they connected."""
+    d, sh, port = metrics_daemon(daemon, smarthost, pki)
+    t0 = time.monotonic()
+    idle = socket.create_connection(("127.0.0.1", port), timeout=5)
+    loris = socket.create_connection(("127.0.0.1", port), timeout=5)
+    try:
+        loris.sendall(b"GET /metrics HTTP/1.1\r\nX-Slow: ")
+        cut = None
+        while time.monotonic() - t0 < 3 * DEADLINE:
+            try:
+                loris.sendall(b"a")
+            except (BrokenPipeError, ConnectionResetError):
+                cut = time.monotonic() - t0
+                break
+            r, _, _ = select.select([loris], [], [], 0.3)
+            if r:
+                assert read_all(loris, 1) == b""
+                cut = time.monotonic() - t0
+                break
+        assert cut is not None, "a byte every 0.3 s kept the connection for %ds" % (3 * DEADLINE)
+        assert DEADLINE - 1 <= cut <= DEADLINE + 3, cut
+        assert read_all(idle, DEADLINE + 3) == b""
         took = time.monotonic() - t0
-    assert 8 <= took <= 15, took
+        assert DEADLINE - 1 <= took <= DEADLINE + 3, took
+    finally:
+        idle.close()
+        loris.close()
     assert get(port, "/metrics")[0] == 200
+
+
+@pytest.mark.mailrelay_timeout(60)
+def test_connections_beyond_the_limit_are_refused_at_once(daemon, smarthost, pki):
+    """CONN_MAX connections that never end their request are held; the 184 opened next are each
+    answered 503 and closed at once, the daemon's descriptors and memory
+    do not follow them, the log says so once, and once the idle ones are
+    cut at the deadline a scrape is served again."""
+    d, sh, port = metrics_daemon(daemon, smarthost, pki)
+    pid = d.proc.pid
+    assert get(port, "/metrics")[0] == 200
+    # the scrape's connection is closed at the client's EOF, which may come after the reply
+    wait_until(lambda: conn_fds(pid, port) == 0, what="the scrape's connection closed")
+    rss0 = vmrss_kib(pid)
+    held, extra = [], []
+    try:
+        t0 = time.monotonic()
+        # each sends the start of a request (a silent connection might
+        # stay in the kernel's queue, with TCP_DEFER_ACCEPT)
+        for _ in range(CONN_MAX):
+            held.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            held[-1].sendall(PARTIAL)
+        wait_until(lambda: conn_fds(pid, port) == CONN_MAX, what="the first connections accepted")
+        peak_fds = 0
+        for _ in range(200 - CONN_MAX):
+            extra.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+            extra[-1].sendall(PARTIAL)
+            peak_fds = max(peak_fds, conn_fds(pid, port))
+        for s in extra:
+            reply = read_all(s, 2)      # socket.timeout: held open
+            assert reply == b"" or status_of(reply) == 503, reply[:200]
+            peak_fds = max(peak_fds, conn_fds(pid, port))
+        peak_rss = vmrss_kib(pid) - rss0
+        print("%d connections: the daemon held %d of them at most, VmRSS +%d KiB"
+              % (len(held) + len(extra), peak_fds, peak_rss))
+        assert peak_fds <= CONN_MAX + 1, peak_fds   # +1: one accepted, about to be refused
+        assert peak_rss < rss_bound_kb(pid), peak_rss
+        status, _, body = get(port, "/metrics")
+        assert status == 503 and "too many connections" in body, (status, body)
+        d.wait_for_log(r"metrics: connection refused: too many connections \(16\)")
+        assert len([l for l in d.log_lines() if "metrics: connection refused" in l]) == 1
+        assert time.monotonic() - t0 < DEADLINE, "the refusals waited for the deadline"
+        for s in held:
+            assert read_all(s, DEADLINE + 3) == b""
+    finally:
+        for s in held + extra:
+            s.close()
+    wait_until(lambda: conn_fds(pid, port) == 0, what="every connection closed")
+    status, ctype, body = get(port, "/metrics")
+    assert status == 200 and "mailrelay_build_info" in body
 
 
 def test_a_busy_metrics_port_stops_the_start(daemon, build):
