@@ -309,6 +309,23 @@ oauth2_status(const char *name)
 	return NULL;
 }
 
+const char *
+oauth2_holds_expiry(const struct config *c, const char *sender)
+{
+	const struct route_conf *rt = conf_route_find(c, sender);
+	size_t i;
+
+	/* routes are strict (dispatch.c): the route's smarthost is the only one */
+	for (i = rt ? rt->smarthost_index : 0; i < c->nsmarthosts; i++) {
+		const struct smarthost_conf *sh = &c->smarthosts[i];
+		if (sh->oauth2 != NULL && oauth2_status(sh->name) != NULL)
+			return sh->name;
+		if (rt != NULL)
+			break;
+	}
+	return NULL;
+}
+
 /* What happened and what a person must do about it: the grant decides. */
 static void
 person_sentence(char *buf, size_t len, const char *name, enum oauth2_grant grant, const char *what)

@@ -26,7 +26,9 @@
  *    request is made until the credential files change or the
  *    configuration is reloaded, and oauth2_status() tells `mailrelay
  *    status`.  Mail is never bounced for it: the session fails with a
- *    4.7.0 and the message waits or fails over.
+ *    4.7.0 and the message waits or fails over, and max_queue_time does
+ *    not expire it while a smarthost it could go to needs authorisation
+ *    (oauth2_holds_expiry()).
  *
  * Secrets: no token, secret, refresh token or assertion is ever logged;
  * buffers are wiped with explicit_bzero; the daemon is made non-dumpable
@@ -77,5 +79,14 @@ int oauth2_reply_needs_person(const struct smtp_reply *r);
 
 /* The "needs authorisation" sentence of a smarthost, or NULL. */
 const char *oauth2_status(const char *name);
+
+/*
+ * The name of a smarthost that could carry mail from sender (its route's
+ * smarthost, else any in the failover list) and that needs authorisation,
+ * or NULL.  While there is one, the mail waits for a person and is not
+ * expired at max_queue_time (delivery_trouble.c): it was not bounced for
+ * a failure only a person can end.
+ */
+const char *oauth2_holds_expiry(const struct config *c, const char *sender);
 
 #endif

@@ -87,10 +87,10 @@ def oauth_host(pki, sh, endpoint, auth="xoauth2", **oauth2):
     return opts
 
 
-def start(daemon, smarthosts, extra=""):
+def start(daemon, smarthosts, extra="", overrides=None):
     """A daemon whose smarthosts may hold an oauth2 section (rendered by
     render_config as `oauth2 = {...}`, written here as the section it is)."""
-    d = daemon(smarthosts=smarthosts, extra=extra, start=False)
+    d = daemon(smarthosts=smarthosts, extra=extra, overrides=overrides, start=False)
     text = d.config_text.replace("oauth2 = {", "oauth2 {")
     with open(d.conf, "w") as f:
         f.write(text)
@@ -428,6 +428,46 @@ def test_invalid_grant_keeps_mail_queued_others_deliver_status_explains(
     sent(d, qid)
     delivered_once(sh, msg)
     assert_no_secret_logged(d, endpoint, sh)
+
+
+def test_mail_waiting_for_authorisation_is_not_expired(daemon, workdir, pki, endpoint,
+                                                       oauth_smarthost, smarthost):
+    """max_queue_time does not bounce mail whose smarthost needs a person;
+    mail that only a working (but refusing) smarthost could take still
+    expires, and the authorised smarthost delivers the kept mail."""
+    sh = oauth_smarthost(endpoint)
+    other = smarthost()
+    other.rcpt_replies = {"busy@example.net": "450 4.2.0 mailbox busy"}
+    rt = write_secret(workdir, "m365.refresh", "rt-revoked-" + os.urandom(8).hex())
+    d = start(daemon, [("m365", oauth_host(pki, sh, endpoint, refresh_token_file=rt)),
+                       ("other", smarthost_opts(other.port))],
+              extra='route { from = "@contoso.test"; smarthost = m365 }\n'
+                    'route { from = "@example.org"; smarthost = other }',
+              overrides={"max_queue_time": "2s", "retry_schedule": ["1s"]})
+    msg, qid = submit(d, "waits for a person", sender="app@contoso.test")
+    d.wait_for_log(r"^mailrelayd: smarthost m365 needs authorisation")
+    busy = make_message(subject="expires", sender=SENDER, to=("busy@example.net",))
+    assert d.sendmail(["-i", "-f", SENDER, "busy@example.net"], busy).rc == 0
+    qid2 = d.accepted_id(SENDER)
+    # the control: a temporary failure through a smarthost that needs no person expires
+    d.wait_for_record(id=qid2, to="busy@example.net", status="bounced", timeout=20)
+    # the kept one: deferred again after max_queue_time, saying why, never bounced
+    d.wait_for_log(r"^mailrelayd: %s: to=<%s>, .*status=deferred \(.*; kept past max_queue_time: "
+                   r"smarthost m365 needs authorisation\)" % (qid, RCPT), timeout=20)
+    assert d.outcomes(qid, status="bounced") == [], d.log_text()[-3000:]
+    q = [m for m in d.queue_json() if m["id"] == qid]
+    assert len(q) == 1 and q[0]["recipients"][0]["status"] == "pending", d.queue_json()
+    assert "kept past max_queue_time" in q[0]["recipients"][0]["last_reply"], q
+    assert [t for t in other.delivered() if t.mail_from == "" and
+            "waits for a person" in t.content.decode("utf-8", "replace")] == []
+    # a person acts: the kept mail is delivered, not bounced
+    good = endpoint._new_refresh()
+    write_secret(workdir, "m365.refresh.new", good)
+    os.rename(os.path.join(workdir, "m365.refresh.new"), rt)
+    d.mailrelay(["flush"])
+    sent(d, qid)
+    delivered_once(sh, msg)
+    assert d.outcomes(qid, status="bounced") == []
 
 
 # ---------------------------------------------------------------------------
