@@ -8,9 +8,10 @@
  * with a token, or with the reason there is none.
  *
  * Life cycle, per smarthost (kept by name across reloads):
- *  - a token is used until 80% of its lifetime has passed; the next
- *    session after that asks for a new one (and uses the old one while it
- *    is still valid if the endpoint cannot be reached);
+ *  - at 80% of a token's lifetime a timer asks for the next one in the
+ *    background, so that sessions find a fresh token; a renewal that
+ *    fails is tried again with a back-off until the token expires, the
+ *    old one serving meanwhile; after that the next session asks;
  *  - tokens are kept in memory and in spool_dir/oauth2-NAME.token (mode
  *    0600, replaced atomically), so that a restart needs no request; the
  *    file is used only while the section's client, endpoint, scope, grant
@@ -48,6 +49,7 @@ typedef void (*oauth2_cb)(const char *token, unsigned long gen, const char *err,
 
 struct oauth2_wait;
 
+/* Also takes the tokens kept in the spool for D->rc's smarthosts and arms their renewal. */
 int oauth2_init(struct event_base *base, const char *spool_dir);
 void oauth2_shutdown(void);
 

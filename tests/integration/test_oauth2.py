@@ -261,17 +261,19 @@ def test_refresh_token_rotation_written_back(daemon, workdir, pki, endpoint, oau
     sent(d, qid)
     with open(rt) as f:
         now_in_file = f.read().strip()
-    assert now_in_file == endpoint.refresh_issued[-1] != first
+    assert now_in_file in endpoint.refresh_issued[1:], endpoint.summary()
     assert oct(os.stat(rt).st_mode & 0o777) == "0o600"
-    # the next token (the first is past 80% of its 2s) comes from the rotated refresh token
-    issued_at = endpoint.issued[-1][1]
-    wait_until(lambda: time.time() > issued_at + 1.7, timeout=5, what="the token to age")
+    # the next token (renewed at 80% of its 2s) comes from the rotated refresh token,
+    # and each later one from the one rotated before it
+    wait_until(lambda: len(endpoint.requests(grant="refresh_token")) >= 2, timeout=10,
+               what="the renewal", alive=d.check_alive)
     msg2, qid2 = submit(d, "delegated two")
     sent(d, qid2)
     reqs = endpoint.requests(grant="refresh_token")
-    assert [r.status for r in reqs] == [200, 200], endpoint.summary()
+    assert all(r.status == 200 for r in reqs), endpoint.summary()
     assert reqs[0].form["refresh_token"] == first
-    assert reqs[1].form["refresh_token"] == now_in_file
+    for i in range(1, len(reqs)):
+        assert reqs[i].form["refresh_token"] == endpoint.refresh_issued[i], endpoint.summary()
     d.wait_for_log(r"smarthost m365: the token endpoint rotated the refresh token; .* rewritten")
     assert_no_secret_logged(d, endpoint, sh)
 
@@ -279,27 +281,72 @@ def test_refresh_token_rotation_written_back(daemon, workdir, pki, endpoint, oau
 # ---------------------------------------------------------------------------
 # life cycle
 
-def test_refresh_before_expiry_without_failed_auth(daemon, workdir, pki, endpoint, oauth_smarthost):
+def test_token_renewed_in_background_before_expiry(daemon, workdir, pki, endpoint,
+                                                  oauth_smarthost):
+    """At 80% of its lifetime the token is renewed by a timer while no mail
+    flows; the next delivery then asks the endpoint nothing and no AUTH
+    fails."""
     endpoint.clients[CLIENT_ID] = "cs-" + os.urandom(8).hex()
-    endpoint.lifetime = 3
+    endpoint.lifetime = 8
     sh = oauth_smarthost(endpoint)
     secret = write_secret(workdir, "client.secret", endpoint.clients[CLIENT_ID])
     d = start(daemon, [("m365", oauth_host(pki, sh, endpoint, client_secret_file=secret))])
     msg, qid = submit(d, "first")
     sent(d, qid)
-    issued_at = endpoint.issued[-1][1]
-    # within 80% of the lifetime: the same token
-    msg, qid = submit(d, "second, same token")
+    issued_at = endpoint.issued[0][1]
+    wait_until(lambda: len(endpoint.requests(status=200)) >= 2, timeout=15,
+               what="the renewal in the background", alive=d.check_alive)
+    renewal = endpoint.requests()[1]
+    # about 80% of the lifetime, before expiry, with no session open meanwhile
+    assert issued_at + 5.5 < renewal.time < issued_at + 8, (issued_at, renewal.time)
+    assert len(sh.delivered()) == 1 and sh.in_data == 0
+    d.wait_for_log(r"smarthost m365: renewing the OAuth2 access token before it expires")
+    n = len(endpoint.requests())
+    t0 = time.time()
+    msg2, qid2 = submit(d, "second, with the renewed token")
+    sent(d, qid2)
+    t1 = time.time()
+    assert [r for r in endpoint.requests() if t0 <= r.time <= t1] == [], endpoint.summary()
+    assert len(endpoint.requests()) >= n
+    assert sh.auth_exchanges(success=False) == [], sh.auth_exchanges()
+    assert sh.auth_exchanges(success=True)[-1].secret == endpoint.issued[1][0]
+    assert_no_secret_logged(d, endpoint, sh)
+
+
+def test_failing_renewal_backs_off_and_stops_at_expiry(daemon, workdir, pki, endpoint,
+                                                       oauth_smarthost):
+    """An endpoint that fails the renewal gets a few requests spaced by a
+    growing wait, none after the token expired while no mail flows; the
+    next delivery asks again and goes through."""
+    endpoint.clients[CLIENT_ID] = "cs-" + os.urandom(8).hex()
+    endpoint.lifetime = 8
+    sh = oauth_smarthost(endpoint)
+    secret = write_secret(workdir, "client.secret", endpoint.clients[CLIENT_ID])
+    d = start(daemon, [("m365", oauth_host(pki, sh, endpoint, client_secret_file=secret))])
+    msg, qid = submit(d, "first")
     sent(d, qid)
-    if time.time() < issued_at + 2.3:
-        assert len(endpoint.requests()) == 1, endpoint.summary()
-    # past 80% but before expiry: a new token, asked before AUTH, never a rejected AUTH
-    wait_until(lambda: time.time() > issued_at + 2.5, timeout=5, what="80% of the lifetime")
-    msg, qid = submit(d, "third, renewed")
-    sent(d, qid)
-    assert len(endpoint.requests(status=200)) == 2, endpoint.summary()
+    issued_at = endpoint.issued[0][1]
+    endpoint.answers = [(503, {"error": "temporarily_unavailable",
+                               "error_description": "AADSTS90033: A transient error."})] * 50
+    wait_until(lambda: endpoint.requests(status=503), timeout=15,
+               what="the failed renewal", alive=d.check_alive)
+    # idle until well past expiry: no request after it
+    wait_until(lambda: time.time() > issued_at + 10, timeout=15, what="the token to expire")
+    failed = endpoint.requests(status=503)
+    assert 1 <= len(failed) <= 2, endpoint.summary()
+    assert all(issued_at + 5.5 < r.time < issued_at + 8 for r in failed), endpoint.summary()
+    if len(failed) == 2:
+        assert failed[1].time - failed[0].time >= 0.95, endpoint.summary()
+    assert len(endpoint.requests()) == 1 + len(failed), endpoint.summary()
+    d.wait_for_log(r"smarthost m365: the OAuth2 token endpoint failed: HTTP 503")
+    assert "needs authorisation" not in d.log_text()
+    # the endpoint is back: the next delivery asks (the old token has expired)
+    endpoint.answers = []
+    msg2, qid2 = submit(d, "after the endpoint came back")
+    sent(d, qid2)
     assert sh.auth_exchanges(success=False) == [], sh.auth_exchanges()
     assert sh.auth_exchanges(success=True)[-1].secret == endpoint.issued[-1][0]
+    assert_no_secret_logged(d, endpoint, sh)
 
 
 def test_stale_token_microsoft_535_recovers_in_same_session(daemon, workdir, pki, endpoint,
