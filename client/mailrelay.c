@@ -13,6 +13,8 @@
 #include <sysexits.h>
 #include <time.h>
 
+#include <json-c/json.h>
+
 #include "conf/conf.h"
 #include "cfgshow.h"
 #include "oauth2cli.h"
@@ -20,6 +22,8 @@
 #include "ctlproto.h"
 #include "log.h"
 #include "qprint.h"
+#include "daemon/oauth2_proto.h"
+#include "spool/qjson.h"
 
 static void
 usage(void)
@@ -152,9 +156,24 @@ cmd_queue_change(const char *path, const char *verb, int argc, char **argv)
 }
 
 /*
+ * With the daemon down: the needs-authorisation sentence it left in the
+ * spool for smarthost sh (daemon/oauth2.c), or NULL.
+ */
+static char *
+offline_needs_authorisation(const struct config *c, const struct smarthost_conf *sh)
+{
+	time_t since;
+
+	if (sh->oauth2 == NULL)
+		return NULL;
+	return oauth2_state_read(c->spool_dir, sh->name, &since);
+}
+
+/*
  * mailrelay status [--json|--prometheus]: the daemon's own account over the
  * control socket; when it cannot be reached, what the spool holds, saying
- * so, and exit 69 (for monitoring).  --prometheus prints the daemon's
+ * so, with any smarthost the daemon left needing authorisation, and exit
+ * 69 (for monitoring).  --prometheus prints the daemon's
  * metrics (daemon/metrics.h) and, with the daemon down, nothing.
  */
 static int
@@ -193,22 +212,32 @@ cmd_status(const char *path, int argc, char **argv)
 		return EX_UNAVAILABLE;
 	}
 	if (json) {
-		printf("{\"running\": false, \"error\": \"");
-		for (const char *p = err; *p; p++)
-			if (*p == '"' || *p == '\\')
-				printf("\\%c", *p);
-			else if ((unsigned char)*p >= 0x20)
-				putchar(*p);
-		printf("\"");
+		json_object *o = json_object_new_object(), *sa = json_object_new_array();
+		json_object_object_add(o, "running", json_object_new_boolean(0));
+		json_object_object_add(o, "error", json_object_new_string(err));
 		if (qrc == 0) {
-			printf(", \"queue\": {\"messages\": %zu, \"held\": %zu, \"damaged\": %zu, \"oldest_age\": ",
-			    q.messages, q.held, q.damaged);
-			if (q.oldest)
-				printf("%lld}", (long long)(now - q.oldest));
-			else
-				printf("null}");
+			json_object *jq = json_object_new_object();
+			json_object_object_add(jq, "messages", json_object_new_int64((int64_t)q.messages));
+			json_object_object_add(jq, "held", json_object_new_int64((int64_t)q.held));
+			json_object_object_add(jq, "damaged", json_object_new_int64((int64_t)q.damaged));
+			json_object_object_add(jq, "oldest_age",
+			    q.oldest ? json_object_new_int64((int64_t)(now - q.oldest)) : NULL);
+			json_object_object_add(o, "queue", jq);
 		}
-		printf("}\n");
+		for (size_t i = 0; i < c->nsmarthosts; i++) {
+			const struct smarthost_conf *sh = &c->smarthosts[i];
+			json_object *js = json_object_new_object();
+			char *why = offline_needs_authorisation(c, sh);
+			json_object_object_add(js, "name", json_object_new_string(sh->name));
+			json_object_object_add(js, "host", json_object_new_string(sh->host));
+			json_object_object_add(js, "port", json_object_new_int(sh->port));
+			json_object_object_add(js, "needs_authorisation", why ? json_object_new_string(why) : NULL);
+			json_object_array_add(sa, js);
+			free(why);
+		}
+		json_object_object_add(o, "smarthosts", sa);
+		printf("%s\n", json_object_to_json_string_ext(o, QJSON_FLAGS));
+		json_object_put(o);
 	} else {
 		printf("mailrelayd is not running (%s)\n", err);
 		if (qrc == 0)
@@ -216,6 +245,12 @@ cmd_status(const char *path, int argc, char **argv)
 			    q.messages, q.held, q.damaged);
 		else
 			printf("queue: cannot be read: %s\n", qerr);
+		for (size_t i = 0; i < c->nsmarthosts; i++) {
+			char *why = offline_needs_authorisation(c, &c->smarthosts[i]);
+			if (why != NULL)
+				printf("%s\n", why);
+			free(why);
+		}
 	}
 	conf_free(c);
 	return EX_UNAVAILABLE;

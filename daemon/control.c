@@ -591,14 +591,18 @@ do_status(struct csession *s, const struct ctl_req *req)
 	for (i = 0; i < c->nsmarthosts; i++) {
 		const struct smarthost_conf *sh = &c->smarthosts[i];
 		struct shstate *st = shstate_get(sh->name);
+		const char *na = oauth2_status(sh->name);
+		char mark[200];
 		ago(a, sizeof a, st->last_success, now);
 		cs_reply(s, "D smarthost %s (%s:%u): last success %s", sh->name, sh->host, sh->port, a);
-		if (st->last_error[0]) {
+		/* a last error that is the needs-authorisation sentence (cut short) is said once, whole, below */
+		snprintf(mark, sizeof mark, "smarthost %s needs authorisation", sh->name);
+		if (st->last_error[0] && (na == NULL || strstr(st->last_error, mark) == NULL)) {
 			ago(b2, sizeof b2, st->last_failure, now);
 			cs_reply(s, "D   last error %s: %s", b2, st->last_error);
 		}
-		if (oauth2_status(sh->name) != NULL)
-			cs_reply(s, "D   %s", oauth2_status(sh->name));
+		if (na != NULL)
+			cs_reply(s, "D   %s", na);
 		if (st->down_until > now) {
 			ago(b2, sizeof b2, st->down_until, now);
 			cs_reply(s, "D   backed off after %u failure(s); next try %s", st->failures, b2);

@@ -30,6 +30,7 @@
 
 #include <sys/stat.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -388,19 +389,46 @@ answer_now(struct tok *t, struct oauth2_wait *w)
 
 /* ---- needing a person ------------------------------------------------------- */
 
-/* Mark t as needing a person, for the credentials and files the failed request used. */
+/*
+ * Mark t as needing a person, for the credentials and files the last
+ * request used (a reload, which makes new credentials, or a change of the
+ * files clears it at oauth2_get()); said once at error level, and kept in
+ * the spool for `mailrelay status` while the daemon is down.
+ */
 static void
 set_person(struct tok *t, const char *why)
 {
 	int was = t->person;
+	char e[600];
 
 	t->person = 1;
 	snprintf(t->why, sizeof t->why, "%s", why);
 	t->fail_creds = t->req_creds;
 	memcpy(t->fail_sig, t->req_sig, sizeof t->fail_sig);
 	tok_drop_token(t);
-	if (!was)
-		log_errx("%s", t->why);
+	if (was)
+		return;
+	log_errx("%s", t->why);
+	if (O.spool_dir != NULL &&
+	    oauth2_state_write(O.spool_dir, t->name, time(NULL), t->why, e, sizeof e) == -1)
+		log_warnx("smarthost %s: cannot keep the needs-authorisation state in the spool: %s",
+		    t->name, e);
+}
+
+/* A person acted (or may have): t asks again, and the state in the spool goes. */
+static void
+clear_person(struct tok *t)
+{
+	if (!t->person)
+		return;
+	t->person = 0;
+	t->why[0] = '\0';
+	if (O.spool_dir != NULL) {
+		char *path = oauth2_state_path(O.spool_dir, t->name);
+		if (unlink(path) == -1 && errno != ENOENT)
+			log_warn("smarthost %s: cannot remove %s", t->name, path);
+		free(path);
+	}
 }
 
 void
@@ -408,16 +436,8 @@ oauth2_needs_person(const char *name, const char *why)
 {
 	struct tok *t = tok_get(name);
 
-	if (!t->person) {
-		/* the files to watch are unknown here: a reload or a file change clears it at oauth2_get() */
-		/* a reload (new credentials) or a change of the files clears it */
-		t->person = 1;
-		snprintf(t->why, sizeof t->why, "%s", why);
-		t->fail_creds = t->req_creds;
-		memcpy(t->fail_sig, t->req_sig, sizeof t->fail_sig);
-		tok_drop_token(t);
-		log_errx("%s", t->why);
-	}
+	if (!t->person)
+		set_person(t, why);
 }
 
 const char *
@@ -517,7 +537,7 @@ on_answer(int status, const char *body, size_t len, const char *err, void *arg)
 				    "the old one may stop working soon", t->name, e);
 		}
 		tok_adopt(t, &a.access_token, &a.scope, &a.audience, now_ms(), now + a.expires_in);
-		t->person = 0;
+		clear_person(t);
 		log_info("smarthost %s: OAuth2 access token obtained, valid for %lds%s%s", t->name,
 		    a.expires_in, t->scope ? ", scope " : "", t->scope ? t->scope : "");
 		struct oauth2_cached c = { t->token, t->obtained, t->expires, t->scope, t->audience, "" };
@@ -650,7 +670,8 @@ on_renew(evutil_socket_t fd, short what, void *arg)
 
 /*
  * At start: the tokens kept in the spool for the configured smarthosts
- * are taken now, so that their renewal runs even while no mail flows.
+ * are taken now, so that their renewal runs even while no mail flows,
+ * and so is a needs-authorisation state the daemon left there.
  */
 static void
 arm_cached(void)
@@ -668,6 +689,20 @@ arm_cached(void)
 		oauth2_cache_key(sh, key);
 		memcpy(t->key, key, sizeof key);
 		load_cache(t);
+		/*
+		 * Needing authorisation when the daemon stopped: shown by status
+		 * until the first session asks again (fail_creds 0 matches no
+		 * credentials, so that first request is made).
+		 */
+		time_t since;
+		char *why = oauth2_state_read(O.spool_dir, sh->name, &since);
+		if (why != NULL) {
+			t->person = 1;
+			t->fail_creds = 0;
+			snprintf(t->why, sizeof t->why, "%s", why);
+			tok_drop_token(t);
+			free(why);
+		}
 	}
 }
 
@@ -698,8 +733,13 @@ oauth2_get(const struct smarthost_conf *sh, const struct oauth2_creds *creds,
 		sigs_of(sh, s);
 		if (t->fail_creds == creds->serial && memcmp(s, t->fail_sig, sizeof s) == 0)
 			return answer_now(t, w);
-		log_info("smarthost %s: credentials changed; asking for an OAuth2 token again", sh->name);
-		t->person = 0;
+		if (t->fail_creds == 0)
+			log_info("smarthost %s needed authorisation when the daemon last ran; "
+			    "asking for an OAuth2 token again", sh->name);
+		else
+			log_info("smarthost %s: credentials changed; asking for an OAuth2 token again",
+			    sh->name);
+		clear_person(t);
 	}
 	if (!t->cache_tried)
 		load_cache(t);

@@ -26,7 +26,9 @@
  *    one error-level log line says what happened and what to run, no
  *    request is made until the credential files change or the
  *    configuration is reloaded, and oauth2_status() tells `mailrelay
- *    status`.  Mail is never bounced for it: the session fails with a
+ *    status`; the state is also kept in spool_dir/oauth2-NAME.state
+ *    (oauth2_state_write()) while it lasts, for `mailrelay status` with
+ *    the daemon down, and taken up again when the daemon starts.  Mail is never bounced for it: the session fails with a
  *    4.7.0 and the message waits or fails over, and max_queue_time does
  *    not expire it while a smarthost it could go to needs authorisation
  *    (oauth2_holds_expiry()).

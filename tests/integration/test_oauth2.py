@@ -517,6 +517,48 @@ def test_mail_waiting_for_authorisation_is_not_expired(daemon, workdir, pki, end
     assert d.outcomes(qid, status="bounced") == []
 
 
+def test_needs_authorisation_shown_once_and_with_the_daemon_down(daemon, workdir, pki, endpoint,
+                                                                 oauth_smarthost):
+    """status says it once; the daemon keeps the state in the spool (0600),
+    so status with the daemon down still shows it; it goes once a person
+    acted and a token was had."""
+    sh = oauth_smarthost(endpoint)
+    rt = write_secret(workdir, "m365.refresh", "rt-revoked-" + os.urandom(8).hex())
+    d = start(daemon, [("m365", oauth_host(pki, sh, endpoint, refresh_token_file=rt))])
+    msg, qid = submit(d, "waits for a person")
+    d.wait_for_record(id=qid, to=RCPT, status="deferred", timeout=15)
+    r = d.mailrelay(["status"])
+    assert r.rc == 0, r
+    assert r.out_text.count("smarthost m365 needs authorisation") == 1, r.out_text
+    assert "run: mailrelay oauth2 authorize --smarthost m365" in r.out_text, r.out_text
+    state = os.path.join(d.spool, "oauth2-m365.state")
+    assert oct(os.stat(state).st_mode & 0o777) == "0o600"
+    d.stop()
+    r = d.mailrelay(["status"])
+    assert r.rc == 69 and "mailrelayd is not running" in r.out_text, r
+    assert r.out_text.count("smarthost m365 needs authorisation") == 1, r.out_text
+    assert "invalid_grant" in r.out_text and \
+        "run: mailrelay oauth2 authorize --smarthost m365" in r.out_text, r.out_text
+    r = d.mailrelay(["status", "--json"])
+    js = json.loads(r.out)
+    assert r.rc == 69 and js["running"] is False, r
+    na = {s["name"]: s["needs_authorisation"] for s in js["smarthosts"]}
+    assert "invalid_grant" in na["m365"], js
+    # a person acts while the daemon is down; it starts, asks again and delivers
+    write_secret(workdir, "m365.refresh.new", endpoint._new_refresh())
+    os.rename(os.path.join(workdir, "m365.refresh.new"), rt)
+    d.start()
+    sent(d, qid)
+    delivered_once(sh, msg)
+    d.wait_for_log(r"smarthost m365 needed authorisation when the daemon last ran; asking")
+    assert not os.path.exists(state)
+    assert "needs authorisation" not in d.mailrelay(["status"]).out_text
+    d.stop()
+    r = d.mailrelay(["status", "--json"])
+    assert [s["needs_authorisation"] for s in json.loads(r.out)["smarthosts"]] == [None], r.out
+    assert_no_secret_logged(d, endpoint, sh)
+
+
 # ---------------------------------------------------------------------------
 # the CLI: mailrelay oauth2 authorize | token
 

@@ -104,7 +104,8 @@ STATUS_SMARTHOST = {"name": STR, "host": STR, "port": INT, "last_success": (STR,
                     "last_failure": (STR, NULL), "last_error": (STR, NULL), "failures": INT,
                     "backoff_until": (STR, NULL), "rate_limit": (STR, NULL), "paced_until": (STR, NULL),
                     "needs_authorisation": (STR, NULL)}
-STATUS_DOWN = {"running": BOOL, "error": STR, "queue": dict}
+STATUS_DOWN = {"running": BOOL, "error": STR, "queue": dict, "smarthosts": list}
+STATUS_DOWN_SMARTHOST = {"name": STR, "host": STR, "port": INT, "needs_authorisation": (STR, NULL)}
 STATUS_DOWN_QUEUE = {"messages": INT, "held": INT, "damaged": INT, "oldest_age": (INT, NULL)}
 
 
@@ -162,4 +163,7 @@ def test_json_outputs_keep_their_documented_layout(daemon, smarthost):
             s = json.loads(r.out_text)
             conforms(s, STATUS_DOWN, "status (down)")
             conforms(s["queue"], STATUS_DOWN_QUEUE, "status (down).queue")
+            assert [h["name"] for h in s["smarthosts"]] == ["main", "backup"]
+            for h in s["smarthosts"]:
+                conforms(h, STATUS_DOWN_SMARTHOST, "status (down).smarthosts[%s]" % h["name"])
             assert s["running"] is False and s["queue"]["messages"] == 2 and s["queue"]["held"] == 1
