@@ -13,8 +13,6 @@
 #include <sysexits.h>
 #include <time.h>
 
-#include <json-c/json.h>
-
 #include "conf/conf.h"
 #include "cfgshow.h"
 #include "oauth2cli.h"
@@ -231,13 +229,12 @@ cmd_status(const char *path, int argc, char **argv)
 			json_object_object_add(js, "name", json_object_new_string(sh->name));
 			json_object_object_add(js, "host", json_object_new_string(sh->host));
 			json_object_object_add(js, "port", json_object_new_int(sh->port));
-			json_object_object_add(js, "needs_authorisation", why ? json_object_new_string(why) : NULL);
+			json_object_object_add(js, "needs_authorisation", qjson_str(why));
 			json_object_array_add(sa, js);
 			free(why);
 		}
 		json_object_object_add(o, "smarthosts", sa);
-		printf("%s\n", json_object_to_json_string_ext(o, QJSON_FLAGS));
-		json_object_put(o);
+		qjson_print(stdout, o);
 	} else {
 		printf("mailrelayd is not running (%s)\n", err);
 		if (qrc == 0)
@@ -332,7 +329,7 @@ main(int argc, char **argv)
 		else if (argc != 1)
 			usage();
 		struct config *c = load(path);
-		rc = queue_list("mailrelay", c, json);
+		rc = queue_list("mailrelay", c, json ? &qjson_list : NULL);
 		conf_free(c);
 		return rc;
 	}
