@@ -349,6 +349,33 @@ def test_failing_renewal_backs_off_and_stops_at_expiry(daemon, workdir, pki, end
     assert_no_secret_logged(d, endpoint, sh)
 
 
+def test_no_renewal_once_a_reload_took_the_oauth2_section_away(daemon, workdir, pki, endpoint,
+                                                                oauth_smarthost):
+    """The renewal timer asks the current configuration: a smarthost
+    without an oauth2 section after a reload gets no token request."""
+    endpoint.clients[CLIENT_ID] = "cs-" + os.urandom(8).hex()
+    endpoint.lifetime = 4
+    sh = oauth_smarthost(endpoint)
+    secret = write_secret(workdir, "client.secret", endpoint.clients[CLIENT_ID])
+    d = start(daemon, [("m365", oauth_host(pki, sh, endpoint, client_secret_file=secret))])
+    msg, qid = submit(d, "one")
+    sent(d, qid)
+    issued_at = endpoint.issued[0][1]
+    with open(d.conf) as f:
+        text = f.read()
+    text = re.sub(r"\n\s*oauth2 \{[^}]*\}", "", text).replace("auth = xoauth2", "auth = none")
+    assert "oauth2" not in text
+    with open(d.conf, "w") as f:
+        f.write(text)
+    n = len(d.log_lines())
+    d.hup()
+    d.wait_for_log(r"configuration reloaded", after=n)
+    assert time.time() < issued_at + 3, "the reload came after the renewal was due"
+    # past the renewal (80%) and the expiry of the token: nothing asked
+    wait_until(lambda: time.time() > issued_at + 5, timeout=10, what="the token's lifetime")
+    assert len(endpoint.requests()) == 1, endpoint.summary()
+
+
 def test_stale_token_microsoft_535_recovers_in_same_session(daemon, workdir, pki, endpoint,
                                                             oauth_smarthost):
     endpoint.clients[CLIENT_ID] = "cs-" + os.urandom(8).hex()
