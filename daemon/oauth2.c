@@ -51,6 +51,7 @@
  */
 #define RENEW_MARGIN(lifetime_s) ((lifetime_s) * 100LL < 30000 ? (lifetime_s) * 100LL : 30000)
 #define RENEW_STEP_MAX_MS (5 * 60 * 1000LL)
+#define RENEW_MIN_MS 1000LL	/* the least time from one token to the renewal asking for the next */
 
 struct oauth2_wait {
 	struct tok *t;
@@ -194,7 +195,9 @@ tok_adopt(struct tok *t, char **token, char **scope, char **audience, long long 
 	t->expires = expires;
 	t->gen = ++O.gen;
 	t->renew_failures = 0;
-	renew_arm(t, obtained_ms + (long long)(expires - obtained) * 800);
+	/* never sooner than RENEW_MIN_MS: an endpoint's 1-second tokens make no busy loop */
+	long long after = (long long)(expires - obtained) * 800;
+	renew_arm(t, obtained_ms + (after > RENEW_MIN_MS ? after : RENEW_MIN_MS));
 }
 
 /* The wait before renewal attempt failures+1 of a token of the given lifetime, in ms. */
