@@ -23,7 +23,10 @@
 #include "ctlclient.h"
 #include "ctlproto.h"
 #include "log.h"
+#include "mtest.h"
 #include "qprint.h"
+#include "daemon/oauth2_proto.h"
+#include "spool/qjson.h"
 
 /*
  * The commands, their arguments and their help: `mailrelay --help` lists
@@ -75,6 +78,19 @@ static const struct command commands[] = {
 	  "  token      the current token's expiry, scopes and audience (never the token)\n"
 	  "  authorize  obtain the first refresh token (device code, or a browser with PKCE)\n"
 	  "  --smarthost NAME  the smarthost section with the oauth2 settings\n" },
+	{ "test", "--to ADDR [--from ADDR] [--smarthost NAME] [--json] | --probe",
+	  "send a test message now and show each step; or probe up to AUTH",
+	  "--to= --from= --smarthost= --json --probe",
+	  "  --to ADDR         the recipient of the test message\n"
+	  "  --from ADDR       its sender (default: from_address, else the username if it is an\n"
+	  "                    address, else root@hostname)\n"
+	  "  --smarthost NAME  the smarthost to test (default: the one the sender is routed to;\n"
+	  "                    with --probe: every one)\n"
+	  "  --probe           greeting, EHLO, TLS and AUTH only: nothing is sent\n"
+	  "  --json            the steps and the result as JSON\n"
+	  "Exit 0 when the smarthost accepted the message (or, with --probe, is ready for mail);\n"
+	  "otherwise 68 (no such host), 69 (refused or unreachable), 75 (try later),\n"
+	  "76 (protocol), 77 (credentials), 78 (configuration).\n" },
 	{ "version", "", "print the version", "", "" },
 };
 
@@ -292,9 +308,24 @@ cmd_queue_change(const char *path, const char *verb, int argc, char **argv)
 }
 
 /*
+ * With the daemon down: the needs-authorisation sentence it left in the
+ * spool for smarthost sh (daemon/oauth2.c), or NULL.
+ */
+static char *
+offline_needs_authorisation(const struct config *c, const struct smarthost_conf *sh)
+{
+	time_t since;
+
+	if (sh->oauth2 == NULL)
+		return NULL;
+	return oauth2_state_read(c->spool_dir, sh->name, &since);
+}
+
+/*
  * mailrelay status [--json|--prometheus]: the daemon's own account over the
  * control socket; when it cannot be reached, what the spool holds, saying
- * so, and exit 69 (for monitoring).  --prometheus prints the daemon's
+ * so, with any smarthost the daemon left needing authorisation, and exit
+ * 69 (for monitoring).  --prometheus prints the daemon's
  * metrics (daemon/metrics.h) and, with the daemon down, nothing.
  */
 static int
@@ -333,22 +364,31 @@ cmd_status(const char *path, int argc, char **argv)
 		return EX_UNAVAILABLE;
 	}
 	if (json) {
-		printf("{\"running\": false, \"error\": \"");
-		for (const char *p = err; *p; p++)
-			if (*p == '"' || *p == '\\')
-				printf("\\%c", *p);
-			else if ((unsigned char)*p >= 0x20)
-				putchar(*p);
-		printf("\"");
+		json_object *o = json_object_new_object(), *sa = json_object_new_array();
+		json_object_object_add(o, "running", json_object_new_boolean(0));
+		json_object_object_add(o, "error", json_object_new_string(err));
 		if (qrc == 0) {
-			printf(", \"queue\": {\"messages\": %zu, \"held\": %zu, \"damaged\": %zu, \"oldest_age\": ",
-			    q.messages, q.held, q.damaged);
-			if (q.oldest)
-				printf("%lld}", (long long)(now - q.oldest));
-			else
-				printf("null}");
+			json_object *jq = json_object_new_object();
+			json_object_object_add(jq, "messages", json_object_new_int64((int64_t)q.messages));
+			json_object_object_add(jq, "held", json_object_new_int64((int64_t)q.held));
+			json_object_object_add(jq, "damaged", json_object_new_int64((int64_t)q.damaged));
+			json_object_object_add(jq, "oldest_age",
+			    q.oldest ? json_object_new_int64((int64_t)(now - q.oldest)) : NULL);
+			json_object_object_add(o, "queue", jq);
 		}
-		printf("}\n");
+		for (size_t i = 0; i < c->nsmarthosts; i++) {
+			const struct smarthost_conf *sh = &c->smarthosts[i];
+			json_object *js = json_object_new_object();
+			char *why = offline_needs_authorisation(c, sh);
+			json_object_object_add(js, "name", json_object_new_string(sh->name));
+			json_object_object_add(js, "host", json_object_new_string(sh->host));
+			json_object_object_add(js, "port", json_object_new_int(sh->port));
+			json_object_object_add(js, "needs_authorisation", qjson_str(why));
+			json_object_array_add(sa, js);
+			free(why);
+		}
+		json_object_object_add(o, "smarthosts", sa);
+		qjson_print(stdout, o);
 	} else {
 		printf("mailrelayd is not running (%s)\n", err);
 		if (qrc == 0)
@@ -356,6 +396,12 @@ cmd_status(const char *path, int argc, char **argv)
 			    q.messages, q.held, q.damaged);
 		else
 			printf("queue: cannot be read: %s\n", qerr);
+		for (size_t i = 0; i < c->nsmarthosts; i++) {
+			char *why = offline_needs_authorisation(c, &c->smarthosts[i]);
+			if (why != NULL)
+				printf("%s\n", why);
+			free(why);
+		}
 	}
 	conf_free(c);
 	return EX_UNAVAILABLE;
@@ -451,6 +497,8 @@ main(int argc, char **argv)
 	}
 	if (strcmp(argv[0], "status") == 0)
 		return cmd_status(path, argc, argv);
+	if (strcmp(argv[0], "test") == 0)
+		return cmd_test(path, argc, argv);
 	if (strcmp(argv[0], "oauth2") == 0)
 		return cmd_oauth2(path, argc, argv);
 	if (strcmp(argv[0], "show") == 0)
@@ -470,7 +518,7 @@ main(int argc, char **argv)
 		else if (argc != 1)
 			usage();
 		struct config *c = load(path);
-		rc = queue_list("mailrelay", c, json);
+		rc = queue_list("mailrelay", c, json ? &qjson_list : NULL);
 		conf_free(c);
 		return rc;
 	}

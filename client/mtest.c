@@ -14,9 +14,11 @@
  */
 #include "config.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sysexits.h>
 #include <time.h>
 
@@ -39,6 +41,7 @@ struct run {
 	char fifo[16][8];               /* the verbs sent whose replies are still to come */
 	unsigned fhead, ftail;
 	char step[16];                  /* the step of the last line */
+	char refused[16];               /* the step of the first refusal (4xx, 5xx) after the greeting */
 };
 
 static void
@@ -80,6 +83,34 @@ step_of_verb(const char *line)
 		if (strncasecmp(line, v[i].verb, strlen(v[i].verb)) == 0)
 			return v[i].step;
 	return "auth";	/* a continuation of AUTH (masked) */
+}
+
+/* The step a failure in state st belongs to; NULL: the step of the last line. */
+static const char *
+step_of_state(enum dstate st)
+{
+	switch (st) {
+	case DS_RESOLVE:
+		return "dns";
+	case DS_CONNECT:
+		return "connect";
+	case DS_SOCKS:
+		return "proxy";
+	case DS_GREETING:
+		return "greeting";
+	case DS_EHLO:
+	case DS_HELO:
+		return "ehlo";
+	case DS_STARTTLS:
+		return "starttls";
+	case DS_HANDSHAKE:
+		return "tls";
+	case DS_SECRET:
+	case DS_AUTH:
+		return "auth";
+	default:
+		return NULL;
+	}
 }
 
 static const char *
@@ -226,6 +257,8 @@ on_step(void *arg, struct dsession *s, enum trace_ev ev, const char *text, doubl
 	case TR_REPLY: {
 		const char *st = step_of_reply(r, s);
 		put(r, t, st, "<<< %s", text);
+		if (s->reply.code >= 400 && r->refused[0] == '\0')
+			snprintf(r->refused, sizeof r->refused, "%s", st);
 		if ((s->state == DS_EHLO || s->state == DS_HELO) && s->reply.code / 100 == 2) {
 			struct smtp_caps caps;
 			smtp_caps_parse(&s->reply, &caps);
@@ -235,8 +268,14 @@ on_step(void *arg, struct dsession *s, enum trace_ev ev, const char *text, doubl
 		}
 		break;
 	}
-	case TR_FAILED:
-		put(r, t, r->step[0] ? r->step : "connect", "failed: %s", text);
+	case TR_FAILED: {
+		char step[sizeof r->step];
+		snprintf(step, sizeof step, "%s", step_of_state(s->state) ? step_of_state(s->state) : r->step);
+		put(r, t, step, "failed: %s", text);
+		break;
+	}
+	case TR_NOTE:
+		put(r, t, strstr(text, "ameserver") ? "dns" : "note", "%s", text);
 		break;
 	}
 }
@@ -284,7 +323,7 @@ test_one(const char *path, size_t shidx, const char *from, const char *to, int s
 	r.steps = json ? json_object_new_array() : NULL;
 	char shname[200];
 	snprintf(shname, sizeof shname, "%s", r.sh->name);
-	put(&r, 0, "config", "%s: smarthost %s, %s port %u, tls = %s%s%s", conf_path(path), r.sh->name,
+	put(&r, 0, "config", "%s: smarthost %s, %s port %u, tls = %s%s%s", (path ? path : conf_default_path()), r.sh->name,
 	    r.sh->host, r.sh->port, conf_tls_mode_name(r.sh->tls), r.sh->username ? ", username " : "",
 	    r.sh->username ? r.sh->username : "");
 	if (send)
@@ -309,8 +348,11 @@ test_one(const char *path, size_t shidx, const char *from, const char *to, int s
 	}
 
 	int ok = send ? res.sent : res.ready && res.kind[0] == '\0';
+	/* the step that decided: the refusal the recipient's outcome came from, else the last */
+	if (!ok && res.have_outcome && r.refused[0] != '\0')
+		snprintf(r.step, sizeof r.step, "%s", r.refused);
 	const struct explanation *ex = ok ? NULL : explain_find(res.kind, res.text);
-	int k = res.kind[0] ? trouble_by_name(res.kind) : -1;
+	int k = res.kind[0] && !ok ? trouble_by_name(res.kind) : -1;
 	const char *sentence = ex ? ex->sentence : k >= 0 ? trouble_get((enum trouble_kind)k)->sentence : NULL;
 	const char *hint = ex ? ex->hint : k >= 0 ? trouble_get((enum trouble_kind)k)->hint : NULL;
 	rc = ok ? 0 : exit_of(&res);
@@ -382,7 +424,7 @@ cmd_test(const char *path, int argc, char **argv)
 		return EX_CONFIG;
 	}
 	if (conf->nsmarthosts == 0) {
-		fprintf(stderr, "mailrelay: test: %s has no smarthost to test\n", conf_path(path));
+		fprintf(stderr, "mailrelay: test: %s has no smarthost to test\n", (path ? path : conf_default_path()));
 		conf_free(conf);
 		return EX_CONFIG;
 	}
@@ -392,7 +434,7 @@ cmd_test(const char *path, int argc, char **argv)
 			if (strcmp(conf->smarthosts[first].name, name) == 0)
 				break;
 		if (first == conf->nsmarthosts) {
-			fprintf(stderr, "mailrelay: test: no smarthost \"%.60s\" in %s\n", name, conf_path(path));
+			fprintf(stderr, "mailrelay: test: no smarthost \"%.60s\" in %s\n", name, (path ? path : conf_default_path()));
 			conf_free(conf);
 			return EX_USAGE;
 		}

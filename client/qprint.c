@@ -30,7 +30,7 @@ print_one(struct spool_env *e, void *arg)
 }
 
 int
-queue_print(const char *progname, const struct config *conf, int json)
+queue_print(const char *progname, const struct config *conf, const struct qformat_json *json)
 {
 	struct spool sp;
 	struct qp_state st;
@@ -92,7 +92,7 @@ print_line(const char *line, void *arg)
 }
 
 int
-queue_list(const char *progname, const struct config *conf, int json)
+queue_list(const char *progname, const struct config *conf, const struct qformat_json *json)
 {
 	char final[512], err[1024];
 	int rc;

@@ -8,15 +8,20 @@
 #include <time.h>
 
 #include "conf/conf.h"
+#include "spool/qformat.h"
 
-/* Print the queue (text like Postfix's mailq, or the JSON of SPEC.md). Returns an exit code. */
-int queue_print(const char *progname, const struct config *conf, int json);
+/*
+ * Print the queue: text like Postfix's mailq when json is NULL, else the
+ * JSON of SPEC.md written by json (&qjson_list, which only mailrelay
+ * links).  Returns an exit code.
+ */
+int queue_print(const char *progname, const struct config *conf, const struct qformat_json *json);
 /*
  * The listing from mailrelayd (LIST on the control socket: other users see
  * only their own messages); when it is down, from the spool, saying so on
  * standard error.
  */
-int queue_list(const char *progname, const struct config *conf, int json);
+int queue_list(const char *progname, const struct config *conf, const struct qformat_json *json);
 /* `mailrelay show` read from the spool (the daemon is down). */
 int show_offline(const char *progname, const struct config *conf, const char *id, int body);
 

@@ -50,6 +50,7 @@
 #include "shstate.h"
 #include "trouble.h"
 #include "spool/qformat.h"
+#include "spool/qjson.h"
 #include "util.h"
 #include "xmalloc.h"
 
@@ -372,42 +373,6 @@ do_change(struct csession *s, const struct ctl_req *req)
 	bufferevent_disable(s->bev, EV_READ);
 }
 
-/* A JSON string: quotes, backslashes and control characters escaped. */
-static void
-json_str(struct evbuffer *b, const char *v)
-{
-	if (v == NULL) {
-		evbuffer_add(b, "null", 4);
-		return;
-	}
-	evbuffer_add(b, "\"", 1);
-	for (; *v; v++) {
-		unsigned char c = (unsigned char)*v;
-		if (c == '"' || c == '\\')
-			evbuffer_add_printf(b, "\\%c", c);
-		else if (c < 0x20 || c == 0x7f)
-			evbuffer_add_printf(b, "\\u%04x", c);
-		else
-			evbuffer_add(b, v, 1);
-	}
-	evbuffer_add(b, "\"", 1);
-}
-
-static void
-json_time(struct evbuffer *b, time_t t)
-{
-	char buf[32];
-	struct tm tm;
-
-	if (t == 0) {
-		evbuffer_add(b, "null", 4);
-		return;
-	}
-	gmtime_r(&t, &tm);
-	strftime(buf, sizeof buf, "\"%Y-%m-%dT%H:%M:%SZ\"", &tm);
-	evbuffer_add(b, buf, strlen(buf));
-}
-
 /* "3h 12m ago", "in 5m", for the text form */
 static void
 ago(char *out, size_t len, time_t t, time_t now)
@@ -465,7 +430,7 @@ do_list(struct csession *s, const struct ctl_req *req)
 		return;
 	}
 	c.only = may_change(s) ? (uid_t)-1 : s->uid;
-	qformat_begin(&c.f, f, req->json);
+	qformat_begin(&c.f, f, req->json ? &qjson_list : NULL);
 	queue_each(list_one, &c);
 	qformat_end(&c.f);
 	fclose(f);
@@ -529,51 +494,55 @@ do_status(struct csession *s, const struct ctl_req *req)
 		return;
 	}
 	if (req->json) {
-		struct evbuffer *b = evbuffer_new();
-		evbuffer_add_printf(b, "D {\"running\": true, \"version\": \"%s\", \"pid\": %ld, \"started\": ",
-		    PACKAGE_VERSION, (long)getpid());
-		json_time(b, D->started);
-		evbuffer_add_printf(b, ", \"uptime\": %lld, \"queue\": {\"messages\": %zu, \"active\": %zu, "
-		    "\"deferred\": %zu, \"held\": %zu, \"waiting\": %zu, \"damaged\": %zu, \"oldest_age\": ",
-		    (long long)(now - D->started), q.messages, q.active, q.deferred, q.held, q.waiting,
-		    q.damaged);
-		if (q.oldest)
-			evbuffer_add_printf(b, "%lld", (long long)(now - q.oldest));
-		else
-			evbuffer_add(b, "null", 4);
-		evbuffer_add_printf(b, "}, \"counters\": {\"accepted\": %llu, \"notices\": %llu, \"sent\": %llu, "
-		    "\"deferred\": %llu, \"bounced\": %llu, \"tls_failures\": %llu, \"auth_failures\": %llu}, "
-		    "\"smarthosts\": [", k->accepted, k->notices, k->sent, k->deferred, k->bounced,
-		    k->tls_failures, k->auth_failures);
+		/* one line, written by json-c (spool/qjson.h) */
+		json_object *o = json_object_new_object(), *jq = json_object_new_object();
+		json_object *jc = json_object_new_object(), *sa = json_object_new_array();
+		json_object_object_add(o, "running", json_object_new_boolean(1));
+		json_object_object_add(o, "version", json_object_new_string(PACKAGE_VERSION));
+		json_object_object_add(o, "pid", json_object_new_int64(getpid()));
+		json_object_object_add(o, "started", qjson_time(D->started));
+		json_object_object_add(o, "uptime", json_object_new_int64(now - D->started));
+		json_object_object_add(jq, "messages", json_object_new_uint64(q.messages));
+		json_object_object_add(jq, "active", json_object_new_uint64(q.active));
+		json_object_object_add(jq, "deferred", json_object_new_uint64(q.deferred));
+		json_object_object_add(jq, "held", json_object_new_uint64(q.held));
+		json_object_object_add(jq, "waiting", json_object_new_uint64(q.waiting));
+		json_object_object_add(jq, "damaged", json_object_new_uint64(q.damaged));
+		json_object_object_add(jq, "oldest_age", q.oldest ? json_object_new_int64(now - q.oldest) : NULL);
+		json_object_object_add(o, "queue", jq);
+		json_object_object_add(jc, "accepted", json_object_new_uint64(k->accepted));
+		json_object_object_add(jc, "notices", json_object_new_uint64(k->notices));
+		json_object_object_add(jc, "sent", json_object_new_uint64(k->sent));
+		json_object_object_add(jc, "deferred", json_object_new_uint64(k->deferred));
+		json_object_object_add(jc, "bounced", json_object_new_uint64(k->bounced));
+		json_object_object_add(jc, "tls_failures", json_object_new_uint64(k->tls_failures));
+		json_object_object_add(jc, "auth_failures", json_object_new_uint64(k->auth_failures));
+		json_object_object_add(o, "counters", jc);
 		for (i = 0; i < c->nsmarthosts; i++) {
 			const struct smarthost_conf *sh = &c->smarthosts[i];
 			struct shstate *st = shstate_get(sh->name);
-			evbuffer_add_printf(b, "%s{\"name\": ", i ? ", " : "");
-			json_str(b, sh->name);
-			evbuffer_add(b, ", \"host\": ", 10);
-			json_str(b, sh->host);
-			evbuffer_add_printf(b, ", \"port\": %u, \"last_success\": ", sh->port);
-			json_time(b, st->last_success);
-			evbuffer_add(b, ", \"last_failure\": ", 18);
-			json_time(b, st->last_failure);
-			evbuffer_add(b, ", \"last_error\": ", 16);
-			json_str(b, st->last_error[0] ? st->last_error : NULL);
-			evbuffer_add_printf(b, ", \"failures\": %u, \"backoff_until\": ", st->failures);
-			json_time(b, st->down_until > now ? st->down_until : 0);
-			evbuffer_add(b, ", \"rate_limit\": ", 16);
-			if (sh->rate_limit_count > 0)
-				evbuffer_add_printf(b, "\"%u/%us\"", sh->rate_limit_count, sh->rate_limit_period);
-			else
-				evbuffer_add(b, "null", 4);
-			evbuffer_add(b, ", \"paced_until\": ", 17);
-			json_time(b, st->paced_until > now ? st->paced_until : 0);
-			evbuffer_add(b, ", \"needs_authorisation\": ", 25);
-			json_str(b, oauth2_status(sh->name));
-			evbuffer_add(b, "}", 1);
+			json_object *js = json_object_new_object();
+			json_object_object_add(js, "name", json_object_new_string(sh->name));
+			json_object_object_add(js, "host", json_object_new_string(sh->host));
+			json_object_object_add(js, "port", json_object_new_int64(sh->port));
+			json_object_object_add(js, "last_success", qjson_time(st->last_success));
+			json_object_object_add(js, "last_failure", qjson_time(st->last_failure));
+			json_object_object_add(js, "last_error", qjson_str(st->last_error[0] ? st->last_error : NULL));
+			json_object_object_add(js, "failures", json_object_new_int64(st->failures));
+			json_object_object_add(js, "backoff_until", qjson_time(st->down_until > now ? st->down_until : 0));
+			if (sh->rate_limit_count > 0) {
+				char rl[64];
+				snprintf(rl, sizeof rl, "%u/%us", sh->rate_limit_count, sh->rate_limit_period);
+				json_object_object_add(js, "rate_limit", json_object_new_string(rl));
+			} else
+				json_object_object_add(js, "rate_limit", NULL);
+			json_object_object_add(js, "paced_until", qjson_time(st->paced_until > now ? st->paced_until : 0));
+			json_object_object_add(js, "needs_authorisation", qjson_str(oauth2_status(sh->name)));
+			json_object_array_add(sa, js);
 		}
-		evbuffer_add(b, "]}\n", 3);
-		bufferevent_write_buffer(s->bev, b);
-		evbuffer_free(b);
+		json_object_object_add(o, "smarthosts", sa);
+		cs_reply(s, "D %s", json_object_to_json_string_ext(o, QJSON_FLAGS));
+		json_object_put(o);
 		cs_reply(s, "OK status");
 		return;
 	}
@@ -592,9 +561,13 @@ do_status(struct csession *s, const struct ctl_req *req)
 	for (i = 0; i < c->nsmarthosts; i++) {
 		const struct smarthost_conf *sh = &c->smarthosts[i];
 		struct shstate *st = shstate_get(sh->name);
+		const char *na = oauth2_status(sh->name);
+		char mark[200];
 		ago(a, sizeof a, st->last_success, now);
 		cs_reply(s, "D smarthost %s (%s:%u): last success %s", sh->name, sh->host, sh->port, a);
-		if (st->last_error[0]) {
+		/* a last error that is the needs-authorisation sentence (cut short) is said once, whole, below */
+		snprintf(mark, sizeof mark, "smarthost %s needs authorisation", sh->name);
+		if (st->last_error[0] && (na == NULL || strstr(st->last_error, mark) == NULL)) {
 			ago(b2, sizeof b2, st->last_failure, now);
 			cs_reply(s, "D   last error %s: %s", b2, st->last_error);
 			/* what its failure kind means, from the one table (lib/trouble.h) */
@@ -602,8 +575,8 @@ do_status(struct csession *s, const struct ctl_req *req)
 			cs_reply(s, "D     why: %s", t->sentence);
 			cs_reply(s, "D     what to do: %s", t->hint);
 		}
-		if (oauth2_status(sh->name) != NULL)
-			cs_reply(s, "D   %s", oauth2_status(sh->name));
+		if (na != NULL)
+			cs_reply(s, "D   %s", na);
 		if (st->down_until > now) {
 			ago(b2, sizeof b2, st->down_until, now);
 			cs_reply(s, "D   backed off after %u failure(s); next try %s", st->failures, b2);

@@ -14,13 +14,17 @@
 #include "delivery_int.h"
 #include "delivery_trouble.h"
 #include "metrics.h"
+#include "oauth2.h"
 #include "queue.h"
 #include "shstate.h"
 #include "xmalloc.h"
 
 /*
  * A recipient deferred once more after max_queue_time in the queue is
- * bounced instead (TK_EXPIRED, 4.4.7), with the last error in its reply.
+ * bounced instead (TK_EXPIRED, 4.4.7), with the last error in its reply;
+ * except while a smarthost the message could go to needs authorisation
+ * (OAuth2: a person must act, oauth2_holds_expiry()): then it stays
+ * deferred, and its reply says why it was kept.
  */
 void
 trouble_record(struct dsession *s, struct qmsg *m, size_t idx, enum trouble_kind k, int cls,
@@ -28,9 +32,16 @@ trouble_record(struct dsession *s, struct qmsg *m, size_t idx, enum trouble_kind
 {
 	struct relay_info ri;
 	char *expired = NULL;
+	const char *held_by;
 	time_t now = time(NULL);
 
 	if (trouble_outcome(k, cls) == OUTCOME_DEFERRED && D->conf->max_queue_time > 0 &&
+	    now - m->env.arrival >= (time_t)D->conf->max_queue_time &&
+	    (held_by = oauth2_holds_expiry(D->conf, m->env.sender)) != NULL) {
+		expired = xasprintf("%s; kept past max_queue_time: smarthost %s needs authorisation",
+		    text ? text : "", held_by);
+		text = expired;
+	} else if (trouble_outcome(k, cls) == OUTCOME_DEFERRED && D->conf->max_queue_time > 0 &&
 	    now - m->env.arrival >= (time_t)D->conf->max_queue_time) {
 		expired = xasprintf("message expired after %us in the queue; last error: %s",
 		    D->conf->max_queue_time, text ? text : "");

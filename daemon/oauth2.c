@@ -7,21 +7,51 @@
  * that no callback ever runs inside oauth2_get().  Callbacks run from a
  * list the tok no longer holds (`firing`), so a callback that asks again
  * (after a rejection) queues for the next answer, not this one.
+ *
+ * Renewal in the background: each tok that holds a token has one timer
+ * (`renew`), armed for 80% of the token's lifetime, that asks the
+ * endpoint for the next token while no session needs one, so that a
+ * session finds a fresh token and never waits on the endpoint.  The timer
+ * looks the smarthost up by name in the daemon's current configuration
+ * (D->rc) when it fires: a smarthost removed by a reload, or left without
+ * an oauth2 section, is not renewed, and a smarthost that never had a
+ * token (no session asked, no cache) has no timer.  A renewal that fails
+ * (no answer, 5xx) is tried again after a back-off (renew_step(): 2% of
+ * the lifetime, at least 1 s, doubling, at most 5 min) only while the
+ * token has not expired; after that the timer stops, and the next session
+ * asks (the on-demand path): an endpoint that keeps failing gets a
+ * handful of requests per token lifetime (4 for a 1-hour token), never a
+ * storm, and none while the daemon is idle.  While it backs off, sessions
+ * keep using the token while it is still good for RENEW_MARGIN
+ * (tok_usable()) instead of each asking again.  A refusal a person must
+ * fix stops the timer.
  */
 #include "config.h"
 
 #include <sys/stat.h>
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
+#include "daemon.h"
 #include "httpc.h"
 #include "log.h"
 #include "oauth2.h"
+#include "runconf.h"
 #include "xmalloc.h"
+
+/*
+ * A token is not handed to a session within this time of its expiry (it
+ * could expire during the AUTH exchange): 10% of its lifetime, at most
+ * 30 s.  In milliseconds.
+ */
+#define RENEW_MARGIN(lifetime_s) ((lifetime_s) * 100LL < 30000 ? (lifetime_s) * 100LL : 30000)
+#define RENEW_STEP_MAX_MS (5 * 60 * 1000LL)
+#define RENEW_MIN_MS 1000LL	/* the least time from one token to the renewal asking for the next */
 
 struct oauth2_wait {
 	struct tok *t;
@@ -50,6 +80,10 @@ struct tok {
 	char key[65];               /* oauth2_cache_key() of the section token is for */
 	int cache_tried;
 
+	struct event *renew;        /* the background renewal (see the top of the file) */
+	long long renew_at;         /* wall-clock ms it is armed for; 0: not armed */
+	unsigned renew_failures;    /* renewals failed in a row since the last token */
+
 	struct httpc_req *req;      /* in flight */
 	char *form;                 /* its body, wiped when it ends */
 	char *used_refresh;         /* the refresh token it sends */
@@ -77,6 +111,40 @@ static struct {
 	unsigned long gen;
 } O;
 
+static void on_renew(evutil_socket_t fd, short what, void *arg);
+static void arm_cached(void);
+
+static long long
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Arm t's renewal timer for wall-clock ms `at` (0: disarm). */
+static void
+renew_arm(struct tok *t, long long at)
+{
+	long long d;
+
+	if (t->renew == NULL && at != 0 && O.base != NULL)
+		t->renew = evtimer_new(O.base, on_renew, t);
+	if (t->renew == NULL)
+		return;
+	t->renew_at = at;
+	if (at == 0) {
+		evtimer_del(t->renew);
+		return;
+	}
+	d = at - now_ms();
+	if (d < 0)
+		d = 0;
+	struct timeval tv = { (time_t)(d / 1000), (suseconds_t)(d % 1000) * 1000 };
+	evtimer_add(t->renew, &tv);
+}
+
 static struct tok *
 tok_get(const char *name)
 {
@@ -95,6 +163,7 @@ tok_get(const char *name)
 static void
 tok_drop_token(struct tok *t)
 {
+	renew_arm(t, 0);
 	oauth2_wipe_free(t->token);
 	t->token = NULL;
 	free(t->scope);
@@ -106,11 +175,15 @@ tok_drop_token(struct tok *t)
 /*
  * The token t uses from now on, from the endpoint or the spool's cache:
  * the strings are taken over (the caller's pointers are set to NULL).
+ * obtained_ms: when it was obtained (wall clock, ms); its renewal is
+ * armed for 80% of its lifetime from then.
  */
 static void
-tok_adopt(struct tok *t, char **token, char **scope, char **audience, time_t obtained,
+tok_adopt(struct tok *t, char **token, char **scope, char **audience, long long obtained_ms,
     time_t expires)
 {
+	time_t obtained = (time_t)(obtained_ms / 1000);
+
 	tok_drop_token(t);
 	t->token = *token;
 	*token = NULL;
@@ -121,6 +194,52 @@ tok_adopt(struct tok *t, char **token, char **scope, char **audience, time_t obt
 	t->obtained = obtained;
 	t->expires = expires;
 	t->gen = ++O.gen;
+	t->renew_failures = 0;
+	/* never sooner than RENEW_MIN_MS: an endpoint's 1-second tokens make no busy loop */
+	long long after = (long long)(expires - obtained) * 800;
+	renew_arm(t, obtained_ms + (after > RENEW_MIN_MS ? after : RENEW_MIN_MS));
+}
+
+/* The wait before renewal attempt failures+1 of a token of the given lifetime, in ms. */
+static long long
+renew_step(time_t lifetime, unsigned failures)
+{
+	long long step = (long long)lifetime * 20;
+
+	if (step < 1000)
+		step = 1000;
+	while (failures-- > 0 && step < RENEW_STEP_MAX_MS)
+		step *= 2;
+	return step < RENEW_STEP_MAX_MS ? step : RENEW_STEP_MAX_MS;
+}
+
+/* May t's token be handed to a session now (more than RENEW_MARGIN before its expiry)? */
+static int
+tok_usable(const struct tok *t)
+{
+	return t->token != NULL &&
+	    now_ms() < (long long)t->expires * 1000 - RENEW_MARGIN(t->expires - t->obtained);
+}
+
+/*
+ * A request failed without a person's matter (no answer, 5xx, garbage):
+ * the renewal is tried again after the back-off while the token in hand
+ * has not expired (meanwhile sessions use it while tok_usable()); an
+ * expired one is dropped, and the next session asks.
+ */
+static void
+renew_failed(struct tok *t)
+{
+	long long at;
+
+	if (t->token == NULL)
+		return;
+	if (now_ms() >= (long long)t->expires * 1000) {
+		tok_drop_token(t);
+		return;
+	}
+	at = now_ms() + renew_step(t->expires - t->obtained, t->renew_failures++);
+	renew_arm(t, at < (long long)t->expires * 1000 ? at : 0);
 }
 
 static void
@@ -152,7 +271,10 @@ oauth2_init(struct event_base *base, const char *spool_dir)
 	O.base = base;
 	free(O.spool_dir);
 	O.spool_dir = xstrdup(spool_dir);
-	return httpc_init(base);
+	if (httpc_init(base) == -1)
+		return -1;
+	arm_cached();
+	return 0;
 }
 
 static void wait_free(struct oauth2_wait *w);
@@ -174,6 +296,8 @@ oauth2_shutdown(void)
 			wait_free(w);
 		}
 		tok_drop_token(t);
+		if (t->renew != NULL)
+			event_free(t->renew);
 		free(t->name);
 		free(t);
 	}
@@ -225,7 +349,7 @@ answer_all(struct tok *t, const char *err, int person)
 		w->firing = 1;
 	while ((w = t->firing) != NULL) {
 		t->firing = w->next;
-		if (t->token != NULL && t->gen != w->not_gen)
+		if (tok_usable(t) && t->gen != w->not_gen)
 			w->cb(t->token, t->gen, NULL, 0, w->arg);
 		else
 			w->cb(NULL, 0, err ? err : "no OAuth2 access token", person, w->arg);
@@ -268,19 +392,46 @@ answer_now(struct tok *t, struct oauth2_wait *w)
 
 /* ---- needing a person ------------------------------------------------------- */
 
-/* Mark t as needing a person, for the credentials and files the failed request used. */
+/*
+ * Mark t as needing a person, for the credentials and files the last
+ * request used (a reload, which makes new credentials, or a change of the
+ * files clears it at oauth2_get()); said once at error level, and kept in
+ * the spool for `mailrelay status` while the daemon is down.
+ */
 static void
 set_person(struct tok *t, const char *why)
 {
 	int was = t->person;
+	char e[600];
 
 	t->person = 1;
 	snprintf(t->why, sizeof t->why, "%s", why);
 	t->fail_creds = t->req_creds;
 	memcpy(t->fail_sig, t->req_sig, sizeof t->fail_sig);
 	tok_drop_token(t);
-	if (!was)
-		log_errx("%s", t->why);
+	if (was)
+		return;
+	log_errx("%s", t->why);
+	if (O.spool_dir != NULL &&
+	    oauth2_state_write(O.spool_dir, t->name, time(NULL), t->why, e, sizeof e) == -1)
+		log_warnx("smarthost %s: cannot keep the needs-authorisation state in the spool: %s",
+		    t->name, e);
+}
+
+/* A person acted (or may have): t asks again, and the state in the spool goes. */
+static void
+clear_person(struct tok *t)
+{
+	if (!t->person)
+		return;
+	t->person = 0;
+	t->why[0] = '\0';
+	if (O.spool_dir != NULL) {
+		char *path = oauth2_state_path(O.spool_dir, t->name);
+		if (unlink(path) == -1 && errno != ENOENT)
+			log_warn("smarthost %s: cannot remove %s", t->name, path);
+		free(path);
+	}
 }
 
 void
@@ -288,16 +439,8 @@ oauth2_needs_person(const char *name, const char *why)
 {
 	struct tok *t = tok_get(name);
 
-	if (!t->person) {
-		/* the files to watch are unknown here: a reload or a file change clears it at oauth2_get() */
-		/* a reload (new credentials) or a change of the files clears it */
-		t->person = 1;
-		snprintf(t->why, sizeof t->why, "%s", why);
-		t->fail_creds = t->req_creds;
-		memcpy(t->fail_sig, t->req_sig, sizeof t->fail_sig);
-		tok_drop_token(t);
-		log_errx("%s", t->why);
-	}
+	if (!t->person)
+		set_person(t, why);
 }
 
 const char *
@@ -306,6 +449,23 @@ oauth2_status(const char *name)
 	for (struct tok *t = O.toks; t; t = t->next)
 		if (strcmp(t->name, name) == 0)
 			return t->person ? t->why : NULL;
+	return NULL;
+}
+
+const char *
+oauth2_holds_expiry(const struct config *c, const char *sender)
+{
+	const struct route_conf *rt = conf_route_find(c, sender);
+	size_t i;
+
+	/* routes are strict (dispatch.c): the route's smarthost is the only one */
+	for (i = rt ? rt->smarthost_index : 0; i < c->nsmarthosts; i++) {
+		const struct smarthost_conf *sh = &c->smarthosts[i];
+		if (sh->oauth2 != NULL && oauth2_status(sh->name) != NULL)
+			return sh->name;
+		if (rt != NULL)
+			break;
+	}
 	return NULL;
 }
 
@@ -354,8 +514,7 @@ on_answer(int status, const char *body, size_t len, const char *err, void *arg)
 		log_warnx("%s", why);
 		request_end(t);
 		/* an older token that is still valid does meanwhile */
-		if (t->token != NULL && t->expires <= now + 30)
-			tok_drop_token(t);
+		renew_failed(t);
 		answer_all(t, why, 0);
 		return;
 	}
@@ -380,8 +539,8 @@ on_answer(int status, const char *body, size_t len, const char *err, void *arg)
 				log_errx("smarthost %s: cannot write the rotated refresh token: %s; "
 				    "the old one may stop working soon", t->name, e);
 		}
-		tok_adopt(t, &a.access_token, &a.scope, &a.audience, now, now + a.expires_in);
-		t->person = 0;
+		tok_adopt(t, &a.access_token, &a.scope, &a.audience, now_ms(), now + a.expires_in);
+		clear_person(t);
 		log_info("smarthost %s: OAuth2 access token obtained, valid for %lds%s%s", t->name,
 		    a.expires_in, t->scope ? ", scope " : "", t->scope ? t->scope : "");
 		struct oauth2_cached c = { t->token, t->obtained, t->expires, t->scope, t->audience, "" };
@@ -405,8 +564,7 @@ on_answer(int status, const char *body, size_t len, const char *err, void *arg)
 	oauth2_token_clear(&a);
 	log_warnx("%s", why);
 	request_end(t);
-	if (t->token != NULL && t->expires <= now + 30)
-		tok_drop_token(t);
+	renew_failed(t);
 	answer_all(t, why, 0);
 }
 
@@ -461,11 +619,94 @@ load_cache(struct tok *t)
 	if (oauth2_cache_read(O.spool_dir, t->name, &c) != 0)
 		return;
 	if (strcmp(c.key, t->key) == 0 && c.expires > time(NULL) + 30) {
-		tok_adopt(t, &c.access_token, &c.scope, &c.audience, c.obtained, c.expires);
+		tok_adopt(t, &c.access_token, &c.scope, &c.audience, (long long)c.obtained * 1000,
+		    c.expires);
 		log_info("smarthost %s: using the OAuth2 access token kept in the spool, valid for %llds more",
 		    t->name, (long long)(t->expires - time(NULL)));
 	}
 	oauth2_cached_clear(&c);
+}
+
+/* Smarthost `name` of the current configuration with its OAuth2 credentials, or -1. */
+static int
+current_smarthost(const char *name, size_t *idx)
+{
+	const struct runconf *rc = D != NULL ? D->rc : NULL;
+
+	if (rc == NULL)
+		return -1;
+	for (size_t i = 0; i < rc->conf->nsmarthosts; i++)
+		if (strcmp(rc->conf->smarthosts[i].name, name) == 0) {
+			if (rc->conf->smarthosts[i].oauth2 == NULL || rc->oauth2[i] == NULL)
+				return -1;
+			*idx = i;
+			return 0;
+		}
+	return -1;
+}
+
+/* The renewal timer: the next token while no session waits for one. */
+static void
+on_renew(evutil_socket_t fd, short what, void *arg)
+{
+	struct tok *t = arg;
+	char key[65], why[900];
+	size_t i;
+
+	(void)fd;
+	(void)what;
+	t->renew_at = 0;
+	if (t->req != NULL || t->person || t->token == NULL || current_smarthost(t->name, &i) == -1)
+		return;
+	const struct smarthost_conf *sh = &D->rc->conf->smarthosts[i];
+	oauth2_cache_key(sh, key);
+	if (strcmp(key, t->key) != 0)
+		return;     /* the section changed: the next session asks for its own token */
+	log_debug("smarthost %s: renewing the OAuth2 access token before it expires (%llds left)",
+	    t->name, (long long)(t->expires - time(NULL)));
+	if (start_request(t, sh, D->rc->oauth2[i], D->rc->secret[i], why, sizeof why) == -1 &&
+	    !t->person) {
+		log_warnx("%s", why);
+		renew_failed(t);
+	}
+}
+
+/*
+ * At start: the tokens kept in the spool for the configured smarthosts
+ * are taken now, so that their renewal runs even while no mail flows,
+ * and so is a needs-authorisation state the daemon left there.
+ */
+static void
+arm_cached(void)
+{
+	const struct runconf *rc = D != NULL ? D->rc : NULL;
+	char key[65];
+
+	if (rc == NULL)
+		return;
+	for (size_t i = 0; i < rc->conf->nsmarthosts; i++) {
+		const struct smarthost_conf *sh = &rc->conf->smarthosts[i];
+		if (sh->oauth2 == NULL || rc->oauth2[i] == NULL)
+			continue;
+		struct tok *t = tok_get(sh->name);
+		oauth2_cache_key(sh, key);
+		memcpy(t->key, key, sizeof key);
+		load_cache(t);
+		/*
+		 * Needing authorisation when the daemon stopped: shown by status
+		 * until the first session asks again (fail_creds 0 matches no
+		 * credentials, so that first request is made).
+		 */
+		time_t since;
+		char *why = oauth2_state_read(O.spool_dir, sh->name, &since);
+		if (why != NULL) {
+			t->person = 1;
+			t->fail_creds = 0;
+			snprintf(t->why, sizeof t->why, "%s", why);
+			tok_drop_token(t);
+			free(why);
+		}
+	}
 }
 
 struct oauth2_wait *
@@ -495,15 +736,25 @@ oauth2_get(const struct smarthost_conf *sh, const struct oauth2_creds *creds,
 		sigs_of(sh, s);
 		if (t->fail_creds == creds->serial && memcmp(s, t->fail_sig, sizeof s) == 0)
 			return answer_now(t, w);
-		log_info("smarthost %s: credentials changed; asking for an OAuth2 token again", sh->name);
-		t->person = 0;
+		if (t->fail_creds == 0)
+			log_info("smarthost %s needed authorisation when the daemon last ran; "
+			    "asking for an OAuth2 token again", sh->name);
+		else
+			log_info("smarthost %s: credentials changed; asking for an OAuth2 token again",
+			    sh->name);
+		clear_person(t);
 	}
 	if (!t->cache_tried)
 		load_cache(t);
 	if (not_gen != 0 && t->gen == not_gen)
 		tok_drop_token(t);
-	/* fresh enough: within 80% of its lifetime */
-	if (t->token != NULL && now < t->obtained + (t->expires - t->obtained) * 4 / 5)
+	/*
+	 * Fresh enough: within 80% of its lifetime; or past it while the
+	 * background renewal backs off after a failure and the token is still
+	 * good (the timer asks again, not each session).
+	 */
+	if (t->token != NULL && (now < t->obtained + (t->expires - t->obtained) * 4 / 5 ||
+	    (t->renew_failures > 0 && tok_usable(t))))
 		return answer_now(t, w);
 	w->next = t->waiters;
 	t->waiters = w;

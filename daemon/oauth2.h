@@ -8,9 +8,10 @@
  * with a token, or with the reason there is none.
  *
  * Life cycle, per smarthost (kept by name across reloads):
- *  - a token is used until 80% of its lifetime has passed; the next
- *    session after that asks for a new one (and uses the old one while it
- *    is still valid if the endpoint cannot be reached);
+ *  - at 80% of a token's lifetime a timer asks for the next one in the
+ *    background, so that sessions find a fresh token; a renewal that
+ *    fails is tried again with a back-off until the token expires, the
+ *    old one serving meanwhile; after that the next session asks;
  *  - tokens are kept in memory and in spool_dir/oauth2-NAME.token (mode
  *    0600, replaced atomically), so that a restart needs no request; the
  *    file is used only while the section's client, endpoint, scope, grant
@@ -25,8 +26,12 @@
  *    one error-level log line says what happened and what to run, no
  *    request is made until the credential files change or the
  *    configuration is reloaded, and oauth2_status() tells `mailrelay
- *    status`.  Mail is never bounced for it: the session fails with a
- *    4.7.0 and the message waits or fails over.
+ *    status`; the state is also kept in spool_dir/oauth2-NAME.state
+ *    (oauth2_state_write()) while it lasts, for `mailrelay status` with
+ *    the daemon down, and taken up again when the daemon starts.  Mail is never bounced for it: the session fails with a
+ *    4.7.0 and the message waits or fails over, and max_queue_time does
+ *    not expire it while a smarthost it could go to needs authorisation
+ *    (oauth2_holds_expiry()).
  *
  * Secrets: no token, secret, refresh token or assertion is ever logged;
  * buffers are wiped with explicit_bzero; the daemon is made non-dumpable
@@ -46,6 +51,7 @@ typedef void (*oauth2_cb)(const char *token, unsigned long gen, const char *err,
 
 struct oauth2_wait;
 
+/* Also takes the tokens kept in the spool for D->rc's smarthosts and arms their renewal. */
 int oauth2_init(struct event_base *base, const char *spool_dir);
 void oauth2_shutdown(void);
 
@@ -77,5 +83,14 @@ int oauth2_reply_needs_person(const struct smtp_reply *r);
 
 /* The "needs authorisation" sentence of a smarthost, or NULL. */
 const char *oauth2_status(const char *name);
+
+/*
+ * The name of a smarthost that could carry mail from sender (its route's
+ * smarthost, else any in the failover list) and that needs authorisation,
+ * or NULL.  While there is one, the mail waits for a person and is not
+ * expired at max_queue_time (delivery_trouble.c): it was not bounced for
+ * a failure only a person can end.
+ */
+const char *oauth2_holds_expiry(const struct config *c, const char *sender);
 
 #endif

@@ -678,6 +678,64 @@ out:
 	return rc;
 }
 
+/* ---- the "needs authorisation" state ----------------------------------------------- */
+
+char *
+oauth2_state_path(const char *spool_dir, const char *name)
+{
+	return xasprintf("%s/oauth2-%s.state", spool_dir, name);
+}
+
+int
+oauth2_state_write(const char *spool_dir, const char *name, time_t since, const char *why,
+    char *errbuf, size_t errlen)
+{
+	json_object *o = json_object_new_object();
+	char *path = oauth2_state_path(spool_dir, name);
+	int rc;
+
+	json_object_object_add(o, "version", json_object_new_int(1));
+	json_object_object_add(o, "since", json_object_new_int64(since));
+	json_object_object_add(o, "needs_authorisation", json_object_new_string(why));
+	const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
+	    JSON_C_TO_STRING_NOSLASHESCAPE);
+	rc = oauth2_write_atomic(path, text, strlen(text), errbuf, errlen);
+	json_object_put(o);
+	free(path);
+	return rc;
+}
+
+char *
+oauth2_state_read(const char *spool_dir, const char *name, time_t *since)
+{
+	char *path = oauth2_state_path(spool_dir, name), err[300], *why = NULL;
+	size_t len = 0;
+	char *buf = read_small_file(path, 8 * 1024, &len, err, sizeof err, "state");
+	json_object *o, *v;
+
+	free(path);
+	*since = 0;
+	if (buf == NULL)
+		return NULL;
+	json_tokener *tok = json_tokener_new_ex(JSON_DEPTH);
+	o = json_tokener_parse_ex(tok, buf, (int)len);
+	json_tokener_free(tok);
+	free(buf);
+	if (o != NULL && json_object_is_type(o, json_type_object) &&
+	    json_object_object_get_ex(o, "needs_authorisation", &v) &&
+	    json_object_is_type(v, json_type_string)) {
+		/* one printable line, bounded: it goes to a terminal */
+		char line[1024];
+		printable(line, sizeof line, json_object_get_string(v));
+		if (line[0] != '\0')
+			why = xstrdup(line);
+		if (json_object_object_get_ex(o, "since", &v))
+			*since = (time_t)json_object_get_int64(v);
+	}
+	json_object_put(o);
+	return why;
+}
+
 void
 oauth2_cached_clear(struct oauth2_cached *c)
 {

@@ -147,7 +147,7 @@ on_trace(struct dsession *s, enum trace_ev ev, const char *text)
 {
 	struct probe_result *r = P.res;
 
-	if (ev == TR_FAILED) {
+	if (ev == TR_FAILED && !r->have_outcome) {	/* the recipient's outcome says more */
 		snprintf(r->kind, sizeof r->kind, "%s", trouble_get(s->fail_kind)->name);
 		snprintf(r->text, sizeof r->text, "%s", text);
 	}
@@ -157,6 +157,15 @@ on_trace(struct dsession *s, enum trace_ev ev, const char *text)
 		r->ready = 1;
 	if (P.fn != NULL)
 		P.fn(P.arg, s, ev, text, elapsed());
+}
+
+/* libevent's own messages (the resolver's: "Nameserver 10.0.0.1:53 has failed: ..."). */
+static void
+on_event_log(int severity, const char *msg)
+{
+	(void)severity;
+	if (P.fn != NULL)
+		P.fn(P.arg, NULL, TR_NOTE, msg, elapsed());
 }
 
 static void
@@ -259,6 +268,7 @@ probe_run(struct config *conf, size_t shidx, const char *from, const char *to, i
 	D->conf = D->rc->conf;
 	if (spool_open(&D->spool, dir, 1, err, errlen) == -1)
 		goto out;
+	event_set_log_callback(on_event_log);
 	D->base = event_base_new();
 	D->dns = evdns_base_new(D->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
 	if (D->dns == NULL) {
@@ -316,6 +326,7 @@ probe_run(struct config *conf, size_t shidx, const char *from, const char *to, i
 	rc = 0;
 out:
 	session_trace_hook = NULL;
+	event_set_log_callback(NULL);
 	if (D->base != NULL) {
 		delivery_shutdown();
 		oauth2_shutdown();

@@ -20,7 +20,7 @@ static const struct explanation rows[] = {
 	{ "connect-timeout", "CONNECT", { "timed out", NULL }, 0,
 	  "nothing answered at all: a firewall drops the packets, or the host is down",
 	  "check `host` and `port`, and that this machine may connect out to that port" },
-	{ "plaintext-port", "TLS_HANDSHAKE", { "wrong version number", NULL }, 1,
+	{ "plaintext-port", NULL, { "wrong version number", NULL }, 1,
 	  "TLS was spoken to a port that answers in plaintext",
 	  "with port 587 or 25 use tls = required (STARTTLS); tls = implicit is for port 465" },
 	{ "tls-port", "TIMEOUT", { "waiting for the greeting", NULL }, 0,

@@ -10,39 +10,14 @@
 #include "qformat.h"
 #include "trouble.h"
 
-static void
-json_str(FILE *out, const char *s)
-{
-	fputc('"', out);
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
-			fprintf(out, "\\%c", c);
-		else if (c < 0x20 || c == 0x7f)
-			fprintf(out, "\\u%04x", c);
-		else
-			fputc(c, out);
-	}
-	fputc('"', out);
-}
-
-static void
-rfc3339(time_t t, char *buf, size_t len)
-{
-	struct tm tm;
-
-	gmtime_r(&t, &tm);
-	strftime(buf, len, "%Y-%m-%dT%H:%M:%SZ", &tm);
-}
-
 void
-qformat_begin(struct qformat *f, FILE *out, int json)
+qformat_begin(struct qformat *f, FILE *out, const struct qformat_json *json)
 {
 	memset(f, 0, sizeof *f);
 	f->out = out;
 	f->json = json;
-	if (json)
-		fputc('[', out);
+	if (json != NULL)
+		json->begin(f);
 }
 
 void
@@ -52,36 +27,9 @@ qformat_one(struct qformat *f, const struct spool_env *e)
 	char when[64];
 	size_t i;
 
-	if (f->json) {
-		fprintf(out, "%s\n  {\"id\": ", f->count ? "," : "");
-		json_str(out, e->id);
-		rfc3339(e->arrival, when, sizeof when);
-		fprintf(out, ", \"arrival\": \"%s\", \"size\": %llu, \"sender\": ", when, e->size);
-		json_str(out, e->sender);
-		fprintf(out, ", \"held\": %s, \"damaged\": ", e->held || e->damaged[0] ? "true" : "false");
-		if (e->damaged[0])
-			json_str(out, e->damaged);
-		else
-			fprintf(out, "null");
-		fprintf(out, ", \"recipients\": [");
-		for (i = 0; i < e->nrcpt; i++) {
-			const struct spool_rcpt *r = &e->rcpts[i];
-			fprintf(out, "%s\n    {\"address\": ", i ? "," : "");
-			json_str(out, r->addr);
-			fprintf(out, ", \"orig\": ");
-			json_str(out, r->orig ? r->orig : r->addr);
-			fprintf(out, ", \"status\": \"%s\", \"attempts\": %u, \"last_reply\": ",
-			    rcpt_status_name(r->status), r->attempts);
-			json_str(out, r->last_reply ? r->last_reply : "");
-			fprintf(out, ", \"next_attempt\": ");
-			if (r->status == RCPT_PENDING && r->next_attempt > 0) {
-				rfc3339(r->next_attempt, when, sizeof when);
-				fprintf(out, "\"%s\"}", when);
-			} else
-				fprintf(out, "null}");
-		}
-		fprintf(out, "%s]}", e->nrcpt ? "\n  " : "");
-	} else {
+	if (f->json != NULL)
+		f->json->one(f, e);
+	else {
 		struct tm tm;
 		localtime_r(&e->arrival, &tm);
 		strftime(when, sizeof when, "%a %b %e %H:%M:%S", &tm);
@@ -109,8 +57,8 @@ qformat_one(struct qformat *f, const struct spool_env *e)
 void
 qformat_end(struct qformat *f)
 {
-	if (f->json)
-		fprintf(f->out, "%s]\n", f->count ? "\n" : "");
+	if (f->json != NULL)
+		f->json->end(f);
 	else if (f->count == 0)
 		fprintf(f->out, "Mail queue is empty\n");
 	else

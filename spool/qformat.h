@@ -18,7 +18,10 @@
  * "held", "damaged" (why, or null), "recipients": [{"address", "orig",
  * "status": "pending" | "sent" | "failed", "attempts", "last_reply",
  * "next_attempt" (RFC 3339 or null)}]}.  A damaged message is held: "held"
- * is true.
+ * is true.  Written by spool/qjson.c with json-c, one message a line; this
+ * file holds no JSON code, so that the sendmail client, which prints the
+ * text form as mailq, links neither it nor json-c: the JSON writer comes in
+ * through struct qformat_json from the programs that link it.
  */
 #ifndef MAILRELAY_QFORMAT_H
 #define MAILRELAY_QFORMAT_H
@@ -27,14 +30,23 @@
 
 #include "spool.h"
 
+struct qformat;
+
+/* A writer of the JSON form: qjson_list (spool/qjson.h). */
+struct qformat_json {
+	void (*begin)(struct qformat *f);
+	void (*one)(struct qformat *f, const struct spool_env *e);
+	void (*end)(struct qformat *f);
+};
+
 struct qformat {
 	FILE *out;
-	int json;
+	const struct qformat_json *json;    /* NULL: the text form */
 	size_t count;
 	unsigned long long bytes;
 };
 
-void qformat_begin(struct qformat *f, FILE *out, int json);
+void qformat_begin(struct qformat *f, FILE *out, const struct qformat_json *json);
 void qformat_one(struct qformat *f, const struct spool_env *e);
 void qformat_end(struct qformat *f);
 

@@ -76,6 +76,13 @@ oauth2_reply_needs_person(const struct smtp_reply *r)
 	return 0;
 }
 
+const char *
+oauth2_holds_expiry(const struct config *c, const char *sender)
+{
+	(void)c, (void)sender;
+	return NULL;
+}
+
 static char buf[4097];
 
 int

@@ -32,7 +32,7 @@ def test_commands_and_their_options(build):
     m = build.mailrelay
     assert complete([m, ""]) == sorted(["-c", "check-config", "queue", "status", "show",
                                         "flush", "hold", "release", "delete", "oauth2",
-                                        "version"])
+                                        "test", "version"])
     assert complete([m, "s"]) == ["show", "status"]
     assert complete([m, "-c", "/x.conf", "qu"]) == ["queue"]
     assert complete([m, "queue", "--"]) == ["--json"]
@@ -42,6 +42,8 @@ def test_commands_and_their_options(build):
     assert complete([m, "oauth2", ""]) == ["authorize", "token"]
     assert complete([m, "oauth2", "token", ""]) == ["--smarthost"]
     assert complete([m, "version", ""]) == []
+    assert complete([m, "test", "--"]) == ["--from", "--json", "--probe", "--smarthost", "--to"]
+    assert complete([m, "test", "--to", ""]) == []       # an address: nothing to offer
 
 
 def test_config_file_argument_completes_file_names(build, workdir):
@@ -95,3 +97,5 @@ def test_smarthost_names_for_oauth2(build, workdir):
         ["backup", "primary"]
     assert complete([build.mailrelay, "-c", conf, "oauth2", "authorize", "--smarthost", "p"]) == \
         ["primary"]
+    assert complete([build.mailrelay, "-c", conf, "test", "--probe", "--smarthost", ""]) == \
+        ["backup", "primary"]

@@ -19,6 +19,7 @@ COMMANDS = {
     "release": "ID...",
     "delete": "ID... | --all",
     "oauth2": "token|authorize --smarthost NAME",
+    "test": "--to ADDR [--from ADDR] [--smarthost NAME] [--json] | --probe",
     "version": "",
 }
 
@@ -60,7 +61,7 @@ def test_help_after_other_arguments_still_helps(build):
                   'before the command (mailrelay --help)'),
     (["-c"], "mailrelay: -c needs a file name (mailrelay --help)"),
     (["frobnicate"], 'mailrelay: unknown command "frobnicate": expected one of check-config, queue, '
-                     'status, show, flush, hold, release, delete, oauth2, version (mailrelay --help)'),
+                     'status, show, flush, hold, release, delete, oauth2, test, version (mailrelay --help)'),
     (["queue", "--jsn"], 'mailrelay: queue: unknown option "--jsn": expected --json '
                          '(mailrelay queue --help)'),
     (["status", "--jason"], 'mailrelay: status: unknown option "--jason": expected --json, '

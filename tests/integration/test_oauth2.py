@@ -87,10 +87,10 @@ def oauth_host(pki, sh, endpoint, auth="xoauth2", **oauth2):
     return opts
 
 
-def start(daemon, smarthosts, extra=""):
+def start(daemon, smarthosts, extra="", overrides=None):
     """A daemon whose smarthosts may hold an oauth2 section (rendered by
     render_config as `oauth2 = {...}`, written here as the section it is)."""
-    d = daemon(smarthosts=smarthosts, extra=extra, start=False)
+    d = daemon(smarthosts=smarthosts, extra=extra, overrides=overrides, start=False)
     text = d.config_text.replace("oauth2 = {", "oauth2 {")
     with open(d.conf, "w") as f:
         f.write(text)
@@ -261,17 +261,19 @@ def test_refresh_token_rotation_written_back(daemon, workdir, pki, endpoint, oau
     sent(d, qid)
     with open(rt) as f:
         now_in_file = f.read().strip()
-    assert now_in_file == endpoint.refresh_issued[-1] != first
+    assert now_in_file in endpoint.refresh_issued[1:], endpoint.summary()
     assert oct(os.stat(rt).st_mode & 0o777) == "0o600"
-    # the next token (the first is past 80% of its 2s) comes from the rotated refresh token
-    issued_at = endpoint.issued[-1][1]
-    wait_until(lambda: time.time() > issued_at + 1.7, timeout=5, what="the token to age")
+    # the next token (renewed at 80% of its 2s) comes from the rotated refresh token,
+    # and each later one from the one rotated before it
+    wait_until(lambda: len(endpoint.requests(grant="refresh_token")) >= 2, timeout=10,
+               what="the renewal", alive=d.check_alive)
     msg2, qid2 = submit(d, "delegated two")
     sent(d, qid2)
     reqs = endpoint.requests(grant="refresh_token")
-    assert [r.status for r in reqs] == [200, 200], endpoint.summary()
+    assert all(r.status == 200 for r in reqs), endpoint.summary()
     assert reqs[0].form["refresh_token"] == first
-    assert reqs[1].form["refresh_token"] == now_in_file
+    for i in range(1, len(reqs)):
+        assert reqs[i].form["refresh_token"] == endpoint.refresh_issued[i], endpoint.summary()
     d.wait_for_log(r"smarthost m365: the token endpoint rotated the refresh token; .* rewritten")
     assert_no_secret_logged(d, endpoint, sh)
 
@@ -279,27 +281,99 @@ def test_refresh_token_rotation_written_back(daemon, workdir, pki, endpoint, oau
 # ---------------------------------------------------------------------------
 # life cycle
 
-def test_refresh_before_expiry_without_failed_auth(daemon, workdir, pki, endpoint, oauth_smarthost):
+def test_token_renewed_in_background_before_expiry(daemon, workdir, pki, endpoint,
+                                                  oauth_smarthost):
+    """At 80% of its lifetime the token is renewed by a timer while no mail
+    flows; the next delivery then asks the endpoint nothing and no AUTH
+    fails."""
     endpoint.clients[CLIENT_ID] = "cs-" + os.urandom(8).hex()
-    endpoint.lifetime = 3
+    endpoint.lifetime = 8
     sh = oauth_smarthost(endpoint)
     secret = write_secret(workdir, "client.secret", endpoint.clients[CLIENT_ID])
     d = start(daemon, [("m365", oauth_host(pki, sh, endpoint, client_secret_file=secret))])
     msg, qid = submit(d, "first")
     sent(d, qid)
-    issued_at = endpoint.issued[-1][1]
-    # within 80% of the lifetime: the same token
-    msg, qid = submit(d, "second, same token")
+    issued_at = endpoint.issued[0][1]
+    wait_until(lambda: len(endpoint.requests(status=200)) >= 2, timeout=15,
+               what="the renewal in the background", alive=d.check_alive)
+    renewal = endpoint.requests()[1]
+    # about 80% of the lifetime, before expiry, with no session open meanwhile
+    assert issued_at + 5.5 < renewal.time < issued_at + 8, (issued_at, renewal.time)
+    assert len(sh.delivered()) == 1 and sh.in_data == 0
+    d.wait_for_log(r"smarthost m365: renewing the OAuth2 access token before it expires")
+    n = len(endpoint.requests())
+    t0 = time.time()
+    msg2, qid2 = submit(d, "second, with the renewed token")
+    sent(d, qid2)
+    t1 = time.time()
+    assert [r for r in endpoint.requests() if t0 <= r.time <= t1] == [], endpoint.summary()
+    assert len(endpoint.requests()) >= n
+    assert sh.auth_exchanges(success=False) == [], sh.auth_exchanges()
+    assert sh.auth_exchanges(success=True)[-1].secret == endpoint.issued[1][0]
+    assert_no_secret_logged(d, endpoint, sh)
+
+
+def test_failing_renewal_backs_off_and_stops_at_expiry(daemon, workdir, pki, endpoint,
+                                                       oauth_smarthost):
+    """An endpoint that fails the renewal gets a few requests spaced by a
+    growing wait, none after the token expired while no mail flows; the
+    next delivery asks again and goes through."""
+    endpoint.clients[CLIENT_ID] = "cs-" + os.urandom(8).hex()
+    endpoint.lifetime = 8
+    sh = oauth_smarthost(endpoint)
+    secret = write_secret(workdir, "client.secret", endpoint.clients[CLIENT_ID])
+    d = start(daemon, [("m365", oauth_host(pki, sh, endpoint, client_secret_file=secret))])
+    msg, qid = submit(d, "first")
     sent(d, qid)
-    if time.time() < issued_at + 2.3:
-        assert len(endpoint.requests()) == 1, endpoint.summary()
-    # past 80% but before expiry: a new token, asked before AUTH, never a rejected AUTH
-    wait_until(lambda: time.time() > issued_at + 2.5, timeout=5, what="80% of the lifetime")
-    msg, qid = submit(d, "third, renewed")
-    sent(d, qid)
-    assert len(endpoint.requests(status=200)) == 2, endpoint.summary()
+    issued_at = endpoint.issued[0][1]
+    endpoint.answers = [(503, {"error": "temporarily_unavailable",
+                               "error_description": "AADSTS90033: A transient error."})] * 50
+    wait_until(lambda: endpoint.requests(status=503), timeout=15,
+               what="the failed renewal", alive=d.check_alive)
+    # idle until well past expiry: no request after it
+    wait_until(lambda: time.time() > issued_at + 10, timeout=15, what="the token to expire")
+    failed = endpoint.requests(status=503)
+    assert 1 <= len(failed) <= 2, endpoint.summary()
+    assert all(issued_at + 5.5 < r.time < issued_at + 8 for r in failed), endpoint.summary()
+    if len(failed) == 2:
+        assert failed[1].time - failed[0].time >= 0.95, endpoint.summary()
+    assert len(endpoint.requests()) == 1 + len(failed), endpoint.summary()
+    d.wait_for_log(r"smarthost m365: the OAuth2 token endpoint failed: HTTP 503")
+    assert "needs authorisation" not in d.log_text()
+    # the endpoint is back: the next delivery asks (the old token has expired)
+    endpoint.answers = []
+    msg2, qid2 = submit(d, "after the endpoint came back")
+    sent(d, qid2)
     assert sh.auth_exchanges(success=False) == [], sh.auth_exchanges()
     assert sh.auth_exchanges(success=True)[-1].secret == endpoint.issued[-1][0]
+    assert_no_secret_logged(d, endpoint, sh)
+
+
+def test_no_renewal_once_a_reload_took_the_oauth2_section_away(daemon, workdir, pki, endpoint,
+                                                                oauth_smarthost):
+    """The renewal timer asks the current configuration: a smarthost
+    without an oauth2 section after a reload gets no token request."""
+    endpoint.clients[CLIENT_ID] = "cs-" + os.urandom(8).hex()
+    endpoint.lifetime = 4
+    sh = oauth_smarthost(endpoint)
+    secret = write_secret(workdir, "client.secret", endpoint.clients[CLIENT_ID])
+    d = start(daemon, [("m365", oauth_host(pki, sh, endpoint, client_secret_file=secret))])
+    msg, qid = submit(d, "one")
+    sent(d, qid)
+    issued_at = endpoint.issued[0][1]
+    with open(d.conf) as f:
+        text = f.read()
+    text = re.sub(r"\n\s*oauth2 \{[^}]*\}", "", text).replace("auth = xoauth2", "auth = none")
+    assert "oauth2" not in text
+    with open(d.conf, "w") as f:
+        f.write(text)
+    n = len(d.log_lines())
+    d.hup()
+    d.wait_for_log(r"configuration reloaded", after=n)
+    assert time.time() < issued_at + 3, "the reload came after the renewal was due"
+    # past the renewal (80%) and the expiry of the token: nothing asked
+    wait_until(lambda: time.time() > issued_at + 5, timeout=10, what="the token's lifetime")
+    assert len(endpoint.requests()) == 1, endpoint.summary()
 
 
 def test_stale_token_microsoft_535_recovers_in_same_session(daemon, workdir, pki, endpoint,
@@ -427,6 +501,88 @@ def test_invalid_grant_keeps_mail_queued_others_deliver_status_explains(
     d.mailrelay(["flush"])
     sent(d, qid)
     delivered_once(sh, msg)
+    assert_no_secret_logged(d, endpoint, sh)
+
+
+def test_mail_waiting_for_authorisation_is_not_expired(daemon, workdir, pki, endpoint,
+                                                       oauth_smarthost, smarthost):
+    """max_queue_time does not bounce mail whose smarthost needs a person;
+    mail that only a working (but refusing) smarthost could take still
+    expires, and the authorised smarthost delivers the kept mail."""
+    sh = oauth_smarthost(endpoint)
+    other = smarthost()
+    other.rcpt_replies = {"busy@example.net": "450 4.2.0 mailbox busy"}
+    rt = write_secret(workdir, "m365.refresh", "rt-revoked-" + os.urandom(8).hex())
+    d = start(daemon, [("m365", oauth_host(pki, sh, endpoint, refresh_token_file=rt)),
+                       ("other", smarthost_opts(other.port))],
+              extra='route { from = "@contoso.test"; smarthost = m365 }\n'
+                    'route { from = "@example.org"; smarthost = other }',
+              overrides={"max_queue_time": "2s", "retry_schedule": ["1s"]})
+    msg, qid = submit(d, "waits for a person", sender="app@contoso.test")
+    d.wait_for_log(r"^mailrelayd: smarthost m365 needs authorisation")
+    busy = make_message(subject="expires", sender=SENDER, to=("busy@example.net",))
+    assert d.sendmail(["-i", "-f", SENDER, "busy@example.net"], busy).rc == 0
+    qid2 = d.accepted_id(SENDER)
+    # the control: a temporary failure through a smarthost that needs no person expires
+    d.wait_for_record(id=qid2, to="busy@example.net", status="bounced", timeout=20)
+    # the kept one: deferred again after max_queue_time, saying why, never bounced
+    d.wait_for_log(r"^mailrelayd: %s: to=<%s>, .*status=deferred \(.*; kept past max_queue_time: "
+                   r"smarthost m365 needs authorisation\)" % (qid, RCPT), timeout=20)
+    assert d.outcomes(qid, status="bounced") == [], d.log_text()[-3000:]
+    q = [m for m in d.queue_json() if m["id"] == qid]
+    assert len(q) == 1 and q[0]["recipients"][0]["status"] == "pending", d.queue_json()
+    assert "kept past max_queue_time" in q[0]["recipients"][0]["last_reply"], q
+    assert [t for t in other.delivered() if t.mail_from == "" and
+            "waits for a person" in t.content.decode("utf-8", "replace")] == []
+    # a person acts: the kept mail is delivered, not bounced
+    good = endpoint._new_refresh()
+    write_secret(workdir, "m365.refresh.new", good)
+    os.rename(os.path.join(workdir, "m365.refresh.new"), rt)
+    d.mailrelay(["flush"])
+    sent(d, qid)
+    delivered_once(sh, msg)
+    assert d.outcomes(qid, status="bounced") == []
+
+
+def test_needs_authorisation_shown_once_and_with_the_daemon_down(daemon, workdir, pki, endpoint,
+                                                                 oauth_smarthost):
+    """status says it once; the daemon keeps the state in the spool (0600),
+    so status with the daemon down still shows it; it goes once a person
+    acted and a token was had."""
+    sh = oauth_smarthost(endpoint)
+    rt = write_secret(workdir, "m365.refresh", "rt-revoked-" + os.urandom(8).hex())
+    d = start(daemon, [("m365", oauth_host(pki, sh, endpoint, refresh_token_file=rt))])
+    msg, qid = submit(d, "waits for a person")
+    d.wait_for_record(id=qid, to=RCPT, status="deferred", timeout=15)
+    r = d.mailrelay(["status"])
+    assert r.rc == 0, r
+    assert r.out_text.count("smarthost m365 needs authorisation") == 1, r.out_text
+    assert "run: mailrelay oauth2 authorize --smarthost m365" in r.out_text, r.out_text
+    state = os.path.join(d.spool, "oauth2-m365.state")
+    assert oct(os.stat(state).st_mode & 0o777) == "0o600"
+    d.stop()
+    r = d.mailrelay(["status"])
+    assert r.rc == 69 and "mailrelayd is not running" in r.out_text, r
+    assert r.out_text.count("smarthost m365 needs authorisation") == 1, r.out_text
+    assert "invalid_grant" in r.out_text and \
+        "run: mailrelay oauth2 authorize --smarthost m365" in r.out_text, r.out_text
+    r = d.mailrelay(["status", "--json"])
+    js = json.loads(r.out)
+    assert r.rc == 69 and js["running"] is False, r
+    na = {s["name"]: s["needs_authorisation"] for s in js["smarthosts"]}
+    assert "invalid_grant" in na["m365"], js
+    # a person acts while the daemon is down; it starts, asks again and delivers
+    write_secret(workdir, "m365.refresh.new", endpoint._new_refresh())
+    os.rename(os.path.join(workdir, "m365.refresh.new"), rt)
+    d.start()
+    sent(d, qid)
+    delivered_once(sh, msg)
+    d.wait_for_log(r"smarthost m365 needed authorisation when the daemon last ran; asking")
+    assert not os.path.exists(state)
+    assert "needs authorisation" not in d.mailrelay(["status"]).out_text
+    d.stop()
+    r = d.mailrelay(["status", "--json"])
+    assert [s["needs_authorisation"] for s in json.loads(r.out)["smarthosts"]] == [None], r.out
     assert_no_secret_logged(d, endpoint, sh)
 
 

@@ -109,7 +109,8 @@ STATUS_SMARTHOST = {"name": STR, "host": STR, "port": INT, "last_success": (STR,
                     "last_failure": (STR, NULL), "last_error": (STR, NULL), "failures": INT,
                     "backoff_until": (STR, NULL), "rate_limit": (STR, NULL), "paced_until": (STR, NULL),
                     "needs_authorisation": (STR, NULL)}
-STATUS_DOWN = {"running": BOOL, "error": STR, "queue": dict}
+STATUS_DOWN = {"running": BOOL, "error": STR, "queue": dict, "smarthosts": list}
+STATUS_DOWN_SMARTHOST = {"name": STR, "host": STR, "port": INT, "needs_authorisation": (STR, NULL)}
 STATUS_DOWN_QUEUE = {"messages": INT, "held": INT, "damaged": INT, "oldest_age": (INT, NULL)}
 
 
@@ -167,4 +168,30 @@ def test_json_outputs_keep_their_documented_layout(daemon, smarthost):
             s = json.loads(r.out_text)
             conforms(s, STATUS_DOWN, "status (down)")
             conforms(s["queue"], STATUS_DOWN_QUEUE, "status (down).queue")
+            assert [h["name"] for h in s["smarthosts"]] == ["main", "backup"]
+            for h in s["smarthosts"]:
+                conforms(h, STATUS_DOWN_SMARTHOST, "status (down).smarthosts[%s]" % h["name"])
             assert s["running"] is False and s["queue"]["messages"] == 2 and s["queue"]["held"] == 1
+
+
+def test_json_strings_round_trip_up_and_down(daemon, smarthost):
+    """Text from a peer (quotes, backslashes, slashes) comes back from
+    `queue --json` and `status --json` exactly as it was recorded, from the
+    daemon and from the spool, each output one JSON text (json-c writes
+    them all)."""
+    reply = '450 4.2.0 try "later" at C:\\queue\\busy or https://status.example/x'
+    sh = smarthost()
+    sh.rcpt_replies = {"busy@example.net": reply}
+    d = daemon(sh, overrides={"retry_schedule": ["1h"]})
+    assert d.sendmail(["-i", "-f", SENDER, "busy@example.net"], make_message()).rc == 0
+    wait_until(lambda: [r["attempts"] for m in d.queue_json() for r in m["recipients"]] == [1],
+               what="the deferral")
+    for where in ("daemon", "spool"):
+        (m,) = d.queue_json()
+        assert m["recipients"][0]["last_reply"] == reply, (where, m)
+        r = d.mailrelay(["status", "--json"])
+        assert r.out_text.count("\n") == 1, (where, r.out_text)
+        js = json.loads(r.out_text)
+        assert js["running"] is (where == "daemon"), js
+        if where == "daemon":
+            d.stop()

@@ -2,8 +2,9 @@
  * Unit tests for daemon/oauth2_proto.c: how a token endpoint's answer is
  * judged (success, the errors a person must fix, the passing ones, the
  * device code answers, garbage and deep nesting), the form of each grant
- * (percent-encoding, the client credential), base64url, and the atomic
- * refresh token file with its permission check.
+ * (percent-encoding, the client credential), base64url, the atomic
+ * refresh token file with its permission check, and the needs-authorisation
+ * state file (printable when read back).
  */
 #include "config.h"
 
@@ -200,6 +201,42 @@ test_refresh_file(void **state)
 	rmdir(dir);
 }
 
+static void
+test_state_file(void **state)
+{
+	char dir[] = "/tmp/test_oauth2.XXXXXX", path[160], err[300], *s;
+	struct stat st;
+	time_t since;
+	FILE *f;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	assert_null(oauth2_state_read(dir, "m365", &since));
+	assert_int_equal(oauth2_state_write(dir, "m365", 1700000000,
+	    "smarthost m365 needs authorisation: \"x\" /y", err, sizeof err), 0);
+	snprintf(path, sizeof path, "%s/oauth2-m365.state", dir);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0600);
+	s = oauth2_state_read(dir, "m365", &since);
+	assert_string_equal(s, "smarthost m365 needs authorisation: \"x\" /y");
+	assert_int_equal(since, 1700000000);
+	free(s);
+	/* what goes to a terminal is one printable line, whatever the file says */
+	assert_non_null(f = fopen(path, "w"));
+	fputs("{\"version\": 1, \"needs_authorisation\": \"a\\nb\\u001b[31mc\"}", f);
+	fclose(f);
+	s = oauth2_state_read(dir, "m365", &since);
+	assert_string_equal(s, "a b [31mc");
+	free(s);
+	/* garbage is no state */
+	assert_non_null(f = fopen(path, "w"));
+	fputs("{\"needs_authorisation\": [", f);
+	fclose(f);
+	assert_null(oauth2_state_read(dir, "m365", &since));
+	unlink(path);
+	rmdir(dir);
+}
+
 int
 main(void)
 {
@@ -211,6 +248,7 @@ main(void)
 		cmocka_unit_test(test_b64url),
 		cmocka_unit_test(test_forms),
 		cmocka_unit_test(test_refresh_file),
+		cmocka_unit_test(test_state_file),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
