@@ -48,6 +48,7 @@
 #include "queue.h"
 #include "oauth2.h"
 #include "shstate.h"
+#include "explain.h"
 #include "trouble.h"
 #include "spool/qformat.h"
 #include "spool/qjson.h"
@@ -570,10 +571,14 @@ do_status(struct csession *s, const struct ctl_req *req)
 		if (st->last_error[0] && (na == NULL || strstr(st->last_error, mark) == NULL)) {
 			ago(b2, sizeof b2, st->last_failure, now);
 			cs_reply(s, "D   last error %s: %s", b2, st->last_error);
-			/* what its failure kind means, from the one table (lib/trouble.h) */
+			/*
+			 * What it means and what to do: the table of replies when a
+			 * row fits (lib/explain.h), else the failure kind's row
+			 */
 			const struct trouble *t = trouble_get((enum trouble_kind)st->last_kind);
-			cs_reply(s, "D     why: %s", t->sentence);
-			cs_reply(s, "D     what to do: %s", t->hint);
+			const struct explanation *ex = explain_find(t->name, st->last_error);
+			cs_reply(s, "D     why: %s", ex ? ex->sentence : t->sentence);
+			cs_reply(s, "D     what to do: %s", ex ? ex->hint : t->hint);
 		}
 		if (na != NULL)
 			cs_reply(s, "D   %s", na);

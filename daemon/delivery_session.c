@@ -43,6 +43,7 @@
 #include "delivery_trouble.h"
 #include "dispatch.h"
 #include "dotstuff.h"
+#include "explain.h"
 #include "linefix.h"
 #include "log.h"
 #include "metrics.h"
@@ -324,6 +325,10 @@ session_fail(struct dsession *s, enum trouble_kind k, const char *why)
 	int never_ready = s->messages == 0 && s->rc_idx == NULL;
 
 	log_info("%s", why);
+	/* what it means and what to do, unless the reason says it already (OAuth2's) */
+	const struct explanation *ex = explain_find(trouble_get(k)->name, why);
+	if (ex != NULL && strstr(why, ex->sentence) == NULL)
+		log_info("%s: %s: %s", s->relay, ex->sentence, ex->hint);
 	s->fail_kind = k;
 	s->failed = 1;
 	session_trace(s, TR_FAILED, why);
@@ -528,9 +533,12 @@ on_reply(struct dsession *s)
 	log_debug("%s: <<< %s", s->relay, text);
 	session_trace(s, TR_REPLY, text);
 	metrics_reply(s->sh->name, s->reply.code);
-	/* OAuth2 smarthosts (Microsoft 365, Google): what a refusal means, once, in words */
-	if (s->sh->oauth2 != NULL && cls >= 4 && s->state != DS_AUTH &&
-	    oauth2_explain_reply(&s->reply)[0] != '\0')
+	/*
+	 * What a refusal means and what to do, in words, from the one table
+	 * of replies (lib/explain.h; `mailrelay test` and `show` say the
+	 * same).  AUTH's are said with the session's failure.
+	 */
+	if (cls >= 4 && s->state != DS_AUTH && oauth2_explain_reply(&s->reply)[0] != '\0')
 		log_warnx("%s: %s: %s", s->relay, text, oauth2_explain_reply(&s->reply));
 
 	if (s->reply.code == 421 && (s->state == DS_ENVELOPE || s->state == DS_BODY ||

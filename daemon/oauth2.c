@@ -38,6 +38,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "explain.h"
 #include "httpc.h"
 #include "log.h"
 #include "oauth2.h"
@@ -789,59 +790,35 @@ oauth2_rejected(const char *name, unsigned long gen)
 
 /* ---- what the smarthost's replies mean ------------------------------------------ */
 
-static const struct reply_meaning {
-	const char *enh;            /* enhanced status code */
-	const char *text;           /* and a word of the text, or NULL */
-	int person;                 /* a new token cannot fix it */
-	const char *means;
-} meanings[] = {
-	{ "5.7.139", NULL, 1, "SMTP AUTH is disabled for the tenant or the mailbox; an Exchange "
-	  "administrator enables it with Set-CASMailbox -Identity MAILBOX "
-	  "-SmtpClientAuthenticationDisabled $false, then reload mailrelayd" },
-	{ "5.7.30", NULL, 1, "the server no longer takes a password (Basic authentication); use "
-	  "auth = xoauth2 with an oauth2 section" },
-	{ "5.7.3", NULL, 0, "the token was refused: expired or revoked, or for the wrong audience "
-	  "(the scope must be https://outlook.office365.com/.default with client credentials, "
-	  "https://outlook.office.com/SMTP.Send delegated), or the app's service principal is not "
-	  "registered in Exchange Online (New-ServicePrincipal) or has no right on the mailbox" },
-	{ "5.7.8", NULL, 0, "the token or the user name was not accepted (for Google: the scope "
-	  "must be https://mail.google.com/ and username the account the token is for)" },
-	{ "5.7.60", NULL, 0, "the mailbox may not send as this sender: grant it Send As, or send as "
-	  "the mailbox (from_address, rewrite_from = always)" },
-	{ "5.2.252", NULL, 0, "SendAsDenied: the mailbox may not send as this sender: grant it "
-	  "Send As, or send as the mailbox (from_address, rewrite_from = always)" },
-	{ "4.2.0", "MapiExceptionLogonFailed", 0, "the app's service principal has no permission "
-	  "on the mailbox: Add-MailboxPermission -Identity MAILBOX -User SERVICE_PRINCIPAL_ID "
-	  "-AccessRights FullAccess" },
-};
-
-static const struct reply_meaning *
+/*
+ * What a refusal means, from the one table of replies (lib/explain.h):
+ * "SENTENCE: HINT", or "" when no row matches.
+ */
+static const struct explanation *
 meaning_of(const struct smtp_reply *r)
 {
-	char enh[32];
+	char text[1200];
 
-	if (r->enh[0] < 0)
-		return NULL;
-	snprintf(enh, sizeof enh, "%d.%d.%d", r->enh[0], r->enh[1], r->enh[2]);
-	for (size_t i = 0; i < sizeof meanings / sizeof meanings[0]; i++)
-		if (strcmp(meanings[i].enh, enh) == 0 &&
-		    (meanings[i].text == NULL || strstr(r->text, meanings[i].text) != NULL))
-			return &meanings[i];
-	return NULL;
+	smtp_reply_summary(r, text, sizeof text);
+	return explain_find(NULL, text);
 }
 
 const char *
 oauth2_explain_reply(const struct smtp_reply *r)
 {
-	const struct reply_meaning *m = meaning_of(r);
+	static char out[1200];
+	const struct explanation *m = meaning_of(r);
 
-	return m ? m->means : "";
+	if (m == NULL)
+		return "";
+	snprintf(out, sizeof out, "%s: %s", m->sentence, m->hint);
+	return out;
 }
 
 int
 oauth2_reply_needs_person(const struct smtp_reply *r)
 {
-	const struct reply_meaning *m = meaning_of(r);
+	const struct explanation *m = meaning_of(r);
 
 	return m != NULL && m->person;
 }

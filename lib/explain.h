@@ -19,7 +19,7 @@ struct explanation {
 	const char *name;               /* a short name of the case, for tests and JSON */
 	const char *kind;               /* the failure kind's name (trouble.h); NULL: any */
 	const char *pattern[2];         /* each must be in the text; NULL: no more */
-	int person;                     /* an admin must change something: retrying cannot help */
+	int person;                     /* to AUTH: a person must act; a new OAuth2 token cannot help */
 	const char *sentence;
 	const char *hint;
 };

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "qformat.h"
+#include "explain.h"
 #include "trouble.h"
 
 void
@@ -127,11 +128,17 @@ qformat_show(FILE *out, const struct spool_env *e, const char *content, size_t l
 		fputc('\n', out);
 		if (r->last_reply && r->last_reply[0])
 			fprintf(out, "      last reply: %s\n", r->last_reply);
-		/* not yet delivered, or never: what the failure kind means and what to do */
+		/*
+		 * Not yet delivered, or never: what it means and what to do,
+		 * from the table of replies when a row fits the last reply,
+		 * else from the failure kind's row.
+		 */
 		int k = r->kind[0] && r->status != RCPT_SENT ? trouble_by_name(r->kind) : -1;
+		const struct explanation *ex = k >= 0 ? explain_find(r->kind, r->last_reply) : NULL;
 		if (k >= 0) {
-			fprintf(out, "      why:        %s\n", trouble_get((enum trouble_kind)k)->sentence);
-			fprintf(out, "      what to do: %s\n", trouble_get((enum trouble_kind)k)->hint);
+			fprintf(out, "      why:        %s\n", ex ? ex->sentence :
+			    trouble_get((enum trouble_kind)k)->sentence);
+			fprintf(out, "      what to do: %s\n", ex ? ex->hint : trouble_get((enum trouble_kind)k)->hint);
 		}
 	}
 	fprintf(out, "Attempts:%s\n", e->nhist ? "" : " none yet");

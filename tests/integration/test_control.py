@@ -274,7 +274,7 @@ def test_show_gives_the_envelope_the_attempts_and_the_header(daemon, smarthost):
 
 
 def test_show_explains_a_smarthost_nobody_answers_at(daemon):
-    # nothing listens on the smarthost's port: the kind is CONNECT
+    # nothing listens on the smarthost's port: the kind is CONNECT, the reply table says more
     d = daemon(free_port(), overrides={"retry_schedule": ["1h"]})
     r = d.sendmail(["-i", "-f", SENDER, RCPT], make_message(subject="nobody"))
     assert r.rc == 0, r
@@ -282,9 +282,10 @@ def test_show_explains_a_smarthost_nobody_answers_at(daemon):
     d.wait_for_record(id=qid, status="deferred")
     r = d.mailrelay(["show", qid])
     assert r.rc == 0, r
-    assert "      why:        no address of the smarthost took the connection\n" in r.out_text, r.out_text
-    assert ("      what to do: check `host`, `port` and the firewall; see connect_timeout\n"
-            in r.out_text), r.out_text
+    assert ("      why:        the host answered, but nothing takes connections on that port "
+            "(or a firewall rejects them)\n" in r.out_text), r.out_text
+    assert ("      what to do: check `port`: 587 for STARTTLS submission, 465 for TLS from the first "
+            "byte, 25 between servers\n" in r.out_text), r.out_text
 
 
 def test_show_of_someone_elses_message_is_refused(daemon, smarthost):

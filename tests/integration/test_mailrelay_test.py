@@ -13,6 +13,7 @@ provider answers."""
 
 import json
 import os
+import re
 import socket
 import threading
 
@@ -329,3 +330,18 @@ def test_name_that_does_not_resolve(daemon, workdir):
                                 "failed: "), r.out_text
     assert lines[-2] == ("  what it means: the host name of the smarthost (or of its proxy) did "
                          "not resolve"), r.out_text
+
+
+def test_every_explanation_is_in_the_man_page():
+    """man/mailrelay.8 lists every row of lib/explain.c by name, with its sentence."""
+    top = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+    with open(os.path.join(top, "lib", "explain.c")) as f:
+        src = f.read()
+    with open(os.path.join(top, "man", "mailrelay.8")) as f:
+        page = f.read().replace("\\-", "-").replace("\\e", "\\")
+    rows = re.findall(r'^\t\{ "([a-z0-9.-]+)", (?:NULL|"[A-Z_0-9]+"), \{[^}]*\}, [01],\n\t  "([^"]*)"',
+                      src, re.M)
+    assert len(rows) >= 30, rows
+    for name, sentence_start in rows:
+        assert "\n.B %s\n" % name in page, name
+        assert sentence_start[1:40] in page, (name, sentence_start)

@@ -59,11 +59,13 @@ def test_status_shows_a_failing_smarthost_and_its_back_off(daemon, smarthost):
     assert h["last_success"] is None and h["backoff_until"] is not None
     text = d.mailrelay(["status"]).out_text
     assert "last success never" in text and "backed off after 1 failure(s)" in text
-    # what the failure kind means, under the last error, from the one table (lib/trouble.h)
+    # what it means, under the last error: the row of lib/explain.c for a refused connection
     lines = text.splitlines()
     i = next(n for n, l in enumerate(lines) if l.startswith("  last error "))
-    assert lines[i + 1] == "    why: no address of the smarthost took the connection", text
-    assert lines[i + 2] == "    what to do: check `host`, `port` and the firewall; see connect_timeout", text
+    assert lines[i + 1] == ("    why: the host answered, but nothing takes connections on that port "
+                            "(or a firewall rejects them)"), text
+    assert lines[i + 2] == ("    what to do: check `port`: 587 for STARTTLS submission, 465 for TLS "
+                            "from the first byte, 25 between servers"), text
 
 
 def test_status_when_the_daemon_is_down(daemon, smarthost):
