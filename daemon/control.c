@@ -467,6 +467,56 @@ do_show(struct csession *s, const struct ctl_req *req)
 	cs_reply(s, "OK %s", req->ids[0]);
 }
 
+/*
+ * The configuration running, and whether the file is newer: changed since
+ * it was loaded (mtime), or a reload refused (with why).  The file's
+ * mtime is read now, so an edit not yet reloaded shows too.
+ */
+static time_t
+conf_file_mtime(void)
+{
+	struct stat st;
+
+	return D->conf->path != NULL && stat(D->conf->path, &st) == 0 ? st.st_mtime : 0;
+}
+
+static json_object *
+conf_json(time_t now)
+{
+	json_object *o = json_object_new_object();
+	time_t mt = conf_file_mtime();
+
+	(void)now;
+	json_object_object_add(o, "path", qjson_str(D->conf->path));
+	json_object_object_add(o, "loaded", qjson_time(D->conf_loaded));
+	json_object_object_add(o, "file_changed", qjson_time(mt));
+	json_object_object_add(o, "file_newer", json_object_new_boolean(mt > D->conf_mtime));
+	json_object_object_add(o, "reload_refused", qjson_time(D->reload_refused));
+	json_object_object_add(o, "reload_refused_why",
+	    qjson_str(D->reload_refused ? D->reload_refused_why : NULL));
+	return o;
+}
+
+static void
+conf_text(struct csession *s, time_t now)
+{
+	char a[64], b[64];
+	time_t mt = conf_file_mtime();
+	const char *path = D->conf->path ? D->conf->path : "built-in defaults";
+
+	ago(a, sizeof a, D->conf_loaded, now);
+	cs_reply(s, "D configuration: %s, loaded %s", path, a);
+	if (D->reload_refused) {
+		ago(b, sizeof b, D->reload_refused, now);
+		cs_reply(s, "D   reload refused %s: %s; the configuration loaded %s is still running", b,
+		    D->reload_refused_why, a);
+	} else if (mt > D->conf_mtime) {
+		ago(b, sizeof b, mt, now);
+		cs_reply(s, "D   %s changed %s and is not loaded yet: run mailrelay check-config, then "
+		    "systemctl reload mailrelay (or send mailrelayd SIGHUP)", path, b);
+	}
+}
+
 /* STATUS [JSON|PROMETHEUS]: open to every user (no sender, recipient or subject in it). */
 static void
 do_status(struct csession *s, const struct ctl_req *req)
@@ -542,6 +592,7 @@ do_status(struct csession *s, const struct ctl_req *req)
 			json_object_array_add(sa, js);
 		}
 		json_object_object_add(o, "smarthosts", sa);
+		json_object_object_add(o, "configuration", conf_json(now));
 		cs_reply(s, "D %s", json_object_to_json_string_ext(o, QJSON_FLAGS));
 		json_object_put(o);
 		cs_reply(s, "OK status");
@@ -557,6 +608,7 @@ do_status(struct csession *s, const struct ctl_req *req)
 	cs_reply(s, "D since start: %llu accepted, %llu sent, %llu deferred, %llu bounced, %llu notice(s); "
 	    "%llu TLS and %llu AUTH failures", k->accepted, k->sent, k->deferred, k->bounced, k->notices,
 	    k->tls_failures, k->auth_failures);
+	conf_text(s, now);
 	if (c->nsmarthosts == 0)
 		cs_reply(s, "D no smarthost is configured: mail is accepted and kept in the queue");
 	for (i = 0; i < c->nsmarthosts; i++) {

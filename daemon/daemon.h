@@ -30,6 +30,14 @@ struct daemon {
 	int debug;
 	int shutting_down;
 	time_t started;
+	/*
+	 * The configuration running: when it was loaded and the file's mtime
+	 * then; and the last reload refused since (0: none), with why, so
+	 * that `mailrelay status` says the file is newer than what runs.
+	 */
+	time_t conf_loaded, conf_mtime;
+	time_t reload_refused;
+	char reload_refused_why[1024];
 	struct daemon_stats stats;
 };
 

@@ -205,6 +205,27 @@ metrics_listen_equal(const struct config *a, const struct config *b)
 	return strcmp(x->host, y->host) == 0 && strcmp(x->port, y->port) == 0;
 }
 
+/* The running configuration was loaded from D->conf now: note when, and the file's mtime. */
+static void
+conf_loaded_now(void)
+{
+	struct stat st;
+
+	D->conf_loaded = time(NULL);
+	D->conf_mtime = D->conf->path != NULL && stat(D->conf->path, &st) == 0 ? st.st_mtime : 0;
+	D->reload_refused = 0;
+	D->reload_refused_why[0] = '\0';
+}
+
+/* A reload was refused: `mailrelay status` says so until a reload works. */
+static void
+reload_refused(const char *why)
+{
+	D->reload_refused = time(NULL);
+	snprintf(D->reload_refused_why, sizeof D->reload_refused_why, "%s", why);
+	log_errx("reload refused: %s; keeping the current configuration", why);
+}
+
 static void
 on_hup(evutil_socket_t sig, short what, void *arg)
 {
@@ -218,14 +239,14 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	nc = conf_load(D->conf_path, err, sizeof err);
 	if (nc == NULL) {
 		reopen_log_file(D->conf);
-		log_errx("reload refused: %s; keeping the current configuration", err);
+		reload_refused(err);
 		sysd_ready();
 		return;
 	}
 	struct runconf *nrc = runconf_new(nc, err, sizeof err);
 	if (nrc == NULL) {
 		reopen_log_file(D->conf);
-		log_errx("reload refused: %s; keeping the current configuration", err);
+		reload_refused(err);
 		conf_free(nc);
 		sysd_ready();
 		return;
@@ -242,6 +263,7 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	if (!D->debug)
 		log_set_level(syslog_level(nc->log_level));
 	reopen_log_file(nc);
+	conf_loaded_now();
 	log_info("configuration reloaded from %s", nc->path ? nc->path : "built-in defaults");
 	local_load();
 	metrics_config(nc);
@@ -367,6 +389,7 @@ main(int argc, char **argv)
 		conf_free(D->conf);
 		return EX_CONFIG;
 	}
+	conf_loaded_now();
 	/*
 	 * Until the daemon has detached, errors go to stderr too, so that a
 	 * failed start is never silent; stamped with the time unless stderr

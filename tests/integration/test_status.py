@@ -7,8 +7,9 @@ import json
 import os
 import re
 import subprocess
+import time
 
-from mrtest import client_env, make_message, smarthost_opts, wait_until, require_root
+from mrtest import client_env, make_message, quote, smarthost_opts, wait_until, require_root
 
 SENDER = "app@example.org"
 RCPT = "rcpt@example.net"
@@ -102,7 +103,10 @@ QUEUE_MSG = {"id": STR, "arrival": STR, "size": INT, "sender": STR, "held": BOOL
 QUEUE_RCPT = {"address": STR, "orig": STR, "status": STR, "attempts": INT, "last_reply": STR,
               "next_attempt": (STR, NULL)}
 STATUS = {"running": BOOL, "version": STR, "pid": INT, "started": STR, "uptime": INT,
-          "queue": dict, "counters": dict, "smarthosts": list}
+          "queue": dict, "counters": dict, "smarthosts": list, "configuration": dict}
+STATUS_CONFIGURATION = {"path": (STR, NULL), "loaded": STR, "file_changed": (STR, NULL),
+                        "file_newer": BOOL, "reload_refused": (STR, NULL),
+                        "reload_refused_why": (STR, NULL)}
 STATUS_QUEUE = {"messages": INT, "active": INT, "deferred": INT, "held": INT, "waiting": INT,
                 "damaged": INT, "oldest_age": (INT, NULL)}
 STATUS_COUNTERS = {k: INT for k in ("accepted", "notices", "sent", "deferred", "bounced",
@@ -126,7 +130,7 @@ def conforms(obj, schema, where):
         assert ok, "%s.%s: %r is not %s" % (where, k, obj[k], types)
         if t in (STR, (STR, NULL)) and isinstance(obj[k], str) and \
                 k in ("arrival", "next_attempt", "started", "last_success", "last_failure",
-                      "backoff_until", "paced_until"):
+                      "backoff_until", "paced_until", "loaded", "file_changed", "reload_refused"):
             assert re.fullmatch(RFC3339, obj[k]), "%s.%s: %r is not RFC 3339 UTC" % (where, k, obj[k])
 
 
@@ -157,6 +161,7 @@ def test_json_outputs_keep_their_documented_layout(daemon, smarthost):
         if where == "running":
             s = status_json(d)
             conforms(s, STATUS, "status")
+            conforms(s["configuration"], STATUS_CONFIGURATION, "status.configuration")
             conforms(s["queue"], STATUS_QUEUE, "status.queue")
             conforms(s["counters"], STATUS_COUNTERS, "status.counters")
             assert [h["name"] for h in s["smarthosts"]] == ["main", "backup"]
@@ -197,3 +202,47 @@ def test_json_strings_round_trip_up_and_down(daemon, smarthost):
         assert js["running"] is (where == "daemon"), js
         if where == "daemon":
             d.stop()
+
+
+def test_a_refused_reload_and_an_edit_not_loaded_are_shown(daemon, smarthost):
+    """Before: a refused reload was one log line, and status said nothing of a
+    configuration file newer than what runs."""
+    sh = smarthost()
+    d = daemon(sh, start=False)
+    t = time.time()
+    os.utime(d.conf, (t - 100, t - 100))      # mtimes have whole seconds: an edit now is later
+    d.start()
+    text = d.mailrelay(["status"]).out_text
+    assert re.search(r"^configuration: %s, loaded \S+ ago$" % re.escape(d.conf), text, re.M), text
+    assert "refused" not in text and "not loaded yet" not in text
+    c = status_json(d)["configuration"]
+    assert c["path"] == d.conf and c["file_newer"] is False and c["reload_refused"] is None
+
+    # an edit, not reloaded: the file is newer than what runs
+    os.utime(d.conf, None)
+    text = d.mailrelay(["status"]).out_text
+    assert re.search(r"^  %s changed \S+ ago and is not loaded yet: run mailrelay check-config, then "
+                     r"systemctl reload mailrelay" % re.escape(d.conf), text, re.M), text
+    assert status_json(d)["configuration"]["file_newer"] is True
+
+    # an edit the daemon refuses (a secret file that is not there), reloaded: status says why
+    good = d.config_text
+    d.write_config([("main", smarthost_opts(sh.port, username=quote("u"),
+                                            password_file=quote("/nonexistent/secret")))])
+    d.hup()
+    d.wait_for_log(r"reload refused: ")
+    text = d.mailrelay(["status"]).out_text
+    m = re.search(r"^  reload refused \S+ ago: (.*); the configuration loaded \S+ ago is still "
+                  r"running$", text, re.M)
+    assert m and "/nonexistent/secret" in m.group(1), text
+    c = status_json(d)["configuration"]
+    assert c["reload_refused"] is not None and "/nonexistent/secret" in c["reload_refused_why"], c
+
+    # fixed and reloaded: nothing to say any more
+    with open(d.conf, "w") as f:
+        f.write(good)
+    d.hup()
+    wait_until(lambda: status_json(d)["configuration"]["reload_refused"] is None,
+               what="the refusal forgotten after a good reload")
+    text = d.mailrelay(["status"]).out_text
+    assert "refused" not in text and "not loaded yet" not in text, text
