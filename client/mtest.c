@@ -42,6 +42,7 @@ struct run {
 	unsigned fhead, ftail;
 	char step[16];                  /* the step of the last line */
 	char refused[16];               /* the step of the first refusal (4xx, 5xx) after the greeting */
+	char decided[16];               /* the step when the recipient's outcome was recorded */
 };
 
 static void
@@ -274,6 +275,9 @@ on_step(void *arg, struct dsession *s, enum trace_ev ev, const char *text, doubl
 		put(r, t, step, "failed: %s", text);
 		break;
 	}
+	case TR_OUTCOME:
+		snprintf(r->decided, sizeof r->decided, "%s", r->step);
+		break;
 	case TR_NOTE:
 		put(r, t, strstr(text, "ameserver") ? "dns" : "note", "%s", text);
 		break;
@@ -349,8 +353,8 @@ test_one(const char *path, size_t shidx, const char *from, const char *to, int s
 
 	int ok = send ? res.sent : res.ready && res.kind[0] == '\0';
 	/* the step that decided: the refusal the recipient's outcome came from, else the last */
-	if (!ok && res.have_outcome && r.refused[0] != '\0')
-		snprintf(r.step, sizeof r.step, "%s", r.refused);
+	if (!ok && res.have_outcome)
+		snprintf(r.step, sizeof r.step, "%s", r.refused[0] ? r.refused : r.decided);
 	const struct explanation *ex = ok ? NULL : explain_find(res.kind, res.text);
 	int k = res.kind[0] && !ok ? trouble_by_name(res.kind) : -1;
 	const char *sentence = ex ? ex->sentence : k >= 0 ? trouble_get((enum trouble_kind)k)->sentence : NULL;

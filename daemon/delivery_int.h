@@ -205,7 +205,8 @@ enum trace_ev {
 	TR_SENT,                        /* a command line (a secret masked) */
 	TR_REPLY,                       /* a complete reply, on one line */
 	TR_FAILED,                      /* the session failed: why; s->fail_kind says the kind */
-	TR_NOTE                         /* (probe.c only, s NULL) what a library said: a name server failed */
+	TR_NOTE,                        /* (probe.c only, s NULL) what a library said: a name server failed */
+	TR_OUTCOME                      /* (probe.c only, s NULL) the recipient's outcome is recorded: text */
 };
 extern void (*session_trace_hook)(struct dsession *s, enum trace_ev ev, const char *text);
 void session_trace(struct dsession *s, enum trace_ev ev, const char *text);

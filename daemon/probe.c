@@ -48,6 +48,8 @@ static struct {
 	int timed_out;
 } P;
 
+static double elapsed(void);
+
 /* ---- the queue of one message ---- */
 
 struct qmsg *
@@ -119,6 +121,8 @@ queue_outcome(struct qmsg *m, size_t idx, enum outcome o, const struct relay_inf
 	m->env.rcpts[idx].status = o == OUTCOME_SENT ? RCPT_SENT : o == OUTCOME_BOUNCED ? RCPT_FAILED :
 	    RCPT_PENDING;
 	m->env.rcpts[idx].attempts++;
+	if (P.fn != NULL)
+		P.fn(P.arg, NULL, TR_OUTCOME, r->text, elapsed());
 }
 
 void

@@ -345,3 +345,57 @@ def test_every_explanation_is_in_the_man_page():
     for name, sentence_start in rows:
         assert "\n.B %s\n" % name in page, name
         assert sentence_start[1:40] in page, (name, sentence_start)
+
+
+GREETING = b"220 smtp.example.net ESMTP\r\n"
+EHLO = b"250-smtp.example.net\r\n250 SIZE 35882577\r\n"
+OK = b"250 2.0.0 OK\r\n"
+GO = b"354 go ahead\r\n"
+BYE = b"221 2.0.0 bye\r\n"
+
+
+@pytest.mark.parametrize("replies,step,code,sentence", [
+    # MAIL refused: not authenticated (Microsoft)
+    ([EHLO, b"530 5.7.57 Client not authenticated to send mail. [AM0PR01CA0000]\r\n", OK, BYE],
+     "mail", 69, "the smarthost takes mail only after AUTH, and this session did not authenticate"),
+    # RCPT refused: relay denied
+    ([EHLO, OK, b"554 5.7.1 <me@example.net>: Relay access denied\r\n", OK, BYE],
+     "rcpt", 69, "the smarthost does not relay mail for this sender or this machine"),
+    # RCPT deferred: throttled (Microsoft), a temporary failure
+    ([EHLO, OK, b"452 4.2.254 Recipient rate limit exceeded (5.2.254)\r\n", OK, BYE],
+     "rcpt", 75, "the mailbox is over a sending limit of Exchange Online (too many messages or "
+     "recipients)"),
+    # the end of data refused: Send As (Microsoft)
+    ([EHLO, OK, OK, GO, b"550 5.7.60 SMTP; Client does not have permissions to send as this sender\r\n",
+      BYE], "sent", 69, "the mailbox may not send as this sender"),
+    ([EHLO, OK, OK, GO, b"554 5.2.252 SendAsDenied; root@relay.test not allowed to send as "
+      b"root@relay.test\r\n", BYE], "sent", 69, "SendAsDenied: the mailbox may not send as this sender"),
+    # too big for the smarthost's SIZE: refused before MAIL
+    ([b"250-smtp.example.net\r\n250 SIZE 100\r\n", BYE], "ehlo", 69,
+     "the message is larger than the smarthost takes"),
+])
+def test_refusals_of_the_mail_are_explained(daemon, replies, step, code, sentence):
+    srv = RawServer(GREETING, replies)
+    try:
+        r = config(daemon, srv.port, tls="disabled").mailrelay(["test", "--to", RCPT])
+    finally:
+        srv.close()
+    assert r.rc == code, r
+    lines = r.out_text.splitlines()
+    assert lines[-3].startswith("FAILED at %s: " % step), r.out_text
+    assert lines[-2] == "  what it means: " + sentence, r.out_text
+
+
+def test_probe_tries_every_smarthost(daemon, auth_smarthost, pki):
+    sh = auth_smarthost()
+    good = smarthost_opts(sh.port, tls="required", tls_ca_file=quote(pki.ca.cert),
+                          username=quote(USER), password=quote(PASSWORD))
+    closed = smarthost_opts(free_port(), tls="disabled")
+    d = daemon(smarthosts=[("main", good), ("backup", closed)], start=False)
+    r = d.mailrelay(["test", "--probe"])
+    assert r.rc == 69, r                     # the first failure's status
+    out = r.out_text
+    assert "OK: main is ready for mail" in out and "FAILED at connect: " in out, out
+    (a, b) = json.loads(d.mailrelay(["test", "--probe", "--json"]).out_text)
+    assert (a["smarthost"], a["ok"], b["smarthost"], b["ok"]) == ("main", True, "backup", False)
+    assert sh.delivered() == []

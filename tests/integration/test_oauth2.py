@@ -837,3 +837,22 @@ def test_slow_token_endpoint_does_not_stop_the_daemon(daemon, workdir, pki, endp
     sent(d, qid)
     sent(d, qid2)
     assert len(endpoint.requests()) == 1, endpoint.summary()   # both sessions shared one request
+
+
+def test_mailrelay_test_gets_its_own_token_and_sends(daemon, workdir, pki, endpoint, oauth_smarthost):
+    """`mailrelay test` with an OAuth2 smarthost: the CLI asks the token
+    endpoint itself (the daemon's code, a private spool), sends, and prints
+    no secret."""
+    endpoint.clients[CLIENT_ID] = "cs-" + os.urandom(8).hex()
+    sh = oauth_smarthost(endpoint)
+    secret = write_secret(workdir, "client.secret", endpoint.clients[CLIENT_ID])
+    d = start(daemon, [("m365", oauth_host(pki, sh, endpoint, client_secret_file=secret))])
+    d.stop()                                 # the command needs no daemon
+    r = d.mailrelay(["test", "--to", RCPT, "--smarthost", "m365"])
+    assert r.rc == 0, r
+    assert "auth      using XOAUTH2" in r.out_text, r.out_text
+    assert r.out_text.splitlines()[-1].startswith("OK: m365 accepted the message for <%s>" % RCPT)
+    assert len(endpoint.requests()) == 1 and len(sh.delivered()) == 1
+    for t, _, _ in endpoint.issued:
+        assert t not in r.out_text and t not in r.err_text
+    assert endpoint.clients[CLIENT_ID] not in r.out_text + r.err_text
