@@ -399,3 +399,43 @@ def test_probe_tries_every_smarthost(daemon, auth_smarthost, pki):
     (a, b) = json.loads(d.mailrelay(["test", "--probe", "--json"]).out_text)
     assert (a["smarthost"], a["ok"], b["smarthost"], b["ok"]) == ("main", True, "backup", False)
     assert sh.delivered() == []
+
+
+def test_every_failure_kind_is_in_the_man_page():
+    """mailrelayd(8), section FAILURES, lists every kind of lib/trouble.h."""
+    top = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+    with open(os.path.join(top, "lib", "trouble.h")) as f:
+        kinds = re.findall(r"^\s*X\(([A-Z_0-9]+), TS_", f.read(), re.M)
+    with open(os.path.join(top, "man", "mailrelayd.8")) as f:
+        page = f.read()
+    assert len(kinds) >= 36, kinds
+    section = page[page.index(".SH FAILURES"):page.index(".SH OPTIONS")]
+    for k in kinds:
+        assert "\n.B %s\n" % k in section, k
+
+
+def test_a_connection_nobody_answers(daemon):
+    """A black hole (a listening socket whose accept queue is full): the
+    whole connect phase is bounded by connect_timeout."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(0)
+    fillers = []
+    for _ in range(2):
+        c = socket.socket()
+        c.setblocking(False)
+        c.connect_ex(srv.getsockname())
+        fillers.append(c)
+    try:
+        d = config(daemon, srv.getsockname()[1], tls="disabled", connect_timeout="1s")
+        r = d.mailrelay(["test", "--to", RCPT])
+    finally:
+        for c in fillers:
+            c.close()
+        srv.close()
+    assert r.rc == 69, r
+    lines = r.out_text.splitlines()
+    assert lines[-3].startswith("FAILED at connect: connect to ") and "timed out after 1s" in lines[-3], \
+        r.out_text
+    assert lines[-2] == ("  what it means: nothing answered at all: a firewall drops the packets, or "
+                         "the host is down"), r.out_text
