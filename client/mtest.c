@@ -118,15 +118,6 @@ static const char *
 step_of_reply(struct run *r, const struct dsession *s)
 {
 	switch (s->state) {
-	case DS_GREETING:
-		return "greeting";
-	case DS_EHLO:
-	case DS_HELO:
-		return "ehlo";
-	case DS_STARTTLS:
-		return "starttls";
-	case DS_AUTH:
-		return "auth";
 	case DS_DOT:
 		return "sent";
 	case DS_RSET:
@@ -134,11 +125,12 @@ step_of_reply(struct run *r, const struct dsession *s)
 	case DS_QUIT:
 		return "quit";
 	case DS_ENVELOPE:
+		/* pipelined: the replies come in the order the commands went */
 		if (r->fhead != r->ftail)
 			return r->fifo[r->fhead++ % 16];
 		return "mail";
 	default:
-		return "reply";
+		return step_of_state(s->state) ? step_of_state(s->state) : "reply";
 	}
 }
 

@@ -1,12 +1,11 @@
 /*
  * probe: one delivery session in the calling process.  See probe.h.
  *
- * The daemon's globals (D) and the queue functions the delivery code
- * calls are defined here, for one message: it is never "ready" for
- * dispatch (the run starts its session itself, to the smarthost asked
- * for), its outcome is kept for the caller, and giving it back ends its
- * part.  A failover the delivery code decides (the smarthost failed
- * before mail) ends the run too: `mailrelay test` tests one smarthost.
+ * The queue is queue_one.c's (one message, never "ready" for dispatch:
+ * the run starts its session itself, to the smarthost asked for); the
+ * outcome is kept for the caller.  A failover the delivery code decides
+ * (the smarthost failed before mail) ends the run too: `mailrelay test`
+ * tests one smarthost.
  */
 #include "config.h"
 
@@ -30,14 +29,13 @@
 #include "oauth2.h"
 #include "probe.h"
 #include "queue.h"
-#include "ratekeep.h"
+#include "queue_one.h"
 #include "runconf.h"
 #include "secret.h"
 #include "util.h"
 #include "xmalloc.h"
 
-static struct daemon dstate;
-struct daemon *D = &dstate;
+static double elapsed(void);
 
 static struct {
 	struct qmsg msg;
@@ -48,91 +46,23 @@ static struct {
 	int timed_out;
 } P;
 
-static double elapsed(void);
-
-/* ---- the queue of one message ---- */
-
-struct qmsg *
-queue_ready_next(struct qmsg *after)
-{
-	(void)after;
-	return NULL;
-}
-
-void
-queue_take(struct qmsg *m)
-{
-	m->ready = 0;
-	m->inflight = 1;
-}
-
-void
-queue_release(struct qmsg *m)
-{
-	m->inflight = 0;
-}
-
-int
-queue_verify(struct qmsg *m, int fd)
-{
-	(void)m;
-	(void)fd;
-	return 0;
-}
-
-int
-queue_has_ready(void)
-{
-	return 0;
-}
-
-unsigned
-queue_retry_delay(unsigned attempts)
-{
-	(void)attempts;
-	return 60;
-}
-
-void
-queue_checkpoint(struct qmsg *m)
-{
-	(void)m;
-}
-
-void
-queue_on_ready(queue_ready_fn fn)
-{
-	(void)fn;
-}
-
-void
-queue_outcome(struct qmsg *m, size_t idx, enum outcome o, const struct relay_info *ri,
-    const char *dsn, const char *kind, const char *reply)
+/* The recipient's outcome (queue_one.h): kept for the caller, and said as a step. */
+static void
+on_outcome(struct qmsg *m, size_t idx, enum outcome o, const char *dsn, const char *kind,
+    const char *reply)
 {
 	struct probe_result *r = P.res;
 
-	(void)ri;
+	(void)m;
+	(void)idx;
 	r->have_outcome = 1;
 	r->outcome = o;
 	r->sent = o == OUTCOME_SENT;
 	snprintf(r->dsn, sizeof r->dsn, "%s", dsn ? dsn : "");
 	snprintf(r->kind, sizeof r->kind, "%s", kind ? kind : "");
 	snprintf(r->text, sizeof r->text, "%s", reply ? reply : "");
-	m->env.rcpts[idx].status = o == OUTCOME_SENT ? RCPT_SENT : o == OUTCOME_BOUNCED ? RCPT_FAILED :
-	    RCPT_PENDING;
-	m->env.rcpts[idx].attempts++;
 	if (P.fn != NULL)
 		P.fn(P.arg, NULL, TR_OUTCOME, r->text, elapsed());
-}
-
-void
-ratekeep_touch(void)
-{
-}
-
-void
-ratekeep_flush(void)
-{
 }
 
 /* ---- the steps ---- */
@@ -288,6 +218,7 @@ probe_run(struct config *conf, size_t shidx, const char *from, const char *to, i
 	limit_ev = evtimer_new(D->base, on_limit, NULL);
 	evtimer_add(limit_ev, &tv);
 	session_trace_hook = on_trace;
+	queue_one_outcome = on_outcome;
 	delivery_init();
 
 	if (send) {

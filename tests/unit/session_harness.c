@@ -1,10 +1,9 @@
 /*
  * session_harness: see session_harness.h.
  *
- * The daemon's globals (D) and the queue's functions the delivery code
- * calls are defined here: one message, ready once; its outcomes recorded
- * per recipient; given back once.  Nothing is retried: a run is one
- * session from connect to its end.
+ * The queue is daemon/queue_one.c's (one message; the run starts its
+ * session itself): its outcomes are recorded here per recipient.  Nothing
+ * is retried: a run is one session from connect to its end.
  */
 #include "config.h"
 
@@ -34,16 +33,13 @@
 #include "daemon/delivery.h"
 #include "daemon/dispatch.h"
 #include "daemon/queue.h"
-#include "daemon/ratekeep.h"
+#include "daemon/queue_one.h"
 #include "daemon/runconf.h"
 #include "log.h"
 #include "session_harness.h"
 #include "xmalloc.h"
 
 struct hx HX;
-
-static struct daemon dstate;
-struct daemon *D = &dstate;
 
 static struct qmsg M;
 static int listen_fd = -1, closed_fd = -1, dns_fd = -1;
@@ -59,86 +55,20 @@ static const char *const content =
 static const char *const content8 =
     "From: a@example.org\r\nTo: b@example.net\r\nSubject: caf\xc3\xa9\r\n\r\nbody line\r\n";
 
-/* ---- the stub queue ---- */
+/* ---- the queue (daemon/queue_one.c): each outcome kept per recipient ---- */
 
-struct qmsg *
-queue_ready_next(struct qmsg *after)
-{
-	return after == NULL && M.ready ? &M : NULL;
-}
-
-void
-queue_take(struct qmsg *m)
-{
-	m->ready = 0;
-	m->inflight = 1;
-}
-
-void
-queue_release(struct qmsg *m)
-{
-	m->inflight = 0;
-	HX.released++;
-}
-
-int
-queue_verify(struct qmsg *m, int fd)
-{
-	(void)m;
-	(void)fd;
-	return 0;
-}
-
-int
-queue_has_ready(void)
-{
-	return M.ready;
-}
-
-unsigned
-queue_retry_delay(unsigned attempts)
-{
-	(void)attempts;
-	return 60;
-}
-
-void
-queue_checkpoint(struct qmsg *m)
-{
-	(void)m;
-}
-
-void
-queue_on_ready(queue_ready_fn fn)
-{
-	(void)fn;
-}
-
-void
-queue_outcome(struct qmsg *m, size_t idx, enum outcome o, const struct relay_info *ri,
-    const char *dsn, const char *kind, const char *reply)
+static void
+on_outcome(struct qmsg *m, size_t idx, enum outcome o, const char *dsn, const char *kind,
+    const char *reply)
 {
 	struct hx_outcome *x = &HX.out[idx];
 
-	(void)ri;
-	snprintf(x->kind, sizeof x->kind, "%s", kind ? kind : "");
+	(void)m;
 	x->n++;
 	x->o = o;
+	snprintf(x->kind, sizeof x->kind, "%s", kind ? kind : "");
 	snprintf(x->dsn, sizeof x->dsn, "%s", dsn ? dsn : "");
 	snprintf(x->text, sizeof x->text, "%s", reply ? reply : "");
-	m->env.rcpts[idx].status = o == OUTCOME_SENT ? RCPT_SENT : o == OUTCOME_BOUNCED ? RCPT_FAILED :
-	    RCPT_PENDING;
-	m->env.rcpts[idx].attempts++;
-}
-
-void
-ratekeep_touch(void)
-{
-}
-
-void
-ratekeep_flush(void)
-{
 }
 
 /* ---- the fake clock ---- */
@@ -429,6 +359,7 @@ hx_setup(const char *extra)
 	accept_ev = event_new(D->base, listen_fd, EV_READ | EV_PERSIST, on_accept, NULL);
 	event_add(accept_ev, NULL);
 	session_clock_hook = clock_hook;
+	queue_one_outcome = on_outcome;
 	delivery_init();
 	return 0;
 }
@@ -502,8 +433,9 @@ hx_start(size_t nrcpt, const char *const *replies)
 			perror("harness: write");
 		close(fd);
 	}
-	M.ready = 1;
-	dispatch_kick();
+	queue_one_released = 0;
+	queue_take(&M);
+	session_start(0, &M);
 }
 
 static long long
@@ -550,6 +482,7 @@ hx_all_decided(void)
 {
 	size_t i;
 
+	HX.released = (int)queue_one_released;
 	if (delivery_sessions() != 0 || M.inflight || HX.released != 1)
 		return 0;
 	for (i = 0; i < HX.nrcpt; i++)
