@@ -4,12 +4,17 @@
  * tests/unit/session_harness (a scripted server on 127.0.0.1, a fake
  * clock, a stub queue holding one message).
  *
- * Input: the first octet picks the number of recipients (1..4); the rest
- * is split at NUL octets into replies, the first the greeting, each sent
- * as it is when the client sends its next command line (after a 354, at
- * the end of the body).  An empty reply sends nothing (the deadline then
- * passes on the fake clock); a reply of one 0x01 octet closes the
- * connection; when the replies run out the server closes.
+ * Input: the first octet picks the number of recipients (1..4, its low
+ * bits) and the smarthost's configuration (its next bits: no TLS;
+ * STARTTLS required, the certificate not checked; AUTH with a password,
+ * any mechanism; AUTH LOGIN over STARTTLS); the rest is split at NUL
+ * octets into replies, the first the greeting, each sent as it is when
+ * the client sends its next command line (after a 354, at the end of the
+ * body).  An empty reply sends nothing (the deadline then passes on the
+ * fake clock); a reply of one 0x01 octet closes the connection; one 0x02
+ * octet makes the server start TLS after the reply before it (so a
+ * STARTTLS really happens, and what follows goes over TLS); when the
+ * replies run out the server closes.
  *
  * Checked, with abort() on a violation: the session always ends; every
  * recipient has exactly one outcome; the message is given back once; the
@@ -29,7 +34,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "daemon/daemon.h"
 #include "daemon/delivery.h"
+#include "daemon/runconf.h"
 #include "daemon/oauth2.h"
 #include "tests/unit/session_harness.h"
 
@@ -85,6 +92,17 @@ oauth2_holds_expiry(const struct config *c, const char *sender)
 
 static char buf[4097];
 
+/* The configurations an input may pick, loaded once (a load reads the CA store). */
+static const char *const configs[] = {
+	"    tls = disabled\n    timeout = 60s",
+	"    tls = required\n    tls_verify = no\n    timeout = 60s",
+	"    tls = disabled\n    timeout = 60s\n    username = u\n    password = p\n"
+	"    auth_allow_plaintext = yes",
+	"    tls = required\n    tls_verify = no\n    timeout = 60s\n    username = u\n"
+	"    password = p\n    auth = login",
+};
+static struct runconf *loaded[sizeof configs / sizeof configs[0]];
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -96,11 +114,20 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!ready) {
 		if (hx_setup("    timeout = 60s") == -1)
 			abort();
+		for (i = 0; i < sizeof configs / sizeof configs[0]; i++) {
+			if (hx_config(NULL, 0, configs[i]) == -1)
+				abort();
+			loaded[i] = runconf_ref(D->rc);
+		}
 		ready = 1;
 	}
 	if (size < 1 || size > sizeof buf - 1)
 		return 0;
 	nrcpt = (size_t)(data[0] % 4) + 1;
+	/* the configuration, as a reload would switch it */
+	runconf_unref(D->rc);
+	D->rc = runconf_ref(loaded[(data[0] >> 2) % (sizeof configs / sizeof configs[0])]);
+	D->conf = D->rc->conf;
 	memcpy(buf, data + 1, size - 1);
 	buf[size - 1] = '\0';
 	for (start = 0, i = 0; i <= size - 1 && n < HX_STEPS_MAX; i++) {
@@ -110,6 +137,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				script[n++] = HX_STALL;
 			else if (buf[start] == '\001' && buf[start + 1] == '\0')
 				script[n++] = HX_CLOSE;
+			else if (buf[start] == '\002' && buf[start + 1] == '\0')
+				script[n++] = HX_TLS;
 			else
 				script[n++] = buf + start;
 			start = i + 1;
