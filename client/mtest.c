@@ -343,6 +343,13 @@ test_one(const char *path, size_t shidx, const char *from, const char *to, int s
 		return rc;
 	}
 
+	if (res.interrupted) {
+		if (!json)
+			printf("INTERRUPTED at %s (%.3fs): the test was stopped\n", r.step, res.elapsed);
+		else
+			json_object_put(r.steps);
+		return 130;
+	}
 	int ok = send ? res.sent : res.ready && res.kind[0] == '\0';
 	/* the step that decided: the refusal the recipient's outcome came from, else the last */
 	if (!ok && res.have_outcome)
@@ -456,6 +463,10 @@ cmd_test(const char *path, int argc, char **argv)
 	json_object *all = json ? json_object_new_array() : NULL;
 	for (size_t k = first; k < last; k++) {
 		int one = test_one(path, k, from, to, !probe, json, all);
+		if (one == 130) {
+			rc = one;	/* interrupted: no further smarthost */
+			break;
+		}
 		if (one != 0 && rc == 0)
 			rc = one;
 		if (!json && k + 1 < last)

@@ -44,6 +44,7 @@ static struct {
 	void *arg;
 	struct timespec t0;
 	int timed_out;
+	int interrupted;                /* SIGINT or SIGTERM: end, and clean up */
 } P;
 
 /* The recipient's outcome (queue_one.h): kept for the caller, and said as a step. */
@@ -109,6 +110,16 @@ on_limit(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	(void)arg;
 	P.timed_out = 1;
+	event_base_loopbreak(D->base);
+}
+
+static void
+on_stop(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig;
+	(void)what;
+	(void)arg;
+	P.interrupted = 1;
 	event_base_loopbreak(D->base);
 }
 
@@ -179,7 +190,7 @@ probe_run(struct config *conf, size_t shidx, const char *from, const char *to, i
 {
 	char dir[] = "/tmp/mailrelay-test-XXXXXX", path[600];
 	const struct smarthost_conf *sh = &conf->smarthosts[shidx];
-	struct event *limit_ev = NULL, *chld_ev = NULL;
+	struct event *limit_ev = NULL, *chld_ev = NULL, *int_ev = NULL, *term_ev = NULL;
 	struct timeval tv = { limit, 0 };
 	struct timeval arrival;
 	char *text = NULL;
@@ -215,6 +226,11 @@ probe_run(struct config *conf, size_t shidx, const char *from, const char *to, i
 	}
 	chld_ev = evsignal_new(D->base, SIGCHLD, on_chld, NULL);
 	event_add(chld_ev, NULL);
+	/* interrupted: the run's spool is removed all the same */
+	int_ev = evsignal_new(D->base, SIGINT, on_stop, NULL);
+	term_ev = evsignal_new(D->base, SIGTERM, on_stop, NULL);
+	event_add(int_ev, NULL);
+	event_add(term_ev, NULL);
 	limit_ev = evtimer_new(D->base, on_limit, NULL);
 	evtimer_add(limit_ev, &tv);
 	session_trace_hook = on_trace;
@@ -250,12 +266,17 @@ probe_run(struct config *conf, size_t shidx, const char *from, const char *to, i
 		session_start(shidx, &P.msg);
 	} else
 		session_start(shidx, NULL);
-	while (delivery_sessions() > 0 && !P.timed_out)
+	while (delivery_sessions() > 0 && !P.timed_out && !P.interrupted)
 		event_base_loop(D->base, EVLOOP_ONCE);
-	res->done = !P.timed_out;
+	res->done = !P.timed_out && !P.interrupted;
 	if (P.timed_out) {
 		snprintf(res->kind, sizeof res->kind, "TIMEOUT");
 		snprintf(res->text, sizeof res->text, "no end after %us", limit);
+	} else if (P.interrupted) {
+		res->interrupted = 1;
+		res->have_outcome = 0;
+		res->kind[0] = '\0';
+		snprintf(res->text, sizeof res->text, "interrupted");
 	}
 	res->elapsed = elapsed();
 	rc = 0;
@@ -269,6 +290,10 @@ out:
 			event_free(limit_ev);
 		if (chld_ev != NULL)
 			event_free(chld_ev);
+		if (int_ev != NULL)
+			event_free(int_ev);
+		if (term_ev != NULL)
+			event_free(term_ev);
 		evdns_base_free(D->dns, 0);
 		event_base_free(D->base);
 	}

@@ -27,6 +27,7 @@ typedef void (*probe_step_fn)(void *arg, struct dsession *s, enum trace_ev ev, c
 
 struct probe_result {
 	int done;                       /* the session ended (not cut by the run's own limit) */
+	int interrupted;                /* SIGINT or SIGTERM ended the run (its spool removed all the same) */
 	int ready;                      /* it got as far as mail (greeting, EHLO, TLS, AUTH passed) */
 	int sent;                       /* the smarthost accepted the message */
 	int have_outcome;               /* the recipient got an outcome (else: failed before mail) */

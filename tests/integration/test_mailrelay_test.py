@@ -11,10 +11,13 @@ The smarthosts are real aiosmtpd servers on loopback (authsrv.AuthSmarthost
 for AUTH, with STARTTLS from conftest's PKI), or raw servers answering what a
 provider answers."""
 
+import glob
 import json
 import os
 import re
+import signal
 import socket
+import subprocess
 import threading
 
 import pytest
@@ -439,3 +442,35 @@ def test_a_connection_nobody_answers(daemon):
         r.out_text
     assert lines[-2] == ("  what it means: nothing answered at all: a firewall drops the packets, or "
                          "the host is down"), r.out_text
+
+
+def test_an_interrupted_test_leaves_nothing_behind(daemon):
+    """Ctrl-C while it waits on a connection nobody answers: exit 130, and
+    the run's private spool is removed."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(0)
+    fillers = []
+    for _ in range(2):
+        c = socket.socket()
+        c.setblocking(False)
+        c.connect_ex(srv.getsockname())
+        fillers.append(c)
+    before = set(glob.glob("/tmp/mailrelay-test-*"))
+    try:
+        d = config(daemon, srv.getsockname()[1], tls="disabled", connect_timeout="60s")
+        p = subprocess.Popen([d.build.mailrelay, "-c", d.conf, "test", "--to", RCPT],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        line = b""
+        while b"connect   127.0.0.1" not in line:     # the attempt is under way
+            line = p.stdout.readline()
+            assert line, p.stderr.read()
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=10)
+    finally:
+        for c in fillers:
+            c.close()
+        srv.close()
+    assert p.returncode == 130, (out, err)
+    assert out.decode().splitlines()[-1].startswith("INTERRUPTED at connect ("), out
+    assert set(glob.glob("/tmp/mailrelay-test-*")) == before
