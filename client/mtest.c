@@ -191,10 +191,9 @@ put_tls(struct run *r, double t, struct dsession *s)
 
 /* The EHLO reply's extensions, as understood. */
 static void
-put_caps(struct run *r, double t, const struct dsession *s)
+put_caps(struct run *r, double t, const struct smtp_caps *c)
 {
 	char out[600] = "";
-	const struct smtp_caps *c = &s->caps;
 
 	if (c->starttls)
 		strcat(out, " STARTTLS");
@@ -254,10 +253,8 @@ on_step(void *arg, struct dsession *s, enum trace_ev ev, const char *text, doubl
 			snprintf(r->refused, sizeof r->refused, "%s", st);
 		if ((s->state == DS_EHLO || s->state == DS_HELO) && s->reply.code / 100 == 2) {
 			struct smtp_caps caps;
-			smtp_caps_parse(&s->reply, &caps);
-			struct dsession tmp = *s;
-			tmp.caps = caps;
-			put_caps(r, t, &tmp);
+			smtp_caps_parse(&s->reply, &caps);	/* the session parses them after this step */
+			put_caps(r, t, &caps);
 		}
 		break;
 	}
