@@ -315,19 +315,20 @@ def test_starttls_spoken_to_an_implicit_tls_port(daemon, smarthost, pki):
 
 
 def test_name_that_does_not_resolve(daemon, workdir):
-    """In new mount and network namespaces whose resolv.conf names a name
-    server on a loopback where none listens: no network is used."""
+    """In new mount and network namespaces (whose loopback is down) with a
+    resolv.conf naming a name server on 127.0.0.1: no network is used."""
     require_root("a private /etc/resolv.conf in a mount namespace")
     resolv = os.path.join(workdir, "resolv.conf")
     with open(resolv, "w") as f:
         f.write("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n")
     d = config(daemon, 25, tls="disabled", host=quote("smtp.relay.invalid"))
     r = run(["unshare", "-m", "-n", "sh", "-c",
-             'ip link set lo up; mount --bind "$0" /etc/resolv.conf && exec "$@"', resolv,
+             'mount --bind "$0" /etc/resolv.conf && exec "$@"', resolv,
              d.build.mailrelay, "-c", d.conf, "test", "--to", RCPT], b"", 30)
     assert r.rc == 68, r
     s = steps(r.out_text)
-    assert ("dns", "Nameserver 127.0.0.1:53 has failed: request timed out.") in s, r.out_text
+    assert any(n == "dns" and t.startswith("Nameserver 127.0.0.1:53 has failed: ") for n, t in s), \
+        r.out_text
     lines = r.out_text.splitlines()
     assert lines[-3].startswith("FAILED at dns: connect to smtp.relay.invalid:25: host name lookup "
                                 "failed: "), r.out_text
