@@ -284,14 +284,51 @@ rate_started(const struct smarthost_conf *sh, const struct qmsg *m)
  * and no more messages than its rate_limit allows (those wait, ready).
  * After each start the ready list is walked again from its head: a
  * session that fails at once moves messages around.
+ *
+ * A pass stops as soon as every smarthost a ready message can go to is
+ * busy (its sessions all taken, or paced): no later message could start
+ * either.  Those smarthosts are, while no ready message is part-way
+ * through failover, the first one up and the ones routes name (a backup
+ * that nothing is failing over to does not keep the walk going); else
+ * all of them.  Without that, each kick walked the whole ready list once
+ * every session was busy, and a kick comes with every message that
+ * becomes ready and every session that ends: loading a queue of 100,000
+ * messages took minutes (the square of the queue) with the event loop
+ * blocked, and nothing was delivered.  A smarthost found busy is not
+ * asked again in the same pass.  Pacing is forgotten only after a walk of
+ * the whole list (below).
  */
+/*
+ * The smarthosts a ready message can go to now: with a ready message
+ * part-way through failover, any; else the first one up (msg_target() of
+ * a message at position 0) and those that routes name.
+ */
+static void
+targets(const struct config *c, unsigned char *wanted)
+{
+	size_t i;
+	time_t now = time(NULL);
+
+	if (queue_ready_failover() > 0) {
+		memset(wanted, 1, c->nsmarthosts);
+		return;
+	}
+	memset(wanted, 0, c->nsmarthosts);
+	for (i = 0; i < c->nsmarthosts && shstate_down(c->smarthosts[i].name, now); i++)
+		;
+	wanted[i < c->nsmarthosts ? i : 0] = 1;
+	for (i = 0; i < c->nroutes; i++)
+		wanted[c->routes[i].smarthost_index] = 1;
+}
+
 void
 dispatch_kick(void)
 {
 	static int kicking;
 	struct qmsg *m;
-	int started;
-	size_t i;
+	unsigned char small[128], *busy, *wanted;
+	size_t i, n, nwanted, nbusy;
+	int started, whole = 0;
 
 	if (kicking || D->shutting_down)
 		return;
@@ -305,23 +342,52 @@ dispatch_kick(void)
 	warned_no_smarthost = 0;
 	kicking = 1;
 	kick_gen++;
+	n = D->conf->nsmarthosts;
+	busy = 2 * n <= sizeof small ? small : xcalloc(2 * n, 1);
+	wanted = busy + n;
+	targets(D->conf, wanted);
+	for (nwanted = 0, i = 0; i < n; i++)
+		nwanted += wanted[i];
 	do {
 		started = 0;
+		memset(busy, 0, n);
+		/* those a ready message can go to whose sessions are all taken */
+		for (nbusy = 0, i = 0; i < n; i++)
+			if (wanted[i] && session_count(i) >= D->conf->concurrency) {
+				busy[i] = 1;
+				nbusy++;
+			}
+		if (nbusy == nwanted) {
+			whole = 0;
+			break;
+		}
 		for (m = queue_ready_next(NULL); m != NULL; m = queue_ready_next(m)) {
 			int routed;
 			size_t t = msg_target(D->conf, m, &routed);
 			struct shstate *st = shstate_get(D->conf->smarthosts[t].name);
 			if (st->paced_until != 0)
 				st->paced_gen = kick_gen;	/* still waiting for it */
+			if (busy[t])
+				continue;
 			if (session_count(t) < D->conf->concurrency && !rate_paced(&D->conf->smarthosts[t])) {
 				dispatch_start(t, m);
 				started = 1;
 				break;
 			}
+			busy[t] = 1;
+			if (wanted[t] && ++nbusy == nwanted)
+				break;	/* every smarthost wanted is busy: the rest of the list waits */
 		}
+		whole = m == NULL;	/* the walk saw the whole list */
 	} while (started);
-	/* no message waited for it in this pass: its pacing is over */
-	for (i = 0; i < D->conf->nsmarthosts; i++) {
+	if (busy != small)
+		free(busy);
+	if (!whole) {
+		kicking = 0;
+		return;
+	}
+	/* a walk of the whole list: no message waited for it, its pacing is over */
+	for (i = 0; i < n; i++) {
 		struct shstate *st = shstate_get(D->conf->smarthosts[i].name);
 		if (st->paced_until != 0 && st->paced_gen != kick_gen)
 			st->paced_until = 0;

@@ -43,6 +43,20 @@
 
 static TAILQ_HEAD(, qmsg) all_msgs = TAILQ_HEAD_INITIALIZER(all_msgs);
 static TAILQ_HEAD(, qmsg) ready_msgs = TAILQ_HEAD_INITIALIZER(ready_msgs);
+/*
+ * Ready messages part-way through failover (fo > 0), for dispatch.c: with
+ * none, every ready message goes to the first smarthost up or to its
+ * route's.  fo changes only while a message is not ready.
+ */
+static size_t nready_fo;
+
+static void
+ready_remove(struct qmsg *m)
+{
+	TAILQ_REMOVE(&ready_msgs, m, ready_entry);
+	if (m->fo > 0)
+		nready_fo--;
+}
 static size_t nmsgs;
 static struct event *persist_ev;	/* retry of refused envelope updates */
 static unsigned persist_delay = PERSIST_RETRY;
@@ -89,6 +103,8 @@ make_ready(struct qmsg *m)
 	}
 	m->ready = 1;
 	TAILQ_INSERT_TAIL(&ready_msgs, m, ready_entry);
+	if (m->fo > 0)
+		nready_fo++;
 	if (ready_hook != NULL)
 		ready_hook();
 }
@@ -118,7 +134,7 @@ static void
 qmsg_free(struct qmsg *m)
 {
 	if (m->ready)
-		TAILQ_REMOVE(&ready_msgs, m, ready_entry);
+		ready_remove(m);
 	TAILQ_REMOVE(&all_msgs, m, all_entry);
 	nmsgs--;
 	event_free(m->timer);
@@ -176,6 +192,12 @@ queue_add(struct spool_env *env)
 	make_ready(m);
 }
 
+size_t
+queue_ready_failover(void)
+{
+	return nready_fo;
+}
+
 int
 queue_has_ready(void)
 {
@@ -191,7 +213,7 @@ queue_ready_next(struct qmsg *after)
 void
 queue_take(struct qmsg *m)
 {
-	TAILQ_REMOVE(&ready_msgs, m, ready_entry);
+	ready_remove(m);
 	m->ready = 0;
 	m->inflight = 1;
 	clock_gettime(CLOCK_MONOTONIC, &m->taken);
@@ -686,7 +708,7 @@ static void
 unready(struct qmsg *m)
 {
 	if (m->ready) {
-		TAILQ_REMOVE(&ready_msgs, m, ready_entry);
+		ready_remove(m);
 		m->ready = 0;
 	}
 	evtimer_del(m->timer);

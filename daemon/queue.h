@@ -66,6 +66,8 @@ void queue_take(struct qmsg *m);
  */
 int  queue_verify(struct qmsg *m, int fd);
 int  queue_has_ready(void);
+/* How many ready messages are part-way through failover (fo > 0). */
+size_t queue_ready_failover(void);
 /* Seconds to wait after the n-th failed attempt (retry_schedule, last step repeating). */
 unsigned queue_retry_delay(unsigned attempts);
 /*

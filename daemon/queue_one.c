@@ -45,6 +45,12 @@ queue_verify(struct qmsg *m, int fd)
 	return 0;
 }
 
+size_t
+queue_ready_failover(void)
+{
+	return 0;
+}
+
 int
 queue_has_ready(void)
 {

@@ -1,0 +1,274 @@
+/*
+ * Unit tests for daemon/dispatch.c's kick: how much of the ready list a
+ * kick walks.  The queue here is an array of ready messages; sessions are
+ * counted, never started.  What is checked is work, not time: once every
+ * smarthost is busy, a kick looks at one message per smarthost at most.
+ * Before, each kick walked the whole ready list, and a kick comes with
+ * every message that becomes ready: a queue of 100,000 took minutes to
+ * load, with the event loop blocked.
+ */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "daemon/daemon.h"
+#include "daemon/delivery_int.h"
+#include "daemon/dispatch.h"
+#include "daemon/queue.h"
+#include "daemon/ratekeep.h"
+#include "daemon/runconf.h"
+#include "xmalloc.h"
+
+static struct daemon dstate;
+struct daemon *D = &dstate;
+static struct runconf rc;               /* only its configuration is read */
+
+#define NMSG 20000
+
+static struct qmsg *msgs;
+static size_t nmsg;
+static unsigned long visits;            /* queue_ready_next() calls */
+static unsigned sessions[4];            /* per smarthost index */
+static unsigned started[4];
+
+/* ---- the stand-ins dispatch.c calls ---- */
+
+struct qmsg *
+queue_ready_next(struct qmsg *after)
+{
+	size_t i = after == NULL ? 0 : (size_t)(after - msgs) + 1;
+
+	visits++;
+	for (; i < nmsg; i++)
+		if (msgs[i].ready)
+			return &msgs[i];
+	return NULL;
+}
+
+void
+queue_take(struct qmsg *m)
+{
+	m->ready = 0;
+	m->inflight = 1;
+}
+
+void
+queue_release(struct qmsg *m)
+{
+	m->inflight = 0;
+}
+
+static size_t fo_ready;                 /* what queue_ready_failover() says */
+
+size_t
+queue_ready_failover(void)
+{
+	return fo_ready;
+}
+
+int
+queue_has_ready(void)
+{
+	return nmsg > 0;
+}
+
+void
+queue_on_ready(queue_ready_fn fn)
+{
+	(void)fn;
+}
+
+unsigned
+queue_retry_delay(unsigned attempts)
+{
+	(void)attempts;
+	return 60;
+}
+
+void
+session_start(size_t shidx, struct qmsg *m)
+{
+	(void)m;
+	sessions[shidx]++;
+	started[shidx]++;
+}
+
+unsigned
+session_count(size_t shidx)
+{
+	return sessions[shidx];
+}
+
+void
+trouble_record(struct dsession *s, struct qmsg *m, size_t idx, enum trouble_kind k, int cls,
+    const char *text)
+{
+	(void)s, (void)m, (void)idx, (void)k, (void)cls, (void)text;
+}
+
+void
+ratekeep_touch(void)
+{
+}
+
+void
+ratekeep_flush(void)
+{
+}
+
+/* ---- setup ---- */
+
+static void
+configure(const char *smarthosts)
+{
+	char dir[] = "/tmp/mr-dispatch-XXXXXX", path[300], err[300];
+	FILE *f;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof path, "%s/mailrelay.conf", dir);
+	assert_non_null(f = fopen(path, "w"));
+	fprintf(f, "hostname = relay.test\nspool_dir = \"%s\"\nconcurrency = 2\n%s", dir, smarthosts);
+	fclose(f);
+	if (D->conf != NULL)
+		conf_free(D->conf);
+	D->conf = conf_load(path, err, sizeof err);
+	if (D->conf == NULL)
+		fail_msg("%s", err);
+	rc.conf = D->conf;
+	D->rc = &rc;
+	unlink(path);
+	rmdir(dir);
+}
+
+static void
+fill(const char *sender_of_last)
+{
+	size_t i;
+
+	nmsg = NMSG;
+	msgs = xcalloc(nmsg, sizeof *msgs);
+	for (i = 0; i < nmsg; i++) {
+		msgs[i].ready = 1;
+		msgs[i].env.sender = (char *)"a@example.org";
+	}
+	if (sender_of_last != NULL)
+		msgs[nmsg - 1].env.sender = (char *)sender_of_last;
+	memset(sessions, 0, sizeof sessions);
+	memset(started, 0, sizeof started);
+	visits = 0;
+}
+
+static int
+setup(void **state)
+{
+	(void)state;
+	log_init("test", LOG_TO_STDERR, LOG_EMERG);
+	D->base = event_base_new();
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	free(msgs);
+	msgs = NULL;
+	dispatch_shutdown();
+	return 0;
+}
+
+/* One smarthost, both sessions busy: each later kick looks at one message. */
+static void
+test_busy_kicks_look_at_one_message(void **state)
+{
+	int k;
+
+	(void)state;
+	configure("smarthost main {\n host = \"127.0.0.1\"\n tls = disabled\n}\n");
+	fill(NULL);
+	dispatch_kick();
+	assert_int_equal(started[0], 2);       /* concurrency */
+	visits = 0;
+	for (k = 0; k < 1000; k++)
+		dispatch_kick();                /* as 1,000 more messages become ready */
+	assert_int_equal(started[0], 2);
+	assert_true(visits <= 1000);            /* before: 1,000 walks of 20,000 */
+	free(msgs);
+	msgs = NULL;
+}
+
+/* Two smarthosts, both busy: a kick stops at the first message for each. */
+static void
+test_every_smarthost_busy_stops_the_walk(void **state)
+{
+	(void)state;
+	configure("smarthost main {\n host = \"127.0.0.1\"\n tls = disabled\n}\n"
+	    "smarthost other {\n host = \"127.0.0.2\"\n tls = disabled\n}\n"
+	    "route {\n from = \"b@example.org\"\n smarthost = other\n}\n");
+	fill("b@example.org");                  /* the last message is routed to the other one */
+	dispatch_kick();
+	/* the walk went to the end to find it: both smarthosts started */
+	assert_int_equal(started[0], 2);
+	assert_int_equal(started[1], 1);
+	sessions[1] = 2;                        /* now the other one is busy too */
+	visits = 0;
+	dispatch_kick();
+	if (visits > 3)
+		fail_msg("visits %lu, started %u %u, sessions %u %u, routes %zu", visits, started[0], started[1], sessions[0], sessions[1], D->conf->nroutes);
+	free(msgs);
+	msgs = NULL;
+}
+
+/*
+ * A backup that nothing fails over to does not keep the walk going; a
+ * message part-way through failover is found for it.
+ */
+static void
+test_an_idle_backup_does_not_make_kicks_walk(void **state)
+{
+	int k;
+
+	(void)state;
+	configure("smarthost main {\n host = \"127.0.0.1\"\n tls = disabled\n}\n"
+	    "smarthost backup {\n host = \"127.0.0.2\"\n tls = disabled\n}\n");
+	fill(NULL);
+	dispatch_kick();
+	assert_int_equal(started[0], 2);
+	assert_int_equal(started[1], 0);
+	visits = 0;
+	for (k = 0; k < 1000; k++)
+		dispatch_kick();
+	if (visits > 1000)
+		fail_msg("1,000 kicks looked at %lu messages", visits);
+	/* the last message failed over from main: backup takes it */
+	msgs[nmsg - 1].fo = 1;
+	fo_ready = 1;
+	dispatch_kick();
+	fo_ready = 0;
+	assert_int_equal(started[1], 1);
+	assert_int_equal(msgs[nmsg - 1].ready, 0);
+	free(msgs);
+	msgs = NULL;
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_busy_kicks_look_at_one_message),
+		cmocka_unit_test(test_every_smarthost_busy_stops_the_walk),
+		cmocka_unit_test(test_an_idle_backup_does_not_make_kicks_walk),
+	};
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
