@@ -76,6 +76,41 @@ def vmrss_kib(pid):
     raise AssertionError("no VmRSS for pid %d" % pid)
 
 
+class BlackHole:
+    """host:port (by default [::1]) that never completes a handshake:
+    listen(0), the accept queue filled by a connection of our own, never
+    accepted."""
+
+    def __init__(self, port, host="::1"):
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.srv = socket.socket(family, socket.SOCK_STREAM)
+        self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.srv.bind((host, port))
+        self.srv.listen(0)
+        self.fillers = []
+        for _ in range(2):
+            c = socket.socket(family, socket.SOCK_STREAM)
+            c.setblocking(False)
+            c.connect_ex((host, port))
+            self.fillers.append(c)
+        time.sleep(0.2)
+        # the proof it is a black hole: one more connection does not complete
+        probe = socket.socket(family, socket.SOCK_STREAM)
+        probe.settimeout(1.0)
+        try:
+            probe.connect((host, port))
+            self.works = False
+        except (socket.timeout, OSError):
+            self.works = True
+        finally:
+            probe.close()
+
+    def close(self):
+        for c in self.fillers:
+            c.close()
+        self.srv.close()
+
+
 def require_root(why):
     """Tests that switch users or mount file systems run as root, as the
     README's test command and CI do: fail loudly rather than skip."""

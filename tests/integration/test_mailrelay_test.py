@@ -23,7 +23,7 @@ import threading
 import pytest
 
 from authsrv import AuthSmarthost
-from mrtest import free_port, quote, require_root, run, smarthost_opts
+from mrtest import BlackHole, free_port, quote, require_root, run, smarthost_opts
 
 USER = "relay-user@example.org"
 PASSWORD = "correct horse battery"
@@ -52,7 +52,7 @@ def config(daemon, port, **keys):
     """A configuration with one smarthost `main` at 127.0.0.1:port (no daemon started)."""
     opts = smarthost_opts(port, timeout="5s", connect_timeout="3s")
     for k, v in keys.items():
-        opts[k] = quote(v) if k in ("username", "password", "tls_ca_file") else v
+        opts[k] = quote(v) if k in ("username", "password", "password_file", "tls_ca_file") else v
     return daemon(smarthosts=[("main", opts)], start=False)
 
 
@@ -418,25 +418,28 @@ def test_every_failure_kind_is_in_the_man_page():
         assert "\n.B %s\n" % k in section, k
 
 
-def test_a_connection_nobody_answers(daemon):
-    """A black hole (a listening socket whose accept queue is full): the
-    whole connect phase is bounded by connect_timeout."""
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(0)
-    fillers = []
-    for _ in range(2):
-        c = socket.socket()
-        c.setblocking(False)
-        c.connect_ex(srv.getsockname())
-        fillers.append(c)
-    try:
-        d = config(daemon, srv.getsockname()[1], tls="disabled", connect_timeout="1s")
-        r = d.mailrelay(["test", "--to", RCPT])
-    finally:
-        for c in fillers:
-            c.close()
-        srv.close()
+@pytest.fixture
+def black_hole():
+    """A port on 127.0.0.1 whose connections never complete (mrtest.BlackHole)."""
+    for _ in range(5):
+        try:
+            hole = BlackHole(free_port(), host="127.0.0.1")
+            break
+        except OSError:         # the free port was taken meanwhile
+            continue
+    else:
+        pytest.fail("no free port on 127.0.0.1 after 5 tries")
+    if not hole.works:
+        hole.close()
+        pytest.fail("this network stack completes connections past a full accept queue")
+    yield hole.srv.getsockname()[1]
+    hole.close()
+
+
+def test_a_connection_nobody_answers(daemon, black_hole):
+    """A black hole: the whole connect phase is bounded by connect_timeout."""
+    d = config(daemon, black_hole, tls="disabled", connect_timeout="1s")
+    r = d.mailrelay(["test", "--to", RCPT])
     assert r.rc == 69, r
     lines = r.out_text.splitlines()
     assert lines[-3].startswith("FAILED at connect: connect to ") and "timed out after 1s" in lines[-3], \
@@ -445,33 +448,50 @@ def test_a_connection_nobody_answers(daemon):
                          "the host is down"), r.out_text
 
 
-def test_an_interrupted_test_leaves_nothing_behind(daemon):
+def test_an_interrupted_test_leaves_nothing_behind(daemon, black_hole):
     """Ctrl-C while it waits on a connection nobody answers: exit 130, and
     the run's private spool is removed."""
-    srv = socket.socket()
-    srv.bind(("127.0.0.1", 0))
-    srv.listen(0)
-    fillers = []
-    for _ in range(2):
-        c = socket.socket()
-        c.setblocking(False)
-        c.connect_ex(srv.getsockname())
-        fillers.append(c)
     before = set(glob.glob("/tmp/mailrelay-test-*"))
-    try:
-        d = config(daemon, srv.getsockname()[1], tls="disabled", connect_timeout="60s")
-        p = subprocess.Popen([d.build.mailrelay, "-c", d.conf, "test", "--to", RCPT],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        line = b""
-        while b"connect   127.0.0.1" not in line:     # the attempt is under way
-            line = p.stdout.readline()
-            assert line, p.stderr.read()
-        p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=10)
-    finally:
-        for c in fillers:
-            c.close()
-        srv.close()
+    d = config(daemon, black_hole, tls="disabled", connect_timeout="60s")
+    p = subprocess.Popen([d.build.mailrelay, "-c", d.conf, "test", "--to", RCPT],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    line = b""
+    while b"connect   127.0.0.1" not in line:     # the attempt is under way
+        line = p.stdout.readline()
+        assert line, p.stderr.read()
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=10)
     assert p.returncode == 130, (out, err)
     assert out.decode().splitlines()[-1].startswith("INTERRUPTED at connect ("), out
     assert set(glob.glob("/tmp/mailrelay-test-*")) == before
+
+
+def test_an_unprivileged_user_gets_no_secret_and_sends_nothing(daemon, auth_smarthost, pki, workdir):
+    """mailrelay is not setgid: as nobody, a configuration only root may
+    read is refused with one line naming no secret; and one they may read
+    that names a secret file they may not is refused before any connection."""
+    require_root("running the client as another user")
+    sh = auth_smarthost()
+    d = config(daemon, sh.port, tls="required", tls_ca_file=pki.ca.cert, username=USER,
+               password=PASSWORD)
+    nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    os.chmod(d.conf, 0o600)
+    r = run(nobody + [d.build.mailrelay, "-c", d.conf, "test", "--to", RCPT])
+    assert r.rc == 78 and r.out_text == "", r
+    assert len(r.err_text.splitlines()) == 1 and "Permission denied" in r.err_text, r
+    assert PASSWORD not in r.err_text
+    # readable, but the secret it names is root's
+    secret = os.path.join(workdir, "root-only.secret")
+    with open(secret, "w") as f:
+        f.write(PASSWORD + "\n")
+    os.chmod(secret, 0o600)
+    os.chmod(workdir, 0o755)
+    d2 = config(daemon, sh.port, tls="required", tls_ca_file=pki.ca.cert, username=USER,
+                password_file=secret)
+    os.chmod(os.path.dirname(d2.conf), 0o755)
+    os.chmod(d2.conf, 0o644)
+    r = run(nobody + [d2.build.mailrelay, "-c", d2.conf, "test", "--to", RCPT])
+    assert r.rc == 78, r
+    assert "cannot run: " in r.out_text and "Permission denied" in r.out_text, r
+    assert PASSWORD not in r.out_text + r.err_text
+    assert sh.delivered() == [] and sh.client_sessions() == [], sh.summary()
