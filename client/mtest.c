@@ -295,6 +295,18 @@ exit_of(const struct probe_result *res)
 	return EX_UNAVAILABLE;
 }
 
+/* The JSON object of one smarthost's run: its name, its steps (taken over), ok. */
+static json_object *
+result_json(struct run *r, const char *shname, int ok)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "smarthost", json_object_new_string(shname));
+	json_object_object_add(o, "steps", r->steps);
+	json_object_object_add(o, "ok", json_object_new_boolean(ok));
+	return o;
+}
+
 /* One smarthost: the run, its steps and its verdict; the exit status. */
 static int
 test_one(const char *path, size_t shidx, const char *from, const char *to, int send, int json,
@@ -316,8 +328,8 @@ test_one(const char *path, size_t shidx, const char *from, const char *to, int s
 	r.steps = json ? json_object_new_array() : NULL;
 	char shname[200];
 	snprintf(shname, sizeof shname, "%s", r.sh->name);
-	put(&r, 0, "config", "%s: smarthost %s, %s port %u, tls = %s%s%s", (path ? path : conf_default_path()), r.sh->name,
-	    r.sh->host, r.sh->port, conf_tls_mode_name(r.sh->tls), r.sh->username ? ", username " : "",
+	put(&r, 0, "config", "%s: smarthost %s, %s port %u, tls = %s%s%s",
+	    path ? path : conf_default_path(), r.sh->name, r.sh->host, r.sh->port, conf_tls_mode_name(r.sh->tls), r.sh->username ? ", username " : "",
 	    r.sh->username ? r.sh->username : "");
 	if (send)
 		put(&r, 0, "message", "from <%s> to <%s>", from, to);
@@ -326,13 +338,9 @@ test_one(const char *path, size_t shidx, const char *from, const char *to, int s
 	/* conf is the run's from here */
 	if (probe_run(conf, shidx, from, to, send, limit, on_step, &r, &res, err, sizeof err) == -1) {
 		put(&r, 0, "config", "cannot run: %s", err);
-		snprintf(res.kind, sizeof res.kind, "%s", "");
 		rc = EX_CONFIG;
 		if (json) {
-			json_object *o = json_object_new_object();
-			json_object_object_add(o, "smarthost", json_object_new_string(shname));
-			json_object_object_add(o, "steps", r.steps);
-			json_object_object_add(o, "ok", json_object_new_boolean(0));
+			json_object *o = result_json(&r, shname, 0);
 			json_object_object_add(o, "error", json_object_new_string(err));
 			json_object_object_add(o, "exit", json_object_new_int(rc));
 			json_object_array_add(all, o);
@@ -351,16 +359,11 @@ test_one(const char *path, size_t shidx, const char *from, const char *to, int s
 	/* the step that decided: the refusal the recipient's outcome came from, else the last */
 	if (!ok && res.have_outcome)
 		snprintf(r.step, sizeof r.step, "%s", r.refused[0] ? r.refused : r.decided);
-	const struct explanation *ex = ok ? NULL : explain_find(res.kind, res.text);
-	int k = res.kind[0] && !ok ? trouble_by_name(res.kind) : -1;
-	const char *sentence = ex ? ex->sentence : k >= 0 ? trouble_get((enum trouble_kind)k)->sentence : NULL;
-	const char *hint = ex ? ex->hint : k >= 0 ? trouble_get((enum trouble_kind)k)->hint : NULL;
+	const char *sentence = NULL, *hint = NULL;
+	const struct explanation *ex = ok ? NULL : explain_failure(res.kind, res.text, &sentence, &hint);
 	rc = ok ? 0 : exit_of(&res);
 	if (json) {
-		json_object *o = json_object_new_object();
-		json_object_object_add(o, "smarthost", json_object_new_string(shname));
-		json_object_object_add(o, "steps", r.steps);
-		json_object_object_add(o, "ok", json_object_new_boolean(ok));
+		json_object *o = result_json(&r, shname, ok);
 		json_object_object_add(o, "step", ok ? NULL : json_object_new_string(r.step));
 		json_object_object_add(o, "kind", res.kind[0] && !ok ? json_object_new_string(res.kind) : NULL);
 		json_object_object_add(o, "text", json_object_new_string(res.text));

@@ -627,10 +627,11 @@ do_status(struct csession *s, const struct ctl_req *req)
 			 * What it means and what to do: the table of replies when a
 			 * row fits (lib/explain.h), else the failure kind's row
 			 */
-			const struct trouble *t = trouble_get((enum trouble_kind)st->last_kind);
-			const struct explanation *ex = explain_find(t->name, st->last_error);
-			cs_reply(s, "D     why: %s", ex ? ex->sentence : t->sentence);
-			cs_reply(s, "D     what to do: %s", ex ? ex->hint : t->hint);
+			const char *why, *todo;
+			explain_failure(trouble_get((enum trouble_kind)st->last_kind)->name, st->last_error,
+			    &why, &todo);
+			cs_reply(s, "D     why: %s", why);
+			cs_reply(s, "D     what to do: %s", todo);
 		}
 		if (na != NULL)
 			cs_reply(s, "D   %s", na);

@@ -538,8 +538,9 @@ on_reply(struct dsession *s)
 	 * of replies (lib/explain.h; `mailrelay test` and `show` say the
 	 * same).  AUTH's are said with the session's failure.
 	 */
-	if (cls >= 4 && s->state != DS_AUTH && oauth2_explain_reply(&s->reply)[0] != '\0')
-		log_warnx("%s: %s: %s", s->relay, text, oauth2_explain_reply(&s->reply));
+	const char *means = cls >= 4 && s->state != DS_AUTH ? oauth2_explain_reply(&s->reply) : "";
+	if (means[0] != '\0')
+		log_warnx("%s: %s: %s", s->relay, text, means);
 
 	if (s->reply.code == 421 && (s->state == DS_ENVELOPE || s->state == DS_BODY ||
 	    s->state == DS_DOT || s->state == DS_RSET)) {

@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "explain.h"
+#include "trouble.h"
 
 static const struct explanation rows[] = {
 	/* ---- reaching the smarthost ---- */
@@ -160,6 +161,23 @@ explain_find(const char *kind, const char *text)
 			return r;
 	}
 	return NULL;
+}
+
+const struct explanation *
+explain_failure(const char *kind, const char *text, const char **sentence, const char **hint)
+{
+	const struct explanation *e = explain_find(kind, text);
+	int k = kind != NULL && kind[0] != '\0' ? trouble_by_name(kind) : -1;
+
+	*sentence = *hint = NULL;
+	if (e != NULL) {
+		*sentence = e->sentence;
+		*hint = e->hint;
+	} else if (k >= 0) {
+		*sentence = trouble_get((enum trouble_kind)k)->sentence;
+		*hint = trouble_get((enum trouble_kind)k)->hint;
+	}
+	return e;
 }
 
 const struct explanation *

@@ -26,6 +26,14 @@ struct explanation {
 
 /* The first row for a failure of kind (name; NULL: unknown) with this text; NULL when none. */
 const struct explanation *explain_find(const char *kind, const char *text);
+/*
+ * What a failure of `kind` (a trouble.h name) with this text means and
+ * what to do: the first row of this table that fits, else the kind's own
+ * sentence and hint.  The row, or NULL when the kind's were given; *sentence
+ * and *hint are NULL when the kind is unknown and no row fits.
+ */
+const struct explanation *explain_failure(const char *kind, const char *text, const char **sentence,
+    const char **hint);
 /* Every row, for tests and documentation; n set to their number. */
 const struct explanation *explain_rows(unsigned *n);
 

@@ -133,12 +133,11 @@ qformat_show(FILE *out, const struct spool_env *e, const char *content, size_t l
 		 * from the table of replies when a row fits the last reply,
 		 * else from the failure kind's row.
 		 */
-		int k = r->kind[0] && r->status != RCPT_SENT ? trouble_by_name(r->kind) : -1;
-		const struct explanation *ex = k >= 0 ? explain_find(r->kind, r->last_reply) : NULL;
-		if (k >= 0) {
-			fprintf(out, "      why:        %s\n", ex ? ex->sentence :
-			    trouble_get((enum trouble_kind)k)->sentence);
-			fprintf(out, "      what to do: %s\n", ex ? ex->hint : trouble_get((enum trouble_kind)k)->hint);
+		const char *why, *todo;
+		if (r->kind[0] && r->status != RCPT_SENT && trouble_by_name(r->kind) >= 0) {
+			explain_failure(r->kind, r->last_reply, &why, &todo);
+			fprintf(out, "      why:        %s\n", why);
+			fprintf(out, "      what to do: %s\n", todo);
 		}
 	}
 	fprintf(out, "Attempts:%s\n", e->nhist ? "" : " none yet");
