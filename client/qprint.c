@@ -129,7 +129,7 @@ show_offline(const char *progname, const struct config *conf, const char *id, in
 		fprintf(stderr, "%s: show: %s is not in the queue\n", progname, id);
 		return EX_DATAERR;
 	}
-	content = spool_msg_read(&sp, id, body ? SIZE_MAX : 256 * 1024, &len);
+	content = spool_msg_read(&sp, &e, body ? SIZE_MAX : 256 * 1024, &len);
 	qformat_show(stdout, &e, content, len, body, time(NULL));
 	free(content);
 	spool_env_free(&e);

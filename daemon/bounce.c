@@ -148,7 +148,7 @@ queue_notice(const struct spool_env *env, const char *to, const char *via,
 
 	memset(&dm, 0, sizeof dm);
 	localtime_r(&now, &tm);
-	orig = spool_msg_read(&D->spool, env->id, RETURN_MAX, &olen);
+	orig = spool_msg_read(&D->spool, env, RETURN_MAX, &olen);
 	dm.reporting_mta = D->conf->hostname;
 	dm.envid = env->envid[0] ? env->envid : NULL;
 	dm.queue_id = env->id;

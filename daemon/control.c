@@ -454,7 +454,7 @@ do_show(struct csession *s, const struct ctl_req *req)
 		    may_change(s) ? "" : " (or not yours)");
 		return;
 	}
-	content = spool_msg_read(&D->spool, e->id, req->body ? SIZE_MAX : 256 * 1024, &clen);
+	content = spool_msg_read(&D->spool, e, req->body ? SIZE_MAX : 256 * 1024, &clen);
 	if ((f = open_memstream(&text, &len)) == NULL) {
 		free(content);
 		cs_reply(s, "ERR %d cannot build the answer: %s", CTL_ERR_TEMP, strerror(errno));

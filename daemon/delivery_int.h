@@ -154,6 +154,7 @@ struct dsession {
 	size_t sent_idx;                /* how many envelope commands were sent */
 	int mail_failed;
 	int body_fd;
+	unsigned long long body_left;   /* octets of stored content still to read (the tail is not content) */
 	struct dot_encoder enc;
 	long long size_delta;           /* octets added to the stored content (add_header, rewriting) */
 	int need_smtputf8;              /* SMTPUTF8 on MAIL when the smarthost offers it */

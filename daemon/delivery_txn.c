@@ -119,6 +119,8 @@ txn_prepare_rewrite(struct dsession *s)
 		return;	/* DATA will find out and defer */
 	n = pread(fd, buf, sizeof buf, 0);
 	close(fd);
+	if (n > 0 && (unsigned long long)n > e->size)
+		n = (ssize_t)e->size;	/* the content only, not the spool's tail */
 	if (n <= 0)
 		return;
 	hl = rewrite_header_len(buf, (size_t)n, (size_t)n, &complete);
@@ -157,7 +159,7 @@ txn_prepare_7bit(struct dsession *s, char *why, size_t whylen, int *permanent)
 	*permanent = 0;
 	if (s->caps.eightbitmime)
 		return 0;
-	if ((content = spool_msg_read(&D->spool, e->id, (size_t)e->size, &clen)) == NULL) {
+	if ((content = spool_msg_read(&D->spool, e, (size_t)e->size, &clen)) == NULL) {
 		snprintf(why, whylen, "cannot read queued content: %s", strerror(errno));
 		return -1;
 	}
@@ -462,13 +464,15 @@ txn_body_refill(struct dsession *s)
 	size_t m;
 
 	while (evbuffer_get_length(out) < BODY_CHUNK) {
-		n = read(s->body_fd, in, sizeof in);
+		size_t want = s->body_left < sizeof in ? (size_t)s->body_left : sizeof in;
+		n = want == 0 ? 0 : read(s->body_fd, in, want);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			return -1;
 		}
 		if (n == 0) {
+			/* the content's end, or the file cut short: queue_verify() tells */
 			if (queue_verify(s->msg, s->body_fd) == -1) {
 				/* changed while being read: no final dot, the server drops what it got */
 				session_close(s);
@@ -481,6 +485,7 @@ txn_body_refill(struct dsession *s)
 			session_enter(s, DS_DOT);
 			return 0;
 		}
+		s->body_left -= (unsigned long long)n;
 		m = dot_encode(&s->enc, in, (size_t)n, enc);
 		evbuffer_add(out, enc, m);
 	}
@@ -586,12 +591,14 @@ txn_body_start(struct dsession *s)
 		return;
 	}
 	dot_encoder_init(&s->enc);
+	s->body_left = s->msg->env.size;
 	send_added_headers(s);
 	if (s->hdr_new != NULL) {
 		char *enc = xmalloc(2 * s->hdr_newlen + 8);
 		size_t m = dot_encode(&s->enc, s->hdr_new, s->hdr_newlen, enc);
 		bufferevent_write(s->bev, enc, m);
 		free(enc);
+		s->body_left -= s->hdr_skip < s->body_left ? s->hdr_skip : s->body_left;
 		if (lseek(s->body_fd, (off_t)s->hdr_skip, SEEK_SET) == -1) {
 			txn_outcome_all(s, TK_SPOOL_READ, 0, "cannot read queued content", 0);
 			session_close(s);

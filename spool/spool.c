@@ -74,7 +74,7 @@ spool_qid_new(struct spool *sp, char out[QID_LEN + 1], struct timeval *arrival)
 	gettimeofday(arrival, NULL);
 	for (;;) {
 		spool_qid_make(out, arrival->tv_sec, arrival->tv_usec, sp->qid_seq++);
-		snprintf(name, sizeof name, "%s.env", out);
+		snprintf(name, sizeof name, "%s.msg", out);
 		if (faccessat(sp->queuefd, name, F_OK, 0) == -1 && errno == ENOENT)
 			break;
 	}
@@ -287,6 +287,8 @@ spool_env_render(const struct spool_env *env, size_t *lenp)
 	fprintf(f, "uid\t%lu\n", (unsigned long)env->uid);
 	fprintf(f, "via\t%s\n", clean_field(env->via, tmp, sizeof tmp));
 	fprintf(f, "size\t%llu\n", env->size);
+	if (env->tail != 0)
+		fprintf(f, "tail\t%llu\n", env->tail);
 	fprintf(f, "body\t%s\n", env->eightbit ? "8BITMIME" : "7BIT");
 	fprintf(f, "held\t%d\n", env->held ? 1 : 0);
 	if (env->ret[0] || env->envid[0])
@@ -385,7 +387,8 @@ int
 spool_txn_prepare(struct spool_txn *txn, struct spool_env *env, int sync,
     char *errbuf, size_t errlen)
 {
-	char name[64];
+	char foot[SPOOL_FOOT_LEN + 1], *buf;
+	size_t len;
 	int saved;
 
 	if (txn->failed) {
@@ -393,44 +396,51 @@ spool_txn_prepare(struct spool_txn *txn, struct spool_env *env, int sync,
 		errno = txn->err;
 		return -1;
 	}
-	/* close whatever fsync says (a failed fsync must not leak the descriptor); the first error wins */
+	if (env->damaged[0] != '\0') {
+		snprintf(errbuf, errlen, "%s: damaged (%s); not queued", env->id, env->damaged);
+		errno = EINVAL;
+		return -1;
+	}
+	/*
+	 * The lengths are the spool's to record, from what it wrote, whatever
+	 * the caller counted: the content, then the envelope and the footer.
+	 */
+	env->size = txn->size;
+	env->tail = 0;
+	buf = spool_env_render(env, &len);
+	env->tail = len + SPOOL_FOOT_LEN;
+	snprintf(foot, sizeof foot, "mailrelay-tail %010zu\n", len);
 	saved = 0;
-	if (sync && fsync(txn->msgfd) == -1)
+	if (len > ENV_MAX)
+		saved = EFBIG;
+	else if (write_all(txn->msgfd, buf, len) == -1 || write_all(txn->msgfd, foot, SPOOL_FOOT_LEN) == -1)
+		saved = errno;
+	free(buf);
+	/* close whatever fsync says (a failed fsync must not leak the descriptor); the first error wins */
+	if (saved == 0 && sync && fsync(txn->msgfd) == -1)
 		saved = errno;
 	if (close(txn->msgfd) == -1 && saved == 0)
 		saved = errno;
 	txn->msgfd = -1;
 	if (saved != 0) {
-		snprintf(errbuf, errlen, "%s/tmp/%s.msg: fsync: %s", txn->sp->dir, txn->id, strerror(saved));
+		snprintf(errbuf, errlen, "%s/tmp/%s.msg: %s", txn->sp->dir, txn->id, strerror(saved));
 		errno = saved;
 		return -1;
 	}
-	/* the length is the spool's to record: what it wrote, whatever the caller counted */
-	env->size = txn->size;
-	name_of(name, sizeof name, txn->id, ".env");
-	return env_write_tmp(txn->sp, name, env, sync, errbuf, errlen);
+	return 0;
 }
 
 int
 spool_txn_publish(struct spool_txn *txn, char *errbuf, size_t errlen)
 {
 	struct spool *sp = txn->sp;
-	char mname[64], ename[64];
+	char name[64];
 	int saved;
 
-	name_of(mname, sizeof mname, txn->id, ".msg");
-	name_of(ename, sizeof ename, txn->id, ".env");
-	/* Content first: an .env in queue/ must always have its .msg. */
-	if (renameat(sp->tmpfd, mname, sp->queuefd, mname) == -1) {
+	name_of(name, sizeof name, txn->id, ".msg");
+	if (renameat(sp->tmpfd, name, sp->queuefd, name) == -1) {
 		saved = errno;
-		snprintf(errbuf, errlen, "%s/queue/%s: rename: %s", sp->dir, mname, strerror(saved));
-		errno = saved;
-		return -1;
-	}
-	if (renameat(sp->tmpfd, ename, sp->queuefd, ename) == -1) {
-		saved = errno;
-		snprintf(errbuf, errlen, "%s/queue/%s: rename: %s", sp->dir, ename, strerror(saved));
-		unlinkat(sp->queuefd, mname, 0);
+		snprintf(errbuf, errlen, "%s/queue/%s: rename: %s", sp->dir, name, strerror(saved));
 		errno = saved;
 		return -1;
 	}
@@ -730,6 +740,9 @@ spool_env_parse(const char *buf, size_t len, struct spool_env *env, char *errbuf
 		} else if (strcmp(f[0], "size") == 0 && nf == 2) {
 			if (parse_ull(f[1], ULLONG_MAX, &env->size) == -1)
 				goto bad;
+		} else if (strcmp(f[0], "tail") == 0 && nf == 2) {
+			if (parse_ull(f[1], ENV_MAX + SPOOL_FOOT_LEN, &env->tail) == -1)
+				goto bad;
 		} else if (strcmp(f[0], "body") == 0 && nf == 2) {
 			env->eightbit = strcmp(f[1], "8BITMIME") == 0;
 		} else if (strcmp(f[0], "held") == 0 && nf == 2) {
@@ -789,7 +802,7 @@ spool_env_parse(const char *buf, size_t len, struct spool_env *env, char *errbuf
 			have_end = 1;
 		} else if (strcmp(f[0], "id") == 0 || strcmp(f[0], "arrival") == 0 ||
 		    strcmp(f[0], "sender") == 0 || strcmp(f[0], "uid") == 0 ||
-		    strcmp(f[0], "size") == 0) {
+		    strcmp(f[0], "size") == 0 || strcmp(f[0], "tail") == 0) {
 			goto bad;
 		}
 		/* other records: ignored, for forward compatibility */
@@ -813,6 +826,88 @@ fail:
 	return -1;
 }
 
+/* The footer of a one-file message: the envelope's length, or -1 when the octets are not a footer. */
+static int
+foot_parse(const char *foot, unsigned long long *len)
+{
+	static const char magic[] = "mailrelay-tail ";
+	size_t i, m = sizeof magic - 1;
+
+	if (memcmp(foot, magic, m) != 0 || foot[SPOOL_FOOT_LEN - 1] != '\n')
+		return -1;
+	*len = 0;
+	for (i = m; i < SPOOL_FOOT_LEN - 1; i++) {
+		if (foot[i] < '0' || foot[i] > '9')
+			return -1;
+		*len = *len * 10 + (unsigned long long)(foot[i] - '0');
+	}
+	return 0;
+}
+
+/*
+ * The envelope in the tail of queue/ID.msg.  errno ENOENT when there is
+ * no such file or it has no tail (its last octets are not a footer: not a
+ * queued message), EBADMSG when the tail does not hold a valid envelope
+ * of the content before it.
+ */
+static int
+env_read_tail(struct spool *sp, const char *id, struct spool_env *env, char *errbuf, size_t errlen)
+{
+	char name[64], foot[SPOOL_FOOT_LEN], *buf;
+	unsigned long long elen, clen;
+	struct stat st;
+	ssize_t n;
+	int fd, saved;
+
+	name_of(name, sizeof name, id, ".msg");
+	fd = openat(sp->queuefd, name, O_RDONLY | O_CLOEXEC);
+	if (fd == -1) {
+		saved = errno;
+		snprintf(errbuf, errlen, "%s: %s", id, strerror(saved));
+		errno = saved;
+		return -1;
+	}
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) || st.st_size < SPOOL_FOOT_LEN ||
+	    pread(fd, foot, SPOOL_FOOT_LEN, st.st_size - SPOOL_FOOT_LEN) != SPOOL_FOOT_LEN ||
+	    foot_parse(foot, &elen) == -1) {
+		close(fd);
+		snprintf(errbuf, errlen, "%s: no envelope", id);
+		errno = ENOENT;
+		return -1;
+	}
+	if (elen > ENV_MAX || elen > (unsigned long long)st.st_size - SPOOL_FOOT_LEN) {
+		close(fd);
+		snprintf(errbuf, errlen, "%s: the tail's length does not fit the file", id);
+		errno = EBADMSG;
+		return -1;
+	}
+	clen = (unsigned long long)st.st_size - SPOOL_FOOT_LEN - elen;
+	buf = xmalloc((size_t)elen + 1);
+	n = pread(fd, buf, (size_t)elen, (off_t)clen);
+	close(fd);
+	if (n < 0 || (unsigned long long)n != elen) {
+		snprintf(errbuf, errlen, "%s: short read", id);
+		free(buf);
+		errno = EBADMSG;
+		return -1;
+	}
+	if (spool_env_parse(buf, (size_t)elen, env, errbuf, errlen) == -1) {
+		free(buf);
+		errno = EBADMSG;
+		return -1;
+	}
+	free(buf);
+	if (strcmp(env->id, id) != 0 || env->size != clen || env->tail != 0) {
+		snprintf(errbuf, errlen, "%s: %s", id, strcmp(env->id, id) != 0 ?
+		    "envelope names another id" : "the tail's envelope does not match the content");
+		spool_env_free(env);
+		errno = EBADMSG;
+		return -1;
+	}
+	env->tail = elen + SPOOL_FOOT_LEN;
+	return 0;
+}
+
 int
 spool_env_read(struct spool *sp, const char *id, struct spool_env *env, char *errbuf, size_t errlen)
 {
@@ -830,6 +925,8 @@ spool_env_read(struct spool *sp, const char *id, struct spool_env *env, char *er
 	}
 	name_of(name, sizeof name, id, ".env");
 	fd = openat(sp->queuefd, name, O_RDONLY | O_CLOEXEC);
+	if (fd == -1 && errno == ENOENT)
+		return env_read_tail(sp, id, env, errbuf, errlen);	/* never changed: one file */
 	if (fd == -1) {
 		saved = errno;
 		snprintf(errbuf, errlen, "%s: %s", id, strerror(saved));
@@ -877,22 +974,18 @@ spool_msg_open(struct spool *sp, const char *id)
 }
 
 char *
-spool_msg_read(struct spool *sp, const char *id, size_t max, size_t *len)
+spool_msg_read(struct spool *sp, const struct spool_env *env, size_t max, size_t *len)
 {
-	struct stat st;
 	char *buf;
 	ssize_t n;
 	size_t want;
 	int fd;
 
 	*len = 0;
-	if ((fd = spool_msg_open(sp, id)) == -1)
+	if ((fd = spool_msg_open(sp, env->id)) == -1)
 		return NULL;
-	if (fstat(fd, &st) == -1) {
-		close(fd);
-		return NULL;
-	}
-	want = (unsigned long long)st.st_size < max ? (size_t)st.st_size : max;
+	/* the content only: what follows it (the tail) is the spool's */
+	want = env->size < max ? (size_t)env->size : max;
 	buf = xmalloc(want + 1);
 	n = read_full(fd, buf, want);
 	close(fd);
@@ -917,6 +1010,11 @@ spool_msg_check(struct spool *sp, const struct spool_env *env, int fd, char *err
 		name_of(name, sizeof name, env->id, ".msg");
 		rc = fstatat(sp->queuefd, name, &st, 0);
 	}
+	if (rc == -1 && errno == ENOENT && env->tail != 0) {
+		/* its removal unlinks the .msg first: a crash in between leaves this too */
+		snprintf(errbuf, errlen, "content missing (or its removal was cut short)");
+		return -1;
+	}
 	if (rc == -1) {
 		snprintf(errbuf, errlen, "content %s", errno == ENOENT ? "missing" : strerror(errno));
 		return -1;
@@ -925,9 +1023,13 @@ spool_msg_check(struct spool *sp, const struct spool_env *env, int fd, char *err
 		snprintf(errbuf, errlen, "content is not a regular file");
 		return -1;
 	}
-	if ((unsigned long long)st.st_size != env->size) {
-		snprintf(errbuf, errlen, "content is %llu octets, the envelope says %llu",
-		    (unsigned long long)st.st_size, env->size);
+	if ((unsigned long long)st.st_size != env->size + env->tail) {
+		if (env->tail == 0)
+			snprintf(errbuf, errlen, "content is %llu octets, the envelope says %llu",
+			    (unsigned long long)st.st_size, env->size);
+		else
+			snprintf(errbuf, errlen, "content is %llu octets, the envelope says %llu and %llu after it",
+			    (unsigned long long)st.st_size, env->size, env->tail);
 		return -1;
 	}
 	return 0;
@@ -970,6 +1072,7 @@ spool_env_load(struct spool *sp, const char *id, struct spool_env *env, char *er
 	if (spool_env_read(sp, id, env, err, sizeof err) == -1) {
 		if (errno == ENOENT) {
 			snprintf(errbuf, errlen, "%s: not in the queue", id);
+			errno = ENOENT;
 			return -1;
 		}
 		snprintf(why, sizeof why, "envelope: %s", err);
@@ -992,10 +1095,17 @@ spool_remove(struct spool *sp, const char *id, int sync_dir)
 		errno = EINVAL;
 		return -1;
 	}
-	name_of(name, sizeof name, id, ".env");
+	/*
+	 * The .msg first: were the .env removed first, a crash in between
+	 * would leave a one-file message's tail to be read as its envelope,
+	 * and it would go out again from its first state.  The .env left
+	 * instead shows as damaged, content missing, for an admin to delete:
+	 * nothing is removed on a guess.
+	 */
+	name_of(name, sizeof name, id, ".msg");
 	if (unlinkat(sp->queuefd, name, 0) == -1 && errno != ENOENT)
 		return -1;
-	name_of(name, sizeof name, id, ".msg");
+	name_of(name, sizeof name, id, ".env");
 	if (unlinkat(sp->queuefd, name, 0) == -1 && errno != ENOENT)
 		return -1;
 	if (sync_dir)
@@ -1007,6 +1117,23 @@ static int
 cmp_names(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* What a crash left of a message that was never acknowledged: into quarantine/, for a look. */
+static void
+quarantine_msg(struct spool *sp, const char *id)
+{
+	char name[64], dst[96];
+
+	name_of(name, sizeof name, id, ".msg");
+	snprintf(dst, sizeof dst, "quarantine/%s", name);
+	if ((mkdirat(sp->dirfd, "quarantine", 0700) == -1 && errno != EEXIST) ||
+	    renameat(sp->queuefd, name, sp->dirfd, dst) == -1) {
+		log_warn("%s/queue/%s: content without envelope (never acknowledged): cannot move it to quarantine",
+		    sp->dir, name);
+		return;
+	}
+	log_warnx("%s: content without envelope (never acknowledged) moved to %s/%s", id, sp->dir, dst);
 }
 
 int
@@ -1048,27 +1175,30 @@ spool_scan(struct spool *sp, int remove_orphans, spool_scan_fn fn, void *arg)
 	if (nmsg > 1)
 		qsort(msgs, nmsg, sizeof *msgs, cmp_names);
 
-	/* Orphans: .msg without .env, never acknowledged. */
-	for (i = 0, j = 0; i < nmsg; i++) {
-		while (j < nenv && strcmp(envs[j], msgs[i]) < 0)
-			j++;
-		if (j < nenv && strcmp(envs[j], msgs[i]) == 0)
-			continue;
-		if (remove_orphans) {
-			char name[64];
-			name_of(name, sizeof name, msgs[i], ".msg");
-			log_info("%s: removing unacknowledged content left by an interrupted submission", msgs[i]);
-			unlinkat(sp->queuefd, name, 0);
-		}
-	}
-	for (i = 0; i < nenv; i++) {
+	/* Every id in order, from both lists merged. */
+	for (i = 0, j = 0; i < nmsg || j < nenv;) {
+		int c = i == nmsg ? 1 : j == nenv ? -1 : strcmp(msgs[i], envs[j]);
+		const char *id = c <= 0 ? msgs[i] : envs[j];
+		int has_msg = c <= 0, has_env = c >= 0;
 		struct spool_env env;
 		char err[256];
-		if (spool_env_load(sp, envs[i], &env, err, sizeof err) == -1)
-			continue;	/* removed meanwhile */
+		int rc;
+
+		rc = spool_env_load(sp, id, &env, err, sizeof err);
+		if (rc == -1) {
+			/* a .msg with neither .env nor tail: an older version's interrupted submission */
+			if (has_msg && !has_env && errno == ENOENT && remove_orphans)
+				quarantine_msg(sp, id);
+			goto next;	/* or removed meanwhile */
+		}
 		visited++;
 		if (fn(&env, arg) != 1)
 			spool_env_free(&env);
+next:
+		if (has_msg)
+			i++;
+		if (has_env)
+			j++;
 	}
 	for (i = 0; i < nenv; i++)
 		free(envs[i]);

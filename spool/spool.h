@@ -4,21 +4,46 @@
  *
  * Layout under spool_dir (mode 0710, the daemon's user and group):
  *   tmp/            files being written; anything here at start is garbage
- *   queue/ID.msg    message content, CRLF lines, not dot-stuffed; never rewritten
- *   queue/ID.env    envelope and per-recipient state; replaced atomically
+ *   queue/ID.msg    the message: its content (CRLF lines, not dot-stuffed),
+ *                   then, for a message queued by this version, its first
+ *                   envelope and a footer (the tail); never rewritten
+ *   queue/ID.env    the envelope once it changed (or, for a message queued
+ *                   by an older version, from the start); replaced atomically
  *   maildrop/       offline submissions by the sendmail client (1730; see maildrop.h)
- *   quarantine/     drop files that were not well-formed
+ *   quarantine/     drop files that were not well-formed, and contents without
+ *                   an envelope (see spool_scan())
  *   rate-window     the rate_limit windows, kept across restarts (see ratewin.h)
  *
- * A message is queued exactly when queue/ID.env exists.  New messages:
- * content and envelope are written in tmp/, both fsynced, the .msg renamed
- * into queue/ first and the .env second, then queue/ is fsynced; only then
- * is the message acknowledged.  A crash between the renames leaves a .msg
- * without .env, which spool_scan() removes (it was never acknowledged).
- * Removal unlinks the .env first, so a crash in between leaves the same
- * harmless orphan.  Envelope updates write tmp/ID.env.new, fsync, rename
- * over queue/ID.env.  With these orders every crash leaves each
- * acknowledged message either fully queued or fully delivered.
+ * One file per new message.  The content is written to tmp/ID.msg as it
+ * arrives; spool_txn_prepare() appends the envelope (spool_env_render())
+ * and a footer, "mailrelay-tail NNNNNNNNNN\n" (SPOOL_FOOT_LEN octets, the
+ * envelope's length in ten digits), and fsyncs that one file; it is then
+ * renamed into queue/ and queue/ is fsynced; only then is the message
+ * acknowledged: one file written and synced once, and the directory.  The
+ * envelope's `size` is the content's length, so the content is the first
+ * `size` octets of the file and `tail` (the octets after it) is what the
+ * file holds beyond; readers never read past `size`.
+ *
+ * The envelope's mutable state lives beside it: the first change writes
+ * queue/ID.env (tmp/ID.env.new, fsync, rename, fsync queue/), which from
+ * then on is the envelope; it records the tail, so the pair checks the
+ * .msg's length exactly.  A message delivered at its first attempt never
+ * gets an .env at all.
+ *
+ * A message is queued exactly when queue/ID.msg ends with a valid tail, or
+ * has an .env beside it (a message queued by an older version: content
+ * and envelope were written as two files, .msg renamed first).  Removal
+ * unlinks the .msg first, then the .env, then fsyncs queue/ (the
+ * committer does it once per batch): a crash in between leaves an .env
+ * without content, shown as damaged ("content missing (or its removal
+ * was cut short)") for an admin to delete; the other order would let the
+ * tail's first envelope send the message again.  At start, spool_scan()
+ * moves a .msg without .env and without a tail to quarantine/: it was
+ * never acknowledged (an older version's crash between its two renames).
+ * Envelope updates write tmp/ID.env.new, fsync, rename over queue/ID.env.
+ * With these orders every crash leaves each acknowledged message fully
+ * queued or fully delivered (then, at worst, its envelope left, shown as
+ * damaged): never lost, never sent again from a state it had left.
  *
  * Queue ids: 16 characters of [0-9A-F]: 8 hex digits of the arrival time in
  * seconds, 5 of microseconds, 3 of a per-process sequence.  They sort by
@@ -33,7 +58,8 @@
  *   sender    <address, empty for the null sender>
  *   uid       <submitting uid>
  *   via       sendmail|smtp|maildrop
- *   size      <octets of content: exactly the length of queue/ID.msg>
+ *   size      <octets of content: the first octets of queue/ID.msg>
+ *   tail      <octets of queue/ID.msg after the content>   (only when not 0)
  *   body      7BIT|8BITMIME
  *   held      0|1
  *   dsn       <RET: FULL|HDRS|empty> <ENVID, xtext as received>   (only when given)
@@ -54,9 +80,10 @@
  * Damage.  A message is damaged when its envelope does not parse, when a
  * version 2 envelope lacks its end record (cut short: recipients would be
  * lost without a trace), has anything after it or a recipient count that
- * differs, or when queue/ID.msg is missing or not exactly `size` octets
- * (the size is set by spool_txn_prepare() from what was written, so it is
- * exact).  spool_env_load() and spool_scan() report such a message with a
+ * differs, or when queue/ID.msg is missing or not exactly `size` + `tail`
+ * octets (both are set by spool_txn_prepare() from what was written, so
+ * they are exact), or when a .msg's tail does not hold a valid envelope
+ * for that content.  spool_env_load() and spool_scan() report such a message with a
  * stand-in envelope whose `damaged` says what is wrong; the daemon holds
  * it, never delivers or removes it on its own, and an admin may delete it.
  * Nothing is ever written over a damaged message's envelope: the files
@@ -76,6 +103,7 @@
 #include <time.h>
 
 #define QID_LEN 16
+#define SPOOL_FOOT_LEN 26       /* "mailrelay-tail " + 10 digits + "\n" */
 
 enum rcpt_status { RCPT_PENDING = 0, RCPT_SENT, RCPT_FAILED };
 
@@ -113,7 +141,8 @@ struct spool_env {
 	char *sender;           /* "" for <> */
 	uid_t uid;
 	char via[16];
-	unsigned long long size;
+	unsigned long long size;        /* octets of content */
+	unsigned long long tail;        /* octets of queue/ID.msg after the content (0: none) */
 	int eightbit;           /* BODY=8BITMIME */
 	int smtputf8;           /* SMTPUTF8 given at submission */
 	char ret[5];            /* DSN RET=FULL|HDRS, "" when absent */
@@ -174,14 +203,16 @@ void spool_txn_write(struct spool_txn *txn, const void *buf, size_t len);
 typedef char *(*spool_filter_fn)(const char *content, size_t len, size_t *outlen, void *arg);
 int  spool_txn_filter(struct spool_txn *txn, spool_filter_fn fn, void *arg);
 /*
- * Write the envelope; with sync, fsync both files.  Without sync the caller
- * must make the data durable another way (spool_syncfs() once for a batch:
- * group commit) before spool_txn_publish().  Blocking: call off the event loop.
- * env->size is set to the octets written: the length every delivery checks.
+ * Append the envelope and the footer to the content; with sync, fsync the
+ * file.  Without sync the caller must make the data durable another way
+ * (spool_syncfs() once for a batch: group commit) before
+ * spool_txn_publish().  Blocking: call off the event loop.  env->size is
+ * set to the octets of content written and env->tail to what follows:
+ * the lengths every delivery checks.
  */
 int  spool_txn_prepare(struct spool_txn *txn, struct spool_env *env, int sync,
     char *errbuf, size_t errlen);
-/* Rename both into queue/ (.msg first).  The caller then calls spool_sync_queue() once per batch. */
+/* Rename the file into queue/.  The caller then calls spool_sync_queue() once per batch. */
 int  spool_txn_publish(struct spool_txn *txn, char *errbuf, size_t errlen);
 void spool_txn_abort(struct spool_txn *txn);
 /* fsync the queue directory. */
@@ -204,6 +235,12 @@ int  spool_env_write(struct spool *sp, const struct spool_env *env, int sync_dir
  * record.  A damaged envelope is never written: the writers refuse it.
  */
 char *spool_env_render(const struct spool_env *env, size_t *lenp);
+/*
+ * Read a queued message's envelope: queue/ID.env when there is one, else
+ * the one queue/ID.msg holds in its tail.  -1 with errno ENOENT when
+ * neither is there (not queued: no .msg, or a .msg without .env or tail),
+ * another errno when what is there does not read or parse.
+ */
 int  spool_env_read(struct spool *sp, const char *id, struct spool_env *env, char *errbuf, size_t errlen);
 /* Parse an envelope from memory (used by spool_env_read and the fuzzer). */
 int  spool_env_parse(const char *buf, size_t len, struct spool_env *env, char *errbuf, size_t errlen);
@@ -229,16 +266,21 @@ void spool_env_copy(struct spool_env *dst, const struct spool_env *src);
 
 /* Open the content for reading (O_RDONLY); -1 on error. */
 int  spool_msg_open(struct spool *sp, const char *id);
-/* The content, or its first max octets (allocated; *len set); NULL when it cannot be read. */
-char *spool_msg_read(struct spool *sp, const char *id, size_t max, size_t *len);
-/* Remove a message (.env first, then .msg) and fsync the queue directory when sync_dir. */
+/*
+ * The content, or its first max octets (allocated; *len set), never more
+ * than env->size; NULL when it cannot be read.
+ */
+char *spool_msg_read(struct spool *sp, const struct spool_env *env, size_t max, size_t *len);
+/* Remove a message (.msg first, then .env) and fsync the queue directory when sync_dir. */
 int  spool_remove(struct spool *sp, const char *id, int sync_dir);
 
 /*
  * Visit every queued message in id (arrival) order, as spool_env_load()
  * reads it: damaged ones too, with their stand-in (env->damaged set; the
- * caller says so, spool_scan() does not log).  Orphan .msg files (no
- * .env) are removed when remove_orphans is set.  The env passed to the
+ * caller says so, spool_scan() does not log).  With remove_orphans (the
+ * daemon at start), a .msg with neither .env nor tail (never
+ * acknowledged) is moved to quarantine/ with a log line; without it, it
+ * is passed over.  The env passed to the
  * callback is freed after it returns unless the callback returns 1 (it
  * then owns it).  Returns the number visited, -1 if the queue can't be read.
  */

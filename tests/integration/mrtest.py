@@ -1139,6 +1139,33 @@ class Daemon:
     def tmp_files(self):
         return self.spool_files("tmp")
 
+    def envelope_text(self, qid):
+        """The envelope of a queued message as the spool holds it: queue/ID.env
+        once it changed, else the tail of queue/ID.msg (spool/spool.h)."""
+        q = os.path.join(self.spool, "queue", qid)
+        if os.path.exists(q + ".env"):
+            with open(q + ".env") as f:
+                return f.read()
+        with open(q + ".msg", "rb") as f:
+            data = f.read()
+        foot = data[-26:]
+        assert foot.startswith(b"mailrelay-tail ") and foot.endswith(b"\n"), foot
+        n = int(foot[15:25])
+        return data[-26 - n:-26].decode()
+
+    def put_envelope(self, qid, text):
+        """Write text as queue/ID.env, as an admin editing the queue by hand
+        would (the daemon stopped).  A one-file message's .env records the
+        tail its .msg holds after the content: added when text lacks it."""
+        q = os.path.join(self.spool, "queue", qid)
+        if not os.path.exists(q + ".env") and "\ntail\t" not in text:
+            size = int(re.search(r"^size\t(\d+)$", text, re.M).group(1))
+            tail = os.path.getsize(q + ".msg") - size
+            text = re.sub(r"^(size\t\d+\n)", lambda m: m.group(1) + "tail\t%d\n" % tail, text,
+                          count=1, flags=re.M)
+        with open(q + ".env", "w") as f:
+            f.write(text)
+
 
 # ---------------------------------------------------------------------------
 # a raw SMTP client (for pipelining and exact protocol checks)

@@ -168,12 +168,9 @@ def test_command_too_long_fails_the_attempt_not_the_daemon(daemon, smarthost):
     qid = d.accepted_id(SENDER)
     d.stop()
 
-    env = os.path.join(d.spool, "queue", qid + ".env")
-    with open(env) as f:
-        lines = f.read().split("\n")
+    lines = d.envelope_text(qid).split("\n")
     lines = ["sender\t" + LONG_ADDRESS if l.startswith("sender\t") else l for l in lines]
-    with open(env, "w") as f:
-        f.write("\n".join(lines))
+    d.put_envelope(qid, "\n".join(lines))
 
     d.write_config([sh])
     d.start()

@@ -123,14 +123,24 @@ test_commit_and_read(void **state)
 	make_env(&e, id, 2);
 	e.size = txn.size;
 	assert_int_equal(spool_txn_prepare(&txn, &e, 1, err, sizeof err), 0);
-	/* not queued until published */
-	assert_false(exists("queue", id, ".env"));
-	assert_true(exists("tmp", id, ".env"));
+	/* one file: the content, then the envelope and its footer; not queued until published */
+	assert_int_equal(e.size, 20);
+	assert_true(e.tail > SPOOL_FOOT_LEN);
+	assert_false(exists("queue", id, ".msg"));
+	assert_true(exists("tmp", id, ".msg"));
+	assert_false(exists("tmp", id, ".env"));
 	assert_int_equal(spool_txn_publish(&txn, err, sizeof err), 0);
 	assert_int_equal(spool_sync_queue(&sp), 0);
-	assert_true(exists("queue", id, ".env"));
+	assert_false(exists("queue", id, ".env"));
 	assert_true(exists("queue", id, ".msg"));
 	assert_false(exists("tmp", id, ".msg"));
+	{
+		struct stat st;
+		char p[512];
+		snprintf(p, sizeof p, "%s/queue/%s.msg", root, id);
+		assert_int_equal(stat(p, &st), 0);
+		assert_int_equal(st.st_size, 20 + e.tail);
+	}
 
 	assert_int_equal(spool_env_read(&sp, id, &r, err, sizeof err), 0);
 	assert_string_equal(r.id, id);
@@ -140,19 +150,28 @@ test_commit_and_read(void **state)
 	assert_int_equal(r.uid, 1000);
 	assert_string_equal(r.via, "sendmail");
 	assert_int_equal(r.size, 20);
+	assert_int_equal(r.tail, e.tail);
+	assert_int_equal(spool_msg_check(&sp, &r, -1, err, sizeof err), 0);
 	assert_int_equal(r.eightbit, 1);
 	assert_int_equal(r.nrcpt, 2);
 	assert_string_equal(r.rcpts[1].addr, "user1@example.com");
 	assert_string_equal(r.rcpts[1].orig, "user1");
 	assert_int_equal(r.rcpts[0].status, RCPT_PENDING);
-	spool_env_free(&r);
 
+	/* the content is the file's first size octets; readers stop there */
 	int fd = spool_msg_open(&sp, id);
 	assert_true(fd >= 0);
-	ssize_t n = read(fd, buf, sizeof buf);
+	ssize_t n = read(fd, buf, 20);
 	close(fd);
 	assert_int_equal(n, 20);
 	assert_memory_equal(buf, "Subject: x\r\n\r\nbody\r\n", 20);
+	size_t clen;
+	char *content = spool_msg_read(&sp, &r, SIZE_MAX, &clen);
+	assert_non_null(content);
+	assert_int_equal(clen, 20);
+	assert_memory_equal(content, "Subject: x\r\n\r\nbody\r\n", 20);
+	free(content);
+	spool_env_free(&r);
 
 	/* update: status, attempts, reply with a tab and newline flattened */
 	e.rcpts[0].status = RCPT_SENT;
@@ -168,7 +187,11 @@ test_commit_and_read(void **state)
 	snprintf(e.rcpts[1].kind, sizeof e.rcpts[1].kind, "EXPIRED");	/* and the failure kind */
 	assert_int_equal(spool_env_write(&sp, &e, 1, err, sizeof err), 0);
 	assert_false(exists("tmp", id, ".env.new"));
+	/* the first change puts the envelope beside the content; it records the tail */
+	assert_true(exists("queue", id, ".env"));
 	assert_int_equal(spool_env_read(&sp, id, &r, err, sizeof err), 0);
+	assert_int_equal(r.tail, e.tail);
+	assert_int_equal(spool_msg_check(&sp, &r, -1, err, sizeof err), 0);
 	assert_int_equal(r.rcpts[0].status, RCPT_SENT);
 	assert_int_equal(r.rcpts[1].attempts, 3);
 	assert_int_equal(r.rcpts[1].next_attempt, 1700000300);
@@ -243,6 +266,101 @@ commit_one(struct spool *sp, const char *id)
 	spool_env_free(&e);
 }
 
+/* A message committed, then changed once: its envelope is then queue/ID.env. */
+static void
+commit_changed(struct spool *sp, const char *id)
+{
+	struct spool_env e;
+	char err[256];
+
+	commit_one(sp, id);
+	assert_int_equal(spool_env_read(sp, id, &e, err, sizeof err), 0);
+	e.rcpts[0].attempts = 1;
+	assert_int_equal(spool_env_write(sp, &e, 1, err, sizeof err), 0);
+	spool_env_free(&e);
+}
+
+static void
+put_file(const char *sub, const char *name, const char *text, size_t len)
+{
+	char p[512];
+	int fd;
+
+	snprintf(p, sizeof p, "%s/%s/%s", root, sub, name);
+	fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, text, len), (ssize_t)len);
+	close(fd);
+}
+
+/*
+ * What a crash can leave of the one-file layout, and messages of the
+ * older two-file layout, as spool_scan() finds them at start.
+ */
+static void
+test_scan_crash_leftovers(void **state)
+{
+	struct spool sp;
+	struct scan_ctx c = { .n = 0 };
+	struct spool_env e;
+	char err[256], p[512], *buf;
+	size_t len;
+	(void)state;
+
+	assert_int_equal(spool_open(&sp, root, 1, err, sizeof err), 0);
+	/* a removal cut between its two unlinks: the .msg gone, the .env left */
+	commit_changed(&sp, "6553F100F423F010");
+	snprintf(p, sizeof p, "%s/queue/6553F100F423F010.msg", root);
+	assert_int_equal(unlink(p), 0);
+	/* a message of the two-file layout: an .env without tail record, the content alone in its .msg */
+	make_env(&e, "6553F100F423F011", 1);
+	e.size = 7;
+	buf = spool_env_render(&e, &len);
+	assert_null(strstr(buf, "tail\t"));
+	put_file("queue", "6553F100F423F011.env", buf, len);
+	put_file("queue", "6553F100F423F011.msg", "hello\r\n", 7);
+	free(buf);
+	spool_env_free(&e);
+	/* a one-file message whose tail's envelope is garbled: damaged, shown, kept */
+	commit_one(&sp, "6553F100F423F012");
+	snprintf(p, sizeof p, "%s/queue/6553F100F423F012.msg", root);
+	{
+		int fd = open(p, O_WRONLY);
+		assert_true(fd >= 0);
+		assert_int_equal(pwrite(fd, "X", 1, 7), 1);	/* the envelope's first octet */
+		close(fd);
+	}
+	/* a one-file message never changed: read from its tail */
+	commit_one(&sp, "6553F100F423F013");
+
+	/* the removal's rest shows as damaged (never removed on a guess); the others as they are */
+	assert_int_equal(spool_scan(&sp, 1, collect, &c), 4);
+	assert_int_equal(c.n, 4);
+	assert_string_equal(c.ids[0], "6553F100F423F010");
+	assert_string_equal(c.damaged[0], "content missing (or its removal was cut short)");
+	assert_true(exists("queue", "6553F100F423F010", ".env"));
+	assert_string_equal(c.ids[1], "6553F100F423F011");
+	assert_string_equal(c.damaged[1], "");
+	assert_string_equal(c.ids[2], "6553F100F423F012");
+	assert_non_null(strstr(c.damaged[2], "envelope: "));
+	assert_true(exists("queue", "6553F100F423F012", ".msg"));	/* never removed on its own */
+	assert_string_equal(c.ids[3], "6553F100F423F013");
+	assert_string_equal(c.damaged[3], "");
+
+	/* the older layout reads as before: size exact, content whole */
+	assert_int_equal(spool_env_load(&sp, "6553F100F423F011", &e, err, sizeof err), 0);
+	assert_int_equal(e.tail, 0);
+	buf = spool_msg_read(&sp, &e, SIZE_MAX, &len);
+	assert_int_equal(len, 7);
+	free(buf);
+	/* its removal leaves nothing */
+	spool_env_free(&e);
+	assert_int_equal(spool_remove(&sp, "6553F100F423F011", 1), 0);
+	assert_false(exists("queue", "6553F100F423F011", ".env"));
+	assert_false(exists("queue", "6553F100F423F011", ".msg"));
+	spool_close(&sp);
+}
+
 static void
 test_scan(void **state)
 {
@@ -255,7 +373,7 @@ test_scan(void **state)
 	assert_int_equal(spool_open(&sp, root, 1, err, sizeof err), 0);
 	commit_one(&sp, "6553F100F423F003");
 	commit_one(&sp, "6553F100F423F002");
-	/* an orphan: content renamed but the envelope never was (crash between renames) */
+	/* an older version's orphan: content renamed but the envelope never was (crash between renames) */
 	snprintf(p, sizeof p, "%s/queue/6553F100F423F009.msg", root);
 	fd = open(p, O_WRONLY | O_CREAT, 0600);
 	assert_true(fd >= 0);
@@ -283,7 +401,9 @@ test_scan(void **state)
 	assert_string_equal(c.damaged[1], "");
 	assert_string_equal(c.ids[2], "6553F100F423F00A");
 	assert_string_equal(c.damaged[2], "envelope: line 1: unknown format");
+	/* never acknowledged: out of the queue, kept in quarantine/ for a look */
 	assert_false(exists("queue", "6553F100F423F009", ".msg"));
+	assert_true(exists("quarantine", "6553F100F423F009", ".msg"));
 	spool_clean_tmp(&sp);
 	assert_false(exists("tmp", "6553F100F423F00B", ".msg"));
 	spool_close(&sp);
@@ -438,15 +558,20 @@ test_damaged(void **state)
 	(void)state;
 
 	assert_int_equal(spool_open(&sp, root, 1, err, sizeof err), 0);
-	commit_one(&sp, id);	/* 7 octets of content */
+	commit_changed(&sp, id);	/* 7 octets of content, and an .env */
 	assert_int_equal(spool_env_load(&sp, id, &e, err, sizeof err), 0);
 	assert_int_equal(spool_msg_check(&sp, &e, -1, err, sizeof err), 0);
+	unsigned long long tail = e.tail;
 	spool_env_free(&e);
 
 	/* content cut short */
 	cut_file("queue", "6553F100F423F004.msg", 3);
 	assert_int_equal(spool_env_load(&sp, id, &e, err, sizeof err), 1);
-	assert_string_equal(e.damaged, "content is 3 octets, the envelope says 7");
+	{
+		char want[100];
+		snprintf(want, sizeof want, "content is 3 octets, the envelope says 7 and %llu after it", tail);
+		assert_string_equal(e.damaged, want);
+	}
 	assert_string_equal(e.id, id);
 	assert_int_equal(e.arrival, 0x6553F100);
 	assert_int_equal(e.arrival_usec, 0xF423F % 1000000);
@@ -466,17 +591,38 @@ test_damaged(void **state)
 	snprintf(p, sizeof p, "%s/queue/%s.msg", root, id);
 	assert_int_equal(unlink(p), 0);
 	assert_int_equal(spool_env_load(&sp, id, &e, err, sizeof err), 1);
-	assert_string_equal(e.damaged, "content missing");
+	assert_string_equal(e.damaged, "content missing (or its removal was cut short)");
 	spool_env_free(&e);
 
 	/* envelope cut at a line boundary (its last recipient lines and the end record lost) */
-	commit_one(&sp, "6553F100F423F005");
+	commit_changed(&sp, "6553F100F423F005");
 	snprintf(p, sizeof p, "%s/queue/6553F100F423F005.env", root);
 	assert_int_equal(stat(p, &st), 0);
 	cut_file("queue", "6553F100F423F005.env", st.st_size - 6);	/* "end\t1\n" */
 	assert_int_equal(spool_env_load(&sp, "6553F100F423F005", &e, err, sizeof err), 1);
 	assert_non_null(strstr(e.damaged, "envelope: truncated envelope: no end record"));
-	assert_int_equal(e.size, 7);
+	snprintf(p, sizeof p, "%s/queue/6553F100F423F005.msg", root);
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(e.size, st.st_size);	/* the stand-in: what the file holds */
+	spool_env_free(&e);
+
+	/*
+	 * A one-file message cut short loses its footer: nothing says it is
+	 * queued any more (spool_scan() moves it to quarantine/).  A daemon
+	 * holding it finds out before a byte is sent: its length is checked
+	 * against the envelope's size and tail.
+	 */
+	commit_one(&sp, "6553F100F423F006");
+	assert_int_equal(spool_env_load(&sp, "6553F100F423F006", &e, err, sizeof err), 0);
+	cut_file("queue", "6553F100F423F006.msg", 5);
+	assert_int_equal(spool_msg_check(&sp, &e, -1, err, sizeof err), -1);
+	assert_non_null(strstr(err, "content is 5 octets, the envelope says 7 and"));
+	spool_env_free(&e);
+	assert_int_equal(spool_env_load(&sp, "6553F100F423F006", &e, err, sizeof err), -1);
+	/* a footer whose length does not fit the file */
+	put_file("queue", "6553F100F423F007.msg", "hellomailrelay-tail 0000099999\n", 31);
+	assert_int_equal(spool_env_load(&sp, "6553F100F423F007", &e, err, sizeof err), 1);
+	assert_non_null(strstr(e.damaged, "does not fit"));
 	spool_env_free(&e);
 
 	/* not queued: -1, no stand-in */
@@ -559,6 +705,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_commit_and_read, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scan, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_scan_crash_leftovers, setup, teardown),
 		cmocka_unit_test(test_env_parse_rejects),
 		cmocka_unit_test(test_env_end_record),
 		cmocka_unit_test_setup_teardown(test_damaged, setup, teardown),
