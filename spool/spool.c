@@ -844,21 +844,49 @@ foot_parse(const char *foot, unsigned long long *len)
 	return 0;
 }
 
-/*
- * The envelope in the tail of queue/ID.msg.  errno ENOENT when there is
- * no such file or it has no tail (its last octets are not a footer: not a
- * queued message), EBADMSG when the tail does not hold a valid envelope
- * of the content before it.
- */
+int
+spool_tail_parse(const char *buf, size_t len, unsigned long long fsize, struct spool_env *env,
+    char *errbuf, size_t errlen)
+{
+	unsigned long long elen;
+
+	memset(env, 0, sizeof *env);
+	if (len < SPOOL_FOOT_LEN || len > fsize || foot_parse(buf + len - SPOOL_FOOT_LEN, &elen) == -1) {
+		snprintf(errbuf, errlen, "no envelope");
+		errno = ENOENT;
+		return -1;
+	}
+	if (elen > ENV_MAX || elen > fsize - SPOOL_FOOT_LEN || elen > len - SPOOL_FOOT_LEN) {
+		snprintf(errbuf, errlen, "the tail's length does not fit the file");
+		errno = EBADMSG;
+		return -1;
+	}
+	if (spool_env_parse(buf + len - SPOOL_FOOT_LEN - elen, (size_t)elen, env, errbuf, errlen) == -1) {
+		errno = EBADMSG;
+		return -1;
+	}
+	if (env->size != fsize - SPOOL_FOOT_LEN - elen || env->tail != 0) {
+		snprintf(errbuf, errlen, "the tail's envelope does not match the content");
+		spool_env_free(env);
+		errno = EBADMSG;
+		return -1;
+	}
+	env->tail = elen + SPOOL_FOOT_LEN;
+	return 0;
+}
+
+/* The envelope in the tail of queue/ID.msg (errno as spool_tail_parse() sets it). */
 static int
 env_read_tail(struct spool *sp, const char *id, struct spool_env *env, char *errbuf, size_t errlen)
 {
-	char name[64], foot[SPOOL_FOOT_LEN], *buf;
-	unsigned long long elen, clen;
+	char name[64], foot[SPOOL_FOOT_LEN], *buf, err[200];
+	unsigned long long elen, fsize;
 	struct stat st;
 	ssize_t n;
+	size_t want;
 	int fd, saved;
 
+	memset(env, 0, sizeof *env);
 	name_of(name, sizeof name, id, ".msg");
 	fd = openat(sp->queuefd, name, O_RDONLY | O_CLOEXEC);
 	if (fd == -1) {
@@ -867,6 +895,7 @@ env_read_tail(struct spool *sp, const char *id, struct spool_env *env, char *err
 		errno = saved;
 		return -1;
 	}
+	/* the footer first, for the envelope's length; then the envelope and the footer */
 	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) || st.st_size < SPOOL_FOOT_LEN ||
 	    pread(fd, foot, SPOOL_FOOT_LEN, st.st_size - SPOOL_FOOT_LEN) != SPOOL_FOOT_LEN ||
 	    foot_parse(foot, &elen) == -1) {
@@ -875,36 +904,31 @@ env_read_tail(struct spool *sp, const char *id, struct spool_env *env, char *err
 		errno = ENOENT;
 		return -1;
 	}
-	if (elen > ENV_MAX || elen > (unsigned long long)st.st_size - SPOOL_FOOT_LEN) {
-		close(fd);
-		snprintf(errbuf, errlen, "%s: the tail's length does not fit the file", id);
-		errno = EBADMSG;
-		return -1;
-	}
-	clen = (unsigned long long)st.st_size - SPOOL_FOOT_LEN - elen;
-	buf = xmalloc((size_t)elen + 1);
-	n = pread(fd, buf, (size_t)elen, (off_t)clen);
+	fsize = (unsigned long long)st.st_size;
+	want = elen > ENV_MAX || elen > fsize - SPOOL_FOOT_LEN ? SPOOL_FOOT_LEN : (size_t)elen + SPOOL_FOOT_LEN;
+	buf = xmalloc(want);
+	n = pread(fd, buf, want, (off_t)(fsize - want));
 	close(fd);
-	if (n < 0 || (unsigned long long)n != elen) {
+	if (n < 0 || (size_t)n != want) {
 		snprintf(errbuf, errlen, "%s: short read", id);
 		free(buf);
 		errno = EBADMSG;
 		return -1;
 	}
-	if (spool_env_parse(buf, (size_t)elen, env, errbuf, errlen) == -1) {
+	if (spool_tail_parse(buf, want, fsize, env, err, sizeof err) == -1) {
+		saved = errno;
+		snprintf(errbuf, errlen, "%s: %s", id, err);
 		free(buf);
-		errno = EBADMSG;
+		errno = saved;
 		return -1;
 	}
 	free(buf);
-	if (strcmp(env->id, id) != 0 || env->size != clen || env->tail != 0) {
-		snprintf(errbuf, errlen, "%s: %s", id, strcmp(env->id, id) != 0 ?
-		    "envelope names another id" : "the tail's envelope does not match the content");
+	if (strcmp(env->id, id) != 0) {
+		snprintf(errbuf, errlen, "%s: envelope names another id", id);
 		spool_env_free(env);
 		errno = EBADMSG;
 		return -1;
 	}
-	env->tail = elen + SPOOL_FOOT_LEN;
 	return 0;
 }
 

@@ -242,6 +242,16 @@ char *spool_env_render(const struct spool_env *env, size_t *lenp);
  * another errno when what is there does not read or parse.
  */
 int  spool_env_read(struct spool *sp, const char *id, struct spool_env *env, char *errbuf, size_t errlen);
+/*
+ * The envelope in a one-file message's tail: buf holds the last len
+ * octets of a file of fsize octets (at least the footer and the envelope
+ * it announces).  0 with env set (env->size and env->tail add up to
+ * fsize); -1 with errbuf and errno ENOENT when the last octets are not a
+ * footer, EBADMSG when the tail does not hold a valid envelope for the
+ * content before it.  Used by spool_env_read() and the fuzzer.
+ */
+int  spool_tail_parse(const char *buf, size_t len, unsigned long long fsize, struct spool_env *env,
+    char *errbuf, size_t errlen);
 /* Parse an envelope from memory (used by spool_env_read and the fuzzer). */
 int  spool_env_parse(const char *buf, size_t len, struct spool_env *env, char *errbuf, size_t errlen);
 /*

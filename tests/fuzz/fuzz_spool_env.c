@@ -1,6 +1,7 @@
 /*
- * Fuzz target for the spool envelope parser (spool_env_parse) and its
- * renderer (spool_env_render).
+ * Fuzz target for the spool envelope parser (spool_env_parse), its
+ * renderer (spool_env_render), and the reader of a one-file message's
+ * tail (spool_tail_parse), the input then taken as a whole queue/ID.msg.
  * fuzz-sources: spool/spool.c lib/xmalloc.c lib/log.c lib/util.c
  *
  * An envelope on disk may be damaged; parsing it must fail cleanly or
@@ -10,7 +11,10 @@
  *  - a version 2 envelope that parses, cut before its last line, never
  *    parses: a truncation is never read as fewer recipients;
  *  - rendering a parsed envelope gives an envelope that parses back to the
- *    same id, size, flags and recipients, and renders to the same bytes.
+ *    same id, size, tail, flags and recipients, and renders to the same bytes;
+ *  - a tail that reads gives a content size and a tail that add up to the
+ *    file's length, its envelope has the id, recipients and no tail record
+ *    of its own, and a tail that fails says why.
  */
 #include "config.h"
 
@@ -36,7 +40,7 @@ check_round_trip(const struct spool_env *e)
 		abort();	/* what we write, we read */
 	if (strcmp(b.id, e->id) != 0 || b.nrcpt != e->nrcpt || b.size != e->size ||
 	    b.held != e->held || b.eightbit != e->eightbit || b.smtputf8 != e->smtputf8 ||
-	    b.warned != e->warned || b.arrival != e->arrival)
+	    b.warned != e->warned || b.arrival != e->arrival || b.tail != e->tail)
 		abort();
 	for (i = 0; i < b.nrcpt; i++)
 		if (b.rcpts[i].status != e->rcpts[i].status ||
@@ -61,6 +65,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t i, cut;
 
 	log_init("fuzz", LOG_TO_STDERR, LOG_CRIT);
+	/* the input as a whole queue/ID.msg: content, then the tail */
+	err[0] = '\0';
+	if (spool_tail_parse(buf, size, size, &e, err, sizeof err) == 0) {
+		if (e.size + e.tail != size || e.tail < SPOOL_FOOT_LEN || !spool_qid_valid(e.id) ||
+		    e.nrcpt == 0 || e.damaged[0] != '\0')
+			abort();
+		check_round_trip(&e);
+		spool_env_free(&e);
+	} else if (err[0] == '\0')
+		abort();
 	err[0] = '\0';
 	if (spool_env_parse(buf, size, &e, err, sizeof err) == -1) {
 		if (err[0] == '\0')
