@@ -97,7 +97,9 @@ make_ready(struct qmsg *m)
 
 	if (m->ready || m->inflight || m->removed || m->env.held || m->env.damaged[0])
 		return;
-	if (spool_msg_check(&D->spool, &m->env, -1, why, sizeof why) == -1) {
+	if (m->checked)
+		m->checked = 0;	/* a stat is what the load or the commit just did */
+	else if (spool_msg_check(&D->spool, &m->env, -1, why, sizeof why) == -1) {
 		damaged(m, why);
 		return;
 	}
@@ -161,6 +163,7 @@ load_one(struct spool_env *env, void *arg)
 		}
 	}
 	struct qmsg *m = qmsg_new(env);
+	m->checked = 1;	/* spool_env_load() checked the content */
 	if (!pending) {
 		/*
 		 * Finished before a crash (or its notification could not be
@@ -189,6 +192,7 @@ queue_add(struct spool_env *env)
 {
 	struct qmsg *m = qmsg_new(env);
 
+	m->checked = 1;	/* written and synced a moment ago */
 	make_ready(m);
 }
 

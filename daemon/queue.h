@@ -35,6 +35,7 @@ struct qmsg {
 	int removed;                /* leaving the queue: out of sight, never tried again */
 	int deleting;               /* ...deleted by an admin, the removal not yet on disk */
 	int dirty;                  /* env changed since the last commit */
+	int checked;                /* content just checked (loaded, committed): make_ready() need not again */
 	unsigned fo;                /* failover: the smarthost index this attempt has reached */
 	struct timespec taken;      /* monotonic: when the current attempt took it (metrics) */
 	TAILQ_ENTRY(qmsg) all_entry;

@@ -932,8 +932,9 @@ env_read_tail(struct spool *sp, const char *id, struct spool_env *env, char *err
 	return 0;
 }
 
-int
-spool_env_read(struct spool *sp, const char *id, struct spool_env *env, char *errbuf, size_t errlen)
+/* spool_env_read(); *from_tail set when the envelope was the .msg's tail (its length then checked). */
+static int
+env_read(struct spool *sp, const char *id, struct spool_env *env, int *from_tail, char *errbuf, size_t errlen)
 {
 	char name[64], *buf;
 	struct stat st;
@@ -949,8 +950,11 @@ spool_env_read(struct spool *sp, const char *id, struct spool_env *env, char *er
 	}
 	name_of(name, sizeof name, id, ".env");
 	fd = openat(sp->queuefd, name, O_RDONLY | O_CLOEXEC);
-	if (fd == -1 && errno == ENOENT)
+	*from_tail = 0;
+	if (fd == -1 && errno == ENOENT) {
+		*from_tail = 1;
 		return env_read_tail(sp, id, env, errbuf, errlen);	/* never changed: one file */
+	}
 	if (fd == -1) {
 		saved = errno;
 		snprintf(errbuf, errlen, "%s: %s", id, strerror(saved));
@@ -982,6 +986,14 @@ spool_env_read(struct spool *sp, const char *id, struct spool_env *env, char *er
 	if (rc == -1)
 		errno = EBADMSG;
 	return rc;
+}
+
+int
+spool_env_read(struct spool *sp, const char *id, struct spool_env *env, char *errbuf, size_t errlen)
+{
+	int from_tail;
+
+	return env_read(sp, id, env, &from_tail, errbuf, errlen);
 }
 
 int
@@ -1086,6 +1098,7 @@ int
 spool_env_load(struct spool *sp, const char *id, struct spool_env *env, char *errbuf, size_t errlen)
 {
 	char err[sizeof env->damaged - 32], why[sizeof env->damaged];
+	int from_tail;
 
 	if (!spool_qid_valid(id)) {
 		memset(env, 0, sizeof *env);
@@ -1093,14 +1106,16 @@ spool_env_load(struct spool *sp, const char *id, struct spool_env *env, char *er
 		errno = EINVAL;
 		return -1;
 	}
-	if (spool_env_read(sp, id, env, err, sizeof err) == -1) {
+	if (env_read(sp, id, env, &from_tail, err, sizeof err) == -1) {
 		if (errno == ENOENT) {
 			snprintf(errbuf, errlen, "%s: not in the queue", id);
 			errno = ENOENT;
 			return -1;
 		}
 		snprintf(why, sizeof why, "envelope: %s", err);
-	} else if (spool_msg_check(sp, env, -1, err, sizeof err) == -1) {
+	} else if (from_tail)
+		return 0;	/* the tail's reader checked the length against the file's */
+	else if (spool_msg_check(sp, env, -1, err, sizeof err) == -1) {
 		snprintf(why, sizeof why, "%s", err);
 		spool_env_free(env);
 	} else
@@ -1151,8 +1166,9 @@ quarantine_msg(struct spool *sp, const char *id)
 
 	name_of(name, sizeof name, id, ".msg");
 	snprintf(dst, sizeof dst, "quarantine/%s", name);
+	/* never over what is there (quarantine/ keeps what it was given) */
 	if ((mkdirat(sp->dirfd, "quarantine", 0700) == -1 && errno != EEXIST) ||
-	    renameat(sp->queuefd, name, sp->dirfd, dst) == -1) {
+	    renameat2(sp->queuefd, name, sp->dirfd, dst, RENAME_NOREPLACE) == -1) {
 		log_warn("%s/queue/%s: content without envelope (never acknowledged): cannot move it to quarantine",
 		    sp->dir, name);
 		return;
