@@ -22,6 +22,10 @@
  * connection, a lost one, a reply not in time, a 421), the message goes
  * into the maildrop and the exit is 0.  Replies before DATA get a short
  * deadline (SUBMIT_REPLY_TIMEOUT), the reply to the dot a long one.
+ *
+ * The dialogue is pipelined (RFC 2920, offered by the daemon): three
+ * round trips per message, the greeting, the envelope's group and the
+ * message with its dot (submit_message()).
  */
 #include "config.h"
 
