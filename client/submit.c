@@ -2,9 +2,11 @@
  * submit: see submit.h.
  *
  * Queued output (a pipelined group of commands, the message with its
- * final dot and QUIT) goes out in as few writes as the queue allows: one
- * for a group or a message under SUBMIT_OUT_MAX.  Nothing is ever waited
- * for while output is still queued: submit_reply() sends it first.
+ * final dot and QUIT) goes out in writes of SUBMIT_OUT_MAX bytes as the
+ * queue fills, the rest in one write at submit_flush(): a group, or a
+ * message under SUBMIT_OUT_MAX with its dot and QUIT, is one write.  The
+ * copy costs far less than the system calls it saves.  Nothing is ever
+ * waited for while output is still queued: submit_reply() sends it first.
  *
  * Every wait is bounded by s->timeout: a reply by poll(), connect() and
  * each write by SO_SNDTIMEO (on a unix socket it also bounds the wait for
@@ -184,12 +186,19 @@ submit_flush(struct submit *s, char *errbuf, size_t errlen)
 int
 submit_queue_raw(struct submit *s, const void *buf, size_t len, char *errbuf, size_t errlen)
 {
-	if (len > sizeof s->out - s->outlen && submit_flush(s, errbuf, errlen) == -1)
-		return -1;
-	if (len > sizeof s->out)
-		return submit_write(s, buf, len, errbuf, errlen);
-	memcpy(s->out + s->outlen, buf, len);
-	s->outlen += len;
+	const char *p = buf;
+
+	while (len > 0) {
+		size_t n = sizeof s->out - s->outlen;
+		if (n > len)
+			n = len;
+		memcpy(s->out + s->outlen, p, n);
+		s->outlen += n;
+		p += n;
+		len -= n;
+		if (s->outlen == sizeof s->out && submit_flush(s, errbuf, errlen) == -1)
+			return -1;
+	}
 	return 0;
 }
 

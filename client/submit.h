@@ -46,9 +46,8 @@ int  submit_cmd(struct submit *s, struct smtp_reply *r, char *errbuf, size_t err
 int  submit_queue(struct submit *s, char *errbuf, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 /*
- * Queue raw bytes (message content; not shown).  What does not fit sends
- * the queue first; a piece larger than the queue is sent at once, not
- * copied.  -1 with errbuf when a send failed.
+ * Queue raw bytes (message content; not shown); each time the queue is
+ * full it is sent.  -1 with errbuf when a send failed.
  */
 int  submit_queue_raw(struct submit *s, const void *buf, size_t len, char *errbuf, size_t errlen);
 /* Send everything queued, in one write where the socket takes it.  -1 with errbuf as submit_write(). */

@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from mrtest import make_message, one_line, wait_until
+from mrtest import make_message, one_line, to_crlf, wait_until
 
 SENDER = "sender@example.org"
 ENVELOPE_WAIT = 3.0         # seconds the stand-in waits for the whole envelope
@@ -345,3 +345,16 @@ def test_recipients_beyond_a_group_and_beyond_the_daemons_limit(daemon):
                                     "452 4.5.3 Error: too many recipients")
     assert len(d.accepted()) == 1
     assert not os.listdir(os.path.join(d.spool, "maildrop"))
+
+
+def test_large_message_is_streamed_intact(daemon, smarthost):
+    sh = smarthost()
+    d = daemon(sh)
+    # about 1.3 MB in lines of every length up to 300, many starting with a dot, so that
+    # the 64 KB writes end anywhere in a line, in a CRLF or in a dot's stuffing
+    lines = [("." if i % 3 == 0 else "") + "x" * (i % 300) for i in range(9000)]
+    msg = make_message(subject="large", body="\n".join(lines) + "\n")
+    r = d.sendmail(["-i", "-f", SENDER, "a@example.net"], msg, timeout=60)
+    assert r.rc == 0 and r.err == b"", r
+    t = sh.wait_for(1, timeout=30)[0]
+    assert t.content == to_crlf(msg)
