@@ -135,10 +135,12 @@ class StandIn:
                 return
             self.commands.append(line.decode().rstrip("\r\n"))
             verb = line.split()[0].upper() if line.split() else b""
+            answer = ""
             if verb == b"EHLO":
                 conn.sendall(EHLO_REPLY)
             elif verb == b"MAIL":
-                conn.sendall(self.replies.get("MAIL", "250 2.1.0 Ok").encode() + b"\r\n")
+                answer = self.replies.get("MAIL", "250 2.1.0 Ok")
+                conn.sendall(answer.encode() + b"\r\n")
             elif verb == b"RCPT":
                 rcpts = self.replies.get("RCPT", [])
                 answer = rcpts[nrcpt] if nrcpt < len(rcpts) else "250 2.1.5 Ok"
@@ -156,6 +158,9 @@ class StandIn:
                 return
             else:
                 conn.sendall(b"500 5.5.2 unexpected\r\n")
+                continue
+            if answer.startswith("421"):
+                return          # the session ends with the 421, as mailrelayd's does
 
     def stop(self):
         self.finished.wait(15)
@@ -240,6 +245,31 @@ def test_refusal_in_the_pipelined_group_exits_with_its_code(standin_daemon, case
     assert s.after_data == b"", s.after_data[:200]
     assert not os.path.isdir(os.path.join(d.spool, "maildrop")) or \
         os.listdir(os.path.join(d.spool, "maildrop")) == []
+
+
+@pytest.mark.parametrize("where", ["MAIL", "RCPT", "DATA"])
+def test_421_in_the_pipelined_group_leaves_the_message_in_the_maildrop(daemon, smarthost, where):
+    sh = smarthost()
+    d = daemon(sh)
+    d.stop()                    # the spool and its maildrop exist; the stand-in takes the socket
+    os.unlink(d.submit_sock)
+    bye = "421 4.3.2 relay.test shutting down"
+    replies = {"MAIL": {"MAIL": bye}, "RCPT": {"RCPT": ["250 2.1.5 Ok", bye]}, "DATA": {"DATA": bye}}
+    s = StandIn(d.submit_sock, replies=replies[where])
+    msg = make_message(subject="421 after %s" % where)
+    try:
+        r = d.sendmail(["-v", "-i", "-f", SENDER, "a@example.net", "b@example.net"], msg, timeout=15)
+    finally:
+        s.stop()
+    assert r.rc == 0, r
+    assert r.err_text.splitlines()[-1] == ("mailrelayd closed the session after %s: %s; message left "
+                                           "in the maildrop for mailrelayd" % (where, bye)), r
+    assert s.after_data == b""
+    assert len(os.listdir(os.path.join(d.spool, "maildrop"))) == 1
+    d.start()
+    t = sh.wait_for(1, timeout=20)[0]
+    assert t.content == to_crlf(msg) and sorted(t.rcpt_tos) == ["a@example.net", "b@example.net"]
+    assert [a["via"] for a in d.accepted()] == ["maildrop"]
 
 
 def strict_daemon(daemon, workdir):
