@@ -22,6 +22,10 @@
  * connection, a lost one, a reply not in time, a 421), the message goes
  * into the maildrop and the exit is 0.  Replies before DATA get a short
  * deadline (SUBMIT_REPLY_TIMEOUT), the reply to the dot a long one.
+ *
+ * The dialogue is pipelined (RFC 2920, offered by the daemon): three
+ * round trips per message, the greeting, the envelope's group and the
+ * message with its dot (submit_message()).
  */
 #include "config.h"
 
@@ -804,6 +808,78 @@ session_closed(const struct smtp_reply *r, const char *when, char *err, size_t e
 }
 
 /*
+ * Commands sent before their replies are read (RFC 2920 PIPELINING, which
+ * the daemon offers): EHLO, MAIL, the RCPTs and DATA go in one write when
+ * there are fewer than this many, and their replies are read in order.
+ * More recipients are sent in groups of this size: the replies a group
+ * leaves unread (a few KB) must fit in the socket's buffers, or the
+ * daemon, which stops reading a client that does not read its replies,
+ * and this client, blocked in its write, would wait for each other.
+ */
+#define SUBMIT_GROUP_MAX	100
+
+/*
+ * Command i of the envelope: 0 EHLO, 1 MAIL, 2 .. nrcpt+1 the RCPTs,
+ * nrcpt+2 DATA.  Queued, not sent.
+ */
+static int
+queue_envelope_cmd(struct submit *s, const struct outgoing *g, size_t i, char *err, size_t errlen)
+{
+	const struct opts *o = g->o;
+
+	if (i == 0)
+		return submit_queue(s, err, errlen, "EHLO mailrelay-sendmail");
+	if (i == 1)
+		return submit_queue(s, err, errlen, "MAIL FROM:<%s> SIZE=%llu%s%s%s%s%s%s", g->sender, g->size,
+		    g->eightbit ? " BODY=8BITMIME" : "", g->smtputf8 ? " SMTPUTF8" : "",
+		    o->ret ? " RET=" : "", o->ret ? o->ret : "", g->envid[0] ? " ENVID=" : "", g->envid);
+	if (i < o->nrcpt + 2)
+		return submit_queue(s, err, errlen, "RCPT TO:<%s>%s%s", o->rcpts[i - 2],
+		    o->notify ? " NOTIFY=" : "", o->notify ? o->notify : "");
+	return submit_queue(s, err, errlen, "DATA");
+}
+
+/*
+ * Judge the reply to envelope command i (as numbered above): 0 to go on,
+ * -1 with err for a 421 (a broken conversation), and an exit with the
+ * reply's code for a refusal.  The exit closes the connection with the
+ * replies to the rest of the group unread and the message unsent: if
+ * DATA was answered 354 after a refused recipient, the daemon sees the
+ * connection end in DATA and discards the transaction.
+ */
+static int
+judge_envelope_reply(const struct outgoing *g, size_t i, const struct smtp_reply *r, char *err, size_t errlen)
+{
+	const struct opts *o = g->o;
+
+	if (i == 0) {
+		if (session_closed(r, "after EHLO", err, errlen))
+			return -1;
+		if (smtp_reply_class(r) != 2)
+			submit_fail(EX_TEMPFAIL, r, "EHLO");
+	} else if (i == 1) {
+		if (session_closed(r, "after MAIL", err, errlen))
+			return -1;
+		if (smtp_reply_class(r) != 2)
+			submit_fail(reply_exit_code(r), r, "sender refused");
+	} else if (i < o->nrcpt + 2) {
+		if (session_closed(r, "after RCPT", err, errlen))
+			return -1;
+		if (smtp_reply_class(r) != 2) {
+			char what[ADDR_MAX + 40];
+			snprintf(what, sizeof what, "recipient <%s> refused", o->rcpts[i - 2]);
+			submit_fail(reply_exit_code(r), r, what);
+		}
+	} else {
+		if (session_closed(r, "after DATA", err, errlen))
+			return -1;
+		if (r->code != 354)
+			submit_fail(reply_exit_code(r), r, "DATA refused");
+	}
+	return 0;
+}
+
+/*
  * The conversation with mailrelayd.  0 once it answered 250 to the final
  * dot (the message is on disk, SPEC "Acceptance means durable"); -1 with
  * err when the conversation broke before that: no connection, a lost
@@ -812,14 +888,20 @@ session_closed(const struct smtp_reply *r, const char *when, char *err, size_t e
  * here with its code: the daemon judged the message, and a drop would
  * only be judged again.  A duplicate is possible only when the reply to
  * the dot is what was lost (mailrelay-sendmail(8)).
+ *
+ * Three round trips, pipelined (RFC 2920): the greeting; EHLO, MAIL, the
+ * RCPTs and DATA in one write (the daemon reads commands in order from
+ * its input, whenever they arrive), then their replies; the message, its
+ * dot and QUIT in one write (in 64 KB pieces when larger), then the reply
+ * to the dot.  The reply to QUIT is not awaited: the message is on disk
+ * at the 250, and QUIT is a courtesy whose answer changes nothing.
  */
 static int
 submit_message(struct submit *s, const char *sock, const struct outgoing *g, char *err, size_t errlen)
 {
-	const struct opts *o = g->o;
 	struct smtp_reply r;
 	struct dot_encoder enc;
-	size_t off, n, k;
+	size_t off, n, sent, got, ncmd = g->o->nrcpt + 3;
 	char *out;
 
 	s->timeout = SUBMIT_REPLY_TIMEOUT;
@@ -829,58 +911,40 @@ submit_message(struct submit *s, const char *sock, const struct outgoing *g, cha
 		return -1;
 	if (smtp_reply_class(&r) != 2)
 		submit_fail(EX_TEMPFAIL, &r, "mailrelayd refused the connection");
-	if (submit_cmd(s, &r, err, errlen, "EHLO mailrelay-sendmail") == -1 ||
-	    session_closed(&r, "after EHLO", err, errlen))
-		return -1;
-	if (smtp_reply_class(&r) != 2)
-		submit_fail(EX_TEMPFAIL, &r, "EHLO");
-	if (submit_cmd(s, &r, err, errlen, "MAIL FROM:<%s> SIZE=%llu%s%s%s%s%s%s", g->sender, g->size,
-	    g->eightbit ? " BODY=8BITMIME" : "", g->smtputf8 ? " SMTPUTF8" : "",
-	    o->ret ? " RET=" : "", o->ret ? o->ret : "", g->envid[0] ? " ENVID=" : "", g->envid) == -1 ||
-	    session_closed(&r, "after MAIL", err, errlen))
-		return -1;
-	if (smtp_reply_class(&r) != 2)
-		submit_fail(reply_exit_code(&r), &r, "sender refused");
-	for (k = 0; k < o->nrcpt; k++) {
-		if (submit_cmd(s, &r, err, errlen, "RCPT TO:<%s>%s%s", o->rcpts[k],
-		    o->notify ? " NOTIFY=" : "", o->notify ? o->notify : "") == -1 ||
-		    session_closed(&r, "after RCPT", err, errlen))
+	for (sent = got = 0; got < ncmd; got++) {
+		/* every reply of the last group read: queue the next group (sent by submit_reply) */
+		if (got == sent)
+			for (; sent < ncmd && sent - got < SUBMIT_GROUP_MAX; sent++)
+				if (queue_envelope_cmd(s, g, sent, err, errlen) == -1)
+					return -1;
+		if (submit_reply(s, &r, err, errlen) == -1 || judge_envelope_reply(g, got, &r, err, errlen) == -1)
 			return -1;
-		if (smtp_reply_class(&r) != 2) {
-			char what[ADDR_MAX + 40];
-			snprintf(what, sizeof what, "recipient <%s> refused", o->rcpts[k]);
-			submit_fail(reply_exit_code(&r), &r, what);
-		}
 	}
-	if (submit_cmd(s, &r, err, errlen, "DATA") == -1 || session_closed(&r, "after DATA", err, errlen))
-		return -1;
-	if (r.code != 354)
-		submit_fail(reply_exit_code(&r), &r, "DATA refused");
 
 	out = xmalloc(2 * 65536 + 8);
 	dot_encoder_init(&enc);
 	n = dot_encode(&enc, g->added, g->addlen, out);
-	if (submit_write(s, out, n, err, errlen) == -1)
+	if (submit_queue_raw(s, out, n, err, errlen) == -1)
 		goto broken;
 	for (off = 0; off < g->m->len; off += 65536) {
 		size_t chunk = g->m->len - off < 65536 ? g->m->len - off : 65536;
 		n = dot_encode(&enc, g->m->data + off, chunk, out);
-		if (submit_write(s, out, n, err, errlen) == -1)
+		if (submit_queue_raw(s, out, n, err, errlen) == -1)
 			goto broken;
 	}
 	n = dot_encode_finish(&enc, out);
-	if (submit_write(s, out, n, err, errlen) == -1)
+	if (submit_queue_raw(s, out, n, err, errlen) == -1)
 		goto broken;
 	free(out);
 	if (s->verbose)
 		fprintf(stderr, ">>> (%llu bytes of message)\n>>> .\n", g->size);
+	if (submit_queue(s, err, errlen, "QUIT") == -1 || submit_flush(s, err, errlen) == -1)
+		return -1;
 	s->timeout = SUBMIT_FINAL_TIMEOUT;
 	if (submit_reply(s, &r, err, errlen) == -1 || session_closed(&r, "after the message", err, errlen))
 		return -1;
 	if (smtp_reply_class(&r) != 2)
 		submit_fail(reply_exit_code(&r), &r, "message refused");
-	/* Queued durably.  QUIT is a courtesy; its failure changes nothing. */
-	submit_cmd(s, &r, err, errlen, "QUIT");
 	submit_close(s);
 	return 0;
 

@@ -1,6 +1,13 @@
 /*
  * submit: see submit.h.
  *
+ * Queued output (a pipelined group of commands, the message with its
+ * final dot and QUIT) goes out in writes of SUBMIT_OUT_MAX bytes as the
+ * queue fills, the rest in one write at submit_flush(): a group, or a
+ * message under SUBMIT_OUT_MAX with its dot and QUIT, is one write.  The
+ * copy costs far less than the system calls it saves.  Nothing is ever
+ * waited for while output is still queued: submit_reply() sends it first.
+ *
  * Every wait is bounded by s->timeout: a reply by poll(), connect() and
  * each write by SO_SNDTIMEO (on a unix socket it also bounds the wait for
  * room in a full listen backlog, as when the daemon is stopped).  Writes
@@ -30,6 +37,7 @@ submit_connect(struct submit *s, const char *path, char *errbuf, size_t errlen)
 	struct sockaddr_un sun;
 
 	s->inlen = 0;
+	s->outlen = 0;
 	if (s->timeout == 0)
 		s->timeout = 300;
 	memset(&sun, 0, sizeof sun);
@@ -70,6 +78,7 @@ submit_close(struct submit *s)
 	if (s->fd != -1)
 		close(s->fd);
 	s->fd = -1;
+	s->outlen = 0;
 }
 
 int
@@ -151,6 +160,8 @@ submit_reply(struct submit *s, struct smtp_reply *r, char *errbuf, size_t errlen
 	int rc;
 
 	smtp_reply_init(r);
+	if (submit_flush(s, errbuf, errlen) == -1)
+		return -1;
 	do {
 		if (read_line(s, line, sizeof line, &len, errbuf, errlen) == -1)
 			return -1;
@@ -164,6 +175,67 @@ submit_reply(struct submit *s, struct smtp_reply *r, char *errbuf, size_t errlen
 }
 
 int
+submit_flush(struct submit *s, char *errbuf, size_t errlen)
+{
+	size_t n = s->outlen;
+
+	s->outlen = 0;
+	return n > 0 ? submit_write(s, s->out, n, errbuf, errlen) : 0;
+}
+
+int
+submit_queue_raw(struct submit *s, const void *buf, size_t len, char *errbuf, size_t errlen)
+{
+	const char *p = buf;
+
+	while (len > 0) {
+		size_t n = sizeof s->out - s->outlen;
+		if (n > len)
+			n = len;
+		memcpy(s->out + s->outlen, p, n);
+		s->outlen += n;
+		p += n;
+		len -= n;
+		if (s->outlen == sizeof s->out && submit_flush(s, errbuf, errlen) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+/* The command line formatted into line (CRLF added): its length, or -1 with errbuf. */
+static int
+format_cmd(struct submit *s, char *line, size_t linesz, char *errbuf, size_t errlen,
+    const char *fmt, va_list ap)
+{
+	int n;
+
+	n = vsnprintf(line, linesz - 2, fmt, ap);
+	if (n < 0 || (size_t)n >= linesz - 2) {
+		snprintf(errbuf, errlen, "command too long");
+		return -1;
+	}
+	if (s->verbose)
+		fprintf(stderr, ">>> %s\n", line);
+	memcpy(line + n, "\r\n", 2);
+	return n + 2;
+}
+
+int
+submit_queue(struct submit *s, char *errbuf, size_t errlen, const char *fmt, ...)
+{
+	char line[2100];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = format_cmd(s, line, sizeof line, errbuf, errlen, fmt, ap);
+	va_end(ap);
+	if (n == -1)
+		return -1;
+	return submit_queue_raw(s, line, (size_t)n, errbuf, errlen);
+}
+
+int
 submit_cmd(struct submit *s, struct smtp_reply *r, char *errbuf, size_t errlen, const char *fmt, ...)
 {
 	char line[2100];
@@ -171,16 +243,9 @@ submit_cmd(struct submit *s, struct smtp_reply *r, char *errbuf, size_t errlen, 
 	int n;
 
 	va_start(ap, fmt);
-	n = vsnprintf(line, sizeof line - 2, fmt, ap);
+	n = format_cmd(s, line, sizeof line, errbuf, errlen, fmt, ap);
 	va_end(ap);
-	if (n < 0 || (size_t)n >= sizeof line - 2) {
-		snprintf(errbuf, errlen, "command too long");
-		return -1;
-	}
-	if (s->verbose)
-		fprintf(stderr, ">>> %s\n", line);
-	memcpy(line + n, "\r\n", 2);
-	if (submit_write(s, line, (size_t)n + 2, errbuf, errlen) == -1)
+	if (n == -1 || submit_queue_raw(s, line, (size_t)n, errbuf, errlen) == -1)
 		return -1;
 	return submit_reply(s, r, errbuf, errlen);
 }
