@@ -14,6 +14,14 @@
  * curl_multi_init() makes without it is marked right after, and the
  * multi handle is made only when the first request needs it, so a
  * daemon without OAuth2 smarthosts holds none of curl's descriptors.
+ *
+ * libcurl itself is loaded then too (daemon/curlload.h), and
+ * curl_global_init() run once it is: a daemon that never asks for a
+ * token never maps libcurl or its dependencies.  Every curl call goes
+ * through the loaded table C, which is set before any request exists.
+ * When the library cannot be loaded, httpc_post() fails with the loader's
+ * one line, as for any request that cannot start, and the next request
+ * tries to load it again.
  */
 #include "config.h"
 
@@ -27,6 +35,7 @@
 #include <curl/curl.h>
 #include <event2/event.h>
 
+#include "curlload.h"
 #include "httpc.h"
 #include "log.h"
 #include "xmalloc.h"
@@ -45,9 +54,13 @@ struct httpc_req {
 
 static struct {
 	struct event_base *base;
+	int curl_ready;             /* curl_global_init() done */
 	CURLM *multi;
 	struct event *timer;
 } H;
+
+/* libcurl, once loaded (multi_start()) */
+static const struct curlload *C;
 
 static void check_done(void);
 
@@ -58,7 +71,7 @@ req_free(struct httpc_req *r)
 		explicit_bzero(r->body, r->len);
 		free(r->body);
 	}
-	curl_slist_free_all(r->headers);
+	C->slist_free_all(r->headers);
 	free(r->proxy);
 	free(r);
 }
@@ -73,7 +86,7 @@ on_socket_event(evutil_socket_t fd, short what, void *arg)
 		flags |= CURL_CSELECT_IN;
 	if (what & EV_WRITE)
 		flags |= CURL_CSELECT_OUT;
-	curl_multi_socket_action(H.multi, fd, flags, &running);
+	C->multi_socket_action(H.multi, fd, flags, &running);
 	check_done();
 }
 
@@ -85,7 +98,7 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	(void)arg;
-	curl_multi_socket_action(H.multi, CURL_SOCKET_TIMEOUT, 0, &running);
+	C->multi_socket_action(H.multi, CURL_SOCKET_TIMEOUT, 0, &running);
 	check_done();
 }
 
@@ -100,7 +113,7 @@ socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 	if (what == CURL_POLL_REMOVE) {
 		if (ev != NULL) {
 			event_free(ev);
-			curl_multi_assign(H.multi, s, NULL);
+			C->multi_assign(H.multi, s, NULL);
 		}
 		return 0;
 	}
@@ -108,7 +121,7 @@ socket_cb(CURL *easy, curl_socket_t s, int what, void *userp, void *socketp)
 	if (ev != NULL)
 		event_free(ev);
 	ev = event_new(H.base, s, kind, on_socket_event, NULL);
-	curl_multi_assign(H.multi, s, ev);
+	C->multi_assign(H.multi, s, ev);
 	event_add(ev, NULL);
 	return 0;
 }
@@ -156,7 +169,7 @@ check_done(void)
 	CURLMsg *m;
 	int left;
 
-	while ((m = curl_multi_info_read(H.multi, &left)) != NULL) {
+	while ((m = C->multi_info_read(H.multi, &left)) != NULL) {
 		struct httpc_req *r = NULL;
 		long status = 0;
 		char err[CURL_ERROR_SIZE + 64];
@@ -165,17 +178,17 @@ check_done(void)
 			continue;
 		CURL *easy = m->easy_handle;
 		CURLcode rc = m->data.result;
-		curl_easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&r);
-		curl_easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
-		curl_multi_remove_handle(H.multi, easy);
-		curl_easy_cleanup(easy);
+		C->easy_getinfo(easy, CURLINFO_PRIVATE, (char **)&r);
+		C->easy_getinfo(easy, CURLINFO_RESPONSE_CODE, &status);
+		C->multi_remove_handle(H.multi, easy);
+		C->easy_cleanup(easy);
 		r->easy = NULL;
 		err[0] = '\0';
 		if (r->too_big) {
 			snprintf(err, sizeof err, "the answer is longer than %d bytes", HTTPC_BODY_MAX);
 			status = 0;
 		} else if (rc != CURLE_OK) {
-			snprintf(err, sizeof err, "%s", r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc));
+			snprintf(err, sizeof err, "%s", r->errbuf[0] ? r->errbuf : C->easy_strerror(rc));
 			status = 0;
 		}
 		r->cb((int)status, r->body ? r->body : "", r->len, err, r->arg);
@@ -205,32 +218,43 @@ cloexec_new(const unsigned char *was)
 	}
 }
 
+/* Load and start libcurl and the multi handle, once; -1 with errbuf when it cannot. */
 static int
-multi_start(void)
+multi_start(char *errbuf, size_t errlen)
 {
 	unsigned char was[FD_SCAN];
 
 	if (H.multi != NULL)
 		return 0;
+	if (C == NULL && (C = curlload_get(errbuf, errlen)) == NULL)
+		return -1;
+	if (!H.curl_ready) {
+		if (C->global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+			snprintf(errbuf, errlen, "the HTTP client cannot start (curl_global_init failed)");
+			return -1;
+		}
+		H.curl_ready = 1;
+	}
 	for (int fd = 0; fd < FD_SCAN; fd++)
 		was[fd] = fcntl(fd, F_GETFD) != -1;
-	H.multi = curl_multi_init();
+	H.multi = C->multi_init();
 	cloexec_new(was);
-	if (H.multi == NULL)
+	if (H.multi == NULL) {
+		snprintf(errbuf, errlen, "the HTTP client cannot start");
 		return -1;
+	}
 	H.timer = evtimer_new(H.base, on_timer, NULL);
-	curl_multi_setopt(H.multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
-	curl_multi_setopt(H.multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+	C->multi_setopt(H.multi, CURLMOPT_SOCKETFUNCTION, socket_cb);
+	C->multi_setopt(H.multi, CURLMOPT_TIMERFUNCTION, timer_cb);
 	return 0;
 }
 
+/* Nothing of libcurl yet: it is loaded by the first request (multi_start()). */
 int
 httpc_init(struct event_base *base)
 {
 	if (H.base != NULL)
 		return 0;
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
-		return -1;
 	H.base = base;
 	return 0;
 }
@@ -241,12 +265,15 @@ httpc_shutdown(void)
 	if (H.base == NULL)
 		return;
 	if (H.multi != NULL) {
-		curl_multi_cleanup(H.multi);
+		C->multi_cleanup(H.multi);
 		event_free(H.timer);
 		H.multi = NULL;
 	}
 	H.base = NULL;
-	curl_global_cleanup();
+	if (H.curl_ready) {
+		C->global_cleanup();
+		H.curl_ready = 0;
+	}
 }
 
 struct httpc_req *
@@ -256,11 +283,13 @@ httpc_post(const char *url, const char *form, const struct httpc_opts *o,
 	struct httpc_req *r;
 	CURL *e;
 
-	if (H.base == NULL || multi_start() == -1) {
+	if (H.base == NULL) {
 		snprintf(errbuf, errlen, "the HTTP client cannot start");
 		return NULL;
 	}
-	if ((e = curl_easy_init()) == NULL) {
+	if (multi_start(errbuf, errlen) == -1)
+		return NULL;
+	if ((e = C->easy_init()) == NULL) {
 		snprintf(errbuf, errlen, "cannot start an HTTP request");
 		return NULL;
 	}
@@ -268,39 +297,39 @@ httpc_post(const char *url, const char *form, const struct httpc_opts *o,
 	r->easy = e;
 	r->cb = cb;
 	r->arg = arg;
-	r->headers = curl_slist_append(NULL, "Accept: application/json");
-	curl_easy_setopt(e, CURLOPT_PRIVATE, r);
-	curl_easy_setopt(e, CURLOPT_URL, url);
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https");
-	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
-	curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
-	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
-	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
-	curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
-	curl_easy_setopt(e, CURLOPT_USERAGENT, "mailrelay/" PACKAGE_VERSION);
+	r->headers = C->slist_append(NULL, "Accept: application/json");
+	C->easy_setopt(e, CURLOPT_PRIVATE, r);
+	C->easy_setopt(e, CURLOPT_URL, url);
+	C->easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https");
+	C->easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
+	C->easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
+	C->easy_setopt(e, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+	C->easy_setopt(e, CURLOPT_ERRORBUFFER, r->errbuf);
+	C->easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
+	C->easy_setopt(e, CURLOPT_WRITEDATA, r);
+	C->easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+	C->easy_setopt(e, CURLOPT_USERAGENT, "mailrelay/" PACKAGE_VERSION);
 	/* the body is the caller's, not copied, so that it can be wiped */
-	curl_easy_setopt(e, CURLOPT_POSTFIELDS, form);
-	curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(form));
-	curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
-	curl_easy_setopt(e, CURLOPT_TIMEOUT, (long)(o->timeout ? o->timeout : 60));
-	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT, (long)(o->connect_timeout ? o->connect_timeout : 30));
+	C->easy_setopt(e, CURLOPT_POSTFIELDS, form);
+	C->easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(form));
+	C->easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 1L);
+	C->easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 2L);
+	C->easy_setopt(e, CURLOPT_TIMEOUT, (long)(o->timeout ? o->timeout : 60));
+	C->easy_setopt(e, CURLOPT_CONNECTTIMEOUT, (long)(o->connect_timeout ? o->connect_timeout : 30));
 	if (o->ca_blob != NULL) {
 		struct curl_blob blob = { (void *)(uintptr_t)o->ca_blob, o->ca_len, CURL_BLOB_COPY };
-		curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &blob);
+		C->easy_setopt(e, CURLOPT_CAINFO_BLOB, &blob);
 	}
 	if (o->ca_path != NULL)
-		curl_easy_setopt(e, CURLOPT_CAPATH, o->ca_path);
+		C->easy_setopt(e, CURLOPT_CAPATH, o->ca_path);
 	if (o->proxy_host != NULL) {
 		r->proxy = xasprintf("socks5h://%s:%s", o->proxy_host, o->proxy_port);
-		curl_easy_setopt(e, CURLOPT_PROXY, r->proxy);
+		C->easy_setopt(e, CURLOPT_PROXY, r->proxy);
 	} else
-		curl_easy_setopt(e, CURLOPT_PROXY, "");	/* no proxy from the environment */
-	if (curl_multi_add_handle(H.multi, e) != CURLM_OK) {
+		C->easy_setopt(e, CURLOPT_PROXY, "");	/* no proxy from the environment */
+	if (C->multi_add_handle(H.multi, e) != CURLM_OK) {
 		snprintf(errbuf, errlen, "cannot start an HTTP request");
-		curl_easy_cleanup(e);
+		C->easy_cleanup(e);
 		req_free(r);
 		return NULL;
 	}
@@ -313,8 +342,8 @@ httpc_cancel(struct httpc_req *r)
 	if (r == NULL)
 		return;
 	if (r->easy != NULL) {
-		curl_multi_remove_handle(H.multi, r->easy);
-		curl_easy_cleanup(r->easy);
+		C->multi_remove_handle(H.multi, r->easy);
+		C->easy_cleanup(r->easy);
 	}
 	req_free(r);
 }

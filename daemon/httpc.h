@@ -46,7 +46,11 @@ typedef void (*httpc_cb)(int status, const char *body, size_t len, const char *e
 
 struct httpc_req;
 
-/* Once, before the first request; -1 when libcurl cannot start. */
+/*
+ * Once, before the first request; 0.  libcurl is not loaded here but by
+ * the first request (daemon/curlload.h), which fails like any request
+ * that cannot start when the library cannot be loaded.
+ */
 int httpc_init(struct event_base *base);
 void httpc_shutdown(void);
 

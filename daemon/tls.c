@@ -1,5 +1,20 @@
 /*
  * tls: see tls.h.
+ *
+ * The system's CA store, for a smarthost that names neither tls_ca_file
+ * nor tls_ca_path, is loaded into its context by the first connection
+ * (tls_ssl_new()), not by tls_ctx_new(): parsing the bundle costs about
+ * 1.5 MB (its certificates on the heap and libcrypto's decoding code),
+ * which a daemon that has not sent through that smarthost yet, or through
+ * a backup it never uses, need not hold.  No check moves later: OpenSSL's
+ * SSL_CTX_set_default_verify_paths() fails only when it cannot allocate (a
+ * bundle missing or unreadable leaves the store empty, then as now, and
+ * the peer fails verification), and the hashed directory it adds was
+ * always read at handshake time.  The parse runs on the event loop, as it
+ * did when a reload built the contexts (about 25 ms for Debian's bundle),
+ * once per context: at its first connection instead of at every load.  A
+ * context marked for it carries the ex_data flag DEFAULT_CAS_PENDING; it
+ * is cleared once the store is loaded.
  */
 #include "config.h"
 
@@ -15,6 +30,10 @@
 
 #include "tls.h"
 #include "xmalloc.h"
+
+/* ex_data index of the "system CA store still to load" flag (see the top of the file) */
+static int pending_idx = -1;
+static char DEFAULT_CAS_PENDING[] = "system CA store not loaded yet";
 
 /* "KEY: what PATH: reason" — the caller prefixes FILE:LINE: */
 static void
@@ -60,9 +79,15 @@ tls_ctx_new(const struct smarthost_conf *sh, char *errbuf, size_t errlen)
 			    "cannot load CA certificates from", sh->tls_ca_file ? sh->tls_ca_file : sh->tls_ca_path);
 			goto fail;
 		}
-	} else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
-		ssl_err(errbuf, errlen, "tls", "cannot load the system's CA certificates", NULL);
-		goto fail;
+	} else {
+		if (pending_idx == -1 && (pending_idx = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, NULL)) == -1) {
+			ssl_err(errbuf, errlen, "tls", "cannot create a TLS context", NULL);
+			goto fail;
+		}
+		if (SSL_CTX_set_ex_data(ctx, pending_idx, DEFAULT_CAS_PENDING) != 1) {
+			ssl_err(errbuf, errlen, "tls", "cannot create a TLS context", NULL);
+			goto fail;
+		}
 	}
 	if (sh->tls_client_cert != NULL) {
 		const char *key = sh->tls_client_key ? sh->tls_client_key : sh->tls_client_cert;
@@ -133,9 +158,14 @@ is_ip_literal(const char *host)
 SSL *
 tls_ssl_new(SSL_CTX *ctx, const char *host)
 {
-	SSL *ssl = SSL_new(ctx);
+	SSL *ssl;
 
-	if (ssl == NULL)
+	if (pending_idx != -1 && SSL_CTX_get_ex_data(ctx, pending_idx) == DEFAULT_CAS_PENDING) {
+		if (SSL_CTX_set_default_verify_paths(ctx) != 1)
+			return NULL;
+		SSL_CTX_set_ex_data(ctx, pending_idx, NULL);
+	}
+	if ((ssl = SSL_new(ctx)) == NULL)
 		return NULL;
 	if (is_ip_literal(host)) {
 		/* RFC 6066 forbids SNI for addresses; verify against the IP SANs. */

@@ -31,7 +31,11 @@ SSL_CTX *tls_ctx_new(const struct smarthost_conf *sh, char *errbuf, size_t errle
 int tls_file_first_expiry(const char *path, time_t *not_after, char *subject, size_t sublen,
     char *errbuf, size_t errlen);
 
-/* A new SSL for one connection to host (SNI for names; name or IP to verify). */
+/*
+ * A new SSL for one connection to host (SNI for names; name or IP to
+ * verify); NULL when it cannot be made.  The first one of a context that
+ * uses the system's CA store loads that store (see tls.c).
+ */
 SSL *tls_ssl_new(SSL_CTX *ctx, const char *host);
 
 struct tls_verdict {
