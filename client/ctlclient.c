@@ -19,6 +19,11 @@
 #include "ctlproto.h"
 
 #define CTL_CLIENT_TIMEOUT 30   /* seconds */
+/*
+ * The longest answer line read: a request's line is short, but a data
+ * line of LIST JSON holds a whole message, up to its 100,000 recipients.
+ */
+#define CTL_ANSWER_LINE_MAX (64 * 1024 * 1024)
 
 int
 ctl_request(const char *path, const char *request, ctl_data_fn on_data, void *arg,
@@ -26,8 +31,8 @@ ctl_request(const char *path, const char *request, ctl_data_fn on_data, void *ar
 {
 	struct sockaddr_un sun;
 	struct timeval tv = { .tv_sec = CTL_CLIENT_TIMEOUT, .tv_usec = 0 };
-	char buf[CTL_LINE_MAX + 2];
-	size_t have = 0;
+	char *buf = NULL;
+	size_t have = 0, cap = 0, lines = 0;
 	int fd, rc = -1;
 
 	if (path == NULL || *path == '\0') {
@@ -59,11 +64,12 @@ ctl_request(const char *path, const char *request, ctl_data_fn on_data, void *ar
 	shutdown(fd, SHUT_WR);
 	for (;;) {
 		char *nl;
-		while ((nl = memchr(buf, '\n', have)) != NULL) {
+		while (have > 0 && (nl = memchr(buf, '\n', have)) != NULL) {
 			*nl = '\0';
 			if (strncmp(buf, "D ", 2) == 0) {
 				if (on_data)
 					on_data(buf + 2, arg);
+				lines++;
 			} else if (strncmp(buf, "OK", 2) == 0) {
 				snprintf(final, finallen, "%s", buf[2] == ' ' ? buf + 3 : buf + 2);
 				rc = 0;
@@ -80,21 +86,40 @@ ctl_request(const char *path, const char *request, ctl_data_fn on_data, void *ar
 			have -= (size_t)(nl + 1 - buf);
 			memmove(buf, nl + 1, have);
 		}
-		if (have >= sizeof buf - 1) {
-			snprintf(err, errlen, "mailrelayd sent a line too long");
-			goto out;
+		if (cap - have < 4096) {
+			char *nb;
+			if (cap >= CTL_ANSWER_LINE_MAX) {
+				snprintf(err, errlen, "mailrelayd sent a line longer than %d octets", CTL_ANSWER_LINE_MAX);
+				goto broken;
+			}
+			cap = cap == 0 ? CTL_LINE_MAX + 2 : cap * 2;
+			if ((nb = realloc(buf, cap)) == NULL) {
+				snprintf(err, errlen, "reading mailrelayd's answer: %s", strerror(errno));
+				goto broken;
+			}
+			buf = nb;
 		}
-		ssize_t n = read(fd, buf + have, sizeof buf - 1 - have);
+		ssize_t n = read(fd, buf + have, cap - 1 - have);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0) {
 			snprintf(err, errlen, "mailrelayd at %s closed the connection without an answer%s%s",
 			    path, n < 0 ? ": " : "", n < 0 ? strerror(errno) : "");
-			goto out;
+			goto broken;
 		}
 		have += (size_t)n;
 	}
+broken:
+	/*
+	 * Part of the answer was passed on: the caller must not answer
+	 * again some other way (the spool read offline), only say it broke.
+	 */
+	if (lines > 0) {
+		snprintf(final, finallen, "the answer of mailrelayd broke off after %zu lines: %s", lines, err);
+		rc = 76;	/* EX_PROTOCOL */
+	}
 out:
+	free(buf);
 	close(fd);
 	return rc;
 }

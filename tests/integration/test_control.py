@@ -3,6 +3,7 @@
 act on single messages; ids are validated; who may change the queue is
 decided from the peer's credentials; the protocol refuses what it does not
 understand with a clear line."""
+import json
 import os
 import re
 import socket
@@ -367,3 +368,25 @@ def test_requests_on_one_connection_are_answered_in_order(daemon, smarthost):
     assert '"held": true' in "".join(listing)
     assert d.queue_json() == []
     assert os.listdir(os.path.join(d.spool, "queue")) == []
+
+
+def test_a_message_whose_listing_is_longer_than_a_request_line(daemon):
+    """A message with 250 long recipients is one LIST JSON line of about
+    35 KB: `mailrelay queue --json` prints it whole, once, as valid JSON,
+    from the running daemon (never a partial answer followed by the spool
+    read offline)."""
+    d = daemon()                                   # no smarthost: the message waits
+    rcpts = ["recipient-%03d-%s@example.net" % (i, "r" * 90) for i in range(250)]
+    r = d.sendmail(["-i", "-f", SENDER] + rcpts, make_message(subject="many"))
+    assert r.rc == 0, r
+    qid = d.accepted_id(SENDER)
+    r = d.mailrelay(["queue", "--json"])
+    assert r.rc == 0 and r.err_text == "", r
+    (m,) = json.loads(r.out)
+    assert m["id"] == qid and [x["address"] for x in m["recipients"]] == rcpts
+    r = d.mailrelay(["queue"])
+    assert r.rc == 0 and r.err_text == "", r
+    assert all(a in r.out_text for a in rcpts)
+    r = d.mailrelay(["show", qid])
+    assert r.rc == 0 and r.err_text == "", r
+    assert rcpts[-1] in r.out_text
