@@ -45,6 +45,7 @@ commit_req_free(struct commit_req *req)
 	if (req->kind == COMMIT_NEW && req->txn.sp != NULL)
 		spool_txn_abort(&req->txn);
 	spool_env_free(&req->env);
+	free(req->text);
 	free(req);
 }
 
@@ -68,7 +69,7 @@ batch_run(struct commit_req *batch)
 			r->rc = spool_txn_prepare(&r->txn, &r->env, sync_each, r->err, sizeof r->err);
 			break;
 		case COMMIT_UPDATE:
-			r->rc = spool_env_stage(C.sp, &r->env, sync_each, r->err, sizeof r->err);
+			r->rc = spool_env_stage_text(C.sp, r->id, r->text, r->textlen, sync_each, r->err, sizeof r->err);
 			break;
 		case COMMIT_REMOVE:
 			break;
@@ -95,7 +96,7 @@ batch_run(struct commit_req *batch)
 				r->txn.sp = NULL;	/* published: nothing to abort */
 			break;
 		case COMMIT_UPDATE:
-			r->rc = spool_env_install(C.sp, r->env.id, r->err, sizeof r->err);
+			r->rc = spool_env_install(C.sp, r->id, r->err, sizeof r->err);
 			break;
 		case COMMIT_REMOVE:
 			r->rc = spool_remove(C.sp, r->id, 0);

@@ -25,8 +25,10 @@ typedef void (*commit_done_fn)(struct commit_req *req, void *arg);
 struct commit_req {
 	enum commit_kind kind;
 	struct spool_txn txn;          /* COMMIT_NEW: the open transaction */
-	struct spool_env env;          /* NEW, UPDATE: snapshot, owned by the request */
-	char id[QID_LEN + 1];          /* REMOVE */
+	struct spool_env env;          /* NEW: the envelope, owned by the request */
+	char *text;                    /* UPDATE: the envelope rendered (spool_env_render()), owned */
+	size_t textlen;
+	char id[QID_LEN + 1];          /* UPDATE, REMOVE */
 	commit_done_fn done;           /* called on the loop; NULL: nothing to tell */
 	void *arg;
 	int rc;                        /* 0 ok, -1 failed */

@@ -44,6 +44,16 @@
 static TAILQ_HEAD(, qmsg) all_msgs = TAILQ_HEAD_INITIALIZER(all_msgs);
 static TAILQ_HEAD(, qmsg) ready_msgs = TAILQ_HEAD_INITIALIZER(ready_msgs);
 /*
+ * Envelope writes in the committer are bounded: a whole queue deferred at
+ * once (a restart with the smarthost down) would otherwise hold one
+ * request per message in memory until the disk caught up.  A deferral
+ * beyond the bound waits in write_msgs and is written, as it is by then,
+ * when a place frees; every other change goes at once.
+ */
+#define UPDATES_MAX 256
+static TAILQ_HEAD(, qmsg) write_msgs = TAILQ_HEAD_INITIALIZER(write_msgs);
+static unsigned nupdates;	/* COMMIT_UPDATE requests in the committer */
+/*
  * Ready messages part-way through failover (fo > 0), for dispatch.c: with
  * none, every ready message goes to the first smarthost up or to its
  * route's.  fo changes only while a message is not ready.
@@ -137,6 +147,8 @@ qmsg_free(struct qmsg *m)
 {
 	if (m->ready)
 		ready_remove(m);
+	if (m->write_waits)
+		TAILQ_REMOVE(&write_msgs, m, write_entry);
 	TAILQ_REMOVE(&all_msgs, m, all_entry);
 	nmsgs--;
 	event_free(m->timer);
@@ -328,6 +340,7 @@ queue_outcome(struct qmsg *m, size_t idx, enum outcome o, const struct relay_inf
 		D->stats.deferred++;
 	switch (o) {
 	case OUTCOME_SENT:
+		m->urgent = 1;	/* on disk before anything can send it again */
 		r->status = RCPT_SENT;
 		r->next_attempt = 0;
 		/* NOTIFY=SUCCESS the smarthost could not take: we owe a "relayed" notice (RFC 3461 5.2.2) */
@@ -335,6 +348,7 @@ queue_outcome(struct qmsg *m, size_t idx, enum outcome o, const struct relay_inf
 			r->success_notice = 1;
 		break;
 	case OUTCOME_BOUNCED:
+		m->urgent = 1;
 		r->status = RCPT_FAILED;
 		r->next_attempt = 0;
 		break;
@@ -403,19 +417,31 @@ queue_schedule(struct qmsg *m)
 
 static void on_committed(struct commit_req *req, void *arg);
 
-/* An update of the envelope as it is now; the message is clean from here on. */
+/*
+ * An update of the envelope as it is now; the message is clean from here
+ * on.  The request carries the envelope rendered, not a copy of it: a few
+ * hundred octets instead of a structure and its strings, which matters
+ * when a whole queue is deferred at once (100,000 messages after a
+ * restart with the smarthost down).
+ */
 static struct commit_req *
 update_req(struct qmsg *m)
 {
 	struct commit_req *req = xcalloc(1, sizeof *req);
 
 	req->kind = COMMIT_UPDATE;
-	spool_env_copy(&req->env, &m->env);
+	nupdates++;	/* on_committed() counts it out */
+	memcpy(req->id, m->env.id, sizeof req->id);
+	req->text = spool_env_render(&m->env, &req->textlen);
 	m->dirty = 0;
 	return req;
 }
 
-/* Write the envelope as it is now (arg: NULL, or &persist_retry_tag for a retry). */
+/*
+ * Write the envelope as it is now (arg: NULL, or &persist_retry_tag for a
+ * retry); a deferral waits its turn when UPDATES_MAX writes are in the
+ * committer already (it is written as it is then).
+ */
 static void
 persist(struct qmsg *m, void *arg)
 {
@@ -423,6 +449,18 @@ persist(struct qmsg *m, void *arg)
 
 	if (m->env.damaged[0])
 		return;		/* never written over: the files stay as found */
+	if (!m->urgent && arg == NULL && nupdates >= UPDATES_MAX) {
+		if (!m->write_waits) {
+			m->write_waits = 1;
+			TAILQ_INSERT_TAIL(&write_msgs, m, write_entry);
+		}
+		return;
+	}
+	if (m->write_waits) {
+		m->write_waits = 0;
+		TAILQ_REMOVE(&write_msgs, m, write_entry);
+	}
+	m->urgent = 0;
 	req = update_req(m);
 
 	req->done = on_committed;
@@ -524,7 +562,7 @@ persist_later(const char *id)
 static void
 on_committed(struct commit_req *req, void *arg)
 {
-	const char *id = req->env.id[0] ? req->env.id : req->id;
+	const char *id = req->id;
 	int retry = arg == &persist_retry_tag;
 
 	if (req->rc == -1) {
@@ -534,11 +572,22 @@ on_committed(struct commit_req *req, void *arg)
 		else
 			log_errx("%s: cannot record delivery state: %s", id, req->err);
 		if (req->kind == COMMIT_UPDATE)
-			persist_later(req->env.id);
+			persist_later(req->id);
 	} else if (req->kind == COMMIT_UPDATE) {
 		if (retry)
 			log_info("%s: delivery state recorded", id);
 		persist_delay = PERSIST_RETRY;	/* the spool takes writes again */
+	}
+	if (req->kind == COMMIT_UPDATE) {
+		nupdates--;
+		/* the next waiting envelopes, as they are now (one in a session is written at its release) */
+		while (nupdates < UPDATES_MAX && !TAILQ_EMPTY(&write_msgs)) {
+			struct qmsg *m = TAILQ_FIRST(&write_msgs);
+			TAILQ_REMOVE(&write_msgs, m, write_entry);
+			m->write_waits = 0;
+			if (m->dirty && !m->inflight && !m->deleting)
+				persist(m, NULL);
+		}
 	}
 	commit_req_free(req);
 }
@@ -599,6 +648,7 @@ queue_release(struct qmsg *m)
 	    time(NULL) - m->env.arrival >= (time_t)D->conf->delay_warning && bounce_delay(&m->env)) {
 		m->env.warned = 1;
 		m->dirty = 1;
+		m->urgent = 1;	/* the notice is out: never sent twice */
 	}
 	if (m->dirty)
 		persist(m, NULL);
@@ -623,7 +673,7 @@ queue_reported(const char *id, const unsigned *idx, size_t n, int ok)
 			m->env.rcpts[idx[i]].reported = 1;
 	}
 	if (ok)
-		m->dirty = 1;
+		m->dirty = m->urgent = 1;
 	if (m->deleting || (!ok && !m->removed))
 		return;
 	for (i = 0; i < m->env.nrcpt; i++)
@@ -760,6 +810,11 @@ queue_delete(const char *id, queue_done_fn done, void *arg)
 	if (m->inflight)
 		return -2;	/* being delivered: its outcome is decided in a moment */
 	unready(m);
+	if (m->write_waits) {
+		/* its waiting envelope is never written: the removal is what goes to disk */
+		m->write_waits = 0;
+		TAILQ_REMOVE(&write_msgs, m, write_entry);
+	}
 	req = xcalloc(1, sizeof *req);
 	req->kind = COMMIT_REMOVE;
 	memcpy(req->id, m->env.id, sizeof req->id);

@@ -36,10 +36,13 @@ struct qmsg {
 	int deleting;               /* ...deleted by an admin, the removal not yet on disk */
 	int dirty;                  /* env changed since the last commit */
 	int checked;                /* content just checked (loaded, committed): make_ready() need not again */
+	int urgent;                 /* a change that must not wait its turn (an outcome other than deferred) */
+	int write_waits;            /* in the list of envelopes waiting for a place in the committer */
 	unsigned fo;                /* failover: the smarthost index this attempt has reached */
 	struct timespec taken;      /* monotonic: when the current attempt took it (metrics) */
 	TAILQ_ENTRY(qmsg) all_entry;
 	TAILQ_ENTRY(qmsg) ready_entry;
+	TAILQ_ENTRY(qmsg) write_entry;
 };
 
 /* What the log line says about the relay and the connection. */

@@ -338,6 +338,38 @@ spool_env_render(const struct spool_env *env, size_t *lenp)
 	return buf;
 }
 
+/* Write an envelope's text to tmp/NAME and, with sync, fsync it. */
+static int
+text_write_tmp(struct spool *sp, const char *name, const char *buf, size_t len,
+    int sync, char *errbuf, size_t errlen)
+{
+	int fd, saved;
+
+	fd = openat(sp->tmpfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd == -1) {
+		saved = errno;
+		snprintf(errbuf, errlen, "%s/tmp/%s: %s", sp->dir, name, strerror(saved));
+		errno = saved;
+		return -1;
+	}
+	if (write_all(fd, buf, len) == -1 || (sync && fsync(fd) == -1)) {
+		saved = errno;
+		snprintf(errbuf, errlen, "%s/tmp/%s: %s", sp->dir, name, strerror(saved));
+		close(fd);
+		unlinkat(sp->tmpfd, name, 0);
+		errno = saved;
+		return -1;
+	}
+	if (close(fd) == -1) {
+		saved = errno;
+		snprintf(errbuf, errlen, "%s/tmp/%s: close: %s", sp->dir, name, strerror(saved));
+		unlinkat(sp->tmpfd, name, 0);
+		errno = saved;
+		return -1;
+	}
+	return 0;
+}
+
 /* Write an envelope to tmp/NAME and fsync it. */
 static int
 env_write_tmp(struct spool *sp, const char *name, const struct spool_env *env,
@@ -345,7 +377,7 @@ env_write_tmp(struct spool *sp, const char *name, const struct spool_env *env,
 {
 	size_t len;
 	char *buf;
-	int fd, saved;
+	int rc, saved;
 
 	if (env->damaged[0] != '\0') {
 		/* a stand-in or a message found damaged: the files stay as found */
@@ -355,32 +387,11 @@ env_write_tmp(struct spool *sp, const char *name, const struct spool_env *env,
 		return -1;
 	}
 	buf = spool_env_render(env, &len);
-	fd = openat(sp->tmpfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd == -1) {
-		saved = errno;
-		snprintf(errbuf, errlen, "%s/tmp/%s: %s", sp->dir, name, strerror(saved));
-		free(buf);
-		errno = saved;
-		return -1;
-	}
-	if (write_all(fd, buf, len) == -1 || (sync && fsync(fd) == -1)) {
-		saved = errno;
-		snprintf(errbuf, errlen, "%s/tmp/%s: %s", sp->dir, name, strerror(saved));
-		close(fd);
-		unlinkat(sp->tmpfd, name, 0);
-		free(buf);
-		errno = saved;
-		return -1;
-	}
+	rc = text_write_tmp(sp, name, buf, len, sync, errbuf, errlen);
+	saved = errno;
 	free(buf);
-	if (close(fd) == -1) {
-		saved = errno;
-		snprintf(errbuf, errlen, "%s/tmp/%s: close: %s", sp->dir, name, strerror(saved));
-		unlinkat(sp->tmpfd, name, 0);
-		errno = saved;
-		return -1;
-	}
-	return 0;
+	errno = saved;
+	return rc;
 }
 
 int
@@ -494,6 +505,21 @@ spool_env_stage(struct spool *sp, const struct spool_env *env, int sync,
 	}
 	name_of(tname, sizeof tname, env->id, ".env.new");
 	return env_write_tmp(sp, tname, env, sync, errbuf, errlen);
+}
+
+int
+spool_env_stage_text(struct spool *sp, const char *id, const char *text, size_t len, int sync,
+    char *errbuf, size_t errlen)
+{
+	char tname[64];
+
+	if (!spool_qid_valid(id)) {
+		snprintf(errbuf, errlen, "invalid queue id");
+		errno = EINVAL;
+		return -1;
+	}
+	name_of(tname, sizeof tname, id, ".env.new");
+	return text_write_tmp(sp, tname, text, len, sync, errbuf, errlen);
 }
 
 int

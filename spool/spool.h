@@ -227,6 +227,9 @@ int  spool_syncfs(struct spool *sp);
  * both steps with fsyncs, for single updates.
  */
 int  spool_env_stage(struct spool *sp, const struct spool_env *env, int sync, char *errbuf, size_t errlen);
+/* spool_env_stage() of an envelope already rendered by spool_env_render() (the committer's updates). */
+int  spool_env_stage_text(struct spool *sp, const char *id, const char *text, size_t len, int sync,
+    char *errbuf, size_t errlen);
 int  spool_env_install(struct spool *sp, const char *id, char *errbuf, size_t errlen);
 int  spool_env_write(struct spool *sp, const struct spool_env *env, int sync_dir, char *errbuf, size_t errlen);
 /*

@@ -1,0 +1,286 @@
+/*
+ * Unit tests for daemon/queue.c's envelope writes: how many of them the
+ * committer holds at once.  The committer here is a list of requests
+ * that complete when the test says so.  A whole queue deferred at once
+ * (a restart with the smarthost down) used to put one request per
+ * message, each with a copy of its envelope, in the committer's memory
+ * until the disk caught up; the writes of deferrals are now bounded, and
+ * what waits is written as it is when its turn comes.  Outcomes that must
+ * not wait (a recipient sent) still go at once.
+ */
+#include "config.h"
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "daemon/bounce.h"
+#include "daemon/commit.h"
+#include "daemon/daemon.h"
+#include "daemon/metrics.h"
+#include "daemon/queue.h"
+#include "log.h"
+#include "xmalloc.h"
+
+static struct daemon dstate;
+struct daemon *D = &dstate;
+static struct config conf;
+
+#define NMSG 1000
+#define BOUND 256       /* UPDATES_MAX in queue.c */
+
+/* ---- the committer: requests kept in order until completed ---- */
+
+static struct commit_req *held[4 * NMSG];
+static size_t nheld, updates_seen, max_inflight, inflight;
+
+void
+commit_submit(struct commit_req *req)
+{
+	assert_true(nheld < sizeof held / sizeof held[0]);
+	held[nheld++] = req;
+	if (req->kind == COMMIT_UPDATE) {
+		updates_seen++;
+		inflight++;
+		if (inflight > max_inflight)
+			max_inflight = inflight;
+	}
+}
+
+void
+commit_req_free(struct commit_req *req)
+{
+	spool_env_free(&req->env);
+	free(req->text);
+	free(req);
+}
+
+/* Complete the oldest request (its callback may submit more). */
+static int
+complete_one(void)
+{
+	struct commit_req *req;
+
+	if (nheld == 0)
+		return 0;
+	req = held[0];
+	memmove(held, held + 1, --nheld * sizeof held[0]);
+	if (req->kind == COMMIT_UPDATE)
+		inflight--;
+	req->rc = 0;
+	req->done(req, req->arg);
+	return 1;
+}
+
+/* ---- the rest of the daemon queue.c calls ---- */
+
+int bounce_delay(const struct spool_env *env) { (void)env; return 0; }
+void bounce_report(struct spool_env *env) { (void)env; }
+void bounce_finish(const struct spool_env *env) { (void)env; }
+void metrics_delivery(const char *shname, enum outcome o) { (void)shname; (void)o; }
+void metrics_delivery_duration(double seconds) { (void)seconds; }
+
+static char root[64];
+
+/* A message's envelope, its content in the spool (make_ready() checks its length). */
+static void
+make_env(struct spool_env *e, unsigned n, size_t nrcpt)
+{
+	char name[64];
+	size_t i;
+	int fd;
+
+	memset(e, 0, sizeof *e);
+	spool_qid_make(e->id, 1700000000, 1, n);
+	snprintf(name, sizeof name, "%s.msg", e->id);
+	fd = openat(D->spool.queuefd, name, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "0123456789", 10), 10);
+	close(fd);
+	e->sender = xstrdup("a@example.org");
+	e->rcpts = xcalloc(nrcpt, sizeof *e->rcpts);
+	for (i = 0; i < nrcpt; i++) {
+		e->rcpts[i].addr = xasprintf("r%zu@example.net", i);
+		e->rcpts[i].orig = xstrdup(e->rcpts[i].addr);
+		e->rcpts[i].last_reply = xstrdup("");
+	}
+	e->nrcpt = nrcpt;
+	e->size = 10;
+}
+
+static const struct relay_info ri = { .relay = "none", .tls = "none" };
+
+/* Every ready message deferred, as a smarthost nobody answers at would. */
+static void
+defer_all(void)
+{
+	struct qmsg *m;
+
+	while ((m = queue_ready_next(NULL)) != NULL) {
+		queue_take(m);
+		queue_outcome(m, 0, OUTCOME_DEFERRED, &ri, "4.4.1", "CONNECT", "connect: refused");
+		queue_outcome(m, 1, OUTCOME_DEFERRED, &ri, "4.4.1", "CONNECT", "connect: refused");
+		queue_release(m);
+	}
+}
+
+static int
+setup(void **state)
+{
+	static unsigned schedule[] = { 3600 };
+	struct spool_env e;
+	char err[256];
+	unsigned i;
+
+	(void)state;
+	memset(&dstate, 0, sizeof dstate);
+	snprintf(root, sizeof root, "/tmp/test_queue_writes.XXXXXX");
+	assert_non_null(mkdtemp(root));
+	assert_int_equal(spool_open(&D->spool, root, 1, err, sizeof err), 0);
+	memset(&conf, 0, sizeof conf);
+	conf.retry_schedule = schedule;
+	conf.nretry = 1;
+	D->conf = &conf;
+	D->base = event_base_new();
+	nheld = updates_seen = max_inflight = inflight = 0;
+	queue_init();
+	for (i = 0; i < NMSG; i++) {
+		make_env(&e, i, 2);
+		queue_add(&e);
+	}
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	char cmd[128];
+
+	(void)state;
+	while (complete_one())
+		;
+	queue_free_all();
+	event_base_free(D->base);
+	spool_close(&D->spool);
+	snprintf(cmd, sizeof cmd, "rm -rf %s", root);
+	assert_int_equal(system(cmd), 0);
+	return 0;
+}
+
+/* A thousand deferrals at once: at most BOUND writes held, every message written once. */
+static void
+test_deferrals_are_bounded(void **state)
+{
+	(void)state;
+	defer_all();
+	assert_int_equal(updates_seen, BOUND);
+	assert_int_equal(inflight, BOUND);
+	while (complete_one())
+		;
+	assert_int_equal(updates_seen, NMSG);
+	assert_int_equal(max_inflight, BOUND);
+}
+
+/* What waits is written as it is when its turn comes: one write, not one per change. */
+static void
+test_a_waiting_envelope_is_written_once_as_it_is_then(void **state)
+{
+	const struct spool_env *e;
+	struct qmsg *m;
+	char id[QID_LEN + 1];
+
+	(void)state;
+	defer_all();
+	spool_qid_make(id, 1700000000, 1, NMSG - 1);	/* the last one: it waits */
+	/* flushed and deferred again before its first write */
+	assert_int_equal(queue_flush_one(id), 0);
+	m = queue_ready_next(NULL);
+	assert_non_null(m);
+	assert_string_equal(m->env.id, id);
+	queue_take(m);
+	queue_outcome(m, 0, OUTCOME_DEFERRED, &ri, "4.4.1", "CONNECT", "connect: refused again");
+	queue_outcome(m, 1, OUTCOME_DEFERRED, &ri, "4.4.1", "CONNECT", "connect: refused again");
+	queue_release(m);
+	while (complete_one())
+		;
+	assert_int_equal(updates_seen, NMSG);
+	/* its one write carried both attempts */
+	e = queue_find(id);
+	assert_non_null(e);
+	assert_int_equal(e->rcpts[0].attempts + e->rcpts[1].attempts, 4);
+}
+
+/* A recipient sent does not wait behind the deferrals: its write goes at once. */
+static void
+test_a_sent_recipient_is_written_at_once(void **state)
+{
+	struct spool_env e;
+	struct qmsg *m;
+
+	(void)state;
+	defer_all();
+	assert_int_equal(inflight, BOUND);
+	make_env(&e, NMSG, 2);
+	queue_add(&e);
+	m = queue_ready_next(NULL);
+	assert_non_null(m);
+	queue_take(m);
+	queue_outcome(m, 0, OUTCOME_SENT, &ri, "2.0.0", NULL, "250 ok");
+	queue_outcome(m, 1, OUTCOME_DEFERRED, &ri, "4.2.0", NULL, "450 later");
+	queue_release(m);
+	assert_int_equal(inflight, BOUND + 1);
+	assert_int_equal(held[nheld - 1]->kind, COMMIT_UPDATE);
+	assert_non_null(strstr(held[nheld - 1]->text, "rcpt\tsent\t"));
+}
+
+static int deleted;
+
+static void
+on_deleted(int ok, const char *err, void *arg)
+{
+	(void)err;
+	(void)arg;
+	assert_true(ok);
+	deleted++;
+}
+
+/* A message deleted while its write waits is never written (nor touched). */
+static void
+test_a_message_deleted_while_waiting(void **state)
+{
+	char id[QID_LEN + 1];
+
+	(void)state;
+	defer_all();
+	spool_qid_make(id, 1700000000, 1, NMSG - 1);
+	assert_int_equal(queue_delete(id, on_deleted, NULL), 1);
+	while (complete_one())
+		;
+	assert_int_equal(deleted, 1);
+	assert_null(queue_find(id));
+	assert_int_equal(updates_seen, NMSG - 1);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_deferrals_are_bounded, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_a_waiting_envelope_is_written_once_as_it_is_then, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_a_sent_recipient_is_written_at_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_a_message_deleted_while_waiting, setup, teardown),
+	};
+
+	log_init("test_queue_writes", LOG_TO_STDERR, LOG_CRIT);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
