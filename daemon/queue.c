@@ -8,6 +8,9 @@
  * table's decision (delivery_trouble.c, TK_EXPIRED), taken before the
  * outcome comes here.  Outcomes are persisted before a message is
  * rescheduled; messages whose recipients are all final are removed.
+ * Writes of deferrals beyond UPDATES_MAX in the committer wait their turn
+ * (write_msgs) and go as the envelope is then: memory stays bounded when a
+ * whole queue is deferred at once.
  *
  * An envelope update the spool refuses (disk full, read-only) is written
  * again after PERSIST_RETRY seconds (the wait doubling while the spool
@@ -17,7 +20,8 @@
  * the next restart would deliver it a second time.
  *
  * Damaged messages: the content is checked (spool_msg_check(): there, and
- * the length recorded) each time a message becomes ready, and once more by
+ * the length recorded) each time a message becomes ready (but not again
+ * right after it was loaded or committed), and once more by
  * the session on the descriptor it sends from (queue_verify()), so that a
  * file cut short while waiting is never sent in part.  The check is a
  * stat, nothing is read.
