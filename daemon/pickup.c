@@ -5,8 +5,10 @@
  * to a spool transaction after a Received: field naming the drop's owner,
  * and committed like any submission; only once
  * the committer reports it durable is the drop file removed.  A crash in
- * between leaves both, and the message is imported twice (at-least-once,
- * never lost).
+ * between leaves both; the queued message's envelope names its drop
+ * (spool.h, "drop"), and at the next start a drop a loaded message names
+ * is removed instead of imported again (queue_loaded_drop()): imported
+ * once, never lost.
  *
  * A drop is hostile input (see maildrop.h): it is read with a bound,
  * never by its claimed size, and the daemon's max_message_size holds for
@@ -544,9 +546,20 @@ import(const char *name)
 	unsigned long long max = D->conf->max_message_size, got;
 	size_t off, cap, clen, hl, hsec, nl = 0;
 	char *buf, *c, *nh = NULL;
+	const char *qid;
 	ssize_t n;
 	int fd, eof, bad, complete;
 
+	if ((qid = queue_loaded_drop(name)) != NULL) {
+		/* committed before a crash kept it from being removed: already queued, not again */
+		if (unlinkat(dropfd, name, 0) == -1 && errno != ENOENT)
+			log_warn("maildrop/%s: already queued as %s, but cannot remove it", name, qid);
+		else {
+			fsync_dir_fd(dropfd);
+			log_info("maildrop/%s: already queued as %s (imported before a crash); removed", name, qid);
+		}
+		return;
+	}
 	fd = openat(dropfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
 	if (fd == -1) {
 		int e = errno;
@@ -666,6 +679,7 @@ import(const char *name)
 	req->txn = txn;
 	req->env.size = txn.size;
 	env_from_drop(&req->env, &de, id, &arrival, st.st_uid);
+	req->env.drop = xstrdup(name);	/* a crash before the drop is removed: not imported twice */
 	/* the octets decide, not the drop's claim (as on the listeners) */
 	req->env.eightbit |= cs.eightbit;
 	note_forget(name);
@@ -792,6 +806,7 @@ pickup_start(void)
 	event_add(rescan_ev, &tv);
 	quarantine_trim();
 	scan();
+	queue_loaded_drops_free();	/* asked by the first scan only: later drops are new */
 	return 0;
 }
 

@@ -160,6 +160,48 @@ qmsg_free(struct qmsg *m)
 	free(m);
 }
 
+/*
+ * The maildrop files the messages found at start were imported from, by
+ * name (sorted once the load is over): a drop still there was committed
+ * before a crash kept it from being removed, and pickup removes it
+ * instead of importing it a second time.
+ */
+struct loaded_drop {
+	char *name;
+	char id[QID_LEN + 1];
+};
+static struct loaded_drop *loaded_drops;
+static size_t nloaded_drops, loaded_drops_cap;
+
+static int
+cmp_drop(const void *a, const void *b)
+{
+	return strcmp(((const struct loaded_drop *)a)->name, ((const struct loaded_drop *)b)->name);
+}
+
+const char *
+queue_loaded_drop(const char *name)
+{
+	struct loaded_drop key = { .name = (char *)name }, *hit;
+
+	if (nloaded_drops == 0)
+		return NULL;
+	hit = bsearch(&key, loaded_drops, nloaded_drops, sizeof *loaded_drops, cmp_drop);
+	return hit != NULL ? hit->id : NULL;
+}
+
+void
+queue_loaded_drops_free(void)
+{
+	size_t i;
+
+	for (i = 0; i < nloaded_drops; i++)
+		free(loaded_drops[i].name);
+	free(loaded_drops);
+	loaded_drops = NULL;
+	nloaded_drops = loaded_drops_cap = 0;
+}
+
 static int
 load_one(struct spool_env *env, void *arg)
 {
@@ -167,6 +209,14 @@ load_one(struct spool_env *env, void *arg)
 	int pending = 0;
 
 	(void)arg;
+	if (env->drop != NULL) {
+		if (nloaded_drops == loaded_drops_cap) {
+			loaded_drops_cap = loaded_drops_cap ? 2 * loaded_drops_cap : 16;
+			loaded_drops = xreallocarray(loaded_drops, loaded_drops_cap, sizeof *loaded_drops);
+		}
+		loaded_drops[nloaded_drops].name = xstrdup(env->drop);
+		memcpy(loaded_drops[nloaded_drops++].id, env->id, QID_LEN + 1);
+	}
 	if (env->damaged[0]) {
 		damaged(qmsg_new(env), NULL);	/* said once, kept for an admin */
 		return 1;
@@ -198,6 +248,8 @@ queue_load(void)
 {
 	int n = spool_scan(&D->spool, 1, load_one, NULL);
 
+	if (nloaded_drops > 1)
+		qsort(loaded_drops, nloaded_drops, sizeof *loaded_drops, cmp_drop);
 	if (n > 0)
 		log_info("queue: %d message%s loaded from the spool", n, n == 1 ? "" : "s");
 	return n;

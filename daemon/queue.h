@@ -57,6 +57,13 @@ struct relay_info {
 void queue_init(void);
 /* Scan the spool at start; every pending recipient becomes due now. */
 int  queue_load(void);
+/*
+ * The id of a message found at start that was imported from maildrop file
+ * name, or NULL (pickup asks before it imports a drop); the names are
+ * kept until queue_loaded_drops_free().
+ */
+const char *queue_loaded_drop(const char *name);
+void queue_loaded_drops_free(void);
 /* A message just committed (the queue takes ownership of env's contents). */
 void queue_add(struct spool_env *env);
 /* The ready list in order: the first (after == NULL) or the one after `after`. */

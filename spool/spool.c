@@ -295,6 +295,8 @@ spool_env_render(const struct spool_env *env, size_t *lenp)
 		fprintf(f, "dsn\t%s\t%s\n", env->ret, clean_field(env->envid, tmp, sizeof tmp));
 	if (env->smtputf8)
 		fprintf(f, "smtputf8\t1\n");
+	if (env->drop != NULL && env->drop[0] != '\0')
+		fprintf(f, "drop\t%s\n", clean_field(env->drop, tmp, sizeof tmp));
 	if (env->warned)
 		fprintf(f, "warned\t1\n");
 	for (i = 0; i < env->nrcpt; i++) {
@@ -576,6 +578,7 @@ spool_env_free(struct spool_env *env)
 	}
 	free(env->hist);
 	free(env->sender);
+	free(env->drop);
 	memset(env, 0, sizeof *env);
 }
 
@@ -586,6 +589,7 @@ spool_env_copy(struct spool_env *dst, const struct spool_env *src)
 
 	*dst = *src;
 	dst->sender = xstrdup(src->sender ? src->sender : "");
+	dst->drop = src->drop != NULL ? xstrdup(src->drop) : NULL;
 	dst->rcpts = xcalloc(src->nrcpt ? src->nrcpt : 1, sizeof *dst->rcpts);
 	for (i = 0; i < src->nrcpt; i++) {
 		dst->rcpts[i] = src->rcpts[i];
@@ -778,6 +782,12 @@ spool_env_parse(const char *buf, size_t len, struct spool_env *env, char *errbuf
 				goto bad;
 			strlcpy_mr(env->ret, f[1], sizeof env->ret);
 			strlcpy_mr(env->envid, f[2], sizeof env->envid);
+		} else if (strcmp(f[0], "drop") == 0 && nf == 2) {
+			/* a file name in maildrop/: never a path */
+			if (f[1][0] == '\0' || f[1][0] == '.' || strchr(f[1], '/') != NULL || strlen(f[1]) > 255)
+				goto bad;
+			free(env->drop);
+			env->drop = xstrdup(f[1]);
 		} else if (strcmp(f[0], "smtputf8") == 0 && nf == 2) {
 			env->smtputf8 = strcmp(f[1], "1") == 0;
 		} else if (strcmp(f[0], "warned") == 0 && nf == 2) {

@@ -64,6 +64,8 @@
  *   held      0|1
  *   dsn       <RET: FULL|HDRS|empty> <ENVID, xtext as received>   (only when given)
  *   smtputf8  1                                    (only when the client asked for it)
+ *   drop      <name of the maildrop file it was imported from>   (only for those: a crash
+ *             before the drop was removed must not import it twice, see daemon/pickup.c)
  *   warned    1                                    (the delay notice went out)
  *   notice    <rcpt index>                         (a "relayed" notice is owed for it)
  *   reported  <rcpt index>                         (its failure or relayed notice is queued)
@@ -149,6 +151,7 @@ struct spool_env {
 	char envid[101];        /* DSN ENVID= (xtext), "" when absent */
 	int held;
 	int warned;             /* the delay notice (delay_warning) was sent */
+	char *drop;             /* the maildrop file imported, NULL for other paths */
 	struct spool_rcpt *rcpts;
 	size_t nrcpt;
 	struct spool_attempt *hist;     /* oldest first, at most SPOOL_HISTORY_MAX */

@@ -4,6 +4,7 @@ quarantined, and when nothing can be stored sendmail exits 75.  A user
 other than root reaching the maildrop through the setgid client, which
 needs the system configuration, is tested in test_trust_client.py."""
 import os
+import re
 import subprocess
 import threading
 
@@ -126,3 +127,43 @@ def test_full_maildrop_leaves_nothing_half_written(daemon, workdir):
         r = d.sendmail(["-i", "-f", SENDER, RCPT], make_message(subject="read-only"))
         assert r.rc == 75, r
         assert maildrop_files(d) == []
+
+
+def test_a_drop_committed_before_a_crash_is_not_imported_twice(daemon, smarthost):
+    """The state a SIGKILL leaves between a drop's commit and its removal
+    (at start the drops are committed before the event loop removes them):
+    the message queued and its drop still in maildrop/.  Made exactly: the
+    drop is saved before the daemon imports it and put back once it is
+    queued.  The next start removes the drop, which the queued message
+    names, instead of queueing it a second time."""
+    sh = smarthost(start=False)                # keep what is queued in the queue
+    d = daemon(sh)
+    d.stop()
+    msg = make_message(subject="dropped once")
+    r = d.sendmail(["-i", "-f", SENDER, RCPT], msg)
+    assert r.rc == 0, r
+    (name,) = maildrop_files(d)
+    path = os.path.join(d.spool, "maildrop", name)
+    st = os.stat(path)
+    with open(path, "rb") as f:
+        saved = f.read()
+
+    d.start()
+    wait_until(lambda: maildrop_files(d) == [] and len(d.queue_json()) == 1, what="the drop imported")
+    (m,) = d.queue_json()
+    assert "drop\t%s\n" % name in d.envelope_text(m["id"])
+    d.kill()
+    with open(path, "wb") as f:                 # the drop as the crash left it
+        f.write(saved)
+    os.chown(path, st.st_uid, st.st_gid)
+    os.chmod(path, st.st_mode & 0o7777)
+
+    sh.start()
+    d.start()
+    d.wait_for_log(r"maildrop/%s: already queued as %s \(imported before a crash\); removed"
+                   % (re.escape(name), m["id"]))
+    sh.wait_for(1)
+    d.wait_queue_empty()
+    assert maildrop_files(d) == []
+    assert [t.content for t in sh.delivered()] == [to_crlf(msg)]
+    assert len([a for a in d.accepted() if a.get("via") == "maildrop"]) == 1

@@ -449,6 +449,25 @@ test_env_parse_rejects(void **state)
 	assert_string_equal(copy.rcpts[0].orcpt, "rfc822;root@h");
 	spool_env_free(&copy);
 	spool_env_free(&e);
+	/* the maildrop file a message came from: a name in maildrop/, never a path */
+	const char *drop = "mailrelay-env 1\nid\t6553F100F423F000\nsender\ta@b\ndrop\t1733288000.123456789.4242\n"
+	    "rcpt\tpending\t0\t0\t0\tx@y\t\t\n";
+	assert_int_equal(spool_env_parse(drop, strlen(drop), &e, err, sizeof err), 0);
+	assert_string_equal(e.drop, "1733288000.123456789.4242");
+	{
+		size_t rl;
+		char *r = spool_env_render(&e, &rl);
+		assert_non_null(strstr(r, "\ndrop\t1733288000.123456789.4242\n"));
+		free(r);
+	}
+	spool_env_free(&e);
+	const char *droppath[] = { "../queue/x", ".tmp.1", "" };
+	for (size_t k = 0; k < 3; k++) {
+		char *t = xasprintf("mailrelay-env 1\nid\t6553F100F423F000\nsender\ta@b\ndrop\t%s\n"
+		    "rcpt\tpending\t0\t0\t0\tx@y\t\t\n", droppath[k]);
+		assert_int_equal(spool_env_parse(t, strlen(t), &e, err, sizeof err), -1);
+		free(t);
+	}
 	const char *badret = "mailrelay-env 1\nid\t6553F100F423F000\nsender\ta\ndsn\tBODY\tx\n"
 	    "rcpt\tpending\t0\t0\t0\ta\ta\t\n";
 	assert_int_equal(spool_env_parse(badret, strlen(badret), &e, err, sizeof err), -1);
