@@ -36,6 +36,7 @@ static struct {
 } C = {
 	.mtx = PTHREAD_MUTEX_INITIALIZER,
 	.cond = PTHREAD_COND_INITIALIZER,
+	.pending_tail = &C.pending,	/* requests may be queued before the thread starts */
 	.pipefd = { -1, -1 },
 };
 
@@ -62,8 +63,27 @@ batch_run(struct commit_req *batch)
 	/* One request: fsync its files.  Several: one syncfs for all of them. */
 	sync_each = n == 1;
 
+	/*
+	 * Two updates of one envelope in a batch would stage the same
+	 * tmp/ID.env.new: the first install would take the second's file and
+	 * the second find none.  Only the last is written; the earlier ones
+	 * succeed with it (they held older states of the same envelope).
+	 */
+	for (r = batch; r != NULL; r = r->next) {
+		struct commit_req *later;
+		r->superseded = 0;
+		if (r->kind != COMMIT_UPDATE)
+			continue;
+		for (later = r->next; later != NULL; later = later->next)
+			if (later->kind == COMMIT_UPDATE && strcmp(later->id, r->id) == 0) {
+				r->superseded = 1;
+				break;
+			}
+	}
 	for (r = batch; r != NULL; r = r->next) {
 		r->rc = 0;
+		if (r->superseded)
+			continue;
 		switch (r->kind) {
 		case COMMIT_NEW:
 			r->rc = spool_txn_prepare(&r->txn, &r->env, sync_each, r->err, sizeof r->err);
@@ -87,7 +107,7 @@ batch_run(struct commit_req *batch)
 		}
 	}
 	for (r = batch; r != NULL; r = r->next) {
-		if (r->rc == -1)
+		if (r->rc == -1 || r->superseded)
 			continue;
 		switch (r->kind) {
 		case COMMIT_NEW:
@@ -190,8 +210,6 @@ int
 commit_start(struct event_base *base, struct spool *sp)
 {
 	C.sp = sp;
-	C.pending = NULL;
-	C.pending_tail = &C.pending;
 	C.done = NULL;
 	C.done_tail = &C.done;
 	if (pipe2(C.pipefd, O_CLOEXEC | O_NONBLOCK) == -1)

@@ -32,6 +32,7 @@ struct commit_req {
 	commit_done_fn done;           /* called on the loop; NULL: nothing to tell */
 	void *arg;
 	int rc;                        /* 0 ok, -1 failed */
+	int superseded;                /* UPDATE: a later one in the batch writes the same envelope */
 	char err[256];
 	struct commit_req *next;
 };
