@@ -215,6 +215,7 @@ class LongRun:
         self.acked = 0
         self._shlog_off = 0
         self._received = 0
+        self.t_start = time.time()
 
     # -- setup
     def free_port(self):
@@ -394,8 +395,12 @@ smarthost flaky { host = "127.0.0.1"; port = %d; tls = disabled; timeout = 30s; 
         return not [f for f in os.listdir(md) if not f.startswith(".")]
 
     # -- the whole run
+    def rel(self, t):
+        """A time in the summary: seconds since the run began."""
+        return "%.3f" % (t - self.t_start)
+
     def run(self):
-        t_start = time.time()
+        t_start = self.t_start
         sport = self.start_smarthost()
         self.write_config(sport)
         daemon = Daemon(self.a.build, self.work, self.conf)
@@ -484,26 +489,27 @@ smarthost flaky { host = "127.0.0.1"; port = %d; tls = disabled; timeout = 30s; 
                         in_flight.append(seq)
                         lags.append(ks[0] - a[2])
                     else:
-                        no_kill.append("seq %d: queue entry %s delivered at %.3f and again at %.3f, no kill in between"
-                                       % (seq, qid, a[1], b[1]))
+                        no_kill.append("seq %d: queue entry %s delivered at %s and again at %s s, no kill in between"
+                                       % (seq, qid, self.rel(a[1]), self.rel(b[1])))
             # more than one queue entry for one submission
             entries = sorted(by_qid.values(), key=lambda qcs: qcs[0][1])
             sub = self.subs.get(seq)
             for qcs in entries[1:]:
-                what = "seq %d: queue entries %s, delivered at %s" % (
-                    seq, " and ".join(q[0][0] for q in entries), " and ".join("%.3f" % q[0][1] for q in entries))
+                what = "seq %d: queue entries %s, delivered at %s s" % (
+                    seq, " and ".join(q[0][0] for q in entries), " and ".join(self.rel(q[0][1]) for q in entries))
                 ks = kill_in(sub["t0"], qcs[0][1]) if sub else []
                 if sub is None or sub["path"] != "sendmail" or not sub["maildrop"] or not ks:
                     no_kill.append("%s; one %s submission%s, %s" % (
                         what, sub["path"] if sub else "unrecorded",
                         " through the maildrop" if sub and sub["maildrop"] else "",
-                        "a kill at %.3f" % ks[0] if ks else "no kill since it began"))
+                        "a kill at %s s" % self.rel(ks[0]) if ks else "no kill since it began"))
                 elif [k for k in ks if k <= sub["t1"]]:
-                    sub_twice.append("%s; sendmail ran %.3f to %.3f, killed at %.3f, then wrote the maildrop"
-                                     % (what, sub["t0"], sub["t1"], [k for k in ks if k <= sub["t1"]][0]))
+                    sub_twice.append("%s; its sendmail ran from %s to %s s, the daemon killed at %s s"
+                                     % (what, self.rel(sub["t0"]), self.rel(sub["t1"]),
+                                        self.rel([k for k in ks if k <= sub["t1"]][0])))
                 else:
-                    pickup_twice.append("%s; sendmail wrote the maildrop by %.3f, the daemon killed at %.3f"
-                                        % (what, sub["t1"], ks[0]))
+                    pickup_twice.append("%s; its sendmail wrote the maildrop by %s s, the daemon killed at %s s"
+                                        % (what, self.rel(sub["t1"]), self.rel(ks[0])))
         imports = 0
         with open(daemon.log, errors="replace") as f:
             text = f.read()
