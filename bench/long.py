@@ -467,6 +467,16 @@ smarthost flaky { host = "127.0.0.1"; port = %d; tls = disabled; timeout = 30s; 
         unacked = [s for s, r in self.subs.items() if not r["acked"]]
         lost = sorted(s for s in acked if s not in copies)
         corrupt = []
+        # how the daemon says each queue entry came in (its "from=..., via="
+        # line; none when it was killed between the commit and the line)
+        via = {}
+        with open(daemon.log, errors="replace") as f:
+            text = f.read()
+        for line in text.splitlines():
+            m = STAMP_RE.match(line)
+            if m:
+                via[m.group(2)] = m.group(3)
+        imports = sum(1 for v in via.values() if v == "maildrop")
         # each extra copy in one of four classes; only the first is what
         # SPEC allows ("a duplicate is possible only for a transaction that
         # was in flight at the smarthost")
@@ -503,20 +513,16 @@ smarthost flaky { host = "127.0.0.1"; port = %d; tls = disabled; timeout = 30s; 
                         what, sub["path"] if sub else "unrecorded",
                         " through the maildrop" if sub and sub["maildrop"] else "",
                         "a kill at %s s" % self.rel(ks[0]) if ks else "no kill since it began"))
-                elif [k for k in ks if k <= sub["t1"]]:
-                    sub_twice.append("%s; its sendmail ran from %s to %s s, the daemon killed at %s s"
-                                     % (what, self.rel(sub["t0"]), self.rel(sub["t1"]),
-                                        self.rel([k for k in ks if k <= sub["t1"]][0])))
+                elif any(via.get(q[0][0]) == "sendmail" for q in entries):
+                    # one entry from the socket, one from the maildrop
+                    sub_twice.append("%s (via %s); its sendmail ran from %s to %s s, the daemon killed at %s s"
+                                     % (what, " and ".join(via.get(q[0][0], "unlogged") for q in entries),
+                                        self.rel(sub["t0"]), self.rel(sub["t1"]), self.rel(ks[0])))
                 else:
-                    pickup_twice.append("%s; its sendmail wrote the maildrop by %s s, the daemon killed at %s s"
-                                        % (what, self.rel(sub["t1"]), self.rel(ks[0])))
-        imports = 0
-        with open(daemon.log, errors="replace") as f:
-            text = f.read()
-        for line in text.splitlines():
-            m = STAMP_RE.match(line)
-            if m and m.group(3) == "maildrop":
-                imports += 1
+                    later = [k for k in ks if k >= sub["t1"]] or ks
+                    pickup_twice.append("%s (via %s); its sendmail wrote the maildrop by %s s, the next kill at %s s"
+                                        % (what, " and ".join(via.get(q[0][0], "unlogged") for q in entries),
+                                           self.rel(sub["t1"]), self.rel(later[0])))
         sanitizer = [m for m in SANITIZER_MARKERS if m in text]
 
         subs = self.subs.values()
