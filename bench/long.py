@@ -16,7 +16,9 @@ kill made, the queue must drain.  Then the run is judged:
   duplicates    each copy beyond the first must come from a kill while its
                 smarthost transaction was in flight: the same queue entry
                 delivered again, with a kill between the MAIL FROM of the
-                two copies (the daemon died before it recorded the 250).
+                two copies (the daemon died before it recorded the 250),
+                but not more than RECORD_SLACK after the daemon logged the
+                first copy "removed" (then its record of the 250 lagged).
                 A second queue entry for one message was not in flight at
                 the smarthost (SPEC: "a duplicate is possible only for a
                 transaction that was in flight at the smarthost") and fails
@@ -31,14 +33,16 @@ kill made, the queue must drain.  Then the run is judged:
 Messages that were not acknowledged may arrive or not.  The summary is
 printed; the exit status is 0 only when nothing was lost, corrupted or
 unexplained, the queue drained in time and the daemon never died on its
-own.  The work directory (spool, daemon log, smarthost log) is kept when
-the run fails, or with --keep, and named.
+own.  The work directory (spool, daemon log, smarthost log, kills.log:
+TIME PHASE per kill, submissions.log: SEQ PATH T0 T1 acked|unacked
+maildrop|- per message) is kept when the run fails, or with --keep.
 
 Times are wall-clock seconds (time.time() here and in the smarthost, the
 daemon's RFC 3339 stamps), all from one machine.
 """
 
 import argparse
+import datetime
 import hashlib
 import json
 import os
@@ -63,6 +67,12 @@ DOWN_MAX = 1.0          # the longest pause between a kill and the restart, seco
 STALL = 5.0             # a kill waiting this long for progress is made anyway
 MAILDROP_NOTE = b"message left in the maildrop"
 STAMP_RE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z mailrelayd: ([0-9A-F]{16}): from=.* via=(\w+)")
+REMOVED_RE = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z mailrelayd: ([0-9A-F]{16}): removed")
+# A kill this long after the daemon logged a message "removed" (every
+# recipient final) no longer counts as a kill in flight: the daemon had
+# acted on the 250 and its record of it should have been on disk.  One
+# second is far more than a commit batch takes, even on a busy machine.
+RECORD_SLACK = 1.0
 SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
 
 
@@ -422,6 +432,8 @@ smarthost flaky { host = "127.0.0.1"; port = %d; tls = disabled; timeout = 30s; 
         while any(t.is_alive() for t in workers):
             for t in workers:
                 t.join(1.0)
+            if not kt.is_alive():
+                daemon.check() and daemon.start()      # died on its own after the last kill
             if time.monotonic() - last > 30:
                 last = time.monotonic()
                 note("%d of %d submitted, %d received, %d kills"
@@ -439,6 +451,14 @@ smarthost flaky { host = "127.0.0.1"; port = %d; tls = disabled; timeout = 30s; 
         timing = dict(wall=t_end - t_start, submit=t_submitted - t_start,
                       drain=t_end - max(t_submitted, t_killed), drained=drained, drain_bound=drain_bound,
                       stop_rc=rc)
+        # the records the judgement rests on, kept with the logs
+        with open(os.path.join(self.work, "kills.log"), "w") as f:
+            f.writelines("%.6f %s\n" % k for k in self.kills)
+        with open(os.path.join(self.work, "submissions.log"), "w") as f:
+            f.writelines("%d %s %.6f %.6f %s %s\n" % (seq, r["path"], r["t0"], r["t1"],
+                                                      "acked" if r["acked"] else "unacked",
+                                                      "maildrop" if r["maildrop"] else "-")
+                         for seq, r in sorted(self.subs.items()))
         ok = self.judge(daemon, timing)
         if ok and not self.a.keep:
             shutil.rmtree(self.work, ignore_errors=True)
@@ -470,17 +490,23 @@ smarthost flaky { host = "127.0.0.1"; port = %d; tls = disabled; timeout = 30s; 
         # how the daemon says each queue entry came in (its "from=..., via="
         # line; none when it was killed between the commit and the line)
         via = {}
+        removed = {}            # qid: [times the daemon logged it removed]
         with open(daemon.log, errors="replace") as f:
             text = f.read()
         for line in text.splitlines():
             m = STAMP_RE.match(line)
             if m:
                 via[m.group(2)] = m.group(3)
+            m = REMOVED_RE.match(line)
+            if m:
+                removed.setdefault(m.group(2), []).append(
+                    datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f")
+                    .replace(tzinfo=datetime.timezone.utc).timestamp())
         imports = sum(1 for v in via.values() if v == "maildrop")
         # each extra copy in one of four classes; only the first is what
         # SPEC allows ("a duplicate is possible only for a transaction that
         # was in flight at the smarthost")
-        in_flight, sub_twice, pickup_twice, no_kill = [], [], [], []
+        in_flight, late, sub_twice, pickup_twice, no_kill = [], [], [], [], []
         lags = []
         for seq, cs in sorted(copies.items()):
             want = message(seq)[2]
@@ -495,7 +521,13 @@ smarthost flaky { host = "127.0.0.1"; port = %d; tls = disabled; timeout = 30s; 
             for qid, qcs in by_qid.items():
                 for a, b in zip(qcs, qcs[1:]):
                     ks = kill_in(a[1], b[1])
-                    if ks:
+                    # the daemon's "removed" for the first copy, logged before the kill
+                    rm = [t for t in removed.get(qid, ()) if ks and a[2] - 0.5 <= t <= ks[0]]
+                    if ks and rm and ks[0] - rm[0] > RECORD_SLACK:
+                        late.append("seq %d: queue entry %s: 250 at %s s, logged removed at %s s, killed at %s s,"
+                                    " delivered again at %s s" % (seq, qid, self.rel(a[2]), self.rel(rm[0]),
+                                                                  self.rel(ks[0]), self.rel(b[1])))
+                    elif ks:
                         in_flight.append(seq)
                         lags.append(ks[0] - a[2])
                     else:
@@ -555,12 +587,14 @@ smarthost flaky { host = "127.0.0.1"; port = %d; tls = disabled; timeout = 30s; 
         P("  duplicates       %d messages, %d extra copies:" % (sum(1 for c in copies.values() if len(c) > 1), extra))
         P("    %5d redelivered, a kill in their smarthost transaction (in flight: allowed)%s"
           % (len(in_flight), " (kill at %+.3f to %+.3f s from the first copy's 250)" % (min(lags), max(lags)) if lags else ""))
+        P("    %5d redelivered, the kill more than %.0f s after the daemon logged the first copy removed"
+          " (its record of the 250 lagged: NOT in flight)" % (len(late), RECORD_SLACK))
         P("    %5d queued twice, a kill during their sendmail: the 250 to the dot lost, the message also"
           " dropped in the maildrop (NOT in flight at the smarthost)" % len(sub_twice))
         P("    %5d queued twice, a kill during their maildrop pickup: committed, the drop not yet removed,"
           " imported again (NOT in flight at the smarthost)" % len(pickup_twice))
         P("    %5d with no kill to explain them" % len(no_kill))
-        for u in (sub_twice[:3] + pickup_twice[:3] + no_kill[:10]):
+        for u in (late[:3] + sub_twice[:3] + pickup_twice[:3] + no_kill[:10]):
             P("          " + u)
         P("  corrupted        %d%s" % (len(corrupt), "".join(" seq %d (%s)" % c for c in corrupt[:10])))
         P("  foreign          %d%s" % (len(foreign), "".join("\n                     " + l for l in foreign[:5])))
@@ -576,7 +610,7 @@ smarthost flaky { host = "127.0.0.1"; port = %d; tls = disabled; timeout = 30s; 
         fails = []
         if lost:
             fails.append("%d lost" % len(lost))
-        unexplained = len(sub_twice) + len(pickup_twice) + len(no_kill)
+        unexplained = len(late) + len(sub_twice) + len(pickup_twice) + len(no_kill)
         if unexplained:
             fails.append("%d duplicates not in flight at the smarthost" % unexplained)
         if corrupt:
