@@ -207,14 +207,16 @@ def wait_for(pred, timeout, interval=0.05):
 # the run
 
 class LongRun:
-    def __init__(self, args):
+    def __init__(self, args, work=None):
+        """A new run in a new work directory, or (work) the records of one
+        that ran, to be judged again."""
         self.a = args
         self.n = args.messages
         self.seed = args.seed if args.seed is not None else random.SystemRandom().randrange(1 << 32)
         self.rng = random.Random(self.seed)
-        self.work = tempfile.mkdtemp(prefix="mailrelay-long.", dir=args.workdir)
-        self.sendmail = os.path.join(args.build, "mailrelay-sendmail")
-        self.mailrelay = os.path.join(args.build, "mailrelay")
+        self.work = work or tempfile.mkdtemp(prefix="mailrelay-long.", dir=args.workdir)
+        self.sendmail = os.path.join(args.build or "", "mailrelay-sendmail")
+        self.mailrelay = os.path.join(args.build or "", "mailrelay")
         self.conf = os.path.join(self.work, "mailrelay.conf")
         self.shlog = os.path.join(self.work, "smarthost.log")
         self.shstats = os.path.join(self.work, "smarthost.stats")
@@ -448,26 +450,47 @@ smarthost flaky { host = "127.0.0.1"; port = %d; tls = disabled; timeout = 30s; 
         rc = daemon.stop()
         self.sh.send_signal(signal.SIGTERM)
         self.sh.wait(30)
-        timing = dict(wall=t_end - t_start, submit=t_submitted - t_start,
+        timing = dict(messages=self.n, t_start=t_start, wall=t_end - t_start, submit=t_submitted - t_start,
                       drain=t_end - max(t_submitted, t_killed), drained=drained, drain_bound=drain_bound,
-                      stop_rc=rc)
-        # the records the judgement rests on, kept with the logs
-        with open(os.path.join(self.work, "kills.log"), "w") as f:
-            f.writelines("%.6f %s\n" % k for k in self.kills)
-        with open(os.path.join(self.work, "submissions.log"), "w") as f:
-            f.writelines("%d %s %.6f %.6f %s %s\n" % (seq, r["path"], r["t0"], r["t1"],
-                                                      "acked" if r["acked"] else "unacked",
-                                                      "maildrop" if r["maildrop"] else "-")
-                         for seq, r in sorted(self.subs.items()))
-        ok = self.judge(daemon, timing)
+                      stop_rc=rc, starts=daemon.starts, crashes=len(daemon.crashes))
+        self.save(timing)
+        ok, _ = self.judge(timing)
         if ok and not self.a.keep:
             shutil.rmtree(self.work, ignore_errors=True)
         else:
             print("work directory kept: %s" % self.work)
         return 0 if ok else 1
 
+    # -- the records the judgement rests on, kept with the logs
+    def save(self, timing):
+        with open(os.path.join(self.work, "kills.log"), "w") as f:
+            f.writelines("%.6f %s\n" % k for k in self.kills)
+        with open(os.path.join(self.work, "submissions.log"), "w") as f:
+            f.writelines("%d %s %.6f %.6f %s %s %s\n" % (seq, r["path"], r["t0"], r["t1"],
+                                                         "acked" if r["acked"] else "unacked",
+                                                         "maildrop" if r["maildrop"] else "-", r["why"])
+                         for seq, r in sorted(self.subs.items()))
+        with open(os.path.join(self.work, "run.json"), "w") as f:
+            json.dump(timing, f)
+
+    def load(self):
+        """The records save() wrote; the run's timing."""
+        with open(os.path.join(self.work, "run.json")) as f:
+            timing = json.load(f)
+        self.n = timing["messages"]
+        self.t_start = timing["t_start"]
+        with open(os.path.join(self.work, "kills.log")) as f:
+            self.kills = [(float(t), ph) for t, ph in (l.split() for l in f)]
+        with open(os.path.join(self.work, "submissions.log")) as f:
+            for line in f:
+                seq, path, t0, t1, acked, md, why = (line.rstrip("\n").split(" ", 6) + [""])[:7]
+                self.subs[int(seq)] = dict(path=path, t0=float(t0), t1=float(t1), acked=acked == "acked",
+                                           maildrop=md == "maildrop", why=why)
+        return timing
+
     # -- judging
-    def judge(self, daemon, timing):
+    def judge(self, timing):
+        """Print the summary; (passed, {class: count})."""
         copies = {}             # seq: [(qid, t_mail, t_accept, sid, digest)]
         foreign = []
         with open(self.shlog) as f:
@@ -491,7 +514,7 @@ smarthost flaky { host = "127.0.0.1"; port = %d; tls = disabled; timeout = 30s; 
         # line; none when it was killed between the commit and the line)
         via = {}
         removed = {}            # qid: [times the daemon logged it removed]
-        with open(daemon.log, errors="replace") as f:
+        with open(os.path.join(self.work, "mailrelayd.log"), errors="replace") as f:
             text = f.read()
         for line in text.splitlines():
             m = STAMP_RE.match(line)
@@ -600,7 +623,7 @@ smarthost flaky { host = "127.0.0.1"; port = %d; tls = disabled; timeout = 30s; 
         P("  foreign          %d%s" % (len(foreign), "".join("\n                     " + l for l in foreign[:5])))
         P("  kills            %d (%s); daemon starts %d; deaths on its own %d"
           % (len(self.kills), ", ".join("%d %s" % (v, k) for k, v in sorted(phases.items())),
-             daemon.starts, len(daemon.crashes)))
+             timing["starts"], timing["crashes"]))
         P("  maildrop         %d sendmail submissions went to the maildrop; the daemon imported %d drops"
           % (sum(1 for r in subs if r["maildrop"]), imports))
         P("  smarthost        %s" % ", ".join("%s %d" % kv for kv in stats.items()))
@@ -619,30 +642,106 @@ smarthost flaky { host = "127.0.0.1"; port = %d; tls = disabled; timeout = 30s; 
             fails.append("%d foreign messages" % len(foreign))
         if not timing["drained"]:
             fails.append("the queue did not drain")
-        if daemon.crashes:
-            fails.append("mailrelayd died on its own %d times" % len(daemon.crashes))
+        if timing["crashes"]:
+            fails.append("mailrelayd died on its own %d times" % timing["crashes"])
         if timing["stop_rc"] != 0:
             fails.append("mailrelayd exited %r on SIGTERM at the end" % timing["stop_rc"])
         if len(self.subs) != self.n:
             fails.append("only %d of %d submitted" % (len(self.subs), self.n))
         if sanitizer:
             fails.append("the daemon's log has %s" % ", ".join(sanitizer))
+        counts = dict(lost=len(lost), in_flight=len(in_flight), late=len(late), sub_twice=len(sub_twice),
+                      pickup_twice=len(pickup_twice), no_kill=len(no_kill), corrupt=len(corrupt),
+                      foreign=len(foreign))
         if fails:
             P("FAIL: " + "; ".join(fails))
-            return False
+            return False, counts
         P("PASS: 0 lost, every duplicate explained by a kill during its smarthost transaction")
-        return True
+        return True, counts
+
+
+def self_test(args):
+    """The judge against made-up records with one case of each class; 0 when
+    each is counted where it belongs."""
+    work = tempfile.mkdtemp(prefix="mailrelay-long-selftest.")
+    t0 = 1000.0
+
+    def stamp(t):
+        return datetime.datetime.fromtimestamp(t, datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+    def q(name):
+        return name.rjust(16, "0")
+
+    d = {s: message(s)[2] for s in range(1, 10)}
+    files = {
+        "run.json": json.dumps(dict(messages=9, t_start=t0, wall=20, submit=10, drain=5, drained=True,
+                                    drain_bound=100, stop_rc=0, starts=2, crashes=0)),
+        "kills.log": "1010.000000 submitting\n",
+        "submissions.log": "".join("%d %s %.1f %.1f %s %s %s\n" % r for r in (
+            (1, "sendmail", 1001, 1001.1, "acked", "-", ""),
+            (2, "sendmail", 1002, 1002.1, "acked", "-", ""),           # lost
+            (3, "smtp", 1003, 1003.1, "acked", "-", ""),
+            (4, "smtp", 1004, 1004.1, "acked", "-", ""),
+            (5, "sendmail", 1001, 1002, "acked", "maildrop", ""),
+            (6, "smtp", 1005, 1005.1, "acked", "-", ""),
+            (7, "smtp", 1006, 1006.1, "unacked", "-", "reply to the dot: None lost"),
+            (8, "sendmail", 1007, 1007.1, "acked", "-", ""),
+            (9, "sendmail", 1009.9, 1010.2, "acked", "maildrop", ""))),
+        "smarthost.log": "".join("%s %s %.6f %.6f %d %s\n" % r for r in (
+            ("1", q("1"), 1001.5, 1001.6, 1, d[1]),
+            ("3", q("3"), 1009.9, 1009.95, 2, d[3]),     # in flight at the kill
+            ("3", q("3"), 1011.0, 1011.1, 3, d[3]),
+            ("4", q("4"), 1005.0, 1005.1, 4, d[4]),      # again, with no kill
+            ("4", q("4"), 1006.0, 1006.1, 5, d[4]),
+            ("5", q("5A"), 1012.0, 1012.1, 6, d[5]),     # its drop imported twice
+            ("5", q("5B"), 1013.0, 1013.1, 7, d[5]),
+            ("6", q("6"), 1008.0, 1008.1, 8, d[6]),      # removed 1.9 s before the kill
+            ("6", q("6"), 1011.0, 1011.1, 9, d[6]),
+            ("8", q("8"), 1008.0, 1008.1, 10, "0" * 16),  # another body
+            ("-", "-", 1009.0, 1009.1, 11, "0" * 16),    # not one of the run's
+            ("9", q("9A"), 1011.0, 1011.1, 12, d[9]),    # its 250 lost, and dropped too
+            ("9", q("9B"), 1012.0, 1012.1, 13, d[9]))),
+        "mailrelayd.log": "".join("%s mailrelayd: %s\n" % r for r in (
+            (stamp(1009.95), q("3") + ": removed"),
+            (stamp(1008.1), q("6") + ": removed"),
+            (stamp(1012.5), q("5B") + ": from=<bench@bench.test>, size=1, nrcpt=1, uid=0, via=maildrop"),
+            (stamp(1009.99), q("9A") + ": from=<bench@bench.test>, size=1, nrcpt=1, uid=0, via=sendmail"),
+            (stamp(1010.9), q("9B") + ": from=<bench@bench.test>, size=1, nrcpt=1, uid=0, via=maildrop"))),
+    }
+    for name, text in files.items():
+        with open(os.path.join(work, name), "w") as f:
+            f.write(text)
+    r = LongRun(args, work)
+    ok, counts = r.judge(r.load())
+    want = dict(lost=1, in_flight=1, late=1, sub_twice=1, pickup_twice=1, no_kill=1, corrupt=1, foreign=1)
+    shutil.rmtree(work, ignore_errors=True)
+    if ok or counts != want:
+        note("self-test: the judge counted %r, not %r" % (counts, want))
+        return 1
+    print("self-test: every made-up case judged as it should be")
+    return 0
 
 
 def main():
     ap = argparse.ArgumentParser(description="The long fault run (bench/run --long).")
-    ap.add_argument("--build", required=True, help="the build directory (mailrelayd, mailrelay, mailrelay-sendmail)")
+    ap.add_argument("--build", help="the build directory (mailrelayd, mailrelay, mailrelay-sendmail)")
     ap.add_argument("--messages", type=int, default=10000)
     ap.add_argument("--kills", type=int, default=50)
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--workdir", default="/var/tmp", help="where the work directory is made (a real disk)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory after a pass too")
+    ap.add_argument("--judge", metavar="WORKDIR", help="judge a kept run again from its records")
+    ap.add_argument("--self-test", action="store_true", help="judge made-up records with one case of each class")
     a = ap.parse_args()
+    if a.self_test:
+        return self_test(a)
+    if a.judge:
+        r = LongRun(a, a.judge)
+        print("bench/long: judging %s again" % a.judge)
+        return 0 if r.judge(r.load())[0] else 1
+    if a.build is None:
+        note("--build is needed for a run")
+        return 64
     if a.messages < 1 or a.kills < 0:
         note("MESSAGES must be at least 1 and KILLS at least 0")
         return 64
