@@ -46,6 +46,7 @@ import datetime
 import hashlib
 import json
 import os
+import pwd
 import random
 import re
 import shutil
@@ -236,7 +237,6 @@ class LongRun:
             return s.getsockname()[1]
 
     def write_config(self, sport):
-        import pwd
         self.lport = self.free_port()
         w = self.work
         with open(self.conf, "w") as f:
