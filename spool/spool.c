@@ -1174,8 +1174,7 @@ spool_remove(struct spool *sp, const char *id, int sync_dir)
 	 * The .msg first: were the .env removed first, a crash in between
 	 * would leave a one-file message's tail to be read as its envelope,
 	 * and it would go out again from its first state.  The .env left
-	 * instead shows as damaged, content missing, for an admin to delete:
-	 * nothing is removed on a guess.
+	 * instead records a tail: spool_scan() knows it for what it is.
 	 */
 	name_of(name, sizeof name, id, ".msg");
 	if (unlinkat(sp->queuefd, name, 0) == -1 && errno != ENOENT)
@@ -1260,6 +1259,23 @@ spool_scan(struct spool *sp, int remove_orphans, spool_scan_fn fn, void *arg)
 		char err[256];
 		int rc;
 
+		if (!has_msg && remove_orphans && spool_env_read(sp, id, &env, err, sizeof err) == 0) {
+			/*
+			 * An .env that records a tail, without its .msg: a removal
+			 * cut short (it unlinks the .msg first), or content deleted
+			 * by hand.  Either way there is nothing left to deliver.
+			 */
+			unsigned long long tail = env.tail;
+			spool_env_free(&env);
+			if (tail != 0) {
+				char name[64];
+				name_of(name, sizeof name, id, ".env");
+				if (unlinkat(sp->queuefd, name, 0) == 0)
+					log_warnx("%s: envelope without content (a removal cut short by a crash, "
+					    "or the content deleted): removed", id);
+				goto next;
+			}
+		}
 		rc = spool_env_load(sp, id, &env, err, sizeof err);
 		if (rc == -1) {
 			/* a .msg with neither .env nor tail: an older version's interrupted submission */

@@ -35,15 +35,17 @@
  * and envelope were written as two files, .msg renamed first).  Removal
  * unlinks the .msg first, then the .env, then fsyncs queue/ (the
  * committer does it once per batch): a crash in between leaves an .env
- * without content, shown as damaged ("content missing (or its removal
- * was cut short)") for an admin to delete; the other order would let the
- * tail's first envelope send the message again.  At start, spool_scan()
- * moves a .msg without .env and without a tail to quarantine/: it was
- * never acknowledged (an older version's crash between its two renames).
+ * that records a tail without its .msg, which spool_scan() removes at
+ * start with a warning (nothing is left to deliver); the other order
+ * would let the tail's first envelope send the message again.  At start,
+ * spool_scan() also moves a .msg without .env and without a tail to
+ * quarantine/: it was never acknowledged (an older version's crash
+ * between its two renames).  An .env of the two-file layout without its
+ * .msg stays, shown as damaged, content missing.
  * Envelope updates write tmp/ID.env.new, fsync, rename over queue/ID.env.
  * With these orders every crash leaves each acknowledged message fully
- * queued or fully delivered (then, at worst, its envelope left, shown as
- * damaged): never lost, never sent again from a state it had left.
+ * queued or fully delivered: never lost, never sent again from a state
+ * it had left.
  *
  * Queue ids: 16 characters of [0-9A-F]: 8 hex digits of the arrival time in
  * seconds, 5 of microseconds, 3 of a per-process sequence.  They sort by
@@ -295,8 +297,10 @@ int  spool_remove(struct spool *sp, const char *id, int sync_dir);
  * reads it: damaged ones too, with their stand-in (env->damaged set; the
  * caller says so, spool_scan() does not log).  With remove_orphans (the
  * daemon at start), a .msg with neither .env nor tail (never
- * acknowledged) is moved to quarantine/ with a log line; without it, it
- * is passed over.  The env passed to the
+ * acknowledged) is moved to quarantine/, and an .env that records a tail
+ * without its .msg (a removal cut short) is removed, each with a log
+ * line; without it, the first is passed over and the second shown as
+ * damaged.  The env passed to the
  * callback is freed after it returns unless the callback returns 1 (it
  * then owns it).  Returns the number visited, -1 if the queue can't be read.
  */

@@ -47,16 +47,10 @@ def _garble_envelope(path):
     return "envelope:"
 
 
-def _remove_content(path):
-    os.unlink(path)
-    return "content missing"
-
-
 DAMAGE = {
     "envelope_cut_short": (".env", _cut_envelope),
     "content_cut_short": (".msg", _cut_content),
     "envelope_garbled": (".env", _garble_envelope),
-    "content_missing": (".msg", _remove_content),
 }
 
 
@@ -160,6 +154,34 @@ def test_damaged_at_start_is_held_shown_and_deleted(daemon, smarthost):
     for q in damaged:
         assert not os.path.exists(_queue_path(d, q, ".env"))
         assert not os.path.exists(_queue_path(d, q, ".msg"))
+
+
+def test_an_envelope_left_without_its_content_is_removed_at_start(daemon, smarthost):
+    """A removal unlinks the content first: a crash between its two unlinks
+    leaves an envelope that records a tail and has no .msg (made here by
+    deleting the .msg of a deferred message).  With the daemon down the
+    listing shows it as damaged; the next start removes it with one
+    warning, delivers the others, and nothing of it goes out."""
+    sh = smarthost(start=False)
+    d = daemon(sh, overrides={"retry_schedule": ["1h"]})
+    ids = _queue_three(d, "leftover")
+    d.stop()
+    victim = ids[1]
+    assert "\ntail\t" in d.envelope_text(victim)
+    os.unlink(_queue_path(d, victim, ".msg"))
+    q = {m["id"]: m for m in d.queue_json()}            # read from the spool
+    assert "content missing (or its removal was cut short)" in q[victim]["damaged"]
+
+    sh.start()
+    d.start()
+    d.wait_for_log(r"%s: envelope without content \(a removal cut short by a crash, or the content "
+                   r"deleted\): removed" % victim)
+    sh.wait_for(2)
+    d.wait_queue_empty()
+    assert not os.path.exists(_queue_path(d, victim, ".env"))
+    assert len(sh.delivered()) == 2
+    assert not any(re.search(rb"Subject: leftover 1\r\n", t.content) for t in sh.all_transactions())
+    assert _damage_lines(d, victim) == []
 
 
 def test_listing_with_the_daemon_down_shows_damage(daemon, smarthost):
