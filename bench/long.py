@@ -568,7 +568,11 @@ smarthost flaky { host = "127.0.0.1"; port = %d; tls = disabled; timeout = 30s; 
                         what, sub["path"] if sub else "unrecorded",
                         " through the maildrop" if sub and sub["maildrop"] else "",
                         "a kill at %s s" % self.rel(ks[0]) if ks else "no kill since it began"))
-                elif any(via.get(q[0][0]) == "sendmail" for q in entries):
+                elif any(via.get(q[0][0]) == "sendmail" for q in entries) or (
+                        any(q[0][0] not in via for q in entries) and any(sub["t0"] <= k <= sub["t1"] for k in ks)):
+                    # one entry from the socket (its acceptance logged, or
+                    # unlogged because the kill came while this sendmail
+                    # ran: the commit made, the 250 never sent), one from the maildrop
                     # one entry from the socket, one from the maildrop
                     sub_twice.append("%s (via %s); its sendmail ran from %s to %s s, the daemon killed at %s s"
                                      % (what, " and ".join(via.get(q[0][0], "unlogged") for q in entries),
