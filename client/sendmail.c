@@ -630,7 +630,11 @@ struct outgoing {
 	const char *added;              /* the header fields we add, CRLF */
 	size_t addlen;
 	const struct msgbuf *m;         /* the message as read */
+	char dropname[64];              /* the drop's name, sent as X-MAILDROP= too (maildrop.h) */
 };
+
+/* An older daemon answered 555 to X-MAILDROP=: MAIL is sent again without it. */
+static int maildrop_param_refused;
 
 static int
 drop_message(const struct config *conf, const struct outgoing *g, char *err, size_t errlen)
@@ -643,6 +647,7 @@ drop_message(const struct config *conf, const struct outgoing *g, char *err, siz
 	strlcpy_mr(de.notify, g->o->notify ? g->o->notify : "", sizeof de.notify);
 	strlcpy_mr(de.ret, g->o->ret ? g->o->ret : "", sizeof de.ret);
 	strlcpy_mr(de.envid, g->envid, sizeof de.envid);
+	strlcpy_mr(de.name, g->dropname, sizeof de.name);
 	size_t clen;
 	char *content = crlf_copy(g->m->data, g->m->len, &clen);
 	struct iovec parts[2] = {
@@ -830,9 +835,10 @@ queue_envelope_cmd(struct submit *s, const struct outgoing *g, size_t i, char *e
 	if (i == 0)
 		return submit_queue(s, err, errlen, "EHLO mailrelay-sendmail");
 	if (i == 1)
-		return submit_queue(s, err, errlen, "MAIL FROM:<%s> SIZE=%llu%s%s%s%s%s%s", g->sender, g->size,
+		return submit_queue(s, err, errlen, "MAIL FROM:<%s> SIZE=%llu%s%s%s%s%s%s%s%s", g->sender, g->size,
 		    g->eightbit ? " BODY=8BITMIME" : "", g->smtputf8 ? " SMTPUTF8" : "",
-		    o->ret ? " RET=" : "", o->ret ? o->ret : "", g->envid[0] ? " ENVID=" : "", g->envid);
+		    o->ret ? " RET=" : "", o->ret ? o->ret : "", g->envid[0] ? " ENVID=" : "", g->envid,
+		    maildrop_param_refused ? "" : " X-MAILDROP=", maildrop_param_refused ? "" : g->dropname);
 	if (i < o->nrcpt + 2)
 		return submit_queue(s, err, errlen, "RCPT TO:<%s>%s%s", o->rcpts[i - 2],
 		    o->notify ? " NOTIFY=" : "", o->notify ? o->notify : "");
@@ -841,7 +847,9 @@ queue_envelope_cmd(struct submit *s, const struct outgoing *g, size_t i, char *e
 
 /*
  * Judge the reply to envelope command i (as numbered above): 0 to go on,
- * -1 with err for a 421 (a broken conversation), and an exit with the
+ * 1 when MAIL got 555 for X-MAILDROP= from a daemon older than it (MAIL
+ * is then sent again without it, once), -1 with err for a 421 (a
+ * broken conversation), and an exit with the
  * reply's code for a refusal.  The exit closes the connection with the
  * replies to the rest of the group unread and the message unsent: if
  * DATA was answered 354 after a refused recipient, the daemon sees the
@@ -860,6 +868,10 @@ judge_envelope_reply(const struct outgoing *g, size_t i, const struct smtp_reply
 	} else if (i == 1) {
 		if (session_closed(r, "after MAIL", err, errlen))
 			return -1;
+		if (r->code == 555 && !maildrop_param_refused) {
+			maildrop_param_refused = 1;	/* a daemon older than X-MAILDROP=: again without it */
+			return 1;
+		}
 		if (smtp_reply_class(r) != 2)
 			submit_fail(reply_exit_code(r), r, "sender refused");
 	} else if (i < o->nrcpt + 2) {
@@ -917,8 +929,20 @@ submit_message(struct submit *s, const char *sock, const struct outgoing *g, cha
 			for (; sent < ncmd && sent - got < SUBMIT_GROUP_MAX; sent++)
 				if (queue_envelope_cmd(s, g, sent, err, errlen) == -1)
 					return -1;
-		if (submit_reply(s, &r, err, errlen) == -1 || judge_envelope_reply(g, got, &r, err, errlen) == -1)
+		if (submit_reply(s, &r, err, errlen) == -1)
 			return -1;
+		switch (judge_envelope_reply(g, got, &r, err, errlen)) {
+		case -1:
+			return -1;
+		case 1:
+			/* MAIL refused for X-MAILDROP=: the group's other replies (503s), then from MAIL again */
+			while (++got < sent)
+				if (submit_reply(s, &r, err, errlen) == -1)
+					return -1;
+			sent = got = 1;
+			got--;	/* the loop's got++ */
+			break;
+		}
 	}
 
 	out = xmalloc(2 * 65536 + 8);
@@ -1131,6 +1155,7 @@ main(int argc, char **argv)
 		.o = &o, .sender = sender, .size = size, .eightbit = eightbit, .smtputf8 = smtputf8,
 		.envid = envid, .added = added, .addlen = addlen, .m = &m,
 	};
+	maildrop_name(g.dropname);	/* made before the daemon hears of it: the same if the 250 is lost */
 	if (submit_message(&s, sock, &g, err, sizeof err) == -1) {
 		/*
 		 * The daemon is down, or the conversation broke before the

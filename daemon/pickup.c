@@ -556,7 +556,7 @@ import(const char *name)
 			log_warn("maildrop/%s: already queued as %s, but cannot remove it", name, qid);
 		else {
 			fsync_dir_fd(dropfd);
-			log_info("maildrop/%s: already queued as %s (imported before a crash); removed", name, qid);
+			log_info("maildrop/%s: already queued as %s (queued before a crash); removed", name, qid);
 		}
 		return;
 	}

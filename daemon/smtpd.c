@@ -107,6 +107,7 @@ struct ssession {
 	int eightbit;
 	int smtputf8;
 	char ret[5], envid[101];    /* DSN RET= and ENVID= */
+	char maildrop[64];          /* X-MAILDROP=: the drop the sendmail client writes if the 250 is lost */
 	struct srcpt *rcpts;
 	size_t nrcpt;
 	struct spool_txn txn;
@@ -184,7 +185,7 @@ txn_reset(struct ssession *s)
 	s->have_mail = 0;
 	s->eightbit = 0;
 	s->smtputf8 = 0;
-	s->ret[0] = s->envid[0] = '\0';
+	s->ret[0] = s->envid[0] = s->maildrop[0] = '\0';
 	s->size = 0;
 	s->too_big = 0;
 	s->id[0] = '\0';
@@ -685,6 +686,8 @@ data_finished(struct ssession *s)
 	req->env.smtputf8 = s->smtputf8;
 	strlcpy_mr(req->env.ret, s->ret, sizeof req->env.ret);
 	strlcpy_mr(req->env.envid, s->envid, sizeof req->env.envid);
+	/* the drop a lost 250 would make the client write: known at the next start (pickup.c) */
+	req->env.drop = s->maildrop[0] ? xstrdup(s->maildrop) : NULL;
 	for (i = 0; i < s->nrcpt; i++) {
 		size_t first = req->env.nrcpt, j;
 		local_add_rcpt(&req->env, s->rcpts[i].addr);
@@ -754,6 +757,11 @@ cmd_mail(struct ssession *s, const struct smtp_cmd *c)
 		reply(s, "553 5.1.7 Error: bad sender address syntax: %s (strict_addresses)", why);
 		return;
 	}
+	if (c->maildrop[0] && !s->is_unix) {
+		/* the sendmail client's own, on the local socket only */
+		reply(s, "555 5.5.4 Unsupported parameter X-MAILDROP");
+		return;
+	}
 	s->sender = c->path[0] ? qualify(c->path) : xstrdup("");
 	free(s->mail_path);
 	s->mail_path = xstrdup(c->path);
@@ -761,6 +769,7 @@ cmd_mail(struct ssession *s, const struct smtp_cmd *c)
 	s->smtputf8 = c->smtputf8;
 	strlcpy_mr(s->ret, c->ret, sizeof s->ret);
 	strlcpy_mr(s->envid, c->envid, sizeof s->envid);
+	strlcpy_mr(s->maildrop, c->maildrop, sizeof s->maildrop);
 	s->have_mail = 1;
 	reply(s, "250 2.1.0 Ok");
 }

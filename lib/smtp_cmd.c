@@ -50,7 +50,7 @@ static const char *const verb_names[] = {
 /* Bits for duplicate detection of ESMTP parameters. */
 enum {
 	P_SIZE = 1 << 0, P_BODY = 1 << 1, P_SMTPUTF8 = 1 << 2, P_RET = 1 << 3,
-	P_ENVID = 1 << 4, P_NOTIFY = 1 << 5, P_ORCPT = 1 << 6
+	P_ENVID = 1 << 4, P_NOTIFY = 1 << 5, P_ORCPT = 1 << 6, P_MAILDROP = 1 << 7
 };
 
 const char *
@@ -427,6 +427,8 @@ apply_param(struct smtp_cmd *cmd, const char *kw, size_t kwlen,
 		bit = P_RET;
 	else if (cmd->verb == SMTP_CMD_MAIL && word_is(kw, kwlen, "ENVID"))
 		bit = P_ENVID;
+	else if (cmd->verb == SMTP_CMD_MAIL && word_is(kw, kwlen, "X-MAILDROP"))
+		bit = P_MAILDROP;
 	else if (cmd->verb == SMTP_CMD_RCPT && word_is(kw, kwlen, "NOTIFY"))
 		bit = P_NOTIFY;
 	else if (cmd->verb == SMTP_CMD_RCPT && word_is(kw, kwlen, "ORCPT"))
@@ -508,6 +510,16 @@ apply_param(struct smtp_cmd *cmd, const char *kw, size_t kwlen,
 			return -1;
 		}
 		copy_upper(cmd->notify, val, vallen);
+		return 0;
+	case P_MAILDROP:
+		/* a drop's name as maildrop_name() makes it: digits and dots, not starting with a dot */
+		for (r = 0; (size_t)r < vallen && ((val[r] >= '0' && val[r] <= '9') || val[r] == '.'); r++)
+			;
+		if (vallen == 0 || vallen >= sizeof(cmd->maildrop) || val[0] == '.' || (size_t)r != vallen) {
+			cmd_error(errbuf, errlen, "Bad X-MAILDROP parameter");
+			return -1;
+		}
+		copy_str(cmd->maildrop, sizeof(cmd->maildrop), val, vallen);
 		return 0;
 	case P_ORCPT:
 		if (vallen >= sizeof(cmd->orcpt) || !valid_orcpt(val, vallen)) {

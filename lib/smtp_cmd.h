@@ -40,6 +40,7 @@ struct smtp_cmd {
 	int smtputf8;                   /* SMTPUTF8 given */
 	char ret[8];                    /* RET=FULL|HDRS, "" when absent */
 	char envid[101];                /* ENVID= (xtext kept encoded), "" when absent */
+	char maildrop[64];              /* X-MAILDROP= (mailrelay's own: the sendmail client's drop name), "" */
 	/* RCPT parameters */
 	char notify[64];                /* NOTIFY= as given (upper-cased), "" when absent */
 	char orcpt[SMTP_PATH_MAX + 16]; /* ORCPT= as given (xtext kept encoded), "" when absent */

@@ -18,6 +18,15 @@
 #include "util.h"
 #include "xmalloc.h"
 
+void
+maildrop_name(char out[64])
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	snprintf(out, 64, "%lld.%09ld.%ld", (long long)ts.tv_sec, ts.tv_nsec, (long)getpid());
+}
+
 int
 maildrop_write(const char *spool_dir, const struct maildrop_env *env,
     const struct iovec *parts, size_t nparts, char *errbuf, size_t errlen)
@@ -40,7 +49,10 @@ maildrop_write(const char *spool_dir, const struct maildrop_env *env,
 	}
 	clock_gettime(CLOCK_REALTIME, &ts);
 	snprintf(tmp, sizeof tmp, ".tmp.%ld.%ld", (long)getpid(), (long)ts.tv_nsec);
-	snprintf(final, sizeof final, "%lld.%09ld.%ld", (long long)ts.tv_sec, ts.tv_nsec, (long)getpid());
+	if (env->name[0] != '\0')
+		snprintf(final, sizeof final, "%s", env->name);
+	else
+		maildrop_name(final);
 	fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0640);
 	if (fd == -1) {
 		snprintf(errbuf, errlen, "%s/%s: %s", dir, tmp, strerror(errno));

@@ -53,9 +53,19 @@ struct maildrop_env {
 	char notify[32];        /* "" when not given */
 	char ret[5];
 	char envid[101];        /* xtext */
+	char name[64];          /* the drop's name (maildrop_name()), "" for a new one */
 };
 
-/* Write a drop durably; 0, or -1 with errbuf (nothing is left behind). */
+/*
+ * A name for a drop, unique on this machine: seconds, nanoseconds and the
+ * process id.  The sendmail client makes it before it talks to the daemon
+ * and sends it along (X-MAILDROP=): when the reply to its final dot is
+ * lost and it writes the drop, the daemon knows the message it already
+ * committed (see daemon/pickup.c).
+ */
+void maildrop_name(char out[64]);
+
+/* Write a drop durably (named env->name when set); 0, or -1 with errbuf (nothing is left behind). */
 int maildrop_write(const char *spool_dir, const struct maildrop_env *env,
     const struct iovec *parts, size_t nparts, char *errbuf, size_t errlen);
 

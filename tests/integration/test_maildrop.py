@@ -160,10 +160,41 @@ def test_a_drop_committed_before_a_crash_is_not_imported_twice(daemon, smarthost
 
     sh.start()
     d.start()
-    d.wait_for_log(r"maildrop/%s: already queued as %s \(imported before a crash\); removed"
+    d.wait_for_log(r"maildrop/%s: already queued as %s \(queued before a crash\); removed"
                    % (re.escape(name), m["id"]))
     sh.wait_for(1)
     d.wait_queue_empty()
     assert maildrop_files(d) == []
     assert [t.content for t in sh.delivered()] == [to_crlf(msg)]
     assert len([a for a in d.accepted() if a.get("via") == "maildrop"]) == 1
+
+
+def test_a_lost_250_to_the_dot_does_not_queue_the_message_twice(daemon, smarthost):
+    """The daemon commits a submission and is killed before its 250 reaches
+    sendmail, which then writes the message to the maildrop, under the
+    name it sent in MAIL (X-MAILDROP=).  Made exactly: a message queued
+    through the socket, then the same message dropped while the daemon is
+    down, the drop renamed to the name the queued message records.  The
+    next start removes the drop instead of queueing it again."""
+    sh = smarthost(start=False)
+    d = daemon(sh)
+    msg = make_message(subject="the 250 lost")
+    r = d.sendmail(["-i", "-f", SENDER, RCPT], msg)
+    assert r.rc == 0, r
+    qid = d.accepted_id(SENDER)
+    name = re.search(r"^drop\t(\S+)$", d.envelope_text(qid), re.M).group(1)
+    d.kill()
+    r = d.sendmail(["-i", "-f", SENDER, RCPT], msg)      # the daemon is down: the maildrop
+    assert r.rc == 0, r
+    (dropped,) = maildrop_files(d)
+    md = os.path.join(d.spool, "maildrop")
+    os.rename(os.path.join(md, dropped), os.path.join(md, name))
+
+    sh.start()
+    d.start()
+    d.wait_for_log(r"maildrop/%s: already queued as %s \(queued before a crash\); removed"
+                   % (re.escape(name), qid))
+    sh.wait_for(1)
+    d.wait_queue_empty()
+    assert [t.content for t in sh.delivered()] == [to_crlf(msg)]
+    assert maildrop_files(d) == []

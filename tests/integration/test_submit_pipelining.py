@@ -24,7 +24,7 @@ import time
 
 import pytest
 
-from mrtest import make_message, one_line, to_crlf, wait_until
+from mrtest import RawSMTP, make_message, one_line, to_crlf, wait_until
 
 SENDER = "sender@example.org"
 ENVELOPE_WAIT = 3.0         # seconds the stand-in waits for the whole envelope
@@ -392,3 +392,98 @@ def test_large_message_is_streamed_intact(daemon, smarthost):
     assert r.rc == 0 and r.err == b"", r
     t = sh.wait_for(1, timeout=30)[0]
     assert t.content == to_crlf(msg)
+
+
+class OlderDaemon(threading.Thread):
+    """A daemon from before X-MAILDROP=: it refuses that MAIL parameter with
+    555 (the rest of the group then gets 503s), takes the message otherwise."""
+
+    def __init__(self, path):
+        super().__init__(daemon=True)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(1)
+        self.sock.settimeout(20)
+        self.path = path
+        self.commands, self.message, self.error = [], b"", None
+        self.start()
+
+    def run(self):
+        try:
+            conn, _ = self.sock.accept()
+            with conn:
+                conn.settimeout(10)
+                f = conn.makefile("rb")
+                conn.sendall(b"220 relay.test ESMTP older\r\n")
+                have_mail = False
+                while True:
+                    line = f.readline()
+                    if not line:
+                        return
+                    cmd = line.decode().rstrip("\r\n")
+                    self.commands.append(cmd)
+                    verb = cmd.split()[0].upper()
+                    if verb == "EHLO":
+                        conn.sendall(EHLO_REPLY)
+                    elif verb == "MAIL" and "X-MAILDROP=" in cmd:
+                        conn.sendall(b"555 5.5.4 Unsupported parameter X-MAILDROP\r\n")
+                    elif verb == "MAIL":
+                        have_mail = True
+                        conn.sendall(b"250 2.1.0 Ok\r\n")
+                    elif verb in ("RCPT", "DATA") and not have_mail:
+                        conn.sendall(b"503 5.5.1 Error: need MAIL command\r\n")
+                    elif verb == "RCPT":
+                        conn.sendall(b"250 2.1.5 Ok\r\n")
+                    elif verb == "DATA":
+                        conn.sendall(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                        while not self.message.endswith(b"\r\n.\r\n"):
+                            chunk = f.readline()
+                            if not chunk:
+                                return
+                            self.message += chunk
+                        conn.sendall(QUEUED)
+                    elif verb == "QUIT":
+                        return
+        except Exception as e:
+            self.error = e
+
+    def stop(self):
+        self.join(15)
+        self.sock.close()
+        os.unlink(self.path)
+        if self.error is not None:
+            raise self.error
+
+
+def test_a_daemon_older_than_x_maildrop_gets_the_mail_command_again_without_it(standin_daemon):
+    """The client names the drop it would write in MAIL (X-MAILDROP=); a
+    daemon still running from before that parameter answers 555, and the
+    client sends MAIL, the RCPTs and DATA again without it: queued, exit 0,
+    nothing in the maildrop."""
+    d = standin_daemon
+    s = OlderDaemon(d.submit_sock)
+    try:
+        r = d.sendmail(["-i", "-f", SENDER, "a@example.net"], make_message(subject="older"), timeout=15)
+    finally:
+        s.stop()
+    assert r.rc == 0, r
+    mails = [c for c in s.commands if c.startswith("MAIL")]
+    assert len(mails) == 2 and "X-MAILDROP=" in mails[0] and "X-MAILDROP=" not in mails[1], s.commands
+    assert s.message.endswith(b"\r\n.\r\n")
+    assert not os.path.isdir(os.path.join(d.spool, "maildrop")) or \
+        os.listdir(os.path.join(d.spool, "maildrop")) == []
+
+
+def test_x_maildrop_is_refused_over_tcp(daemon):
+    """X-MAILDROP= is the sendmail client's, on the local socket: over TCP it
+    is an unknown parameter."""
+    d = daemon()
+    c = RawSMTP(socket.AF_INET, ("127.0.0.1", d.tcp_port))
+    try:
+        assert c.reply()[0] == 220
+        assert c.cmd("EHLO client.test")[0] == 250
+        code, text = c.cmd("MAIL FROM:<a@example.org> X-MAILDROP=1733288000.123456789.4242")
+        assert code == 555 and "X-MAILDROP" in text[0], (code, text)
+        assert c.cmd("MAIL FROM:<a@example.org>")[0] == 250     # the session goes on
+    finally:
+        c.close()

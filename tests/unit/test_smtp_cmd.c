@@ -453,6 +453,17 @@ test_envid(void **state)
 	(void)state;
 	assert_int_equal(parse("MAIL FROM:<a@b> ENVID=QQ314159+2B+3Dx"), 0);
 	assert_string_equal(cmd.envid, "QQ314159+2B+3Dx");
+	/* the sendmail client's drop name: digits and dots, MAIL only */
+	assert_int_equal(parse("MAIL FROM:<a@b> SIZE=10 X-MAILDROP=1733288000.123456789.4242"), 0);
+	assert_string_equal(cmd.maildrop, "1733288000.123456789.4242");
+	assert_int_equal(parse("MAIL FROM:<a@b>"), 0);
+	assert_string_equal(cmd.maildrop, "");
+	refused("MAIL FROM:<a@b> X-MAILDROP=../queue/x", "Bad X-MAILDROP parameter");
+	refused("MAIL FROM:<a@b> X-MAILDROP=.tmp.1", "Bad X-MAILDROP parameter");
+	refused("MAIL FROM:<a@b> X-MAILDROP=", "Bad parameter syntax");
+	refused("MAIL FROM:<a@b> X-MAILDROP=1234567890123456789012345678901234567890123456789012345678901234",
+	    "Bad X-MAILDROP parameter");
+	refused("RCPT TO:<a@b> X-MAILDROP=1.2", "Unsupported parameter X-MAILDROP");
 	refused("MAIL FROM:<a@b> ENVID=a+2b", "Bad ENVID parameter");
 	refused("MAIL FROM:<a@b> ENVID=a+", "Bad ENVID parameter");
 	refused("MAIL FROM:<a@b> ENVID=a+4", "Bad ENVID parameter");
