@@ -107,10 +107,12 @@ def test_unloadable_libcurl_defers_the_oauth2_smarthost_only(build, daemon, work
     msg, qid = submit(d, "through m365", sender="app@contoso.test")
     rec = d.wait_for_record(id=qid, to=RCPT, status="deferred", timeout=15)
     # one line naming the library and the loader's reason
+    # (one per token request: the background renewal may make another before the end)
     lines = loader_lines(d)
-    assert len(lines) == 1, d.log_text()[-3000:]
-    assert re.match(r"^mailrelayd: smarthost m365: cannot load libcurl\.so\.4: "
-                    r"/\S*/libcurl\.so\.4[.\d]*: file too short$", lines[0]), lines[0]
+    assert len(lines) >= 1, d.log_text()[-3000:]
+    for line in lines:
+        assert re.match(r"^mailrelayd: smarthost m365: cannot load libcurl\.so\.4: "
+                        r"/\S*/libcurl\.so\.4[.\d]*: file too short$", line), line
     assert rec["dsn"] == "4.7.0" and "cannot load libcurl.so.4" in rec["text"], rec["line"]
     assert endpoint.requests() == [], endpoint.summary()
     # the failure kind is AUTH_TOKEN's, as for any token failure
@@ -132,7 +134,10 @@ def test_unloadable_libcurl_defers_the_oauth2_smarthost_only(build, daemon, work
     d.mailrelay(["flush"])
     sent(d, qid)
     assert [r.status for r in endpoint.requests()] == [200], endpoint.summary()
-    assert len(loader_lines(d)) == 1, d.log_text()[-3000:]
+    # no load failed after the token was had
+    log = d.log_lines()
+    got = max(i for i, l in enumerate(log) if "smarthost m365: OAuth2 access token obtained" in l)
+    assert not any("cannot load libcurl" in l for l in log[got:]), d.log_text()[-3000:]
 
 
 def sanitized(build):
