@@ -370,7 +370,10 @@ def test_explicit_refusal_keeps_its_exit_code_and_drops_nothing(daemon, smarthos
             for answer in (b"250 ok", b"250 ok", reply, b"221 bye"):
                 if not f.readline():
                     return
-                conn.sendall(answer + b"\r\n")
+                try:
+                    conn.sendall(answer + b"\r\n")
+                except (BrokenPipeError, ConnectionResetError):
+                    return      # the client left at the refusal, the rest of its group unanswered
 
     t = threading.Thread(target=serve, daemon=True)
     t.start()
