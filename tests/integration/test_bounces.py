@@ -257,7 +257,7 @@ def test_a_failure_is_reported_at_once_while_other_recipients_wait(daemon, smart
     # (the notice leaves the queue a moment after the smarthost has it)
     wait_until(lambda: [m["id"] for m in d.queue_json()] == [qid], what="only the original queued")
     env = os.path.join(d.spool, "queue", qid + ".env")
-    wait_until(lambda: "reported\t1\n" in open(env).read(), what="the reported mark on disk")
+    wait_until(lambda: os.path.exists(env) and "reported\t1\n" in open(env).read(), what="the reported mark on disk")
     assert "<gone@example.net>: failed, 1 attempt, sender notified" in d.mailrelay(["show", qid]).out_text
     d.restart()
     d.wait_for_record(id=qid, to="busy@example.net", status="deferred", attempts="2")

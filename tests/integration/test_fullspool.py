@@ -438,7 +438,9 @@ def test_concurrent_submissions_as_the_disk_fills(spoolfs, daemon, smarthost):
     assert len(ok) <= 8 and len(refused) >= 8, [r.rc for r in results]
     assert len(d.accepted()) == len(ok)
     assert d.tmp_files() == []
-    assert len(d.queue_files()) == 2 * len(ok)
+    # one .msg each (an .env beside it once its deferral is written)
+    assert sorted(f for f in d.queue_files() if f.endswith(".msg")) == sorted(r["id"] + ".msg" for r in d.accepted())
+    assert set(f[:-4] for f in d.queue_files()) == set(r["id"] for r in d.accepted())
     assert d.alive
 
     fs.release()
@@ -674,10 +676,6 @@ def test_state_the_full_disk_refused_is_recorded_once_space_returns(spoolfs, dae
     qid = d.accepted_id(SENDER)
     d.wait_for_record(id=qid, to="later@example.net", status="deferred")
 
-    fs.fill()
-    sh.start()
-    d.wait_for_record(id=qid, to="good@example.net", status="sent", timeout=10)
-    d.wait_for_log(r"%s: cannot record delivery state: .*%s" % (qid, re.escape(ENOSPC_TEXT)))
     def on_disk():
         # the envelope file itself (mailrelay queue asks the daemon, which knows better)
         try:
@@ -686,6 +684,13 @@ def test_state_the_full_disk_refused_is_recorded_once_space_returns(spoolfs, dae
         except FileNotFoundError:
             return None
         return {r[5]: r[1] for r in rcpts}
+    # the deferral written before the disk fills (the first change makes the .env)
+    wait_until(lambda: on_disk() == {"good@example.net": "pending", "later@example.net": "pending"},
+               what="the deferral on disk")
+    fs.fill()
+    sh.start()
+    d.wait_for_record(id=qid, to="good@example.net", status="sent", timeout=10)
+    d.wait_for_log(r"%s: cannot record delivery state: .*%s" % (qid, re.escape(ENOSPC_TEXT)))
     assert on_disk() == {"good@example.net": "pending", "later@example.net": "pending"}
 
     fs.release()
@@ -716,6 +721,8 @@ def test_delete_and_hold_answer_only_once_on_disk(spoolfs, daemon, smarthost):
     assert send(d, msg).rc == 0
     qid = d.accepted_id(SENDER)
     d.wait_for_record(id=qid, status="deferred")
+    # the deferral written (the first change puts the envelope beside the content)
+    wait_until(lambda: listing(d)["queue"] == [qid + ".env", qid + ".msg"], what="the deferral on disk")
     fs.remount("ro")
     r = d.mailrelay(["delete", qid])
     assert r.rc == 75, r
