@@ -234,18 +234,3 @@ submit_queue(struct submit *s, char *errbuf, size_t errlen, const char *fmt, ...
 		return -1;
 	return submit_queue_raw(s, line, (size_t)n, errbuf, errlen);
 }
-
-int
-submit_cmd(struct submit *s, struct smtp_reply *r, char *errbuf, size_t errlen, const char *fmt, ...)
-{
-	char line[2100];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = format_cmd(s, line, sizeof line, errbuf, errlen, fmt, ap);
-	va_end(ap);
-	if (n == -1 || submit_queue_raw(s, line, (size_t)n, errbuf, errlen) == -1)
-		return -1;
-	return submit_reply(s, r, errbuf, errlen);
-}

@@ -35,9 +35,6 @@ struct submit {
 int  submit_connect(struct submit *s, const char *path, char *errbuf, size_t errlen);
 /* Send what is queued, then read one complete reply.  -1 with errbuf on I/O errors, timeouts or garbage. */
 int  submit_reply(struct submit *s, struct smtp_reply *r, char *errbuf, size_t errlen);
-/* Send one command line (CRLF added) and read its reply. */
-int  submit_cmd(struct submit *s, struct smtp_reply *r, char *errbuf, size_t errlen,
-    const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 /*
  * Queue one command line (CRLF added; shown at once with -v), to be sent
  * with those queued around it.  -1 with errbuf when it is too long, or
