@@ -550,7 +550,8 @@ import(const char *name)
 	ssize_t n;
 	int fd, eof, bad, complete;
 
-	if ((qid = queue_loaded_drop(name)) != NULL) {
+	if (fstatat(dropfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+	    (qid = queue_loaded_drop(name, st.st_uid)) != NULL) {
 		/* committed before a crash kept it from being removed: already queued, not again */
 		if (unlinkat(dropfd, name, 0) == -1 && errno != ENOENT)
 			log_warn("maildrop/%s: already queued as %s, but cannot remove it", name, qid);

@@ -169,6 +169,7 @@ qmsg_free(struct qmsg *m)
 struct loaded_drop {
 	char *name;
 	char id[QID_LEN + 1];
+	uid_t uid;                  /* the submitter: only its own drop is taken for the message */
 };
 static struct loaded_drop *loaded_drops;
 static size_t nloaded_drops, loaded_drops_cap;
@@ -180,14 +181,14 @@ cmp_drop(const void *a, const void *b)
 }
 
 const char *
-queue_loaded_drop(const char *name)
+queue_loaded_drop(const char *name, uid_t owner)
 {
 	struct loaded_drop key = { .name = (char *)name }, *hit;
 
 	if (nloaded_drops == 0)
 		return NULL;
 	hit = bsearch(&key, loaded_drops, nloaded_drops, sizeof *loaded_drops, cmp_drop);
-	return hit != NULL ? hit->id : NULL;
+	return hit != NULL && hit->uid == owner ? hit->id : NULL;
 }
 
 void
@@ -215,6 +216,7 @@ load_one(struct spool_env *env, void *arg)
 			loaded_drops = xreallocarray(loaded_drops, loaded_drops_cap, sizeof *loaded_drops);
 		}
 		loaded_drops[nloaded_drops].name = xstrdup(env->drop);
+		loaded_drops[nloaded_drops].uid = env->uid;
 		memcpy(loaded_drops[nloaded_drops++].id, env->id, QID_LEN + 1);
 	}
 	if (env->damaged[0]) {

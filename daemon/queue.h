@@ -59,10 +59,12 @@ void queue_init(void);
 int  queue_load(void);
 /*
  * The id of a message found at start that was imported from maildrop file
- * name, or NULL (pickup asks before it imports a drop); the names are
- * kept until queue_loaded_drops_free().
+ * name, or NULL (pickup asks before it imports a drop); only a message of
+ * the drop's owner counts, so that no local user can name another's drop
+ * in MAIL (X-MAILDROP=) and have it dropped.  The names are kept until
+ * queue_loaded_drops_free().
  */
-const char *queue_loaded_drop(const char *name);
+const char *queue_loaded_drop(const char *name, uid_t owner);
 void queue_loaded_drops_free(void);
 /* A message just committed (the queue takes ownership of env's contents). */
 void queue_add(struct spool_env *env);

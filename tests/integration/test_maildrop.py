@@ -198,3 +198,33 @@ def test_a_lost_250_to_the_dot_does_not_queue_the_message_twice(daemon, smarthos
     d.wait_queue_empty()
     assert [t.content for t in sh.delivered()] == [to_crlf(msg)]
     assert maildrop_files(d) == []
+
+
+def test_a_drop_name_claimed_by_another_user_is_imported_all_the_same(daemon, smarthost):
+    """X-MAILDROP= is the client's word: a local user could name another
+    user's drop in MAIL.  A queued message only stands for a drop of its own
+    submitter: the drop of another owner under that name is imported and
+    delivered, not removed."""
+    sh = smarthost(start=False)
+    d = daemon(sh)
+    mine = make_message(subject="claims a name")
+    r = d.sendmail(["-i", "-f", SENDER, RCPT], mine)
+    assert r.rc == 0, r
+    qid = d.accepted_id(SENDER)
+    name = re.search(r"^drop\t(\S+)$", d.envelope_text(qid), re.M).group(1)
+    d.kill()
+    theirs = make_message(subject="someone else's drop")
+    r = d.sendmail(["-i", "-f", SENDER, RCPT], theirs)    # the daemon is down: the maildrop
+    assert r.rc == 0, r
+    (dropped,) = maildrop_files(d)
+    md = os.path.join(d.spool, "maildrop")
+    os.rename(os.path.join(md, dropped), os.path.join(md, name))
+    os.chown(os.path.join(md, name), 65534, -1)            # another user's drop, same name
+
+    sh.start()
+    d.start()
+    sh.wait_for(2)
+    d.wait_queue_empty()
+    assert sorted(t.content for t in sh.delivered()) == sorted([to_crlf(mine), to_crlf(theirs)])
+    assert not any("already queued" in line for line in d.log_lines())
+    assert [a["uid"] for a in d.accepted() if a.get("via") == "maildrop"] == ["65534"]
