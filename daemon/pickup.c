@@ -547,11 +547,13 @@ import(const char *name)
 	size_t off, cap, clen, hl, hsec, nl = 0;
 	char *buf, *c, *nh = NULL;
 	const char *qid;
+	uid_t submitter;
 	ssize_t n;
 	int fd, eof, bad, complete;
 
-	if (fstatat(dropfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
-	    (qid = queue_loaded_drop(name, st.st_uid)) != NULL) {
+	if ((qid = queue_loaded_drop(name, &submitter)) != NULL &&
+	    fstatat(dropfd, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+	    st.st_uid == submitter) {
 		/* committed before a crash kept it from being removed: already queued, not again */
 		if (unlinkat(dropfd, name, 0) == -1 && errno != ENOENT)
 			log_warn("maildrop/%s: already queued as %s, but cannot remove it", name, qid);

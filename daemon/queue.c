@@ -181,14 +181,17 @@ cmp_drop(const void *a, const void *b)
 }
 
 const char *
-queue_loaded_drop(const char *name, uid_t owner)
+queue_loaded_drop(const char *name, uid_t *submitter)
 {
 	struct loaded_drop key = { .name = (char *)name }, *hit;
 
 	if (nloaded_drops == 0)
 		return NULL;
 	hit = bsearch(&key, loaded_drops, nloaded_drops, sizeof *loaded_drops, cmp_drop);
-	return hit != NULL && hit->uid == owner ? hit->id : NULL;
+	if (hit == NULL)
+		return NULL;
+	*submitter = hit->uid;
+	return hit->id;
 }
 
 void

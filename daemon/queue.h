@@ -59,12 +59,13 @@ void queue_init(void);
 int  queue_load(void);
 /*
  * The id of a message found at start that was imported from maildrop file
- * name, or NULL (pickup asks before it imports a drop); only a message of
- * the drop's owner counts, so that no local user can name another's drop
+ * name (its submitter in *submitter), or NULL; pickup asks before it
+ * imports a drop, and takes the message for the drop only when the drop's
+ * owner is its submitter, so that no local user can name another's drop
  * in MAIL (X-MAILDROP=) and have it dropped.  The names are kept until
  * queue_loaded_drops_free().
  */
-const char *queue_loaded_drop(const char *name, uid_t owner);
+const char *queue_loaded_drop(const char *name, uid_t *submitter);
 void queue_loaded_drops_free(void);
 /* A message just committed (the queue takes ownership of env's contents). */
 void queue_add(struct spool_env *env);
