@@ -150,7 +150,7 @@ queue_notice(const struct spool_env *env, const char *to, const char *via,
 	localtime_r(&now, &tm);
 	orig = spool_msg_read(&D->spool, env, RETURN_MAX, &olen);
 	dm.reporting_mta = D->conf->hostname;
-	dm.envid = env->envid[0] ? env->envid : NULL;
+	dm.envid = env->envid;
 	dm.queue_id = env->id;
 	dm.arrival = env->arrival;
 	dm.now = now;

@@ -3,7 +3,10 @@
  *
  * Retry policy lives here and nowhere else: a deferred recipient is due
  * again after retry_schedule[attempts - 1] (the last step repeats); a
- * message's timer fires at the earliest due pending recipient.  Whether a
+ * message is due at its earliest due pending recipient.  The waiting
+ * messages are kept in a heap by the time they are due, under one timer
+ * for the whole queue (armed for the earliest): a timer event per message
+ * was a third of the memory a large deferred queue held.  Whether a
  * temporary failure after max_queue_time becomes permanent is the failure
  * table's decision (delivery_trouble.c, TK_EXPIRED), taken before the
  * outcome comes here.  Outcomes are persisted before a message is
@@ -107,9 +110,9 @@ queue_on_ready(queue_ready_fn fn)
 static void
 make_ready(struct qmsg *m)
 {
-	char why[sizeof m->env.damaged];
+	char why[SPOOL_DAMAGED_MAX];
 
-	if (m->ready || m->inflight || m->removed || m->env.held || m->env.damaged[0])
+	if (m->ready || m->inflight || m->removed || m->env.held || m->env.damaged)
 		return;
 	if (m->checked)
 		m->checked = 0;	/* a stat is what the load or the commit just did */
@@ -125,12 +128,128 @@ make_ready(struct qmsg *m)
 		ready_hook();
 }
 
+/*
+ * The waiting messages: a binary heap by due time, m->slot being a
+ * message's index + 1 (0: not in it), and one timer armed for the top.
+ */
+static struct qmsg **wait_heap;
+static unsigned nwait, wait_cap;
+static struct event *wait_ev;
+static time_t wait_armed;		/* the due time the timer is armed for, 0: none */
+
 static void
-on_timer(evutil_socket_t fd, short what, void *arg)
+heap_put(unsigned i, struct qmsg *m)
 {
+	wait_heap[i] = m;
+	m->slot = i + 1;
+}
+
+static void
+heap_up(unsigned i)
+{
+	struct qmsg *m = wait_heap[i];
+
+	while (i > 0 && wait_heap[(i - 1) / 2]->due > m->due) {
+		heap_put(i, wait_heap[(i - 1) / 2]);
+		i = (i - 1) / 2;
+	}
+	heap_put(i, m);
+}
+
+static void
+heap_down(unsigned i)
+{
+	struct qmsg *m = wait_heap[i];
+
+	for (;;) {
+		unsigned c = 2 * i + 1;
+		if (c >= nwait)
+			break;
+		if (c + 1 < nwait && wait_heap[c + 1]->due < wait_heap[c]->due)
+			c++;
+		if (wait_heap[c]->due >= m->due)
+			break;
+		heap_put(i, wait_heap[c]);
+		i = c;
+	}
+	heap_put(i, m);
+}
+
+static void wait_arm(void);
+
+/* Out of the waiting heap (nothing when it is not in it). */
+static void
+wait_del(struct qmsg *m)
+{
+	unsigned i;
+	struct qmsg *last;
+
+	if (m->slot == 0)
+		return;
+	i = m->slot - 1;
+	m->slot = 0;
+	last = wait_heap[--nwait];
+	if (i < nwait) {
+		heap_put(i, last);
+		heap_up(i);
+		heap_down(last->slot - 1);
+	}
+	if (nwait == 0 && wait_ev != NULL) {
+		evtimer_del(wait_ev);
+		wait_armed = 0;
+	}
+}
+
+/* Wait until due (a message waiting already is moved). */
+static void
+wait_add(struct qmsg *m, time_t due)
+{
+	wait_del(m);
+	if (nwait == wait_cap) {
+		wait_cap = wait_cap ? 2 * wait_cap : 64;
+		wait_heap = xreallocarray(wait_heap, wait_cap, sizeof *wait_heap);
+	}
+	m->due = due;
+	heap_put(nwait++, m);
+	heap_up(nwait - 1);
+	wait_arm();
+}
+
+static void make_ready(struct qmsg *m);
+
+static void
+on_wait_timer(evutil_socket_t fd, short what, void *arg)
+{
+	time_t now = time(NULL);
+
 	(void)fd;
 	(void)what;
-	make_ready(arg);
+	(void)arg;
+	wait_armed = 0;
+	while (nwait > 0 && wait_heap[0]->due <= now) {
+		struct qmsg *m = wait_heap[0];
+		wait_del(m);
+		make_ready(m);
+	}
+	wait_arm();
+}
+
+/* The timer, for the earliest waiting message (not touched when it is armed for that already). */
+static void
+wait_arm(void)
+{
+	time_t now, due;
+	struct timeval tv = { 0, 0 };
+
+	if (nwait == 0 || wait_heap[0]->due == wait_armed)
+		return;
+	due = wait_heap[0]->due;
+	now = time(NULL);
+	if (wait_ev == NULL)
+		wait_ev = evtimer_new(D->base, on_wait_timer, NULL);
+	tv.tv_sec = due > now ? due - now : 0;
+	evtimer_add(wait_ev, &tv);
+	wait_armed = due;
 }
 
 static struct qmsg *
@@ -140,7 +259,6 @@ qmsg_new(struct spool_env *env)
 
 	m->env = *env;
 	memset(env, 0, sizeof *env);
-	m->timer = evtimer_new(D->base, on_timer, m);
 	TAILQ_INSERT_TAIL(&all_msgs, m, all_entry);
 	nmsgs++;
 	return m;
@@ -155,7 +273,7 @@ qmsg_free(struct qmsg *m)
 		TAILQ_REMOVE(&write_msgs, m, write_entry);
 	TAILQ_REMOVE(&all_msgs, m, all_entry);
 	nmsgs--;
-	event_free(m->timer);
+	wait_del(m);
 	spool_env_free(&m->env);
 	free(m);
 }
@@ -222,10 +340,12 @@ load_one(struct spool_env *env, void *arg)
 		loaded_drops[nloaded_drops].uid = env->uid;
 		memcpy(loaded_drops[nloaded_drops++].id, env->id, QID_LEN + 1);
 	}
-	if (env->damaged[0]) {
+	if (env->damaged) {
 		damaged(qmsg_new(env), NULL);	/* said once, kept for an admin */
 		return 1;
 	}
+	/* the history stays on disk: the updates add to it (spool_env_stage_update()) */
+	spool_env_clear_hist(env);
 	for (i = 0; i < env->nrcpt; i++) {
 		if (env->rcpts[i].status == RCPT_PENDING) {
 			/* A restart is a good reason to try again now. */
@@ -305,9 +425,9 @@ static void
 damaged(struct qmsg *m, const char *why)
 {
 	if (why != NULL) {
-		if (m->env.damaged[0])
+		if (m->env.damaged)
 			return;
-		strlcpy_mr(m->env.damaged, why, sizeof m->env.damaged);
+		spool_env_set_damaged(&m->env, why);
 	}
 	if (!m->inflight)
 		unready(m);
@@ -318,9 +438,9 @@ damaged(struct qmsg *m, const char *why)
 int
 queue_verify(struct qmsg *m, int fd)
 {
-	char why[sizeof m->env.damaged];
+	char why[SPOOL_DAMAGED_MAX];
 
-	if (m->env.damaged[0])
+	if (m->env.damaged)
 		return -1;
 	if (spool_msg_check(&D->spool, &m->env, fd, why, sizeof why) == 0)
 		return 0;
@@ -472,15 +592,18 @@ queue_schedule(struct qmsg *m)
 		make_ready(m);
 		return;
 	}
-	struct timeval tv = { .tv_sec = next - now, .tv_usec = 0 };
-	evtimer_add(m->timer, &tv);
+	wait_add(m, next);
 }
 
 static void on_committed(struct commit_req *req, void *arg);
 
 /*
  * An update of the envelope as it is now; the message is clean from here
- * on.  The request carries the envelope rendered, not a copy of it: a few
+ * on.  The history is not kept in memory (up to SPOOL_HISTORY_MAX attempts
+ * per message, most of a deferred queue's memory): a message holds the
+ * attempts made since its last update, which the request takes and the
+ * committer adds to those on disk.  The request carries the envelope
+ * rendered, not a copy of it: a few
  * hundred octets instead of a structure and its strings, which matters
  * when a whole queue is deferred at once (100,000 messages after a
  * restart with the smarthost down).
@@ -493,6 +616,11 @@ update_req(struct qmsg *m)
 	req->kind = COMMIT_UPDATE;
 	nupdates++;	/* on_committed() counts it out */
 	memcpy(req->id, m->env.id, sizeof req->id);
+	/* the attempts made since the last update go with it; the text has none */
+	req->hist = m->env.hist;
+	req->nhist = m->env.nhist;
+	m->env.hist = NULL;
+	m->env.nhist = 0;
 	req->text = spool_env_render(&m->env, &req->textlen);
 	m->dirty = 0;
 	return req;
@@ -508,7 +636,7 @@ persist(struct qmsg *m, void *arg)
 {
 	struct commit_req *req;
 
-	if (m->env.damaged[0])
+	if (m->env.damaged)
 		return;		/* never written over: the files stay as found */
 	if (!m->urgent && arg == NULL && nupdates >= UPDATES_MAX) {
 		if (!m->write_waits) {
@@ -620,6 +748,27 @@ persist_later(const char *id)
 		evtimer_add(persist_ev, &tv);
 }
 
+/* An update was not written: its attempts go back to the message, before those made since. */
+static void
+hist_back(struct commit_req *req)
+{
+	struct qmsg *m = find_any(req->id);
+	struct spool_env h = { .hist = NULL, .nhist = 0 };
+	size_t i;
+
+	if (m == NULL || req->nhist == 0)
+		return;
+	for (i = 0; i < req->nhist; i++)
+		spool_env_add_attempt(&h, req->hist[i].when, req->hist[i].rcpt, req->hist[i].outcome,
+		    req->hist[i].relay, req->hist[i].reply);
+	for (i = 0; i < m->env.nhist; i++)
+		spool_env_add_attempt(&h, m->env.hist[i].when, m->env.hist[i].rcpt, m->env.hist[i].outcome,
+		    m->env.hist[i].relay, m->env.hist[i].reply);
+	spool_env_clear_hist(&m->env);
+	m->env.hist = h.hist;
+	m->env.nhist = h.nhist;
+}
+
 static void
 on_committed(struct commit_req *req, void *arg)
 {
@@ -632,8 +781,10 @@ on_committed(struct commit_req *req, void *arg)
 			log_debug("%s: still cannot record delivery state: %s", id, req->err);
 		else
 			log_errx("%s: cannot record delivery state: %s", id, req->err);
-		if (req->kind == COMMIT_UPDATE)
+		if (req->kind == COMMIT_UPDATE) {
+			hist_back(req);
 			persist_later(req->id);
+		}
 	} else if (req->kind == COMMIT_UPDATE) {
 		if (retry)
 			log_info("%s: delivery state recorded", id);
@@ -682,7 +833,7 @@ queue_release(struct qmsg *m)
 		    (double)(now.tv_nsec - m->taken.tv_nsec) / 1e9);
 	}
 	m->inflight = 0;
-	if (m->env.damaged[0])
+	if (m->env.damaged)
 		return;		/* found damaged by its session: held, nothing decided is written */
 	for (i = 0; i < m->env.nrcpt; i++) {
 		if (m->env.rcpts[i].status == RCPT_PENDING)
@@ -766,11 +917,11 @@ flush_msg(struct qmsg *m)
 {
 	size_t i;
 
-	if (m->inflight || m->ready || m->removed || m->env.damaged[0])
+	if (m->inflight || m->ready || m->removed || m->env.damaged)
 		return;
 	for (i = 0; i < m->env.nrcpt; i++)
 		m->env.rcpts[i].next_attempt = 0;
-	evtimer_del(m->timer);
+	wait_del(m);
 	make_ready(m);
 }
 
@@ -790,7 +941,7 @@ queue_flush_one(const char *id)
 
 	TAILQ_FOREACH(m, &all_msgs, all_entry)
 		if (strcmp(m->env.id, id) == 0 && !m->removed) {
-			if (m->env.damaged[0])
+			if (m->env.damaged)
 				return -3;	/* never sent as found: its files need repair */
 			flush_msg(m);
 			return 0;
@@ -826,7 +977,7 @@ unready(struct qmsg *m)
 		ready_remove(m);
 		m->ready = 0;
 	}
-	evtimer_del(m->timer);
+	wait_del(m);
 }
 
 int
@@ -837,7 +988,7 @@ queue_hold(const char *id, int hold, queue_done_fn done, void *arg)
 
 	if (m == NULL)
 		return -1;
-	if (m->env.damaged[0])
+	if (m->env.damaged)
 		return hold ? 0 : -3;	/* held already; its files need repair, not a release */
 	if (!m->env.held == !hold)
 		return 0;
@@ -901,7 +1052,7 @@ queue_stats(struct queue_stats *st)
 		for (i = 0; i < m->env.nrcpt; i++)
 			if (m->env.rcpts[i].status == RCPT_PENDING && m->env.rcpts[i].attempts > 0)
 				tried = 1;
-		if (m->env.damaged[0])
+		if (m->env.damaged)
 			st->damaged++;
 		else if (m->env.held)
 			st->held++;
@@ -956,6 +1107,14 @@ queue_free_all(void)
 		event_free(persist_ev);
 		persist_ev = NULL;
 	}
+	if (wait_ev != NULL) {
+		event_free(wait_ev);
+		wait_ev = NULL;
+	}
+	free(wait_heap);
+	wait_heap = NULL;
+	nwait = wait_cap = 0;
+	wait_armed = 0;
 	free(unsaved);
 	unsaved = NULL;
 	nunsaved = unsaved_cap = 0;

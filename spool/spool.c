@@ -269,6 +269,17 @@ clean_field(const char *s, char *buf, size_t len)
 	return buf;
 }
 
+/* One attempt record. */
+static void
+put_attempt(FILE *f, const struct spool_attempt *h)
+{
+	char oc[16], rl[600], tmp[2048];
+
+	fprintf(f, "attempt\t%lld\t%u\t%s\t%s\t%s\n", (long long)h->when, h->rcpt,
+	    clean_field(h->outcome, oc, sizeof oc), clean_field(h->relay ? h->relay : "", rl, sizeof rl),
+	    clean_field(h->reply ? h->reply : "", tmp, sizeof tmp));
+}
+
 char *
 spool_env_render(const struct spool_env *env, size_t *lenp)
 {
@@ -291,8 +302,8 @@ spool_env_render(const struct spool_env *env, size_t *lenp)
 		fprintf(f, "tail\t%llu\n", env->tail);
 	fprintf(f, "body\t%s\n", env->eightbit ? "8BITMIME" : "7BIT");
 	fprintf(f, "held\t%d\n", env->held ? 1 : 0);
-	if (env->ret[0] || env->envid[0])
-		fprintf(f, "dsn\t%s\t%s\n", env->ret, clean_field(env->envid, tmp, sizeof tmp));
+	if (env->ret[0] || env->envid != NULL)
+		fprintf(f, "dsn\t%s\t%s\n", env->ret, clean_field(env->envid ? env->envid : "", tmp, sizeof tmp));
 	if (env->smtputf8)
 		fprintf(f, "smtputf8\t1\n");
 	if (env->drop != NULL && env->drop[0] != '\0')
@@ -325,13 +336,8 @@ spool_env_render(const struct spool_env *env, size_t *lenp)
 	for (i = 0; i < env->nrcpt; i++)
 		if (env->rcpts[i].kind[0] != '\0')
 			fprintf(f, "rkind\t%zu\t%s\n", i, env->rcpts[i].kind);
-	for (i = 0; i < env->nhist; i++) {
-		const struct spool_attempt *h = &env->hist[i];
-		char oc[16], rl[600];
-		fprintf(f, "attempt\t%lld\t%u\t%s\t%s\t%s\n", (long long)h->when, h->rcpt,
-		    clean_field(h->outcome, oc, sizeof oc), clean_field(h->relay ? h->relay : "", rl, sizeof rl),
-		    clean_field(h->reply ? h->reply : "", tmp, sizeof tmp));
-	}
+	for (i = 0; i < env->nhist; i++)
+		put_attempt(f, &env->hist[i]);
 	/* last: an envelope cut short anywhere before this line is known to be */
 	fprintf(f, "end\t%zu\n", env->nrcpt);
 	if (fclose(f) != 0)
@@ -381,7 +387,7 @@ env_write_tmp(struct spool *sp, const char *name, const struct spool_env *env,
 	char *buf;
 	int rc, saved;
 
-	if (env->damaged[0] != '\0') {
+	if (env->damaged != NULL) {
 		/* a stand-in or a message found damaged: the files stay as found */
 		snprintf(errbuf, errlen, "%s: damaged (%s); its envelope is not rewritten", env->id,
 		    env->damaged);
@@ -409,7 +415,7 @@ spool_txn_prepare(struct spool_txn *txn, struct spool_env *env, int sync,
 		errno = txn->err;
 		return -1;
 	}
-	if (env->damaged[0] != '\0') {
+	if (env->damaged != NULL) {
 		snprintf(errbuf, errlen, "%s: damaged (%s); not queued", env->id, env->damaged);
 		errno = EINVAL;
 		return -1;
@@ -509,19 +515,98 @@ spool_env_stage(struct spool *sp, const struct spool_env *env, int sync,
 	return env_write_tmp(sp, tname, env, sync, errbuf, errlen);
 }
 
+/* The longest queue/ID.env whose history spool_env_stage_update() reads (50 attempts fit many times). */
+#define HIST_READ_MAX (1024 * 1024)
+
 int
-spool_env_stage_text(struct spool *sp, const char *id, const char *text, size_t len, int sync,
-    char *errbuf, size_t errlen)
+spool_env_stage_update(struct spool *sp, const char *id, const char *text, size_t len,
+    const struct spool_attempt *hist, size_t nhist, int sync, char *errbuf, size_t errlen)
 {
-	char tname[64];
+	char name[64], *old = NULL, *buf = NULL, *p, *end;
+	const char *endrec;
+	size_t oldlen = 0, blen = 0, nold = 0, skip, i, k;
+	const char *lines[SPOOL_HISTORY_MAX];
+	size_t lens[SPOOL_HISTORY_MAX];
+	int fd, rc, saved;
+	FILE *f;
 
 	if (!spool_qid_valid(id)) {
 		snprintf(errbuf, errlen, "invalid queue id");
 		errno = EINVAL;
 		return -1;
 	}
-	name_of(tname, sizeof tname, id, ".env.new");
-	return text_write_tmp(sp, tname, text, len, sync, errbuf, errlen);
+	/* the text ends with its end record, after which the history goes */
+	for (endrec = text + len; endrec > text && endrec[-1] == '\n'; endrec--)
+		;
+	while (endrec > text && endrec[-1] != '\n')
+		endrec--;
+	if (len < 5 || strncmp(endrec, "end\t", 4) != 0) {
+		snprintf(errbuf, errlen, "%s: envelope to write has no end record", id);
+		errno = EINVAL;
+		return -1;
+	}
+	/*
+	 * The attempts the envelope on disk holds (the latest kept, in order);
+	 * one that cannot be read has none to keep (its one-file tail never
+	 * has any: it is written before the first attempt).
+	 */
+	name_of(name, sizeof name, id, ".env");
+	if ((fd = openat(sp->queuefd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) != -1) {
+		struct stat st;
+		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 && st.st_size <= HIST_READ_MAX) {
+			old = xmalloc((size_t)st.st_size);
+			ssize_t n = pread(fd, old, (size_t)st.st_size, 0);
+			oldlen = n > 0 ? (size_t)n : 0;
+		}
+		close(fd);
+	}
+	for (p = old, end = old + oldlen; p != NULL && p < end; ) {
+		char *nl = memchr(p, '\n', (size_t)(end - p));
+		if (nl == NULL)
+			break;
+		if (nl - p > 8 && memcmp(p, "attempt\t", 8) == 0) {
+			/* a ring of the latest SPOOL_HISTORY_MAX */
+			lines[nold % SPOOL_HISTORY_MAX] = p;
+			lens[nold % SPOOL_HISTORY_MAX] = (size_t)(nl - p) + 1;
+			nold++;
+		}
+		p = nl + 1;
+	}
+	if ((f = open_memstream(&buf, &blen)) == NULL)
+		log_fatal("open_memstream");
+	fwrite(text, 1, (size_t)(endrec - text), f);
+	k = nold < SPOOL_HISTORY_MAX ? nold : SPOOL_HISTORY_MAX;	/* old ones held in the ring */
+	skip = k + nhist > SPOOL_HISTORY_MAX ? k + nhist - SPOOL_HISTORY_MAX : 0;
+	for (i = skip; i < k; i++) {
+		size_t at = (nold - k + i) % SPOOL_HISTORY_MAX;
+		fwrite(lines[at], 1, lens[at], f);
+	}
+	for (i = skip > k ? skip - k : 0; i < nhist; i++)
+		put_attempt(f, &hist[i]);
+	fwrite(endrec, 1, (size_t)(text + len - endrec), f);
+	if (fclose(f) != 0)
+		log_fatal("open_memstream");
+	free(old);
+	name_of(name, sizeof name, id, ".env.new");
+	rc = text_write_tmp(sp, name, buf, blen, sync, errbuf, errlen);
+	saved = errno;
+	free(buf);
+	errno = saved;
+	return rc;
+}
+
+void
+spool_env_clear_hist(struct spool_env *env)
+{
+	size_t i;
+
+	for (i = 0; i < env->nhist; i++) {
+		free(env->hist[i].relay);
+		free(env->hist[i].reply);
+	}
+	free(env->hist);
+	env->hist = NULL;
+	env->nhist = 0;
 }
 
 int
@@ -572,14 +657,19 @@ spool_env_free(struct spool_env *env)
 		free(env->rcpts[i].orcpt);
 	}
 	free(env->rcpts);
-	for (i = 0; i < env->nhist; i++) {
-		free(env->hist[i].relay);
-		free(env->hist[i].reply);
-	}
-	free(env->hist);
+	spool_env_clear_hist(env);
 	free(env->sender);
 	free(env->drop);
+	free(env->envid);
+	free(env->damaged);
 	memset(env, 0, sizeof *env);
+}
+
+void
+spool_env_set_damaged(struct spool_env *env, const char *why)
+{
+	free(env->damaged);
+	env->damaged = xstrndup(why, SPOOL_DAMAGED_MAX - 1);
 }
 
 void
@@ -590,11 +680,13 @@ spool_env_copy(struct spool_env *dst, const struct spool_env *src)
 	*dst = *src;
 	dst->sender = xstrdup(src->sender ? src->sender : "");
 	dst->drop = src->drop != NULL ? xstrdup(src->drop) : NULL;
+	dst->envid = src->envid != NULL ? xstrdup(src->envid) : NULL;
+	dst->damaged = src->damaged != NULL ? xstrdup(src->damaged) : NULL;
 	dst->rcpts = xcalloc(src->nrcpt ? src->nrcpt : 1, sizeof *dst->rcpts);
 	for (i = 0; i < src->nrcpt; i++) {
 		dst->rcpts[i] = src->rcpts[i];
 		dst->rcpts[i].addr = xstrdup(src->rcpts[i].addr);
-		dst->rcpts[i].orig = xstrdup(src->rcpts[i].orig ? src->rcpts[i].orig : src->rcpts[i].addr);
+		dst->rcpts[i].orig = src->rcpts[i].orig ? xstrdup(src->rcpts[i].orig) : NULL;
 		dst->rcpts[i].last_reply = xstrdup(src->rcpts[i].last_reply ? src->rcpts[i].last_reply : "");
 		dst->rcpts[i].orcpt = src->rcpts[i].orcpt ? xstrdup(src->rcpts[i].orcpt) : NULL;
 	}
@@ -690,7 +782,8 @@ env_parse_rcpt(struct spool_env *env, char **f, size_t nf, char *errbuf, size_t 
 	}
 	env->rcpts = xreallocarray(env->rcpts, env->nrcpt + 1, sizeof *env->rcpts);
 	r.addr = xstrdup(f[4]);
-	r.orig = xstrdup(f[5][0] ? f[5] : f[4]);
+	/* empty, or the address itself: NULL (one string less per recipient held) */
+	r.orig = f[5][0] && strcmp(f[5], f[4]) != 0 ? xstrdup(f[5]) : NULL;
 	r.last_reply = xstrdup(f[6]);
 	if (nf == 9) {
 		/* DSN: NOTIFY as given, ORCPT kept in its xtext form */
@@ -781,7 +874,8 @@ spool_env_parse(const char *buf, size_t len, struct spool_env *env, char *errbuf
 			if (strcmp(f[1], "FULL") != 0 && strcmp(f[1], "HDRS") != 0 && f[1][0] != '\0')
 				goto bad;
 			strlcpy_mr(env->ret, f[1], sizeof env->ret);
-			strlcpy_mr(env->envid, f[2], sizeof env->envid);
+			free(env->envid);
+			env->envid = f[2][0] != '\0' ? xstrndup(f[2], 100) : NULL;
 		} else if (strcmp(f[0], "drop") == 0 && nf == 2) {
 			/* a file name in maildrop/: never a path */
 			if (f[1][0] == '\0' || f[1][0] == '.' || strchr(f[1], '/') != NULL || strlen(f[1]) > 255)
@@ -1127,13 +1221,13 @@ env_stand_in(struct spool *sp, const char *id, struct spool_env *env, const char
 	name_of(name, sizeof name, id, ".msg");
 	if (fstatat(sp->queuefd, name, &st, 0) == 0 && S_ISREG(st.st_mode))
 		env->size = (unsigned long long)st.st_size;
-	strlcpy_mr(env->damaged, why, sizeof env->damaged);
+	spool_env_set_damaged(env, why);
 }
 
 int
 spool_env_load(struct spool *sp, const char *id, struct spool_env *env, char *errbuf, size_t errlen)
 {
-	char err[sizeof env->damaged - 32], why[sizeof env->damaged];
+	char err[SPOOL_DAMAGED_MAX - 32], why[SPOOL_DAMAGED_MAX];
 	int from_tail;
 
 	if (!spool_qid_valid(id)) {

@@ -111,9 +111,14 @@
 
 enum rcpt_status { RCPT_PENDING = 0, RCPT_SENT, RCPT_FAILED };
 
+/*
+ * The daemon holds one of these per recipient of every queued message,
+ * and a struct spool_env per message: their sizes are most of a large
+ * queue's memory (flags are bits, absent strings NULL).
+ */
 struct spool_rcpt {
 	char *addr;             /* envelope recipient */
-	char *orig;             /* as submitted (before aliases); may equal addr */
+	char *orig;             /* as submitted (before aliases), NULL when the same as addr */
 	enum rcpt_status status;
 	unsigned attempts;
 	time_t next_attempt;    /* 0 = now */
@@ -121,11 +126,11 @@ struct spool_rcpt {
 	char *last_reply;       /* "" when none */
 	char notify[32];        /* DSN NOTIFY= as submitted ("SUCCESS,DELAY"), "" when absent */
 	char *orcpt;            /* DSN ORCPT= as submitted (xtext), NULL when absent */
-	int success_notice;     /* sent with NOTIFY=SUCCESS to a smarthost without DSN: we report it */
-	int reported;           /* the notice of its failure (or relaying) is on disk */
+	unsigned success_notice:1;      /* sent with NOTIFY=SUCCESS to a smarthost without DSN: we report it */
+	unsigned reported:1;    /* the notice of its failure (or relaying) is on disk */
+	unsigned reporting:1;   /* that notice is being queued (daemon memory only, never written) */
 	char dsn[16];           /* enhanced status of its last outcome ("4.4.7"), "" when none */
 	char kind[24];          /* failure kind of its last outcome (trouble.h: "TIMEOUT"), "" when none */
-	int reporting;          /* that notice is being queued (daemon memory only, never written) */
 };
 
 /* One delivery attempt of one recipient, for `mailrelay show`. */
@@ -137,28 +142,29 @@ struct spool_attempt {
 	char *reply;
 };
 #define SPOOL_HISTORY_MAX 50    /* attempts kept per message (the latest) */
+#define SPOOL_DAMAGED_MAX 200   /* the longest reason a message is damaged (octets, with the NUL) */
 
 struct spool_env {
 	char id[QID_LEN + 1];
+	char ret[5];            /* DSN RET=FULL|HDRS, "" when absent */
+	char via[16];
 	time_t arrival;
 	long arrival_usec;
 	char *sender;           /* "" for <> */
 	uid_t uid;
-	char via[16];
+	unsigned eightbit:1;    /* BODY=8BITMIME */
+	unsigned smtputf8:1;    /* SMTPUTF8 given at submission */
+	unsigned held:1;
+	unsigned warned:1;      /* the delay notice (delay_warning) was sent */
 	unsigned long long size;        /* octets of content */
 	unsigned long long tail;        /* octets of queue/ID.msg after the content (0: none) */
-	int eightbit;           /* BODY=8BITMIME */
-	int smtputf8;           /* SMTPUTF8 given at submission */
-	char ret[5];            /* DSN RET=FULL|HDRS, "" when absent */
-	char envid[101];        /* DSN ENVID= (xtext), "" when absent */
-	int held;
-	int warned;             /* the delay notice (delay_warning) was sent */
+	char *envid;            /* DSN ENVID= (xtext, at most 100 octets), NULL when absent */
 	char *drop;             /* the maildrop file imported, NULL for other paths */
 	struct spool_rcpt *rcpts;
 	size_t nrcpt;
 	struct spool_attempt *hist;     /* oldest first, at most SPOOL_HISTORY_MAX */
 	size_t nhist;
-	char damaged[200];      /* why the message is damaged, "" when intact; never written */
+	char *damaged;          /* why the message is damaged, NULL when intact; never written */
 };
 
 struct spool {
@@ -232,9 +238,17 @@ int  spool_syncfs(struct spool *sp);
  * both steps with fsyncs, for single updates.
  */
 int  spool_env_stage(struct spool *sp, const struct spool_env *env, int sync, char *errbuf, size_t errlen);
-/* spool_env_stage() of an envelope already rendered by spool_env_render() (the committer's updates). */
-int  spool_env_stage_text(struct spool *sp, const char *id, const char *text, size_t len, int sync,
-    char *errbuf, size_t errlen);
+/*
+ * Stage an update of an envelope whose history is kept on disk only (the
+ * daemon holds none in memory): text is the envelope rendered without
+ * attempt records; the attempts queue/ID.env holds now are kept, hist[0..
+ * nhist) (the attempts made since) follow them, and the latest
+ * SPOOL_HISTORY_MAX are written before the end record.  An .env that
+ * cannot be read (or none: a one-file message's first change) has no
+ * attempts to keep.
+ */
+int  spool_env_stage_update(struct spool *sp, const char *id, const char *text, size_t len,
+    const struct spool_attempt *hist, size_t nhist, int sync, char *errbuf, size_t errlen);
 int  spool_env_install(struct spool *sp, const char *id, char *errbuf, size_t errlen);
 int  spool_env_write(struct spool *sp, const struct spool_env *env, int sync_dir, char *errbuf, size_t errlen);
 /*
@@ -276,6 +290,10 @@ int  spool_msg_check(struct spool *sp, const struct spool_env *env, int fd, char
  */
 int  spool_env_load(struct spool *sp, const char *id, struct spool_env *env, char *errbuf, size_t errlen);
 void spool_env_free(struct spool_env *env);
+/* Say why the message is damaged (at most SPOOL_DAMAGED_MAX - 1 octets kept). */
+void spool_env_set_damaged(struct spool_env *env, const char *why);
+/* Free the history (the envelope keeps the rest). */
+void spool_env_clear_hist(struct spool_env *env);
 /* Append to the history (the oldest is dropped beyond SPOOL_HISTORY_MAX). */
 void spool_env_add_attempt(struct spool_env *env, time_t when, unsigned rcpt, const char *outcome,
     const char *relay, const char *reply);
