@@ -371,7 +371,7 @@ load_one(struct spool_env *env, void *arg)
 int
 queue_load(void)
 {
-	int n = spool_scan(&D->spool, 1, load_one, NULL);
+	int n = spool_scan(&D->spool, SPOOL_SCAN_REMOVE_ORPHANS | SPOOL_SCAN_NO_HISTORY, load_one, NULL);
 
 	if (nloaded_drops > 1)
 		qsort(loaded_drops, nloaded_drops, sizeof *loaded_drops, cmp_drop);

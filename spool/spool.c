@@ -794,8 +794,17 @@ env_parse_rcpt(struct spool_env *env, char **f, size_t nf, char *errbuf, size_t 
 	return 0;
 }
 
+static int env_parse(const char *buf, size_t len, struct spool_env *env, int no_hist, char *errbuf, size_t errlen);
+
 int
 spool_env_parse(const char *buf, size_t len, struct spool_env *env, char *errbuf, size_t errlen)
+{
+	return env_parse(buf, len, env, 0, errbuf, errlen);
+}
+
+/* spool_env_parse(); with no_hist, attempt records are checked but not kept. */
+static int
+env_parse(const char *buf, size_t len, struct spool_env *env, int no_hist, char *errbuf, size_t errlen)
 {
 	char *copy, *line, *next, *f[10];
 	size_t nf, lineno = 0;
@@ -917,7 +926,8 @@ spool_env_parse(const char *buf, size_t len, struct spool_env *env, char *errbuf
 			time_t when;
 			if (parse_time(f[1], &when) == -1 || parse_ull(f[2], 100000, &v) == -1)
 				goto bad;
-			spool_env_add_attempt(env, when, (unsigned)v, f[3], f[4], f[5]);
+			if (!no_hist)
+				spool_env_add_attempt(env, when, (unsigned)v, f[3], f[4], f[5]);
 		} else if (strcmp(f[0], "rcpt") == 0) {
 			if (env_parse_rcpt(env, f + 1, nf - 1, errbuf, errlen) == -1)
 				goto fail;
@@ -1106,7 +1116,7 @@ env_read(struct spool *sp, const char *id, struct spool_env *env, int *from_tail
 		errno = EBADMSG;
 		return -1;
 	}
-	rc = spool_env_parse(buf, (size_t)n, env, errbuf, errlen);
+	rc = env_parse(buf, (size_t)n, env, sp->no_history, errbuf, errlen);
 	free(buf);
 	if (rc == 0 && strcmp(env->id, id) != 0) {
 		snprintf(errbuf, errlen, "%s: envelope names another id", id);
@@ -1281,10 +1291,50 @@ spool_remove(struct spool *sp, const char *id, int sync_dir)
 	return 0;
 }
 
-static int
-cmp_names(const void *a, const void *b)
+/*
+ * A queue id is 16 hex digits: 64 bits, which sort as the ids do.  The
+ * scan lists them so (8 octets an id, no allocation each): the lists are
+ * held while the whole queue is loaded, which for 100,000 messages (two
+ * files each) were 8 MB of names.
+ */
+static uint64_t
+qid_key(const char *id)
 {
-	return strcmp(*(char *const *)a, *(char *const *)b);
+	uint64_t k = 0;
+	size_t i;
+
+	for (i = 0; i < QID_LEN; i++)
+		k = k << 4 | (uint64_t)(id[i] <= '9' ? id[i] - '0' : id[i] - 'A' + 10);
+	return k;
+}
+
+static void
+qid_of_key(uint64_t k, char id[QID_LEN + 1])
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t i;
+
+	for (i = QID_LEN; i-- > 0; k >>= 4)
+		id[i] = hex[k & 15];
+	id[QID_LEN] = '\0';
+}
+
+static int
+cmp_keys(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void
+keys_add(uint64_t **keys, size_t *n, size_t *cap, uint64_t k)
+{
+	if (*n == *cap) {
+		*cap = *cap ? 2 * *cap : 256;
+		*keys = xreallocarray(*keys, *cap, sizeof **keys);
+	}
+	(*keys)[(*n)++] = k;
 }
 
 /* What a crash left of a message that was never acknowledged: into quarantine/, for a look. */
@@ -1306,13 +1356,14 @@ quarantine_msg(struct spool *sp, const char *id)
 }
 
 int
-spool_scan(struct spool *sp, int remove_orphans, spool_scan_fn fn, void *arg)
+spool_scan(struct spool *sp, int flags, spool_scan_fn fn, void *arg)
 {
 	DIR *d;
 	struct dirent *de;
-	char **envs = NULL, **msgs = NULL;
-	size_t nenv = 0, nmsg = 0, i, j;
+	uint64_t *envs = NULL, *msgs = NULL;
+	size_t nenv = 0, nmsg = 0, envcap = 0, msgcap = 0, i, j;
 	int fd = fcntl(sp->queuefd, F_DUPFD_CLOEXEC, 0), visited = 0;
+	int remove_orphans = flags & SPOOL_SCAN_REMOVE_ORPHANS;
 
 	if (fd == -1)
 		return -1;
@@ -1330,29 +1381,29 @@ spool_scan(struct spool *sp, int remove_orphans, spool_scan_fn fn, void *arg)
 		id[QID_LEN] = '\0';
 		if (!spool_qid_valid(id))
 			continue;
-		if (strcmp(de->d_name + QID_LEN, ".env") == 0) {
-			envs = xreallocarray(envs, nenv + 1, sizeof *envs);
-			envs[nenv++] = xstrdup(id);
-		} else if (strcmp(de->d_name + QID_LEN, ".msg") == 0) {
-			msgs = xreallocarray(msgs, nmsg + 1, sizeof *msgs);
-			msgs[nmsg++] = xstrdup(id);
-		}
+		if (strcmp(de->d_name + QID_LEN, ".env") == 0)
+			keys_add(&envs, &nenv, &envcap, qid_key(id));
+		else if (strcmp(de->d_name + QID_LEN, ".msg") == 0)
+			keys_add(&msgs, &nmsg, &msgcap, qid_key(id));
 	}
 	closedir(d);
 	if (nenv > 1)
-		qsort(envs, nenv, sizeof *envs, cmp_names);
+		qsort(envs, nenv, sizeof *envs, cmp_keys);
 	if (nmsg > 1)
-		qsort(msgs, nmsg, sizeof *msgs, cmp_names);
+		qsort(msgs, nmsg, sizeof *msgs, cmp_keys);
+	/* the daemon keeps no history in memory: its load does not read it */
+	sp->no_history = (flags & SPOOL_SCAN_NO_HISTORY) != 0;
 
 	/* Every id in order, from both lists merged. */
 	for (i = 0, j = 0; i < nmsg || j < nenv;) {
-		int c = i == nmsg ? 1 : j == nenv ? -1 : strcmp(msgs[i], envs[j]);
-		const char *id = c <= 0 ? msgs[i] : envs[j];
+		int c = i == nmsg ? 1 : j == nenv ? -1 : cmp_keys(&msgs[i], &envs[j]);
+		char id[QID_LEN + 1];
 		int has_msg = c <= 0, has_env = c >= 0;
 		struct spool_env env;
 		char err[256];
 		int rc;
 
+		qid_of_key(c <= 0 ? msgs[i] : envs[j], id);
 		if (!has_msg && remove_orphans && spool_env_read(sp, id, &env, err, sizeof err) == 0) {
 			/*
 			 * An .env that records a tail, without its .msg: a removal
@@ -1386,10 +1437,7 @@ next:
 		if (has_env)
 			j++;
 	}
-	for (i = 0; i < nenv; i++)
-		free(envs[i]);
-	for (i = 0; i < nmsg; i++)
-		free(msgs[i]);
+	sp->no_history = 0;
 	free(envs);
 	free(msgs);
 	return visited;

@@ -171,6 +171,7 @@ struct spool {
 	char *dir;
 	int dirfd, queuefd, tmpfd;
 	unsigned qid_seq;       /* sequence of the ids made by spool_qid_new() */
+	int no_history;         /* envelopes are read without their attempt records (spool_scan()) */
 };
 
 /* A new message being written. */
@@ -313,7 +314,9 @@ int  spool_remove(struct spool *sp, const char *id, int sync_dir);
 /*
  * Visit every queued message in id (arrival) order, as spool_env_load()
  * reads it: damaged ones too, with their stand-in (env->damaged set; the
- * caller says so, spool_scan() does not log).  With remove_orphans (the
+ * caller says so, spool_scan() does not log).  flags: SPOOL_SCAN_NO_HISTORY,
+ * the envelopes are read without their attempt records (the daemon's load:
+ * it keeps none in memory); SPOOL_SCAN_REMOVE_ORPHANS (the
  * daemon at start), a .msg with neither .env nor tail (never
  * acknowledged) is moved to quarantine/, and an .env that records a tail
  * without its .msg (a removal cut short) is removed, each with a log
@@ -323,6 +326,8 @@ int  spool_remove(struct spool *sp, const char *id, int sync_dir);
  * then owns it).  Returns the number visited, -1 if the queue can't be read.
  */
 typedef int (*spool_scan_fn)(struct spool_env *env, void *arg);
-int  spool_scan(struct spool *sp, int remove_orphans, spool_scan_fn fn, void *arg);
+#define SPOOL_SCAN_REMOVE_ORPHANS 1
+#define SPOOL_SCAN_NO_HISTORY     2
+int  spool_scan(struct spool *sp, int flags, spool_scan_fn fn, void *arg);
 
 #endif
