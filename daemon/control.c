@@ -476,8 +476,15 @@ do_show(struct csession *s, const struct ctl_req *req)
 		memcpy(hist, disk.hist, disk.nhist * sizeof *hist);
 		nh = disk.nhist;
 	}
-	if (e->nhist > 0)
-		memcpy(hist + nh, e->hist, e->nhist * sizeof *hist);
+	/* those not written yet borrow what they do not hold (queue_attempts_own()) */
+	for (size_t i = 0; i < e->nhist; i++) {
+		struct spool_attempt *h = &hist[nh + i];
+		*h = e->hist[i];
+		if (h->relay == NULL)
+			h->relay = "none";
+		if (h->reply == NULL)
+			h->reply = h->rcpt < e->nrcpt && e->rcpts[h->rcpt].last_reply ? e->rcpts[h->rcpt].last_reply : "";
+	}
 	nh += e->nhist;
 	first = nh > SPOOL_HISTORY_MAX ? nh - SPOOL_HISTORY_MAX : 0;
 	view.hist = hist + first;

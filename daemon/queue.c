@@ -100,6 +100,24 @@ queue_count(void)
 }
 
 static queue_ready_fn ready_hook;
+/*
+ * While the spool is loaded at start, nothing is delivered: the ready
+ * hook runs once the load is over, from the event loop (a queue of
+ * 100,000 messages would otherwise start its delivery, and a smarthost
+ * that refuses at once fail it, before the daemon answers anyone).
+ */
+static int loading;
+static struct event *loaded_ev;
+
+static void
+on_loaded(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (ready_hook != NULL && !TAILQ_EMPTY(&ready_msgs))
+		ready_hook();
+}
 
 void
 queue_on_ready(queue_ready_fn fn)
@@ -124,7 +142,7 @@ make_ready(struct qmsg *m)
 	TAILQ_INSERT_TAIL(&ready_msgs, m, ready_entry);
 	if (m->fo > 0)
 		nready_fo++;
-	if (ready_hook != NULL)
+	if (ready_hook != NULL && !loading)
 		ready_hook();
 }
 
@@ -371,7 +389,15 @@ load_one(struct spool_env *env, void *arg)
 int
 queue_load(void)
 {
-	int n = spool_scan(&D->spool, SPOOL_SCAN_REMOVE_ORPHANS | SPOOL_SCAN_NO_HISTORY, load_one, NULL);
+	struct timeval now = { 0, 0 };
+	int n;
+
+	loading = 1;
+	n = spool_scan(&D->spool, SPOOL_SCAN_REMOVE_ORPHANS | SPOOL_SCAN_NO_HISTORY, load_one, NULL);
+	loading = 0;
+	if (loaded_ev == NULL)
+		loaded_ev = evtimer_new(D->base, on_loaded, NULL);
+	evtimer_add(loaded_ev, &now);
 
 	if (nloaded_drops > 1)
 		qsort(loaded_drops, nloaded_drops, sizeof *loaded_drops, cmp_drop);
@@ -407,13 +433,23 @@ queue_ready_next(struct qmsg *after)
 	return after == NULL ? TAILQ_FIRST(&ready_msgs) : TAILQ_NEXT(after, ready_entry);
 }
 
+/* Monotonic milliseconds, wrapping at 2^32 (durations under 49 days come out right). */
+static uint32_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint32_t)((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
+}
+
 void
 queue_take(struct qmsg *m)
 {
 	ready_remove(m);
 	m->ready = 0;
 	m->inflight = 1;
-	clock_gettime(CLOCK_MONOTONIC, &m->taken);
+	m->taken_ms = mono_ms();
 }
 
 /*
@@ -496,6 +532,50 @@ static const char *const outcome_names[] = {
 	[OUTCOME_BOUNCED] = "bounced",
 };
 
+/*
+ * An attempt, kept until the envelope is next written, and kept small: a
+ * whole queue deferred at once holds one each until the committer gets
+ * to it.  A relay of "none" is NULL, and the reply is NULL, being the
+ * recipient's last_reply: the next outcome of that recipient gives it
+ * the string, and queue_attempts_own() before the attempts leave.
+ */
+static void
+pending_attempt(struct qmsg *m, time_t when, size_t idx, const char *outcome, const char *relay)
+{
+	struct spool_env *e = &m->env;
+	struct spool_attempt *h;
+
+	if (e->nhist >= SPOOL_HISTORY_MAX) {
+		free(e->hist[0].relay);
+		free(e->hist[0].reply);
+		memmove(e->hist, e->hist + 1, (e->nhist - 1) * sizeof *e->hist);
+		e->nhist--;
+	}
+	e->hist = xreallocarray(e->hist, e->nhist + 1, sizeof *e->hist);
+	h = &e->hist[e->nhist++];
+	memset(h, 0, sizeof *h);
+	h->when = when;
+	h->rcpt = (unsigned)idx;
+	strlcpy_mr(h->outcome, outcome, sizeof h->outcome);
+	h->relay = relay == NULL || strcmp(relay, "none") == 0 ? NULL : xstrdup(relay);
+	h->reply = NULL;
+}
+
+void
+queue_attempts_own(struct spool_env *env)
+{
+	size_t i;
+
+	for (i = 0; i < env->nhist; i++) {
+		struct spool_attempt *h = &env->hist[i];
+		if (h->relay == NULL)
+			h->relay = xstrdup("none");
+		if (h->reply == NULL)
+			h->reply = xstrdup(h->rcpt < env->nrcpt && env->rcpts[h->rcpt].last_reply ?
+			    env->rcpts[h->rcpt].last_reply : "");
+	}
+}
+
 void
 queue_outcome(struct qmsg *m, size_t idx, enum outcome o, const struct relay_info *ri,
     const char *dsn, const char *kind, const char *reply)
@@ -509,6 +589,12 @@ queue_outcome(struct qmsg *m, size_t idx, enum outcome o, const struct relay_inf
 	r->attempts++;
 	r->last_attempt = now.tv_sec;
 	sanitize_text(text, sizeof text, reply ? reply : "", strlen(reply ? reply : ""), 0);
+	/* the attempt before, not written yet, takes the reply it had (see pending_attempt()) */
+	for (size_t j = 0; j < m->env.nhist; j++)
+		if (m->env.hist[j].rcpt == idx && m->env.hist[j].reply == NULL) {
+			m->env.hist[j].reply = r->last_reply;
+			r->last_reply = NULL;
+		}
 	free(r->last_reply);
 	r->last_reply = xstrdup(text);
 
@@ -563,7 +649,7 @@ queue_outcome(struct qmsg *m, size_t idx, enum outcome o, const struct relay_inf
 			*c = ';';
 	} else
 		verify[0] = '\0';
-	spool_env_add_attempt(&m->env, now.tv_sec, (unsigned)idx, outcome_names[o], ri->relay, r->last_reply);
+	pending_attempt(m, now.tv_sec, idx, outcome_names[o], ri->relay);
 	log_qid(o == OUTCOME_SENT ? LOG_INFO : LOG_WARNING, m->env.id, outcome_names[o],
 	    "to=<%s>%s, relay=%s, tls=%s%s, delay=%.2f, attempts=%u, dsn=%s, status=%s (%s)",
 	    r->addr, orig, ri->relay, ri->tls, verify, delay, r->attempts, dsn, outcome_names[o],
@@ -617,6 +703,7 @@ update_req(struct qmsg *m)
 	nupdates++;	/* on_committed() counts it out */
 	memcpy(req->id, m->env.id, sizeof req->id);
 	/* the attempts made since the last update go with it; the text has none */
+	queue_attempts_own(&m->env);
 	req->hist = m->env.hist;
 	req->nhist = m->env.nhist;
 	m->env.hist = NULL;
@@ -758,6 +845,7 @@ hist_back(struct commit_req *req)
 
 	if (m == NULL || req->nhist == 0)
 		return;
+	queue_attempts_own(&m->env);
 	for (i = 0; i < req->nhist; i++)
 		spool_env_add_attempt(&h, req->hist[i].when, req->hist[i].rcpt, req->hist[i].outcome,
 		    req->hist[i].relay, req->hist[i].reply);
@@ -792,8 +880,15 @@ on_committed(struct commit_req *req, void *arg)
 	}
 	if (req->kind == COMMIT_UPDATE) {
 		nupdates--;
-		/* the next waiting envelopes, as they are now (one in a session is written at its release) */
-		while (nupdates < UPDATES_MAX && !TAILQ_EMPTY(&write_msgs)) {
+		/*
+		 * The next waiting envelopes, as they are now (one in a session
+		 * is written at its release).  Not while shutting down: they
+		 * only hold deferrals (every other change goes at once), which
+		 * a restart does not need (every pending recipient is due again
+		 * at start); writing 100,000 of them made a stop take a quarter
+		 * of a minute after a retry of the whole queue.
+		 */
+		while (nupdates < UPDATES_MAX && !TAILQ_EMPTY(&write_msgs) && !D->shutting_down) {
 			struct qmsg *m = TAILQ_FIRST(&write_msgs);
 			TAILQ_REMOVE(&write_msgs, m, write_entry);
 			m->write_waits = 0;
@@ -824,13 +919,10 @@ queue_release(struct qmsg *m)
 {
 	size_t i;
 	int pending = 0, reporting = 0;
-	struct timespec now;
 
 	/* one attempt of this message at one smarthost, for the duration histogram */
 	if (m->inflight) {
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		metrics_delivery_duration((double)(now.tv_sec - m->taken.tv_sec) +
-		    (double)(now.tv_nsec - m->taken.tv_nsec) / 1e9);
+		metrics_delivery_duration((double)(uint32_t)(mono_ms() - m->taken_ms) / 1e3);
 	}
 	m->inflight = 0;
 	if (m->env.damaged)
@@ -1100,6 +1192,14 @@ void
 queue_free_all(void)
 {
 	struct qmsg *m;
+	size_t unwritten = 0;
+
+	TAILQ_FOREACH(m, &write_msgs, write_entry)
+		unwritten++;
+	if (unwritten > 0)
+		log_info("%zu deferral%s not written at shutdown (the attempt counts and history of the last "
+		    "try); %s due again at the next start", unwritten, unwritten == 1 ? "" : "s",
+		    unwritten == 1 ? "it is" : "they are");
 
 	while ((m = TAILQ_FIRST(&all_msgs)) != NULL)
 		qmsg_free(m);
@@ -1110,6 +1210,10 @@ queue_free_all(void)
 	if (wait_ev != NULL) {
 		event_free(wait_ev);
 		wait_ev = NULL;
+	}
+	if (loaded_ev != NULL) {
+		event_free(loaded_ev);
+		loaded_ev = NULL;
 	}
 	free(wait_heap);
 	wait_heap = NULL;

@@ -29,6 +29,7 @@
 #include "xmalloc.h"
 
 #define ENV_MAX (1024 * 1024)	/* an envelope larger than this is corrupt */
+#define ENV_FIRST_READ 4096	/* env_read()'s first read: most envelopes are smaller */
 
 static const char *const rcpt_status_names[] = {
 	[RCPT_PENDING] = "pending",
@@ -1028,7 +1029,9 @@ env_read_tail(struct spool *sp, const char *id, struct spool_env *env, char *err
 
 	memset(env, 0, sizeof *env);
 	name_of(name, sizeof name, id, ".msg");
-	fd = openat(sp->queuefd, name, O_RDONLY | O_CLOEXEC);
+	fd = openat(sp->queuefd, name, O_RDONLY | O_CLOEXEC | O_NOATIME);	/* see env_read() */
+	if (fd == -1 && errno == EPERM)
+		fd = openat(sp->queuefd, name, O_RDONLY | O_CLOEXEC);
 	if (fd == -1) {
 		saved = errno;
 		snprintf(errbuf, errlen, "%s: %s", id, strerror(saved));
@@ -1089,7 +1092,14 @@ env_read(struct spool *sp, const char *id, struct spool_env *env, int *from_tail
 		return -1;
 	}
 	name_of(name, sizeof name, id, ".env");
-	fd = openat(sp->queuefd, name, O_RDONLY | O_CLOEXEC);
+	/*
+	 * O_NOATIME where the file is ours (the daemon's): a first read
+	 * after a write would otherwise dirty the inode, a journal write per
+	 * envelope when the whole queue is loaded at start.
+	 */
+	fd = openat(sp->queuefd, name, O_RDONLY | O_CLOEXEC | O_NOATIME);
+	if (fd == -1 && errno == EPERM)
+		fd = openat(sp->queuefd, name, O_RDONLY | O_CLOEXEC);
 	*from_tail = 0;
 	if (fd == -1 && errno == ENOENT) {
 		*from_tail = 1;
@@ -1101,16 +1111,26 @@ env_read(struct spool *sp, const char *id, struct spool_env *env, int *from_tail
 		errno = saved;
 		return -1;
 	}
-	if (fstat(fd, &st) == -1 || st.st_size > ENV_MAX) {
-		snprintf(errbuf, errlen, "%s: envelope unreadable or too large", id);
-		close(fd);
-		errno = EBADMSG;
-		return -1;
+	/* most envelopes fit the first read: no fstat for their size */
+	buf = xmalloc(ENV_FIRST_READ);
+	n = read_full(fd, buf, ENV_FIRST_READ);
+	if (n == ENV_FIRST_READ) {
+		if (fstat(fd, &st) == -1 || st.st_size > ENV_MAX) {
+			snprintf(errbuf, errlen, "%s: envelope unreadable or too large", id);
+			close(fd);
+			free(buf);
+			errno = EBADMSG;
+			return -1;
+		}
+		if (st.st_size > ENV_FIRST_READ) {
+			ssize_t more;
+			buf = xreallocarray(buf, (size_t)st.st_size, 1);
+			more = read_full(fd, buf + ENV_FIRST_READ, (size_t)st.st_size - ENV_FIRST_READ);
+			n = more < 0 ? -1 : n + more;
+		}
 	}
-	buf = xmalloc((size_t)st.st_size + 1);
-	n = read_full(fd, buf, (size_t)st.st_size);
 	close(fd);
-	if (n != st.st_size) {
+	if (n < 0) {
 		snprintf(errbuf, errlen, "%s: short read", id);
 		free(buf);
 		errno = EBADMSG;

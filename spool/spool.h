@@ -119,16 +119,16 @@ enum rcpt_status { RCPT_PENDING = 0, RCPT_SENT, RCPT_FAILED };
 struct spool_rcpt {
 	char *addr;             /* envelope recipient */
 	char *orig;             /* as submitted (before aliases), NULL when the same as addr */
-	enum rcpt_status status;
+	enum rcpt_status status:2;
+	unsigned success_notice:1;      /* sent with NOTIFY=SUCCESS to a smarthost without DSN: we report it */
+	unsigned reported:1;    /* the notice of its failure (or relaying) is on disk */
+	unsigned reporting:1;   /* that notice is being queued (daemon memory only, never written) */
 	unsigned attempts;
 	time_t next_attempt;    /* 0 = now */
 	time_t last_attempt;    /* 0 = never */
 	char *last_reply;       /* "" when none */
-	char notify[32];        /* DSN NOTIFY= as submitted ("SUCCESS,DELAY"), "" when absent */
+	char notify[24];        /* DSN NOTIFY= as submitted ("SUCCESS,FAILURE,DELAY" at most), "" when absent */
 	char *orcpt;            /* DSN ORCPT= as submitted (xtext), NULL when absent */
-	unsigned success_notice:1;      /* sent with NOTIFY=SUCCESS to a smarthost without DSN: we report it */
-	unsigned reported:1;    /* the notice of its failure (or relaying) is on disk */
-	unsigned reporting:1;   /* that notice is being queued (daemon memory only, never written) */
 	char dsn[16];           /* enhanced status of its last outcome ("4.4.7"), "" when none */
 	char kind[24];          /* failure kind of its last outcome (trouble.h: "TIMEOUT"), "" when none */
 };
