@@ -1075,6 +1075,19 @@ env_read_tail(struct spool *sp, const char *id, struct spool_env *env, char *err
 	return 0;
 }
 
+/* Does buf[0..n) end with a whole end record (the last line of a version 2 envelope)? */
+static int
+ends_with_end_record(const char *buf, size_t n)
+{
+	const char *nl;
+
+	if (n < 7 || buf[n - 1] != '\n')
+		return 0;
+	nl = memrchr(buf, '\n', n - 1);
+	nl = nl == NULL ? buf : nl + 1;
+	return (size_t)(buf + n - nl) >= 6 && memcmp(nl, "end\t", 4) == 0;
+}
+
 /* spool_env_read(); *from_tail set when the envelope was the .msg's tail (its length then checked). */
 static int
 env_read(struct spool *sp, const char *id, struct spool_env *env, int *from_tail, char *errbuf, size_t errlen)
@@ -1111,10 +1124,17 @@ env_read(struct spool *sp, const char *id, struct spool_env *env, int *from_tail
 		errno = saved;
 		return -1;
 	}
-	/* most envelopes fit the first read: no fstat for their size */
+	/*
+	 * Most envelopes fit one read, and one that ends with its end record
+	 * is whole (nothing may follow it): no fstat for the size and no
+	 * second read to see the end of the file.  Else the rest is read by
+	 * the file's size.
+	 */
 	buf = xmalloc(ENV_FIRST_READ);
-	n = read_full(fd, buf, ENV_FIRST_READ);
-	if (n == ENV_FIRST_READ) {
+	do
+		n = read(fd, buf, ENV_FIRST_READ);
+	while (n == -1 && errno == EINTR);
+	if (n >= 0 && !ends_with_end_record(buf, (size_t)n)) {
 		if (fstat(fd, &st) == -1 || st.st_size > ENV_MAX) {
 			snprintf(errbuf, errlen, "%s: envelope unreadable or too large", id);
 			close(fd);
@@ -1122,10 +1142,10 @@ env_read(struct spool *sp, const char *id, struct spool_env *env, int *from_tail
 			errno = EBADMSG;
 			return -1;
 		}
-		if (st.st_size > ENV_FIRST_READ) {
+		if (st.st_size > n) {
 			ssize_t more;
 			buf = xreallocarray(buf, (size_t)st.st_size, 1);
-			more = read_full(fd, buf + ENV_FIRST_READ, (size_t)st.st_size - ENV_FIRST_READ);
+			more = read_full(fd, buf + n, (size_t)(st.st_size - n));
 			n = more < 0 ? -1 : n + more;
 		}
 	}
