@@ -44,11 +44,22 @@ static struct config conf;
 static struct commit_req *held[4 * NMSG];
 static size_t nheld, updates_seen, max_inflight, inflight;
 
+static char watch_id[QID_LEN + 1];     /* the message whose update is looked at */
+static size_t watch_nhist;
+static char watch_hist[4][128];
+
 void
 commit_submit(struct commit_req *req)
 {
 	assert_true(nheld < sizeof held / sizeof held[0]);
 	held[nheld++] = req;
+	if (req->kind == COMMIT_UPDATE && strcmp(req->id, watch_id) == 0) {
+		/* the attempts it carries, each with its own strings */
+		watch_nhist = req->nhist;
+		for (size_t i = 0; i < req->nhist && i < 4; i++)
+			snprintf(watch_hist[i], sizeof watch_hist[i], "%u %s %s %s", req->hist[i].rcpt,
+			    req->hist[i].outcome, req->hist[i].relay, req->hist[i].reply);
+	}
 	if (req->kind == COMMIT_UPDATE) {
 		updates_seen++;
 		inflight++;
@@ -60,6 +71,9 @@ commit_submit(struct commit_req *req)
 void
 commit_req_free(struct commit_req *req)
 {
+	struct spool_env h = { .hist = req->hist, .nhist = req->nhist };
+
+	spool_env_clear_hist(&h);
 	spool_env_free(&req->env);
 	free(req->text);
 	free(req);
@@ -202,6 +216,7 @@ test_a_waiting_envelope_is_written_once_as_it_is_then(void **state)
 	(void)state;
 	defer_all();
 	spool_qid_make(id, 1700000000, 1, NMSG - 1);	/* the last one: it waits */
+	memcpy(watch_id, id, sizeof watch_id);
 	/* flushed and deferred again before its first write */
 	assert_int_equal(queue_flush_one(id), 0);
 	m = queue_ready_next(NULL);
@@ -218,6 +233,14 @@ test_a_waiting_envelope_is_written_once_as_it_is_then(void **state)
 	e = queue_find(id);
 	assert_non_null(e);
 	assert_int_equal(e->rcpts[0].attempts + e->rcpts[1].attempts, 4);
+	/* and the four attempts for the history, the replies each had then (not held twice in memory) */
+	assert_int_equal(watch_nhist, 4);
+	assert_string_equal(watch_hist[0], "0 deferred none connect: refused");
+	assert_string_equal(watch_hist[1], "1 deferred none connect: refused");
+	assert_string_equal(watch_hist[2], "0 deferred none connect: refused again");
+	assert_string_equal(watch_hist[3], "1 deferred none connect: refused again");
+	assert_int_equal(e->nhist, 0);
+	watch_id[0] = '\0';
 }
 
 /* A recipient sent does not wait behind the deferrals: its write goes at once. */
