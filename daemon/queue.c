@@ -542,18 +542,8 @@ static const char *const outcome_names[] = {
 static void
 pending_attempt(struct qmsg *m, time_t when, size_t idx, const char *outcome, const char *relay)
 {
-	struct spool_env *e = &m->env;
-	struct spool_attempt *h;
+	struct spool_attempt *h = spool_env_new_attempt(&m->env);
 
-	if (e->nhist >= SPOOL_HISTORY_MAX) {
-		free(e->hist[0].relay);
-		free(e->hist[0].reply);
-		memmove(e->hist, e->hist + 1, (e->nhist - 1) * sizeof *e->hist);
-		e->nhist--;
-	}
-	e->hist = xreallocarray(e->hist, e->nhist + 1, sizeof *e->hist);
-	h = &e->hist[e->nhist++];
-	memset(h, 0, sizeof *h);
 	h->when = when;
 	h->rcpt = (unsigned)idx;
 	strlcpy_mr(h->outcome, outcome, sizeof h->outcome);

@@ -379,6 +379,18 @@ text_write_tmp(struct spool *sp, const char *name, const char *buf, size_t len,
 	return 0;
 }
 
+/* text_write_tmp(), then free(buf) (errno kept). */
+static int
+text_write_tmp_free(struct spool *sp, const char *name, char *buf, size_t len, int sync,
+    char *errbuf, size_t errlen)
+{
+	int rc = text_write_tmp(sp, name, buf, len, sync, errbuf, errlen), saved = errno;
+
+	free(buf);
+	errno = saved;
+	return rc;
+}
+
 /* Write an envelope to tmp/NAME and fsync it. */
 static int
 env_write_tmp(struct spool *sp, const char *name, const struct spool_env *env,
@@ -386,7 +398,6 @@ env_write_tmp(struct spool *sp, const char *name, const struct spool_env *env,
 {
 	size_t len;
 	char *buf;
-	int rc, saved;
 
 	if (env->damaged != NULL) {
 		/* a stand-in or a message found damaged: the files stay as found */
@@ -396,11 +407,7 @@ env_write_tmp(struct spool *sp, const char *name, const struct spool_env *env,
 		return -1;
 	}
 	buf = spool_env_render(env, &len);
-	rc = text_write_tmp(sp, name, buf, len, sync, errbuf, errlen);
-	saved = errno;
-	free(buf);
-	errno = saved;
-	return rc;
+	return text_write_tmp_free(sp, name, buf, len, sync, errbuf, errlen);
 }
 
 int
@@ -528,7 +535,7 @@ spool_env_stage_update(struct spool *sp, const char *id, const char *text, size_
 	size_t oldlen = 0, blen = 0, nold = 0, skip, i, k;
 	const char *lines[SPOOL_HISTORY_MAX];
 	size_t lens[SPOOL_HISTORY_MAX];
-	int fd, rc, saved;
+	int fd;
 	FILE *f;
 
 	if (!spool_qid_valid(id)) {
@@ -589,11 +596,7 @@ spool_env_stage_update(struct spool *sp, const char *id, const char *text, size_
 		log_fatal("open_memstream");
 	free(old);
 	name_of(name, sizeof name, id, ".env.new");
-	rc = text_write_tmp(sp, name, buf, blen, sync, errbuf, errlen);
-	saved = errno;
-	free(buf);
-	errno = saved;
-	return rc;
+	return text_write_tmp_free(sp, name, buf, blen, sync, errbuf, errlen);
 }
 
 void
@@ -698,9 +701,8 @@ spool_env_copy(struct spool_env *dst, const struct spool_env *src)
 		    src->hist[i].relay, src->hist[i].reply);
 }
 
-void
-spool_env_add_attempt(struct spool_env *env, time_t when, unsigned rcpt, const char *outcome,
-    const char *relay, const char *reply)
+struct spool_attempt *
+spool_env_new_attempt(struct spool_env *env)
 {
 	struct spool_attempt *h;
 
@@ -712,6 +714,16 @@ spool_env_add_attempt(struct spool_env *env, time_t when, unsigned rcpt, const c
 	}
 	env->hist = xreallocarray(env->hist, env->nhist + 1, sizeof *env->hist);
 	h = &env->hist[env->nhist++];
+	memset(h, 0, sizeof *h);
+	return h;
+}
+
+void
+spool_env_add_attempt(struct spool_env *env, time_t when, unsigned rcpt, const char *outcome,
+    const char *relay, const char *reply)
+{
+	struct spool_attempt *h = spool_env_new_attempt(env);
+
 	h->when = when;
 	h->rcpt = rcpt;
 	strlcpy_mr(h->outcome, outcome, sizeof h->outcome);

@@ -295,6 +295,8 @@ void spool_env_free(struct spool_env *env);
 void spool_env_set_damaged(struct spool_env *env, const char *why);
 /* Free the history (the envelope keeps the rest). */
 void spool_env_clear_hist(struct spool_env *env);
+/* A new last attempt, zeroed (the oldest is dropped beyond SPOOL_HISTORY_MAX). */
+struct spool_attempt *spool_env_new_attempt(struct spool_env *env);
 /* Append to the history (the oldest is dropped beyond SPOOL_HISTORY_MAX). */
 void spool_env_add_attempt(struct spool_env *env, time_t when, unsigned rcpt, const char *outcome,
     const char *relay, const char *reply);
