@@ -472,7 +472,7 @@ do_show(struct csession *s, const struct ctl_req *req)
 	int have_disk = e->damaged == NULL && spool_env_read(&D->spool, e->id, &disk, err, sizeof err) == 0;
 
 	hist = xcalloc((have_disk ? disk.nhist : 0) + e->nhist + 1, sizeof *hist);
-	if (have_disk) {
+	if (have_disk && disk.nhist > 0) {
 		memcpy(hist, disk.hist, disk.nhist * sizeof *hist);
 		nh = disk.nhist;
 	}
