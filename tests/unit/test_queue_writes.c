@@ -295,6 +295,45 @@ test_a_stop_leaves_waiting_deferrals_unwritten(void **state)
 	D->shutting_down = 0;
 }
 
+/*
+ * Waiting messages are kept in one heap under one timer: each comes back
+ * when it is due, the earliest first, and the timer is armed again for
+ * the next (here 1 s and 2 s: the schedule's steps under 10 s are exact).
+ */
+static void
+test_waiting_messages_come_back_in_due_order(void **state)
+{
+	static unsigned steps[] = { 1, 2 };
+	struct qmsg *a, *b;
+	int turns = 0;
+
+	(void)state;
+	conf.retry_schedule = steps;
+	conf.nretry = 2;
+	a = queue_ready_next(NULL);
+	queue_take(a);
+	queue_outcome(a, 0, OUTCOME_DEFERRED, &ri, "4.4.1", "CONNECT", "refused");
+	queue_outcome(a, 1, OUTCOME_DEFERRED, &ri, "4.4.1", "CONNECT", "refused");
+	b = queue_ready_next(NULL);
+	queue_take(b);
+	for (int k = 0; k < 2; k++) {
+		queue_outcome(b, 0, OUTCOME_DEFERRED, &ri, "4.4.1", "CONNECT", "refused");
+		queue_outcome(b, 1, OUTCOME_DEFERRED, &ri, "4.4.1", "CONNECT", "refused");
+	}
+	queue_release(b);	/* the later one first: the heap orders them, not the order of release */
+	queue_release(a);
+	assert_false(a->ready);
+	assert_false(b->ready);
+	while (!a->ready && turns++ < 100)
+		event_base_loop(D->base, EVLOOP_ONCE);
+	assert_true(a->ready);
+	assert_false(b->ready);
+	while (!b->ready && turns++ < 100)
+		event_base_loop(D->base, EVLOOP_ONCE);
+	assert_true(b->ready);
+	conf.nretry = 1;
+}
+
 static int deleted;
 
 static void
@@ -332,6 +371,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_a_sent_recipient_is_written_at_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_a_message_deleted_while_waiting, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_a_stop_leaves_waiting_deferrals_unwritten, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_waiting_messages_come_back_in_due_order, setup, teardown),
 	};
 
 	log_init("test_queue_writes", LOG_TO_STDERR, LOG_CRIT);
