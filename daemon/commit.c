@@ -149,7 +149,7 @@ batch_run(struct commit_req *batch)
 			r->rc = spool_env_install(C.sp, r->id, r->err, sizeof r->err);
 			break;
 		case COMMIT_REMOVE:
-			r->rc = spool_remove(C.sp, r->id, 0);
+			r->rc = spool_remove_known(C.sp, r->id, !r->no_env);
 			if (r->rc == -1)
 				snprintf(r->err, sizeof r->err, "%s: remove: %s", r->id, strerror(errno));
 			break;

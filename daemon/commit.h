@@ -35,6 +35,7 @@ struct commit_req {
 	void *arg;
 	int rc;                        /* 0 ok, -1 failed */
 	int superseded;                /* UPDATE: a later one in the batch writes the same envelope */
+	int no_env;                    /* REMOVE: the message never had an .env (none to unlink) */
 	char err[256];
 	struct commit_req *next;
 };

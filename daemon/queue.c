@@ -691,6 +691,7 @@ update_req(struct qmsg *m)
 
 	req->kind = COMMIT_UPDATE;
 	nupdates++;	/* on_committed() counts it out */
+	m->env.env_file = 1;	/* from now on its removal unlinks an .env too */
 	memcpy(req->id, m->env.id, sizeof req->id);
 	/* the attempts made since the last update go with it; the text has none */
 	queue_attempts_own(&m->env);
@@ -1112,6 +1113,7 @@ queue_delete(const char *id, queue_done_fn done, void *arg)
 	req = xcalloc(1, sizeof *req);
 	req->kind = COMMIT_REMOVE;
 	memcpy(req->id, m->env.id, sizeof req->id);
+	req->no_env = !m->env.env_file;
 	m->removed = m->deleting = 1;
 	commit_wait(req, m, done, arg);
 	return 1;

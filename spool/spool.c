@@ -67,6 +67,8 @@ spool_qid_make(char out[QID_LEN + 1], time_t sec, long usec, unsigned seq)
 	    (uint32_t)sec, (unsigned long)usec & 0xfffffUL, seq & 0xfffU);
 }
 
+static uint64_t qid_key(const char *id);
+
 void
 spool_qid_new(struct spool *sp, char out[QID_LEN + 1], struct timeval *arrival)
 {
@@ -75,9 +77,17 @@ spool_qid_new(struct spool *sp, char out[QID_LEN + 1], struct timeval *arrival)
 	gettimeofday(arrival, NULL);
 	for (;;) {
 		spool_qid_make(out, arrival->tv_sec, arrival->tv_usec, sp->qid_seq++);
-		snprintf(name, sizeof name, "%s.msg", out);
-		if (faccessat(sp->queuefd, name, F_OK, 0) == -1 && errno == ENOENT)
+		uint64_t k = qid_key(out);
+		if (sp->qid_known && k > sp->qid_high) {
+			sp->qid_high = k;
 			break;
+		}
+		snprintf(name, sizeof name, "%s.msg", out);
+		if (faccessat(sp->queuefd, name, F_OK, 0) == -1 && errno == ENOENT) {
+			if (k > sp->qid_high)
+				sp->qid_high = k;
+			break;
+		}
 	}
 }
 
@@ -1177,6 +1187,8 @@ env_read(struct spool *sp, const char *id, struct spool_env *env, int *from_tail
 	}
 	if (rc == -1)
 		errno = EBADMSG;
+	else
+		env->env_file = 1;	/* read from queue/ID.env */
 	return rc;
 }
 
@@ -1283,6 +1295,7 @@ env_stand_in(struct spool *sp, const char *id, struct spool_env *env, const char
 	name_of(name, sizeof name, id, ".msg");
 	if (fstatat(sp->queuefd, name, &st, 0) == 0 && S_ISREG(st.st_mode))
 		env->size = (unsigned long long)st.st_size;
+	env->env_file = 1;	/* whatever is there goes with a delete */
 	spool_env_set_damaged(env, why);
 }
 
@@ -1340,6 +1353,23 @@ spool_remove(struct spool *sp, const char *id, int sync_dir)
 		return -1;
 	if (sync_dir)
 		return spool_sync_queue(sp);
+	return 0;
+}
+
+int
+spool_remove_known(struct spool *sp, const char *id, int has_env)
+{
+	char name[64];
+
+	if (has_env)
+		return spool_remove(sp, id, 0);
+	if (!spool_qid_valid(id)) {
+		errno = EINVAL;
+		return -1;
+	}
+	name_of(name, sizeof name, id, ".msg");
+	if (unlinkat(sp->queuefd, name, 0) == -1 && errno != ENOENT)
+		return -1;
 	return 0;
 }
 
@@ -1445,6 +1475,14 @@ spool_scan(struct spool *sp, int flags, spool_scan_fn fn, void *arg)
 		qsort(msgs, nmsg, sizeof *msgs, cmp_keys);
 	/* the daemon keeps no history in memory: its load does not read it */
 	sp->no_history = (flags & SPOOL_SCAN_NO_HISTORY) != 0;
+	if (flags & SPOOL_SCAN_REMOVE_ORPHANS) {
+		/* the daemon's start: every id in queue/ is known from here on (spool_qid_new()) */
+		if (nmsg > 0 && msgs[nmsg - 1] > sp->qid_high)
+			sp->qid_high = msgs[nmsg - 1];
+		if (nenv > 0 && envs[nenv - 1] > sp->qid_high)
+			sp->qid_high = envs[nenv - 1];
+		sp->qid_known = 1;
+	}
 
 	/* Every id in order, from both lists merged. */
 	for (i = 0, j = 0; i < nmsg || j < nenv;) {

@@ -156,6 +156,8 @@ struct spool_env {
 	unsigned smtputf8:1;    /* SMTPUTF8 given at submission */
 	unsigned held:1;
 	unsigned warned:1;      /* the delay notice (delay_warning) was sent */
+	unsigned env_file:1;    /* queue/ID.env is there or being written (memory only: the removal
+	                           need not unlink one a message never had) */
 	unsigned long long size;        /* octets of content */
 	unsigned long long tail;        /* octets of queue/ID.msg after the content (0: none) */
 	char *envid;            /* DSN ENVID= (xtext, at most 100 octets), NULL when absent */
@@ -172,6 +174,8 @@ struct spool {
 	int dirfd, queuefd, tmpfd;
 	unsigned qid_seq;       /* sequence of the ids made by spool_qid_new() */
 	int no_history;         /* envelopes are read without their attempt records (spool_scan()) */
+	int qid_known;          /* qid_high holds every id in queue/ (the daemon's start-up scan) */
+	unsigned long long qid_high;    /* the highest id seen or made, as a number (16 hex digits) */
 };
 
 /* A new message being written. */
@@ -193,7 +197,9 @@ void spool_qid_make(char out[QID_LEN + 1], time_t sec, long usec, unsigned seq);
  * A new queue id for a message arriving now (arrival: the time it is made
  * from), unique by time and sequence, sortable by arrival.  The one
  * allocator of every submission path (SMTP, maildrop, bounces); checked
- * against the queue directory, so a clock stepping back cannot reuse an id.
+ * against the queue directory, so a clock stepping back cannot reuse an id,
+ * unless it is higher than every id the daemon's start-up scan found and
+ * every id made since (qid_known): no file can have it.
  */
 void spool_qid_new(struct spool *sp, char out[QID_LEN + 1], struct timeval *arrival);
 
@@ -312,6 +318,8 @@ int  spool_msg_open(struct spool *sp, const char *id);
 char *spool_msg_read(struct spool *sp, const struct spool_env *env, size_t max, size_t *len);
 /* Remove a message (.msg first, then .env) and fsync the queue directory when sync_dir. */
 int  spool_remove(struct spool *sp, const char *id, int sync_dir);
+/* The same without the directory fsync; without has_env the .env is not looked for (env_file). */
+int  spool_remove_known(struct spool *sp, const char *id, int has_env);
 
 /*
  * Visit every queued message in id (arrival) order, as spool_env_load()

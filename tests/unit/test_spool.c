@@ -725,6 +725,77 @@ test_stage_update_history(void **state)
 	spool_close(&sp);
 }
 
+static int
+count_one(struct spool_env *env, void *arg)
+{
+	(void)env;
+	++*(int *)arg;
+	return 0;
+}
+
+/*
+ * What the spool knows so that the daemon can skip a syscall per
+ * message: whether a message has an .env (env_file; its removal need not
+ * look for one it never had), and the highest id after the start-up scan
+ * (a new id above it is checked against nothing).
+ */
+static void
+test_env_file_and_id_floor(void **state)
+{
+	struct spool sp;
+	struct spool_txn txn;
+	struct spool_env e, r;
+	struct timeval tv;
+	char err[256], id[QID_LEN + 1], far[QID_LEN + 1];
+	int n = 0;
+
+	(void)state;
+	assert_int_equal(spool_open(&sp, root, 1, err, sizeof err), 0);
+	spool_qid_new(&sp, id, &tv);
+	assert_int_equal(spool_txn_begin(&sp, id, &txn), 0);
+	spool_txn_write(&txn, "Subject: x\r\n\r\nbody\r\n", 20);
+	make_env(&e, id, 1);
+	assert_int_equal(spool_txn_prepare(&txn, &e, 1, err, sizeof err), 0);
+	assert_int_equal(spool_txn_publish(&txn, err, sizeof err), 0);
+	/* one file: its envelope is the tail, there is no .env */
+	assert_int_equal(spool_env_load(&sp, id, &r, err, sizeof err), 0);
+	assert_false(r.env_file);
+	spool_env_free(&r);
+	/* its first change writes one */
+	assert_int_equal(spool_env_write(&sp, &e, 1, err, sizeof err), 0);
+	assert_int_equal(spool_env_load(&sp, id, &r, err, sizeof err), 0);
+	assert_true(r.env_file);
+	spool_env_free(&r);
+	/* a removal that knows better than to look for the .env leaves it (hence env_file) */
+	assert_int_equal(spool_remove_known(&sp, id, 0), 0);
+	assert_false(exists("queue", id, ".msg"));
+	assert_true(exists("queue", id, ".env"));
+	assert_int_equal(spool_remove_known(&sp, id, 1), 0);
+	assert_false(exists("queue", id, ".env"));
+	spool_env_free(&e);
+
+	/* a message far in the future: the scan knows it, and a new id below it is checked */
+	assert_false(sp.qid_known);
+	spool_qid_make(far, 0xF0000000, 0, 0);
+	make_env(&e, far, 1);
+	assert_int_equal(spool_txn_begin(&sp, far, &txn), 0);
+	spool_txn_write(&txn, "Subject: x\r\n\r\nbody\r\n", 20);
+	assert_int_equal(spool_txn_prepare(&txn, &e, 1, err, sizeof err), 0);
+	assert_int_equal(spool_txn_publish(&txn, err, sizeof err), 0);
+	spool_env_free(&e);
+	assert_int_equal(spool_scan(&sp, SPOOL_SCAN_REMOVE_ORPHANS, count_one, &n), 1);
+	assert_true(sp.qid_known);
+	assert_true(sp.qid_high == 0xF000000000000000ULL);
+	spool_qid_new(&sp, id, &tv);
+	assert_true(strcmp(id, far) < 0);
+	assert_true(sp.qid_high == 0xF000000000000000ULL);	/* not above: not raised */
+	/* one above it raises it (as the clock would once it passes the far id) */
+	sp.qid_high = 0;
+	spool_qid_new(&sp, id, &tv);
+	assert_true(sp.qid_high > 0);
+	spool_close(&sp);
+}
+
 static void
 test_open_missing(void **state)
 {
@@ -804,6 +875,7 @@ main(void)
 		cmocka_unit_test(test_env_end_record),
 		cmocka_unit_test_setup_teardown(test_damaged, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stage_update_history, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_env_file_and_id_floor, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_missing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ratewin, setup, teardown),
 	};
