@@ -85,7 +85,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	for (i = 0; i < e.nrcpt; i++) {
 		const struct spool_rcpt *r = &e.rcpts[i];
-		if (r->addr == NULL || r->addr[0] == '\0' || r->orig == NULL || r->last_reply == NULL)
+		/* orig is NULL when it is the address itself (one string less per recipient held) */
+		if (r->addr == NULL || r->addr[0] == '\0' || r->last_reply == NULL ||
+		    (r->orig != NULL && strcmp(r->orig, r->addr) == 0))
 			abort();
 		if (r->status != RCPT_PENDING && r->status != RCPT_SENT && r->status != RCPT_FAILED)
 			abort();
