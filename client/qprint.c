@@ -58,7 +58,7 @@ sum_one(struct spool_env *e, void *arg)
 	struct queue_summary *q = arg;
 
 	q->messages++;
-	if (e->damaged[0])
+	if (e->damaged)
 		q->damaged++;
 	else if (e->held)
 		q->held++;

@@ -1041,6 +1041,10 @@ main(int argc, char **argv)
 	if (me == NULL)
 		die(EX_NOUSER, "uid %lu has no user name", (unsigned long)getuid());
 	char *login = xstrdup(me->pw_name);
+	/* the full name for From:, taken now: one lookup of the user per message, not two */
+	char gecos[256];
+	snprintf(gecos, sizeof gecos, "%.*s", (int)strcspn(me->pw_gecos ? me->pw_gecos : "", ","),
+	    me->pw_gecos ? me->pw_gecos : "");
 	char authwarn[ADDR_MAX + 400] = "";
 	if (o.sender != NULL) {
 		const char *why;
@@ -1078,14 +1082,10 @@ main(int argc, char **argv)
 		addlen += (size_t)snprintf(added, sizeof added, "%s", authwarn);
 	if (!hi.has_from) {
 		const char *name = o.fullname;
-		struct passwd *pw = NULL;
 		if (name == NULL && (name = getenv("NAME")) != NULL)
 			check_arg("$NAME", name);
-		if (name == NULL && (pw = getpwuid(getuid())) != NULL && pw->pw_gecos[0] != '\0') {
-			static char g[256];
-			snprintf(g, sizeof g, "%.*s", (int)strcspn(pw->pw_gecos, ","), pw->pw_gecos);
-			name = g[0] ? g : NULL;
-		}
+		if (name == NULL && gecos[0] != '\0')
+			name = gecos;
 		if (name != NULL && *sender) {
 			char dn[700];
 			display_name(name, dn, sizeof dn);

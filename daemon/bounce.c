@@ -54,13 +54,15 @@ on_removed(struct commit_req *req, void *arg)
 	commit_req_free(req);
 }
 
+/* env_file: the message has (or may have) an .env to remove too. */
 static void
-remove_message(const char *id)
+remove_message(const char *id, int env_file)
 {
 	struct commit_req *req = xcalloc(1, sizeof *req);
 
 	req->kind = COMMIT_REMOVE;
 	memcpy(req->id, id, sizeof req->id);
+	req->no_env = !env_file;
 	req->done = on_removed;
 	commit_submit(req);
 }
@@ -69,6 +71,7 @@ enum notice_kind { NOTICE_FINAL, NOTICE_PARTIAL, NOTICE_DELAY };
 
 struct bctx {
 	char orig_id[QID_LEN + 1];
+	int env_file;               /* the original's env_file, for its removal */
 	char to[ADDR_LEN_MAX];
 	enum notice_kind kind;
 	unsigned *idx;              /* PARTIAL: the recipients it reports */
@@ -99,7 +102,7 @@ on_notice_committed(struct commit_req *req, void *arg)
 		    "cannot queue the delivery status notification: %s; kept until the next start", req->err);
 	}
 	if (c->kind == NOTICE_FINAL && req->rc == 0)
-		remove_message(c->orig_id);
+		remove_message(c->orig_id, c->env_file);
 	else if (c->kind == NOTICE_PARTIAL)
 		queue_reported(c->orig_id, c->idx, c->nidx, req->rc == 0);
 	free(c->idx);
@@ -150,7 +153,7 @@ queue_notice(const struct spool_env *env, const char *to, const char *via,
 	localtime_r(&now, &tm);
 	orig = spool_msg_read(&D->spool, env, RETURN_MAX, &olen);
 	dm.reporting_mta = D->conf->hostname;
-	dm.envid = env->envid[0] ? env->envid : NULL;
+	dm.envid = env->envid;
 	dm.queue_id = env->id;
 	dm.arrival = env->arrival;
 	dm.now = now;
@@ -201,6 +204,7 @@ queue_notice(const struct spool_env *env, const char *to, const char *via,
 
 	struct bctx *c = xcalloc(1, sizeof *c);
 	memcpy(c->orig_id, env->id, sizeof c->orig_id);
+	c->env_file = env->env_file;
 	snprintf(c->to, sizeof c->to, "%s", to);
 	c->kind = kind;
 	/* for metrics: a notice to the administrator, a delay, a failure, else success notices */
@@ -335,7 +339,7 @@ bounce_finish(const struct spool_env *env)
 	if (excluded)
 		log_qid(LOG_INFO, env->id, NULL, "no delivery status notification: NOTIFY excludes failures");
 	if (!any || (to = notice_target(env, &via, 1)) == NULL) {
-		remove_message(env->id);
+		remove_message(env->id, env->env_file);
 		return;
 	}
 	owed_collect(env, &ol);

@@ -41,12 +41,39 @@ static struct {
 };
 
 void
+commit_req_free_hist(struct commit_req *req)
+{
+	struct spool_env h = { .hist = req->hist, .nhist = req->nhist };
+
+	spool_env_clear_hist(&h);
+	req->hist = NULL;
+	req->nhist = 0;
+}
+
+/* Put from's attempts before to's own (the history of a superseded update goes with the later one). */
+static void
+hist_move(struct commit_req *from, struct commit_req *to)
+{
+	if (from->nhist == 0)
+		return;
+	from->hist = xreallocarray(from->hist, from->nhist + to->nhist, sizeof *from->hist);
+	if (to->nhist > 0)
+		memcpy(from->hist + from->nhist, to->hist, to->nhist * sizeof *to->hist);
+	free(to->hist);
+	to->hist = from->hist;
+	to->nhist += from->nhist;
+	from->hist = NULL;
+	from->nhist = 0;
+}
+
+void
 commit_req_free(struct commit_req *req)
 {
 	if (req->kind == COMMIT_NEW && req->txn.sp != NULL)
 		spool_txn_abort(&req->txn);
 	spool_env_free(&req->env);
 	free(req->text);
+	commit_req_free_hist(req);
 	free(req);
 }
 
@@ -67,7 +94,8 @@ batch_run(struct commit_req *batch)
 	 * Two updates of one envelope in a batch would stage the same
 	 * tmp/ID.env.new: the first install would take the second's file and
 	 * the second find none.  Only the last is written; the earlier ones
-	 * succeed with it (they held older states of the same envelope).
+	 * succeed with it (they held older states of the same envelope), and
+	 * the attempts they were to add to the history go with it.
 	 */
 	for (r = batch; r != NULL; r = r->next) {
 		struct commit_req *later;
@@ -77,6 +105,7 @@ batch_run(struct commit_req *batch)
 		for (later = r->next; later != NULL; later = later->next)
 			if (later->kind == COMMIT_UPDATE && strcmp(later->id, r->id) == 0) {
 				r->superseded = 1;
+				hist_move(r, later);
 				break;
 			}
 	}
@@ -89,7 +118,8 @@ batch_run(struct commit_req *batch)
 			r->rc = spool_txn_prepare(&r->txn, &r->env, sync_each, r->err, sizeof r->err);
 			break;
 		case COMMIT_UPDATE:
-			r->rc = spool_env_stage_text(C.sp, r->id, r->text, r->textlen, sync_each, r->err, sizeof r->err);
+			r->rc = spool_env_stage_update(C.sp, r->id, r->text, r->textlen, r->hist, r->nhist,
+			    sync_each, r->err, sizeof r->err);
 			break;
 		case COMMIT_REMOVE:
 			break;
@@ -119,7 +149,7 @@ batch_run(struct commit_req *batch)
 			r->rc = spool_env_install(C.sp, r->id, r->err, sizeof r->err);
 			break;
 		case COMMIT_REMOVE:
-			r->rc = spool_remove(C.sp, r->id, 0);
+			r->rc = spool_remove_known(C.sp, r->id, !r->no_env);
 			if (r->rc == -1)
 				snprintf(r->err, sizeof r->err, "%s: remove: %s", r->id, strerror(errno));
 			break;

@@ -28,11 +28,14 @@ struct commit_req {
 	struct spool_env env;          /* NEW: the envelope, owned by the request */
 	char *text;                    /* UPDATE: the envelope rendered (spool_env_render()), owned */
 	size_t textlen;
+	struct spool_attempt *hist;    /* UPDATE: attempts to add to the history on disk, owned */
+	size_t nhist;                  /*   (the text has none: see spool_env_stage_update()) */
 	char id[QID_LEN + 1];          /* UPDATE, REMOVE */
 	commit_done_fn done;           /* called on the loop; NULL: nothing to tell */
 	void *arg;
 	int rc;                        /* 0 ok, -1 failed */
 	int superseded;                /* UPDATE: a later one in the batch writes the same envelope */
+	int no_env;                    /* REMOVE: the message never had an .env (none to unlink) */
 	char err[256];
 	struct commit_req *next;
 };
@@ -41,6 +44,8 @@ int  commit_start(struct event_base *base, struct spool *sp);
 void commit_stop(void);
 /* Queue a request; ownership passes to the committer until done() (which must free it). */
 void commit_submit(struct commit_req *req);
+/* Free the attempts an update carries (the rest stays). */
+void commit_req_free_hist(struct commit_req *req);
 /* Free a request and what it owns. */
 void commit_req_free(struct commit_req *req);
 

@@ -49,6 +49,7 @@
 #include "oauth2.h"
 #include "shstate.h"
 #include "explain.h"
+#include "xmalloc.h"
 #include "trouble.h"
 #include "spool/qformat.h"
 #include "spool/qjson.h"
@@ -460,8 +461,39 @@ do_show(struct csession *s, const struct ctl_req *req)
 		cs_reply(s, "ERR %d cannot build the answer: %s", CTL_ERR_TEMP, strerror(errno));
 		return;
 	}
-	qformat_show(f, e, content, clen, req->body, time(NULL));
+	/*
+	 * The history is on disk: the daemon holds only the attempts made
+	 * since the envelope was last written (queue.c); shown after those.
+	 */
+	struct spool_env disk, view = *e;
+	struct spool_attempt *hist;
+	size_t nh = 0, first;
+	char err[256];
+	int have_disk = e->damaged == NULL && spool_env_read(&D->spool, e->id, &disk, err, sizeof err) == 0;
+
+	hist = xcalloc((have_disk ? disk.nhist : 0) + e->nhist + 1, sizeof *hist);
+	if (have_disk && disk.nhist > 0) {
+		memcpy(hist, disk.hist, disk.nhist * sizeof *hist);
+		nh = disk.nhist;
+	}
+	/* those not written yet borrow what they do not hold (queue_attempts_own()) */
+	for (size_t i = 0; i < e->nhist; i++) {
+		struct spool_attempt *h = &hist[nh + i];
+		*h = e->hist[i];
+		if (h->relay == NULL)
+			h->relay = "none";
+		if (h->reply == NULL)
+			h->reply = h->rcpt < e->nrcpt && e->rcpts[h->rcpt].last_reply ? e->rcpts[h->rcpt].last_reply : "";
+	}
+	nh += e->nhist;
+	first = nh > SPOOL_HISTORY_MAX ? nh - SPOOL_HISTORY_MAX : 0;
+	view.hist = hist + first;
+	view.nhist = nh - first;
+	qformat_show(f, &view, content, clen, req->body, time(NULL));
 	fclose(f);
+	free(hist);
+	if (have_disk)
+		spool_env_free(&disk);
 	free(content);
 	cs_reply_lines(s, text);
 	cs_reply(s, "OK %s", req->ids[0]);

@@ -31,6 +31,15 @@ trouble_record(struct dsession *s, struct qmsg *m, size_t idx, enum trouble_kind
     const char *text)
 {
 	struct relay_info ri;
+
+	session_relay_info(s, &ri);
+	trouble_record_ri(&ri, m, idx, k, cls, text);
+}
+
+void
+trouble_record_ri(const struct relay_info *ri, struct qmsg *m, size_t idx, enum trouble_kind k,
+    int cls, const char *text)
+{
 	char *expired = NULL;
 	const char *held_by;
 	time_t now = time(NULL);
@@ -49,8 +58,7 @@ trouble_record(struct dsession *s, struct qmsg *m, size_t idx, enum trouble_kind
 		cls = 0;
 		text = expired;
 	}
-	session_relay_info(s, &ri);
-	queue_outcome(m, idx, trouble_outcome(k, cls), &ri, trouble_get(k)->status,
+	queue_outcome(m, idx, trouble_outcome(k, cls), ri, trouble_get(k)->status,
 	    trouble_get(k)->name, text);
 	free(expired);
 }

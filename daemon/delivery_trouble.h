@@ -15,6 +15,7 @@
 
 struct dsession;
 struct qmsg;
+struct relay_info;
 /*
  * The one recorder of the delivery code's outcomes: recipient idx of m
  * gets what kind k (the reply's class cls, 0 when none) says, with the
@@ -22,6 +23,9 @@ struct qmsg;
  */
 void trouble_record(struct dsession *s, struct qmsg *m, size_t idx, enum trouble_kind k, int cls,
     const char *text);
+/* The same with the relay and connection as ri says (a session that has ended). */
+void trouble_record_ri(const struct relay_info *ri, struct qmsg *m, size_t idx, enum trouble_kind k,
+    int cls, const char *text);
 /* Session s failed with kind k: bump the kind's counter of `mailrelay status`. */
 void trouble_count(const struct dsession *s, enum trouble_kind k);
 /* s's smarthost failed (kind k) before any transaction: backed off for its next retry step. */

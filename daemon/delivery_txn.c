@@ -308,7 +308,7 @@ send_envelope_cmd(struct dsession *s, size_t idx)
 			snprintf(tmp, sizeof tmp, " RET=%s", e->ret);
 			strlcat_mr(params, tmp, sizeof params);
 		}
-		if (s->caps.dsn && e->envid[0]) {
+		if (s->caps.dsn && e->envid) {
 			snprintf(tmp, sizeof tmp, " ENVID=%s", e->envid);
 			strlcat_mr(params, tmp, sizeof params);
 		}

@@ -95,28 +95,94 @@ take_for(struct dsession *s)
 }
 
 /*
- * A message this smarthost could not take: on to the next smarthost in
- * the same attempt (no attempt counted), or, after the last one,
- * deferred with `why`.
+ * A message smarthost shidx (of conf) could not take: on to the next
+ * smarthost in the same attempt (no attempt counted), or, after the last
+ * one, deferred with `why` (ri: the relay and connection of the failure).
  */
 static void
-failover_or_defer(struct dsession *s, struct qmsg *m, enum trouble_kind k, const char *why)
+failover_or_defer(const struct config *conf, size_t shidx, const struct relay_info *ri, struct qmsg *m,
+    enum trouble_kind k, const char *why)
 {
 	int routed;
 	size_t i;
 
-	msg_target(s->rc->conf, m, &routed);
-	if (!routed && s->shidx + 1 < s->rc->conf->nsmarthosts && !D->shutting_down) {
-		m->fo = (unsigned)s->shidx + 1;
+	msg_target(conf, m, &routed);
+	if (!routed && shidx + 1 < conf->nsmarthosts && !D->shutting_down) {
+		m->fo = (unsigned)shidx + 1;
 		log_qid(LOG_INFO, m->env.id, NULL, "smarthost %s failed; trying %s",
-		    s->sh->name, s->rc->conf->smarthosts[m->fo].name);
+		    conf->smarthosts[shidx].name, conf->smarthosts[m->fo].name);
 		queue_release(m);	/* ready again, for the next smarthost */
 		return;
 	}
 	for (i = 0; i < m->env.nrcpt; i++)
 		if (m->env.rcpts[i].status == RCPT_PENDING)
-			trouble_record(s, m, i, k, 0, why);
+			trouble_record_ri(ri, m, i, k, 0, why);
 	queue_release(m);
+}
+
+/*
+ * The messages a failed smarthost leaves, all taken at once, are given
+ * back FAIL_CHUNK at a time, one chunk per turn of the event loop: with
+ * the whole queue due (a restart, a flush) and the smarthost refusing,
+ * giving back 100,000 messages (a log line and an envelope write each)
+ * kept the loop from answering anyone for most of a second.  A job keeps
+ * what its session knew (the session ends meanwhile) and holds the
+ * configuration it was started with.
+ */
+#define FAIL_CHUNK 256
+struct failjob {
+	struct runconf *rc;
+	size_t shidx;
+	struct relay_info ri;       /* its strings copied: */
+	char *relay, *tls, *verify, *name;
+	enum trouble_kind k;
+	char *why;
+	struct qmsg **msgs;
+	size_t n, done;
+	struct failjob *next;
+};
+static struct failjob *failjobs, **failjobs_tail = &failjobs;
+static struct event *failjob_ev;
+
+static void
+failjob_free(struct failjob *j)
+{
+	runconf_unref(j->rc);
+	free(j->relay);
+	free(j->tls);
+	free(j->verify);
+	free(j->name);
+	free(j->why);
+	free(j->msgs);
+	free(j);
+}
+
+static void
+on_failjob(evutil_socket_t fd, short what, void *arg)
+{
+	struct failjob *j = failjobs;
+	size_t end;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (j == NULL)
+		return;
+	end = j->done + FAIL_CHUNK < j->n ? j->done + FAIL_CHUNK : j->n;
+	while (j->done < end) {
+		struct qmsg *m = j->msgs[j->done++];
+		failover_or_defer(j->rc->conf, j->shidx, &j->ri, m, j->k, j->why);
+	}
+	if (j->done == j->n) {
+		if ((failjobs = j->next) == NULL)
+			failjobs_tail = &failjobs;
+		failjob_free(j);
+	}
+	if (failjobs != NULL) {
+		struct timeval now = { 0, 0 };
+		evtimer_add(failjob_ev, &now);
+	}
+	dispatch_kick();	/* those failed over are ready again */
 }
 
 /* Take m for a new session to smarthost shidx. */
@@ -154,20 +220,50 @@ dispatch_next(struct dsession *s)
 void
 dispatch_smarthost_failed(struct dsession *s, struct qmsg *m, enum trouble_kind k, const char *why)
 {
-	struct qmsg **batch = NULL;
-	size_t n = 0, i;
+	struct failjob *j = xcalloc(1, sizeof *j);
+	struct relay_info ri;
+	size_t cap = 0, first;
 
 	if (m != NULL) {
-		batch = xreallocarray(batch, n + 1, sizeof *batch);
-		batch[n++] = m;
+		cap = 16;
+		j->msgs = xreallocarray(j->msgs, cap, sizeof *j->msgs);
+		j->msgs[j->n++] = m;
 	}
 	while ((m = take_for(s)) != NULL) {
-		batch = xreallocarray(batch, n + 1, sizeof *batch);
-		batch[n++] = m;
+		if (j->n == cap) {
+			cap = cap ? 2 * cap : 16;
+			j->msgs = xreallocarray(j->msgs, cap, sizeof *j->msgs);
+		}
+		j->msgs[j->n++] = m;
 	}
-	for (i = 0; i < n; i++)
-		failover_or_defer(s, batch[i], k, why);
-	free(batch);
+	session_relay_info(s, &ri);
+	j->rc = runconf_ref(s->rc);
+	j->shidx = s->shidx;
+	j->ri.relay = j->relay = xstrdup(ri.relay);
+	j->ri.tls = j->tls = xstrdup(ri.tls);
+	j->ri.verify = j->verify = ri.verify != NULL ? xstrdup(ri.verify) : NULL;
+	j->ri.name = j->name = xstrdup(ri.name);
+	j->ri.dsn = ri.dsn;
+	j->k = k;
+	j->why = xstrdup(why ? why : "");
+	/* the first chunk now, the rest from the loop (in order, after the jobs before) */
+	first = failjobs == NULL ? (j->n < FAIL_CHUNK ? j->n : FAIL_CHUNK) : 0;
+	while (j->done < first) {
+		m = j->msgs[j->done++];
+		failover_or_defer(j->rc->conf, j->shidx, &j->ri, m, j->k, j->why);
+	}
+	if (j->done == j->n) {
+		failjob_free(j);
+		return;
+	}
+	*failjobs_tail = j;
+	failjobs_tail = &j->next;
+	if (failjob_ev == NULL)
+		failjob_ev = evtimer_new(D->base, on_failjob, NULL);
+	if (!evtimer_pending(failjob_ev, NULL)) {
+		struct timeval now = { 0, 0 };
+		evtimer_add(failjob_ev, &now);
+	}
 }
 
 /*
@@ -297,7 +393,25 @@ rate_started(const struct smarthost_conf *sh, const struct qmsg *m)
  * blocked, and nothing was delivered.  A smarthost found busy is not
  * asked again in the same pass.  Pacing is forgotten only after a walk of
  * the whole list (below).
+ *
+ * A pass starts at most KICK_STARTS sessions, then goes on from the event
+ * loop (kick_more): a smarthost that refuses at once (down, a restart with
+ * the whole queue due) fails each session as it starts, and one pass
+ * would otherwise try every ready message with the loop blocked, the
+ * control socket and the listeners unanswered until it was over.
  */
+#define KICK_STARTS 64
+static struct event *kick_more;
+
+static void
+on_kick_more(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	dispatch_kick();
+}
+
 /*
  * The smarthosts a ready message can go to now: with a ready message
  * part-way through failover, any; else the first one up (msg_target() of
@@ -329,6 +443,7 @@ dispatch_kick(void)
 	unsigned char small[128], *busy, *wanted;
 	size_t i, n, nwanted, nbusy;
 	int started, whole = 0;
+	unsigned nstarts = 0;
 
 	if (kicking || D->shutting_down)
 		return;
@@ -372,6 +487,7 @@ dispatch_kick(void)
 			if (session_count(t) < D->conf->concurrency && !rate_paced(&D->conf->smarthosts[t])) {
 				dispatch_start(t, m);
 				started = 1;
+				nstarts++;
 				break;
 			}
 			busy[t] = 1;
@@ -379,9 +495,18 @@ dispatch_kick(void)
 				break;	/* every smarthost wanted is busy: the rest of the list waits */
 		}
 		whole = m == NULL;	/* the walk saw the whole list */
-	} while (started);
+	} while (started && nstarts < KICK_STARTS);
 	if (busy != small)
 		free(busy);
+	if (started && nstarts >= KICK_STARTS) {
+		/* the rest of the pass after the loop has had its turn */
+		struct timeval now = { 0, 0 };
+		if (kick_more == NULL)
+			kick_more = evtimer_new(D->base, on_kick_more, NULL);
+		evtimer_add(kick_more, &now);
+		kicking = 0;
+		return;
+	}
 	if (!whole) {
 		kicking = 0;
 		return;
@@ -402,6 +527,23 @@ dispatch_shutdown(void)
 		event_free(rate_timer);
 		rate_timer = NULL;
 		rate_timer_at = 0;
+	}
+	if (kick_more != NULL) {
+		event_free(kick_more);
+		kick_more = NULL;
+	}
+	/* messages a failed smarthost left, not given back yet: back as they were, untried */
+	while (failjobs != NULL) {
+		struct failjob *j = failjobs;
+		failjobs = j->next;
+		while (j->done < j->n)
+			queue_release(j->msgs[j->done++]);
+		failjob_free(j);
+	}
+	failjobs_tail = &failjobs;
+	if (failjob_ev != NULL) {
+		event_free(failjob_ev);
+		failjob_ev = NULL;
 	}
 	ratekeep_flush();
 }

@@ -89,7 +89,7 @@ add_one(const char *addr, void *arg)
 	struct spool_rcpt *r = &env->rcpts[env->nrcpt++];
 	memset(r, 0, sizeof *r);
 	r->addr = xstrdup(addr);
-	r->orig = xstrdup(c->orig);
+	r->orig = strcmp(c->orig, addr) != 0 ? xstrdup(c->orig) : NULL;	/* NULL: the same */
 	r->status = RCPT_PENDING;
 	r->last_reply = xstrdup("");
 }

@@ -424,7 +424,7 @@ env_from_drop(struct spool_env *env, const struct maildrop_env *de, const char *
 	env->eightbit = de->eightbit;
 	env->smtputf8 = de->smtputf8;
 	strlcpy_mr(env->ret, de->ret, sizeof env->ret);
-	strlcpy_mr(env->envid, de->envid, sizeof env->envid);
+	env->envid = de->envid[0] ? xstrdup(de->envid) : NULL;
 	for (i = 0; i < de->nrcpt; i++)
 		local_add_rcpt(env, de->rcpts[i]);
 	for (i = 0; i < env->nrcpt; i++)

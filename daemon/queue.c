@@ -3,7 +3,10 @@
  *
  * Retry policy lives here and nowhere else: a deferred recipient is due
  * again after retry_schedule[attempts - 1] (the last step repeats); a
- * message's timer fires at the earliest due pending recipient.  Whether a
+ * message is due at its earliest due pending recipient.  The waiting
+ * messages are kept in a heap by the time they are due, under one timer
+ * for the whole queue (armed for the earliest): a timer event per message
+ * was a third of the memory a large deferred queue held.  Whether a
  * temporary failure after max_queue_time becomes permanent is the failure
  * table's decision (delivery_trouble.c, TK_EXPIRED), taken before the
  * outcome comes here.  Outcomes are persisted before a message is
@@ -97,6 +100,24 @@ queue_count(void)
 }
 
 static queue_ready_fn ready_hook;
+/*
+ * While the spool is loaded at start, nothing is delivered: the ready
+ * hook runs once the load is over, from the event loop (a queue of
+ * 100,000 messages would otherwise start its delivery, and a smarthost
+ * that refuses at once fail it, before the daemon answers anyone).
+ */
+static int loading;
+static struct event *loaded_ev;
+
+static void
+on_loaded(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (ready_hook != NULL && !TAILQ_EMPTY(&ready_msgs))
+		ready_hook();
+}
 
 void
 queue_on_ready(queue_ready_fn fn)
@@ -107,9 +128,9 @@ queue_on_ready(queue_ready_fn fn)
 static void
 make_ready(struct qmsg *m)
 {
-	char why[sizeof m->env.damaged];
+	char why[SPOOL_DAMAGED_MAX];
 
-	if (m->ready || m->inflight || m->removed || m->env.held || m->env.damaged[0])
+	if (m->ready || m->inflight || m->removed || m->env.held || m->env.damaged)
 		return;
 	if (m->checked)
 		m->checked = 0;	/* a stat is what the load or the commit just did */
@@ -121,16 +142,132 @@ make_ready(struct qmsg *m)
 	TAILQ_INSERT_TAIL(&ready_msgs, m, ready_entry);
 	if (m->fo > 0)
 		nready_fo++;
-	if (ready_hook != NULL)
+	if (ready_hook != NULL && !loading)
 		ready_hook();
 }
 
+/*
+ * The waiting messages: a binary heap by due time, m->slot being a
+ * message's index + 1 (0: not in it), and one timer armed for the top.
+ */
+static struct qmsg **wait_heap;
+static unsigned nwait, wait_cap;
+static struct event *wait_ev;
+static time_t wait_armed;		/* the due time the timer is armed for, 0: none */
+
 static void
-on_timer(evutil_socket_t fd, short what, void *arg)
+heap_put(unsigned i, struct qmsg *m)
 {
+	wait_heap[i] = m;
+	m->slot = i + 1;
+}
+
+static void
+heap_up(unsigned i)
+{
+	struct qmsg *m = wait_heap[i];
+
+	while (i > 0 && wait_heap[(i - 1) / 2]->due > m->due) {
+		heap_put(i, wait_heap[(i - 1) / 2]);
+		i = (i - 1) / 2;
+	}
+	heap_put(i, m);
+}
+
+static void
+heap_down(unsigned i)
+{
+	struct qmsg *m = wait_heap[i];
+
+	for (;;) {
+		unsigned c = 2 * i + 1;
+		if (c >= nwait)
+			break;
+		if (c + 1 < nwait && wait_heap[c + 1]->due < wait_heap[c]->due)
+			c++;
+		if (wait_heap[c]->due >= m->due)
+			break;
+		heap_put(i, wait_heap[c]);
+		i = c;
+	}
+	heap_put(i, m);
+}
+
+static void wait_arm(void);
+
+/* Out of the waiting heap (nothing when it is not in it). */
+static void
+wait_del(struct qmsg *m)
+{
+	unsigned i;
+	struct qmsg *last;
+
+	if (m->slot == 0)
+		return;
+	i = m->slot - 1;
+	m->slot = 0;
+	last = wait_heap[--nwait];
+	if (i < nwait) {
+		heap_put(i, last);
+		heap_up(i);
+		heap_down(last->slot - 1);
+	}
+	if (nwait == 0 && wait_ev != NULL) {
+		evtimer_del(wait_ev);
+		wait_armed = 0;
+	}
+}
+
+/* Wait until due (a message waiting already is moved). */
+static void
+wait_add(struct qmsg *m, time_t due)
+{
+	wait_del(m);
+	if (nwait == wait_cap) {
+		wait_cap = wait_cap ? 2 * wait_cap : 64;
+		wait_heap = xreallocarray(wait_heap, wait_cap, sizeof *wait_heap);
+	}
+	m->due = due;
+	heap_put(nwait++, m);
+	heap_up(nwait - 1);
+	wait_arm();
+}
+
+static void make_ready(struct qmsg *m);
+
+static void
+on_wait_timer(evutil_socket_t fd, short what, void *arg)
+{
+	time_t now = time(NULL);
+
 	(void)fd;
 	(void)what;
-	make_ready(arg);
+	(void)arg;
+	wait_armed = 0;
+	while (nwait > 0 && wait_heap[0]->due <= now) {
+		struct qmsg *m = wait_heap[0];
+		wait_del(m);
+		make_ready(m);
+	}
+	wait_arm();
+}
+
+/* The timer, for the earliest waiting message (not touched when it is armed for that already). */
+static void
+wait_arm(void)
+{
+	time_t now, due;
+	struct timeval tv = { 0, 0 };
+
+	if (nwait == 0 || wait_heap[0]->due == wait_armed)
+		return;
+	due = wait_heap[0]->due;
+	now = time(NULL);
+	if (wait_ev == NULL)
+		wait_ev = evtimer_new(D->base, on_wait_timer, NULL);
+	tv.tv_sec = due > now ? due - now : 0;
+	evtimer_add(wait_ev, &tv);
+	wait_armed = due;
 }
 
 static struct qmsg *
@@ -140,7 +277,6 @@ qmsg_new(struct spool_env *env)
 
 	m->env = *env;
 	memset(env, 0, sizeof *env);
-	m->timer = evtimer_new(D->base, on_timer, m);
 	TAILQ_INSERT_TAIL(&all_msgs, m, all_entry);
 	nmsgs++;
 	return m;
@@ -155,7 +291,7 @@ qmsg_free(struct qmsg *m)
 		TAILQ_REMOVE(&write_msgs, m, write_entry);
 	TAILQ_REMOVE(&all_msgs, m, all_entry);
 	nmsgs--;
-	event_free(m->timer);
+	wait_del(m);
 	spool_env_free(&m->env);
 	free(m);
 }
@@ -222,10 +358,12 @@ load_one(struct spool_env *env, void *arg)
 		loaded_drops[nloaded_drops].uid = env->uid;
 		memcpy(loaded_drops[nloaded_drops++].id, env->id, QID_LEN + 1);
 	}
-	if (env->damaged[0]) {
+	if (env->damaged) {
 		damaged(qmsg_new(env), NULL);	/* said once, kept for an admin */
 		return 1;
 	}
+	/* the history stays on disk: the updates add to it (spool_env_stage_update()) */
+	spool_env_clear_hist(env);
 	for (i = 0; i < env->nrcpt; i++) {
 		if (env->rcpts[i].status == RCPT_PENDING) {
 			/* A restart is a good reason to try again now. */
@@ -251,7 +389,15 @@ load_one(struct spool_env *env, void *arg)
 int
 queue_load(void)
 {
-	int n = spool_scan(&D->spool, 1, load_one, NULL);
+	struct timeval now = { 0, 0 };
+	int n;
+
+	loading = 1;
+	n = spool_scan(&D->spool, SPOOL_SCAN_REMOVE_ORPHANS | SPOOL_SCAN_NO_HISTORY, load_one, NULL);
+	loading = 0;
+	if (loaded_ev == NULL)
+		loaded_ev = evtimer_new(D->base, on_loaded, NULL);
+	evtimer_add(loaded_ev, &now);
 
 	if (nloaded_drops > 1)
 		qsort(loaded_drops, nloaded_drops, sizeof *loaded_drops, cmp_drop);
@@ -287,13 +433,23 @@ queue_ready_next(struct qmsg *after)
 	return after == NULL ? TAILQ_FIRST(&ready_msgs) : TAILQ_NEXT(after, ready_entry);
 }
 
+/* Monotonic milliseconds, wrapping at 2^32 (durations under 49 days come out right). */
+static uint32_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint32_t)((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000);
+}
+
 void
 queue_take(struct qmsg *m)
 {
 	ready_remove(m);
 	m->ready = 0;
 	m->inflight = 1;
-	clock_gettime(CLOCK_MONOTONIC, &m->taken);
+	m->taken_ms = mono_ms();
 }
 
 /*
@@ -305,9 +461,9 @@ static void
 damaged(struct qmsg *m, const char *why)
 {
 	if (why != NULL) {
-		if (m->env.damaged[0])
+		if (m->env.damaged)
 			return;
-		strlcpy_mr(m->env.damaged, why, sizeof m->env.damaged);
+		spool_env_set_damaged(&m->env, why);
 	}
 	if (!m->inflight)
 		unready(m);
@@ -318,9 +474,9 @@ damaged(struct qmsg *m, const char *why)
 int
 queue_verify(struct qmsg *m, int fd)
 {
-	char why[sizeof m->env.damaged];
+	char why[SPOOL_DAMAGED_MAX];
 
-	if (m->env.damaged[0])
+	if (m->env.damaged)
 		return -1;
 	if (spool_msg_check(&D->spool, &m->env, fd, why, sizeof why) == 0)
 		return 0;
@@ -376,6 +532,40 @@ static const char *const outcome_names[] = {
 	[OUTCOME_BOUNCED] = "bounced",
 };
 
+/*
+ * An attempt, kept until the envelope is next written, and kept small: a
+ * whole queue deferred at once holds one each until the committer gets
+ * to it.  A relay of "none" is NULL, and the reply is NULL, being the
+ * recipient's last_reply: the next outcome of that recipient gives it
+ * the string, and queue_attempts_own() before the attempts leave.
+ */
+static void
+pending_attempt(struct qmsg *m, time_t when, size_t idx, const char *outcome, const char *relay)
+{
+	struct spool_attempt *h = spool_env_new_attempt(&m->env);
+
+	h->when = when;
+	h->rcpt = (unsigned)idx;
+	strlcpy_mr(h->outcome, outcome, sizeof h->outcome);
+	h->relay = relay == NULL || strcmp(relay, "none") == 0 ? NULL : xstrdup(relay);
+	h->reply = NULL;
+}
+
+void
+queue_attempts_own(struct spool_env *env)
+{
+	size_t i;
+
+	for (i = 0; i < env->nhist; i++) {
+		struct spool_attempt *h = &env->hist[i];
+		if (h->relay == NULL)
+			h->relay = xstrdup("none");
+		if (h->reply == NULL)
+			h->reply = xstrdup(h->rcpt < env->nrcpt && env->rcpts[h->rcpt].last_reply ?
+			    env->rcpts[h->rcpt].last_reply : "");
+	}
+}
+
 void
 queue_outcome(struct qmsg *m, size_t idx, enum outcome o, const struct relay_info *ri,
     const char *dsn, const char *kind, const char *reply)
@@ -389,6 +579,12 @@ queue_outcome(struct qmsg *m, size_t idx, enum outcome o, const struct relay_inf
 	r->attempts++;
 	r->last_attempt = now.tv_sec;
 	sanitize_text(text, sizeof text, reply ? reply : "", strlen(reply ? reply : ""), 0);
+	/* the attempt before, not written yet, takes the reply it had (see pending_attempt()) */
+	for (size_t j = 0; j < m->env.nhist; j++)
+		if (m->env.hist[j].rcpt == idx && m->env.hist[j].reply == NULL) {
+			m->env.hist[j].reply = r->last_reply;
+			r->last_reply = NULL;
+		}
 	free(r->last_reply);
 	r->last_reply = xstrdup(text);
 
@@ -443,7 +639,7 @@ queue_outcome(struct qmsg *m, size_t idx, enum outcome o, const struct relay_inf
 			*c = ';';
 	} else
 		verify[0] = '\0';
-	spool_env_add_attempt(&m->env, now.tv_sec, (unsigned)idx, outcome_names[o], ri->relay, r->last_reply);
+	pending_attempt(m, now.tv_sec, idx, outcome_names[o], ri->relay);
 	log_qid(o == OUTCOME_SENT ? LOG_INFO : LOG_WARNING, m->env.id, outcome_names[o],
 	    "to=<%s>%s, relay=%s, tls=%s%s, delay=%.2f, attempts=%u, dsn=%s, status=%s (%s)",
 	    r->addr, orig, ri->relay, ri->tls, verify, delay, r->attempts, dsn, outcome_names[o],
@@ -472,15 +668,18 @@ queue_schedule(struct qmsg *m)
 		make_ready(m);
 		return;
 	}
-	struct timeval tv = { .tv_sec = next - now, .tv_usec = 0 };
-	evtimer_add(m->timer, &tv);
+	wait_add(m, next);
 }
 
 static void on_committed(struct commit_req *req, void *arg);
 
 /*
  * An update of the envelope as it is now; the message is clean from here
- * on.  The request carries the envelope rendered, not a copy of it: a few
+ * on.  The history is not kept in memory (up to SPOOL_HISTORY_MAX attempts
+ * per message, most of a deferred queue's memory): a message holds the
+ * attempts made since its last update, which the request takes and the
+ * committer adds to those on disk.  The request carries the envelope
+ * rendered, not a copy of it: a few
  * hundred octets instead of a structure and its strings, which matters
  * when a whole queue is deferred at once (100,000 messages after a
  * restart with the smarthost down).
@@ -492,7 +691,14 @@ update_req(struct qmsg *m)
 
 	req->kind = COMMIT_UPDATE;
 	nupdates++;	/* on_committed() counts it out */
+	m->env.env_file = 1;	/* from now on its removal unlinks an .env too */
 	memcpy(req->id, m->env.id, sizeof req->id);
+	/* the attempts made since the last update go with it; the text has none */
+	queue_attempts_own(&m->env);
+	req->hist = m->env.hist;
+	req->nhist = m->env.nhist;
+	m->env.hist = NULL;
+	m->env.nhist = 0;
 	req->text = spool_env_render(&m->env, &req->textlen);
 	m->dirty = 0;
 	return req;
@@ -508,7 +714,7 @@ persist(struct qmsg *m, void *arg)
 {
 	struct commit_req *req;
 
-	if (m->env.damaged[0])
+	if (m->env.damaged)
 		return;		/* never written over: the files stay as found */
 	if (!m->urgent && arg == NULL && nupdates >= UPDATES_MAX) {
 		if (!m->write_waits) {
@@ -620,6 +826,28 @@ persist_later(const char *id)
 		evtimer_add(persist_ev, &tv);
 }
 
+/* An update was not written: its attempts go back to the message, before those made since. */
+static void
+hist_back(struct commit_req *req)
+{
+	struct qmsg *m = find_any(req->id);
+	struct spool_env h = { .hist = NULL, .nhist = 0 };
+	size_t i;
+
+	if (m == NULL || req->nhist == 0)
+		return;
+	queue_attempts_own(&m->env);
+	for (i = 0; i < req->nhist; i++)
+		spool_env_add_attempt(&h, req->hist[i].when, req->hist[i].rcpt, req->hist[i].outcome,
+		    req->hist[i].relay, req->hist[i].reply);
+	for (i = 0; i < m->env.nhist; i++)
+		spool_env_add_attempt(&h, m->env.hist[i].when, m->env.hist[i].rcpt, m->env.hist[i].outcome,
+		    m->env.hist[i].relay, m->env.hist[i].reply);
+	spool_env_clear_hist(&m->env);
+	m->env.hist = h.hist;
+	m->env.nhist = h.nhist;
+}
+
 static void
 on_committed(struct commit_req *req, void *arg)
 {
@@ -632,8 +860,10 @@ on_committed(struct commit_req *req, void *arg)
 			log_debug("%s: still cannot record delivery state: %s", id, req->err);
 		else
 			log_errx("%s: cannot record delivery state: %s", id, req->err);
-		if (req->kind == COMMIT_UPDATE)
+		if (req->kind == COMMIT_UPDATE) {
+			hist_back(req);
 			persist_later(req->id);
+		}
 	} else if (req->kind == COMMIT_UPDATE) {
 		if (retry)
 			log_info("%s: delivery state recorded", id);
@@ -641,8 +871,15 @@ on_committed(struct commit_req *req, void *arg)
 	}
 	if (req->kind == COMMIT_UPDATE) {
 		nupdates--;
-		/* the next waiting envelopes, as they are now (one in a session is written at its release) */
-		while (nupdates < UPDATES_MAX && !TAILQ_EMPTY(&write_msgs)) {
+		/*
+		 * The next waiting envelopes, as they are now (one in a session
+		 * is written at its release).  Not while shutting down: they
+		 * only hold deferrals (every other change goes at once), which
+		 * a restart does not need (every pending recipient is due again
+		 * at start); writing 100,000 of them made a stop take a quarter
+		 * of a minute after a retry of the whole queue.
+		 */
+		while (nupdates < UPDATES_MAX && !TAILQ_EMPTY(&write_msgs) && !D->shutting_down) {
 			struct qmsg *m = TAILQ_FIRST(&write_msgs);
 			TAILQ_REMOVE(&write_msgs, m, write_entry);
 			m->write_waits = 0;
@@ -673,16 +910,13 @@ queue_release(struct qmsg *m)
 {
 	size_t i;
 	int pending = 0, reporting = 0;
-	struct timespec now;
 
 	/* one attempt of this message at one smarthost, for the duration histogram */
 	if (m->inflight) {
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		metrics_delivery_duration((double)(now.tv_sec - m->taken.tv_sec) +
-		    (double)(now.tv_nsec - m->taken.tv_nsec) / 1e9);
+		metrics_delivery_duration((double)(uint32_t)(mono_ms() - m->taken_ms) / 1e3);
 	}
 	m->inflight = 0;
-	if (m->env.damaged[0])
+	if (m->env.damaged)
 		return;		/* found damaged by its session: held, nothing decided is written */
 	for (i = 0; i < m->env.nrcpt; i++) {
 		if (m->env.rcpts[i].status == RCPT_PENDING)
@@ -766,11 +1000,11 @@ flush_msg(struct qmsg *m)
 {
 	size_t i;
 
-	if (m->inflight || m->ready || m->removed || m->env.damaged[0])
+	if (m->inflight || m->ready || m->removed || m->env.damaged)
 		return;
 	for (i = 0; i < m->env.nrcpt; i++)
 		m->env.rcpts[i].next_attempt = 0;
-	evtimer_del(m->timer);
+	wait_del(m);
 	make_ready(m);
 }
 
@@ -790,7 +1024,7 @@ queue_flush_one(const char *id)
 
 	TAILQ_FOREACH(m, &all_msgs, all_entry)
 		if (strcmp(m->env.id, id) == 0 && !m->removed) {
-			if (m->env.damaged[0])
+			if (m->env.damaged)
 				return -3;	/* never sent as found: its files need repair */
 			flush_msg(m);
 			return 0;
@@ -826,7 +1060,7 @@ unready(struct qmsg *m)
 		ready_remove(m);
 		m->ready = 0;
 	}
-	evtimer_del(m->timer);
+	wait_del(m);
 }
 
 int
@@ -837,7 +1071,7 @@ queue_hold(const char *id, int hold, queue_done_fn done, void *arg)
 
 	if (m == NULL)
 		return -1;
-	if (m->env.damaged[0])
+	if (m->env.damaged)
 		return hold ? 0 : -3;	/* held already; its files need repair, not a release */
 	if (!m->env.held == !hold)
 		return 0;
@@ -879,6 +1113,7 @@ queue_delete(const char *id, queue_done_fn done, void *arg)
 	req = xcalloc(1, sizeof *req);
 	req->kind = COMMIT_REMOVE;
 	memcpy(req->id, m->env.id, sizeof req->id);
+	req->no_env = !m->env.env_file;
 	m->removed = m->deleting = 1;
 	commit_wait(req, m, done, arg);
 	return 1;
@@ -901,7 +1136,7 @@ queue_stats(struct queue_stats *st)
 		for (i = 0; i < m->env.nrcpt; i++)
 			if (m->env.rcpts[i].status == RCPT_PENDING && m->env.rcpts[i].attempts > 0)
 				tried = 1;
-		if (m->env.damaged[0])
+		if (m->env.damaged)
 			st->damaged++;
 		else if (m->env.held)
 			st->held++;
@@ -949,6 +1184,14 @@ void
 queue_free_all(void)
 {
 	struct qmsg *m;
+	size_t unwritten = 0;
+
+	TAILQ_FOREACH(m, &write_msgs, write_entry)
+		unwritten++;
+	if (unwritten > 0)
+		log_info("%zu deferral%s not written at shutdown (the attempt counts and history of the last "
+		    "try); %s due again at the next start", unwritten, unwritten == 1 ? "" : "s",
+		    unwritten == 1 ? "it is" : "they are");
 
 	while ((m = TAILQ_FIRST(&all_msgs)) != NULL)
 		qmsg_free(m);
@@ -956,6 +1199,18 @@ queue_free_all(void)
 		event_free(persist_ev);
 		persist_ev = NULL;
 	}
+	if (wait_ev != NULL) {
+		event_free(wait_ev);
+		wait_ev = NULL;
+	}
+	if (loaded_ev != NULL) {
+		event_free(loaded_ev);
+		loaded_ev = NULL;
+	}
+	free(wait_heap);
+	wait_heap = NULL;
+	nwait = wait_cap = 0;
+	wait_armed = 0;
 	free(unsaved);
 	unsaved = NULL;
 	nunsaved = unsaved_cap = 0;

@@ -21,6 +21,8 @@
 #include <sys/queue.h>
 #include <sys/time.h>
 
+#include <stdint.h>
+
 #include <event2/event.h>
 
 #include "outcome.h"
@@ -29,17 +31,18 @@
 
 struct qmsg {
 	struct spool_env env;
-	struct event *timer;
-	int ready;                  /* in the ready list */
-	int inflight;               /* owned by a delivery session */
-	int removed;                /* leaving the queue: out of sight, never tried again */
-	int deleting;               /* ...deleted by an admin, the removal not yet on disk */
-	int dirty;                  /* env changed since the last commit */
-	int checked;                /* content just checked (loaded, committed): make_ready() need not again */
-	int urgent;                 /* a change that must not wait its turn (an outcome other than deferred) */
-	int write_waits;            /* in the list of envelopes waiting for a place in the committer */
+	time_t due;                 /* while waiting: when it is due (the queue's one timer) */
+	unsigned slot;              /* its place in the timer heap + 1; 0: not waiting */
 	unsigned fo;                /* failover: the smarthost index this attempt has reached */
-	struct timespec taken;      /* monotonic: when the current attempt took it (metrics) */
+	unsigned ready:1;           /* in the ready list */
+	unsigned inflight:1;        /* owned by a delivery session */
+	unsigned removed:1;         /* leaving the queue: out of sight, never tried again */
+	unsigned deleting:1;        /* ...deleted by an admin, the removal not yet on disk */
+	unsigned dirty:1;           /* env changed since the last commit */
+	unsigned checked:1;         /* content just checked (loaded, committed): make_ready() need not again */
+	unsigned urgent:1;          /* a change that must not wait its turn (an outcome other than deferred) */
+	unsigned write_waits:1;     /* in the list of envelopes waiting for a place in the committer */
+	uint32_t taken_ms;          /* monotonic milliseconds (wrapping): when the current attempt took it (metrics) */
 	TAILQ_ENTRY(qmsg) all_entry;
 	TAILQ_ENTRY(qmsg) ready_entry;
 	TAILQ_ENTRY(qmsg) write_entry;
@@ -94,6 +97,12 @@ unsigned queue_retry_delay(unsigned attempts);
  */
 void queue_outcome(struct qmsg *m, size_t rcpt, enum outcome o, const struct relay_info *ri,
     const char *dsn, const char *kind, const char *reply);
+/*
+ * The attempts a message holds (those not written yet) get their own
+ * strings: in memory a relay of "none" and a recipient's latest reply
+ * are not copied (NULL).  For `mailrelay show`, on a copy.
+ */
+void queue_attempts_own(struct spool_env *env);
 /* The session is done with the message: persist, then reschedule or remove. */
 void queue_release(struct qmsg *m);
 /*

@@ -685,7 +685,7 @@ data_finished(struct ssession *s)
 	req->env.eightbit = s->eightbit || s->dec.eightbit;
 	req->env.smtputf8 = s->smtputf8;
 	strlcpy_mr(req->env.ret, s->ret, sizeof req->env.ret);
-	strlcpy_mr(req->env.envid, s->envid, sizeof req->env.envid);
+	req->env.envid = s->envid[0] ? xstrdup(s->envid) : NULL;
 	/* the drop a lost 250 would make the client write: known at the next start (pickup.c) */
 	req->env.drop = s->maildrop[0] ? xstrdup(s->maildrop) : NULL;
 	for (i = 0; i < s->nrcpt; i++) {

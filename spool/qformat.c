@@ -36,10 +36,10 @@ qformat_one(struct qformat *f, const struct spool_env *e)
 		strftime(when, sizeof when, "%a %b %e %H:%M:%S", &tm);
 		if (f->count == 0)
 			fprintf(out, "-Queue ID-------  --Size-- ----Arrival Time---  -Sender/Recipient-------\n");
-		fprintf(out, "%s%c %8llu %s  %s\n", e->id, e->damaged[0] ? '#' : e->held ? '!' : ' ', e->size,
-		    when, e->damaged[0] && e->nrcpt == 0 ? "(envelope unreadable)" :
+		fprintf(out, "%s%c %8llu %s  %s\n", e->id, e->damaged ? '#' : e->held ? '!' : ' ', e->size,
+		    when, e->damaged && e->nrcpt == 0 ? "(envelope unreadable)" :
 		    e->sender[0] ? e->sender : "MAILER-DAEMON");
-		if (e->damaged[0])
+		if (e->damaged)
 			fprintf(out, "%18s(damaged: %s)\n", "", e->damaged);
 		for (i = 0; i < e->nrcpt; i++) {
 			const struct spool_rcpt *r = &e->rcpts[i];
@@ -101,14 +101,14 @@ qformat_show(FILE *out, const struct spool_env *e, const char *content, size_t l
 	fprintf(out, "Size:        %llu\n", e->size);
 	fprintf(out, "Sender:      <%s>\n", e->sender);
 	fprintf(out, "Submitted:   uid %lu, via %s\n", (unsigned long)e->uid, e->via);
-	fprintf(out, "Held:        %s\n", e->held || e->damaged[0] ? "yes" : "no");
-	if (e->damaged[0])
+	fprintf(out, "Held:        %s\n", e->held || e->damaged ? "yes" : "no");
+	if (e->damaged)
 		fprintf(out, "Damaged:     %s (not delivered; delete it, or repair its files and restart)\n",
 		    e->damaged);
 	fprintf(out, "Encoding:    %s%s\n", e->eightbit ? "8BITMIME" : "7BIT", e->smtputf8 ? ", SMTPUTF8" : "");
-	if (e->ret[0] || e->envid[0])
+	if (e->ret[0] || e->envid)
 		fprintf(out, "DSN:         %s%s%s%s\n", e->ret[0] ? "RET=" : "", e->ret,
-		    e->envid[0] ? " ENVID=" : "", e->envid);
+		    e->envid ? " ENVID=" : "", e->envid ? e->envid : "");
 	fprintf(out, "Recipients:\n");
 	for (i = 0; i < e->nrcpt; i++) {
 		const struct spool_rcpt *r = &e->rcpts[i];

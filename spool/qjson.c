@@ -39,8 +39,8 @@ qjson_msg(const struct spool_env *e)
 	json_object_object_add(m, "size", json_object_new_uint64(e->size));
 	json_object_object_add(m, "sender", json_object_new_string(e->sender));
 	/* a damaged message is held */
-	json_object_object_add(m, "held", json_object_new_boolean(e->held || e->damaged[0]));
-	json_object_object_add(m, "damaged", e->damaged[0] ? json_object_new_string(e->damaged) : NULL);
+	json_object_object_add(m, "held", json_object_new_boolean(e->held || e->damaged));
+	json_object_object_add(m, "damaged", e->damaged ? json_object_new_string(e->damaged) : NULL);
 	for (size_t i = 0; i < e->nrcpt; i++) {
 		const struct spool_rcpt *r = &e->rcpts[i];
 		json_object *o = json_object_new_object();

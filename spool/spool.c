@@ -29,6 +29,7 @@
 #include "xmalloc.h"
 
 #define ENV_MAX (1024 * 1024)	/* an envelope larger than this is corrupt */
+#define ENV_FIRST_READ 4096	/* env_read()'s first read: most envelopes are smaller */
 
 static const char *const rcpt_status_names[] = {
 	[RCPT_PENDING] = "pending",
@@ -66,6 +67,8 @@ spool_qid_make(char out[QID_LEN + 1], time_t sec, long usec, unsigned seq)
 	    (uint32_t)sec, (unsigned long)usec & 0xfffffUL, seq & 0xfffU);
 }
 
+static uint64_t qid_key(const char *id);
+
 void
 spool_qid_new(struct spool *sp, char out[QID_LEN + 1], struct timeval *arrival)
 {
@@ -74,9 +77,17 @@ spool_qid_new(struct spool *sp, char out[QID_LEN + 1], struct timeval *arrival)
 	gettimeofday(arrival, NULL);
 	for (;;) {
 		spool_qid_make(out, arrival->tv_sec, arrival->tv_usec, sp->qid_seq++);
-		snprintf(name, sizeof name, "%s.msg", out);
-		if (faccessat(sp->queuefd, name, F_OK, 0) == -1 && errno == ENOENT)
+		uint64_t k = qid_key(out);
+		if (sp->qid_known && k > sp->qid_high) {
+			sp->qid_high = k;
 			break;
+		}
+		snprintf(name, sizeof name, "%s.msg", out);
+		if (faccessat(sp->queuefd, name, F_OK, 0) == -1 && errno == ENOENT) {
+			if (k > sp->qid_high)
+				sp->qid_high = k;
+			break;
+		}
 	}
 }
 
@@ -269,6 +280,17 @@ clean_field(const char *s, char *buf, size_t len)
 	return buf;
 }
 
+/* One attempt record. */
+static void
+put_attempt(FILE *f, const struct spool_attempt *h)
+{
+	char oc[16], rl[600], tmp[2048];
+
+	fprintf(f, "attempt\t%lld\t%u\t%s\t%s\t%s\n", (long long)h->when, h->rcpt,
+	    clean_field(h->outcome, oc, sizeof oc), clean_field(h->relay ? h->relay : "", rl, sizeof rl),
+	    clean_field(h->reply ? h->reply : "", tmp, sizeof tmp));
+}
+
 char *
 spool_env_render(const struct spool_env *env, size_t *lenp)
 {
@@ -291,8 +313,8 @@ spool_env_render(const struct spool_env *env, size_t *lenp)
 		fprintf(f, "tail\t%llu\n", env->tail);
 	fprintf(f, "body\t%s\n", env->eightbit ? "8BITMIME" : "7BIT");
 	fprintf(f, "held\t%d\n", env->held ? 1 : 0);
-	if (env->ret[0] || env->envid[0])
-		fprintf(f, "dsn\t%s\t%s\n", env->ret, clean_field(env->envid, tmp, sizeof tmp));
+	if (env->ret[0] || env->envid != NULL)
+		fprintf(f, "dsn\t%s\t%s\n", env->ret, clean_field(env->envid ? env->envid : "", tmp, sizeof tmp));
 	if (env->smtputf8)
 		fprintf(f, "smtputf8\t1\n");
 	if (env->drop != NULL && env->drop[0] != '\0')
@@ -325,13 +347,8 @@ spool_env_render(const struct spool_env *env, size_t *lenp)
 	for (i = 0; i < env->nrcpt; i++)
 		if (env->rcpts[i].kind[0] != '\0')
 			fprintf(f, "rkind\t%zu\t%s\n", i, env->rcpts[i].kind);
-	for (i = 0; i < env->nhist; i++) {
-		const struct spool_attempt *h = &env->hist[i];
-		char oc[16], rl[600];
-		fprintf(f, "attempt\t%lld\t%u\t%s\t%s\t%s\n", (long long)h->when, h->rcpt,
-		    clean_field(h->outcome, oc, sizeof oc), clean_field(h->relay ? h->relay : "", rl, sizeof rl),
-		    clean_field(h->reply ? h->reply : "", tmp, sizeof tmp));
-	}
+	for (i = 0; i < env->nhist; i++)
+		put_attempt(f, &env->hist[i]);
 	/* last: an envelope cut short anywhere before this line is known to be */
 	fprintf(f, "end\t%zu\n", env->nrcpt);
 	if (fclose(f) != 0)
@@ -372,6 +389,18 @@ text_write_tmp(struct spool *sp, const char *name, const char *buf, size_t len,
 	return 0;
 }
 
+/* text_write_tmp(), then free(buf) (errno kept). */
+static int
+text_write_tmp_free(struct spool *sp, const char *name, char *buf, size_t len, int sync,
+    char *errbuf, size_t errlen)
+{
+	int rc = text_write_tmp(sp, name, buf, len, sync, errbuf, errlen), saved = errno;
+
+	free(buf);
+	errno = saved;
+	return rc;
+}
+
 /* Write an envelope to tmp/NAME and fsync it. */
 static int
 env_write_tmp(struct spool *sp, const char *name, const struct spool_env *env,
@@ -379,9 +408,8 @@ env_write_tmp(struct spool *sp, const char *name, const struct spool_env *env,
 {
 	size_t len;
 	char *buf;
-	int rc, saved;
 
-	if (env->damaged[0] != '\0') {
+	if (env->damaged != NULL) {
 		/* a stand-in or a message found damaged: the files stay as found */
 		snprintf(errbuf, errlen, "%s: damaged (%s); its envelope is not rewritten", env->id,
 		    env->damaged);
@@ -389,11 +417,7 @@ env_write_tmp(struct spool *sp, const char *name, const struct spool_env *env,
 		return -1;
 	}
 	buf = spool_env_render(env, &len);
-	rc = text_write_tmp(sp, name, buf, len, sync, errbuf, errlen);
-	saved = errno;
-	free(buf);
-	errno = saved;
-	return rc;
+	return text_write_tmp_free(sp, name, buf, len, sync, errbuf, errlen);
 }
 
 int
@@ -409,7 +433,7 @@ spool_txn_prepare(struct spool_txn *txn, struct spool_env *env, int sync,
 		errno = txn->err;
 		return -1;
 	}
-	if (env->damaged[0] != '\0') {
+	if (env->damaged != NULL) {
 		snprintf(errbuf, errlen, "%s: damaged (%s); not queued", env->id, env->damaged);
 		errno = EINVAL;
 		return -1;
@@ -509,19 +533,94 @@ spool_env_stage(struct spool *sp, const struct spool_env *env, int sync,
 	return env_write_tmp(sp, tname, env, sync, errbuf, errlen);
 }
 
+/* The longest queue/ID.env whose history spool_env_stage_update() reads (50 attempts fit many times). */
+#define HIST_READ_MAX (1024 * 1024)
+
 int
-spool_env_stage_text(struct spool *sp, const char *id, const char *text, size_t len, int sync,
-    char *errbuf, size_t errlen)
+spool_env_stage_update(struct spool *sp, const char *id, const char *text, size_t len,
+    const struct spool_attempt *hist, size_t nhist, int sync, char *errbuf, size_t errlen)
 {
-	char tname[64];
+	char name[64], *old = NULL, *buf = NULL, *p, *end;
+	const char *endrec;
+	size_t oldlen = 0, blen = 0, nold = 0, skip, i, k;
+	const char *lines[SPOOL_HISTORY_MAX];
+	size_t lens[SPOOL_HISTORY_MAX];
+	int fd;
+	FILE *f;
 
 	if (!spool_qid_valid(id)) {
 		snprintf(errbuf, errlen, "invalid queue id");
 		errno = EINVAL;
 		return -1;
 	}
-	name_of(tname, sizeof tname, id, ".env.new");
-	return text_write_tmp(sp, tname, text, len, sync, errbuf, errlen);
+	/* the text ends with its end record, after which the history goes */
+	for (endrec = text + len; endrec > text && endrec[-1] == '\n'; endrec--)
+		;
+	while (endrec > text && endrec[-1] != '\n')
+		endrec--;
+	if (len < 5 || strncmp(endrec, "end\t", 4) != 0) {
+		snprintf(errbuf, errlen, "%s: envelope to write has no end record", id);
+		errno = EINVAL;
+		return -1;
+	}
+	/*
+	 * The attempts the envelope on disk holds (the latest kept, in order);
+	 * one that cannot be read has none to keep (its one-file tail never
+	 * has any: it is written before the first attempt).
+	 */
+	name_of(name, sizeof name, id, ".env");
+	if ((fd = openat(sp->queuefd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) != -1) {
+		struct stat st;
+		if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0 && st.st_size <= HIST_READ_MAX) {
+			old = xmalloc((size_t)st.st_size);
+			ssize_t n = pread(fd, old, (size_t)st.st_size, 0);
+			oldlen = n > 0 ? (size_t)n : 0;
+		}
+		close(fd);
+	}
+	for (p = old, end = old + oldlen; p != NULL && p < end; ) {
+		char *nl = memchr(p, '\n', (size_t)(end - p));
+		if (nl == NULL)
+			break;
+		if (nl - p > 8 && memcmp(p, "attempt\t", 8) == 0) {
+			/* a ring of the latest SPOOL_HISTORY_MAX */
+			lines[nold % SPOOL_HISTORY_MAX] = p;
+			lens[nold % SPOOL_HISTORY_MAX] = (size_t)(nl - p) + 1;
+			nold++;
+		}
+		p = nl + 1;
+	}
+	if ((f = open_memstream(&buf, &blen)) == NULL)
+		log_fatal("open_memstream");
+	fwrite(text, 1, (size_t)(endrec - text), f);
+	k = nold < SPOOL_HISTORY_MAX ? nold : SPOOL_HISTORY_MAX;	/* old ones held in the ring */
+	skip = k + nhist > SPOOL_HISTORY_MAX ? k + nhist - SPOOL_HISTORY_MAX : 0;
+	for (i = skip; i < k; i++) {
+		size_t at = (nold - k + i) % SPOOL_HISTORY_MAX;
+		fwrite(lines[at], 1, lens[at], f);
+	}
+	for (i = skip > k ? skip - k : 0; i < nhist; i++)
+		put_attempt(f, &hist[i]);
+	fwrite(endrec, 1, (size_t)(text + len - endrec), f);
+	if (fclose(f) != 0)
+		log_fatal("open_memstream");
+	free(old);
+	name_of(name, sizeof name, id, ".env.new");
+	return text_write_tmp_free(sp, name, buf, blen, sync, errbuf, errlen);
+}
+
+void
+spool_env_clear_hist(struct spool_env *env)
+{
+	size_t i;
+
+	for (i = 0; i < env->nhist; i++) {
+		free(env->hist[i].relay);
+		free(env->hist[i].reply);
+	}
+	free(env->hist);
+	env->hist = NULL;
+	env->nhist = 0;
 }
 
 int
@@ -572,14 +671,19 @@ spool_env_free(struct spool_env *env)
 		free(env->rcpts[i].orcpt);
 	}
 	free(env->rcpts);
-	for (i = 0; i < env->nhist; i++) {
-		free(env->hist[i].relay);
-		free(env->hist[i].reply);
-	}
-	free(env->hist);
+	spool_env_clear_hist(env);
 	free(env->sender);
 	free(env->drop);
+	free(env->envid);
+	free(env->damaged);
 	memset(env, 0, sizeof *env);
+}
+
+void
+spool_env_set_damaged(struct spool_env *env, const char *why)
+{
+	free(env->damaged);
+	env->damaged = xstrndup(why, SPOOL_DAMAGED_MAX - 1);
 }
 
 void
@@ -590,11 +694,13 @@ spool_env_copy(struct spool_env *dst, const struct spool_env *src)
 	*dst = *src;
 	dst->sender = xstrdup(src->sender ? src->sender : "");
 	dst->drop = src->drop != NULL ? xstrdup(src->drop) : NULL;
+	dst->envid = src->envid != NULL ? xstrdup(src->envid) : NULL;
+	dst->damaged = src->damaged != NULL ? xstrdup(src->damaged) : NULL;
 	dst->rcpts = xcalloc(src->nrcpt ? src->nrcpt : 1, sizeof *dst->rcpts);
 	for (i = 0; i < src->nrcpt; i++) {
 		dst->rcpts[i] = src->rcpts[i];
 		dst->rcpts[i].addr = xstrdup(src->rcpts[i].addr);
-		dst->rcpts[i].orig = xstrdup(src->rcpts[i].orig ? src->rcpts[i].orig : src->rcpts[i].addr);
+		dst->rcpts[i].orig = src->rcpts[i].orig ? xstrdup(src->rcpts[i].orig) : NULL;
 		dst->rcpts[i].last_reply = xstrdup(src->rcpts[i].last_reply ? src->rcpts[i].last_reply : "");
 		dst->rcpts[i].orcpt = src->rcpts[i].orcpt ? xstrdup(src->rcpts[i].orcpt) : NULL;
 	}
@@ -605,9 +711,8 @@ spool_env_copy(struct spool_env *dst, const struct spool_env *src)
 		    src->hist[i].relay, src->hist[i].reply);
 }
 
-void
-spool_env_add_attempt(struct spool_env *env, time_t when, unsigned rcpt, const char *outcome,
-    const char *relay, const char *reply)
+struct spool_attempt *
+spool_env_new_attempt(struct spool_env *env)
 {
 	struct spool_attempt *h;
 
@@ -619,6 +724,16 @@ spool_env_add_attempt(struct spool_env *env, time_t when, unsigned rcpt, const c
 	}
 	env->hist = xreallocarray(env->hist, env->nhist + 1, sizeof *env->hist);
 	h = &env->hist[env->nhist++];
+	memset(h, 0, sizeof *h);
+	return h;
+}
+
+void
+spool_env_add_attempt(struct spool_env *env, time_t when, unsigned rcpt, const char *outcome,
+    const char *relay, const char *reply)
+{
+	struct spool_attempt *h = spool_env_new_attempt(env);
+
 	h->when = when;
 	h->rcpt = rcpt;
 	strlcpy_mr(h->outcome, outcome, sizeof h->outcome);
@@ -690,7 +805,8 @@ env_parse_rcpt(struct spool_env *env, char **f, size_t nf, char *errbuf, size_t 
 	}
 	env->rcpts = xreallocarray(env->rcpts, env->nrcpt + 1, sizeof *env->rcpts);
 	r.addr = xstrdup(f[4]);
-	r.orig = xstrdup(f[5][0] ? f[5] : f[4]);
+	/* empty, or the address itself: NULL (one string less per recipient held) */
+	r.orig = f[5][0] && strcmp(f[5], f[4]) != 0 ? xstrdup(f[5]) : NULL;
 	r.last_reply = xstrdup(f[6]);
 	if (nf == 9) {
 		/* DSN: NOTIFY as given, ORCPT kept in its xtext form */
@@ -701,8 +817,17 @@ env_parse_rcpt(struct spool_env *env, char **f, size_t nf, char *errbuf, size_t 
 	return 0;
 }
 
+static int env_parse(const char *buf, size_t len, struct spool_env *env, int no_hist, char *errbuf, size_t errlen);
+
 int
 spool_env_parse(const char *buf, size_t len, struct spool_env *env, char *errbuf, size_t errlen)
+{
+	return env_parse(buf, len, env, 0, errbuf, errlen);
+}
+
+/* spool_env_parse(); with no_hist, attempt records are checked but not kept. */
+static int
+env_parse(const char *buf, size_t len, struct spool_env *env, int no_hist, char *errbuf, size_t errlen)
 {
 	char *copy, *line, *next, *f[10];
 	size_t nf, lineno = 0;
@@ -781,7 +906,8 @@ spool_env_parse(const char *buf, size_t len, struct spool_env *env, char *errbuf
 			if (strcmp(f[1], "FULL") != 0 && strcmp(f[1], "HDRS") != 0 && f[1][0] != '\0')
 				goto bad;
 			strlcpy_mr(env->ret, f[1], sizeof env->ret);
-			strlcpy_mr(env->envid, f[2], sizeof env->envid);
+			free(env->envid);
+			env->envid = f[2][0] != '\0' ? xstrndup(f[2], 100) : NULL;
 		} else if (strcmp(f[0], "drop") == 0 && nf == 2) {
 			/* a file name in maildrop/: never a path */
 			if (f[1][0] == '\0' || f[1][0] == '.' || strchr(f[1], '/') != NULL || strlen(f[1]) > 255)
@@ -823,7 +949,8 @@ spool_env_parse(const char *buf, size_t len, struct spool_env *env, char *errbuf
 			time_t when;
 			if (parse_time(f[1], &when) == -1 || parse_ull(f[2], 100000, &v) == -1)
 				goto bad;
-			spool_env_add_attempt(env, when, (unsigned)v, f[3], f[4], f[5]);
+			if (!no_hist)
+				spool_env_add_attempt(env, when, (unsigned)v, f[3], f[4], f[5]);
 		} else if (strcmp(f[0], "rcpt") == 0) {
 			if (env_parse_rcpt(env, f + 1, nf - 1, errbuf, errlen) == -1)
 				goto fail;
@@ -924,7 +1051,9 @@ env_read_tail(struct spool *sp, const char *id, struct spool_env *env, char *err
 
 	memset(env, 0, sizeof *env);
 	name_of(name, sizeof name, id, ".msg");
-	fd = openat(sp->queuefd, name, O_RDONLY | O_CLOEXEC);
+	fd = openat(sp->queuefd, name, O_RDONLY | O_CLOEXEC | O_NOATIME);	/* see env_read() */
+	if (fd == -1 && errno == EPERM)
+		fd = openat(sp->queuefd, name, O_RDONLY | O_CLOEXEC);
 	if (fd == -1) {
 		saved = errno;
 		snprintf(errbuf, errlen, "%s: %s", id, strerror(saved));
@@ -968,6 +1097,19 @@ env_read_tail(struct spool *sp, const char *id, struct spool_env *env, char *err
 	return 0;
 }
 
+/* Does buf[0..n) end with a whole end record (the last line of a version 2 envelope)? */
+static int
+ends_with_end_record(const char *buf, size_t n)
+{
+	const char *nl;
+
+	if (n < 7 || buf[n - 1] != '\n')
+		return 0;
+	nl = memrchr(buf, '\n', n - 1);
+	nl = nl == NULL ? buf : nl + 1;
+	return (size_t)(buf + n - nl) >= 6 && memcmp(nl, "end\t", 4) == 0;
+}
+
 /* spool_env_read(); *from_tail set when the envelope was the .msg's tail (its length then checked). */
 static int
 env_read(struct spool *sp, const char *id, struct spool_env *env, int *from_tail, char *errbuf, size_t errlen)
@@ -985,7 +1127,14 @@ env_read(struct spool *sp, const char *id, struct spool_env *env, int *from_tail
 		return -1;
 	}
 	name_of(name, sizeof name, id, ".env");
-	fd = openat(sp->queuefd, name, O_RDONLY | O_CLOEXEC);
+	/*
+	 * O_NOATIME where the file is ours (the daemon's): a first read
+	 * after a write would otherwise dirty the inode, a journal write per
+	 * envelope when the whole queue is loaded at start.
+	 */
+	fd = openat(sp->queuefd, name, O_RDONLY | O_CLOEXEC | O_NOATIME);
+	if (fd == -1 && errno == EPERM)
+		fd = openat(sp->queuefd, name, O_RDONLY | O_CLOEXEC);
 	*from_tail = 0;
 	if (fd == -1 && errno == ENOENT) {
 		*from_tail = 1;
@@ -997,22 +1146,39 @@ env_read(struct spool *sp, const char *id, struct spool_env *env, int *from_tail
 		errno = saved;
 		return -1;
 	}
-	if (fstat(fd, &st) == -1 || st.st_size > ENV_MAX) {
-		snprintf(errbuf, errlen, "%s: envelope unreadable or too large", id);
-		close(fd);
-		errno = EBADMSG;
-		return -1;
+	/*
+	 * Most envelopes fit one read, and one that ends with its end record
+	 * is whole (nothing may follow it): no fstat for the size and no
+	 * second read to see the end of the file.  Else the rest is read by
+	 * the file's size.
+	 */
+	buf = xmalloc(ENV_FIRST_READ);
+	do
+		n = read(fd, buf, ENV_FIRST_READ);
+	while (n == -1 && errno == EINTR);
+	if (n >= 0 && !ends_with_end_record(buf, (size_t)n)) {
+		if (fstat(fd, &st) == -1 || st.st_size > ENV_MAX) {
+			snprintf(errbuf, errlen, "%s: envelope unreadable or too large", id);
+			close(fd);
+			free(buf);
+			errno = EBADMSG;
+			return -1;
+		}
+		if (st.st_size > n) {
+			ssize_t more;
+			buf = xreallocarray(buf, (size_t)st.st_size, 1);
+			more = read_full(fd, buf + n, (size_t)(st.st_size - n));
+			n = more < 0 ? -1 : n + more;
+		}
 	}
-	buf = xmalloc((size_t)st.st_size + 1);
-	n = read_full(fd, buf, (size_t)st.st_size);
 	close(fd);
-	if (n != st.st_size) {
+	if (n < 0) {
 		snprintf(errbuf, errlen, "%s: short read", id);
 		free(buf);
 		errno = EBADMSG;
 		return -1;
 	}
-	rc = spool_env_parse(buf, (size_t)n, env, errbuf, errlen);
+	rc = env_parse(buf, (size_t)n, env, sp->no_history, errbuf, errlen);
 	free(buf);
 	if (rc == 0 && strcmp(env->id, id) != 0) {
 		snprintf(errbuf, errlen, "%s: envelope names another id", id);
@@ -1021,6 +1187,8 @@ env_read(struct spool *sp, const char *id, struct spool_env *env, int *from_tail
 	}
 	if (rc == -1)
 		errno = EBADMSG;
+	else
+		env->env_file = 1;	/* read from queue/ID.env */
 	return rc;
 }
 
@@ -1127,13 +1295,14 @@ env_stand_in(struct spool *sp, const char *id, struct spool_env *env, const char
 	name_of(name, sizeof name, id, ".msg");
 	if (fstatat(sp->queuefd, name, &st, 0) == 0 && S_ISREG(st.st_mode))
 		env->size = (unsigned long long)st.st_size;
-	strlcpy_mr(env->damaged, why, sizeof env->damaged);
+	env->env_file = 1;	/* whatever is there goes with a delete */
+	spool_env_set_damaged(env, why);
 }
 
 int
 spool_env_load(struct spool *sp, const char *id, struct spool_env *env, char *errbuf, size_t errlen)
 {
-	char err[sizeof env->damaged - 32], why[sizeof env->damaged];
+	char err[SPOOL_DAMAGED_MAX - 32], why[SPOOL_DAMAGED_MAX];
 	int from_tail;
 
 	if (!spool_qid_valid(id)) {
@@ -1187,10 +1356,67 @@ spool_remove(struct spool *sp, const char *id, int sync_dir)
 	return 0;
 }
 
-static int
-cmp_names(const void *a, const void *b)
+int
+spool_remove_known(struct spool *sp, const char *id, int has_env)
 {
-	return strcmp(*(char *const *)a, *(char *const *)b);
+	char name[64];
+
+	if (has_env)
+		return spool_remove(sp, id, 0);
+	if (!spool_qid_valid(id)) {
+		errno = EINVAL;
+		return -1;
+	}
+	name_of(name, sizeof name, id, ".msg");
+	if (unlinkat(sp->queuefd, name, 0) == -1 && errno != ENOENT)
+		return -1;
+	return 0;
+}
+
+/*
+ * A queue id is 16 hex digits: 64 bits, which sort as the ids do.  The
+ * scan lists them so (8 octets an id, no allocation each): the lists are
+ * held while the whole queue is loaded, which for 100,000 messages (two
+ * files each) were 8 MB of names.
+ */
+static uint64_t
+qid_key(const char *id)
+{
+	uint64_t k = 0;
+	size_t i;
+
+	for (i = 0; i < QID_LEN; i++)
+		k = k << 4 | (uint64_t)(id[i] <= '9' ? id[i] - '0' : id[i] - 'A' + 10);
+	return k;
+}
+
+static void
+qid_of_key(uint64_t k, char id[QID_LEN + 1])
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t i;
+
+	for (i = QID_LEN; i-- > 0; k >>= 4)
+		id[i] = hex[k & 15];
+	id[QID_LEN] = '\0';
+}
+
+static int
+cmp_keys(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void
+keys_add(uint64_t **keys, size_t *n, size_t *cap, uint64_t k)
+{
+	if (*n == *cap) {
+		*cap = *cap ? 2 * *cap : 256;
+		*keys = xreallocarray(*keys, *cap, sizeof **keys);
+	}
+	(*keys)[(*n)++] = k;
 }
 
 /* What a crash left of a message that was never acknowledged: into quarantine/, for a look. */
@@ -1212,13 +1438,14 @@ quarantine_msg(struct spool *sp, const char *id)
 }
 
 int
-spool_scan(struct spool *sp, int remove_orphans, spool_scan_fn fn, void *arg)
+spool_scan(struct spool *sp, int flags, spool_scan_fn fn, void *arg)
 {
 	DIR *d;
 	struct dirent *de;
-	char **envs = NULL, **msgs = NULL;
-	size_t nenv = 0, nmsg = 0, i, j;
+	uint64_t *envs = NULL, *msgs = NULL;
+	size_t nenv = 0, nmsg = 0, envcap = 0, msgcap = 0, i, j;
 	int fd = fcntl(sp->queuefd, F_DUPFD_CLOEXEC, 0), visited = 0;
+	int remove_orphans = flags & SPOOL_SCAN_REMOVE_ORPHANS;
 
 	if (fd == -1)
 		return -1;
@@ -1236,29 +1463,37 @@ spool_scan(struct spool *sp, int remove_orphans, spool_scan_fn fn, void *arg)
 		id[QID_LEN] = '\0';
 		if (!spool_qid_valid(id))
 			continue;
-		if (strcmp(de->d_name + QID_LEN, ".env") == 0) {
-			envs = xreallocarray(envs, nenv + 1, sizeof *envs);
-			envs[nenv++] = xstrdup(id);
-		} else if (strcmp(de->d_name + QID_LEN, ".msg") == 0) {
-			msgs = xreallocarray(msgs, nmsg + 1, sizeof *msgs);
-			msgs[nmsg++] = xstrdup(id);
-		}
+		if (strcmp(de->d_name + QID_LEN, ".env") == 0)
+			keys_add(&envs, &nenv, &envcap, qid_key(id));
+		else if (strcmp(de->d_name + QID_LEN, ".msg") == 0)
+			keys_add(&msgs, &nmsg, &msgcap, qid_key(id));
 	}
 	closedir(d);
 	if (nenv > 1)
-		qsort(envs, nenv, sizeof *envs, cmp_names);
+		qsort(envs, nenv, sizeof *envs, cmp_keys);
 	if (nmsg > 1)
-		qsort(msgs, nmsg, sizeof *msgs, cmp_names);
+		qsort(msgs, nmsg, sizeof *msgs, cmp_keys);
+	/* the daemon keeps no history in memory: its load does not read it */
+	sp->no_history = (flags & SPOOL_SCAN_NO_HISTORY) != 0;
+	if (flags & SPOOL_SCAN_REMOVE_ORPHANS) {
+		/* the daemon's start: every id in queue/ is known from here on (spool_qid_new()) */
+		if (nmsg > 0 && msgs[nmsg - 1] > sp->qid_high)
+			sp->qid_high = msgs[nmsg - 1];
+		if (nenv > 0 && envs[nenv - 1] > sp->qid_high)
+			sp->qid_high = envs[nenv - 1];
+		sp->qid_known = 1;
+	}
 
 	/* Every id in order, from both lists merged. */
 	for (i = 0, j = 0; i < nmsg || j < nenv;) {
-		int c = i == nmsg ? 1 : j == nenv ? -1 : strcmp(msgs[i], envs[j]);
-		const char *id = c <= 0 ? msgs[i] : envs[j];
+		int c = i == nmsg ? 1 : j == nenv ? -1 : cmp_keys(&msgs[i], &envs[j]);
+		char id[QID_LEN + 1];
 		int has_msg = c <= 0, has_env = c >= 0;
 		struct spool_env env;
 		char err[256];
 		int rc;
 
+		qid_of_key(c <= 0 ? msgs[i] : envs[j], id);
 		if (!has_msg && remove_orphans && spool_env_read(sp, id, &env, err, sizeof err) == 0) {
 			/*
 			 * An .env that records a tail, without its .msg: a removal
@@ -1292,10 +1527,7 @@ next:
 		if (has_env)
 			j++;
 	}
-	for (i = 0; i < nenv; i++)
-		free(envs[i]);
-	for (i = 0; i < nmsg; i++)
-		free(msgs[i]);
+	sp->no_history = 0;
 	free(envs);
 	free(msgs);
 	return visited;

@@ -111,21 +111,26 @@
 
 enum rcpt_status { RCPT_PENDING = 0, RCPT_SENT, RCPT_FAILED };
 
+/*
+ * The daemon holds one of these per recipient of every queued message,
+ * and a struct spool_env per message: their sizes are most of a large
+ * queue's memory (flags are bits, absent strings NULL).
+ */
 struct spool_rcpt {
 	char *addr;             /* envelope recipient */
-	char *orig;             /* as submitted (before aliases); may equal addr */
-	enum rcpt_status status;
+	char *orig;             /* as submitted (before aliases), NULL when the same as addr */
+	enum rcpt_status status:2;
+	unsigned success_notice:1;      /* sent with NOTIFY=SUCCESS to a smarthost without DSN: we report it */
+	unsigned reported:1;    /* the notice of its failure (or relaying) is on disk */
+	unsigned reporting:1;   /* that notice is being queued (daemon memory only, never written) */
 	unsigned attempts;
 	time_t next_attempt;    /* 0 = now */
 	time_t last_attempt;    /* 0 = never */
 	char *last_reply;       /* "" when none */
-	char notify[32];        /* DSN NOTIFY= as submitted ("SUCCESS,DELAY"), "" when absent */
+	char notify[24];        /* DSN NOTIFY= as submitted ("SUCCESS,FAILURE,DELAY" at most), "" when absent */
 	char *orcpt;            /* DSN ORCPT= as submitted (xtext), NULL when absent */
-	int success_notice;     /* sent with NOTIFY=SUCCESS to a smarthost without DSN: we report it */
-	int reported;           /* the notice of its failure (or relaying) is on disk */
 	char dsn[16];           /* enhanced status of its last outcome ("4.4.7"), "" when none */
 	char kind[24];          /* failure kind of its last outcome (trouble.h: "TIMEOUT"), "" when none */
-	int reporting;          /* that notice is being queued (daemon memory only, never written) */
 };
 
 /* One delivery attempt of one recipient, for `mailrelay show`. */
@@ -137,34 +142,40 @@ struct spool_attempt {
 	char *reply;
 };
 #define SPOOL_HISTORY_MAX 50    /* attempts kept per message (the latest) */
+#define SPOOL_DAMAGED_MAX 200   /* the longest reason a message is damaged (octets, with the NUL) */
 
 struct spool_env {
 	char id[QID_LEN + 1];
+	char ret[5];            /* DSN RET=FULL|HDRS, "" when absent */
+	char via[16];
 	time_t arrival;
 	long arrival_usec;
 	char *sender;           /* "" for <> */
 	uid_t uid;
-	char via[16];
+	unsigned eightbit:1;    /* BODY=8BITMIME */
+	unsigned smtputf8:1;    /* SMTPUTF8 given at submission */
+	unsigned held:1;
+	unsigned warned:1;      /* the delay notice (delay_warning) was sent */
+	unsigned env_file:1;    /* queue/ID.env is there or being written (memory only: the removal
+	                           need not unlink one a message never had) */
 	unsigned long long size;        /* octets of content */
 	unsigned long long tail;        /* octets of queue/ID.msg after the content (0: none) */
-	int eightbit;           /* BODY=8BITMIME */
-	int smtputf8;           /* SMTPUTF8 given at submission */
-	char ret[5];            /* DSN RET=FULL|HDRS, "" when absent */
-	char envid[101];        /* DSN ENVID= (xtext), "" when absent */
-	int held;
-	int warned;             /* the delay notice (delay_warning) was sent */
+	char *envid;            /* DSN ENVID= (xtext, at most 100 octets), NULL when absent */
 	char *drop;             /* the maildrop file imported, NULL for other paths */
 	struct spool_rcpt *rcpts;
 	size_t nrcpt;
 	struct spool_attempt *hist;     /* oldest first, at most SPOOL_HISTORY_MAX */
 	size_t nhist;
-	char damaged[200];      /* why the message is damaged, "" when intact; never written */
+	char *damaged;          /* why the message is damaged, NULL when intact; never written */
 };
 
 struct spool {
 	char *dir;
 	int dirfd, queuefd, tmpfd;
 	unsigned qid_seq;       /* sequence of the ids made by spool_qid_new() */
+	int no_history;         /* envelopes are read without their attempt records (spool_scan()) */
+	int qid_known;          /* qid_high holds every id in queue/ (the daemon's start-up scan) */
+	unsigned long long qid_high;    /* the highest id seen or made, as a number (16 hex digits) */
 };
 
 /* A new message being written. */
@@ -186,7 +197,9 @@ void spool_qid_make(char out[QID_LEN + 1], time_t sec, long usec, unsigned seq);
  * A new queue id for a message arriving now (arrival: the time it is made
  * from), unique by time and sequence, sortable by arrival.  The one
  * allocator of every submission path (SMTP, maildrop, bounces); checked
- * against the queue directory, so a clock stepping back cannot reuse an id.
+ * against the queue directory, so a clock stepping back cannot reuse an id,
+ * unless it is higher than every id the daemon's start-up scan found and
+ * every id made since (qid_known): no file can have it.
  */
 void spool_qid_new(struct spool *sp, char out[QID_LEN + 1], struct timeval *arrival);
 
@@ -232,9 +245,17 @@ int  spool_syncfs(struct spool *sp);
  * both steps with fsyncs, for single updates.
  */
 int  spool_env_stage(struct spool *sp, const struct spool_env *env, int sync, char *errbuf, size_t errlen);
-/* spool_env_stage() of an envelope already rendered by spool_env_render() (the committer's updates). */
-int  spool_env_stage_text(struct spool *sp, const char *id, const char *text, size_t len, int sync,
-    char *errbuf, size_t errlen);
+/*
+ * Stage an update of an envelope whose history is kept on disk only (the
+ * daemon holds none in memory): text is the envelope rendered without
+ * attempt records; the attempts queue/ID.env holds now are kept, hist[0..
+ * nhist) (the attempts made since) follow them, and the latest
+ * SPOOL_HISTORY_MAX are written before the end record.  An .env that
+ * cannot be read (or none: a one-file message's first change) has no
+ * attempts to keep.
+ */
+int  spool_env_stage_update(struct spool *sp, const char *id, const char *text, size_t len,
+    const struct spool_attempt *hist, size_t nhist, int sync, char *errbuf, size_t errlen);
 int  spool_env_install(struct spool *sp, const char *id, char *errbuf, size_t errlen);
 int  spool_env_write(struct spool *sp, const struct spool_env *env, int sync_dir, char *errbuf, size_t errlen);
 /*
@@ -276,6 +297,12 @@ int  spool_msg_check(struct spool *sp, const struct spool_env *env, int fd, char
  */
 int  spool_env_load(struct spool *sp, const char *id, struct spool_env *env, char *errbuf, size_t errlen);
 void spool_env_free(struct spool_env *env);
+/* Say why the message is damaged (at most SPOOL_DAMAGED_MAX - 1 octets kept). */
+void spool_env_set_damaged(struct spool_env *env, const char *why);
+/* Free the history (the envelope keeps the rest). */
+void spool_env_clear_hist(struct spool_env *env);
+/* A new last attempt, zeroed (the oldest is dropped beyond SPOOL_HISTORY_MAX). */
+struct spool_attempt *spool_env_new_attempt(struct spool_env *env);
 /* Append to the history (the oldest is dropped beyond SPOOL_HISTORY_MAX). */
 void spool_env_add_attempt(struct spool_env *env, time_t when, unsigned rcpt, const char *outcome,
     const char *relay, const char *reply);
@@ -291,11 +318,15 @@ int  spool_msg_open(struct spool *sp, const char *id);
 char *spool_msg_read(struct spool *sp, const struct spool_env *env, size_t max, size_t *len);
 /* Remove a message (.msg first, then .env) and fsync the queue directory when sync_dir. */
 int  spool_remove(struct spool *sp, const char *id, int sync_dir);
+/* The same without the directory fsync; without has_env the .env is not looked for (env_file). */
+int  spool_remove_known(struct spool *sp, const char *id, int has_env);
 
 /*
  * Visit every queued message in id (arrival) order, as spool_env_load()
  * reads it: damaged ones too, with their stand-in (env->damaged set; the
- * caller says so, spool_scan() does not log).  With remove_orphans (the
+ * caller says so, spool_scan() does not log).  flags: SPOOL_SCAN_NO_HISTORY,
+ * the envelopes are read without their attempt records (the daemon's load:
+ * it keeps none in memory); SPOOL_SCAN_REMOVE_ORPHANS (the
  * daemon at start), a .msg with neither .env nor tail (never
  * acknowledged) is moved to quarantine/, and an .env that records a tail
  * without its .msg (a removal cut short) is removed, each with a log
@@ -305,6 +336,8 @@ int  spool_remove(struct spool *sp, const char *id, int sync_dir);
  * then owns it).  Returns the number visited, -1 if the queue can't be read.
  */
 typedef int (*spool_scan_fn)(struct spool_env *env, void *arg);
-int  spool_scan(struct spool *sp, int remove_orphans, spool_scan_fn fn, void *arg);
+#define SPOOL_SCAN_REMOVE_ORPHANS 1
+#define SPOOL_SCAN_NO_HISTORY     2
+int  spool_scan(struct spool *sp, int flags, spool_scan_fn fn, void *arg);
 
 #endif

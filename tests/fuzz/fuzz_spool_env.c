@@ -69,7 +69,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	err[0] = '\0';
 	if (spool_tail_parse(buf, size, size, &e, err, sizeof err) == 0) {
 		if (e.size + e.tail != size || e.tail < SPOOL_FOOT_LEN || !spool_qid_valid(e.id) ||
-		    e.nrcpt == 0 || e.damaged[0] != '\0')
+		    e.nrcpt == 0 || e.damaged != NULL)
 			abort();
 		check_round_trip(&e);
 		spool_env_free(&e);
@@ -81,11 +81,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			abort();	/* every failure says why */
 		return 0;
 	}
-	if (!spool_qid_valid(e.id) || e.sender == NULL || e.nrcpt == 0 || e.damaged[0] != '\0')
+	if (!spool_qid_valid(e.id) || e.sender == NULL || e.nrcpt == 0 || e.damaged != NULL)
 		abort();
 	for (i = 0; i < e.nrcpt; i++) {
 		const struct spool_rcpt *r = &e.rcpts[i];
-		if (r->addr == NULL || r->addr[0] == '\0' || r->orig == NULL || r->last_reply == NULL)
+		/* orig is NULL when it is the address itself (one string less per recipient held) */
+		if (r->addr == NULL || r->addr[0] == '\0' || r->last_reply == NULL ||
+		    (r->orig != NULL && strcmp(r->orig, r->addr) == 0))
 			abort();
 		if (r->status != RCPT_PENDING && r->status != RCPT_SENT && r->status != RCPT_FAILED)
 			abort();

@@ -267,6 +267,22 @@ def test_show_gives_the_envelope_the_attempts_and_the_header(daemon, smarthost):
     assert "mailrelayd is not running" in r.err_text
     assert "450 4.2.0 try later" in r.out_text and "Subject: shown" in r.out_text
     assert "why:        the smarthost refused the recipient (RCPT TO)" in r.out_text  # kept in the envelope
+    sh.rcpt_replies = {RCPT: ["450 4.2.0 try later"]}
+    d.start()
+    # a restart makes it due: tried again and deferred again.  The daemon keeps no history
+    # in memory: it shows the attempt from before the restart (read from the envelope) and
+    # the new one, in order, whether that one is written yet or not
+    wait_until(lambda: len(d.outcomes(qid, status="deferred")) >= 2, 15,
+               what="a second deferral after the restart")
+    r = d.mailrelay(["show", qid])
+    assert r.rc == 0, r
+    tried = re.findall(r"deferred <%s> via 127\.0\.0\.1\[127\.0\.0\.1\]:%d: 450 4\.2\.0 try later"
+                       % (re.escape(RCPT), sh.port), r.out_text)
+    assert len(tried) == 2, r.out_text
+    assert "<%s>: pending, 2 attempts, next " % RCPT in r.out_text
+    d.stop()
+    r = d.mailrelay(["show", qid])                  # and both are on disk
+    assert r.rc == 0 and len(re.findall(r"deferred <%s> via" % re.escape(RCPT), r.out_text)) == 2, r
     d.start()
     r = d.mailrelay(["show", "0000000000000000"])
     assert r.rc == 65 and "is not in the queue" in one_line(r.err_text), r

@@ -5,7 +5,8 @@
  * batch staged the same tmp/ID.env.new: the first install took the
  * second's file and the second failed ("rename: No such file or
  * directory", seen once in the long fault run).  Only the last is
- * written now, and both succeed.
+ * written now, and both succeed, and the attempts the first was to add
+ * to the history on disk are written with the second's.
  */
 #include "config.h"
 
@@ -44,15 +45,20 @@ on_done(struct commit_req *req, void *arg)
 		event_base_loopbreak(base);
 }
 
+/* An update whose text is state then the end record, adding one attempt whose reply is reply. */
 static struct commit_req *
-update(const char *id, const char *text)
+update(const char *id, const char *state, const char *reply)
 {
 	struct commit_req *req = xcalloc(1, sizeof *req);
+	struct spool_env h = { .hist = NULL };
 
 	req->kind = COMMIT_UPDATE;
 	memcpy(req->id, id, QID_LEN + 1);
-	req->text = xstrdup(text);
-	req->textlen = strlen(text);
+	req->text = xasprintf("%s\nend\t0\n", state);
+	req->textlen = strlen(req->text);
+	spool_env_add_attempt(&h, 1700000000, 0, "deferred", "none", reply);
+	req->hist = h.hist;
+	req->nhist = h.nhist;
 	req->done = on_done;
 	return req;
 }
@@ -60,7 +66,7 @@ update(const char *id, const char *text)
 static void
 test_two_updates_of_one_envelope_in_a_batch(void **state)
 {
-	char root[] = "/tmp/test_commit.XXXXXX", err[256], p[512], buf[256], cmd[600];
+	char root[] = "/tmp/test_commit.XXXXXX", err[256], p[512], buf[512], cmd[600];
 	const char *id = "6553F100F423F000", *other = "6553F100F423F001";
 	struct spool sp;
 	ssize_t n;
@@ -70,10 +76,17 @@ test_two_updates_of_one_envelope_in_a_batch(void **state)
 	assert_non_null(mkdtemp(root));
 	assert_int_equal(spool_open(&sp, root, 1, err, sizeof err), 0);
 	base = event_base_new();
+	/* on disk: an envelope with one attempt in its history */
+	snprintf(p, sizeof p, "%s/queue/%s.env", root, id);
+	fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	snprintf(buf, sizeof buf, "state zero\nattempt\t1600000000\t0\tdeferred\tnone\told\nend\t0\n");
+	assert_int_equal(write(fd, buf, strlen(buf)), (ssize_t)strlen(buf));
+	close(fd);
 	/* queued before the thread runs: one batch of three */
-	commit_submit(update(id, "first state\n"));
-	commit_submit(update(other, "another envelope\n"));
-	commit_submit(update(id, "second state\n"));
+	commit_submit(update(id, "first state", "one"));
+	commit_submit(update(other, "another envelope", "x"));
+	commit_submit(update(id, "second state", "two"));
 	assert_int_equal(commit_start(base, &sp), 0);
 	event_base_dispatch(base);
 	commit_stop();
@@ -86,7 +99,12 @@ test_two_updates_of_one_envelope_in_a_batch(void **state)
 	close(fd);
 	assert_true(n > 0);
 	buf[n] = '\0';
-	assert_string_equal(buf, "second state\n");
+	/* the second state, with the history on disk and both attempts, in order */
+	assert_string_equal(buf, "second state\n"
+	    "attempt\t1600000000\t0\tdeferred\tnone\told\n"
+	    "attempt\t1700000000\t0\tdeferred\tnone\tone\n"
+	    "attempt\t1700000000\t0\tdeferred\tnone\ttwo\n"
+	    "end\t0\n");
 	snprintf(p, sizeof p, "%s/queue/%s.env", root, other);
 	assert_int_equal(access(p, F_OK), 0);
 	snprintf(p, sizeof p, "%s/tmp/%s.env.new", root, id);

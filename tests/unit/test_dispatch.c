@@ -5,7 +5,12 @@
  * smarthost is busy, a kick looks at one message per smarthost at most.
  * Before, each kick walked the whole ready list, and a kick comes with
  * every message that becomes ready: a queue of 100,000 took minutes to
- * load, with the event loop blocked.
+ * load, with the event loop blocked.  Two more bounds on one turn of the
+ * loop: a kick starts at most 64 sessions (a smarthost that refuses at
+ * once ends each as it starts), and the messages a failed smarthost
+ * leaves are given back 256 at a time; before, a restart with 100,000
+ * messages due and the smarthost down kept the loop (and `mailrelay
+ * status`) waiting most of a second.
  */
 #include "config.h"
 
@@ -63,10 +68,14 @@ queue_take(struct qmsg *m)
 	m->inflight = 1;
 }
 
+static size_t released;                 /* queue_release() calls */
+static int instant_end;                 /* session_start(): the session ends at once */
+
 void
 queue_release(struct qmsg *m)
 {
 	m->inflight = 0;
+	released++;
 }
 
 static size_t fo_ready;                 /* what queue_ready_failover() says */
@@ -100,7 +109,8 @@ void
 session_start(size_t shidx, struct qmsg *m)
 {
 	(void)m;
-	sessions[shidx]++;
+	if (!instant_end)
+		sessions[shidx]++;
 	started[shidx]++;
 }
 
@@ -115,6 +125,36 @@ trouble_record(struct dsession *s, struct qmsg *m, size_t idx, enum trouble_kind
     const char *text)
 {
 	(void)s, (void)m, (void)idx, (void)k, (void)cls, (void)text;
+}
+
+void
+trouble_record_ri(const struct relay_info *ri, struct qmsg *m, size_t idx, enum trouble_kind k, int cls,
+    const char *text)
+{
+	(void)ri, (void)m, (void)idx, (void)k, (void)cls, (void)text;
+}
+
+void
+session_relay_info(struct dsession *s, struct relay_info *ri)
+{
+	(void)s;
+	ri->relay = "none";
+	ri->tls = "none";
+	ri->verify = NULL;
+	ri->dsn = 0;
+	ri->name = "main";
+}
+
+struct runconf *
+runconf_ref(struct runconf *r)
+{
+	return r;
+}
+
+void
+runconf_unref(struct runconf *r)
+{
+	(void)r;
 }
 
 void
@@ -262,6 +302,64 @@ test_an_idle_backup_does_not_make_kicks_walk(void **state)
 	msgs = NULL;
 }
 
+/* Sessions that end as they start: 64 starts a kick, the rest from the loop. */
+static void
+test_a_kick_yields_after_64_starts(void **state)
+{
+	(void)state;
+	configure("smarthost main {\n host = \"127.0.0.1\"\n tls = disabled\n}\n");
+	fill(NULL);
+	instant_end = 1;
+	dispatch_kick();
+	assert_int_equal(started[0], 64);
+	event_base_loop(D->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+	assert_int_equal(started[0], 128);
+	instant_end = 0;
+	dispatch_shutdown();
+	free(msgs);
+	msgs = NULL;
+}
+
+/* A failed smarthost's ready messages: all taken at once, given back 256 a turn, in order. */
+static void
+test_failed_smarthost_gives_back_in_chunks(void **state)
+{
+	struct dsession s;
+	size_t turns = 0, i;
+
+	(void)state;
+	configure("smarthost main {\n host = \"127.0.0.1\"\n tls = disabled\n}\n");
+	fill(NULL);
+	memset(&s, 0, sizeof s);
+	s.rc = &rc;
+	s.shidx = 0;
+	s.sh = &D->conf->smarthosts[0];
+	released = 0;
+	queue_take(&msgs[0]);                   /* the session's own */
+	dispatch_smarthost_failed(&s, &msgs[0], TK_CONNECT, "connection refused");
+	assert_int_equal(released, 256);
+	for (i = 0; i < nmsg; i++)
+		assert_int_equal(msgs[i].ready, 0);     /* every one taken: none tried again meanwhile */
+	assert_int_equal(msgs[255].inflight, 0);
+	assert_int_equal(msgs[256].inflight, 1);
+	while (released < nmsg && turns < nmsg) {
+		event_base_loop(D->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+		turns++;
+	}
+	assert_int_equal(released, nmsg);
+	assert_int_equal(turns, (nmsg - 256 + 255) / 256);
+	/* a job not done at shutdown gives its messages back untried */
+	free(msgs);
+	fill(NULL);
+	released = 0;
+	dispatch_smarthost_failed(&s, NULL, TK_CONNECT, "connection refused");
+	assert_int_equal(released, 256);
+	dispatch_shutdown();
+	assert_int_equal(released, nmsg);
+	free(msgs);
+	msgs = NULL;
+}
+
 int
 main(void)
 {
@@ -269,6 +367,8 @@ main(void)
 		cmocka_unit_test(test_busy_kicks_look_at_one_message),
 		cmocka_unit_test(test_every_smarthost_busy_stops_the_walk),
 		cmocka_unit_test(test_an_idle_backup_does_not_make_kicks_walk),
+		cmocka_unit_test(test_a_kick_yields_after_64_starts),
+		cmocka_unit_test(test_failed_smarthost_gives_back_in_chunks),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -44,11 +44,22 @@ static struct config conf;
 static struct commit_req *held[4 * NMSG];
 static size_t nheld, updates_seen, max_inflight, inflight;
 
+static char watch_id[QID_LEN + 1];     /* the message whose update is looked at */
+static size_t watch_nhist;
+static char watch_hist[4][128];
+
 void
 commit_submit(struct commit_req *req)
 {
 	assert_true(nheld < sizeof held / sizeof held[0]);
 	held[nheld++] = req;
+	if (req->kind == COMMIT_UPDATE && strcmp(req->id, watch_id) == 0) {
+		/* the attempts it carries, each with its own strings */
+		watch_nhist = req->nhist;
+		for (size_t i = 0; i < req->nhist && i < 4; i++)
+			snprintf(watch_hist[i], sizeof watch_hist[i], "%u %s %s %s", req->hist[i].rcpt,
+			    req->hist[i].outcome, req->hist[i].relay, req->hist[i].reply);
+	}
 	if (req->kind == COMMIT_UPDATE) {
 		updates_seen++;
 		inflight++;
@@ -60,6 +71,9 @@ commit_submit(struct commit_req *req)
 void
 commit_req_free(struct commit_req *req)
 {
+	struct spool_env h = { .hist = req->hist, .nhist = req->nhist };
+
+	spool_env_clear_hist(&h);
 	spool_env_free(&req->env);
 	free(req->text);
 	free(req);
@@ -202,6 +216,7 @@ test_a_waiting_envelope_is_written_once_as_it_is_then(void **state)
 	(void)state;
 	defer_all();
 	spool_qid_make(id, 1700000000, 1, NMSG - 1);	/* the last one: it waits */
+	memcpy(watch_id, id, sizeof watch_id);
 	/* flushed and deferred again before its first write */
 	assert_int_equal(queue_flush_one(id), 0);
 	m = queue_ready_next(NULL);
@@ -218,6 +233,14 @@ test_a_waiting_envelope_is_written_once_as_it_is_then(void **state)
 	e = queue_find(id);
 	assert_non_null(e);
 	assert_int_equal(e->rcpts[0].attempts + e->rcpts[1].attempts, 4);
+	/* and the four attempts for the history, the replies each had then (not held twice in memory) */
+	assert_int_equal(watch_nhist, 4);
+	assert_string_equal(watch_hist[0], "0 deferred none connect: refused");
+	assert_string_equal(watch_hist[1], "1 deferred none connect: refused");
+	assert_string_equal(watch_hist[2], "0 deferred none connect: refused again");
+	assert_string_equal(watch_hist[3], "1 deferred none connect: refused again");
+	assert_int_equal(e->nhist, 0);
+	watch_id[0] = '\0';
 }
 
 /* A recipient sent does not wait behind the deferrals: its write goes at once. */
@@ -241,6 +264,74 @@ test_a_sent_recipient_is_written_at_once(void **state)
 	assert_int_equal(inflight, BOUND + 1);
 	assert_int_equal(held[nheld - 1]->kind, COMMIT_UPDATE);
 	assert_non_null(strstr(held[nheld - 1]->text, "rcpt\tsent\t"));
+}
+
+/*
+ * A stop does not write the deferrals still waiting (a restart makes them
+ * due anyway; writing 100,000 of them made a stop take a quarter of a
+ * minute), but a recipient sent meanwhile is still written.
+ */
+static void
+test_a_stop_leaves_waiting_deferrals_unwritten(void **state)
+{
+	struct spool_env e;
+	struct qmsg *m;
+
+	(void)state;
+	defer_all();
+	assert_int_equal(inflight, BOUND);
+	D->shutting_down = 1;
+	make_env(&e, NMSG, 2);
+	queue_add(&e);
+	m = queue_ready_next(NULL);
+	assert_non_null(m);
+	queue_take(m);
+	queue_outcome(m, 0, OUTCOME_SENT, &ri, "2.0.0", NULL, "250 ok");
+	queue_release(m);
+	assert_int_equal(updates_seen, BOUND + 1);
+	while (complete_one())
+		;
+	assert_int_equal(updates_seen, BOUND + 1);	/* the other NMSG - BOUND not written */
+	D->shutting_down = 0;
+}
+
+/*
+ * Waiting messages are kept in one heap under one timer: each comes back
+ * when it is due, the earliest first, and the timer is armed again for
+ * the next (here 1 s and 2 s: the schedule's steps under 10 s are exact).
+ */
+static void
+test_waiting_messages_come_back_in_due_order(void **state)
+{
+	static unsigned steps[] = { 1, 2 };
+	struct qmsg *a, *b;
+	int turns = 0;
+
+	(void)state;
+	conf.retry_schedule = steps;
+	conf.nretry = 2;
+	a = queue_ready_next(NULL);
+	queue_take(a);
+	queue_outcome(a, 0, OUTCOME_DEFERRED, &ri, "4.4.1", "CONNECT", "refused");
+	queue_outcome(a, 1, OUTCOME_DEFERRED, &ri, "4.4.1", "CONNECT", "refused");
+	b = queue_ready_next(NULL);
+	queue_take(b);
+	for (int k = 0; k < 2; k++) {
+		queue_outcome(b, 0, OUTCOME_DEFERRED, &ri, "4.4.1", "CONNECT", "refused");
+		queue_outcome(b, 1, OUTCOME_DEFERRED, &ri, "4.4.1", "CONNECT", "refused");
+	}
+	queue_release(b);	/* the later one first: the heap orders them, not the order of release */
+	queue_release(a);
+	assert_false(a->ready);
+	assert_false(b->ready);
+	while (!a->ready && turns++ < 100)
+		event_base_loop(D->base, EVLOOP_ONCE);
+	assert_true(a->ready);
+	assert_false(b->ready);
+	while (!b->ready && turns++ < 100)
+		event_base_loop(D->base, EVLOOP_ONCE);
+	assert_true(b->ready);
+	conf.nretry = 1;
 }
 
 static int deleted;
@@ -279,6 +370,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_a_waiting_envelope_is_written_once_as_it_is_then, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_a_sent_recipient_is_written_at_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_a_message_deleted_while_waiting, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_a_stop_leaves_waiting_deferrals_unwritten, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_waiting_messages_come_back_in_due_order, setup, teardown),
 	};
 
 	log_init("test_queue_writes", LOG_TO_STDERR, LOG_CRIT);

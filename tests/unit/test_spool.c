@@ -243,7 +243,7 @@ collect(struct spool_env *e, void *arg)
 {
 	struct scan_ctx *c = arg;
 	if (c->n < 8) {
-		memcpy(c->damaged[c->n], e->damaged, sizeof c->damaged[c->n]);
+		snprintf(c->damaged[c->n], sizeof c->damaged[c->n], "%s", e->damaged ? e->damaged : "");
 		memcpy(c->ids[c->n++], e->id, QID_LEN + 1);
 	}
 	return 0;
@@ -429,7 +429,7 @@ test_env_parse_rejects(void **state)
 	assert_int_equal(e.held, 1);
 	assert_int_equal(e.arrival_usec, 5);
 	assert_int_equal(e.rcpts[0].status, RCPT_FAILED);
-	assert_string_equal(e.rcpts[0].orig, "a@b");	/* empty orig means the address */
+	assert_null(e.rcpts[0].orig);	/* empty orig means the address */
 	assert_string_equal(e.ret, "");
 	assert_null(e.rcpts[0].orcpt);
 	spool_env_free(&e);
@@ -522,7 +522,7 @@ test_env_end_record(void **state)
 	assert_true(len > 7 && memcmp(buf + len - 7, "\nend\t3\n", 7) == 0);
 	assert_int_equal(spool_env_parse(buf, len, &r, err, sizeof err), 0);
 	assert_int_equal(r.nrcpt, 3);
-	assert_string_equal(r.damaged, "");
+	assert_null(r.damaged);
 	spool_env_free(&r);
 
 	/* cut after any line but the last: refused, never fewer recipients */
@@ -654,6 +654,148 @@ test_damaged(void **state)
 	spool_close(&sp);
 }
 
+/*
+ * The daemon keeps no history in memory: an update adds the attempts made
+ * since to those on disk, and the latest SPOOL_HISTORY_MAX are kept.
+ */
+static void
+test_stage_update_history(void **state)
+{
+	struct spool sp;
+	struct spool_env e, h, back;
+	char err[256];
+	const char *id = "6553F100F423F000";
+	size_t len, i;
+	char *text;
+
+	(void)state;
+	assert_int_equal(spool_open(&sp, root, 1, err, sizeof err), 0);
+	make_env(&e, id, 1);
+	text = spool_env_render(&e, &len);
+
+	/* no .env yet (a one-file message's first change): only the new attempts */
+	memset(&h, 0, sizeof h);
+	spool_env_add_attempt(&h, 1700000001, 0, "deferred", "none", "451 first");
+	assert_int_equal(spool_env_stage_update(&sp, id, text, len, h.hist, h.nhist, 1, err, sizeof err), 0);
+	assert_int_equal(spool_env_install(&sp, id, err, sizeof err), 0);
+	spool_env_clear_hist(&h);
+	assert_int_equal(spool_env_read(&sp, id, &back, err, sizeof err), 0);
+	assert_int_equal(back.nhist, 1);
+	assert_string_equal(back.hist[0].reply, "451 first");
+	assert_int_equal(back.nrcpt, 1);
+	spool_env_free(&back);
+
+	/* 60 more, in three updates: the latest 50 stay, oldest first */
+	for (i = 0; i < 60; i++) {
+		char reply[32];
+		snprintf(reply, sizeof reply, "451 n%zu", i);
+		spool_env_add_attempt(&h, 1700000100 + (time_t)i, 0, "deferred", "relay[1.2.3.4]:25", reply);
+		if (i % 20 == 19) {
+			assert_int_equal(spool_env_stage_update(&sp, id, text, len, h.hist, h.nhist, 0,
+			    err, sizeof err), 0);
+			assert_int_equal(spool_env_install(&sp, id, err, sizeof err), 0);
+			spool_env_clear_hist(&h);
+		}
+	}
+	assert_int_equal(spool_env_read(&sp, id, &back, err, sizeof err), 0);
+	assert_int_equal(back.nhist, SPOOL_HISTORY_MAX);
+	assert_string_equal(back.hist[0].reply, "451 n10");
+	assert_string_equal(back.hist[SPOOL_HISTORY_MAX - 1].reply, "451 n59");
+	assert_string_equal(back.hist[0].relay, "relay[1.2.3.4]:25");
+	assert_int_equal(back.hist[49].when, 1700000159);
+	spool_env_free(&back);
+
+	/* more new ones than fit at once: only the latest new ones */
+	for (i = 0; i < SPOOL_HISTORY_MAX + 3; i++)
+		spool_env_add_attempt(&h, 1700001000 + (time_t)i, 0, "bounced", "none", "550 x");
+	assert_int_equal(h.nhist, SPOOL_HISTORY_MAX);	/* add_attempt caps too */
+	assert_int_equal(spool_env_stage_update(&sp, id, text, len, h.hist, h.nhist, 0, err, sizeof err), 0);
+	assert_int_equal(spool_env_install(&sp, id, err, sizeof err), 0);
+	spool_env_clear_hist(&h);
+	assert_int_equal(spool_env_read(&sp, id, &back, err, sizeof err), 0);
+	assert_int_equal(back.nhist, SPOOL_HISTORY_MAX);
+	assert_int_equal(back.hist[0].when, 1700001003);
+	spool_env_free(&back);
+
+	/* a text without its end record is refused, nothing staged */
+	assert_int_equal(spool_env_stage_update(&sp, id, "mailrelay-env 2\n", 16, NULL, 0, 0, err, sizeof err), -1);
+	assert_false(exists("tmp", id, ".env.new"));
+	free(text);
+	spool_env_free(&e);
+	spool_close(&sp);
+}
+
+static int
+count_one(struct spool_env *env, void *arg)
+{
+	(void)env;
+	++*(int *)arg;
+	return 0;
+}
+
+/*
+ * What the spool knows so that the daemon can skip a syscall per
+ * message: whether a message has an .env (env_file; its removal need not
+ * look for one it never had), and the highest id after the start-up scan
+ * (a new id above it is checked against nothing).
+ */
+static void
+test_env_file_and_id_floor(void **state)
+{
+	struct spool sp;
+	struct spool_txn txn;
+	struct spool_env e, r;
+	struct timeval tv;
+	char err[256], id[QID_LEN + 1], far[QID_LEN + 1];
+	int n = 0;
+
+	(void)state;
+	assert_int_equal(spool_open(&sp, root, 1, err, sizeof err), 0);
+	spool_qid_new(&sp, id, &tv);
+	assert_int_equal(spool_txn_begin(&sp, id, &txn), 0);
+	spool_txn_write(&txn, "Subject: x\r\n\r\nbody\r\n", 20);
+	make_env(&e, id, 1);
+	assert_int_equal(spool_txn_prepare(&txn, &e, 1, err, sizeof err), 0);
+	assert_int_equal(spool_txn_publish(&txn, err, sizeof err), 0);
+	/* one file: its envelope is the tail, there is no .env */
+	assert_int_equal(spool_env_load(&sp, id, &r, err, sizeof err), 0);
+	assert_false(r.env_file);
+	spool_env_free(&r);
+	/* its first change writes one */
+	assert_int_equal(spool_env_write(&sp, &e, 1, err, sizeof err), 0);
+	assert_int_equal(spool_env_load(&sp, id, &r, err, sizeof err), 0);
+	assert_true(r.env_file);
+	spool_env_free(&r);
+	/* a removal that knows better than to look for the .env leaves it (hence env_file) */
+	assert_int_equal(spool_remove_known(&sp, id, 0), 0);
+	assert_false(exists("queue", id, ".msg"));
+	assert_true(exists("queue", id, ".env"));
+	assert_int_equal(spool_remove_known(&sp, id, 1), 0);
+	assert_false(exists("queue", id, ".env"));
+	spool_env_free(&e);
+
+	/* a message far in the future: the scan knows it, and a new id below it is checked */
+	assert_false(sp.qid_known);
+	spool_qid_make(far, 0xF0000000, 0, 0);
+	make_env(&e, far, 1);
+	assert_int_equal(spool_txn_begin(&sp, far, &txn), 0);
+	spool_txn_write(&txn, "Subject: x\r\n\r\nbody\r\n", 20);
+	assert_int_equal(spool_txn_prepare(&txn, &e, 1, err, sizeof err), 0);
+	assert_int_equal(spool_txn_publish(&txn, err, sizeof err), 0);
+	spool_env_free(&e);
+	assert_int_equal(spool_scan(&sp, SPOOL_SCAN_REMOVE_ORPHANS, count_one, &n), 1);
+	assert_true(sp.qid_known);
+	assert_true(sp.qid_high == 0xF000000000000000ULL);
+	spool_qid_new(&sp, id, &tv);
+	assert_true(strcmp(id, far) < 0);
+	assert_true(sp.qid_high == 0xF000000000000000ULL);	/* not above: not raised */
+	/* one above it raises it (as the clock would once it passes the far id) */
+	sp.qid_high = 0;
+	spool_qid_new(&sp, id, &tv);
+	assert_true(sp.qid_high > 0);
+	spool_close(&sp);
+}
+
 static void
 test_open_missing(void **state)
 {
@@ -732,6 +874,8 @@ main(void)
 		cmocka_unit_test(test_env_parse_rejects),
 		cmocka_unit_test(test_env_end_record),
 		cmocka_unit_test_setup_teardown(test_damaged, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_stage_update_history, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_env_file_and_id_floor, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_open_missing, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_ratewin, setup, teardown),
 	};
