@@ -34,10 +34,13 @@ static int warned_no_smarthost;
 static int rate_paced(const struct smarthost_conf *sh);
 static void rate_started(const struct smarthost_conf *sh, const struct qmsg *m);
 
+static void failjobs_give_back(void);
+
 void
 dispatch_init(void)
 {
 	queue_on_ready(dispatch_kick);
+	queue_on_flush(failjobs_give_back);
 }
 
 /*
@@ -155,6 +158,26 @@ failjob_free(struct failjob *j)
 	free(j->why);
 	free(j->msgs);
 	free(j);
+}
+
+/*
+ * The messages failed smarthosts left and not given back yet: back as
+ * they were, untried.  At shutdown, and at a flush: the admin asks for a
+ * try now (the smarthost may be back), and a message still waiting in a
+ * job would otherwise be deferred after the flush had passed it by (it
+ * was in flight), and wait for its next retry.
+ */
+static void
+failjobs_give_back(void)
+{
+	while (failjobs != NULL) {
+		struct failjob *j = failjobs;
+		failjobs = j->next;
+		while (j->done < j->n)
+			queue_release(j->msgs[j->done++]);
+		failjob_free(j);
+	}
+	failjobs_tail = &failjobs;
 }
 
 static void
@@ -532,15 +555,7 @@ dispatch_shutdown(void)
 		event_free(kick_more);
 		kick_more = NULL;
 	}
-	/* messages a failed smarthost left, not given back yet: back as they were, untried */
-	while (failjobs != NULL) {
-		struct failjob *j = failjobs;
-		failjobs = j->next;
-		while (j->done < j->n)
-			queue_release(j->msgs[j->done++]);
-		failjob_free(j);
-	}
-	failjobs_tail = &failjobs;
+	failjobs_give_back();
 	if (failjob_ev != NULL) {
 		event_free(failjob_ev);
 		failjob_ev = NULL;

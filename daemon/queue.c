@@ -1008,11 +1008,21 @@ flush_msg(struct qmsg *m)
 	make_ready(m);
 }
 
+static queue_ready_fn flush_hook;
+
+void
+queue_on_flush(queue_ready_fn fn)
+{
+	flush_hook = fn;
+}
+
 void
 queue_flush_all(void)
 {
 	struct qmsg *m;
 
+	if (flush_hook != NULL)
+		flush_hook();	/* messages held by delivery, not tried, come back first */
 	TAILQ_FOREACH(m, &all_msgs, all_entry)
 		flush_msg(m);
 }
@@ -1022,6 +1032,8 @@ queue_flush_one(const char *id)
 {
 	struct qmsg *m;
 
+	if (flush_hook != NULL)
+		flush_hook();
 	TAILQ_FOREACH(m, &all_msgs, all_entry)
 		if (strcmp(m->env.id, id) == 0 && !m->removed) {
 			if (m->env.damaged)

@@ -161,5 +161,11 @@ size_t queue_count(void);
  */
 typedef void (*queue_ready_fn)(void);
 void queue_on_ready(queue_ready_fn fn);
+/*
+ * Called first by a flush: delivery gives back, untried, the messages it
+ * holds without trying them (those a failed smarthost left, still being
+ * deferred a chunk at a time), so that the flush makes them due too.
+ */
+void queue_on_flush(queue_ready_fn fn);
 
 #endif

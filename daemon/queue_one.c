@@ -77,6 +77,12 @@ queue_on_ready(queue_ready_fn fn)
 }
 
 void
+queue_on_flush(queue_ready_fn fn)
+{
+	(void)fn;
+}
+
+void
 queue_outcome(struct qmsg *m, size_t idx, enum outcome o, const struct relay_info *ri,
     const char *dsn, const char *kind, const char *reply)
 {

@@ -98,6 +98,14 @@ queue_on_ready(queue_ready_fn fn)
 	(void)fn;
 }
 
+static queue_ready_fn flush_hook;       /* dispatch's: a flush gives back what jobs hold */
+
+void
+queue_on_flush(queue_ready_fn fn)
+{
+	flush_hook = fn;
+}
+
 unsigned
 queue_retry_delay(unsigned attempts)
 {
@@ -348,6 +356,24 @@ test_failed_smarthost_gives_back_in_chunks(void **state)
 	}
 	assert_int_equal(released, nmsg);
 	assert_int_equal(turns, (nmsg - 256 + 255) / 256);
+	/*
+	 * A flush while a job is not done gives its messages back untried
+	 * (the bench's drain: the sink back, a flush, while 100,000 were
+	 * still being deferred, and most then waited for their next retry).
+	 */
+	free(msgs);
+	fill(NULL);
+	released = 0;
+	dispatch_init();
+	assert_non_null(flush_hook);
+	dispatch_smarthost_failed(&s, NULL, TK_CONNECT, "connection refused");
+	assert_int_equal(released, 256);
+	flush_hook();
+	assert_int_equal(released, nmsg);
+	for (i = 0; i < nmsg; i++)
+		assert_int_equal(msgs[i].inflight, 0);
+	event_base_loop(D->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);	/* the job's event finds nothing */
+	assert_int_equal(released, nmsg);
 	/* a job not done at shutdown gives its messages back untried */
 	free(msgs);
 	fill(NULL);
