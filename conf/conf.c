@@ -1274,6 +1274,7 @@ static cfg_opt_t smarthost_opts[] = {
 	CFG_STR_CB("timeout", "60s", CFGF_NONE, cb_duration),
 	CFG_STR_CB("connect_timeout", "30s", CFGF_NONE, cb_duration),
 	CFG_STR_CB("data_timeout", "10m", CFGF_NONE, cb_duration),
+	CFG_STR_CB("reuse_time", "2s", CFGF_NONE, cb_duration0),
 	CFG_STR_CB("helo_name", NULL, CFGF_NONE, cb_hostname),
 	CFG_STR_CB("helo_fallback", "yes", CFGF_NONE, cb_bool),
 	CFG_STR_CB("tls_verify", "yes", CFGF_NONE, cb_bool),
@@ -1729,6 +1730,7 @@ build_smarthost(cfg_t *sec, struct smarthost_conf *sh)
 	sh->timeout = get_duration(sec, "timeout");
 	sh->connect_timeout = get_duration(sec, "connect_timeout");
 	sh->data_timeout = get_duration(sec, "data_timeout");
+	sh->reuse_time = get_duration(sec, "reuse_time");
 	sh->helo_name = get_str(sec, "helo_name");
 	sh->helo_fallback = get_bool(sec, "helo_fallback");
 	sh->tls_verify = get_bool(sec, "tls_verify");

@@ -100,6 +100,7 @@ struct smarthost_conf {
 	unsigned      timeout;           /* seconds for the greeting or a complete reply, default 60 */
 	unsigned      connect_timeout;   /* seconds for the whole connect phase, default 30 */
 	unsigned      data_timeout;      /* seconds for the reply to the final dot, default 600 */
+	unsigned      reuse_time;        /* seconds a connection waits for the next message, default 2; 0: QUIT */
 	char         *helo_name;         /* NULL: use config hostname */
 	bool          helo_fallback;     /* HELO when EHLO is refused, default true */
 	bool          tls_verify;        /* check chain and host name, default true */

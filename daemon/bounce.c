@@ -63,6 +63,7 @@ remove_message(const char *id, int env_file)
 	req->kind = COMMIT_REMOVE;
 	memcpy(req->id, id, sizeof req->id);
 	req->no_env = !env_file;
+	req->later = 1;		/* nobody waits for it: in the next batch (commit.c) */
 	req->done = on_removed;
 	commit_submit(req);
 }

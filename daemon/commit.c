@@ -6,6 +6,16 @@
  * works without the lock, appends results to `done`, and writes one byte
  * to a pipe whose read end is a libevent event on the loop.  The loop then
  * runs every done() callback.  No libevent call is made from the thread.
+ *
+ * The removal of a finished message (req->later) waits up to
+ * REMOVE_LATER_MS on the loop for the next request that must be written
+ * now (a new message, an update) and goes in its batch: one hand-off and
+ * one fsync of queue/ for both, where each had its own (in a run of
+ * single submissions, one fsync in three and half the hand-offs).  What
+ * it costs: a crash or a power loss in those milliseconds delivers that
+ * message again, as one in the millisecond before its removal always
+ * could: its transaction is over only once the removal is on disk, and
+ * a transaction in flight may be repeated, never lost.
  */
 #include "config.h"
 
@@ -22,6 +32,11 @@
 #include "log.h"
 #include "xmalloc.h"
 
+#define REMOVE_LATER_MS 20
+
+static void later_splice(void);
+static void on_later(evutil_socket_t fd, short what, void *arg);
+
 static struct {
 	pthread_t thread;
 	pthread_mutex_t mtx;
@@ -33,11 +48,15 @@ static struct {
 	int pipefd[2];
 	struct event *ev;
 	struct spool *sp;
+	/* the loop's own, no lock: removals waiting for the next batch */
+	struct commit_req *later, **later_tail;
+	struct event *later_ev;
 } C = {
 	.mtx = PTHREAD_MUTEX_INITIALIZER,
 	.cond = PTHREAD_COND_INITIALIZER,
 	.pending_tail = &C.pending,	/* requests may be queued before the thread starts */
 	.pipefd = { -1, -1 },
+	.later_tail = &C.later,
 };
 
 void
@@ -86,9 +105,9 @@ batch_run(struct commit_req *batch)
 	int sync_each, dir_dirty = 0;
 
 	for (r = batch; r != NULL; r = r->next)
-		n++;
-	/* One request: fsync its files.  Several: one syncfs for all of them. */
-	sync_each = n == 1;
+		n += r->kind != COMMIT_REMOVE;
+	/* One file to write: fsync it.  Several: one syncfs for all of them.  A removal writes none. */
+	sync_each = n <= 1;
 
 	/*
 	 * Two updates of one envelope in a batch would stage the same
@@ -240,12 +259,14 @@ int
 commit_start(struct event_base *base, struct spool *sp)
 {
 	C.sp = sp;
+	C.stop = 0;
 	C.done = NULL;
 	C.done_tail = &C.done;
 	if (pipe2(C.pipefd, O_CLOEXEC | O_NONBLOCK) == -1)
 		return -1;
 	C.ev = event_new(base, C.pipefd[0], EV_READ | EV_PERSIST, commit_on_pipe, NULL);
 	event_add(C.ev, NULL);
+	C.later_ev = evtimer_new(base, on_later, NULL);
 	if (pthread_create(&C.thread, NULL, commit_thread, NULL) != 0)
 		return -1;
 	C.running = 1;
@@ -259,6 +280,7 @@ commit_stop(void)
 	if (!C.running)
 		return;
 	pthread_mutex_lock(&C.mtx);
+	later_splice();
 	C.stop = 1;
 	pthread_cond_signal(&C.cond);
 	pthread_mutex_unlock(&C.mtx);
@@ -278,15 +300,53 @@ commit_stop(void)
 		commit_drain();
 	}
 	event_free(C.ev);
+	event_free(C.later_ev);
+	C.later_ev = NULL;
 	close(C.pipefd[0]);
 	close(C.pipefd[1]);
+}
+
+/* Under the mutex: the removals waiting on the loop go to the thread, first. */
+static void
+later_splice(void)
+{
+	if (C.later == NULL)
+		return;
+	*C.pending_tail = C.later;
+	C.pending_tail = C.later_tail;
+	C.later = NULL;
+	C.later_tail = &C.later;
+	if (C.later_ev != NULL)
+		evtimer_del(C.later_ev);
+}
+
+static void
+on_later(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+	pthread_mutex_lock(&C.mtx);
+	later_splice();
+	pthread_cond_signal(&C.cond);
+	pthread_mutex_unlock(&C.mtx);
 }
 
 void
 commit_submit(struct commit_req *req)
 {
 	req->next = NULL;
+	if (req->later && C.later_ev != NULL && !C.stop) {
+		*C.later_tail = req;
+		C.later_tail = &req->next;
+		if (!evtimer_pending(C.later_ev, NULL)) {
+			struct timeval tv = { 0, REMOVE_LATER_MS * 1000 };
+			evtimer_add(C.later_ev, &tv);
+		}
+		return;
+	}
 	pthread_mutex_lock(&C.mtx);
+	later_splice();
 	*C.pending_tail = req;
 	C.pending_tail = &req->next;
 	pthread_cond_signal(&C.cond);

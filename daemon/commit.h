@@ -36,6 +36,7 @@ struct commit_req {
 	int rc;                        /* 0 ok, -1 failed */
 	int superseded;                /* UPDATE: a later one in the batch writes the same envelope */
 	int no_env;                    /* REMOVE: the message never had an .env (none to unlink) */
+	int later;                     /* REMOVE of a finished message: may wait for the next batch */
 	char err[256];
 	struct commit_req *next;
 };

@@ -39,7 +39,7 @@
  *   DL_SECRET    timeout plus a margin: password_command's own timeout
  *                (the same value) fires first and says why
  */
-enum deadline { DL_NONE, DL_CONNECT, DL_REPLY, DL_PROGRESS, DL_DATA, DL_SECRET };
+enum deadline { DL_NONE, DL_CONNECT, DL_REPLY, DL_PROGRESS, DL_DATA, DL_SECRET, DL_IDLE };
 
 /*
  * name, what we are doing (for error messages), the deadline that bounds
@@ -60,6 +60,7 @@ enum deadline { DL_NONE, DL_CONNECT, DL_REPLY, DL_PROGRESS, DL_DATA, DL_SECRET }
 	X(BODY,      "sending the message body",			DL_PROGRESS)	\
 	X(DOT,       "waiting for the reply to the end of data",	DL_DATA)	\
 	X(RSET,      "sending RSET",					DL_REPLY)	\
+	X(IDLE,      "waiting for the next message",			DL_IDLE)	\
 	X(QUIT,      "sending QUIT",					DL_REPLY)
 
 enum dstate {
@@ -162,6 +163,7 @@ struct dsession {
 	char *hdr_new;                  /* header section sent instead of the stored one ... */
 	size_t hdr_newlen, hdr_skip;    /* ... which is this long */
 	unsigned messages;              /* transactions on this connection */
+	int reused;                     /* taken out of IDLE, no reply to its MAIL yet (session_resume()) */
 	enum trouble_kind fail_kind;    /* why it failed, once session_fail() said so */
 	int failed;
 
@@ -235,8 +237,22 @@ void session_go(struct dsession *s);
 
 /* For dispatch.c: start a session to smarthost shidx for m (taken already). */
 void session_start(size_t shidx, struct qmsg *m);
-/* Live sessions to smarthost shidx of the current configuration. */
+/* Live sessions to smarthost shidx of the current configuration (the idle ones too). */
 unsigned session_count(size_t shidx);
+/*
+ * A connection to smarthost shidx (current configuration) that is IDLE:
+ * its last message is done and it waits reuse_time for another
+ * before QUIT.  NULL when there is none.
+ */
+struct dsession *session_idle(size_t shidx);
+/* For dispatch.c: m (taken already) goes over s, a session session_idle() returned. */
+void session_resume(struct dsession *s, struct qmsg *m);
+/*
+ * 0: a connection with nothing more to send QUITs at once, whatever the
+ * smarthost's reuse_time (`mailrelay test`, and the unit tests that
+ * expect it); 1 in the daemon.
+ */
+extern int session_reuse;
 /* What the outcome log line says about s's relay and connection. */
 void session_relay_info(struct dsession *s, struct relay_info *ri);
 
@@ -246,6 +262,12 @@ void session_relay_info(struct dsession *s, struct relay_info *ri);
  * rate_limit; NULL when none may go now (none, shutting down, or paced).
  */
 struct qmsg *dispatch_next(struct dsession *s);
+/*
+ * dispatch_next() found nothing for s: may it wait, IDLE, for the next
+ * message?  Not while shutting down, not when its rate_limit is what
+ * holds the messages back (the connection ends, see rate_paced()).
+ */
+int dispatch_may_idle(struct dsession *s);
 /*
  * s's smarthost failed before its first transaction (it is backed off):
  * m (s's message, or NULL) and every ready message meant for it go on to

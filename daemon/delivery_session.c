@@ -77,6 +77,7 @@ const enum deadline dstate_deadline[] = {
 
 static TAILQ_HEAD(, dsession) sessions = TAILQ_HEAD_INITIALIZER(sessions);
 static unsigned nsessions;
+int session_reuse = 1;
 
 
 void
@@ -115,6 +116,59 @@ session_start(size_t shidx, struct qmsg *m)
 	conn_start(s);
 	s->nested--;
 	session_top(s);
+}
+
+/*
+ * Keeping a connection for the next message: mail often comes in bursts
+ * (a cron run, a script's loop, a monitoring storm), and each message on
+ * a new connection paid for a TCP handshake, the greeting, EHLO, and
+ * with a real smarthost a TLS handshake and AUTH, before its MAIL.  A
+ * session with nothing more to send waits in IDLE for its smarthost's
+ * reuse_time (2 s by default, as Postfix's connection cache);
+ * dispatch_kick() gives the next ready message to it before it starts a
+ * session.  An idle session still counts against `concurrency`.  The
+ * server may close an idle connection at any time (its own idle timeout,
+ * a 421): the session then ends quietly, and if that happens just as a
+ * message was given to it (session_resume()), the message goes back to
+ * the queue untried, to a new connection: see session_reuse_failed().
+ */
+struct dsession *
+session_idle(size_t shidx)
+{
+	struct dsession *s;
+
+	TAILQ_FOREACH(s, &sessions, entry)
+		if (s->state == DS_IDLE && s->rc == D->rc && s->shidx == shidx && !s->dead)
+			return s;
+	return NULL;
+}
+
+void
+session_resume(struct dsession *s, struct qmsg *m)
+{
+	log_debug("%s: the next message on the open connection", s->relay);
+	s->msg = m;
+	s->reused = 1;
+	s->nested++;
+	txn_begin(s);
+	s->nested--;
+	session_top(s);
+}
+
+/*
+ * A connection taken out of IDLE broke (or said 421) before its server
+ * answered the MAIL of the message given to it: the server had closed it
+ * meanwhile.  That is no attempt and no failure of the smarthost: the
+ * message goes back to the queue as it was, and session_free() kicks
+ * dispatch, which gives it to a new connection.
+ */
+static void
+session_reuse_failed(struct dsession *s, const char *why)
+{
+	log_info("%s: the connection kept open was closed by the server (%s); "
+	    "its message goes on a new connection", s->relay, why);
+	txn_release(s);
+	session_close(s);
 }
 
 unsigned
@@ -257,6 +311,9 @@ session_timeouts(struct dsession *s)
 	case DL_DATA:
 		t = s->sh->data_timeout ? s->sh->data_timeout : 600;
 		break;
+	case DL_IDLE:
+		t = s->sh->reuse_time;
+		break;
 	}
 	if (session_clock_hook != NULL) {
 		session_clock_hook(s, t);	/* a fake clock: it calls session_deadline_passed() */
@@ -391,7 +448,9 @@ session_next_message(struct dsession *s)
 		return;
 	s->msg = dispatch_next(s);
 	if (s->msg == NULL) {
-		session_enter(s, DS_QUIT);
+		int idle = session_reuse && s->sh->reuse_time > 0 && s->rc == D->rc && !s->failed &&
+		    dispatch_may_idle(s);
+		session_enter(s, idle ? DS_IDLE : DS_QUIT);
 		return;
 	}
 	txn_begin(s);
@@ -452,6 +511,8 @@ session_enter(struct dsession *s, enum dstate st)
 		break;
 	case DS_RSET:
 		session_send(s, "RSET");
+		break;
+	case DS_IDLE:
 		break;
 	case DS_QUIT:
 		session_send(s, "QUIT");
@@ -542,6 +603,19 @@ on_reply(struct dsession *s)
 	if (means[0] != '\0')
 		log_warnx("%s: %s: %s", s->relay, text, means);
 
+	if (s->state == DS_IDLE) {
+		/* the server speaks while we wait: a 421 as it closes (its own idle timeout) */
+		log_debug("%s: the idle connection ends: %s", s->relay, text);
+		session_close(s);
+		return;
+	}
+	if (s->reused && s->state == DS_ENVELOPE) {
+		if (s->reply.code == 421) {
+			session_reuse_failed(s, text);
+			return;
+		}
+		s->reused = 0;	/* the server answered the MAIL: the connection is good */
+	}
 	if (s->reply.code == 421 && (s->state == DS_ENVELOPE || s->state == DS_BODY ||
 	    s->state == DS_DOT || s->state == DS_RSET)) {
 		/*
@@ -627,6 +701,8 @@ on_reply(struct dsession *s)
 	case DS_QUIT:
 		session_close(s);
 		break;
+	case DS_IDLE:	/* above */
+		break;
 	case DS_AUTH:
 		session_auth(s, auth_on_reply(s, &af), &af);
 		break;
@@ -710,6 +786,15 @@ session_broke(struct dsession *s, struct bufferevent *bev, short what)
 		session_close(s);	/* after QUIT anything goes */
 		return;
 	}
+	if (s->state == DS_IDLE) {
+		if (what & BEV_EVENT_TIMEOUT)
+			session_enter(s, DS_QUIT);	/* no next message came */
+		else {
+			log_debug("%s: the server closed the idle connection", s->relay);
+			session_close(s);
+		}
+		return;
+	}
 	if (what & BEV_EVENT_TIMEOUT) {
 		snprintf(why, sizeof why, "conversation with %s timed out while %s",
 		    s->relay, dstate_what[s->state]);
@@ -718,6 +803,10 @@ session_broke(struct dsession *s, struct bufferevent *bev, short what)
 		conn_io_reason(bev, what, reason, sizeof reason);
 		snprintf(why, sizeof why, "lost connection with %s while %s: %s%s",
 		    s->relay, dstate_what[s->state], s->tls_done ? "TLS: " : "", reason);
+	}
+	if (s->reused && s->state == DS_ENVELOPE) {
+		session_reuse_failed(s, why);
+		return;
 	}
 	session_fail(s, what & BEV_EVENT_TIMEOUT ? TK_TIMEOUT : TK_LOST, why);
 }

@@ -208,13 +208,25 @@ on_failjob(evutil_socket_t fd, short what, void *arg)
 	dispatch_kick();	/* those failed over are ready again */
 }
 
-/* Take m for a new session to smarthost shidx. */
+/* Take m for smarthost shidx: on its idle connection if it has one, else a new session. */
 static void
 dispatch_start(size_t shidx, struct qmsg *m)
 {
+	struct dsession *idle = session_idle(shidx);
+
 	queue_take(m);
 	rate_started(&D->rc->conf->smarthosts[shidx], m);
-	session_start(shidx, m);
+	if (idle != NULL)
+		session_resume(idle, m);
+	else
+		session_start(shidx, m);
+}
+
+int
+dispatch_may_idle(struct dsession *s)
+{
+	/* a message there that dispatch_next() did not give: the rate_limit holds it */
+	return !D->shutting_down && find_for(s) == NULL;
 }
 
 struct qmsg *
@@ -491,7 +503,7 @@ dispatch_kick(void)
 		memset(busy, 0, n);
 		/* those a ready message can go to whose sessions are all taken */
 		for (nbusy = 0, i = 0; i < n; i++)
-			if (wanted[i] && session_count(i) >= D->conf->concurrency) {
+			if (wanted[i] && session_count(i) >= D->conf->concurrency && session_idle(i) == NULL) {
 				busy[i] = 1;
 				nbusy++;
 			}
@@ -507,7 +519,8 @@ dispatch_kick(void)
 				st->paced_gen = kick_gen;	/* still waiting for it */
 			if (busy[t])
 				continue;
-			if (session_count(t) < D->conf->concurrency && !rate_paced(&D->conf->smarthosts[t])) {
+			if ((session_count(t) < D->conf->concurrency || session_idle(t) != NULL) &&
+			    !rate_paced(&D->conf->smarthosts[t])) {
 				dispatch_start(t, m);
 				started = 1;
 				nstarts++;

@@ -45,6 +45,11 @@ on_durable(struct commit_req *req, void *arg)
 		    req->env.sender, req->env.size, req->env.nrcpt, e->who, req->env.via);
 		metrics_submission(req->env.via);
 	}
+	if (req->rc != 0 && req->txn.sp != NULL) {
+		/* gone before the submitter hears of the failure (a 4xx goes out at once) */
+		spool_txn_abort(&req->txn);
+		req->txn.sp = NULL;
+	}
 	e->done(req, e->arg);
 	if (queue_it)
 		hand_over(&req->env);	/* takes the envelope over */

@@ -234,6 +234,7 @@ probe_run(struct config *conf, size_t shidx, const char *from, const char *to, i
 	limit_ev = evtimer_new(D->base, on_limit, NULL);
 	evtimer_add(limit_ev, &tv);
 	session_trace_hook = on_trace;
+	session_reuse = 0;	/* a test QUITs when its message is done */
 	queue_one_outcome = on_outcome;
 	delivery_init();
 

@@ -44,8 +44,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <sys/uio.h>
+
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 
 #include "commit.h"
@@ -74,6 +75,7 @@
 #define OUT_HIGH         (64 * 1024)  /* unsent replies above this: stop reading commands */
 #define OUT_LOW          (16 * 1024)  /* ... until they drain below this */
 #define DATA_SLICE       (64 * 1024)
+#define READ_SIZE        (16 * 1024)  /* one read() takes at most this */
 #define HEADER_MAX       (256 * 1024) /* a header section longer than this is stored untouched */
 #define MAX_HOPS         100          /* Received: fields a message may bring: more is a loop */
 #define SENDMAIL_HELO    "mailrelay-sendmail"   /* how our sendmail client names itself */
@@ -86,8 +88,22 @@ struct srcpt {
 	char *orcpt;                /* DSN ORCPT= (xtext), NULL when absent */
 };
 
+/*
+ * The session does its own I/O on the socket, with an evbuffer each way
+ * (no bufferevent): every reply of a turn of the loop goes out in one
+ * writev as the turn ends (settle()), EPOLLOUT is asked for only while
+ * the socket's buffer is full, and a read is one read(), without the
+ * FIONREAD that evbuffer_read() adds.  The read event stays armed when
+ * the session stops reading (while a message is committed, while its
+ * replies are unread, while closing): it is dropped only if it fires
+ * then, so a client that waits for its 250 costs no epoll_ctl.
+ */
 struct ssession {
-	struct bufferevent *bev;
+	int fd;
+	struct evbuffer *in, *out;
+	struct event *rd_ev;        /* EV_READ|EV_PERSIST: added unless it fired while not reading */
+	struct event *wr_ev;        /* EV_WRITE|EV_PERSIST, timeout idle_timeout: only while replies wait */
+	unsigned rd_on:1, wr_on:1;
 	struct event *idle_ev;      /* idle_timeout: no complete command (no data in DATA) */
 	struct event *life_ev;      /* session_timeout */
 	enum sstate state;
@@ -129,9 +145,8 @@ struct ssession {
 static TAILQ_HEAD(, ssession) ssessions = TAILQ_HEAD_INITIALIZER(ssessions);
 static unsigned nssessions;
 
-static void on_read(struct bufferevent *bev, void *arg);
-static void on_write(struct bufferevent *bev, void *arg);
-static void on_event(struct bufferevent *bev, short what, void *arg);
+static void on_read(evutil_socket_t fd, short what, void *arg);
+static void on_write(evutil_socket_t fd, short what, void *arg);
 static void process_input(struct ssession *s);
 
 unsigned
@@ -159,7 +174,7 @@ reply(struct ssession *s, const char *fmt, ...)
 		n = (int)sizeof buf - 3;
 	log_debug("smtpd %s: >>> %.*s", s->peer, n, buf);
 	memcpy(buf + n, "\r\n", 2);
-	bufferevent_write(s->bev, buf, (size_t)n + 2);
+	evbuffer_add(s->out, buf, (size_t)n + 2);	/* sent as the turn ends: settle() */
 }
 
 static void
@@ -201,20 +216,107 @@ session_free(struct ssession *s)
 	txn_reset(s);
 	event_free(s->idle_ev);
 	event_free(s->life_ev);
-	bufferevent_free(s->bev);
+	event_free(s->rd_ev);
+	event_free(s->wr_ev);
+	evbuffer_free(s->in);
+	evbuffer_free(s->out);
+	close(s->fd);
 	TAILQ_REMOVE(&ssessions, s, entry);
 	nssessions--;
 	free(s);
 }
 
-/* Send what is buffered, then free. */
+static void
+read_stop(struct ssession *s)
+{
+	if (s->rd_on) {
+		event_del(s->rd_ev);
+		s->rd_on = 0;
+	}
+}
+
+static void
+read_resume(struct ssession *s)
+{
+	if (!s->rd_on && !s->dead) {
+		if (event_add(s->rd_ev, NULL) != 0)
+			log_fatalx("smtpd: cannot add a read event");
+		s->rd_on = 1;
+	}
+}
+
+/* Does the session take input now? */
+static int
+reading(const struct ssession *s)
+{
+	return (s->state == SS_COMMAND || s->state == SS_DATA) && !s->out_paused && !s->dead;
+}
+
+/*
+ * The connection is gone (reset, a write refused, replies unread for
+ * idle_timeout): no more I/O.  Freed by the caller, or, while its
+ * message is with the committer, by on_committed().
+ */
+static void
+session_lost(struct ssession *s)
+{
+	read_stop(s);
+	if (s->wr_on) {
+		event_del(s->wr_ev);
+		s->wr_on = 0;
+	}
+	s->dead = 1;
+}
+
+/*
+ * Send the replies waiting in s->out.  What the socket does not take
+ * waits for EPOLLOUT (on_write()); a closing session whose last reply
+ * is out is dead.
+ */
+static void
+flush_out(struct ssession *s)
+{
+	size_t left;
+	int n;
+
+	if (s->dead)
+		return;
+	if (!s->wr_on && evbuffer_get_length(s->out) > 0) {
+		/* one writev; what it leaves is more than the socket's buffer takes now */
+		n = evbuffer_write(s->out, s->fd);
+		if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+			log_debug("smtpd %s: write: %s", s->peer, strerror(errno));
+			session_lost(s);
+			return;
+		}
+		if ((left = evbuffer_get_length(s->out)) > 0) {
+			/* a reply left unread for idle_timeout drops the connection */
+			struct timeval tv = { .tv_sec = D->conf->idle_timeout };
+
+			if (event_add(s->wr_ev, &tv) != 0)
+				log_fatalx("smtpd: cannot add a write event");
+			s->wr_on = 1;
+		}
+	}
+	if (s->state == SS_CLOSING && evbuffer_get_length(s->out) == 0)
+		s->dead = 1;
+}
+
+/* The end of a callback's work on s: its replies go out; it is freed if it is over. */
+static void
+settle(struct ssession *s)
+{
+	flush_out(s);
+	if (s->dead && s->state != SS_COMMIT)
+		session_free(s);
+}
+
+/* Send what is buffered, then free (from settle()). */
 static void
 session_close_after_flush(struct ssession *s)
 {
 	s->state = SS_CLOSING;
-	bufferevent_disable(s->bev, EV_READ);
-	if (evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
-		s->dead = 1;
+	read_stop(s);
 }
 
 /* (Re)start the idle deadline: secs without a complete command, or in DATA without input. */
@@ -237,17 +339,16 @@ on_idle(evutil_socket_t fd, short what, void *arg)
 		set_timeout(s, CMD_TIMEOUT);	/* our own delay, not the client's */
 		return;
 	}
-	if (s->state != SS_CLOSING) {
-		log_info("smtpd %s: no %s for %us (idle_timeout); closing", s->peer,
-		    s->state == SS_DATA ? "message data" : "complete command", D->conf->idle_timeout);
-		reply(s, "421 4.4.2 %s Error: timeout exceeded", D->conf->hostname);
-		session_close_after_flush(s);
-		if (!s->dead) {
-			set_timeout(s, CMD_TIMEOUT);	/* to flush the 421; then it is dropped */
-			return;
-		}
+	if (s->state == SS_CLOSING) {
+		session_free(s);	/* the last reply was not taken in time */
+		return;
 	}
-	session_free(s);
+	log_info("smtpd %s: no %s for %us (idle_timeout); closing", s->peer,
+	    s->state == SS_DATA ? "message data" : "complete command", D->conf->idle_timeout);
+	reply(s, "421 4.4.2 %s Error: timeout exceeded", D->conf->hostname);
+	session_close_after_flush(s);
+	set_timeout(s, CMD_TIMEOUT);	/* to flush the 421; then it is dropped */
+	settle(s);
 }
 
 static void
@@ -269,8 +370,7 @@ on_lifetime(evutil_socket_t fd, short what, void *arg)
 	    D->conf->session_timeout, s->state == SS_DATA ? ", its message unfinished" : "");
 	reply(s, "421 4.4.2 %s Error: session lasted too long; reconnect to go on", D->conf->hostname);
 	session_close_after_flush(s);
-	if (s->dead)
-		session_free(s);
+	settle(s);
 }
 
 /* Sessions of this client (uid or address): max_connections_per_client. */
@@ -352,34 +452,35 @@ smtpd_accept(evutil_socket_t fd, const struct sockaddr *sa, socklen_t salen,
 	s->uid = uid;
 	memcpy(s->peer, peer, sizeof s->peer);
 	evutil_make_socket_nonblocking(fd);
-	s->bev = bufferevent_socket_new(D->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	s->fd = fd;
+	s->in = evbuffer_new();
+	s->out = evbuffer_new();
+	s->rd_ev = event_new(D->base, fd, EV_READ | EV_PERSIST, on_read, s);
+	s->wr_ev = event_new(D->base, fd, EV_WRITE | EV_PERSIST, on_write, s);
 	s->idle_ev = evtimer_new(D->base, on_idle, s);
 	s->life_ev = evtimer_new(D->base, on_lifetime, s);
-	if (s->bev == NULL || s->idle_ev == NULL || s->life_ev == NULL)
+	if (s->in == NULL || s->out == NULL || s->rd_ev == NULL || s->wr_ev == NULL ||
+	    s->idle_ev == NULL || s->life_ev == NULL)
 		log_fatalx("smtpd: cannot create the events of a session");
-	bufferevent_setcb(s->bev, on_read, on_write, on_event, s);
 	TAILQ_INSERT_TAIL(&ssessions, s, entry);
 	nssessions++;
 	set_timeout(s, CMD_TIMEOUT);
 	{
-		struct timeval idle = { .tv_sec = D->conf->idle_timeout };
 		struct timeval life = { .tv_sec = D->conf->session_timeout };
-		/* a reply left unread for idle_timeout drops the connection */
-		bufferevent_set_timeouts(s->bev, NULL, &idle);
 		evtimer_add(s->life_ev, &life);
 	}
-	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
 
 	if (!allowed) {
 		log_warnx("smtpd: connection from %s refused: not in allow", s->peer);
 		reply(s, "554 5.7.1 %s: access denied", D->conf->hostname);
 		session_close_after_flush(s);
-		if (s->dead)
-			session_free(s);
+		settle(s);
 		return;
 	}
+	read_resume(s);
 	log_debug("smtpd: connection from %s", s->peer);
 	reply(s, "220 %s ESMTP mailrelay", D->conf->hostname);
+	settle(s);
 }
 
 /* ------------------------------------------------------------------ */
@@ -466,16 +567,14 @@ on_committed(struct commit_req *req, void *arg)
 		reply(s, s->expired ? "421 4.4.2 %s Error: session lasted too long; reconnect to go on" :
 		    "421 4.3.2 %s shutting down", D->conf->hostname);
 		session_close_after_flush(s);
-		if (s->dead)
-			session_free(s);
+		settle(s);
 		return;
 	}
 	s->state = SS_COMMAND;
 	set_timeout(s, CMD_TIMEOUT);
-	bufferevent_enable(s->bev, EV_READ);
+	read_resume(s);		/* a no-op unless input came while committing */
 	process_input(s);	/* commands pipelined after the dot */
-	if (s->dead)
-		session_free(s);
+	settle(s);
 }
 
 /* Does the block start with a header field ("Name:")? */
@@ -702,8 +801,7 @@ data_finished(struct ssession *s)
 		snprintf(who, sizeof who, "uid=%ld", s->uid == (uid_t)-1 ? -1L : (long)s->uid);
 	else
 		snprintf(who, sizeof who, "client=%s", s->peer);
-	s->state = SS_COMMIT;
-	bufferevent_disable(s->bev, EV_READ);
+	s->state = SS_COMMIT;	/* not reading until on_committed(): reading() */
 	enqueue_commit(req, who, ENQ_QUEUE, on_committed, s);
 }
 
@@ -711,7 +809,7 @@ data_finished(struct ssession *s)
 static void
 process_data(struct ssession *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *in = s->in;
 	static char out[DATA_SLICE + 8];
 
 	while (s->state == SS_DATA && evbuffer_get_length(in) > 0) {
@@ -953,7 +1051,7 @@ process_command(struct ssession *s, const char *line, size_t len)
 static void
 process_input(struct ssession *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer *in = s->in;
 	char *line;
 	size_t len;
 
@@ -966,16 +1064,18 @@ process_input(struct ssession *s)
 		}
 		if (s->state != SS_COMMAND)
 			return;
-		if (evbuffer_get_length(bufferevent_get_output(s->bev)) > OUT_HIGH) {
-			/*
-			 * The client is not reading its replies: read no more
-			 * commands (the kernel's buffers then stop the client)
-			 * until on_write() sees them drain below OUT_LOW.
-			 */
-			s->out_paused = 1;
-			bufferevent_disable(s->bev, EV_READ);
-			bufferevent_setwatermark(s->bev, EV_WRITE, OUT_LOW, 0);
-			return;
+		if (evbuffer_get_length(s->out) > OUT_HIGH) {
+			flush_out(s);
+			if (s->dead || evbuffer_get_length(s->out) > OUT_HIGH) {
+				/*
+				 * The client is not reading its replies: read
+				 * no more commands (the kernel's buffers then
+				 * stop the client) until on_write() sees them
+				 * drain below OUT_LOW.
+				 */
+				s->out_paused = 1;
+				return;
+			}
 		}
 		line = evbuffer_readln(in, &len, EVBUFFER_EOL_CRLF);
 		if (line == NULL) {
@@ -996,69 +1096,85 @@ process_input(struct ssession *s)
 	}
 }
 
+/*
+ * The client closed its side.  One that half-closed (sendmail -bs at the
+ * end of its input does) is still owed the replies not sent yet: they go
+ * out, then the session closes.
+ */
 static void
-on_read(struct bufferevent *bev, void *arg)
+on_eof(struct ssession *s)
 {
-	struct ssession *s = arg;
-
-	(void)bev;
-	if (s->state == SS_DATA)
-		set_timeout(s, DATA_TIMEOUT);	/* message data arriving: not idle */
-	process_input(s);
-	if (s->dead)
-		session_free(s);
-}
-
-static void
-on_write(struct bufferevent *bev, void *arg)
-{
-	struct ssession *s = arg;
-
-	if (s->state == SS_CLOSING && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
-		session_free(s);
-		return;
-	}
-	if (s->out_paused && evbuffer_get_length(bufferevent_get_output(bev)) <= OUT_LOW) {
-		s->out_paused = 0;
-		bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
-		if (s->state != SS_COMMAND)
-			return;		/* COMMIT resumes reading itself */
-		bufferevent_enable(bev, EV_READ);
-		process_input(s);	/* the commands read before the pause */
-		if (s->dead)
-			session_free(s);
-	}
-}
-
-static void
-on_event(struct bufferevent *bev, short what, void *arg)
-{
-	struct ssession *s = arg;
-
-	(void)bev;
-	if (what & BEV_EVENT_TIMEOUT) {
-		/* only the write timeout is set: replies left unread for idle_timeout */
-		log_info("smtpd %s: replies not read for %us (idle_timeout); connection dropped", s->peer,
-		    D->conf->idle_timeout);
-	}
-	/*
-	 * A client that half-closed (sendmail -bs at the end of its input does)
-	 * is still owed the replies we have not sent yet: send them, then close.
-	 */
-	if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) && s->state == SS_COMMAND &&
-	    evbuffer_get_length(bufferevent_get_output(bev)) > 0) {
+	read_stop(s);
+	if (s->state == SS_COMMAND && evbuffer_get_length(s->out) > 0) {
 		session_close_after_flush(s);
 		return;
 	}
-	if (what & BEV_EVENT_EOF && s->state == SS_DATA)
+	if (s->state == SS_DATA)
 		log_info("smtpd %s: connection lost during DATA; nothing queued", s->peer);
-	if (s->state == SS_COMMIT) {
-		/* The committer still has our message: free from its callback. */
-		s->dead = 1;
-		bufferevent_disable(bev, EV_READ | EV_WRITE);
+	session_lost(s);
+}
+
+static void
+on_read(evutil_socket_t fd, short what, void *arg)
+{
+	struct ssession *s = arg;
+	struct evbuffer_iovec v;
+	ssize_t n;
+
+	(void)what;
+	if (!reading(s)) {
+		read_stop(s);	/* on again with read_resume() */
 		return;
 	}
-	session_free(s);
+	if (evbuffer_reserve_space(s->in, READ_SIZE, &v, 1) != 1)
+		log_fatalx("smtpd: out of memory for input");
+	n = read(fd, v.iov_base, v.iov_len);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+			return;
+		log_debug("smtpd %s: read: %s", s->peer, strerror(errno));
+		session_lost(s);
+		settle(s);
+		return;
+	}
+	if (n == 0) {
+		on_eof(s);
+		settle(s);
+		return;
+	}
+	v.iov_len = (size_t)n;
+	evbuffer_commit_space(s->in, &v, 1);
+	if (s->state == SS_DATA)
+		set_timeout(s, DATA_TIMEOUT);	/* message data arriving: not idle */
+	process_input(s);
+	settle(s);
+}
+
+static void
+on_write(evutil_socket_t fd, short what, void *arg)
+{
+	struct ssession *s = arg;
+
+	(void)fd;
+	if (what & EV_TIMEOUT) {
+		log_info("smtpd %s: replies not read for %us (idle_timeout); connection dropped", s->peer,
+		    D->conf->idle_timeout);
+		session_lost(s);
+		settle(s);
+		return;
+	}
+	s->wr_on = 0;
+	flush_out(s);		/* re-adds (a new deadline) if the socket is still full */
+	if (!s->wr_on)
+		event_del(s->wr_ev);
+	if (!s->dead && s->out_paused && evbuffer_get_length(s->out) <= OUT_LOW) {
+		s->out_paused = 0;
+		if (s->state == SS_COMMAND) {
+			read_resume(s);
+			process_input(s);	/* the commands read before the pause */
+		}
+	}
+	settle(s);
 }
 
 void
@@ -1079,7 +1195,6 @@ smtpd_shutdown(int force)
 		/* A message in DATA was never acknowledged: the client keeps it and retries. */
 		reply(s, "421 4.3.2 %s shutting down", D->conf->hostname);
 		session_close_after_flush(s);
-		if (s->dead)
-			session_free(s);
+		settle(s);
 	}
 }

@@ -9,6 +9,9 @@
 
 /* write() all of buf, retrying on EINTR and short writes.  0 or -1 (errno set). */
 int write_all(int fd, const void *buf, size_t len);
+struct iovec;
+/* writev() until every vector is written (EINTR retried); the vectors are consumed. */
+int writev_all(int fd, struct iovec *iov, int iovcnt);
 /* read() until len bytes or EOF; returns bytes read or -1. */
 ssize_t read_full(int fd, void *buf, size_t len);
 /* fsync a directory by path or fd. */

@@ -11,6 +11,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include <dirent.h>
 #include <errno.h>
@@ -220,16 +221,54 @@ spool_txn_begin(struct spool *sp, const char *id, struct spool_txn *txn)
 	return 0;
 }
 
+/* Write the buffered content out; 0, or -1 with the transaction failed. */
+static int
+txn_flush(struct spool_txn *txn)
+{
+	if (txn->failed)
+		return -1;
+	if (txn->blen > 0 && write_all(txn->msgfd, txn->buf, txn->blen) == -1) {
+		txn->failed = 1;
+		txn->err = errno;
+		return -1;
+	}
+	txn->blen = 0;
+	return 0;
+}
+
+static void
+txn_buf_free(struct spool_txn *txn)
+{
+	free(txn->buf);
+	txn->buf = NULL;
+	txn->blen = 0;
+}
+
 void
 spool_txn_write(struct spool_txn *txn, const void *buf, size_t len)
 {
 	if (txn->failed || len == 0)
 		return;
-	if (write_all(txn->msgfd, buf, len) == -1) {
+	if (txn->blen + len > SPOOL_TXN_BUF) {
+		if (txn_flush(txn) == -1)
+			return;
+		if (len >= SPOOL_TXN_BUF) {
+			if (write_all(txn->msgfd, buf, len) == -1) {
+				txn->failed = 1;
+				txn->err = errno;
+				return;
+			}
+			txn->size += len;
+			return;
+		}
+	}
+	if (txn->buf == NULL && (txn->buf = malloc(SPOOL_TXN_BUF)) == NULL) {
 		txn->failed = 1;
 		txn->err = errno;
 		return;
 	}
+	memcpy(txn->buf + txn->blen, buf, len);
+	txn->blen += len;
 	txn->size += len;
 }
 
@@ -239,8 +278,8 @@ spool_txn_filter(struct spool_txn *txn, spool_filter_fn fn, void *arg)
 	char *map, *out;
 	size_t outlen;
 
-	if (txn->failed)
-		return -1;
+	if (txn_flush(txn) == -1)
+		return -1;	/* failed, with its errno kept */
 	if (txn->size == 0)
 		return 0;
 	if (txn->size > SIZE_MAX) {
@@ -425,15 +464,18 @@ spool_txn_prepare(struct spool_txn *txn, struct spool_env *env, int sync,
     char *errbuf, size_t errlen)
 {
 	char foot[SPOOL_FOOT_LEN + 1], *buf;
+	struct iovec iov[3];
 	size_t len;
 	int saved;
 
 	if (txn->failed) {
+		txn_buf_free(txn);
 		snprintf(errbuf, errlen, "%s/tmp/%s.msg: write: %s", txn->sp->dir, txn->id, strerror(txn->err));
 		errno = txn->err;
 		return -1;
 	}
 	if (env->damaged != NULL) {
+		txn_buf_free(txn);
 		snprintf(errbuf, errlen, "%s: damaged (%s); not queued", env->id, env->damaged);
 		errno = EINVAL;
 		return -1;
@@ -448,11 +490,19 @@ spool_txn_prepare(struct spool_txn *txn, struct spool_env *env, int sync,
 	env->tail = len + SPOOL_FOOT_LEN;
 	snprintf(foot, sizeof foot, "mailrelay-tail %010zu\n", len);
 	saved = 0;
+	/* the content still buffered, the envelope and the footer: one writev */
+	iov[0].iov_base = txn->buf;
+	iov[0].iov_len = txn->blen;
+	iov[1].iov_base = buf;
+	iov[1].iov_len = len;
+	iov[2].iov_base = foot;
+	iov[2].iov_len = SPOOL_FOOT_LEN;
 	if (len > ENV_MAX)
 		saved = EFBIG;
-	else if (write_all(txn->msgfd, buf, len) == -1 || write_all(txn->msgfd, foot, SPOOL_FOOT_LEN) == -1)
+	else if (writev_all(txn->msgfd, iov, 3) == -1)
 		saved = errno;
 	free(buf);
+	txn_buf_free(txn);
 	/* close whatever fsync says (a failed fsync must not leak the descriptor); the first error wins */
 	if (saved == 0 && sync && fsync(txn->msgfd) == -1)
 		saved = errno;
@@ -495,6 +545,7 @@ spool_txn_abort(struct spool_txn *txn)
 		close(txn->msgfd);
 		txn->msgfd = -1;
 	}
+	txn_buf_free(txn);
 	name_of(name, sizeof name, txn->id, ".msg");
 	unlinkat(txn->sp->tmpfd, name, 0);
 	name_of(name, sizeof name, txn->id, ".env");

@@ -107,6 +107,7 @@
 #include <time.h>
 
 #define QID_LEN 16
+#define SPOOL_TXN_BUF (16 * 1024) /* content buffered by a transaction before a write */
 #define SPOOL_FOOT_LEN 26       /* "mailrelay-tail " + 10 digits + "\n" */
 
 enum rcpt_status { RCPT_PENDING = 0, RCPT_SENT, RCPT_FAILED };
@@ -183,9 +184,17 @@ struct spool_txn {
 	struct spool *sp;
 	char id[QID_LEN + 1];
 	int msgfd;
-	unsigned long long size;
+	unsigned long long size;	/* the content so far, written or buffered */
 	int failed;             /* a write failed; errno kept in err */
 	int err;
+	/*
+	 * The content not yet written (SPOOL_TXN_BUF at most): a small
+	 * message reaches the file in the one writev that also writes its
+	 * envelope (spool_txn_prepare()).  Owned like msgfd: a copy of the
+	 * struct takes it over.
+	 */
+	char *buf;
+	size_t blen;
 };
 
 const char *rcpt_status_name(enum rcpt_status s);

@@ -398,7 +398,9 @@ def test_stale_token_google_334_recovers_in_same_session(daemon, workdir, pki, e
     endpoint.clients[CLIENT_ID] = "cs-" + os.urandom(8).hex()
     sh = oauth_smarthost(endpoint, mechanisms=("XOAUTH2",))
     secret = write_secret(workdir, "client.secret", endpoint.clients[CLIENT_ID])
-    d = start(daemon, [("gmail", oauth_host(pki, sh, endpoint, client_secret_file=secret))])
+    opts = oauth_host(pki, sh, endpoint, client_secret_file=secret)
+    opts["reuse_time"] = "0"     # the next message on a new connection, which authenticates
+    d = start(daemon, [("gmail", opts)])
     msg, qid = submit(d, "first")
     sent(d, qid)
     endpoint.revoke()            # the cached token is now stale at the smarthost

@@ -359,6 +359,7 @@ hx_setup(const char *extra)
 	accept_ev = event_new(D->base, listen_fd, EV_READ | EV_PERSIST, on_accept, NULL);
 	event_add(accept_ev, NULL);
 	session_clock_hook = clock_hook;
+	session_reuse = 0;	/* QUIT after the message; test_idle_then_quit turns it on */
 	queue_one_outcome = on_outcome;
 	delivery_init();
 	return 0;
@@ -471,6 +472,12 @@ hx_run(void)
 		usleep(500);
 	}
 	return 0;
+}
+
+void
+hx_server_close(void)
+{
+	server_close();
 }
 
 int

@@ -100,5 +100,7 @@ int  hx_fire(void);
 int  hx_all_decided(void);
 /* Drop what is left of a run (the server's connection). */
 void hx_end(void);
+/* The scripted server closes its connection now (an idle timeout of its own). */
+void hx_server_close(void);
 
 #endif

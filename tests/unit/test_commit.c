@@ -115,11 +115,113 @@ test_two_updates_of_one_envelope_in_a_batch(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+static int order[8], norder, want;
+
+static void
+on_done_order(struct commit_req *req, void *arg)
+{
+	order[norder++] = (int)(intptr_t)arg;
+	if (req->rc != 0)
+		fprintf(stderr, "request failed: %s\n", req->err);
+	assert_int_equal(req->rc, 0);
+	commit_req_free(req);
+	if (norder == want)
+		event_base_loopbreak(base);
+}
+
+static void
+touch(const char *root, const char *id, const char *suffix)
+{
+	char p[512];
+	int fd;
+
+	snprintf(p, sizeof p, "%s/queue/%s%s", root, id, suffix);
+	fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	close(fd);
+}
+
+static int
+present(const char *root, const char *id, const char *suffix)
+{
+	char p[512];
+
+	snprintf(p, sizeof p, "%s/queue/%s%s", root, id, suffix);
+	return access(p, F_OK) == 0;
+}
+
+/*
+ * The removal of a finished message waits on the loop for the next
+ * request that must be written now and goes in its batch, ahead of it;
+ * with none coming, its timer sends it alone.
+ */
+static void
+test_a_removal_waits_for_the_next_batch(void **state)
+{
+	char root[] = "/tmp/test_commit.XXXXXX", err[256], cmd[600];
+	const char *a = "6553F100F423F000", *b = "6553F100F423F001", *c = "6553F100F423F002";
+	struct commit_req *req;
+	struct spool sp;
+
+	(void)state;
+	assert_non_null(mkdtemp(root));
+	assert_int_equal(spool_open(&sp, root, 1, err, sizeof err), 0);
+	base = event_base_new();
+	assert_int_equal(commit_start(base, &sp), 0);
+	touch(root, a, ".msg");
+	touch(root, c, ".msg");
+
+	req = xcalloc(1, sizeof *req);
+	req->kind = COMMIT_REMOVE;
+	memcpy(req->id, a, QID_LEN + 1);
+	req->no_env = 1;
+	req->later = 1;
+	req->done = on_done_order;
+	req->arg = (void *)1;
+	commit_submit(req);
+	event_base_loop(base, EVLOOP_NONBLOCK);
+	assert_true(present(root, a, ".msg"));	/* waiting, not handed to the thread */
+
+	req = update(b, "state of b", "r");
+	req->done = on_done_order;
+	req->arg = (void *)2;
+	norder = 0;
+	want = 2;
+	commit_submit(req);			/* takes the removal along, ahead of it */
+	event_base_dispatch(base);
+	assert_int_equal(norder, 2);
+	assert_int_equal(order[0], 1);
+	assert_int_equal(order[1], 2);
+	assert_false(present(root, a, ".msg"));
+	assert_true(present(root, b, ".env"));
+
+	req = xcalloc(1, sizeof *req);
+	req->kind = COMMIT_REMOVE;
+	memcpy(req->id, c, QID_LEN + 1);
+	req->no_env = 1;
+	req->later = 1;
+	req->done = on_done_order;
+	req->arg = (void *)3;
+	norder = 0;
+	want = 1;
+	commit_submit(req);
+	event_base_dispatch(base);		/* nothing else comes: its timer sends it */
+	assert_int_equal(order[0], 3);
+	assert_false(present(root, c, ".msg"));
+
+	commit_stop();
+	spool_close(&sp);
+	event_base_free(base);
+	snprintf(cmd, sizeof cmd, "rm -rf %s", root);
+	assert_int_equal(system(cmd), 0);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_two_updates_of_one_envelope_in_a_batch),
+		cmocka_unit_test(test_a_removal_waits_for_the_next_batch),
 	};
 
 	log_init("test_commit", LOG_TO_STDERR, LOG_CRIT);

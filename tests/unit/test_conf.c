@@ -505,6 +505,7 @@ static const char full_config[] =
 	"    tls = opportunistic\n"
 	"    timeout = 2m\n"
 	"    connect_timeout = 10s\n"
+	"    reuse_time = 0\n"
 	"    helo_name = out.example.org\n"
 	"    helo_fallback = no\n"
 	"    tls_verify = false\n"
@@ -584,6 +585,7 @@ test_full_round_trip(void **state)
 	assert_int_equal(p->tls, TLS_OPPORTUNISTIC);
 	assert_int_equal(p->timeout, 120);
 	assert_int_equal(p->connect_timeout, 10);
+	assert_int_equal(p->reuse_time, 0);	/* QUIT after the last message */
 	assert_string_equal(p->helo_name, "out.example.org");
 	assert_false(p->helo_fallback);
 	assert_false(p->tls_verify);
@@ -618,6 +620,7 @@ test_full_round_trip(void **state)
 	assert_int_equal(b->timeout, 60);
 	assert_int_equal(b->connect_timeout, 30);
 	assert_int_equal(b->data_timeout, 600);	/* RFC 5321 4.5.3.2.6 */
+	assert_int_equal(b->reuse_time, 2);
 	assert_null(b->helo_name);
 	assert_true(b->helo_fallback);
 	assert_true(b->tls_verify);
@@ -648,8 +651,8 @@ test_full_round_trip(void **state)
 	assert_int_equal(conf_key_line(c, NULL, "retry_schedule"), 8);
 	assert_int_equal(conf_key_line(c, NULL, "delay_warning"), 18);
 	assert_int_equal(conf_key_line(c, p, "host"), 20);
-	assert_int_equal(conf_key_line(c, p, "password_file"), 37);
-	assert_int_equal(conf_key_line(c, b, "password"), 47);
+	assert_int_equal(conf_key_line(c, p, "password_file"), 38);
+	assert_int_equal(conf_key_line(c, b, "password"), 48);
 	assert_int_equal(conf_key_line(c, b, "password_file"), 0);
 	assert_int_equal(conf_key_line(c, NULL, "host"), 0);
 	cleanup(c);

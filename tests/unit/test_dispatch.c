@@ -128,6 +128,25 @@ session_count(size_t shidx)
 	return sessions[shidx];
 }
 
+static unsigned idle[4];                /* sessions waiting in IDLE, among sessions[] */
+static unsigned resumed[4];             /* messages given to an idle session */
+
+struct dsession *
+session_idle(size_t shidx)
+{
+	return idle[shidx] > 0 ? (struct dsession *)&idle[shidx] : NULL;
+}
+
+void
+session_resume(struct dsession *s, struct qmsg *m)
+{
+	size_t shidx = (size_t)((unsigned *)s - idle);
+
+	(void)m;
+	idle[shidx]--;
+	resumed[shidx]++;
+}
+
 void
 trouble_record(struct dsession *s, struct qmsg *m, size_t idx, enum trouble_kind k, int cls,
     const char *text)
@@ -252,6 +271,41 @@ test_busy_kicks_look_at_one_message(void **state)
 		dispatch_kick();                /* as 1,000 more messages become ready */
 	assert_int_equal(started[0], 2);
 	assert_true(visits <= 1000);            /* before: 1,000 walks of 20,000 */
+	free(msgs);
+	msgs = NULL;
+}
+
+/*
+ * A connection waiting in IDLE takes the next message before any new
+ * session starts, even with every session of the smarthost open.
+ */
+static void
+test_idle_session_takes_the_next_message(void **state)
+{
+	(void)state;
+	memset(sessions, 0, sizeof sessions);
+	memset(started, 0, sizeof started);
+	configure("smarthost main {\n host = \"127.0.0.1\"\n tls = disabled\n}\n");
+	fill(NULL);
+	sessions[0] = 2;                        /* concurrency reached ... */
+	idle[0] = 1;                            /* ... but one of them is idle */
+	dispatch_kick();
+	assert_int_equal(resumed[0], 1);
+	assert_int_equal(started[0], 0);
+	assert_int_equal(idle[0], 0);
+	assert_false(msgs[0].ready);            /* the first ready message, taken */
+	assert_true(msgs[1].ready);
+	dispatch_kick();                        /* busy now: nothing more */
+	assert_int_equal(resumed[0], 1);
+	assert_int_equal(started[0], 0);
+	sessions[0] = 1;                        /* one ended, one is idle: the idle one first */
+	idle[0] = 1;
+	dispatch_kick();
+	assert_int_equal(resumed[0], 2);
+	assert_int_equal(started[0], 1);        /* then a new one up to concurrency */
+	memset(resumed, 0, sizeof resumed);
+	memset(sessions, 0, sizeof sessions);
+	memset(started, 0, sizeof started);
 	free(msgs);
 	msgs = NULL;
 }
@@ -391,6 +445,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_busy_kicks_look_at_one_message),
+		cmocka_unit_test(test_idle_session_takes_the_next_message),
 		cmocka_unit_test(test_every_smarthost_busy_stops_the_walk),
 		cmocka_unit_test(test_an_idle_backup_does_not_make_kicks_walk),
 		cmocka_unit_test(test_a_kick_yields_after_64_starts),

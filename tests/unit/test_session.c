@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "delivery.h"
 #include "session_harness.h"
 #include "trouble.h"
 
@@ -98,6 +99,43 @@ test_delivered_with_each_state_deadline(void **state)
 	assert_int_equal(HX.armed[DS_DOT], 600);           /* data_timeout */
 	assert_int_equal(HX.armed[DS_QUIT], 60);
 	hx_end();
+}
+
+/*
+ * Nothing more to send: the connection waits in IDLE (SESSION_IDLE_SECS,
+ * the state table's deadline) for the next message, then QUITs; a server
+ * that closes it meanwhile ends the session quietly, with no outcome.
+ */
+static void
+test_idle_then_quit(void **state)
+{
+	static const char *const script[] = { GREET, EHLO_OK, OK, OK, GO, OK, BYE, NULL };
+
+	(void)state;
+	session_reuse = 1;
+	run(1, script);
+	assert_true(HX.deadline_pending);
+	assert_int_equal(HX.session->state, DS_IDLE);
+	assert_int_equal(HX.armed[DS_IDLE], 2);	/* reuse_time's default */
+	assert_int_equal(HX.ncommands, 5);	/* EHLO MAIL RCPT DATA <body>: no QUIT yet */
+	assert_int_equal(HX.out[0].n, 1);
+	assert_int_equal(HX.out[0].o, OUTCOME_SENT);
+	assert_int_equal(hx_fire(), 0);		/* no next message came */
+	assert_string_equal(HX.commands[5], "QUIT");
+	assert_true(hx_all_decided());
+	hx_end();
+
+	run(1, script);
+	assert_int_equal(HX.session->state, DS_IDLE);
+	hx_server_close();			/* the server's own idle timeout */
+	assert_int_equal(hx_run(), 0);
+	assert_int_equal(delivery_sessions(), 0);
+	assert_int_equal(HX.ncommands, 5);
+	assert_true(hx_all_decided());		/* one outcome each: the close decided nothing */
+	assert_int_equal(HX.out[0].o, OUTCOME_SENT);
+	hx_end();
+
+	session_reuse = 0;
 }
 
 /* The server stops answering at a state: its deadline passes, the recipients are deferred. */
@@ -372,6 +410,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_delivered_with_each_state_deadline),
 		cmocka_unit_test(test_each_deadline_passes),
+		cmocka_unit_test(test_idle_then_quit),
 		cmocka_unit_test(test_failure_kinds),
 		cmocka_unit_test(test_kinds_of_each_step),
 		cmocka_unit_test(test_every_kind_has_a_case),

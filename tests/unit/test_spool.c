@@ -11,6 +11,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -211,6 +212,130 @@ test_commit_and_read(void **state)
 	assert_int_equal(spool_env_read(&sp, id, &r, err, sizeof err), -1);
 	assert_int_equal(spool_env_read(&sp, "../queue/x", &r, err, sizeof err), -1);
 	spool_env_free(&e);
+	spool_close(&sp);
+}
+
+/* The content a transaction buffers: order kept across the buffer's edge, big writes, filter, failure. */
+static int
+upper_filter_calls;
+
+static char *
+upper_filter(const char *content, size_t len, size_t *outlen, void *arg)
+{
+	char *out = xmalloc(len);
+	size_t i;
+
+	(void)arg;
+	upper_filter_calls++;
+	for (i = 0; i < len; i++)
+		out[i] = content[i] >= 'a' && content[i] <= 'z' ? (char)(content[i] - 32) : content[i];
+	*outlen = len;
+	return out;
+}
+
+static void
+commit_content(struct spool *sp, const char *id, const char *const *parts, const size_t *lens, size_t n,
+    int filter, char **content, size_t *clen)
+{
+	struct spool_txn txn;
+	struct spool_env e, r;
+	char err[256];
+	unsigned long long total = 0;
+	size_t i;
+
+	assert_int_equal(spool_txn_begin(sp, id, &txn), 0);
+	for (i = 0; i < n; i++) {
+		spool_txn_write(&txn, parts[i], lens[i]);
+		total += lens[i];
+		assert_int_equal(txn.size, total);	/* counted when buffered, not when written */
+		assert_true(txn.blen <= SPOOL_TXN_BUF);
+	}
+	if (filter)
+		assert_int_equal(spool_txn_filter(&txn, upper_filter, NULL), 1);
+	make_env(&e, id, 1);
+	assert_int_equal(spool_txn_prepare(&txn, &e, 1, err, sizeof err), 0);
+	assert_null(txn.buf);
+	assert_int_equal(e.size, total);
+	assert_int_equal(spool_txn_publish(&txn, err, sizeof err), 0);
+	assert_int_equal(spool_env_read(sp, id, &r, err, sizeof err), 0);
+	assert_int_equal(spool_msg_check(sp, &r, -1, err, sizeof err), 0);
+	*content = spool_msg_read(sp, &r, SIZE_MAX, clen);
+	assert_non_null(*content);
+	spool_env_free(&r);
+	spool_env_free(&e);
+}
+
+static void
+test_txn_buffer(void **state)
+{
+	struct spool sp;
+	struct spool_txn txn;
+	struct spool_env e;
+	char err[256], *content, *big, *expect;
+	size_t clen, i, off;
+	(void)state;
+
+	assert_int_equal(spool_open(&sp, root, 1, err, sizeof err), 0);
+	big = xmalloc(3 * SPOOL_TXN_BUF);
+	for (i = 0; i < 3 * SPOOL_TXN_BUF; i++)
+		big[i] = (char)('a' + i % 26);
+
+	/* small parts, then one that crosses the edge, one larger than the buffer, a last small one */
+	{
+		const char *parts[] = { "Subject: x\r\n\r\n", big, big + 100, big + 7, "end\r\n" };
+		size_t lens[] = { 14, SPOOL_TXN_BUF - 20, 300, 2 * SPOOL_TXN_BUF + 5, 5 };
+		size_t total = 14 + SPOOL_TXN_BUF - 20 + 300 + 2 * SPOOL_TXN_BUF + 5 + 5;
+
+		commit_content(&sp, "6553F100F423F010", parts, lens, 5, 0, &content, &clen);
+		assert_int_equal(clen, total);
+		expect = xmalloc(total);
+		for (off = 0, i = 0; i < 5; i++) {
+			memcpy(expect + off, parts[i], lens[i]);
+			off += lens[i];
+		}
+		assert_memory_equal(content, expect, total);
+		free(expect);
+		free(content);
+	}
+	/* the filter sees the buffered content too, and what it writes replaces it */
+	{
+		const char *parts[] = { "subject: y\r\n\r\n", "body\r\n" };
+		size_t lens[] = { 14, 6 };
+
+		upper_filter_calls = 0;
+		commit_content(&sp, "6553F100F423F011", parts, lens, 2, 1, &content, &clen);
+		assert_int_equal(upper_filter_calls, 1);
+		assert_int_equal(clen, 20);
+		assert_memory_equal(content, "SUBJECT: Y\r\n\r\nBODY\r\n", 20);
+		free(content);
+	}
+	/* a write that fails while buffered content goes out: the transaction fails with its errno */
+	assert_int_equal(spool_txn_begin(&sp, "6553F100F423F012", &txn), 0);
+	spool_txn_write(&txn, big, 100);
+	assert_false(txn.failed);
+	{
+		int fd = txn.msgfd;
+
+		txn.msgfd = open("/dev/null", O_RDONLY);	/* writes now fail: EBADF */
+		spool_txn_write(&txn, big, SPOOL_TXN_BUF);
+		assert_true(txn.failed);
+		assert_int_equal(txn.err, EBADF);
+		close(txn.msgfd);
+		txn.msgfd = fd;
+	}
+	make_env(&e, "6553F100F423F012", 1);
+	assert_int_equal(spool_txn_prepare(&txn, &e, 1, err, sizeof err), -1);
+	assert_null(txn.buf);
+	assert_non_null(strstr(err, strerror(EBADF)));
+	spool_txn_abort(&txn);
+	assert_false(exists("tmp", "6553F100F423F012", ".msg"));
+	spool_env_free(&e);
+	/* an abort with content still buffered frees it and removes the file */
+	assert_int_equal(spool_txn_begin(&sp, "6553F100F423F013", &txn), 0);
+	spool_txn_write(&txn, big, 10);
+	spool_txn_abort(&txn);
+	assert_false(exists("tmp", "6553F100F423F013", ".msg"));
+	free(big);
 	spool_close(&sp);
 }
 
@@ -868,6 +993,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_qid),
 		cmocka_unit_test_setup_teardown(test_commit_and_read, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_txn_buffer, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scan, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scan_crash_leftovers, setup, teardown),
