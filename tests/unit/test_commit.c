@@ -150,6 +150,21 @@ present(const char *root, const char *id, const char *suffix)
 	return access(p, F_OK) == 0;
 }
 
+/* The removal of a finished message (one without an .env), as bounce.c asks for it. */
+static struct commit_req *
+removal(const char *id, int tag)
+{
+	struct commit_req *req = xcalloc(1, sizeof *req);
+
+	req->kind = COMMIT_REMOVE;
+	memcpy(req->id, id, QID_LEN + 1);
+	req->no_env = 1;
+	req->later = 1;
+	req->done = on_done_order;
+	req->arg = (void *)(intptr_t)tag;
+	return req;
+}
+
 /*
  * The removal of a finished message waits on the loop for the next
  * request that must be written now and goes in its batch, ahead of it;
@@ -171,14 +186,7 @@ test_a_removal_waits_for_the_next_batch(void **state)
 	touch(root, a, ".msg");
 	touch(root, c, ".msg");
 
-	req = xcalloc(1, sizeof *req);
-	req->kind = COMMIT_REMOVE;
-	memcpy(req->id, a, QID_LEN + 1);
-	req->no_env = 1;
-	req->later = 1;
-	req->done = on_done_order;
-	req->arg = (void *)1;
-	commit_submit(req);
+	commit_submit(removal(a, 1));
 	event_base_loop(base, EVLOOP_NONBLOCK);
 	assert_true(present(root, a, ".msg"));	/* waiting, not handed to the thread */
 
@@ -195,16 +203,9 @@ test_a_removal_waits_for_the_next_batch(void **state)
 	assert_false(present(root, a, ".msg"));
 	assert_true(present(root, b, ".env"));
 
-	req = xcalloc(1, sizeof *req);
-	req->kind = COMMIT_REMOVE;
-	memcpy(req->id, c, QID_LEN + 1);
-	req->no_env = 1;
-	req->later = 1;
-	req->done = on_done_order;
-	req->arg = (void *)3;
 	norder = 0;
 	want = 1;
-	commit_submit(req);
+	commit_submit(removal(c, 3));
 	event_base_dispatch(base);		/* nothing else comes: its timer sends it */
 	assert_int_equal(order[0], 3);
 	assert_false(present(root, c, ".msg"));
