@@ -901,11 +901,14 @@ judge_envelope_reply(const struct outgoing *g, size_t i, const struct smtp_reply
  * only be judged again.  A duplicate is possible only when the reply to
  * the dot is what was lost (mailrelay-sendmail(8)).
  *
- * Three round trips, pipelined (RFC 2920): the greeting; EHLO, MAIL, the
- * RCPTs and DATA in one write (the daemon reads commands in order from
- * its input, whenever they arrive), then their replies; the message, its
- * dot and QUIT in one write (in 64 KB pieces when larger), then the reply
- * to the dot.  The reply to QUIT is not awaited: the message is on disk
+ * Two round trips, pipelined (RFC 2920): EHLO, MAIL, the RCPTs and DATA
+ * in one write as soon as the connection is made, then the greeting and
+ * their replies (the daemon reads commands in order from its input,
+ * whenever they arrive, and a client talking before the greeting is one
+ * of ours on the submit socket); the message, its dot and QUIT in one
+ * write (in 64 KB pieces when larger), then the reply to the dot.  A
+ * greeting that refuses is still read and reported: the daemon wrote it
+ * before it closed, and the group it never read changes nothing.  The reply to QUIT is not awaited: the message is on disk
  * at the 250, and QUIT is a courtesy whose answer changes nothing.
  */
 static int
@@ -913,17 +916,21 @@ submit_message(struct submit *s, const char *sock, const struct outgoing *g, cha
 {
 	struct smtp_reply r;
 	struct dot_encoder enc;
-	size_t off, n, sent, got, ncmd = g->o->nrcpt + 3;
+	size_t off, n, sent, got, most, ncmd = g->o->nrcpt + 3;
 	char *out;
 
 	s->timeout = SUBMIT_REPLY_TIMEOUT;
 	if (submit_connect(s, sock, err, errlen) == -1)
 		return -1;
+	/* The first group goes with the connection, before the greeting is read. */
+	for (sent = 0; sent < ncmd && sent < SUBMIT_GROUP_MAX; sent++)
+		if (queue_envelope_cmd(s, g, sent, err, errlen) == -1)
+			return -1;
 	if (submit_reply(s, &r, err, errlen) == -1 || session_closed(&r, "at the greeting", err, errlen))
 		return -1;
 	if (smtp_reply_class(&r) != 2)
 		submit_fail(EX_TEMPFAIL, &r, "mailrelayd refused the connection");
-	for (sent = got = 0; got < ncmd; got++) {
+	for (got = 0; got < ncmd; got++) {
 		/* every reply of the last group read: queue the next group (sent by submit_reply) */
 		if (got == sent)
 			for (; sent < ncmd && sent - got < SUBMIT_GROUP_MAX; sent++)
@@ -945,7 +952,11 @@ submit_message(struct submit *s, const char *sock, const struct outgoing *g, cha
 		}
 	}
 
-	out = xmalloc(2 * 65536 + 8);
+	/* Room for the largest piece encoded: the added headers, or a 64 KB piece of the message. */
+	most = g->m->len < 65536 ? g->m->len : 65536;
+	if (g->addlen > most)
+		most = g->addlen;
+	out = xmalloc(2 * most + 8);
 	dot_encoder_init(&enc);
 	n = dot_encode(&enc, g->added, g->addlen, out);
 	if (submit_queue_raw(s, out, n, err, errlen) == -1)
@@ -984,7 +995,7 @@ main(int argc, char **argv)
 	struct msgbuf m = { 0 };
 	struct hdrinfo hi = { 0 };
 	struct config *conf;
-	struct submit s = { .fd = -1 };
+	struct submit s;
 	char err[1024], senderbuf[ADDR_MAX + 2], *sender;
 	const char *p, *sock = NULL;
 	int i, mode = 'm', lend;
@@ -997,6 +1008,7 @@ main(int argc, char **argv)
 	log_init(progname, LOG_TO_STDERR, LOG_WARNING);
 
 	memset(&o, 0, sizeof o);
+	submit_init(&s);
 	if (strcmp(progname, "mailq") == 0)
 		mode = 'p';
 	else if (strcmp(progname, "newaliases") == 0)

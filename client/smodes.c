@@ -184,7 +184,7 @@ relay(int fd)
 static int
 smodes_relay(const struct config *conf, int nargs)
 {
-	struct submit s = { .fd = -1 };
+	struct submit s;
 	char err[600];
 	const char *sock;
 	int rc;
@@ -193,6 +193,7 @@ smodes_relay(const struct config *conf, int nargs)
 		log_errx("-bs takes no recipients: give them in RCPT TO commands");
 		return EX_USAGE;
 	}
+	submit_init(&s);
 	sock = submit_socket(conf);
 	if (sock == NULL) {
 		say("421 4.3.5 %s mail system configuration error; try again later", conf->hostname);

@@ -31,6 +31,16 @@
 #include "util.h"
 #include "xmalloc.h"
 
+void
+submit_init(struct submit *s)
+{
+	s->fd = -1;
+	s->verbose = 0;
+	s->timeout = 0;
+	s->inlen = 0;
+	s->outlen = 0;
+}
+
 int
 submit_connect(struct submit *s, const char *path, char *errbuf, size_t errlen)
 {

@@ -18,6 +18,18 @@
  * notification goes to admin_address with double_bounce = admin
  * (via=double-bounce), else it is logged and dropped.  A double bounce
  * that fails is logged and dropped: nothing loops.
+ *
+ * At most NOTICES_INFLIGHT_MAX notices are being written at a time: each
+ * holds a spool file open until the committer has it on disk, and a
+ * burst (every message of a dead smarthost's queue deferred at once, each
+ * owing a delay notice; a mass expiry) would otherwise open one file per
+ * message before the first is committed.  Measured with 100,000 queued
+ * and a 20,000-descriptor limit: 43,117 notices failed with "Too many
+ * open files", and the listener and the spool with them.  Beyond the
+ * bound a delay or partial notice waits for the message's next attempt,
+ * as it does when it cannot be written; a final notice, which the
+ * original's removal waits for, is parked (a copy of the envelope) and
+ * written, in order, as earlier ones reach the disk.
  */
 #include "config.h"
 
@@ -29,6 +41,8 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <event2/event.h>
 
 #include "bounce.h"
 #include "commit.h"
@@ -44,6 +58,21 @@
 
 #define RETURN_MAX   (256 * 1024)  /* octets of the original read for the notification */
 #define RETURN_FULL  (64 * 1024)   /* RET=FULL: the whole original up to this size, else headers */
+#define NOTICES_INFLIGHT_MAX 64     /* notices created and not yet on disk (see above) */
+
+static unsigned inflight;           /* notices created and not yet on disk */
+static int held_logged;             /* the bound's line was logged since inflight was last 0 */
+
+/* Final notices waiting for the bound, in order: copies of their messages' envelopes. */
+struct parked {
+	struct spool_env env;
+	struct parked *next;
+};
+static struct parked *parked_head, **parked_tail = &parked_head;
+static size_t nparked;
+static struct event *resume_ev;
+
+static int finish_notice(const struct spool_env *env);
 
 static void
 on_removed(struct commit_req *req, void *arg)
@@ -108,6 +137,71 @@ on_notice_committed(struct commit_req *req, void *arg)
 		queue_reported(c->orig_id, c->idx, c->nidx, req->rc == 0);
 	free(c->idx);
 	free(c);
+	if (--inflight == 0)
+		held_logged = 0;
+	/* parked final notices go on from the loop, not from inside the committer's callback */
+	if (parked_head != NULL && resume_ev != NULL)
+		event_active(resume_ev, EV_TIMEOUT, 0);
+}
+
+/* Write parked final notices while the bound allows, oldest first. */
+static void
+on_resume(evutil_socket_t fd, short what, void *arg)
+{
+	struct parked *p;
+
+	(void)fd, (void)what, (void)arg;
+	while ((p = parked_head) != NULL && inflight < NOTICES_INFLIGHT_MAX) {
+		if ((parked_head = p->next) == NULL)
+			parked_tail = &parked_head;
+		nparked--;
+		/* cannot be held: the bound has room; a failure is logged there and kept for the next start */
+		finish_notice(&p->env);
+		spool_env_free(&p->env);
+		free(p);
+	}
+}
+
+/* The bound is reached: say so once a burst, with what waits. */
+static void
+held_back(void)
+{
+	if (held_logged)
+		return;
+	held_logged = 1;
+	log_info("%u delivery status notifications being written: more wait for their messages' "
+	    "next attempts, or their turn (%zu final notices waiting)", inflight, nparked);
+}
+
+unsigned
+bounce_notices_inflight(void)
+{
+	return inflight;
+}
+
+size_t
+bounce_notices_parked(void)
+{
+	return nparked;
+}
+
+void
+bounce_shutdown(void)
+{
+	struct parked *p;
+
+	/* their messages stay on disk, finished: the next start notifies and removes them */
+	while ((p = parked_head) != NULL) {
+		parked_head = p->next;
+		spool_env_free(&p->env);
+		free(p);
+	}
+	parked_tail = &parked_head;
+	nparked = 0;
+	if (resume_ev != NULL) {
+		event_free(resume_ev);
+		resume_ev = NULL;
+	}
 }
 
 /*
@@ -137,7 +231,11 @@ status_of(const struct spool_rcpt *r, char *out, size_t len)
 	snprintf(out, len, "5.0.0");
 }
 
-/* Queue the notification for env's failed recipients; 0 when done, -1 when it could not be. */
+/*
+ * Queue the notification for env's failed recipients; 0 when done, -1
+ * when it could not be, -2 when NOTICES_INFLIGHT_MAX are being written
+ * (nothing done: try again later).
+ */
 static int
 queue_notice(const struct spool_env *env, const char *to, const char *via,
     const struct dsn_rcpt *dr, size_t ndr, enum notice_kind kind, const unsigned *idx)
@@ -145,11 +243,16 @@ queue_notice(const struct spool_env *env, const char *to, const char *via,
 	struct dsn_msg dm;
 	struct timeval arrival;
 	struct tm tm;
-	time_t now = time(NULL);
+	time_t now;
 	size_t olen = 0, blen;
 	char *orig, *notice, id[QID_LEN + 1];
 	int eightbit = 0;
 
+	if (inflight >= NOTICES_INFLIGHT_MAX) {
+		held_back();
+		return -2;
+	}
+	now = time(NULL);
 	memset(&dm, 0, sizeof dm);
 	localtime_r(&now, &tm);
 	orig = spool_msg_read(&D->spool, env, RETURN_MAX, &olen);
@@ -224,6 +327,7 @@ queue_notice(const struct spool_env *env, const char *to, const char *via,
 	}
 	char who[32];
 	snprintf(who, sizeof who, "uid=%lu", (unsigned long)req->env.uid);
+	inflight++;
 	enqueue_commit(req, who, ENQ_QUEUE, on_notice_committed, c);
 	return 0;
 }
@@ -328,9 +432,28 @@ owed_free(struct owed_list *ol)
 void
 bounce_finish(const struct spool_env *env)
 {
+	struct parked *p;
+
+	if (parked_head == NULL && finish_notice(env) != -2)
+		return;
+	/* held: after those already waiting, once earlier notices are on disk */
+	p = xcalloc(1, sizeof *p);
+	spool_env_copy(&p->env, env);
+	*parked_tail = p;
+	parked_tail = &p->next;
+	nparked++;
+	held_back();
+	if (resume_ev == NULL)
+		resume_ev = evtimer_new(D->base, on_resume, NULL);
+}
+
+/* bounce_finish() itself; -2 when held by the bound (nothing done), else 0. */
+static int
+finish_notice(const struct spool_env *env)
+{
 	struct owed_list ol;
 	size_t i;
-	int any = 0, excluded = 0;
+	int any = 0, excluded = 0, rc;
 	const char *to, *via;
 
 	for (i = 0; i < env->nrcpt && !any; i++)
@@ -339,15 +462,22 @@ bounce_finish(const struct spool_env *env)
 		excluded = env->rcpts[i].status == RCPT_FAILED && !env->rcpts[i].reported;
 	if (excluded)
 		log_qid(LOG_INFO, env->id, NULL, "no delivery status notification: NOTIFY excludes failures");
-	if (!any || (to = notice_target(env, &via, 1)) == NULL) {
+	if (!any) {
 		remove_message(env->id, env->env_file);
-		return;
+		return 0;
+	}
+	if (inflight >= NOTICES_INFLIGHT_MAX)
+		return -2;	/* before notice_target() logs a drop twice */
+	if ((to = notice_target(env, &via, 1)) == NULL) {
+		remove_message(env->id, env->env_file);
+		return 0;
 	}
 	owed_collect(env, &ol);
-	if (queue_notice(env, to, via, ol.dr, ol.n, NOTICE_FINAL, NULL) == -1)
+	if ((rc = queue_notice(env, to, via, ol.dr, ol.n, NOTICE_FINAL, NULL)) == -1)
 		log_qid(LOG_ERR, env->id, NULL, "delivery status notification to <%s> not queued; "
 		    "the message is kept until the next start", to);
 	owed_free(&ol);
+	return rc == -2 ? -2 : 0;
 }
 
 void
@@ -403,8 +533,8 @@ bounce_delay(const struct spool_env *env)
 		n++;
 	}
 	int rc = 1;
-	if (n > 0 && queue_notice(env, env->sender, "bounce", dr, n, NOTICE_DELAY, NULL) == -1)
-		rc = 0;	/* try again after the next attempt */
+	if (n > 0 && queue_notice(env, env->sender, "bounce", dr, n, NOTICE_DELAY, NULL) != 0)
+		rc = 0;	/* not written, or held by the bound: try again after the next attempt */
 	free(status);
 	free(dr);
 	return rc;

@@ -12,9 +12,15 @@
  * Every recipient of env is final and none is `reporting`: queue the
  * notification its unreported failures call for, then remove the message
  * from the spool (once the notification is on disk).  env is only read,
- * during the call.
+ * during the call: when the notices being written are at their bound
+ * (bounce.c), a copy waits for its turn.
  */
 void bounce_finish(const struct spool_env *env);
+/* Notices being written, and final notices waiting for their turn (for tests and status). */
+unsigned bounce_notices_inflight(void);
+size_t bounce_notices_parked(void);
+/* Drop the waiting final notices (their messages stay on disk, finished, for the next start). */
+void bounce_shutdown(void);
 
 /*
  * Some recipients of env are still pending: queue one notice for the

@@ -308,8 +308,9 @@ open_tcp(const char *host, const char *port, char *errbuf, size_t errlen)
 /*
  * The descriptors max_connections needs: a session holds its socket and,
  * while it receives a message, the file in spool/tmp; a control
- * connection holds one; a margin covers the spool, the smarthost sessions
- * and the libraries.  The soft limit is raised towards that (as far as
+ * connection holds one; a margin covers the spool, the smarthost
+ * sessions, the notices being written (at most 64, bounce.c) and the
+ * libraries.  The soft limit is raised towards that (as far as
  * the hard limit allows); a limit still lower is said once at start: the
  * accept guard then keeps the daemon from spinning, but clients wait.
  */
@@ -317,7 +318,7 @@ static void
 fd_budget(const struct config *conf)
 {
 	struct rlimit rl;
-	rlim_t want = (rlim_t)conf->max_connections * 3 + 128, old;
+	rlim_t want = (rlim_t)conf->max_connections * 3 + 192, old;
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) == -1 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want)
 		return;

@@ -30,6 +30,7 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 
+#include "bounce.h"
 #include "commit.h"
 #include "control.h"
 #include "daemon.h"
@@ -506,6 +507,7 @@ main(int argc, char **argv)
 	delivery_shutdown();
 	oauth2_shutdown();
 	queue_free_all();
+	bounce_shutdown();
 	sysd_watchdog_stop();
 	if (ev_status != NULL)
 		event_free(ev_status);

@@ -3,11 +3,17 @@
  */
 #include "config.h"
 
+#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/uio.h>
+#include <sys/un.h>
 
+#include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,48 +23,144 @@
 #include "log.h"
 #include "sysd.h"
 
-#ifdef HAVE_SYSTEMD
-#include <systemd/sd-daemon.h>
-#include <systemd/sd-journal.h>
+/*
+ * The service manager's protocols, spoken natively: notifications are
+ * datagrams of "KEY=value" lines to $NOTIFY_SOCKET, passed sockets are
+ * LISTEN_PID/LISTEN_FDS from descriptor 3 on, the watchdog is
+ * WATCHDOG_USEC (and WATCHDOG_PID), and journald takes one datagram of
+ * fields on its socket.  systemd documents all four as stable interfaces
+ * and describes sd_notify(3) as one a service may implement itself.  Not
+ * linking libsystemd keeps it and what Debian 12 builds it with
+ * (liblzma, libzstd, liblz4, libgcrypt, libgpg-error, libcap) out of a
+ * daemon started as root: about 1 MB of resident memory, and six
+ * libraries less to load and to trust.
+ */
+#define JOURNAL_SOCKET "/run/systemd/journal/socket"
 
 static struct event *watchdog_ev;
+static int journal_fd = -1;
 
-void sysd_ready(void) { sd_notify(0, "READY=1"); }
+/*
+ * One notification (lines of KEY=value) to $NOTIFY_SOCKET: a path, or
+ * '@' for an abstract name.  -1 when there is no manager to tell or it
+ * cannot be reached; callers have nothing to do about either.
+ */
+static int
+notify(const char *text)
+{
+	const char *e = getenv("NOTIFY_SOCKET");
+	struct sockaddr_un sun;
+	socklen_t len;
+	size_t n;
+	int fd;
+
+	if (e == NULL || (e[0] != '/' && e[0] != '@') || (n = strlen(e)) < 2 || n >= sizeof sun.sun_path)
+		return -1;	/* unset, a vsock address, or too long */
+	memset(&sun, 0, sizeof sun);
+	sun.sun_family = AF_UNIX;
+	memcpy(sun.sun_path, e, n);
+	if (sun.sun_path[0] == '@')
+		sun.sun_path[0] = '\0';
+	/* An abstract name is exactly n bytes long; a path ends at its NUL. */
+	len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + (e[0] == '/'));
+	if ((fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) == -1)
+		return -1;
+	ssize_t r = sendto(fd, text, strlen(text), MSG_NOSIGNAL, (struct sockaddr *)&sun, len);
+	close(fd);
+	return r == -1 ? -1 : 0;
+}
+
+void sysd_ready(void) { notify("READY=1"); }
 void
 sysd_reloading(void)
 {
 	struct timespec ts;
+	char buf[64];
 
 	/* systemd 253+ wants the reload time with RELOADING=1 (Type=notify-reload). */
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	sd_notifyf(0, "RELOADING=1\nMONOTONIC_USEC=%llu",
+	snprintf(buf, sizeof buf, "RELOADING=1\nMONOTONIC_USEC=%llu",
 	    (unsigned long long)ts.tv_sec * 1000000ULL + (unsigned long long)ts.tv_nsec / 1000);
+	notify(buf);
 }
-void sysd_stopping(void) { sd_notify(0, "STOPPING=1"); }
+void sysd_stopping(void) { notify("STOPPING=1"); }
+
+/*
+ * A decimal number that fills the whole string and fits below max; -1
+ * for anything else (empty, signs, spaces, trailing text, overflow).
+ */
+int
+sysd_parse_uint(const char *s, unsigned long long max, unsigned long long *out)
+{
+	unsigned long long v = 0;
+
+	if (s == NULL || *s == '\0')
+		return -1;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9')
+			return -1;
+		if (v > (max - (unsigned long long)(*s - '0')) / 10)
+			return -1;
+		v = v * 10 + (unsigned long long)(*s - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+/* The variable names this process (pid equal to ours); 0 when unset or not ours. */
+static int
+for_us(const char *var)
+{
+	unsigned long long pid;
+
+	return sysd_parse_uint(getenv(var), (unsigned long long)INT_MAX, &pid) == 0 &&
+	    (pid_t)pid == getpid();
+}
 
 int
 sysd_listen_fds(void)
 {
-	int n = sd_listen_fds(1);
+	unsigned long long n = 0;
+	int bad = 0, i;
 
-	if (n < 0) {
-		errno = -n;
+	if (getenv("LISTEN_PID") != NULL || getenv("LISTEN_FDS") != NULL) {
+		if (!for_us("LISTEN_PID"))
+			n = 0;	/* meant for a parent that exec'd us: not ours */
+		else if (sysd_parse_uint(getenv("LISTEN_FDS"), (unsigned long long)(INT_MAX - SYSD_LISTEN_FDS_START), &n) == -1)
+			bad = 1;
+	}
+	/* Children never see them (what sd_listen_fds(1) does). */
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+	if (bad) {
+		errno = EINVAL;
 		log_warn("LISTEN_FDS: ignored");
 		return 0;
 	}
-	return n;
+	for (i = 0; i < (int)n; i++) {
+		int fd = SYSD_LISTEN_FDS_START + i, fl;
+
+		if ((fl = fcntl(fd, F_GETFD)) == -1) {
+			log_warn("LISTEN_FDS: descriptor %d", fd);
+			return 0;
+		}
+		fcntl(fd, F_SETFD, fl | FD_CLOEXEC);
+	}
+	return (int)n;
 }
 
 void
 sysd_status(const char *fmt, ...)
 {
-	char buf[512];
+	char buf[520];
 	va_list ap;
 
+	memcpy(buf, "STATUS=", 7);
 	va_start(ap, fmt);
-	vsnprintf(buf, sizeof buf, fmt, ap);
+	vsnprintf(buf + 7, sizeof buf - 7, fmt, ap);
 	va_end(ap);
-	sd_notifyf(0, "STATUS=%s", buf);
+	notify(buf);
 }
 
 int
@@ -75,15 +177,17 @@ on_watchdog(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	(void)arg;
-	sd_notify(0, "WATCHDOG=1");
+	notify("WATCHDOG=1");
 }
 
 void
 sysd_watchdog_start(struct event_base *base)
 {
-	uint64_t usec;
+	unsigned long long usec;
 
-	if (sd_watchdog_enabled(0, &usec) <= 0 || usec == 0)
+	/* WATCHDOG_PID, when set, must be ours: the variable may be a parent's. */
+	if (sysd_parse_uint(getenv("WATCHDOG_USEC"), ULLONG_MAX, &usec) == -1 || usec == 0 ||
+	    (getenv("WATCHDOG_PID") != NULL && !for_us("WATCHDOG_PID")))
 		return;
 	/* Ping at half the interval, as sd_watchdog_enabled(3) recommends. */
 	struct timeval tv = { .tv_sec = (time_t)(usec / 2000000), .tv_usec = (suseconds_t)((usec / 2) % 1000000) };
@@ -142,19 +246,55 @@ field(const char *msg, const char *key, char *out, size_t outlen)
  * caller's status, else status=).  Taking them from the text keeps one
  * format for every destination; a field the line lacks is left out.
  */
-static void
-journal_sink(int prio, const char *qid, const char *status, const char *msg)
+/*
+ * Append one field of a journald entry to buf (cap bytes, off used):
+ * "NAME=value\n", or, when the value holds a newline, NAME, a newline,
+ * the value's length as 64-bit little-endian, the value and a newline
+ * (the native protocol).  A value that does not fit is cut; the new
+ * offset is returned.
+ */
+static size_t
+put(char *buf, size_t off, size_t cap, const char *name, const char *value)
 {
-	char rcpt[512], relay[300], dsn[16], st[32];
-	struct iovec iov[9];
-	char *f[9];
-	int n = 0, i;
+	size_t nlen = strlen(name), vlen = strlen(value);
+	int binary = memchr(value, '\n', vlen) != NULL;
+	size_t need = nlen + 1 + (binary ? 8 : 0) + 1;
 
-	if (qid == NULL) {
-		sd_journal_send("MESSAGE=%s", msg, "PRIORITY=%d", prio,
-		    "SYSLOG_IDENTIFIER=mailrelayd", "SYSLOG_FACILITY=2", NULL);
-		return;
-	}
+	if (off + need > cap)
+		return off;
+	if (vlen > cap - off - need)
+		vlen = cap - off - need;
+	memcpy(buf + off, name, nlen);
+	off += nlen;
+	if (binary) {
+		uint64_t le = htole64((uint64_t)vlen);
+
+		buf[off++] = '\n';
+		memcpy(buf + off, &le, 8);
+		off += 8;
+	} else
+		buf[off++] = '=';
+	memcpy(buf + off, value, vlen);
+	off += vlen;
+	buf[off++] = '\n';
+	return off;
+}
+
+size_t
+sysd_journal_entry(char *buf, size_t cap, int prio, const char *qid, const char *status, const char *msg)
+{
+	char text[4600], num[16], rcpt[512], relay[300], dsn[16], st[32];
+	size_t off = 0;
+
+	if (qid != NULL)
+		snprintf(text, sizeof text, "%s: %s", qid, msg);
+	off = put(buf, off, cap, "MESSAGE", qid != NULL ? text : msg);
+	snprintf(num, sizeof num, "%d", prio);
+	off = put(buf, off, cap, "PRIORITY", num);
+	off = put(buf, off, cap, "SYSLOG_IDENTIFIER", "mailrelayd");
+	off = put(buf, off, cap, "SYSLOG_FACILITY", "2");
+	if (qid == NULL)
+		return off;
 	field(msg, "to", rcpt, sizeof rcpt);
 	field(msg, "relay", relay, sizeof relay);
 	field(msg, "dsn", dsn, sizeof dsn);
@@ -162,28 +302,31 @@ journal_sink(int prio, const char *qid, const char *status, const char *msg)
 		snprintf(st, sizeof st, "%s", status);
 	else
 		field(msg, "status", st, sizeof st);
-	if (asprintf(&f[n++], "MESSAGE=%s: %s", qid, msg) == -1 ||
-	    asprintf(&f[n++], "PRIORITY=%d", prio) == -1 ||
-	    asprintf(&f[n++], "SYSLOG_IDENTIFIER=mailrelayd") == -1 ||
-	    asprintf(&f[n++], "SYSLOG_FACILITY=2") == -1 ||
-	    asprintf(&f[n++], "MAILRELAY_QUEUE_ID=%s", qid) == -1 ||
-	    (rcpt[0] && asprintf(&f[n++], "MAILRELAY_RECIPIENT=%s", rcpt) == -1) ||
-	    (relay[0] && asprintf(&f[n++], "MAILRELAY_RELAY=%s", relay) == -1) ||
-	    (dsn[0] && asprintf(&f[n++], "MAILRELAY_DSN=%s", dsn) == -1) ||
-	    (st[0] && asprintf(&f[n++], "MAILRELAY_STATUS=%s", st) == -1)) {
-		f[--n] = NULL;	/* the one that failed */
-		for (i = 0; i < n; i++)
-			free(f[i]);
-		sd_journal_print(prio, "%s: %s", qid, msg);
-		return;
-	}
-	for (i = 0; i < n; i++) {
-		iov[i].iov_base = f[i];
-		iov[i].iov_len = strlen(f[i]);
-	}
-	sd_journal_sendv(iov, n);
-	for (i = 0; i < n; i++)
-		free(f[i]);
+	off = put(buf, off, cap, "MAILRELAY_QUEUE_ID", qid);
+	const char *name[] = { "MAILRELAY_RECIPIENT", "MAILRELAY_RELAY", "MAILRELAY_DSN", "MAILRELAY_STATUS" };
+	const char *value[] = { rcpt, relay, dsn, st };
+	for (size_t i = 0; i < sizeof name / sizeof name[0]; i++)
+		if (value[i][0] != '\0')
+			off = put(buf, off, cap, name[i], value[i]);
+	return off;
+}
+
+/*
+ * One datagram on a socket kept open, built on the stack: the log's own
+ * sink allocates nothing, so that running out of memory can be logged.
+ * An entry journald cannot take is dropped, as sd_journal_send() would.
+ */
+static void
+journal_sink(int prio, const char *qid, const char *status, const char *msg)
+{
+	static const struct sockaddr_un sun = { .sun_family = AF_UNIX, .sun_path = JOURNAL_SOCKET };
+	char buf[8192];
+	size_t n = sysd_journal_entry(buf, sizeof buf, prio, qid, status, msg);
+
+	if (journal_fd == -1)
+		journal_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (journal_fd != -1)
+		(void)sendto(journal_fd, buf, n, MSG_NOSIGNAL, (const struct sockaddr *)&sun, sizeof sun);
 }
 
 void
@@ -195,23 +338,9 @@ sysd_log_init(void)
 int
 sysd_journal_available(void)
 {
-	return access("/run/systemd/journal/socket", W_OK) == 0;
+	return access(JOURNAL_SOCKET, W_OK) == 0;
 }
 
-#else
-
-void sysd_ready(void) { }
-void sysd_reloading(void) { }
-void sysd_stopping(void) { }
-void sysd_status(const char *fmt, ...) { (void)fmt; }
-int sysd_listen_fds(void) { return 0; }
-int sysd_notifying(void) { return 0; }
-void sysd_watchdog_start(struct event_base *base) { (void)base; }
-void sysd_watchdog_stop(void) { }
-void sysd_log_init(void) { }
-int sysd_journal_available(void) { return 0; }
-
-#endif
 
 int
 sysd_stderr_is_journal(void)

@@ -4,7 +4,7 @@
 set -eu
 
 PKGS="build-essential autoconf automake pkg-config
-libevent-dev libssl-dev libconfuse-dev libsystemd-dev libcmocka-dev
+libevent-dev libssl-dev libconfuse-dev libcmocka-dev
 libcurl4-openssl-dev libjson-c-dev
 openssl python3 python3-pytest python3-aiosmtpd python3-cryptography swaks
 clang libclang-rt-14-dev valgrind procps groff-base

@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -1488,6 +1489,76 @@ quarantine_msg(struct spool *sp, const char *id)
 	log_warnx("%s: content without envelope (never acknowledged) moved to %s/%s", id, sp->dir, dst);
 }
 
+/*
+ * spool_scan()'s read-ahead.  At a start with a large queue the load is
+ * system calls (open, read, stat, close: four a message) and parsing,
+ * and it is what the daemon's start waits for.  A second thread reads
+ * every other message that has its content (the common case) into a ring
+ * of SCAN_RING slots, at most that far ahead of the caller, while the
+ * calling thread reads the rest and runs the callback for each message in
+ * order.  spool_env_load() touches no shared state but the queue's
+ * descriptor and sp's read-only fields; everything that logs, moves or
+ * removes a file stays on the calling thread.
+ */
+#define SCAN_RING	512
+#define SCAN_AHEAD_MIN	64	/* fewer messages than this: read inline */
+
+struct scan_item {
+	uint64_t key;
+	unsigned char has_msg, has_env;
+};
+
+struct scan_slot {
+	struct spool_env env;
+	int rc, err_no, done;
+	char err[256];
+};
+
+struct scan_ahead {
+	struct spool *sp;
+	const struct scan_item *items;
+	size_t n;
+	size_t consumed;                /* items the caller is done with */
+	struct scan_slot *ring;
+	pthread_mutex_t mtx;
+	pthread_cond_t ready, space;
+};
+
+/* Items the read-ahead thread takes: every other one, with its content. */
+static int
+ahead_takes(const struct scan_item *it, size_t i)
+{
+	return (i & 1) && it->has_msg;
+}
+
+static void *
+ahead_main(void *arg)
+{
+	struct scan_ahead *a = arg;
+	size_t i;
+
+	for (i = 1; i < a->n; i += 2) {
+		struct scan_slot *s = &a->ring[i % SCAN_RING];
+		char id[QID_LEN + 1];
+
+		if (!ahead_takes(&a->items[i], i))
+			continue;
+		pthread_mutex_lock(&a->mtx);
+		while (i >= a->consumed + SCAN_RING)
+			pthread_cond_wait(&a->space, &a->mtx);
+		pthread_mutex_unlock(&a->mtx);
+		qid_of_key(a->items[i].key, id);
+		errno = 0;
+		s->rc = spool_env_load(a->sp, id, &s->env, s->err, sizeof s->err);
+		s->err_no = errno;
+		pthread_mutex_lock(&a->mtx);
+		s->done = 1;
+		pthread_cond_signal(&a->ready);
+		pthread_mutex_unlock(&a->mtx);
+	}
+	return NULL;
+}
+
 int
 spool_scan(struct spool *sp, int flags, spool_scan_fn fn, void *arg)
 {
@@ -1536,36 +1607,85 @@ spool_scan(struct spool *sp, int flags, spool_scan_fn fn, void *arg)
 	}
 
 	/* Every id in order, from both lists merged. */
-	for (i = 0, j = 0; i < nmsg || j < nenv;) {
+	struct scan_item *items = xreallocarray(NULL, nmsg + nenv + 1, sizeof *items);
+	size_t n = 0, k;
+	for (i = 0, j = 0; i < nmsg || j < nenv; n++) {
 		int c = i == nmsg ? 1 : j == nenv ? -1 : cmp_keys(&msgs[i], &envs[j]);
+
+		items[n].key = c <= 0 ? msgs[i] : envs[j];
+		items[n].has_msg = c <= 0;
+		items[n].has_env = c >= 0;
+		if (c <= 0)
+			i++;
+		if (c >= 0)
+			j++;
+	}
+	free(envs);
+	free(msgs);
+
+	struct scan_ahead a = { .sp = sp, .items = items, .n = n };
+	pthread_t helper;
+	int ahead = 0;
+	if (n >= SCAN_AHEAD_MIN) {
+		a.ring = xreallocarray(NULL, SCAN_RING, sizeof *a.ring);
+		for (k = 0; k < SCAN_RING; k++)
+			a.ring[k].done = 0;
+		pthread_mutex_init(&a.mtx, NULL);
+		pthread_cond_init(&a.ready, NULL);
+		pthread_cond_init(&a.space, NULL);
+		ahead = pthread_create(&helper, NULL, ahead_main, &a) == 0;
+		if (!ahead) {
+			pthread_mutex_destroy(&a.mtx);
+			pthread_cond_destroy(&a.ready);
+			pthread_cond_destroy(&a.space);
+		}
+	}
+
+	for (k = 0; k < n; k++) {
 		char id[QID_LEN + 1];
-		int has_msg = c <= 0, has_env = c >= 0;
+		int has_msg = items[k].has_msg, has_env = items[k].has_env;
 		struct spool_env env;
 		char err[256];
-		int rc;
+		int rc, err_no;
 
-		qid_of_key(c <= 0 ? msgs[i] : envs[j], id);
-		if (!has_msg && remove_orphans && spool_env_read(sp, id, &env, err, sizeof err) == 0) {
-			/*
-			 * An .env that records a tail, without its .msg: a removal
-			 * cut short (it unlinks the .msg first), or content deleted
-			 * by hand.  Either way there is nothing left to deliver.
-			 */
-			unsigned long long tail = env.tail;
-			spool_env_free(&env);
-			if (tail != 0) {
-				char name[64];
-				name_of(name, sizeof name, id, ".env");
-				if (unlinkat(sp->queuefd, name, 0) == 0)
-					log_warnx("%s: envelope without content (a removal cut short by a crash, "
-					    "or the content deleted): removed", id);
-				goto next;
+		qid_of_key(items[k].key, id);
+		if (ahead && ahead_takes(&items[k], k)) {
+			struct scan_slot *s = &a.ring[k % SCAN_RING];
+
+			pthread_mutex_lock(&a.mtx);
+			while (!s->done)
+				pthread_cond_wait(&a.ready, &a.mtx);
+			s->done = 0;
+			pthread_mutex_unlock(&a.mtx);
+			rc = s->rc;
+			err_no = s->err_no;
+			env = s->env;
+			memcpy(err, s->err, sizeof err);
+		} else {
+			if (!has_msg && remove_orphans && spool_env_read(sp, id, &env, err, sizeof err) == 0) {
+				/*
+				 * An .env that records a tail, without its .msg: a removal
+				 * cut short (it unlinks the .msg first), or content deleted
+				 * by hand.  Either way there is nothing left to deliver.
+				 */
+				unsigned long long tail = env.tail;
+				spool_env_free(&env);
+				if (tail != 0) {
+					char name[64];
+					name_of(name, sizeof name, id, ".env");
+					if (unlinkat(sp->queuefd, name, 0) == 0)
+						log_warnx("%s: envelope without content (a removal cut short by a crash, "
+						    "or the content deleted): removed", id);
+					goto next;
+				}
 			}
+			errno = 0;
+			rc = spool_env_load(sp, id, &env, err, sizeof err);
+			err_no = errno;
 		}
-		rc = spool_env_load(sp, id, &env, err, sizeof err);
 		if (rc == -1) {
 			/* a .msg with neither .env nor tail: an older version's interrupted submission */
-			if (has_msg && !has_env && errno == ENOENT && remove_orphans)
+			if (has_msg && !has_env && err_no == ENOENT && remove_orphans)
 				quarantine_msg(sp, id);
 			goto next;	/* or removed meanwhile */
 		}
@@ -1573,13 +1693,22 @@ spool_scan(struct spool *sp, int flags, spool_scan_fn fn, void *arg)
 		if (fn(&env, arg) != 1)
 			spool_env_free(&env);
 next:
-		if (has_msg)
-			i++;
-		if (has_env)
-			j++;
+		if (ahead) {
+			/* the read-ahead may go on to item k + SCAN_RING */
+			pthread_mutex_lock(&a.mtx);
+			a.consumed = k + 1;
+			pthread_cond_signal(&a.space);
+			pthread_mutex_unlock(&a.mtx);
+		}
 	}
+	if (ahead) {
+		pthread_join(helper, NULL);
+		pthread_mutex_destroy(&a.mtx);
+		pthread_cond_destroy(&a.ready);
+		pthread_cond_destroy(&a.space);
+	}
+	free(a.ring);
+	free(items);
 	sp->no_history = 0;
-	free(envs);
-	free(msgs);
 	return visited;
 }

@@ -147,14 +147,20 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	script[n] = NULL;
 	HX.quiet_ms = 5;
 	hx_start(nrcpt, script);
-	if (hx_run() == -1)
-		abort();	/* the session hung on something other than its deadline */
-	for (rounds = 0; delivery_sessions() > 0; rounds++) {
-		if (rounds > HX_STEPS_MAX + 4 || hx_fire() == -1)
-			abort();
-	}
-	if (!hx_all_decided())
+	if (hx_run() == -1) {
+		hx_report("the session hung on something other than its deadline");
 		abort();
+	}
+	for (rounds = 0; delivery_sessions() > 0; rounds++) {
+		if (rounds > HX_STEPS_MAX + 4 || hx_fire() == -1) {
+			hx_report("the session outlived its deadlines");
+			abort();
+		}
+	}
+	if (!hx_all_decided()) {
+		hx_report("not every recipient decided once, or the message not given back once");
+		abort();
+	}
 	hx_end();
 	return 0;
 }

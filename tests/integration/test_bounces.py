@@ -6,6 +6,11 @@ max_queue_time bounces with 4.4.7."""
 import email
 import email.policy
 import os
+import re
+import smtplib
+import time
+
+import pytest
 
 from mrtest import make_message, quote, wait_until
 
@@ -272,3 +277,95 @@ def test_a_failure_is_reported_at_once_while_other_recipients_wait(daemon, smart
     (r,) = report_blocks(parse(second.content))[1:]
     assert r["Final-Recipient"] == "rfc822; busy@example.net" and r["Status"] == "5.2.1"
     assert "still being attempted" not in list(parse(second.content).iter_parts())[0].get_content()
+
+
+@pytest.mark.mailrelay_timeout(180)
+def test_a_burst_of_delay_notices_is_bounded(daemon, smarthost):
+    """300 messages owe a delay notice at the same moment: a restart with
+    the smarthost down, where one refused connection defers them all.  With
+    128 descriptors the daemon writes at most 64 notices at a time, so none
+    fails with "Too many open files"; the others wait for their messages'
+    next attempts; each message's sender gets exactly one notice, and a new
+    submission is accepted meanwhile."""
+    n = 300
+    sh = smarthost()
+    sh.rcpt_replies = {"slow@example.net": "450 4.2.0 mailbox busy"}
+    sh.stop()
+    d = daemon(sh, overrides={"delay_warning": "1h", "retry_schedule": ["1s"], "max_queue_time": "2h",
+                              "max_connections": "4", "max_connections_per_client": "4"})
+    msg = make_message(subject="burst", sender=SENDER, to=("slow@example.net",))
+    with smtplib.SMTP("127.0.0.1", d.tcp_port, timeout=30) as s:
+        for _ in range(n):
+            s.sendmail(SENDER, ["slow@example.net"], msg)
+    last = time.time()
+    assert len(d.queue_json()) == n
+    d.stop()
+    # a delay_warning every one of them is past, and few descriptors
+    d.config_text = re.sub(r"^delay_warning = .*$", "delay_warning = 1s", d.config_text, flags=re.M)
+    assert re.search(r"^delay_warning = 1s$", d.config_text, re.M), d.config_text
+    with open(d.conf, "w") as f:
+        f.write(d.config_text)
+    wait_until(lambda: time.time() - last > 1.2, 5, what="delay_warning to pass")
+    d.wrapper = ["prlimit", "--nofile=128:128", "--"]
+    d.start()
+
+    def warned():
+        return {m.group(1) for m in re.finditer(r"mailrelayd: (\w+): delay notice to <%s> queued as \w+$"
+                                                % re.escape(SENDER), d.log_text(), re.M)}
+    wait_until(lambda: len(warned()) == n, 120, what="a delay notice for each message")
+    log = d.log_text()
+    assert "Too many open files" not in log, [l for l in log.splitlines() if "open files" in l][:3]
+    assert "cannot queue" not in log and "cannot create" not in log
+    assert re.search(r"mailrelayd: 64 delivery status notifications being written: more wait", log)
+    assert len(re.findall(r"delay notice to <%s> queued as" % re.escape(SENDER), log)) == n
+    r = d.sendmail(["-i", "-f", SENDER, "rcpt@example.net"], make_message(subject="meanwhile"))
+    assert r.rc == 0, r
+    # the smarthost back: each sender has one notice, no more
+    sh.start()
+    d.mailrelay(["flush"])
+    wait_until(lambda: len(notices(sh)) >= n, 60, what="the notices delivered")
+    assert len(notices(sh)) == n
+    assert {t.rcpt_tos[0] for t in notices(sh)} == {SENDER}
+
+
+@pytest.mark.mailrelay_timeout(180)
+def test_a_burst_of_final_notices_waits_its_turn(daemon, smarthost):
+    """300 messages expire at the same moment (a restart with the smarthost
+    down, max_queue_time past for all): the final notices beyond the 64
+    being written wait, in order, for their turn instead of failing, and
+    each original is removed once its notice is on disk."""
+    n = 300
+    sh = smarthost()
+    sh.stop()
+    d = daemon(sh, overrides={"retry_schedule": ["1h"], "max_queue_time": "1h", "delay_warning": "0",
+                              "max_connections": "4", "max_connections_per_client": "4"})
+    msg = make_message(subject="expiring", sender=SENDER, to=("gone@example.net",))
+    with smtplib.SMTP("127.0.0.1", d.tcp_port, timeout=30) as s:
+        for _ in range(n):
+            s.sendmail(SENDER, ["gone@example.net"], msg)
+    last = time.time()
+    ids = {m["id"] for m in d.queue_json()}
+    assert len(ids) == n
+    d.stop()
+    d.config_text = re.sub(r"^max_queue_time = .*$", "max_queue_time = 1s", d.config_text, flags=re.M)
+    assert re.search(r"^max_queue_time = 1s$", d.config_text, re.M), d.config_text
+    with open(d.conf, "w") as f:
+        f.write(d.config_text)
+    wait_until(lambda: time.time() - last > 1.2, 5, what="max_queue_time to pass")
+    d.wrapper = ["prlimit", "--nofile=128:128", "--"]
+    d.start()
+
+    def notified():
+        return re.findall(r"mailrelayd: (\w+): delivery status notification to <%s> queued as \w+$"
+                          % re.escape(SENDER), d.log_text(), re.M)
+    wait_until(lambda: len(notified()) >= n, 120, what="a notice for each expired message")
+    log = d.log_text()
+    assert sorted(notified()) == sorted(ids)
+    assert "Too many open files" not in log
+    assert "not queued" not in log and "cannot queue" not in log and "cannot create" not in log
+    m = re.search(r"mailrelayd: 64 delivery status notifications being written: more wait .*"
+                  r"\((\d+) final notices waiting\)", log)
+    assert m and int(m.group(1)) >= 1, "no final notice waited for its turn"
+    # each original goes once its notice is on disk
+    wait_until(lambda: not ids & {m["id"] for m in d.queue_json()}, 30, what="the originals removed")
+    assert "Too many open files" not in d.log_text()

@@ -31,6 +31,9 @@ from test_oauth2 import (CLIENT_ID, RCPT, endpoint, oauth_host, oauth_smarthost,
 # the libraries libcurl brings and nothing else in the daemon needs
 CURL_CHAIN = ("libcurl", "libgnutls", "libp11-kit", "libkrb5", "libgssapi_krb5", "libldap",
               "libssh2", "librtmp", "libnghttp2", "libidn2", "libpsl", "libnettle")
+# libsystemd and what Debian 12 builds it with: the daemon speaks systemd's
+# protocols itself (daemon/sysd.c) and maps none of them
+SYSTEMD_CHAIN = ("libsystemd", "liblzma", "libzstd", "liblz4", "libgcrypt", "libgpg-error", "libcap.")
 # bind an empty file ($MR_EMPTY) over the library ($MR_LIB), in the daemon's namespace only
 NS_NO_CURL = 'mount --bind "$MR_EMPTY" "$MR_LIB" && exec "$@"'
 
@@ -138,6 +141,31 @@ def test_unloadable_libcurl_defers_the_oauth2_smarthost_only(build, daemon, work
     log = d.log_lines()
     got = max(i for i, l in enumerate(log) if "smarthost m365: OAuth2 access token obtained" in l)
     assert not any("cannot load libcurl" in l for l in log[got:]), d.log_text()[-3000:]
+
+
+def test_daemon_maps_no_libsystemd(daemon, smarthost, build, workdir):
+    """Started as systemd starts it (NOTIFY_SOCKET, WATCHDOG_USEC), with a
+    message delivered: readiness still reaches the manager, and neither
+    libsystemd nor its compression and crypto libraries are mapped."""
+    import socket
+    path = os.path.join(workdir, "notify.sock")
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    s.bind(path)
+    s.settimeout(10)
+    d = daemon(smarthost=smarthost(), start=False)
+    d.wrapper = ["env", "NOTIFY_SOCKET=" + path, "WATCHDOG_USEC=10000000"]
+    d.start()
+    got = []
+    while "READY=1" not in got:
+        got += s.recv(4096).decode().split("\n")
+    msg = make_message(subject="plain", sender="a@example.org", to=(RCPT,))
+    assert d.sendmail(["-i", "-f", "a@example.org", RCPT], msg).rc == 0
+    d.wait_for_record(to=RCPT, status="sent")
+    names = mapped(d.proc.pid)
+    assert "libc.so.6" in names, names
+    assert sorted(n for n in names if n.startswith(SYSTEMD_CHAIN)) == [], names
+    assert "libsystemd" not in run(["ldd", build.mailrelayd]).out_text
+    s.close()
 
 
 def sanitized(build):

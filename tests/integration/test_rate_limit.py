@@ -51,6 +51,10 @@ def _pacing_lines(d, name):
 
 
 def _assert_each_sent_once_first_try(d, sh, msgs):
+    # the smarthost has a message once it answered the dot; the daemon logs
+    # "sent" when that answer reaches it, a moment later
+    wait_until(lambda: len(d.outcomes(status="sent")) >= len(msgs), 10,
+               what="the daemon to log each message sent")
     counts = Counter(t.message_id for t in sh.delivered())
     assert sorted(counts) == sorted(message_id_of(m) for m in msgs)
     assert set(counts.values()) == {1}, counts

@@ -1,8 +1,8 @@
 """
 The sendmail client's dialogue with mailrelayd, pipelined (RFC 2920).
 
-After the greeting the client sends EHLO, MAIL, every RCPT and DATA in
-one write and only then reads their replies; after the 354 it sends the
+As soon as it is connected the client sends EHLO, MAIL, every RCPT and
+DATA in one write and only then reads the greeting and their replies; after the 354 it sends the
 message, the final dot and QUIT in one write, and it exits once the dot
 is answered 250, without waiting for the reply to QUIT.  A stand-in for
 the daemon on the submit socket records what arrives in each read and
@@ -29,6 +29,7 @@ from mrtest import RawSMTP, make_message, one_line, to_crlf, wait_until
 SENDER = "sender@example.org"
 ENVELOPE_WAIT = 3.0         # seconds the stand-in waits for the whole envelope
 EHLO_REPLY = b"250-relay.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 36700160\r\n"
+GREETING = b"220 relay.test ESMTP stand-in\r\n"
 QUEUED = b"250 2.0.0 Ok: queued as 0123456789ABCDEF\r\n"
 
 
@@ -36,9 +37,10 @@ class StandIn:
     """mailrelayd's stand-in on a unix socket, for one connection.
 
     withhold=True: no reply before "DATA\\r\\n" has arrived (within
-    ENVELOPE_WAIT); then all the envelope's replies at once, the message
-    read to its dot, 250 to the dot, and no reply to QUIT: the connection
-    is held until the client closes it.
+    ENVELOPE_WAIT), nor the greeting with greet_late=True; then all the
+    envelope's replies at once, the message read to its dot, 250 to the
+    dot, and no reply to QUIT: the connection is held until the client
+    closes it.
 
     withhold=False: each command answered as it arrives (a client that
     waits for every reply works with it too); replies = {"MAIL": line,
@@ -47,9 +49,10 @@ class StandIn:
     arrives after the reply to DATA is recorded.
     """
 
-    def __init__(self, path, withhold=False, replies=None):
+    def __init__(self, path, withhold=False, replies=None, greet_late=False):
         self.path = path
         self.withhold = withhold
+        self.greet_late = greet_late
         self.replies = replies or {}
         self.envelope_reads = []    # what each read returned, greeting to DATA (withhold)
         self.commands = []          # command lines, in order
@@ -71,7 +74,8 @@ class StandIn:
             conn, _ = self.sock.accept()
             with conn:
                 conn.settimeout(10)
-                conn.sendall(b"220 relay.test ESMTP stand-in\r\n")
+                if not self.greet_late:
+                    conn.sendall(GREETING)
                 if self.withhold:
                     self._withholding(conn)
                 else:
@@ -118,7 +122,8 @@ class StandIn:
         self.commands = buf.decode().split("\r\n")[:-1]
         answers = {"EHLO": EHLO_REPLY, "MAIL": b"250 2.1.0 Ok\r\n", "RCPT": b"250 2.1.5 Ok\r\n",
                    "DATA": b"354 End data with <CR><LF>.<CR><LF>\r\n"}
-        conn.sendall(b"".join(answers[c.split()[0]] for c in self.commands))
+        conn.sendall((GREETING if self.greet_late else b"") +
+                     b"".join(answers[c.split()[0]] for c in self.commands))
         buf = b""
         while b"\r\n.\r\n" not in b"\r\n" + buf:
             chunk = conn.recv(65536)
@@ -197,6 +202,23 @@ def test_envelope_is_sent_in_one_write_before_any_reply(standin_daemon):
     # the read after the greeting returned the whole envelope: one write
     assert len(s.envelope_reads) == 1, s.envelope_reads
     assert r.rc == 0 and r.err == b"", r
+
+
+def test_envelope_goes_before_the_greeting_is_read(standin_daemon):
+    """The greeting is withheld until the whole envelope is in: a client
+    that waited for it would be caught by the stand-in's bounded wait.  The
+    session then goes on as usual and the message is queued."""
+    d = standin_daemon
+    s = StandIn(d.submit_sock, withhold=True, greet_late=True)
+    msg = make_message(subject="before the greeting", to=("a@example.net",))
+    try:
+        r = d.sendmail(["-i", "-f", SENDER, "a@example.net"], msg, timeout=15)
+    finally:
+        s.stop()
+    assert [c.split()[0] for c in s.commands] == ["EHLO", "MAIL", "RCPT", "DATA"], s.commands
+    assert len(s.envelope_reads) == 1, s.envelope_reads
+    assert r.rc == 0 and r.err == b"", r
+    assert to_crlf(msg) in s.after_data.replace(b"\r\n.\r\nQUIT\r\n", b"\r\n"), s.after_data[-200:]
 
 
 def test_message_dot_and_quit_in_one_write_and_no_wait_for_the_221(standin_daemon):

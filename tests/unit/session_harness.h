@@ -92,12 +92,17 @@ unsigned hx_closed_port(void);
 unsigned hx_port(void);
 /* A new run: nrcpt recipients, the script (NULL-terminated; replies[0] is the greeting). */
 void hx_start(size_t nrcpt, const char *const *replies);
-/* Run the loop until the session is gone, or its deadline is pending; 0, or -1 after 5 s. */
+/*
+ * Run the loop until the session is gone, or its deadline is pending; 0,
+ * or -1 after 10,000 rounds of the loop (about 5 s when nothing is ready).
+ */
 int  hx_run(void);
 /* Make the pending deadline pass (the fake clock), then run on. */
 int  hx_fire(void);
 /* Every recipient has exactly one outcome, the session is gone and the message given back. */
 int  hx_all_decided(void);
+/* On stderr: the run as the server saw it and what the session decided (for a failed check). */
+void hx_report(const char *why);
 /* Drop what is left of a run (the server's connection). */
 void hx_end(void);
 /* The scripted server closes its connection now (an idle timeout of its own). */

@@ -490,6 +490,106 @@ test_scan_crash_leftovers(void **state)
 	spool_close(&sp);
 }
 
+/* Every message spool_scan() passes, in order: ids and whether each is damaged. */
+struct scan_all {
+	char (*ids)[QID_LEN + 1];
+	int *damaged;
+	size_t n, cap;
+};
+
+static int
+collect_all(struct spool_env *e, void *arg)
+{
+	struct scan_all *c = arg;
+
+	assert_true(c->n < c->cap);
+	memcpy(c->ids[c->n], e->id, QID_LEN + 1);
+	c->damaged[c->n++] = e->damaged != NULL;
+	return 0;
+}
+
+/*
+ * A queue large enough for spool_scan()'s read-ahead thread (1,000
+ * messages): plain ones, changed ones, damaged ones, removals cut short
+ * and never-acknowledged content mixed through it, so that every kind
+ * falls on the read-ahead's items and on the caller's.  The callback sees
+ * what the inline scan would show: every message in id order, once, the
+ * damaged as damaged, the leftovers removed or quarantined.
+ */
+static void
+test_scan_read_ahead(void **state)
+{
+	enum { N = 1000 };
+	struct spool sp;
+	struct scan_all c = { .cap = N };
+	char err[256], id[QID_LEN + 1], p[512];
+	int kind[N], expect_damaged[N], shown[N];
+	size_t i, nshown = 0, k;
+	(void)state;
+
+	c.ids = calloc(N, sizeof *c.ids);
+	c.damaged = calloc(N, sizeof *c.damaged);
+	assert_int_equal(spool_open(&sp, root, 1, err, sizeof err), 0);
+	for (i = 0; i < N; i++) {
+		snprintf(id, sizeof id, "6553F100F42%05zX", i);
+		kind[i] = i % 17 == 5 ? 4 : i % 13 == 3 ? 3 : i % 11 == 2 ? 2 : i % 3 == 1 ? 1 : 0;
+		expect_damaged[i] = kind[i] == 2;
+		shown[i] = kind[i] != 3 && kind[i] != 4;
+		switch (kind[i]) {
+		case 0:		/* plain: its envelope in the tail */
+			commit_one(&sp, id);
+			break;
+		case 1:		/* changed once: queue/ID.env */
+			commit_changed(&sp, id);
+			break;
+		case 2:		/* its tail's envelope garbled: damaged, shown */
+			commit_one(&sp, id);
+			snprintf(p, sizeof p, "%s/queue/%s.msg", root, id);
+			{
+				int fd = open(p, O_WRONLY);
+				assert_true(fd >= 0);
+				assert_int_equal(pwrite(fd, "X", 1, 7), 1);
+				close(fd);
+			}
+			break;
+		case 3:		/* a removal cut short: the .env alone, removed by the scan */
+			commit_changed(&sp, id);
+			snprintf(p, sizeof p, "%s/queue/%s.msg", root, id);
+			assert_int_equal(unlink(p), 0);
+			break;
+		case 4:		/* content never acknowledged: to quarantine/ */
+			snprintf(p, sizeof p, "%s/queue/%s.msg", root, id);
+			{
+				int fd = open(p, O_WRONLY | O_CREAT, 0600);
+				assert_true(fd >= 0);
+				close(fd);
+			}
+			break;
+		}
+		nshown += (size_t)shown[i];
+	}
+	assert_int_equal(spool_scan(&sp, SPOOL_SCAN_REMOVE_ORPHANS | SPOOL_SCAN_NO_HISTORY, collect_all, &c),
+	    (int)nshown);
+	assert_int_equal(c.n, nshown);
+	for (i = 0, k = 0; i < N; i++) {
+		snprintf(id, sizeof id, "6553F100F42%05zX", i);
+		if (kind[i] == 3)
+			assert_false(exists("queue", id, ".env"));
+		if (kind[i] == 4) {
+			assert_false(exists("queue", id, ".msg"));
+			assert_true(exists("quarantine", id, ".msg"));
+		}
+		if (!shown[i])
+			continue;
+		assert_string_equal(c.ids[k], id);
+		assert_int_equal(c.damaged[k], expect_damaged[i]);
+		k++;
+	}
+	free(c.ids);
+	free(c.damaged);
+	spool_close(&sp);
+}
+
 static void
 test_scan(void **state)
 {
@@ -997,6 +1097,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_abort, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scan, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_scan_crash_leftovers, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_scan_read_ahead, setup, teardown),
 		cmocka_unit_test(test_env_parse_rejects),
 		cmocka_unit_test(test_env_end_record),
 		cmocka_unit_test_setup_teardown(test_damaged, setup, teardown),
