@@ -279,35 +279,47 @@ def test_a_failure_is_reported_at_once_while_other_recipients_wait(daemon, smart
     assert "still being attempted" not in list(parse(second.content).iter_parts())[0].get_content()
 
 
+BURST = 300
+
+
+def queue_then_restart_past(d, rcpt, key):
+    """BURST messages to rcpt queued through d (its smarthost down); then
+    d restarted with `key = 1s` (delay_warning or max_queue_time) already
+    past for every one of them, and 128 descriptors: one refused connection
+    defers them all at once, and each owes its notice at the same moment.
+    Returns their ids."""
+    msg = make_message(subject="burst", sender=SENDER, to=(rcpt,))
+    with smtplib.SMTP("127.0.0.1", d.tcp_port, timeout=30) as s:
+        for _ in range(BURST):
+            s.sendmail(SENDER, [rcpt], msg)
+    last = time.time()
+    ids = {m["id"] for m in d.queue_json()}
+    assert len(ids) == BURST
+    d.stop()
+    d.config_text = re.sub(r"^%s = .*$" % key, "%s = 1s" % key, d.config_text, flags=re.M)
+    assert re.search(r"^%s = 1s$" % key, d.config_text, re.M), d.config_text
+    with open(d.conf, "w") as f:
+        f.write(d.config_text)
+    wait_until(lambda: time.time() - last > 1.2, 5, what="%s to pass" % key)
+    d.wrapper = ["prlimit", "--nofile=128:128", "--"]
+    d.start()
+    return ids
+
+
 @pytest.mark.mailrelay_timeout(180)
 def test_a_burst_of_delay_notices_is_bounded(daemon, smarthost):
-    """300 messages owe a delay notice at the same moment: a restart with
-    the smarthost down, where one refused connection defers them all.  With
-    128 descriptors the daemon writes at most 64 notices at a time, so none
+    """300 messages owe a delay notice at the same moment.  With 128
+    descriptors the daemon writes at most 64 notices at a time, so none
     fails with "Too many open files"; the others wait for their messages'
     next attempts; each message's sender gets exactly one notice, and a new
     submission is accepted meanwhile."""
-    n = 300
+    n = BURST
     sh = smarthost()
     sh.rcpt_replies = {"slow@example.net": "450 4.2.0 mailbox busy"}
     sh.stop()
     d = daemon(sh, overrides={"delay_warning": "1h", "retry_schedule": ["1s"], "max_queue_time": "2h",
                               "max_connections": "4", "max_connections_per_client": "4"})
-    msg = make_message(subject="burst", sender=SENDER, to=("slow@example.net",))
-    with smtplib.SMTP("127.0.0.1", d.tcp_port, timeout=30) as s:
-        for _ in range(n):
-            s.sendmail(SENDER, ["slow@example.net"], msg)
-    last = time.time()
-    assert len(d.queue_json()) == n
-    d.stop()
-    # a delay_warning every one of them is past, and few descriptors
-    d.config_text = re.sub(r"^delay_warning = .*$", "delay_warning = 1s", d.config_text, flags=re.M)
-    assert re.search(r"^delay_warning = 1s$", d.config_text, re.M), d.config_text
-    with open(d.conf, "w") as f:
-        f.write(d.config_text)
-    wait_until(lambda: time.time() - last > 1.2, 5, what="delay_warning to pass")
-    d.wrapper = ["prlimit", "--nofile=128:128", "--"]
-    d.start()
+    queue_then_restart_past(d, "slow@example.net", "delay_warning")
 
     def warned():
         return {m.group(1) for m in re.finditer(r"mailrelayd: (\w+): delay notice to <%s> queued as \w+$"
@@ -330,30 +342,15 @@ def test_a_burst_of_delay_notices_is_bounded(daemon, smarthost):
 
 @pytest.mark.mailrelay_timeout(180)
 def test_a_burst_of_final_notices_waits_its_turn(daemon, smarthost):
-    """300 messages expire at the same moment (a restart with the smarthost
-    down, max_queue_time past for all): the final notices beyond the 64
-    being written wait, in order, for their turn instead of failing, and
+    """300 messages expire at the same moment: the final notices beyond the
+    64 being written wait, in order, for their turn instead of failing, and
     each original is removed once its notice is on disk."""
-    n = 300
+    n = BURST
     sh = smarthost()
     sh.stop()
     d = daemon(sh, overrides={"retry_schedule": ["1h"], "max_queue_time": "1h", "delay_warning": "0",
                               "max_connections": "4", "max_connections_per_client": "4"})
-    msg = make_message(subject="expiring", sender=SENDER, to=("gone@example.net",))
-    with smtplib.SMTP("127.0.0.1", d.tcp_port, timeout=30) as s:
-        for _ in range(n):
-            s.sendmail(SENDER, ["gone@example.net"], msg)
-    last = time.time()
-    ids = {m["id"] for m in d.queue_json()}
-    assert len(ids) == n
-    d.stop()
-    d.config_text = re.sub(r"^max_queue_time = .*$", "max_queue_time = 1s", d.config_text, flags=re.M)
-    assert re.search(r"^max_queue_time = 1s$", d.config_text, re.M), d.config_text
-    with open(d.conf, "w") as f:
-        f.write(d.config_text)
-    wait_until(lambda: time.time() - last > 1.2, 5, what="max_queue_time to pass")
-    d.wrapper = ["prlimit", "--nofile=128:128", "--"]
-    d.start()
+    ids = queue_then_restart_past(d, "gone@example.net", "max_queue_time")
 
     def notified():
         return re.findall(r"mailrelayd: (\w+): delivery status notification to <%s> queued as \w+$"
