@@ -173,18 +173,6 @@ held_back(void)
 	    "next attempts, or their turn (%zu final notices waiting)", inflight, nparked);
 }
 
-unsigned
-bounce_notices_inflight(void)
-{
-	return inflight;
-}
-
-size_t
-bounce_notices_parked(void)
-{
-	return nparked;
-}
-
 void
 bounce_shutdown(void)
 {

@@ -16,9 +16,6 @@
  * (bounce.c), a copy waits for its turn.
  */
 void bounce_finish(const struct spool_env *env);
-/* Notices being written, and final notices waiting for their turn (for tests and status). */
-unsigned bounce_notices_inflight(void);
-size_t bounce_notices_parked(void);
 /* Drop the waiting final notices (their messages stay on disk, finished, for the next start). */
 void bounce_shutdown(void);
 

@@ -22,6 +22,7 @@
 
 #include "log.h"
 #include "sysd.h"
+#include "util.h"
 
 /*
  * The service manager's protocols, spoken natively: notifications are
@@ -85,26 +86,13 @@ sysd_reloading(void)
 }
 void sysd_stopping(void) { notify("STOPPING=1"); }
 
-/*
- * A decimal number that fills the whole string and fits below max; -1
- * for anything else (empty, signs, spaces, trailing text, overflow).
- */
-int
-sysd_parse_uint(const char *s, unsigned long long max, unsigned long long *out)
+/* The environment's number var (digits only, at most max); -1 when unset or anything else. */
+static int
+env_number(const char *var, unsigned long long max, unsigned long long *out)
 {
-	unsigned long long v = 0;
+	const char *v = getenv(var);
 
-	if (s == NULL || *s == '\0')
-		return -1;
-	for (; *s; s++) {
-		if (*s < '0' || *s > '9')
-			return -1;
-		if (v > (max - (unsigned long long)(*s - '0')) / 10)
-			return -1;
-		v = v * 10 + (unsigned long long)(*s - '0');
-	}
-	*out = v;
-	return 0;
+	return v == NULL ? -1 : parse_ull(v, max, out);
 }
 
 /* The variable names this process (pid equal to ours); 0 when unset or not ours. */
@@ -113,7 +101,7 @@ for_us(const char *var)
 {
 	unsigned long long pid;
 
-	return sysd_parse_uint(getenv(var), (unsigned long long)INT_MAX, &pid) == 0 &&
+	return env_number(var, (unsigned long long)INT_MAX, &pid) == 0 &&
 	    (pid_t)pid == getpid();
 }
 
@@ -126,7 +114,7 @@ sysd_listen_fds(void)
 	if (getenv("LISTEN_PID") != NULL || getenv("LISTEN_FDS") != NULL) {
 		if (!for_us("LISTEN_PID"))
 			n = 0;	/* meant for a parent that exec'd us: not ours */
-		else if (sysd_parse_uint(getenv("LISTEN_FDS"), (unsigned long long)(INT_MAX - SYSD_LISTEN_FDS_START), &n) == -1)
+		else if (env_number("LISTEN_FDS", (unsigned long long)(INT_MAX - SYSD_LISTEN_FDS_START), &n) == -1)
 			bad = 1;
 	}
 	/* Children never see them (what sd_listen_fds(1) does). */
@@ -186,7 +174,7 @@ sysd_watchdog_start(struct event_base *base)
 	unsigned long long usec;
 
 	/* WATCHDOG_PID, when set, must be ours: the variable may be a parent's. */
-	if (sysd_parse_uint(getenv("WATCHDOG_USEC"), ULLONG_MAX, &usec) == -1 || usec == 0 ||
+	if (env_number("WATCHDOG_USEC", ULLONG_MAX, &usec) == -1 || usec == 0 ||
 	    (getenv("WATCHDOG_PID") != NULL && !for_us("WATCHDOG_PID")))
 		return;
 	/* Ping at half the interval, as sd_watchdog_enabled(3) recommends. */

@@ -50,10 +50,5 @@ int  sysd_stderr_is_journal(void);
  */
 size_t sysd_journal_entry(char *buf, size_t cap, int prio, const char *qid, const char *status,
     const char *msg);
-/*
- * The environment's numbers: decimal digits only, the whole string, at
- * most max; 0 with *out set, else -1.
- */
-int  sysd_parse_uint(const char *s, unsigned long long max, unsigned long long *out);
 
 #endif
