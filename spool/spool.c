@@ -19,6 +19,8 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -1090,6 +1092,21 @@ spool_tail_parse(const char *buf, size_t len, unsigned long long fsize, struct s
 	return 0;
 }
 
+/*
+ * A queue file opened for reading: O_NOATIME where the file is ours (the
+ * daemon's), else a first read after a write would dirty the inode, a
+ * journal write per envelope when the whole queue is loaded at start.
+ */
+static int
+queue_open(struct spool *sp, const char *name)
+{
+	int fd = openat(sp->queuefd, name, O_RDONLY | O_CLOEXEC | O_NOATIME);
+
+	if (fd == -1 && errno == EPERM)
+		fd = openat(sp->queuefd, name, O_RDONLY | O_CLOEXEC);
+	return fd;
+}
+
 /* The envelope in the tail of queue/ID.msg (errno as spool_tail_parse() sets it). */
 static int
 env_read_tail(struct spool *sp, const char *id, struct spool_env *env, char *errbuf, size_t errlen)
@@ -1103,9 +1120,7 @@ env_read_tail(struct spool *sp, const char *id, struct spool_env *env, char *err
 
 	memset(env, 0, sizeof *env);
 	name_of(name, sizeof name, id, ".msg");
-	fd = openat(sp->queuefd, name, O_RDONLY | O_CLOEXEC | O_NOATIME);	/* see env_read() */
-	if (fd == -1 && errno == EPERM)
-		fd = openat(sp->queuefd, name, O_RDONLY | O_CLOEXEC);
+	fd = queue_open(sp, name);
 	if (fd == -1) {
 		saved = errno;
 		snprintf(errbuf, errlen, "%s: %s", id, strerror(saved));
@@ -1179,14 +1194,7 @@ env_read(struct spool *sp, const char *id, struct spool_env *env, int *from_tail
 		return -1;
 	}
 	name_of(name, sizeof name, id, ".env");
-	/*
-	 * O_NOATIME where the file is ours (the daemon's): a first read
-	 * after a write would otherwise dirty the inode, a journal write per
-	 * envelope when the whole queue is loaded at start.
-	 */
-	fd = openat(sp->queuefd, name, O_RDONLY | O_CLOEXEC | O_NOATIME);
-	if (fd == -1 && errno == EPERM)
-		fd = openat(sp->queuefd, name, O_RDONLY | O_CLOEXEC);
+	fd = queue_open(sp, name);
 	*from_tail = 0;
 	if (fd == -1 && errno == ENOENT) {
 		*from_tail = 1;
@@ -1289,6 +1297,35 @@ spool_msg_read(struct spool *sp, const struct spool_env *env, size_t max, size_t
 	return buf;
 }
 
+/* spool_msg_check() on the .msg's status, or NULL and errno when it could not be had. */
+static int
+msg_stat_check(const struct spool_env *env, const struct stat *st, char *errbuf, size_t errlen)
+{
+	if (st == NULL && errno == ENOENT && env->tail != 0) {
+		/* its removal unlinks the .msg first: a crash in between leaves this too */
+		snprintf(errbuf, errlen, "content missing (or its removal was cut short)");
+		return -1;
+	}
+	if (st == NULL) {
+		snprintf(errbuf, errlen, "content %s", errno == ENOENT ? "missing" : strerror(errno));
+		return -1;
+	}
+	if (!S_ISREG(st->st_mode)) {
+		snprintf(errbuf, errlen, "content is not a regular file");
+		return -1;
+	}
+	if ((unsigned long long)st->st_size != env->size + env->tail) {
+		if (env->tail == 0)
+			snprintf(errbuf, errlen, "content is %llu octets, the envelope says %llu",
+			    (unsigned long long)st->st_size, env->size);
+		else
+			snprintf(errbuf, errlen, "content is %llu octets, the envelope says %llu and %llu after it",
+			    (unsigned long long)st->st_size, env->size, env->tail);
+		return -1;
+	}
+	return 0;
+}
+
 int
 spool_msg_check(struct spool *sp, const struct spool_env *env, int fd, char *errbuf, size_t errlen)
 {
@@ -1302,29 +1339,7 @@ spool_msg_check(struct spool *sp, const struct spool_env *env, int fd, char *err
 		name_of(name, sizeof name, env->id, ".msg");
 		rc = fstatat(sp->queuefd, name, &st, 0);
 	}
-	if (rc == -1 && errno == ENOENT && env->tail != 0) {
-		/* its removal unlinks the .msg first: a crash in between leaves this too */
-		snprintf(errbuf, errlen, "content missing (or its removal was cut short)");
-		return -1;
-	}
-	if (rc == -1) {
-		snprintf(errbuf, errlen, "content %s", errno == ENOENT ? "missing" : strerror(errno));
-		return -1;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		snprintf(errbuf, errlen, "content is not a regular file");
-		return -1;
-	}
-	if ((unsigned long long)st.st_size != env->size + env->tail) {
-		if (env->tail == 0)
-			snprintf(errbuf, errlen, "content is %llu octets, the envelope says %llu",
-			    (unsigned long long)st.st_size, env->size);
-		else
-			snprintf(errbuf, errlen, "content is %llu octets, the envelope says %llu and %llu after it",
-			    (unsigned long long)st.st_size, env->size, env->tail);
-		return -1;
-	}
-	return 0;
+	return msg_stat_check(env, rc == -1 ? NULL : &st, errbuf, errlen);
 }
 
 /* The stand-in for a damaged message: what its id and content file still tell. */
@@ -1492,43 +1507,128 @@ quarantine_msg(struct spool *sp, const char *id)
 /*
  * spool_scan()'s read-ahead.  At a start with a large queue the load is
  * system calls (open, read, stat, close: four a message) and parsing,
- * and it is what the daemon's start waits for.  A second thread reads
- * every other message that has its content (the common case) into a ring
- * of SCAN_RING slots, at most that far ahead of the caller, while the
- * calling thread reads the rest and runs the callback for each message in
- * order.  spool_env_load() touches no shared state but the queue's
- * descriptor and sp's read-only fields; everything that logs, moves or
- * removes a file stays on the calling thread.
+ * and it is what the daemon's start waits for.  A second thread shares
+ * the system calls for the messages that have their content (the common
+ * case): it reads the envelope's octets (the .env, or the .msg's tail)
+ * into a ring of SCAN_RING slots, at most that far ahead of the caller.
+ * The calling thread reads an item itself when the read-ahead has not
+ * taken it yet, so that neither waits on the other; it parses every item and
+ * runs the callback for each message in order.
+ *
+ * The read-ahead thread allocates nothing.  glibc would give it a malloc
+ * arena of its own, and what the calling thread frees into that arena
+ * stays there: measured with 100,000 queued, 9 MB more at the peak.
+ * Whatever is not the common case (an error, an envelope larger than a
+ * slot) is left to the calling thread's spool_env_load(), from the start;
+ * so is everything that logs, moves or removes a file.
+ *
+ * Each slot's word says which item it is for and who has it: the item's
+ * index times 4, plus SLOT_FREE (nobody yet), SLOT_AHEAD (being read by
+ * the read-ahead), SLOT_DONE (read by it) or SLOT_MINE (the caller reads
+ * it).  The caller frees the slot of item k for item k + SCAN_RING once it
+ * is done with k.  Taking a slot is a compare-and-swap from FREE for that
+ * very item, so an item is read once, by one thread.
  */
-#define SCAN_RING	512
+#define SCAN_RING	128
 #define SCAN_AHEAD_MIN	64	/* fewer messages than this: read inline */
+
+enum { SLOT_FREE, SLOT_AHEAD, SLOT_DONE, SLOT_MINE };
 
 struct scan_item {
 	uint64_t key;
 	unsigned char has_msg, has_env;
 };
 
+enum { RAW_NONE, RAW_ENV, RAW_TAIL };
+
 struct scan_slot {
-	struct spool_env env;
-	int rc, err_no, done;
-	char err[256];
+	_Atomic size_t word;            /* item * 4 + SLOT_* */
+	int kind;                       /* RAW_*: what buf holds */
+	size_t n;
+	struct stat st;                 /* the .msg's */
+	int st_errno;                   /* RAW_ENV: fstatat()'s errno, or 0 */
+	char buf[ENV_FIRST_READ];
 };
 
 struct scan_ahead {
 	struct spool *sp;
 	const struct scan_item *items;
 	size_t n;
-	size_t consumed;                /* items the caller is done with */
 	struct scan_slot *ring;
+	atomic_int helper_waits;        /* the read-ahead waits for a slot */
 	pthread_mutex_t mtx;
-	pthread_cond_t ready, space;
+	pthread_cond_t space;
 };
 
-/* Items the read-ahead thread takes: every other one, with its content. */
-static int
-ahead_takes(const struct scan_item *it, size_t i)
+/* The read-ahead thread's system calls for message id: RAW_NONE in s->kind leaves it to the caller. */
+static void
+raw_fetch(struct spool *sp, const char *id, struct scan_slot *s)
 {
-	return (i & 1) && it->has_msg;
+	char name[64];
+	size_t want;
+	ssize_t n;
+	int fd;
+
+	s->kind = RAW_NONE;
+	name_of(name, sizeof name, id, ".env");
+	if ((fd = queue_open(sp, name)) == -1) {
+		if (errno != ENOENT)
+			return;
+		/*
+		 * Never changed: the envelope is the .msg's tail, before its
+		 * footer.  One read of the file's last slot holds both for all
+		 * but the largest envelopes.
+		 */
+		name_of(name, sizeof name, id, ".msg");
+		if ((fd = queue_open(sp, name)) == -1)
+			return;
+		if (fstat(fd, &s->st) == -1 || !S_ISREG(s->st.st_mode) || s->st.st_size < SPOOL_FOOT_LEN) {
+			close(fd);
+			return;
+		}
+		want = (unsigned long long)s->st.st_size < sizeof s->buf ? (size_t)s->st.st_size : sizeof s->buf;
+		n = pread(fd, s->buf, want, s->st.st_size - (off_t)want);
+		close(fd);
+		if (n == (ssize_t)want) {
+			s->n = want;
+			s->kind = RAW_TAIL;
+		}
+		return;
+	}
+	do
+		n = read(fd, s->buf, sizeof s->buf);
+	while (n == -1 && errno == EINTR);
+	close(fd);
+	if (n < 0 || !ends_with_end_record(s->buf, (size_t)n))
+		return;	/* larger than a slot, or unreadable */
+	s->n = (size_t)n;
+	name_of(name, sizeof name, id, ".msg");
+	s->st_errno = fstatat(sp->queuefd, name, &s->st, 0) == -1 ? errno : 0;
+	s->kind = RAW_ENV;
+}
+
+/* spool_env_load() of message id, on what the read-ahead fetched of it. */
+static int
+raw_load(struct spool *sp, const char *id, const struct scan_slot *s, struct spool_env *env,
+    char *errbuf, size_t errlen)
+{
+	char err[SPOOL_DAMAGED_MAX];
+
+	if (s->kind == RAW_TAIL &&
+	    spool_tail_parse(s->buf, s->n, (unsigned long long)s->st.st_size, env, err, sizeof err) == 0) {
+		if (strcmp(env->id, id) == 0)
+			return 0;
+		spool_env_free(env);
+	} else if (s->kind == RAW_ENV && env_parse(s->buf, s->n, env, sp->no_history, err, sizeof err) == 0) {
+		env->env_file = 1;
+		errno = s->st_errno;
+		if (strcmp(env->id, id) == 0 &&
+		    msg_stat_check(env, s->st_errno ? NULL : &s->st, err, sizeof err) == 0)
+			return 0;
+		spool_env_free(env);
+	}
+	/* not the common case: the whole load again, for its error or its damage */
+	return spool_env_load(sp, id, env, errbuf, errlen);
 }
 
 static void *
@@ -1537,26 +1637,59 @@ ahead_main(void *arg)
 	struct scan_ahead *a = arg;
 	size_t i;
 
-	for (i = 1; i < a->n; i += 2) {
+	for (i = 0; i < a->n; i++) {
 		struct scan_slot *s = &a->ring[i % SCAN_RING];
 		char id[QID_LEN + 1];
+		size_t w, free_w = i * 4 + SLOT_FREE;
 
-		if (!ahead_takes(&a->items[i], i))
+		if (!a->items[i].has_msg)
 			continue;
-		pthread_mutex_lock(&a->mtx);
-		while (i >= a->consumed + SCAN_RING)
-			pthread_cond_wait(&a->space, &a->mtx);
-		pthread_mutex_unlock(&a->mtx);
+		while ((w = atomic_load(&s->word)) < free_w) {
+			/* SCAN_RING ahead of the caller: wait for it to free the slot */
+			pthread_mutex_lock(&a->mtx);
+			atomic_store(&a->helper_waits, 1);
+			while ((w = atomic_load(&s->word)) < free_w)
+				pthread_cond_wait(&a->space, &a->mtx);
+			atomic_store(&a->helper_waits, 0);
+			pthread_mutex_unlock(&a->mtx);
+		}
+		/* a later item's word: the caller read this one itself and went on */
+		if (w != free_w || !atomic_compare_exchange_strong(&s->word, &w, i * 4 + SLOT_AHEAD))
+			continue;
 		qid_of_key(a->items[i].key, id);
-		errno = 0;
-		s->rc = spool_env_load(a->sp, id, &s->env, s->err, sizeof s->err);
-		s->err_no = errno;
-		pthread_mutex_lock(&a->mtx);
-		s->done = 1;
-		pthread_cond_signal(&a->ready);
-		pthread_mutex_unlock(&a->mtx);
+		raw_fetch(a->sp, id, s);
+		atomic_store(&s->word, i * 4 + SLOT_DONE);
 	}
 	return NULL;
+}
+
+/* The caller's part of item k: the slot read, by the read-ahead or by itself. */
+static struct scan_slot *
+ahead_take(struct scan_ahead *a, size_t k, const char *id)
+{
+	struct scan_slot *s = &a->ring[k % SCAN_RING];
+	size_t w = k * 4 + SLOT_FREE;
+
+	if (atomic_compare_exchange_strong(&s->word, &w, k * 4 + SLOT_MINE)) {
+		raw_fetch(a->sp, id, s);
+		return s;
+	}
+	/* being read by the read-ahead: a few system calls' time */
+	while (atomic_load(&s->word) != k * 4 + SLOT_DONE)
+		sched_yield();
+	return s;
+}
+
+/* The caller is done with item k: its slot is item k + SCAN_RING's. */
+static void
+ahead_free(struct scan_ahead *a, size_t k)
+{
+	atomic_store(&a->ring[k % SCAN_RING].word, (k + SCAN_RING) * 4 + SLOT_FREE);
+	if (atomic_load(&a->helper_waits)) {
+		pthread_mutex_lock(&a->mtx);
+		pthread_cond_signal(&a->space);
+		pthread_mutex_unlock(&a->mtx);
+	}
 }
 
 int
@@ -1629,14 +1762,13 @@ spool_scan(struct spool *sp, int flags, spool_scan_fn fn, void *arg)
 	if (n >= SCAN_AHEAD_MIN) {
 		a.ring = xreallocarray(NULL, SCAN_RING, sizeof *a.ring);
 		for (k = 0; k < SCAN_RING; k++)
-			a.ring[k].done = 0;
+			atomic_init(&a.ring[k].word, k * 4 + SLOT_FREE);
+		atomic_init(&a.helper_waits, 0);
 		pthread_mutex_init(&a.mtx, NULL);
-		pthread_cond_init(&a.ready, NULL);
 		pthread_cond_init(&a.space, NULL);
 		ahead = pthread_create(&helper, NULL, ahead_main, &a) == 0;
 		if (!ahead) {
 			pthread_mutex_destroy(&a.mtx);
-			pthread_cond_destroy(&a.ready);
 			pthread_cond_destroy(&a.space);
 		}
 	}
@@ -1649,18 +1781,10 @@ spool_scan(struct spool *sp, int flags, spool_scan_fn fn, void *arg)
 		int rc, err_no;
 
 		qid_of_key(items[k].key, id);
-		if (ahead && ahead_takes(&items[k], k)) {
-			struct scan_slot *s = &a.ring[k % SCAN_RING];
-
-			pthread_mutex_lock(&a.mtx);
-			while (!s->done)
-				pthread_cond_wait(&a.ready, &a.mtx);
-			s->done = 0;
-			pthread_mutex_unlock(&a.mtx);
-			rc = s->rc;
-			err_no = s->err_no;
-			env = s->env;
-			memcpy(err, s->err, sizeof err);
+		if (ahead && has_msg) {
+			errno = 0;
+			rc = raw_load(sp, id, ahead_take(&a, k, id), &env, err, sizeof err);
+			err_no = errno;
 		} else {
 			if (!has_msg && remove_orphans && spool_env_read(sp, id, &env, err, sizeof err) == 0) {
 				/*
@@ -1693,18 +1817,12 @@ spool_scan(struct spool *sp, int flags, spool_scan_fn fn, void *arg)
 		if (fn(&env, arg) != 1)
 			spool_env_free(&env);
 next:
-		if (ahead) {
-			/* the read-ahead may go on to item k + SCAN_RING */
-			pthread_mutex_lock(&a.mtx);
-			a.consumed = k + 1;
-			pthread_cond_signal(&a.space);
-			pthread_mutex_unlock(&a.mtx);
-		}
+		if (ahead)
+			ahead_free(&a, k);
 	}
 	if (ahead) {
 		pthread_join(helper, NULL);
 		pthread_mutex_destroy(&a.mtx);
-		pthread_cond_destroy(&a.ready);
 		pthread_cond_destroy(&a.space);
 	}
 	free(a.ring);

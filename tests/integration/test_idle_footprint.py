@@ -168,6 +168,19 @@ def test_daemon_maps_no_libsystemd(daemon, smarthost, build, workdir):
     s.close()
 
 
+def test_daemon_maps_the_event_loop_once(daemon, smarthost):
+    """libevent's event loop is mapped once: from libevent_core, which
+    libevent_openssl needs too, with evdns from libevent_extra.  The whole
+    libevent beside them was a second copy of the loop's code."""
+    d = daemon(smarthost=smarthost())
+    msg = make_message(subject="plain", sender="a@example.org", to=(RCPT,))
+    assert d.sendmail(["-i", "-f", "a@example.org", RCPT], msg).rc == 0
+    d.wait_for_record(to=RCPT, status="sent")
+    names = mapped(d.proc.pid)
+    libevent = sorted(n.split(".so")[0] for n in names if n.startswith("libevent"))
+    assert libevent == ["libevent_core-2.1", "libevent_extra-2.1", "libevent_openssl-2.1"], names
+
+
 def sanitized(build):
     return "libasan" in run(["ldd", build.mailrelayd]).out_text
 

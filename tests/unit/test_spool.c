@@ -375,7 +375,7 @@ collect(struct spool_env *e, void *arg)
 }
 
 static void
-commit_one(struct spool *sp, const char *id)
+commit_rcpts(struct spool *sp, const char *id, size_t nrcpt)
 {
 	struct spool_txn txn;
 	struct spool_env e;
@@ -383,7 +383,7 @@ commit_one(struct spool *sp, const char *id)
 
 	assert_int_equal(spool_txn_begin(sp, id, &txn), 0);
 	spool_txn_write(&txn, "hello\r\n", 7);
-	make_env(&e, id, 1);
+	make_env(&e, id, nrcpt);
 	assert_int_equal(spool_txn_prepare(&txn, &e, 0, err, sizeof err), 0);
 	assert_int_equal(e.size, 7);	/* the spool records what it wrote, not the caller's 42 */
 	assert_int_equal(spool_syncfs(sp), 0);
@@ -391,18 +391,30 @@ commit_one(struct spool *sp, const char *id)
 	spool_env_free(&e);
 }
 
+static void
+commit_one(struct spool *sp, const char *id)
+{
+	commit_rcpts(sp, id, 1);
+}
+
 /* A message committed, then changed once: its envelope is then queue/ID.env. */
 static void
-commit_changed(struct spool *sp, const char *id)
+commit_changed_rcpts(struct spool *sp, const char *id, size_t nrcpt)
 {
 	struct spool_env e;
 	char err[256];
 
-	commit_one(sp, id);
+	commit_rcpts(sp, id, nrcpt);
 	assert_int_equal(spool_env_read(sp, id, &e, err, sizeof err), 0);
 	e.rcpts[0].attempts = 1;
 	assert_int_equal(spool_env_write(sp, &e, 1, err, sizeof err), 0);
 	spool_env_free(&e);
+}
+
+static void
+commit_changed(struct spool *sp, const char *id)
+{
+	commit_changed_rcpts(sp, id, 1);
 }
 
 static void
@@ -494,6 +506,7 @@ test_scan_crash_leftovers(void **state)
 struct scan_all {
 	char (*ids)[QID_LEN + 1];
 	int *damaged;
+	size_t *nrcpt;
 	size_t n, cap;
 };
 
@@ -504,6 +517,7 @@ collect_all(struct spool_env *e, void *arg)
 
 	assert_true(c->n < c->cap);
 	memcpy(c->ids[c->n], e->id, QID_LEN + 1);
+	c->nrcpt[c->n] = e->nrcpt;
 	c->damaged[c->n++] = e->damaged != NULL;
 	return 0;
 }
@@ -511,10 +525,12 @@ collect_all(struct spool_env *e, void *arg)
 /*
  * A queue large enough for spool_scan()'s read-ahead thread (1,000
  * messages): plain ones, changed ones, damaged ones, removals cut short
- * and never-acknowledged content mixed through it, so that every kind
- * falls on the read-ahead's items and on the caller's.  The callback sees
- * what the inline scan would show: every message in id order, once, the
- * damaged as damaged, the leftovers removed or quarantined.
+ * and never-acknowledged content mixed through it, and envelopes larger
+ * than a read-ahead slot (which the caller reads again), so that every
+ * kind falls on the read-ahead's items and on the caller's.  The callback
+ * sees what the inline scan would show: every message in id order, once,
+ * with all its recipients, the damaged as damaged, the leftovers removed
+ * or quarantined.
  */
 static void
 test_scan_read_ahead(void **state)
@@ -524,17 +540,20 @@ test_scan_read_ahead(void **state)
 	struct scan_all c = { .cap = N };
 	char err[256], id[QID_LEN + 1], p[512];
 	int kind[N], expect_damaged[N], shown[N];
-	size_t i, nshown = 0, k;
+	size_t i, nshown = 0, k, nrcpt[N];
 	(void)state;
 
 	c.ids = calloc(N, sizeof *c.ids);
 	c.damaged = calloc(N, sizeof *c.damaged);
+	c.nrcpt = calloc(N, sizeof *c.nrcpt);
 	assert_int_equal(spool_open(&sp, root, 1, err, sizeof err), 0);
 	for (i = 0; i < N; i++) {
 		snprintf(id, sizeof id, "6553F100F42%05zX", i);
-		kind[i] = i % 17 == 5 ? 4 : i % 13 == 3 ? 3 : i % 11 == 2 ? 2 : i % 3 == 1 ? 1 : 0;
-		expect_damaged[i] = kind[i] == 2;
+		kind[i] = i % 17 == 5 ? 4 : i % 13 == 3 ? 3 : i % 11 == 2 ? 2 : i % 19 == 7 ? 5 :
+		    i % 23 == 9 ? 6 : i % 29 == 4 ? 7 : i % 3 == 1 ? 1 : 0;
+		expect_damaged[i] = kind[i] == 2 || kind[i] == 7;
 		shown[i] = kind[i] != 3 && kind[i] != 4;
+		nrcpt[i] = kind[i] == 5 || kind[i] == 6 ? 300 : 1;
 		switch (kind[i]) {
 		case 0:		/* plain: its envelope in the tail */
 			commit_one(&sp, id);
@@ -565,6 +584,17 @@ test_scan_read_ahead(void **state)
 				close(fd);
 			}
 			break;
+		case 5:		/* plain, its tail larger than a read-ahead slot (over 8 KB; a slot is 4 KB) */
+			commit_rcpts(&sp, id, nrcpt[i]);
+			break;
+		case 6:		/* changed, its queue/ID.env as large */
+			commit_changed_rcpts(&sp, id, nrcpt[i]);
+			break;
+		case 7:		/* changed, its content cut: damaged, shown */
+			commit_changed(&sp, id);
+			snprintf(p, sizeof p, "%s/queue/%s.msg", root, id);
+			assert_int_equal(truncate(p, 3), 0);
+			break;
 		}
 		nshown += (size_t)shown[i];
 	}
@@ -583,10 +613,23 @@ test_scan_read_ahead(void **state)
 			continue;
 		assert_string_equal(c.ids[k], id);
 		assert_int_equal(c.damaged[k], expect_damaged[i]);
+		if (!expect_damaged[i])
+			assert_int_equal(c.nrcpt[k], nrcpt[i]);
 		k++;
+	}
+	for (i = 0; i < N; i++)
+		if (kind[i] == 5)
+			break;
+	snprintf(id, sizeof id, "6553F100F42%05zX", i);
+	snprintf(p, sizeof p, "%s/queue/%s.msg", root, id);
+	{
+		struct stat st;
+		assert_int_equal(stat(p, &st), 0);
+		assert_true(st.st_size > 8192);	/* larger than a slot indeed */
 	}
 	free(c.ids);
 	free(c.damaged);
+	free(c.nrcpt);
 	spool_close(&sp);
 }
 
