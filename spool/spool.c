@@ -1644,7 +1644,7 @@ ahead_main(void *arg)
 
 		if (!a->items[i].has_msg)
 			continue;
-		while ((w = atomic_load(&s->word)) < free_w) {
+		if ((w = atomic_load(&s->word)) < free_w) {
 			/* SCAN_RING ahead of the caller: wait for it to free the slot */
 			pthread_mutex_lock(&a->mtx);
 			atomic_store(&a->helper_waits, 1);
