@@ -16,6 +16,11 @@
  * message again, as one in the millisecond before its removal always
  * could: its transaction is over only once the removal is on disk, and
  * a transaction in flight may be repeated, never lost.
+ *
+ * How far the removals may fall behind is bounded (COMMIT_REMOVALS_MAX,
+ * commit.h): a full backlog stops new deliveries until half of it is
+ * done, so that a crash during a large drain repeats at most about a
+ * second of deliveries, not the whole backlog.
  */
 #include "config.h"
 
