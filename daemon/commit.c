@@ -16,6 +16,11 @@
  * message again, as one in the millisecond before its removal always
  * could: its transaction is over only once the removal is on disk, and
  * a transaction in flight may be repeated, never lost.
+ *
+ * How far the removals may fall behind is bounded (COMMIT_REMOVALS_MAX,
+ * commit.h): a full backlog stops new deliveries until half of it is
+ * done, so that a crash during a large drain repeats at most about a
+ * second of deliveries, not the whole backlog.
  */
 #include "config.h"
 
@@ -33,6 +38,7 @@
 #include "xmalloc.h"
 
 #define REMOVE_LATER_MS 20
+#define BATCH_MAX 1024		/* requests the thread takes at once */
 
 static void later_splice(void);
 static void on_later(evutil_socket_t fd, short what, void *arg);
@@ -51,6 +57,10 @@ static struct {
 	/* the loop's own, no lock: removals waiting for the next batch */
 	struct commit_req *later, **later_tail;
 	struct event *later_ev;
+	/* the loop's own too: removals submitted and not done, and the bound on them */
+	unsigned removals;
+	int removals_full;
+	void (*relief)(void);
 } C = {
 	.mtx = PTHREAD_MUTEX_INITIALIZER,
 	.cond = PTHREAD_COND_INITIALIZER,
@@ -198,9 +208,22 @@ commit_thread(void *unused)
 			pthread_cond_wait(&C.cond, &C.mtx);
 		if (C.pending == NULL && C.stop)
 			break;
-		struct commit_req *batch = C.pending, *last;
-		C.pending = NULL;
-		C.pending_tail = &C.pending;
+		/*
+		 * At most BATCH_MAX requests: a backlog of removals is done
+		 * in parts, whose done() (and the relief, commit_drain())
+		 * come while the next part is on its way, so that deliveries
+		 * go on beside the unlinks instead of waiting for all of them.
+		 */
+		struct commit_req *batch = C.pending, *last = batch;
+		size_t n = 1;
+		while (last->next != NULL && n < BATCH_MAX) {
+			last = last->next;
+			n++;
+		}
+		C.pending = last->next;
+		if (C.pending == NULL)
+			C.pending_tail = &C.pending;
+		last->next = NULL;
 		pthread_mutex_unlock(&C.mtx);
 
 		batch_run(batch);
@@ -233,6 +256,8 @@ commit_drain(void)
 	for (; r != NULL; r = next) {
 		next = r->next;
 		r->next = NULL;
+		if (r->kind == COMMIT_REMOVE)
+			C.removals--;
 		if (r->done != NULL)
 			r->done(r, r->arg);
 		else {
@@ -241,6 +266,30 @@ commit_drain(void)
 			commit_req_free(r);
 		}
 	}
+	if (C.removals_full && C.removals <= COMMIT_REMOVALS_MAX / 2) {
+		C.removals_full = 0;
+		log_debug("spool: removals down to %u: deliveries go on", C.removals);
+		if (C.relief != NULL)
+			C.relief();
+	}
+}
+
+unsigned
+commit_removals(void)
+{
+	return C.removals;
+}
+
+int
+commit_removals_full(void)
+{
+	return C.removals_full;
+}
+
+void
+commit_on_relief(void (*fn)(void))
+{
+	C.relief = fn;
 }
 
 static void
@@ -336,7 +385,12 @@ void
 commit_submit(struct commit_req *req)
 {
 	req->next = NULL;
-	if (req->later && C.later_ev != NULL && !C.stop) {
+	if (req->kind == COMMIT_REMOVE && ++C.removals >= COMMIT_REMOVALS_MAX && !C.removals_full) {
+		C.removals_full = 1;
+		log_debug("spool: %u removals wait for the disk: no new delivery until half are done", C.removals);
+	}
+	/* a full backlog waits for nothing: no new message comes to take it along */
+	if (req->later && C.later_ev != NULL && !C.stop && !C.removals_full) {
 		*C.later_tail = req;
 		C.later_tail = &req->next;
 		if (!evtimer_pending(C.later_ev, NULL)) {

@@ -19,6 +19,7 @@
 
 #include <event2/event.h>
 
+#include "commit.h"
 #include "daemon.h"
 #include "delivery_int.h"
 #include "delivery_trouble.h"
@@ -41,6 +42,7 @@ dispatch_init(void)
 {
 	queue_on_ready(dispatch_kick);
 	queue_on_flush(failjobs_give_back);
+	commit_on_relief(dispatch_kick);
 }
 
 /*
@@ -225,8 +227,12 @@ dispatch_start(size_t shidx, struct qmsg *m)
 int
 dispatch_may_idle(struct dsession *s)
 {
-	/* a message there that dispatch_next() did not give: the rate_limit holds it */
-	return !D->shutting_down && find_for(s) == NULL;
+	/*
+	 * A message there that dispatch_next() did not give: the rate_limit
+	 * holds it, and the connection ends; or the spool's removals do
+	 * (commit_removals_full()), for a moment: it waits for the relief's kick.
+	 */
+	return !D->shutting_down && (find_for(s) == NULL || commit_removals_full());
 }
 
 struct qmsg *
@@ -239,7 +245,7 @@ dispatch_next(struct dsession *s)
 	 * ready for the timer's kick (see rate_paced()), rather than holding
 	 * the connection idle for as long as the window says.
 	 */
-	if (D->shutting_down || find_for(s) == NULL || rate_paced(s->sh))
+	if (D->shutting_down || commit_removals_full() || find_for(s) == NULL || rate_paced(s->sh))
 		return NULL;
 	m = take_for(s);
 	rate_started(s->sh, m);
@@ -490,6 +496,9 @@ dispatch_kick(void)
 		return;
 	}
 	warned_no_smarthost = 0;
+	/* the finished messages' removals are behind: nothing starts until their relief kicks again */
+	if (commit_removals_full())
+		return;
 	kicking = 1;
 	kick_gen++;
 	n = D->conf->nsmarthosts;

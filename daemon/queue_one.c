@@ -5,6 +5,7 @@
 
 #include <stddef.h>
 
+#include "commit.h"
 #include "daemon.h"
 #include "queue_one.h"
 #include "ratekeep.h"
@@ -78,6 +79,19 @@ queue_on_ready(queue_ready_fn fn)
 
 void
 queue_on_flush(queue_ready_fn fn)
+{
+	(void)fn;
+}
+
+/* No spool, no committer: no removal ever waits. */
+int
+commit_removals_full(void)
+{
+	return 0;
+}
+
+void
+commit_on_relief(void (*fn)(void))
 {
 	(void)fn;
 }

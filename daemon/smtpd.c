@@ -480,7 +480,14 @@ smtpd_accept(evutil_socket_t fd, const struct sockaddr *sa, socklen_t salen,
 	read_resume(s);
 	log_debug("smtpd: connection from %s", s->peer);
 	reply(s, "220 %s ESMTP mailrelay", D->conf->hostname);
-	settle(s);
+	/*
+	 * A client that sends from its connect (mailrelay-sendmail does, its
+	 * EHLO, MAIL, RCPT and DATA in one write) has them here by now: read
+	 * at once, and the greeting and their replies go out in one write, so
+	 * that it wakes once for them instead of twice.  With nothing to read
+	 * yet, the greeting goes out alone, as before.
+	 */
+	on_read(fd, EV_READ, s);
 }
 
 /* ------------------------------------------------------------------ */
@@ -1130,8 +1137,10 @@ on_read(evutil_socket_t fd, short what, void *arg)
 		log_fatalx("smtpd: out of memory for input");
 	n = read(fd, v.iov_base, v.iov_len);
 	if (n < 0) {
-		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+			settle(s);	/* nothing yet: the greeting, when called from smtpd_accept() */
 			return;
+		}
 		log_debug("smtpd %s: read: %s", s->peer, strerror(errno));
 		session_lost(s);
 		settle(s);

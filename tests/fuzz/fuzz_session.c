@@ -145,7 +145,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	}
 	script[n] = NULL;
-	HX.quiet_ms = 5;
+	HX.quiet_ms = 2;
 	hx_start(nrcpt, script);
 	if (hx_run() == -1) {
 		hx_report("the session hung on something other than its deadline");

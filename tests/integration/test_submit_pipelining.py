@@ -15,9 +15,14 @@ and the real daemon queues nothing; a 421 there still leaves the message
 in the maildrop.  Recipients beyond a group of 100 go in further groups,
 so that a client with thousands of them never waits on a daemon that
 waits for it to read its replies.
+
+On the daemon's side, commands already sent when the connection is
+accepted are read at once: the greeting and their replies leave in one
+write, so that the client wakes once for them.
 """
 
 import os
+import signal
 import socket
 import threading
 import time
@@ -219,6 +224,42 @@ def test_envelope_goes_before_the_greeting_is_read(standin_daemon):
     assert len(s.envelope_reads) == 1, s.envelope_reads
     assert r.rc == 0 and r.err == b"", r
     assert to_crlf(msg) in s.after_data.replace(b"\r\n.\r\nQUIT\r\n", b"\r\n"), s.after_data[-200:]
+
+
+def test_daemon_answers_commands_sent_with_the_connect_in_the_greetings_write(daemon, smarthost):
+    """The daemon is stopped (SIGSTOP) while the client connects and sends
+    its envelope, so that all of it is there when the connection is
+    accepted: the first read then returns the greeting and every reply up
+    to the 354 together.  The session goes on as usual.  Five rounds: a
+    daemon that wrote the greeting alone would be seen in one of them."""
+    sh = smarthost()
+    d = daemon(smarthost=sh)
+    envelope = ("EHLO client.test\r\nMAIL FROM:<%s>\r\nRCPT TO:<a@example.net>\r\n"
+                "RCPT TO:<b@example.net>\r\nDATA\r\n" % SENDER).encode()
+    for k in range(5):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(10)
+        os.kill(d.proc.pid, signal.SIGSTOP)
+        try:
+            s.connect(d.submit_sock)
+            s.sendall(envelope)
+        finally:
+            os.kill(d.proc.pid, signal.SIGCONT)
+        with s:
+            first = s.recv(65536)
+            lines = first.split(b"\r\n")
+            assert lines[0].startswith(b"220 ") and lines[-1] == b"", first
+            assert [ln[:4] for ln in lines[1:-1] if not ln.startswith(b"250-")] == \
+                [b"250 ", b"250 ", b"250 ", b"250 ", b"354 "], first
+            s.sendall(b"Subject: round %d\r\n\r\nHello.\r\n.\r\nQUIT\r\n" % k)
+            rest = b""
+            while not rest.endswith(b"221 2.0.0 Bye\r\n"):
+                chunk = s.recv(4096)
+                assert chunk, rest
+                rest += chunk
+        assert rest.startswith(b"250 2.0.0 Ok: queued as "), rest
+    for t in sh.wait_for(5):
+        assert sorted(t.rcpt_tos) == ["a@example.net", "b@example.net"], t
 
 
 def test_message_dot_and_quit_in_one_write_and_no_wait_for_the_221(standin_daemon):

@@ -115,7 +115,7 @@ test_two_updates_of_one_envelope_in_a_batch(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
-static int order[8], norder, want;
+static int order[COMMIT_REMOVALS_MAX], norder, want;
 
 static void
 on_done_order(struct commit_req *req, void *arg)
@@ -217,12 +217,68 @@ test_a_removal_waits_for_the_next_batch(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+static unsigned reliefs;
+
+static void
+on_relief(void)
+{
+	reliefs++;
+}
+
+/*
+ * The backlog of removals is counted from their submission to their
+ * done(): full at COMMIT_REMOVALS_MAX, and the relief hook runs once,
+ * when it is down to half, on the loop.
+ */
+static void
+test_removal_backlog_is_bounded_and_relieved(void **state)
+{
+	char root[] = "/tmp/test_commit.XXXXXX", err[256], cmd[600], id[QID_LEN + 1];
+	struct spool sp;
+	int i;
+
+	(void)state;
+	assert_non_null(mkdtemp(root));
+	assert_int_equal(spool_open(&sp, root, 1, err, sizeof err), 0);
+	base = event_base_new();
+	assert_int_equal(commit_start(base, &sp), 0);
+	commit_on_relief(on_relief);
+	reliefs = 0;
+	norder = 0;
+	want = COMMIT_REMOVALS_MAX;
+	for (i = 0; i < COMMIT_REMOVALS_MAX; i++) {
+		snprintf(id, sizeof id, "6553F100F42%05X", (unsigned)i);
+		touch(root, id, ".msg");
+		assert_int_equal(commit_removals_full(), 0);
+		commit_submit(removal(id, i + 1));
+		assert_int_equal(commit_removals(), (unsigned)i + 1);
+	}
+	assert_int_equal(commit_removals_full(), 1);
+	assert_int_equal(reliefs, 0);
+	event_base_dispatch(base);		/* until every done() has run */
+	assert_int_equal(norder, COMMIT_REMOVALS_MAX);
+	for (i = 0; i < COMMIT_REMOVALS_MAX; i++)
+		assert_int_equal(order[i], i + 1);
+	assert_int_equal(commit_removals(), 0);
+	assert_int_equal(commit_removals_full(), 0);
+	assert_int_equal(reliefs, 1);
+	assert_false(present(root, id, ".msg"));
+
+	commit_on_relief(NULL);
+	commit_stop();
+	spool_close(&sp);
+	event_base_free(base);
+	snprintf(cmd, sizeof cmd, "rm -rf %s", root);
+	assert_int_equal(system(cmd), 0);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_two_updates_of_one_envelope_in_a_batch),
 		cmocka_unit_test(test_a_removal_waits_for_the_next_batch),
+		cmocka_unit_test(test_removal_backlog_is_bounded_and_relieved),
 	};
 
 	log_init("test_commit", LOG_TO_STDERR, LOG_CRIT);

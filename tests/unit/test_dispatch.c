@@ -29,6 +29,7 @@
 
 #include "daemon/daemon.h"
 #include "daemon/delivery_int.h"
+#include "daemon/commit.h"
 #include "daemon/dispatch.h"
 #include "daemon/queue.h"
 #include "daemon/ratekeep.h"
@@ -184,6 +185,21 @@ runconf_unref(struct runconf *r)
 	(void)r;
 }
 
+static int removals_full;               /* what commit_removals_full() says */
+static void (*relief_hook)(void);       /* dispatch's: the removals are down to half */
+
+int
+commit_removals_full(void)
+{
+	return removals_full;
+}
+
+void
+commit_on_relief(void (*fn)(void))
+{
+	relief_hook = fn;
+}
+
 void
 ratekeep_touch(void)
 {
@@ -303,6 +319,48 @@ test_idle_session_takes_the_next_message(void **state)
 	dispatch_kick();
 	assert_int_equal(resumed[0], 2);
 	assert_int_equal(started[0], 1);        /* then a new one up to concurrency */
+	memset(resumed, 0, sizeof resumed);
+	memset(sessions, 0, sizeof sessions);
+	memset(started, 0, sizeof started);
+	free(msgs);
+	msgs = NULL;
+}
+
+/*
+ * While the spool's removals are behind (commit_removals_full()), no
+ * transaction starts: a kick starts no session, a session asking for its
+ * next message gets none and may wait idle for it; the relief's kick
+ * then hands the messages out as before.
+ */
+static void
+test_full_removal_backlog_starts_nothing_until_its_relief(void **state)
+{
+	struct dsession s = { .shidx = 0 };
+
+	(void)state;
+	memset(sessions, 0, sizeof sessions);
+	memset(started, 0, sizeof started);
+	configure("smarthost main {\n host = \"127.0.0.1\"\n tls = disabled\n}\n");
+	fill(NULL);
+	s.rc = D->rc;
+	s.sh = &D->conf->smarthosts[0];
+	dispatch_init();
+	assert_non_null(relief_hook);
+	removals_full = 1;
+	dispatch_kick();
+	assert_int_equal(started[0], 0);
+	assert_null(dispatch_next(&s));
+	assert_true(msgs[0].ready);
+	assert_true(dispatch_may_idle(&s));     /* it waits, connected, for the relief */
+	idle[0] = 1;
+	sessions[0] = 1;
+	removals_full = 0;
+	relief_hook();
+	assert_int_equal(resumed[0], 1);        /* the idle session first */
+	assert_int_equal(started[0], 1);        /* then up to concurrency */
+	assert_false(msgs[0].ready);
+	assert_false(msgs[1].ready);
+	assert_non_null(dispatch_next(&s));     /* and the next message to a session that asks */
 	memset(resumed, 0, sizeof resumed);
 	memset(sessions, 0, sizeof sessions);
 	memset(started, 0, sizeof started);
@@ -446,6 +504,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_busy_kicks_look_at_one_message),
 		cmocka_unit_test(test_idle_session_takes_the_next_message),
+		cmocka_unit_test(test_full_removal_backlog_starts_nothing_until_its_relief),
 		cmocka_unit_test(test_every_smarthost_busy_stops_the_walk),
 		cmocka_unit_test(test_an_idle_backup_does_not_make_kicks_walk),
 		cmocka_unit_test(test_a_kick_yields_after_64_starts),
