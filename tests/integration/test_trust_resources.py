@@ -10,6 +10,7 @@ bytes, connections and seconds, and use loopback and unix sockets only.
 
 import contextlib
 import os
+import signal
 import re
 import select
 import socket
@@ -204,6 +205,46 @@ def test_pipelined_noop_without_reading_does_not_grow_the_daemon(daemon, smartho
         n, text = finish(s, b"NOOP\r\n", sent, b"QUIT\r\n")
         assert text.count("250 2.0.0 Ok\r\n") == n, (n, text[-300:])
         assert text.endswith("221 2.0.0 Bye\r\n"), text[-300:]
+    finally:
+        s.close()
+    d.check_alive()
+
+
+@pytest.mark.mailrelay_timeout(60)
+def test_burst_waiting_at_the_accept_is_read_with_the_same_bounds(daemon, smarthost):
+    """The listener reads a connection's first input in the accept's turn
+    (the greeting then goes out with its replies).  An unprivileged user
+    fills the socket before the daemon gets to the accept (the daemon is
+    stopped meanwhile): an over-long line and NOOPs it never reads the
+    replies to.  The daemon answers the over-long line with a 500 as in any
+    turn, stops reading at its bound on unread replies, does not grow, and
+    serves a normal submission meanwhile."""
+    sh = smarthost()
+    d = daemon(sh, overrides=QUIET)
+    pid = d.proc.pid
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        s = unix_connect(d.submit_sock, uid=NOBODY)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        s.sendall(b"X" * 3000 + b"\r\n")  # over CMD_LINE_MAX (2,048)
+        s.setblocking(False)
+        burst = b"NOOP\r\n" * 10000
+        try:
+            queued = s.send(burst)  # as much as the socket takes before the accept
+        except BlockingIOError:
+            queued = 0
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    try:
+        sent, grew, stalled = flood(s, b"NOOP\r\n", pid)
+        assert stalled, "the daemon read %d bytes of NOOP without its replies being read" % (queued + sent)
+        assert grew < rss_bound_kb(pid), "VmRSS grew by %d KiB" % grew
+        submit_ok(d, sh, "beside a burst read at the accept")
+        s.setblocking(True)
+        s.settimeout(10)
+        head = s.recv(4096)
+        assert head.startswith(b"220 "), head[:200]
+        assert b"500 5.5.2 Error: line too long\r\n" in head, head[:300]
     finally:
         s.close()
     d.check_alive()
