@@ -22,6 +22,18 @@
  * meanwhile would otherwise stay "pending" on disk once space is back, and
  * the next restart would deliver it a second time.
  *
+ * A deferral at a smarthost that could not be reached (refused, timed
+ * out, TLS or AUTH failed before any transaction of the message:
+ * m->unreached, set by dispatch.c) stays in memory and is not written.
+ * It says nothing of the message, and writing it cost an envelope write
+ * for every queued message each time a down smarthost was tried (the
+ * whole queue after a restart) and a second unlink when the message left
+ * (a drain of 100,000 messages ran at half the speed).  A restart or a
+ * crash loses only the count and the reply of those attempts since the
+ * message was last written: every pending message is due at start, and
+ * its first try says again why it waits.  Any later write of the message
+ * (an outcome, a notice) takes them with it.
+ *
  * Damaged messages: the content is checked (spool_msg_check(): there, and
  * the length recorded) each time a message becomes ready (but not again
  * right after it was loaded or committed), and once more by
@@ -612,11 +624,39 @@ queue_attempts_own(struct spool_env *env)
 	}
 }
 
+/*
+ * The attempt record not written yet that a deferral of recipient idx at
+ * an unreached smarthost repeats (the latest of idx's, a deferral from the
+ * same relay with the same reply), or NULL.
+ */
+static struct spool_attempt *
+unreached_again(struct qmsg *m, size_t idx, const char *relay, const char *text)
+{
+	const struct spool_rcpt *r = &m->env.rcpts[idx];
+	struct spool_attempt *h = NULL;
+	size_t j;
+
+	for (j = m->env.nhist; j > 0; j--)
+		if (m->env.hist[j - 1].rcpt == idx) {
+			h = &m->env.hist[j - 1];
+			break;
+		}
+	if (relay != NULL && strcmp(relay, "none") == 0)
+		relay = NULL;
+	if (h == NULL || h->reply != NULL || strcmp(h->outcome, outcome_names[OUTCOME_DEFERRED]) != 0 ||
+	    r->last_reply == NULL || strcmp(r->last_reply, text) != 0)
+		return NULL;
+	if ((h->relay == NULL) != (relay == NULL) || (relay != NULL && strcmp(h->relay, relay) != 0))
+		return NULL;
+	return h;
+}
+
 void
 queue_outcome(struct qmsg *m, size_t idx, enum outcome o, const struct relay_info *ri,
     const char *dsn, const char *kind, const char *reply)
 {
 	struct spool_rcpt *r = &m->env.rcpts[idx];
+	struct spool_attempt *again = NULL;
 	struct timeval now;
 	char dsnbuf[32], text[1024], orig[600], verify[200];
 	double delay;
@@ -625,14 +665,23 @@ queue_outcome(struct qmsg *m, size_t idx, enum outcome o, const struct relay_inf
 	r->attempts++;
 	r->last_attempt = now.tv_sec;
 	sanitize_text(text, sizeof text, reply ? reply : "", strlen(reply ? reply : ""), 0);
+	/*
+	 * The same failure of an unreached smarthost once more: its record
+	 * is the one before, whose time moves on (the attempts count them all),
+	 * so that a long outage holds one record per recipient, not one per try.
+	 */
+	if (o == OUTCOME_DEFERRED && m->unreached)
+		again = unreached_again(m, idx, ri->relay, text);
 	/* the attempt before, not written yet, takes the reply it had (see pending_attempt()) */
-	for (size_t j = 0; j < m->env.nhist; j++)
+	for (size_t j = 0; again == NULL && j < m->env.nhist; j++)
 		if (m->env.hist[j].rcpt == idx && m->env.hist[j].reply == NULL) {
 			m->env.hist[j].reply = r->last_reply;
 			r->last_reply = NULL;
 		}
-	free(r->last_reply);
-	r->last_reply = xstrdup(text);
+	if (again == NULL) {
+		free(r->last_reply);
+		r->last_reply = xstrdup(text);
+	}
 
 	metrics_delivery(ri->name, o);
 	if (o == OUTCOME_SENT)
@@ -660,7 +709,12 @@ queue_outcome(struct qmsg *m, size_t idx, enum outcome o, const struct relay_inf
 		r->next_attempt = now.tv_sec + retry_jitter(queue_retry_delay(r->attempts));
 		break;
 	}
-	m->dirty = 1;
+	/*
+	 * A deferral at a smarthost that could not be reached says nothing of
+	 * the message: it stays in memory (see the head of this file).
+	 */
+	if (!(o == OUTCOME_DEFERRED && m->unreached))
+		m->dirty = 1;
 	m->fo = 0;	/* an outcome ends this attempt's walk through the smarthosts */
 	if (dsn == NULL) {
 		derive_dsn(dsnbuf, sizeof dsnbuf, o, r->last_reply);
@@ -685,7 +739,10 @@ queue_outcome(struct qmsg *m, size_t idx, enum outcome o, const struct relay_inf
 			*c = ';';
 	} else
 		verify[0] = '\0';
-	pending_attempt(m, now.tv_sec, idx, outcome_names[o], ri->relay);
+	if (again != NULL)
+		again->when = now.tv_sec;
+	else
+		pending_attempt(m, now.tv_sec, idx, outcome_names[o], ri->relay);
 	log_qid(o == OUTCOME_SENT ? LOG_INFO : LOG_WARNING, m->env.id, outcome_names[o],
 	    "to=<%s>%s, relay=%s, tls=%s%s, delay=%.2f, attempts=%u, dsn=%s, status=%s (%s)",
 	    r->addr, orig, ri->relay, ri->tls, verify, delay, r->attempts, dsn, outcome_names[o],

@@ -42,6 +42,7 @@ struct qmsg {
 	unsigned checked:1;         /* content just checked (loaded, committed): make_ready() need not again */
 	unsigned urgent:1;          /* a change that must not wait its turn (an outcome other than deferred) */
 	unsigned write_waits:1;     /* in the list of envelopes waiting for a place in the committer */
+	unsigned unreached:1;       /* its smarthost could not be reached: its deferrals stay in memory (queue_outcome()) */
 	uint32_t taken_ms;          /* monotonic milliseconds (wrapping): when the current attempt took it (metrics) */
 	TAILQ_ENTRY(qmsg) all_entry;
 	TAILQ_ENTRY(qmsg) ready_entry;

@@ -203,3 +203,70 @@ def test_retries_are_spread_out_not_all_in_the_same_second(daemon, smarthost):
         delays.append(nxt - last)
     assert all(99 <= x <= 112 for x in delays), delays      # 100 s plus up to 10 %
     assert len(set(delays)) >= 4, delays
+
+
+def test_an_unreached_smarthost_writes_nothing_and_a_restart_says_why_again(daemon, smarthost):
+    """Deferrals at a smarthost that cannot be reached stay in memory: the
+    message keeps its one spool file (no .env), the queue still shows the
+    attempts and why, and `show` one record for the repeated failure.  A
+    restart makes it due at once and its first try says why again; the
+    delivery after that removes one file."""
+    sh = smarthost(start=False)
+    d = daemon(sh, overrides={"retry_schedule": ["1h"]})     # the tries are the flushes'
+    r = d.sendmail(["-i", "-f", SENDER, RCPT], make_message(subject="unreached"))
+    assert r.rc == 0, r
+    qid = d.accepted_id(SENDER)
+
+    def attempts(n):
+        def enough():
+            q = _queued(d, qid)
+            return q and q[0]["recipients"][0]["attempts"] >= n and q[0]
+        return enough
+    d.wait_for_record(id=qid, to=RCPT, status="deferred")
+    for n in (2, 3):
+        assert d.mailrelay(["flush"]).rc == 0
+        entry = wait_until(attempts(n), 10, what="attempt %d in the queue" % n)
+    rc = entry["recipients"][0]
+    assert re.search(r"(?i)refused", rc["last_reply"]), rc
+    assert d.queue_files() == [qid + ".msg"]
+    show = d.mailrelay(["show", qid])
+    assert show.rc == 0, show
+    assert "pending, 3 attempts" in show.out_text, show.out_text
+    tries = [l for l in show.out_text.splitlines() if l.lstrip().startswith("20") and "deferred" in l]
+    assert len(tries) == 1 and re.search(r"(?i)refused", tries[0]), show.out_text
+
+    # a stop loses the count of those tries and their reply, never the
+    # message: the listing read from the spool shows it waiting, untried
+    before = len(d.outcomes(qid, status="deferred"))
+    d.stop()
+    (entry,) = d.queue_json()
+    assert entry["id"] == qid
+    assert [(x["status"], x["attempts"], x["last_reply"]) for x in entry["recipients"]] == \
+        [("pending", 0, "")]
+    # the start tries it at once, and says why it waits again
+    d.start()
+    wait_until(lambda: len(d.outcomes(qid, status="deferred")) > before, 10,
+               what="the first try after the restart")
+    entry = wait_until(attempts(1), 10, what="the queue after the restart")
+    assert re.search(r"(?i)refused", entry["recipients"][0]["last_reply"]), entry
+    assert d.queue_files() == [qid + ".msg"]
+
+    sh.start()
+    assert d.mailrelay(["flush"]).rc == 0
+    d.wait_for_record(id=qid, to=RCPT, status="sent", timeout=15)
+    d.wait_queue_empty()
+    assert len(sh.delivered()) == 1
+
+
+def test_a_deferral_the_smarthost_gave_is_written(daemon, smarthost):
+    """A 4xx from a smarthost that was reached is the message's own news: it
+    is in the spool (queue/ID.env) with its reply, for a restart."""
+    sh = smarthost()
+    sh.data_replies = ["451 4.3.0 try later"] * 10
+    d = daemon(sh, overrides={"retry_schedule": ["1h"]})
+    r = d.sendmail(["-i", "-f", SENDER, RCPT], make_message(subject="451 written"))
+    assert r.rc == 0, r
+    qid = d.accepted_id(SENDER)
+    d.wait_for_record(id=qid, to=RCPT, status="deferred")
+    wait_until(lambda: qid + ".env" in d.queue_files(), 10, what="the .env")
+    assert "451 4.3.0 try later" in d.envelope_text(qid)
