@@ -559,7 +559,11 @@ def test_disk_fills_during_retries_nothing_lost_or_corrupted(spoolfs, daemon, sm
 def test_daemon_restarted_on_a_full_spool_keeps_its_queue(spoolfs, daemon, smarthost, workdir):
     """A stop and start while the disk is full: the queue is read back whole,
     a drop waiting in the maildrop is kept until it can be imported."""
-    sh = smarthost(start=False)
+    # deferred by the smarthost (450), written: a stop with deferrals only
+    # in memory would write its unreached file, and the start's removal
+    # of it would give the drop room
+    sh = smarthost()
+    sh.rcpt_replies = {RCPT: "450 4.2.0 try later"}
     d = daemon(sh, start=False)
     fs = spoolfs(d)
     d.start()
@@ -586,7 +590,7 @@ def test_daemon_restarted_on_a_full_spool_keeps_its_queue(spoolfs, daemon, smart
     assert len(listing(d)["maildrop"]) == 1    # kept, not lost
 
     fs.release()
-    sh.start()
+    sh.rcpt_replies = {}
     for q in qids:
         d.wait_for_record(id=q, to=RCPT, status="sent", timeout=15)
     # the drop is imported at the latest with the next drop (or the periodic rescan)

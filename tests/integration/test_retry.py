@@ -1,6 +1,7 @@
 """Temporary failures are retried per retry_schedule (1s in these tests);
 permanent ones bounce only the recipients they concern."""
 
+import os
 import re
 
 from mrtest import make_message, message_id_of, smarthost_opts, strip_angle, to_crlf, wait_until
@@ -205,17 +206,19 @@ def test_retries_are_spread_out_not_all_in_the_same_second(daemon, smarthost):
     assert len(set(delays)) >= 4, delays
 
 
-def test_an_unreached_smarthost_writes_nothing_and_a_restart_says_why_again(daemon, smarthost):
+def test_an_unreached_smarthost_writes_nothing_and_a_stop_keeps_the_tries(daemon, smarthost):
     """Deferrals at a smarthost that cannot be reached stay in memory: the
     message keeps its one spool file (no .env), the queue still shows the
     attempts and why, and `show` one record for the repeated failure.  A
-    restart makes it due at once and its first try says why again; the
-    delivery after that removes one file."""
+    stop keeps them in spool/unreached, which the listing reads while the
+    daemon is down and the next start takes back (and removes); a crash
+    loses them, never the message.  The delivery removes one file."""
     sh = smarthost(start=False)
     d = daemon(sh, overrides={"retry_schedule": ["1h"]})     # the tries are the flushes'
     r = d.sendmail(["-i", "-f", SENDER, RCPT], make_message(subject="unreached"))
     assert r.rc == 0, r
     qid = d.accepted_id(SENDER)
+    kept = os.path.join(d.spool, "unreached")
 
     def attempts(n):
         def enough():
@@ -235,25 +238,36 @@ def test_an_unreached_smarthost_writes_nothing_and_a_restart_says_why_again(daem
     tries = [l for l in show.out_text.splitlines() if l.lstrip().startswith("20") and "deferred" in l]
     assert len(tries) == 1 and re.search(r"(?i)refused", tries[0]), show.out_text
 
-    # a stop loses the count of those tries and their reply, never the
-    # message: the listing read from the spool shows it waiting, untried
-    before = len(d.outcomes(qid, status="deferred"))
+    # a stop keeps them: the listing read from the spool shows them
     d.stop()
+    d.wait_for_log(r"queue: the tries of 1 recipient at unreached smarthosts kept in .*/unreached$")
+    assert os.path.exists(kept)
     (entry,) = d.queue_json()
-    assert entry["id"] == qid
-    assert [(x["status"], x["attempts"], x["last_reply"]) for x in entry["recipients"]] == \
-        [("pending", 0, "")]
-    # the start tries it at once, and says why it waits again
+    (x,) = entry["recipients"]
+    assert x["status"] == "pending" and x["attempts"] == 3, x
+    assert re.search(r"(?i)refused", x["last_reply"]), x
+    show = d.mailrelay(["show", qid])
+    assert "pending, 3 attempts" in show.out_text and re.search(r"(?i)deferred.*refused", show.out_text), \
+        show.out_text
+
+    # the start takes them back and tries at once: the fourth attempt
     d.start()
-    wait_until(lambda: len(d.outcomes(qid, status="deferred")) > before, 10,
-               what="the first try after the restart")
-    entry = wait_until(attempts(1), 10, what="the queue after the restart")
-    assert re.search(r"(?i)refused", entry["recipients"][0]["last_reply"]), entry
+    d.wait_for_log(r"queue: the tries of 1 recipient at unreached smarthosts, kept by the last stop, "
+                   r"restored")
+    assert not os.path.exists(kept)
+    d.wait_for_record(id=qid, to=RCPT, status="deferred", attempts="4")
     assert d.queue_files() == [qid + ".msg"]
 
+    # a crash keeps nothing of them: the message waits, untried as far as the spool knows
+    d.kill()
+    assert not os.path.exists(kept)
+    (entry,) = d.queue_json()
+    assert [(x["status"], x["attempts"], x["last_reply"]) for x in entry["recipients"]] == \
+        [("pending", 0, "")]
+
     sh.start()
-    assert d.mailrelay(["flush"]).rc == 0
-    d.wait_for_record(id=qid, to=RCPT, status="sent", timeout=15)
+    d.start()
+    d.wait_for_record(id=qid, to=RCPT, status="sent", attempts="1", timeout=15)
     d.wait_queue_empty()
     assert len(sh.delivered()) == 1
 

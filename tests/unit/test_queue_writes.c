@@ -30,6 +30,7 @@
 #include "daemon/metrics.h"
 #include "daemon/queue.h"
 #include "log.h"
+#include "spool/unreach.h"
 #include "xmalloc.h"
 
 static struct daemon dstate;
@@ -481,6 +482,53 @@ test_an_unreached_bounce_is_written(void **state)
 	assert_non_null(strstr(held[nheld - 1]->text, "rcpt\tfailed\t"));
 }
 
+static size_t nkept;
+static char kept_first[160];
+
+static void
+count_kept(const struct unreach_rec *r, void *arg)
+{
+	(void)arg;
+	if (nkept++ == 0)
+		snprintf(kept_first, sizeof kept_first, "%s %u %u %s %s %s %s", r->id, r->rcpt, r->attempts,
+		    r->kind, r->dsn, r->relay, r->reply);
+}
+
+/*
+ * A stop keeps, in one file, the tries no envelope on disk holds: one
+ * record per pending recipient of each message deferred only at an
+ * unreached smarthost, none for a message written since.
+ */
+static void
+test_a_stop_keeps_the_tries_no_envelope_holds(void **state)
+{
+	struct qmsg *m;
+	char id[QID_LEN + 1];
+
+	(void)state;
+	defer_all_unreached("Connection refused");
+	queue_flush_all();
+	defer_all_unreached("Connection refused");
+	/* one message written since (a recipient sent): its tries went with it */
+	spool_qid_make(id, 1700000000, 1, 5);
+	assert_int_equal(queue_flush_one(id), 0);
+	m = queue_ready_next(NULL);
+	queue_take(m);
+	queue_outcome(m, 1, OUTCOME_SENT, &down, "2.0.0", NULL, "250 ok");
+	queue_release(m);
+	while (complete_one())
+		;
+	queue_save_unreached();
+	nkept = 0;
+	assert_int_equal(unreach_load(&D->spool, count_kept, NULL), 0);
+	assert_int_equal(nkept, 2 * (NMSG - 1));
+	spool_qid_make(id, 1700000000, 1, 0);
+	char want[160];
+	snprintf(want, sizeof want, "%s 0 2 CONNECT 4.4.1 127.0.0.1[127.0.0.1]:25 Connection refused", id);
+	assert_string_equal(kept_first, want);
+	assert_int_equal(faccessat(D->spool.tmpfd, UNREACH_FILE, F_OK, 0), -1);
+}
+
 int
 main(void)
 {
@@ -494,6 +542,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_unreached_deferrals_are_not_written, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_unreached_deferrals_go_with_the_next_write, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_an_unreached_bounce_is_written, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_a_stop_keeps_the_tries_no_envelope_holds, setup, teardown),
 	};
 
 	log_init("test_queue_writes", LOG_TO_STDERR, LOG_CRIT);
