@@ -14,10 +14,12 @@
 #include "qprint.h"
 #include "spool/qformat.h"
 #include "spool/spool.h"
+#include "spool/unreach.h"
 #include "xmalloc.h"
 
 struct qp_state {
 	struct qformat f;
+	struct unreach_cursor *kept;
 };
 
 static int
@@ -25,8 +27,25 @@ print_one(struct spool_env *e, void *arg)
 {
 	struct qp_state *st = arg;
 
+	unreach_apply(st->kept, e);	/* spool_scan() goes in id order, as the file does */
 	qformat_one(&st->f, e);
 	return 0;
+}
+
+/*
+ * The tries at unreached smarthosts the daemon kept as it stopped (not in
+ * the envelopes: spool/unreach.h), so that the listing shows them too;
+ * without them (unreadable), the envelopes as they are.
+ */
+static struct unreach_cursor *
+kept_tries(const char *progname, struct spool *sp)
+{
+	struct unreach_cursor *kept = unreach_open(sp);
+
+	if (kept == NULL)
+		fprintf(stderr, "%s: %s/%s: cannot be read: the tries at unreached smarthosts it keeps "
+		    "are not shown\n", progname, sp->dir, UNREACH_FILE);
+	return kept;
 }
 
 int
@@ -41,8 +60,10 @@ queue_print(const char *progname, const struct config *conf, const struct qforma
 		fprintf(stderr, "%s: cannot read the queue: %s\n", progname, err);
 		return EX_NOPERM;
 	}
+	st.kept = kept_tries(progname, &sp);
 	qformat_begin(&st.f, stdout, json);
 	n = spool_scan(&sp, 0, print_one, &st);
+	unreach_close(st.kept);
 	spool_close(&sp);
 	if (n < 0) {
 		fprintf(stderr, "%s: cannot read the queue in %s\n", progname, conf->spool_dir);
@@ -129,6 +150,9 @@ show_offline(const char *progname, const struct config *conf, const char *id, in
 		fprintf(stderr, "%s: show: %s is not in the queue\n", progname, id);
 		return EX_DATAERR;
 	}
+	struct unreach_cursor *kept = kept_tries(progname, &sp);
+	unreach_apply(kept, &e);
+	unreach_close(kept);
 	content = spool_msg_read(&sp, &e, body ? SIZE_MAX : 256 * 1024, &len);
 	qformat_show(stdout, &e, content, len, body, time(NULL));
 	free(content);

@@ -119,9 +119,12 @@ failover_or_defer(const struct config *conf, size_t shidx, const struct relay_in
 		queue_release(m);	/* ready again, for the next smarthost */
 		return;
 	}
+	/* no transaction reached the smarthost: deferrals are kept in memory (queue.c) */
+	m->unreached = 1;
 	for (i = 0; i < m->env.nrcpt; i++)
 		if (m->env.rcpts[i].status == RCPT_PENDING)
 			trouble_record_ri(ri, m, i, k, 0, why);
+	m->unreached = 0;
 	queue_release(m);
 }
 

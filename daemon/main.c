@@ -500,6 +500,7 @@ main(int argc, char **argv)
 
 	/* Shutdown: every commit finishes (and answers) before we go. */
 	commit_stop();
+	queue_save_unreached();
 	control_close();
 	metrics_stop();
 	pickup_stop();

@@ -22,6 +22,18 @@
  * meanwhile would otherwise stay "pending" on disk once space is back, and
  * the next restart would deliver it a second time.
  *
+ * A deferral at a smarthost that could not be reached (refused, timed
+ * out, TLS or AUTH failed before any transaction of the message:
+ * m->unreached, set by dispatch.c) stays in memory and is not written.
+ * It says nothing of the message, and writing it cost an envelope write
+ * for every queued message each time a down smarthost was tried (the
+ * whole queue after a restart) and a second unlink when the message left
+ * (a drain of 100,000 messages ran at half the speed).  A restart or a
+ * crash loses only the count and the reply of those attempts since the
+ * message was last written: every pending message is due at start, and
+ * its first try says again why it waits.  Any later write of the message
+ * (an outcome, a notice) takes them with it.
+ *
  * Damaged messages: the content is checked (spool_msg_check(): there, and
  * the length recorded) each time a message becomes ready (but not again
  * right after it was loaded or committed), and once more by
@@ -44,6 +56,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "queue.h"
+#include "spool/unreach.h"
 #include "util.h"
 #include "xmalloc.h"
 
@@ -388,13 +401,39 @@ queue_loaded_drops_free(void)
 	nloaded_drops = loaded_drops_cap = 0;
 }
 
+/*
+ * The attempt records unreach_apply() added, in the form the daemon
+ * holds those not written yet (see pending_attempt()): a relay of "none"
+ * and the recipient's latest reply are not copied.
+ */
+static void
+hist_to_memory(struct spool_env *env)
+{
+	size_t j;
+
+	for (j = 0; j < env->nhist; j++) {
+		struct spool_attempt *h = &env->hist[j];
+		const char *last = h->rcpt < env->nrcpt ? env->rcpts[h->rcpt].last_reply : NULL;
+		if (h->relay != NULL && strcmp(h->relay, "none") == 0) {
+			free(h->relay);
+			h->relay = NULL;
+		}
+		if (h->reply != NULL && last != NULL && strcmp(h->reply, last) == 0) {
+			free(h->reply);
+			h->reply = NULL;
+		}
+	}
+}
+
+static size_t nrestored;	/* recipients queue_load() gave their kept tries back */
+
 static int
 load_one(struct spool_env *env, void *arg)
 {
-	size_t i;
+	struct unreach_cursor *kept = arg;
+	size_t i, restored;
 	int pending = 0;
 
-	(void)arg;
 	if (env->drop != NULL) {
 		if (nloaded_drops == loaded_drops_cap) {
 			loaded_drops_cap = loaded_drops_cap ? 2 * loaded_drops_cap : 16;
@@ -410,6 +449,10 @@ load_one(struct spool_env *env, void *arg)
 	}
 	/* the history stays on disk: the updates add to it (spool_env_stage_update()) */
 	spool_env_clear_hist(env);
+	/* the tries the last stop kept: not on disk yet, as they were before it */
+	restored = unreach_apply(kept, env);
+	nrestored += restored;
+	hist_to_memory(env);
 	for (i = 0; i < env->nrcpt; i++) {
 		if (env->rcpts[i].status == RCPT_PENDING) {
 			/* A restart is a good reason to try again now. */
@@ -419,6 +462,7 @@ load_one(struct spool_env *env, void *arg)
 	}
 	struct qmsg *m = qmsg_new(env);
 	m->checked = 1;	/* spool_env_load() checked the content */
+	m->memonly = restored > 0;
 	if (!pending) {
 		/*
 		 * Finished before a crash (or its notification could not be
@@ -438,9 +482,22 @@ queue_load(void)
 	struct timeval now = { 0, 0 };
 	int n;
 
+	struct unreach_cursor *kept = unreach_open(&D->spool);
+
+	if (kept == NULL)
+		log_warn("spool: %s/%s: cannot be read (the tries at unreached smarthosts the last stop "
+		    "kept are not counted)", D->spool.dir, UNREACH_FILE);
+	nrestored = 0;
 	loading = 1;
-	n = spool_scan(&D->spool, SPOOL_SCAN_REMOVE_ORPHANS | SPOOL_SCAN_NO_HISTORY, load_one, NULL);
+	n = spool_scan(&D->spool, SPOOL_SCAN_REMOVE_ORPHANS | SPOOL_SCAN_NO_HISTORY, load_one, kept);
 	loading = 0;
+	if (nrestored > 0)
+		log_info("queue: the tries of %zu recipient%s at unreached smarthosts, kept by the last stop, "
+		    "restored", nrestored, nrestored == 1 ? "" : "s");
+	unreach_close(kept);
+	/* in memory now, as before the stop: a crash from here on loses them, as it would have */
+	if (unreach_remove(&D->spool) == -1)
+		log_warn("spool: %s/%s: cannot remove", D->spool.dir, UNREACH_FILE);
 	if (loaded_ev == NULL)
 		loaded_ev = evtimer_new(D->base, on_loaded, NULL);
 	evtimer_add(loaded_ev, &now);
@@ -612,11 +669,39 @@ queue_attempts_own(struct spool_env *env)
 	}
 }
 
+/*
+ * The attempt record not written yet that a deferral of recipient idx at
+ * an unreached smarthost repeats (the latest of idx's, a deferral from the
+ * same relay with the same reply), or NULL.
+ */
+static struct spool_attempt *
+unreached_again(struct qmsg *m, size_t idx, const char *relay, const char *text)
+{
+	const struct spool_rcpt *r = &m->env.rcpts[idx];
+	struct spool_attempt *h = NULL;
+	size_t j;
+
+	for (j = m->env.nhist; j > 0; j--)
+		if (m->env.hist[j - 1].rcpt == idx) {
+			h = &m->env.hist[j - 1];
+			break;
+		}
+	if (relay != NULL && strcmp(relay, "none") == 0)
+		relay = NULL;
+	if (h == NULL || h->reply != NULL || strcmp(h->outcome, outcome_names[OUTCOME_DEFERRED]) != 0 ||
+	    r->last_reply == NULL || strcmp(r->last_reply, text) != 0)
+		return NULL;
+	if ((h->relay == NULL) != (relay == NULL) || (relay != NULL && strcmp(h->relay, relay) != 0))
+		return NULL;
+	return h;
+}
+
 void
 queue_outcome(struct qmsg *m, size_t idx, enum outcome o, const struct relay_info *ri,
     const char *dsn, const char *kind, const char *reply)
 {
 	struct spool_rcpt *r = &m->env.rcpts[idx];
+	struct spool_attempt *again = NULL;
 	struct timeval now;
 	char dsnbuf[32], text[1024], orig[600], verify[200];
 	double delay;
@@ -625,14 +710,23 @@ queue_outcome(struct qmsg *m, size_t idx, enum outcome o, const struct relay_inf
 	r->attempts++;
 	r->last_attempt = now.tv_sec;
 	sanitize_text(text, sizeof text, reply ? reply : "", strlen(reply ? reply : ""), 0);
+	/*
+	 * The same failure of an unreached smarthost once more: its record
+	 * is the one before, whose time moves on (the attempts count them all),
+	 * so that a long outage holds one record per recipient, not one per try.
+	 */
+	if (o == OUTCOME_DEFERRED && m->unreached)
+		again = unreached_again(m, idx, ri->relay, text);
 	/* the attempt before, not written yet, takes the reply it had (see pending_attempt()) */
-	for (size_t j = 0; j < m->env.nhist; j++)
+	for (size_t j = 0; again == NULL && j < m->env.nhist; j++)
 		if (m->env.hist[j].rcpt == idx && m->env.hist[j].reply == NULL) {
 			m->env.hist[j].reply = r->last_reply;
 			r->last_reply = NULL;
 		}
-	free(r->last_reply);
-	r->last_reply = xstrdup(text);
+	if (again == NULL) {
+		free(r->last_reply);
+		r->last_reply = xstrdup(text);
+	}
 
 	metrics_delivery(ri->name, o);
 	if (o == OUTCOME_SENT)
@@ -660,7 +754,14 @@ queue_outcome(struct qmsg *m, size_t idx, enum outcome o, const struct relay_inf
 		r->next_attempt = now.tv_sec + retry_jitter(queue_retry_delay(r->attempts));
 		break;
 	}
-	m->dirty = 1;
+	/*
+	 * A deferral at a smarthost that could not be reached says nothing of
+	 * the message: it stays in memory (see the head of this file).
+	 */
+	if (!(o == OUTCOME_DEFERRED && m->unreached))
+		m->dirty = 1;
+	else
+		m->memonly = 1;
 	m->fo = 0;	/* an outcome ends this attempt's walk through the smarthosts */
 	if (dsn == NULL) {
 		derive_dsn(dsnbuf, sizeof dsnbuf, o, r->last_reply);
@@ -685,7 +786,10 @@ queue_outcome(struct qmsg *m, size_t idx, enum outcome o, const struct relay_inf
 			*c = ';';
 	} else
 		verify[0] = '\0';
-	pending_attempt(m, now.tv_sec, idx, outcome_names[o], ri->relay);
+	if (again != NULL)
+		again->when = now.tv_sec;
+	else
+		pending_attempt(m, now.tv_sec, idx, outcome_names[o], ri->relay);
 	log_qid(o == OUTCOME_SENT ? LOG_INFO : LOG_WARNING, m->env.id, outcome_names[o],
 	    "to=<%s>%s, relay=%s, tls=%s%s, delay=%.2f, attempts=%u, dsn=%s, status=%s (%s)",
 	    r->addr, orig, ri->relay, ri->tls, verify, delay, r->attempts, dsn, outcome_names[o],
@@ -747,7 +851,79 @@ update_req(struct qmsg *m)
 	m->env.nhist = 0;
 	req->text = spool_env_render(&m->env, &req->textlen);
 	m->dirty = 0;
+	m->memonly = 0;	/* the deferrals kept in memory go with it */
 	return req;
+}
+
+static int
+cmp_msg_id(const void *a, const void *b)
+{
+	const struct qmsg *const *x = a, *const *y = b;
+
+	return strcmp((*x)->env.id, (*y)->env.id);
+}
+
+void
+queue_save_unreached(void)
+{
+	struct unreach_out *out = NULL;
+	struct qmsg *m, **v = NULL;
+	size_t i, j, k, nv = 0, cap = 0, n = 0;
+
+	TAILQ_FOREACH(m, &all_msgs, all_entry) {
+		if (!m->memonly || m->removed || m->env.damaged)
+			continue;
+		if (nv == cap) {
+			cap = cap ? 2 * cap : 256;
+			v = xreallocarray(v, cap, sizeof *v);
+		}
+		v[nv++] = m;
+	}
+	/* in the order of their ids, which a scan of the queue reads them back in */
+	if (nv > 1)
+		qsort(v, nv, sizeof *v, cmp_msg_id);
+	for (k = 0; k < nv; k++) {
+		m = v[k];
+		for (i = 0; i < m->env.nrcpt; i++) {
+			const struct spool_rcpt *r = &m->env.rcpts[i];
+			const struct spool_attempt *h = NULL;
+			struct unreach_rec rec;
+			if (r->status != RCPT_PENDING)
+				continue;
+			for (j = m->env.nhist; j > 0 && h == NULL; j--)
+				if (m->env.hist[j - 1].rcpt == i)
+					h = &m->env.hist[j - 1];
+			if (h == NULL)
+				continue;	/* nothing newer than its envelope */
+			if (out == NULL && (out = unreach_begin(&D->spool)) == NULL) {
+				log_warn("spool: %s/tmp/%s: cannot create (the tries at unreached smarthosts "
+				    "are not kept)", D->spool.dir, UNREACH_FILE);
+				free(v);
+				return;
+			}
+			memset(&rec, 0, sizeof rec);
+			memcpy(rec.id, m->env.id, sizeof rec.id);
+			rec.rcpt = (unsigned)i;
+			rec.attempts = r->attempts;
+			rec.when = r->last_attempt;
+			rec.kind = r->kind;
+			rec.dsn = r->dsn;
+			rec.relay = h->relay != NULL ? h->relay : "none";
+			rec.reply = r->last_reply != NULL ? r->last_reply : "";
+			unreach_add(out, &rec);
+			n++;
+		}
+	}
+	free(v);
+	if (out == NULL)
+		return;
+	if (unreach_commit(out) == -1) {
+		log_warn("spool: %s/%s: cannot write (the tries at unreached smarthosts are not kept)",
+		    D->spool.dir, UNREACH_FILE);
+		return;
+	}
+	log_info("queue: the tries of %zu recipient%s at unreached smarthosts kept in %s/%s",
+	    n, n == 1 ? "" : "s", D->spool.dir, UNREACH_FILE);
 }
 
 /*

@@ -42,6 +42,8 @@ struct qmsg {
 	unsigned checked:1;         /* content just checked (loaded, committed): make_ready() need not again */
 	unsigned urgent:1;          /* a change that must not wait its turn (an outcome other than deferred) */
 	unsigned write_waits:1;     /* in the list of envelopes waiting for a place in the committer */
+	unsigned unreached:1;       /* its smarthost could not be reached: its deferrals stay in memory (queue_outcome()) */
+	unsigned memonly:1;         /* holds such deferrals not in its envelope on disk (queue_save_unreached()) */
 	uint32_t taken_ms;          /* monotonic milliseconds (wrapping): when the current attempt took it (metrics) */
 	TAILQ_ENTRY(qmsg) all_entry;
 	TAILQ_ENTRY(qmsg) ready_entry;
@@ -58,8 +60,17 @@ struct relay_info {
 };
 
 void queue_init(void);
-/* Scan the spool at start; every pending recipient becomes due now. */
+/*
+ * Scan the spool at start; every pending recipient becomes due now.  The
+ * tries at unreached smarthosts the last stop kept (spool/unreach.h) are
+ * added to the envelopes loaded, and their file removed.
+ */
 int  queue_load(void);
+/*
+ * At a stop, once the committer is done: the tries at unreached smarthosts
+ * that no envelope on disk holds, into the spool's one file for them.
+ */
+void queue_save_unreached(void);
 /*
  * The id of a message found at start that was imported from maildrop file
  * name (its submitter in *submitter), or NULL; pickup asks before it

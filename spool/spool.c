@@ -1486,7 +1486,12 @@ keys_add(uint64_t **keys, size_t *n, size_t *cap, uint64_t k)
 	(*keys)[(*n)++] = k;
 }
 
-/* What a crash left of a message that was never acknowledged: into quarantine/, for a look. */
+/*
+ * A .msg with neither .env nor tail: cut short after it was queued (its
+ * envelope was in the tail), or what a crash of an older version left of
+ * a message it never acknowledged.  Nothing says where it was to go: into
+ * quarantine/, for a look.
+ */
 static void
 quarantine_msg(struct spool *sp, const char *id)
 {
@@ -1497,11 +1502,13 @@ quarantine_msg(struct spool *sp, const char *id)
 	/* never over what is there (quarantine/ keeps what it was given) */
 	if ((mkdirat(sp->dirfd, "quarantine", 0700) == -1 && errno != EEXIST) ||
 	    renameat2(sp->queuefd, name, sp->dirfd, dst, RENAME_NOREPLACE) == -1) {
-		log_warn("%s/queue/%s: content without envelope (never acknowledged): cannot move it to quarantine",
+		log_warn("%s/queue/%s: content without envelope (cut short, or never acknowledged by an older "
+		    "version): cannot move it to quarantine",
 		    sp->dir, name);
 		return;
 	}
-	log_warnx("%s: content without envelope (never acknowledged) moved to %s/%s", id, sp->dir, dst);
+	log_warnx("%s: content without envelope (cut short, or never acknowledged by an older version) "
+	    "moved to %s/%s", id, sp->dir, dst);
 }
 
 /*
@@ -1808,7 +1815,7 @@ spool_scan(struct spool *sp, int flags, spool_scan_fn fn, void *arg)
 			err_no = errno;
 		}
 		if (rc == -1) {
-			/* a .msg with neither .env nor tail: an older version's interrupted submission */
+			/* a .msg with neither .env nor tail: cut short, or an older version's interrupted submission */
 			if (has_msg && !has_env && err_no == ENOENT && remove_orphans)
 				quarantine_msg(sp, id);
 			goto next;	/* or removed meanwhile */

@@ -409,7 +409,7 @@ def test_content_fits_but_the_envelope_does_not(spoolfs, daemon, smarthost):
 
 
 def test_concurrent_submissions_as_the_disk_fills(spoolfs, daemon, smarthost):
-    """Sixteen submissions at once into room for at most eight (group commit
+    """Sixteen submissions at once into room for at most ten (group commit
     batches): each one either exits 0 and is delivered exactly once, or
     exits 75 and is never delivered; nothing is left half-written."""
     sh = smarthost(start=False)                # keep what is accepted in the queue
@@ -417,7 +417,8 @@ def test_concurrent_submissions_as_the_disk_fills(spoolfs, daemon, smarthost):
     fs = spoolfs(d)
     d.start()
     fs.fill(leave=40 * PAGE)
-    # four pages of content and one of envelope each
+    # one file of four or five pages each: the content, the envelope in its
+    # tail (a deferral at the smarthost that is down writes no .env)
     msgs = [make_message(subject="concurrent %d" % i, body=("c" * 70 + "\n") * 200)
             for i in range(16)]
     assert all(3 * PAGE < len(to_crlf(m)) <= 4 * PAGE for m in msgs)
@@ -435,12 +436,11 @@ def test_concurrent_submissions_as_the_disk_fills(spoolfs, daemon, smarthost):
     for r in results:
         if r.rc != 0:
             assert_refused_cleanly(r)
-    assert len(ok) <= 8 and len(refused) >= 8, [r.rc for r in results]
+    assert len(ok) <= 10 and len(refused) >= 6, [r.rc for r in results]
     assert len(d.accepted()) == len(ok)
     assert d.tmp_files() == []
-    # one .msg each (an .env beside it once its deferral is written)
-    assert sorted(f for f in d.queue_files() if f.endswith(".msg")) == sorted(r["id"] + ".msg" for r in d.accepted())
-    assert set(f[:-4] for f in d.queue_files()) == set(r["id"] for r in d.accepted())
+    # one .msg each, and nothing else
+    assert d.queue_files() == sorted(r["id"] + ".msg" for r in d.accepted())
     assert d.alive
 
     fs.release()
@@ -559,7 +559,11 @@ def test_disk_fills_during_retries_nothing_lost_or_corrupted(spoolfs, daemon, sm
 def test_daemon_restarted_on_a_full_spool_keeps_its_queue(spoolfs, daemon, smarthost, workdir):
     """A stop and start while the disk is full: the queue is read back whole,
     a drop waiting in the maildrop is kept until it can be imported."""
-    sh = smarthost(start=False)
+    # deferred by the smarthost (450), written: a stop with deferrals only
+    # in memory would write its unreached file, and the start's removal
+    # of it would give the drop room
+    sh = smarthost()
+    sh.rcpt_replies = {RCPT: "450 4.2.0 try later"}
     d = daemon(sh, start=False)
     fs = spoolfs(d)
     d.start()
@@ -586,7 +590,7 @@ def test_daemon_restarted_on_a_full_spool_keeps_its_queue(spoolfs, daemon, smart
     assert len(listing(d)["maildrop"]) == 1    # kept, not lost
 
     fs.release()
-    sh.start()
+    sh.rcpt_replies = {}
     for q in qids:
         d.wait_for_record(id=q, to=RCPT, status="sent", timeout=15)
     # the drop is imported at the latest with the next drop (or the periodic rescan)
@@ -675,6 +679,11 @@ def test_state_the_full_disk_refused_is_recorded_once_space_returns(spoolfs, dae
     assert r.rc == 0, r
     qid = d.accepted_id(SENDER)
     d.wait_for_record(id=qid, to="later@example.net", status="deferred")
+    # a deferral at a smarthost that is down stays in memory: a hold and a
+    # release write the envelope (the release makes it due: a second try, in
+    # memory too, and the next is an hour away)
+    for verb in ("hold", "release"):
+        assert d.mailrelay([verb, qid]).rc == 0
 
     def on_disk():
         # the envelope file itself (mailrelay queue asks the daemon, which knows better)
@@ -684,11 +693,12 @@ def test_state_the_full_disk_refused_is_recorded_once_space_returns(spoolfs, dae
         except FileNotFoundError:
             return None
         return {r[5]: r[1] for r in rcpts}
-    # the deferral written before the disk fills (the first change makes the .env)
+    # the envelope written before the disk fills (the first change makes the .env)
     wait_until(lambda: on_disk() == {"good@example.net": "pending", "later@example.net": "pending"},
-               what="the deferral on disk")
+               what="the envelope on disk")
     fs.fill()
     sh.start()
+    assert d.mailrelay(["flush"]).rc == 0
     d.wait_for_record(id=qid, to="good@example.net", status="sent", timeout=10)
     d.wait_for_log(r"%s: cannot record delivery state: .*%s" % (qid, re.escape(ENOSPC_TEXT)))
     assert on_disk() == {"good@example.net": "pending", "later@example.net": "pending"}
@@ -702,7 +712,8 @@ def test_state_the_full_disk_refused_is_recorded_once_space_returns(spoolfs, dae
 
     d.restart()
     d.wait_for_log(r"queue: 1 message loaded from the spool")
-    d.wait_for_record(id=qid, to="later@example.net", status="deferred", attempts="3")
+    # two tries at the smarthost down, the 450, and this one
+    d.wait_for_record(id=qid, to="later@example.net", status="deferred", attempts="4")
     copies = sh.find(message_id_of(msg))
     assert [c.rcpt_tos for c in copies] == [["good@example.net"]]
 

@@ -1,6 +1,7 @@
 """Temporary failures are retried per retry_schedule (1s in these tests);
 permanent ones bounce only the recipients they concern."""
 
+import os
 import re
 
 from mrtest import make_message, message_id_of, smarthost_opts, strip_angle, to_crlf, wait_until
@@ -203,3 +204,83 @@ def test_retries_are_spread_out_not_all_in_the_same_second(daemon, smarthost):
         delays.append(nxt - last)
     assert all(99 <= x <= 112 for x in delays), delays      # 100 s plus up to 10 %
     assert len(set(delays)) >= 4, delays
+
+
+def test_an_unreached_smarthost_writes_nothing_and_a_stop_keeps_the_tries(daemon, smarthost):
+    """Deferrals at a smarthost that cannot be reached stay in memory: the
+    message keeps its one spool file (no .env), the queue still shows the
+    attempts and why, and `show` one record for the repeated failure.  A
+    stop keeps them in spool/unreached, which the listing reads while the
+    daemon is down and the next start takes back (and removes); a crash
+    loses them, never the message.  The delivery removes one file."""
+    sh = smarthost(start=False)
+    d = daemon(sh, overrides={"retry_schedule": ["1h"]})     # the tries are the flushes'
+    r = d.sendmail(["-i", "-f", SENDER, RCPT], make_message(subject="unreached"))
+    assert r.rc == 0, r
+    qid = d.accepted_id(SENDER)
+    kept = os.path.join(d.spool, "unreached")
+
+    def attempts(n):
+        def enough():
+            q = _queued(d, qid)
+            return q and q[0]["recipients"][0]["attempts"] >= n and q[0]
+        return enough
+    d.wait_for_record(id=qid, to=RCPT, status="deferred")
+    for n in (2, 3):
+        assert d.mailrelay(["flush"]).rc == 0
+        entry = wait_until(attempts(n), 10, what="attempt %d in the queue" % n)
+    rc = entry["recipients"][0]
+    assert re.search(r"(?i)refused", rc["last_reply"]), rc
+    assert d.queue_files() == [qid + ".msg"]
+    show = d.mailrelay(["show", qid])
+    assert show.rc == 0, show
+    assert "pending, 3 attempts" in show.out_text, show.out_text
+    tries = [l for l in show.out_text.splitlines() if l.lstrip().startswith("20") and "deferred" in l]
+    assert len(tries) == 1 and re.search(r"(?i)refused", tries[0]), show.out_text
+
+    # a stop keeps them: the listing read from the spool shows them
+    d.stop()
+    d.wait_for_log(r"queue: the tries of 1 recipient at unreached smarthosts kept in .*/unreached$")
+    assert os.path.exists(kept)
+    (entry,) = d.queue_json()
+    (x,) = entry["recipients"]
+    assert x["status"] == "pending" and x["attempts"] == 3, x
+    assert re.search(r"(?i)refused", x["last_reply"]), x
+    show = d.mailrelay(["show", qid])
+    assert "pending, 3 attempts" in show.out_text and re.search(r"(?i)deferred.*refused", show.out_text), \
+        show.out_text
+
+    # the start takes them back and tries at once: the fourth attempt
+    d.start()
+    d.wait_for_log(r"queue: the tries of 1 recipient at unreached smarthosts, kept by the last stop, "
+                   r"restored")
+    assert not os.path.exists(kept)
+    d.wait_for_record(id=qid, to=RCPT, status="deferred", attempts="4")
+    assert d.queue_files() == [qid + ".msg"]
+
+    # a crash keeps nothing of them: the message waits, untried as far as the spool knows
+    d.kill()
+    assert not os.path.exists(kept)
+    (entry,) = d.queue_json()
+    assert [(x["status"], x["attempts"], x["last_reply"]) for x in entry["recipients"]] == \
+        [("pending", 0, "")]
+
+    sh.start()
+    d.start()
+    d.wait_for_record(id=qid, to=RCPT, status="sent", attempts="1", timeout=15)
+    d.wait_queue_empty()
+    assert len(sh.delivered()) == 1
+
+
+def test_a_deferral_the_smarthost_gave_is_written(daemon, smarthost):
+    """A 4xx from a smarthost that was reached is the message's own news: it
+    is in the spool (queue/ID.env) with its reply, for a restart."""
+    sh = smarthost()
+    sh.data_replies = ["451 4.3.0 try later"] * 10
+    d = daemon(sh, overrides={"retry_schedule": ["1h"]})
+    r = d.sendmail(["-i", "-f", SENDER, RCPT], make_message(subject="451 written"))
+    assert r.rc == 0, r
+    qid = d.accepted_id(SENDER)
+    d.wait_for_record(id=qid, to=RCPT, status="deferred")
+    wait_until(lambda: qid + ".env" in d.queue_files(), 10, what="the .env")
+    assert "451 4.3.0 try later" in d.envelope_text(qid)

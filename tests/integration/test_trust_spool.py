@@ -64,11 +64,23 @@ def _submit(d, subject, rcpts=("a@example.net", "b@example.net"), body=None):
     return d.accepted()[n]["id"], to_crlf(msg)
 
 
+def _write_envelope(d, qid):
+    """Give a waiting message its queue/ID.env.  A deferral at a smarthost
+    that is down is not written (it stays in the daemon's memory); a hold
+    is, and so is the release after it."""
+    for verb in ("hold", "release"):
+        r = d.mailrelay([verb, qid])
+        assert r.rc == 0, r
+    assert os.path.exists(_queue_path(d, qid, ".env"))
+
+
 def _queue_three(d, tag):
-    """Three messages deferred (the smarthost is down): the middle one is the victim."""
+    """Three messages deferred (the smarthost is down), each with its .env:
+    the middle one is the victim."""
     ids = [_submit(d, "%s %d" % (tag, i))[0] for i in range(3)]
     for qid in ids:
         d.wait_for_record(id=qid, to="a@example.net", status="deferred")
+        _write_envelope(d, qid)
     return ids
 
 
@@ -220,6 +232,34 @@ def test_content_damaged_while_waiting_is_caught_before_delivery(daemon, smartho
     assert len(sh.all_transactions()) == 2
 
 
+def test_content_cut_short_without_an_envelope_beside_it_goes_to_quarantine(daemon, smarthost):
+    """A message that never had an .env keeps its envelope in the tail of
+    its .msg: cut short there (a disk fault, a hand), nothing says where
+    it was to go.  The daemon holds it as damaged while it runs; a restart
+    moves the file to quarantine/ with one line that says so, and nothing
+    of it is sent."""
+    sh = smarthost(start=False)
+    d = daemon(sh, overrides={"retry_schedule": ["1h"]})
+    ids = [_submit(d, "tail %d" % i)[0] for i in range(2)]
+    for qid in ids:
+        d.wait_for_record(id=qid, to="a@example.net", status="deferred")
+    assert d.queue_files() == sorted(q + ".msg" for q in ids)
+    why = _cut_content(_queue_path(d, ids[0], ".msg"))
+    assert d.mailrelay(["flush"]).rc == 0
+    wait_until(lambda: len(_damage_lines(d, ids[0])) == 1, what="the damage found")
+    _assert_held_as_damaged(d, ids[0], why)
+    d.stop()
+    sh.start()
+    d.start()
+    d.wait_for_log(r"%s: content without envelope \(cut short, or never acknowledged by an older "
+                   r"version\) moved to .*/quarantine/%s\.msg" % (ids[0], ids[0]))
+    sh.wait_for(1)
+    d.wait_queue_empty()
+    assert os.path.getsize(os.path.join(d.spool, "quarantine", ids[0] + ".msg")) == 62
+    assert not any(b"Subject: tail 0\r\n" in t.content for t in sh.all_transactions())
+    assert len(sh.all_transactions()) == 1
+
+
 def test_content_cut_while_queued_for_a_busy_session_is_not_sent(daemon, smarthost):
     """The check on the descriptor the session sends from: the message was
     ready (intact) when it was queued, and is cut before its session reads it."""
@@ -248,6 +288,7 @@ def test_envelope_written_before_the_end_record_is_still_delivered(daemon, smart
     d = daemon(sh, overrides={"retry_schedule": ["1h"]})
     qid, content = _submit(d, "old format")
     d.wait_for_record(id=qid, to="b@example.net", status="deferred")
+    _write_envelope(d, qid)
     d.stop()
     path = _queue_path(d, qid, ".env")
     with open(path) as f:

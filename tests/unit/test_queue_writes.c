@@ -30,6 +30,7 @@
 #include "daemon/metrics.h"
 #include "daemon/queue.h"
 #include "log.h"
+#include "spool/unreach.h"
 #include "xmalloc.h"
 
 static struct daemon dstate;
@@ -134,7 +135,7 @@ make_env(struct spool_env *e, unsigned n, size_t nrcpt)
 
 static const struct relay_info ri = { .relay = "none", .tls = "none" };
 
-/* Every ready message deferred, as a smarthost nobody answers at would. */
+/* Every ready message deferred by a transaction of its own (a 4xx each): each is written. */
 static void
 defer_all(void)
 {
@@ -362,6 +363,172 @@ test_a_message_deleted_while_waiting(void **state)
 	assert_int_equal(updates_seen, NMSG - 1);
 }
 
+static const struct relay_info down = { .relay = "127.0.0.1[127.0.0.1]:25", .tls = "none" };
+
+/* Every ready message deferred because its smarthost could not be reached (dispatch.c's way). */
+static void
+defer_all_unreached(const char *why)
+{
+	struct qmsg *m;
+
+	while ((m = queue_ready_next(NULL)) != NULL) {
+		queue_take(m);
+		m->unreached = 1;
+		queue_outcome(m, 0, OUTCOME_DEFERRED, &down, "4.4.1", "CONNECT", why);
+		queue_outcome(m, 1, OUTCOME_DEFERRED, &down, "4.4.1", "CONNECT", why);
+		m->unreached = 0;
+		queue_release(m);
+	}
+}
+
+/*
+ * Deferrals at a smarthost that could not be reached are not written: a
+ * queue of a thousand deferred three times makes no write.  Each message
+ * still knows its attempts and why, and holds one attempt record per
+ * recipient, its time the latest try's.
+ */
+static void
+test_unreached_deferrals_are_not_written(void **state)
+{
+	const struct spool_env *e;
+	char id[QID_LEN + 1];
+	int round;
+
+	(void)state;
+	for (round = 0; round < 3; round++) {
+		if (round > 0)
+			queue_flush_all();
+		defer_all_unreached("connect to 127.0.0.1:25: Connection refused");
+	}
+	assert_int_equal(updates_seen, 0);
+	assert_int_equal(nheld, 0);
+	spool_qid_make(id, 1700000000, 1, 7);
+	e = queue_find(id);
+	assert_non_null(e);
+	assert_int_equal(e->rcpts[0].attempts, 3);
+	assert_int_equal(e->rcpts[1].attempts, 3);
+	assert_int_equal(e->rcpts[0].status, RCPT_PENDING);
+	assert_true(e->rcpts[0].next_attempt > 0);
+	assert_string_equal(e->rcpts[0].last_reply, "connect to 127.0.0.1:25: Connection refused");
+	assert_int_equal(e->nhist, 2);
+	assert_int_equal(e->hist[0].rcpt, 0);
+	assert_int_equal(e->hist[1].rcpt, 1);
+	assert_string_equal(e->hist[0].relay, "127.0.0.1[127.0.0.1]:25");
+	assert_true(e->hist[0].when == e->rcpts[0].last_attempt);
+	/* never written: its removal has no .env to unlink */
+	assert_false(e->env_file);
+}
+
+/*
+ * What the unreached smarthost said differently is a record of its own,
+ * and every record not written goes with the next write the message has
+ * (here a 451 from the smarthost, back up), each with the reply it had.
+ */
+static void
+test_unreached_deferrals_go_with_the_next_write(void **state)
+{
+	const struct spool_env *e;
+	struct qmsg *m;
+	char id[QID_LEN + 1];
+
+	(void)state;
+	spool_qid_make(id, 1700000000, 1, 0);
+	memcpy(watch_id, id, sizeof watch_id);
+	defer_all_unreached("Connection refused");
+	queue_flush_all();
+	defer_all_unreached("Connection refused");
+	queue_flush_all();
+	defer_all_unreached("Connection timed out");
+	assert_int_equal(updates_seen, 0);
+	assert_int_equal(queue_flush_one(id), 0);
+	m = queue_ready_next(NULL);
+	assert_non_null(m);
+	assert_string_equal(m->env.id, id);
+	queue_take(m);
+	queue_outcome(m, 0, OUTCOME_DEFERRED, &down, "4.3.0", NULL, "451 4.3.0 try later");
+	queue_outcome(m, 1, OUTCOME_SENT, &down, "2.0.0", NULL, "250 ok");
+	queue_release(m);
+	assert_int_equal(updates_seen, 1);
+	/* six records: two a recipient while unreached (the reply changed once), then this try's */
+	assert_int_equal(watch_nhist, 6);
+	assert_string_equal(watch_hist[0], "0 deferred 127.0.0.1[127.0.0.1]:25 Connection refused");
+	assert_string_equal(watch_hist[1], "1 deferred 127.0.0.1[127.0.0.1]:25 Connection refused");
+	assert_string_equal(watch_hist[2], "0 deferred 127.0.0.1[127.0.0.1]:25 Connection timed out");
+	assert_string_equal(watch_hist[3], "1 deferred 127.0.0.1[127.0.0.1]:25 Connection timed out");
+	e = queue_find(id);
+	assert_non_null(e);
+	assert_int_equal(e->rcpts[0].attempts, 4);
+	assert_int_equal(e->rcpts[1].attempts, 4);
+	assert_true(e->env_file);
+	watch_id[0] = '\0';
+}
+
+/* A recipient that expires at an unreached smarthost is bounced: that is written at once. */
+static void
+test_an_unreached_bounce_is_written(void **state)
+{
+	struct qmsg *m;
+
+	(void)state;
+	m = queue_ready_next(NULL);
+	assert_non_null(m);
+	queue_take(m);
+	m->unreached = 1;
+	queue_outcome(m, 0, OUTCOME_BOUNCED, &down, "4.4.7", "EXPIRED", "expired; last error: refused");
+	queue_outcome(m, 1, OUTCOME_DEFERRED, &down, "4.4.1", "CONNECT", "refused");
+	m->unreached = 0;
+	queue_release(m);
+	assert_int_equal(updates_seen, 1);
+	assert_non_null(strstr(held[nheld - 1]->text, "rcpt\tfailed\t"));
+}
+
+static size_t nkept;
+static char kept_first[160];
+
+static void
+count_kept(const struct unreach_rec *r, void *arg)
+{
+	(void)arg;
+	if (nkept++ == 0)
+		snprintf(kept_first, sizeof kept_first, "%s %u %u %s %s %s %s", r->id, r->rcpt, r->attempts,
+		    r->kind, r->dsn, r->relay, r->reply);
+}
+
+/*
+ * A stop keeps, in one file, the tries no envelope on disk holds: one
+ * record per pending recipient of each message deferred only at an
+ * unreached smarthost, none for a message written since.
+ */
+static void
+test_a_stop_keeps_the_tries_no_envelope_holds(void **state)
+{
+	struct qmsg *m;
+	char id[QID_LEN + 1];
+
+	(void)state;
+	defer_all_unreached("Connection refused");
+	queue_flush_all();
+	defer_all_unreached("Connection refused");
+	/* one message written since (a recipient sent): its tries went with it */
+	spool_qid_make(id, 1700000000, 1, 5);
+	assert_int_equal(queue_flush_one(id), 0);
+	m = queue_ready_next(NULL);
+	queue_take(m);
+	queue_outcome(m, 1, OUTCOME_SENT, &down, "2.0.0", NULL, "250 ok");
+	queue_release(m);
+	while (complete_one())
+		;
+	queue_save_unreached();
+	nkept = 0;
+	assert_int_equal(unreach_load(&D->spool, count_kept, NULL), 0);
+	assert_int_equal(nkept, 2 * (NMSG - 1));
+	spool_qid_make(id, 1700000000, 1, 0);
+	char want[160];
+	snprintf(want, sizeof want, "%s 0 2 CONNECT 4.4.1 127.0.0.1[127.0.0.1]:25 Connection refused", id);
+	assert_string_equal(kept_first, want);
+	assert_int_equal(faccessat(D->spool.tmpfd, UNREACH_FILE, F_OK, 0), -1);
+}
+
 int
 main(void)
 {
@@ -372,6 +539,10 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_a_message_deleted_while_waiting, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_a_stop_leaves_waiting_deferrals_unwritten, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_waiting_messages_come_back_in_due_order, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unreached_deferrals_are_not_written, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_unreached_deferrals_go_with_the_next_write, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_an_unreached_bounce_is_written, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_a_stop_keeps_the_tries_no_envelope_holds, setup, teardown),
 	};
 
 	log_init("test_queue_writes", LOG_TO_STDERR, LOG_CRIT);
