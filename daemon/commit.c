@@ -6,6 +6,8 @@
  * works without the lock, appends results to `done`, and writes one byte
  * to a pipe whose read end is a libevent event on the loop.  The loop then
  * runs every done() callback.  No libevent call is made from the thread.
+ * A batch of many removals shares them with a second thread, made for
+ * that batch (remove_all()).
  *
  * The removal of a finished message (req->later) waits up to
  * REMOVE_LATER_MS on the loop for the next request that must be written
@@ -106,16 +108,71 @@ commit_req_free(struct commit_req *req)
 	free(req);
 }
 
-/* Make a batch durable: flush, publish, one directory fsync.  Requests keep their order. */
+/*
+ * The removals of a batch, after its other requests.  An unlink of a file
+ * with data waits for the file system to free (here: discard) its blocks,
+ * after the directory entry is gone and the directory's lock released:
+ * two threads overlap those waits.  A batch of at least REMOVE_SPLIT
+ * removals gives every other one to a second thread, made for it (a
+ * thread's start is a few dozen microseconds, an unlink here about 120).
+ */
+#define REMOVE_SPLIT 64
+
+struct removals {
+	struct commit_req *batch;
+	int step, first;            /* the removals k with k % step == first */
+};
+
+static void *
+remove_some(void *arg)
+{
+	const struct removals *w = arg;
+	struct commit_req *r;
+	int k = 0;
+
+	for (r = w->batch; r != NULL; r = r->next) {
+		if (r->kind != COMMIT_REMOVE)
+			continue;
+		if (k++ % w->step != w->first)
+			continue;
+		r->rc = spool_remove_known(C.sp, r->id, !r->no_env);
+		if (r->rc == -1)
+			snprintf(r->err, sizeof r->err, "%s: remove: %s", r->id, strerror(errno));
+	}
+	return NULL;
+}
+
+static void
+remove_all(struct commit_req *batch, size_t nremove)
+{
+	struct removals all = { batch, 1, 0 }, mine = { batch, 2, 0 }, theirs = { batch, 2, 1 };
+	pthread_t t;
+
+	if (nremove >= REMOVE_SPLIT && pthread_create(&t, NULL, remove_some, &theirs) == 0) {
+		remove_some(&mine);
+		pthread_join(t, NULL);
+	} else
+		remove_some(&all);
+}
+
+/*
+ * Make a batch durable: flush, publish, one directory fsync.  Requests
+ * keep their order, but for removals, which come last (no request of a
+ * batch follows the removal of its message; an update before it must be
+ * installed first, or its .env would outlive the removal).
+ */
 static struct commit_req *
 batch_run(struct commit_req *batch)
 {
 	struct commit_req *r;
 	size_t n = 0;
 	int sync_each, dir_dirty = 0;
+	size_t nremove = 0;
 
-	for (r = batch; r != NULL; r = r->next)
+	for (r = batch; r != NULL; r = r->next) {
 		n += r->kind != COMMIT_REMOVE;
+		nremove += r->kind == COMMIT_REMOVE;
+	}
 	/* One file to write: fsync it.  Several: one syncfs for all of them.  A removal writes none. */
 	sync_each = n <= 1;
 
@@ -178,13 +235,16 @@ batch_run(struct commit_req *batch)
 			r->rc = spool_env_install(C.sp, r->id, r->err, sizeof r->err);
 			break;
 		case COMMIT_REMOVE:
-			r->rc = spool_remove_known(C.sp, r->id, !r->no_env);
-			if (r->rc == -1)
-				snprintf(r->err, sizeof r->err, "%s: remove: %s", r->id, strerror(errno));
-			break;
+			break;	/* below, after the rest */
 		}
-		if (r->rc == 0)
+		if (r->rc == 0 && r->kind != COMMIT_REMOVE)
 			dir_dirty = 1;
+	}
+	if (nremove > 0) {
+		remove_all(batch, nremove);
+		for (r = batch; r != NULL; r = r->next)
+			if (r->kind == COMMIT_REMOVE && r->rc == 0)
+				dir_dirty = 1;
 	}
 	if (dir_dirty && spool_sync_queue(C.sp) == -1) {
 		int saved = errno;

@@ -3,15 +3,10 @@
  */
 #include "config.h"
 
-#include <sys/stat.h>
-
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "ratewin.h"
 #include "util.h"
@@ -65,32 +60,17 @@ ratewin_parse(const char *buf, size_t len, ratewin_fn fn, void *arg)
 int
 ratewin_load(struct spool *sp, ratewin_fn fn, void *arg)
 {
-	struct stat st;
 	char *buf;
-	ssize_t n;
-	int fd = openat(sp->dirfd, RATEWIN_FILE, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+	size_t len;
+	int rc = spool_state_read(sp, RATEWIN_FILE, RATEWIN_MAX, &buf, &len);
 
-	if (fd == -1)
-		return errno == ENOENT ? 0 : -1;
-	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) || st.st_size > RATEWIN_MAX) {
-		close(fd);
-		errno = EINVAL;
-		return -1;
-	}
-	buf = xmalloc((size_t)st.st_size + 1);
-	n = read_full(fd, buf, (size_t)st.st_size);
-	close(fd);
-	if (n < 0) {
-		free(buf);
-		return -1;
-	}
-	if (ratewin_parse(buf, (size_t)n, fn, arg) == -1) {
-		free(buf);
-		errno = EINVAL;
-		return -1;
-	}
+	if (rc <= 0)
+		return rc;
+	rc = ratewin_parse(buf, len, fn, arg);
 	free(buf);
-	return 0;
+	if (rc == -1)
+		errno = EINVAL;
+	return rc;
 }
 
 struct ratewin_out {
@@ -102,18 +82,13 @@ struct ratewin_out *
 ratewin_begin(struct spool *sp)
 {
 	struct ratewin_out *o;
-	int fd = openat(sp->tmpfd, RATEWIN_FILE, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	FILE *f = spool_state_create(sp, RATEWIN_FILE);
 
-	if (fd == -1)
+	if (f == NULL)
 		return NULL;
 	o = xcalloc(1, sizeof *o);
 	o->sp = sp;
-	o->f = fdopen(fd, "w");
-	if (o->f == NULL) {
-		close(fd);
-		free(o);
-		return NULL;
-	}
+	o->f = f;
 	fputs(RATEWIN_MAGIC, o->f);
 	return o;
 }
@@ -130,22 +105,9 @@ ratewin_add(struct ratewin_out *o, const char *name, long long wall_ms)
 int
 ratewin_commit(struct ratewin_out *o)
 {
-	int rc = 0, saved = 0;
+	/* not fsynced: see ratewin.h */
+	int rc = spool_state_publish(o->sp, o->f, RATEWIN_FILE, 0), saved = errno;
 
-	if (fflush(o->f) == EOF || ferror(o->f)) {
-		rc = -1;
-		saved = errno;
-	}
-	if (fclose(o->f) == EOF && rc == 0) {
-		rc = -1;
-		saved = errno;
-	}
-	if (rc == 0 && renameat(o->sp->tmpfd, RATEWIN_FILE, o->sp->dirfd, RATEWIN_FILE) == -1) {
-		rc = -1;
-		saved = errno;
-	}
-	if (rc == -1)
-		unlinkat(o->sp->tmpfd, RATEWIN_FILE, 0);
 	free(o);
 	errno = saved;
 	return rc;

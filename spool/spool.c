@@ -568,6 +568,74 @@ spool_syncfs(struct spool *sp)
 	return syncfs(sp->queuefd);
 }
 
+FILE *
+spool_state_create(struct spool *sp, const char *name)
+{
+	FILE *f;
+	int fd = openat(sp->tmpfd, name, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+
+	if (fd == -1)
+		return NULL;
+	if ((f = fdopen(fd, "w")) == NULL) {
+		int saved = errno;
+		close(fd);
+		errno = saved;
+	}
+	return f;
+}
+
+int
+spool_state_publish(struct spool *sp, FILE *f, const char *name, int sync)
+{
+	int rc = 0, saved = 0;
+
+	if (fflush(f) == EOF || ferror(f) || (sync && fsync(fileno(f)) == -1)) {
+		rc = -1;
+		saved = errno ? errno : EIO;
+	}
+	if (fclose(f) == EOF && rc == 0) {
+		rc = -1;
+		saved = errno;
+	}
+	if (rc == 0 && (renameat(sp->tmpfd, name, sp->dirfd, name) == -1 ||
+	    (sync && fsync(sp->dirfd) == -1))) {
+		rc = -1;
+		saved = errno;
+	}
+	if (rc == -1)
+		unlinkat(sp->tmpfd, name, 0);
+	errno = saved;
+	return rc;
+}
+
+int
+spool_state_read(struct spool *sp, const char *name, size_t max, char **buf, size_t *len)
+{
+	struct stat st;
+	ssize_t n;
+	int fd = openat(sp->dirfd, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+
+	if (fd == -1)
+		return errno == ENOENT ? 0 : -1;
+	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) || (size_t)st.st_size > max) {
+		close(fd);
+		errno = EINVAL;
+		return -1;
+	}
+	*buf = xmalloc((size_t)st.st_size + 1);
+	n = read_full(fd, *buf, (size_t)st.st_size);
+	close(fd);
+	if (n < 0) {
+		int saved = errno;
+		free(*buf);
+		*buf = NULL;
+		errno = saved;
+		return -1;
+	}
+	*len = (size_t)n;
+	return 1;
+}
+
 /* ---------------------------------------------------------------------
  * Envelopes
  */

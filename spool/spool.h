@@ -102,6 +102,7 @@
 #define MAILRELAY_SPOOL_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <sys/time.h>
 #include <sys/types.h>
 #include <time.h>
@@ -246,6 +247,19 @@ void spool_txn_abort(struct spool_txn *txn);
 int  spool_sync_queue(struct spool *sp);
 /* Flush every dirty file of the spool's file system (syncfs): one flush for a whole batch. */
 int  spool_syncfs(struct spool *sp);
+
+/*
+ * The spool's small state files (rate-window, unreached), each replaced
+ * whole: created as tmp/NAME (a stdio stream, NULL with errno on error),
+ * then published, which closes the stream and renames the file into
+ * spool_dir (with sync: fsynced before, and the directory after), or on
+ * any error removes it and returns -1 with errno.  Read whole: 1 with
+ * *buf (allocated) and *len, 0 when there is none, -1 with errno when it
+ * cannot be read or is larger than max (EINVAL).
+ */
+FILE *spool_state_create(struct spool *sp, const char *name);
+int   spool_state_publish(struct spool *sp, FILE *f, const char *name, int sync);
+int   spool_state_read(struct spool *sp, const char *name, size_t max, char **buf, size_t *len);
 
 /*
  * Atomically replace an envelope in two steps: stage (write tmp/ID.env.new,

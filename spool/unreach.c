@@ -160,40 +160,12 @@ unreach_parse(const char *buf, size_t len, unreach_fn fn, void *arg)
 	return 0;
 }
 
-/* The file's bytes (allocated) in *buf; 1, 0 when there is none, -1 when unreadable. */
-static int
-read_whole(struct spool *sp, char **buf, size_t *len)
-{
-	struct stat st;
-	ssize_t n;
-	int fd = openat(sp->dirfd, UNREACH_FILE, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-
-	if (fd == -1)
-		return errno == ENOENT ? 0 : -1;
-	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) || st.st_size > UNREACH_MAX) {
-		close(fd);
-		errno = EINVAL;
-		return -1;
-	}
-	*buf = xmalloc((size_t)st.st_size + 1);
-	n = read_full(fd, *buf, (size_t)st.st_size);
-	close(fd);
-	if (n < 0) {
-		int saved = errno;
-		free(*buf);
-		errno = saved;
-		return -1;
-	}
-	*len = (size_t)n;
-	return 1;
-}
-
 int
 unreach_load(struct spool *sp, unreach_fn fn, void *arg)
 {
 	char *buf;
 	size_t len;
-	int rc = read_whole(sp, &buf, &len);
+	int rc = spool_state_read(sp, UNREACH_FILE, UNREACH_MAX, &buf, &len);
 
 	if (rc <= 0)
 		return rc;
@@ -222,18 +194,13 @@ struct unreach_out *
 unreach_begin(struct spool *sp)
 {
 	struct unreach_out *o;
-	int fd = openat(sp->tmpfd, UNREACH_FILE, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+	FILE *f = spool_state_create(sp, UNREACH_FILE);
 
-	if (fd == -1)
+	if (f == NULL)
 		return NULL;
 	o = xcalloc(1, sizeof *o);
 	o->sp = sp;
-	o->f = fdopen(fd, "w");
-	if (o->f == NULL) {
-		close(fd);
-		free(o);
-		return NULL;
-	}
+	o->f = f;
 	fputs(UNREACH_MAGIC, o->f);
 	return o;
 }
@@ -267,34 +234,11 @@ unreach_add(struct unreach_out *o, const struct unreach_rec *r)
 int
 unreach_commit(struct unreach_out *o)
 {
-	int rc = 0, saved = 0;
+	int rc = spool_state_publish(o->sp, o->f, UNREACH_FILE, 1), saved = errno;
 
-	if (fflush(o->f) == EOF || ferror(o->f) || fsync(fileno(o->f)) == -1) {
-		rc = -1;
-		saved = errno;
-	}
-	if (fclose(o->f) == EOF && rc == 0) {
-		rc = -1;
-		saved = errno;
-	}
-	if (rc == 0 && (renameat(o->sp->tmpfd, UNREACH_FILE, o->sp->dirfd, UNREACH_FILE) == -1 ||
-	    fsync(o->sp->dirfd) == -1)) {
-		rc = -1;
-		saved = errno;
-	}
-	if (rc == -1)
-		unlinkat(o->sp->tmpfd, UNREACH_FILE, 0);
 	free(o);
 	errno = saved;
 	return rc;
-}
-
-void
-unreach_abort(struct unreach_out *o)
-{
-	fclose(o->f);
-	unlinkat(o->sp->tmpfd, UNREACH_FILE, 0);
-	free(o);
 }
 
 /* ---- the records read along a scan of the queue ---- */

@@ -58,12 +58,11 @@ int unreach_load(struct spool *sp, unreach_fn fn, void *arg);
 /* Remove spool_dir/unreached (once its records are in memory); 0 also when there is none. */
 int unreach_remove(struct spool *sp);
 
-/* Writing: begin, add records, commit (fsync, rename into place) or abort. */
+/* Writing: begin, add records (in id order), commit (fsync, rename into place). */
 struct unreach_out;
 struct unreach_out *unreach_begin(struct spool *sp);
 void unreach_add(struct unreach_out *o, const struct unreach_rec *r);
 int  unreach_commit(struct unreach_out *o);
-void unreach_abort(struct unreach_out *o);
 
 /*
  * Reading along a scan of the queue (spool_scan() goes in id order, and

@@ -1,6 +1,6 @@
 /*
  * Fuzz target for the rate_limit window file parser (spool/ratewin.c).
- * fuzz-sources: spool/ratewin.c lib/xmalloc.c lib/log.c lib/util.c
+ * fuzz-sources: spool/ratewin.c spool/spool.c lib/xmalloc.c lib/log.c lib/util.c
  *
  * The file sits in the spool and may be cut short by a crash or damaged:
  * parsing must never read out of bounds, and every record it reports has

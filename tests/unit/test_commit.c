@@ -272,6 +272,59 @@ test_removal_backlog_is_bounded_and_relieved(void **state)
 	assert_int_equal(system(cmd), 0);
 }
 
+/*
+ * A batch of many removals is shared by two threads, after the batch's
+ * other requests: an update of a message before its removal in the same
+ * batch is installed first, so that its .env does not outlive the
+ * removal.  Every removal is done, and done() keeps the batch's order.
+ */
+static void
+test_a_large_batch_of_removals(void **state)
+{
+	char root[] = "/tmp/test_commit.XXXXXX", err[256], cmd[600], id[QID_LEN + 1], first[QID_LEN + 1];
+	struct commit_req *req;
+	struct spool sp;
+	int i, n = 301;
+
+	(void)state;
+	assert_non_null(mkdtemp(root));
+	assert_int_equal(spool_open(&sp, root, 1, err, sizeof err), 0);
+	base = event_base_new();
+	norder = 0;
+	want = n + 1;
+	snprintf(first, sizeof first, "6553F100F42%05X", 0u);
+	/* queued before the thread runs: one batch, the update of the first message first */
+	req = update(first, "its last state", "r");
+	req->done = on_done_order;
+	req->arg = (void *)(intptr_t)1;
+	commit_submit(req);
+	for (i = 0; i < n; i++) {
+		snprintf(id, sizeof id, "6553F100F42%05X", (unsigned)i);
+		touch(root, id, ".msg");
+		if (i % 3 == 0 && i > 0)
+			touch(root, id, ".env");
+		req = removal(id, i + 2);
+		req->later = 0;
+		req->no_env = i % 3 != 0;
+		commit_submit(req);
+	}
+	assert_int_equal(commit_start(base, &sp), 0);
+	event_base_dispatch(base);
+	assert_int_equal(norder, n + 1);
+	for (i = 0; i < n + 1; i++)
+		assert_int_equal(order[i], i + 1);
+	for (i = 0; i < n; i++) {
+		snprintf(id, sizeof id, "6553F100F42%05X", (unsigned)i);
+		assert_false(present(root, id, ".msg"));
+		assert_false(present(root, id, ".env"));
+	}
+	commit_stop();
+	spool_close(&sp);
+	event_base_free(base);
+	snprintf(cmd, sizeof cmd, "rm -rf %s", root);
+	assert_int_equal(system(cmd), 0);
+}
+
 int
 main(void)
 {
@@ -279,6 +332,7 @@ main(void)
 		cmocka_unit_test(test_two_updates_of_one_envelope_in_a_batch),
 		cmocka_unit_test(test_a_removal_waits_for_the_next_batch),
 		cmocka_unit_test(test_removal_backlog_is_bounded_and_relieved),
+		cmocka_unit_test(test_a_large_batch_of_removals),
 	};
 
 	log_init("test_commit", LOG_TO_STDERR, LOG_CRIT);
