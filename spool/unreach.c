@@ -17,7 +17,6 @@
 #include "xmalloc.h"
 
 #define UNREACH_MAGIC   "mailrelay-unreached 1\n"
-#define UNREACH_MAX     (256 * 1024 * 1024)     /* a larger file is not ours */
 #define NFIELDS         9
 #define RCPT_MAX        1000000ULL
 #define ATTEMPTS_MAX    4000000000ULL
@@ -158,22 +157,6 @@ unreach_parse(const char *buf, size_t len, unreach_fn fn, void *arg)
 	}
 	free(a);
 	return 0;
-}
-
-int
-unreach_load(struct spool *sp, unreach_fn fn, void *arg)
-{
-	char *buf;
-	size_t len;
-	int rc = spool_state_read(sp, UNREACH_FILE, UNREACH_MAX, &buf, &len);
-
-	if (rc <= 0)
-		return rc;
-	rc = unreach_parse(buf, len, fn, arg);
-	free(buf);
-	if (rc == -1)
-		errno = EINVAL;
-	return rc;
 }
 
 int

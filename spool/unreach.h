@@ -52,9 +52,6 @@ typedef void (*unreach_fn)(const struct unreach_rec *r, void *arg);
 /* Parse a file held in memory.  -1 when it is not one (bad header). */
 int unreach_parse(const char *buf, size_t len, unreach_fn fn, void *arg);
 
-/* Read spool_dir/unreached; 0 also when there is none, -1 when unreadable. */
-int unreach_load(struct spool *sp, unreach_fn fn, void *arg);
-
 /* Remove spool_dir/unreached (once its records are in memory); 0 also when there is none. */
 int unreach_remove(struct spool *sp);
 
