@@ -1587,8 +1587,10 @@ quarantine_msg(struct spool *sp, const char *id)
  * case): it reads the envelope's octets (the .env, or the .msg's tail)
  * into a ring of SCAN_RING slots, at most that far ahead of the caller.
  * The calling thread reads an item itself when the read-ahead has not
- * taken it yet, so that neither waits on the other; it parses every item and
- * runs the callback for each message in order.
+ * taken it yet; when the read-ahead is still reading the item the caller
+ * needs, the caller reads a later one meanwhile rather than wait (at a
+ * start it spent half its time waiting, measured with 100,000 queued).
+ * It parses every item and runs the callback for each message in order.
  *
  * The read-ahead thread allocates nothing.  glibc would give it a malloc
  * arena of its own, and what the calling thread frees into that arena
@@ -1635,19 +1637,25 @@ struct scan_ahead {
 	pthread_cond_t space;
 };
 
-/* The read-ahead thread's system calls for message id: RAW_NONE in s->kind leaves it to the caller. */
+/*
+ * The system calls for message id: RAW_NONE in s->kind leaves it to the
+ * caller.  has_env: the listing had its .env.  Without one, the .env is
+ * not looked for: a failed lookup in a large directory costs as much as
+ * an open (an .env made since the listing is a change the listing did not
+ * see either).
+ */
 static void
-raw_fetch(struct spool *sp, const char *id, struct scan_slot *s)
+raw_fetch(struct spool *sp, const char *id, int has_env, struct scan_slot *s)
 {
 	char name[64];
 	size_t want;
 	ssize_t n;
-	int fd;
+	int fd = -1;
 
 	s->kind = RAW_NONE;
 	name_of(name, sizeof name, id, ".env");
-	if ((fd = queue_open(sp, name)) == -1) {
-		if (errno != ENOENT)
+	if (!has_env || (fd = queue_open(sp, name)) == -1) {
+		if (has_env && errno != ENOENT)
 			return;
 		/*
 		 * Never changed: the envelope is the .msg's tail, before its
@@ -1732,26 +1740,48 @@ ahead_main(void *arg)
 		if (w != free_w || !atomic_compare_exchange_strong(&s->word, &w, i * 4 + SLOT_AHEAD))
 			continue;
 		qid_of_key(a->items[i].key, id);
-		raw_fetch(a->sp, id, s);
+		raw_fetch(a->sp, id, a->items[i].has_env, s);
 		atomic_store(&s->word, i * 4 + SLOT_DONE);
 	}
 	return NULL;
 }
 
-/* The caller's part of item k: the slot read, by the read-ahead or by itself. */
-static struct scan_slot *
-ahead_take(struct scan_ahead *a, size_t k, const char *id)
+/* Take item k's slot from FREE and read it: 0 when another thread has it. */
+static int
+ahead_claim(struct scan_ahead *a, size_t k)
 {
 	struct scan_slot *s = &a->ring[k % SCAN_RING];
 	size_t w = k * 4 + SLOT_FREE;
+	char id[QID_LEN + 1];
 
-	if (atomic_compare_exchange_strong(&s->word, &w, k * 4 + SLOT_MINE)) {
-		raw_fetch(a->sp, id, s);
+	if (!atomic_compare_exchange_strong(&s->word, &w, k * 4 + SLOT_MINE))
+		return 0;
+	qid_of_key(a->items[k].key, id);
+	raw_fetch(a->sp, id, a->items[k].has_env, s);
+	atomic_store(&s->word, k * 4 + SLOT_DONE);
+	return 1;
+}
+
+/* The caller's part of item k: the slot read, by the read-ahead or by itself. */
+static struct scan_slot *
+ahead_take(struct scan_ahead *a, size_t k)
+{
+	struct scan_slot *s = &a->ring[k % SCAN_RING];
+	size_t next = k + 1, end = k + SCAN_RING < a->n ? k + SCAN_RING : a->n;
+
+	if (ahead_claim(a, k))
 		return s;
+	/*
+	 * Being read by the read-ahead: a few system calls' time, spent
+	 * reading the next items it has not reached (their slots are theirs
+	 * already: each is at most SCAN_RING past k).
+	 */
+	while (atomic_load(&s->word) != k * 4 + SLOT_DONE) {
+		while (next < end && !(a->items[next].has_msg && ahead_claim(a, next)))
+			next++;
+		if (next == end)
+			sched_yield();
 	}
-	/* being read by the read-ahead: a few system calls' time */
-	while (atomic_load(&s->word) != k * 4 + SLOT_DONE)
-		sched_yield();
 	return s;
 }
 
@@ -1858,7 +1888,7 @@ spool_scan(struct spool *sp, int flags, spool_scan_fn fn, void *arg)
 		qid_of_key(items[k].key, id);
 		if (ahead && has_msg) {
 			errno = 0;
-			rc = raw_load(sp, id, ahead_take(&a, k, id), &env, err, sizeof err);
+			rc = raw_load(sp, id, ahead_take(&a, k), &env, err, sizeof err);
 			err_no = errno;
 		} else {
 			if (!has_msg && remove_orphans && spool_env_read(sp, id, &env, err, sizeof err) == 0) {
