@@ -80,22 +80,23 @@ def test_unreachable_ipv6_costs_the_head_start_not_connect_timeout(daemon, smart
                                                                   connect_timeout="10s")),
                                 start=False), hosts)
     msg = make_message(subject="happy eyeballs")
-    t0 = time.monotonic()
     r = d.sendmail(["-i", "-f", SENDER, RCPT], msg)
     assert r.rc == 0, r
     qid = d.accepted_id(SENDER)
     sent = d.wait_for_record(id=qid, to=RCPT, status="sent", timeout=20)
-    elapsed = time.monotonic() - t0
     assert sent["relay"] == "%s[127.0.0.1]:%d" % (NAME, port), sent
     assert sent["attempts"] == "1"
-    # the head start plus one connect (and the submission), far below connect_timeout
-    assert elapsed < 3, elapsed
     assert [t.content for t in sh.delivered()] == [to_crlf(msg)]
     # IPv6 was tried first: the interleaving starts with the resolver's first family
     lines = d.log_lines()
     v6 = [i for i, l in enumerate(lines) if "%s[::1]:%d: connecting" % (NAME, port) in l]
     v4 = [i for i, l in enumerate(lines) if "%s[127.0.0.1]:%d: connecting" % (NAME, port) in l]
     assert v6 and v4 and v6[0] < v4[0], (v6, v4)
+    # and IPv4 started beside it, while the stalled attempt was still
+    # pending: no end of the IPv6 attempt comes before it (an order of
+    # events, where a measured time would depend on the machine's load)
+    v6_end = [i for i, l in enumerate(lines) if "connect to %s[::1]:%d" % (NAME, port) in l]
+    assert not v6_end or v6_end[0] > v4[0], (v6_end, v4)
 
 
 def test_connect_timeout_bounds_the_whole_phase(daemon, dual_name):

@@ -828,12 +828,13 @@ def test_slow_token_endpoint_does_not_stop_the_daemon(daemon, workdir, pki, endp
     try:
         msg, qid = submit(d, "waits for its token")
         wait_until(lambda: len(endpoint.requests()) == 1, 10, what="the token request")
-        t0 = time.monotonic()
         msg2, qid2 = submit(d, "accepted meanwhile")
         r = d.mailrelay(["status"])
         assert r.rc == 0 and "mailrelayd" in r.out_text, r
-        assert time.monotonic() - t0 < 3, "the daemon stalled while the token endpoint was slow"
-        assert endpoint.requests()[0].status is None        # still waiting
+        # both answered while the token request was still held: the order
+        # of events shows the daemon did not wait for it (the request is
+        # released only below)
+        assert endpoint.requests()[0].status is None
     finally:
         endpoint.hold.set()
     sent(d, qid)
