@@ -1660,11 +1660,27 @@ raw_fetch(struct spool *sp, const char *id, int has_env, struct scan_slot *s)
 		/*
 		 * Never changed: the envelope is the .msg's tail, before its
 		 * footer.  One read of the file's last slot holds both for all
-		 * but the largest envelopes.
+		 * but the largest envelopes.  Most messages are smaller than a
+		 * slot: a read from the start then takes the whole file, and its
+		 * size, without the fstat (a short read of a regular file is its
+		 * end; raw_load() needs nothing else of the stat).
 		 */
 		name_of(name, sizeof name, id, ".msg");
 		if ((fd = queue_open(sp, name)) == -1)
 			return;
+		do
+			n = read(fd, s->buf, sizeof s->buf);
+		while (n == -1 && errno == EINTR);
+		if (n >= 0 && (size_t)n < sizeof s->buf) {
+			close(fd);
+			if ((size_t)n >= SPOOL_FOOT_LEN) {
+				memset(&s->st, 0, sizeof s->st);
+				s->st.st_size = n;
+				s->n = (size_t)n;
+				s->kind = RAW_TAIL;
+			}
+			return;
+		}
 		if (fstat(fd, &s->st) == -1 || !S_ISREG(s->st.st_mode) || s->st.st_size < SPOOL_FOOT_LEN) {
 			close(fd);
 			return;
