@@ -63,10 +63,22 @@ update(const char *id, const char *state, const char *reply)
 	return req;
 }
 
+/* The end of a test: the spool closed, the loop freed, the directory removed. */
+static void
+finish(struct spool *sp, const char *root)
+{
+	char cmd[600];
+
+	spool_close(sp);
+	event_base_free(base);
+	snprintf(cmd, sizeof cmd, "rm -rf %s", root);
+	assert_int_equal(system(cmd), 0);
+}
+
 static void
 test_two_updates_of_one_envelope_in_a_batch(void **state)
 {
-	char root[] = "/tmp/test_commit.XXXXXX", err[256], p[512], buf[512], cmd[600];
+	char root[] = "/tmp/test_commit.XXXXXX", err[256], p[512], buf[512];
 	const char *id = "6553F100F423F000", *other = "6553F100F423F001";
 	struct spool sp;
 	ssize_t n;
@@ -109,10 +121,7 @@ test_two_updates_of_one_envelope_in_a_batch(void **state)
 	assert_int_equal(access(p, F_OK), 0);
 	snprintf(p, sizeof p, "%s/tmp/%s.env.new", root, id);
 	assert_int_equal(access(p, F_OK), -1);
-	spool_close(&sp);
-	event_base_free(base);
-	snprintf(cmd, sizeof cmd, "rm -rf %s", root);
-	assert_int_equal(system(cmd), 0);
+	finish(&sp, root);
 }
 
 static int order[COMMIT_REMOVALS_MAX], norder, want;
@@ -173,7 +182,7 @@ removal(const char *id, int tag)
 static void
 test_a_removal_waits_for_the_next_batch(void **state)
 {
-	char root[] = "/tmp/test_commit.XXXXXX", err[256], cmd[600];
+	char root[] = "/tmp/test_commit.XXXXXX", err[256];
 	const char *a = "6553F100F423F000", *b = "6553F100F423F001", *c = "6553F100F423F002";
 	struct commit_req *req;
 	struct spool sp;
@@ -211,10 +220,7 @@ test_a_removal_waits_for_the_next_batch(void **state)
 	assert_false(present(root, c, ".msg"));
 
 	commit_stop();
-	spool_close(&sp);
-	event_base_free(base);
-	snprintf(cmd, sizeof cmd, "rm -rf %s", root);
-	assert_int_equal(system(cmd), 0);
+	finish(&sp, root);
 }
 
 static unsigned reliefs;
@@ -233,7 +239,7 @@ on_relief(void)
 static void
 test_removal_backlog_is_bounded_and_relieved(void **state)
 {
-	char root[] = "/tmp/test_commit.XXXXXX", err[256], cmd[600], id[QID_LEN + 1];
+	char root[] = "/tmp/test_commit.XXXXXX", err[256], id[QID_LEN + 1];
 	struct spool sp;
 	int i;
 
@@ -266,10 +272,7 @@ test_removal_backlog_is_bounded_and_relieved(void **state)
 
 	commit_on_relief(NULL);
 	commit_stop();
-	spool_close(&sp);
-	event_base_free(base);
-	snprintf(cmd, sizeof cmd, "rm -rf %s", root);
-	assert_int_equal(system(cmd), 0);
+	finish(&sp, root);
 }
 
 /*
@@ -281,7 +284,7 @@ test_removal_backlog_is_bounded_and_relieved(void **state)
 static void
 test_a_large_batch_of_removals(void **state)
 {
-	char root[] = "/tmp/test_commit.XXXXXX", err[256], cmd[600], id[QID_LEN + 1], first[QID_LEN + 1];
+	char root[] = "/tmp/test_commit.XXXXXX", err[256], id[QID_LEN + 1], first[QID_LEN + 1];
 	struct commit_req *req;
 	struct spool sp;
 	int i, n = 301;
@@ -319,10 +322,7 @@ test_a_large_batch_of_removals(void **state)
 		assert_false(present(root, id, ".env"));
 	}
 	commit_stop();
-	spool_close(&sp);
-	event_base_free(base);
-	snprintf(cmd, sizeof cmd, "rm -rf %s", root);
-	assert_int_equal(system(cmd), 0);
+	finish(&sp, root);
 }
 
 int
