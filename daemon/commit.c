@@ -109,7 +109,7 @@ commit_req_free(struct commit_req *req)
 }
 
 /*
- * The removals of a batch, after its other requests.  An unlink of a file
+ * The removals of a batch (see batch_run() for when).  An unlink of a file
  * with data waits for the file system to free (here: discard) its blocks,
  * after the directory entry is gone and the directory's lock released:
  * two threads overlap those waits.  A batch of at least REMOVE_SPLIT
@@ -157,7 +157,8 @@ remove_all(struct commit_req *batch, size_t nremove)
 
 /*
  * Make a batch durable: flush, publish, one directory fsync.  Requests
- * keep their order, but for removals, which come last (no request of a
+ * keep their order, but for removals, which come before the flush in a
+ * batch without updates and last in one with them (no request of a
  * batch follows the removal of its message; an update before it must be
  * installed first, or its .env would outlive the removal).
  */
@@ -166,12 +167,13 @@ batch_run(struct commit_req *batch)
 {
 	struct commit_req *r;
 	size_t n = 0;
-	int sync_each, dir_dirty = 0;
-	size_t nremove = 0;
+	int sync_each, dir_dirty = 0, removed = 0;
+	size_t nremove = 0, nupdate = 0;
 
 	for (r = batch; r != NULL; r = r->next) {
 		n += r->kind != COMMIT_REMOVE;
 		nremove += r->kind == COMMIT_REMOVE;
+		nupdate += r->kind == COMMIT_UPDATE;
 	}
 	/* One file to write: fsync it.  Several: one syncfs for all of them.  A removal writes none. */
 	sync_each = n <= 1;
@@ -211,6 +213,17 @@ batch_run(struct commit_req *batch)
 			break;
 		}
 	}
+	/*
+	 * Without an update in the batch, the removals go first: the flush
+	 * that makes the new files durable takes their unlinks along, and
+	 * the directory's fsync at the end finds little left to write (one
+	 * flush a batch, not two).  An update must be installed before its
+	 * message's removal, so a batch with updates removes last.
+	 */
+	if (nremove > 0 && nupdate == 0) {
+		remove_all(batch, nremove);
+		removed = 1;
+	}
 	if (!sync_each) {
 		if (spool_syncfs(C.sp) == -1) {
 			int saved = errno;
@@ -241,7 +254,8 @@ batch_run(struct commit_req *batch)
 			dir_dirty = 1;
 	}
 	if (nremove > 0) {
-		remove_all(batch, nremove);
+		if (!removed)
+			remove_all(batch, nremove);
 		for (r = batch; r != NULL; r = r->next)
 			if (r->kind == COMMIT_REMOVE && r->rc == 0)
 				dir_dirty = 1;

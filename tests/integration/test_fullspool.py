@@ -618,7 +618,7 @@ def test_read_only_spool_exits_75_running_or_not(spoolfs, daemon, smarthost):
 
     msg = make_message(subject="read-only spool, daemon up")
     assert_refused_cleanly(send(d, msg))
-    d.wait_for_log(r"cannot create a queue file in .*: %s" % re.escape(EROFS_TEXT))
+    d.wait_for_log(r"cannot queue message: .*/queue/[0-9A-F]{16}\.msg: %s" % re.escape(EROFS_TEXT))
     assert d.alive
     d.stop()
 

@@ -16,6 +16,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <sys/stat.h>
+
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -133,6 +135,17 @@ on_done_order(struct commit_req *req, void *arg)
 	if (req->rc != 0)
 		fprintf(stderr, "request failed: %s\n", req->err);
 	assert_int_equal(req->rc, 0);
+	commit_req_free(req);
+	if (norder == want)
+		event_base_loopbreak(base);
+}
+
+/* As on_done_order, for a batch where some requests may fail: counted in nfailed. */
+static void
+on_done_any(struct commit_req *req, void *arg)
+{
+	order[norder++] = (int)(intptr_t)arg;
+	nfailed += req->rc != 0;
 	commit_req_free(req);
 	if (norder == want)
 		event_base_loopbreak(base);
@@ -325,6 +338,91 @@ test_a_large_batch_of_removals(void **state)
 	finish(&sp, root);
 }
 
+/* A new message of one recipient, its content buffered in its transaction, as smtpd.c makes it. */
+static struct commit_req *
+new_message(struct spool *sp, const char *id, int tag)
+{
+	struct commit_req *req = xcalloc(1, sizeof *req);
+
+	req->kind = COMMIT_NEW;
+	assert_int_equal(spool_txn_begin(sp, id, &req->txn), 0);
+	spool_txn_write(&req->txn, "Subject: n\r\n\r\nbody\r\n", 20);
+	memcpy(req->env.id, id, QID_LEN + 1);
+	req->env.arrival = 1700000000;
+	req->env.sender = xstrdup("s@example.com");
+	strcpy(req->env.via, "smtp");
+	req->env.size = req->txn.size;
+	req->env.rcpts = xcalloc(1, sizeof *req->env.rcpts);
+	req->env.rcpts[0].addr = xstrdup("r@example.net");
+	req->env.rcpts[0].last_reply = xstrdup("");
+	req->env.nrcpt = 1;
+	req->done = on_done_any;
+	req->arg = (void *)(intptr_t)tag;
+	return req;
+}
+
+/*
+ * A batch of new messages and removals, without updates (the removals
+ * then go before the flush, which takes their unlinks along): each new
+ * message is in queue/ whole, one file, with nothing in tmp/; each removal
+ * is done; a new message whose id is already in queue/ fails alone and
+ * leaves that file as it was.  done() keeps the batch's order.
+ */
+static void
+test_new_messages_and_removals_in_one_batch(void **state)
+{
+	char root[] = "/tmp/test_commit.XXXXXX", err[256], id[QID_LEN + 1], p[512];
+	const char *taken = "6553F100F4230100";
+	struct spool_env e;
+	struct spool sp;
+	struct stat st;
+	int i, n = 8;
+
+	(void)state;
+	assert_non_null(mkdtemp(root));
+	assert_int_equal(spool_open(&sp, root, 1, err, sizeof err), 0);
+	base = event_base_new();
+	norder = 0;
+	nfailed = 0;
+	want = 2 * n + 1;
+	touch(root, taken, ".msg");
+	/* queued before the thread runs: one batch, new messages and removals alternating */
+	for (i = 0; i < n; i++) {
+		snprintf(id, sizeof id, "6553F100F42%05X", (unsigned)i);
+		touch(root, id, ".msg");
+		struct commit_req *req = removal(id, 2 * i + 1);
+		req->done = on_done_any;
+		req->later = 0;
+		commit_submit(req);
+		snprintf(id, sizeof id, "6553F100F42%05X", (unsigned)(0x1000 + i));
+		commit_submit(new_message(&sp, id, 2 * i + 2));
+	}
+	commit_submit(new_message(&sp, taken, 2 * n + 1));
+	assert_int_equal(commit_start(base, &sp), 0);
+	event_base_dispatch(base);
+	commit_stop();
+	assert_int_equal(norder, 2 * n + 1);
+	for (i = 0; i < 2 * n + 1; i++)
+		assert_int_equal(order[i], i + 1);
+	assert_int_equal(nfailed, 1);		/* the id already taken */
+	snprintf(p, sizeof p, "%s/queue/%s.msg", root, taken);
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_size, 0);	/* as it was */
+	for (i = 0; i < n; i++) {
+		snprintf(id, sizeof id, "6553F100F42%05X", (unsigned)i);
+		assert_false(present(root, id, ".msg"));
+		snprintf(id, sizeof id, "6553F100F42%05X", (unsigned)(0x1000 + i));
+		assert_int_equal(spool_env_load(&sp, id, &e, err, sizeof err), 0);
+		assert_null(e.damaged);
+		assert_int_equal(e.size, 20);
+		assert_string_equal(e.rcpts[0].addr, "r@example.net");
+		spool_env_free(&e);
+		snprintf(p, sizeof p, "%s/tmp/%s.msg", root, id);
+		assert_int_equal(access(p, F_OK), -1);
+	}
+	finish(&sp, root);
+}
+
 int
 main(void)
 {
@@ -333,6 +431,7 @@ main(void)
 		cmocka_unit_test(test_a_removal_waits_for_the_next_batch),
 		cmocka_unit_test(test_removal_backlog_is_bounded_and_relieved),
 		cmocka_unit_test(test_a_large_batch_of_removals),
+		cmocka_unit_test(test_new_messages_and_removals_in_one_batch),
 	};
 
 	log_init("test_commit", LOG_TO_STDERR, LOG_CRIT);

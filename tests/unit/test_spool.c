@@ -115,26 +115,40 @@ test_commit_and_read(void **state)
 
 	assert_int_equal(spool_open(&sp, root, 1, err, sizeof err), 0);
 	assert_int_equal(spool_txn_begin(&sp, id, &txn), 0);
-	/* the same id cannot be begun twice (O_EXCL) */
-	struct spool_txn txn2;
-	assert_int_equal(spool_txn_begin(&sp, id, &txn2), -1);
 	spool_txn_write(&txn, "Subject: x\r\n\r\n", 14);
 	spool_txn_write(&txn, "body\r\n", 6);
 	assert_int_equal(txn.size, 20);
+	/* content that fits the buffer makes no file before prepare */
+	assert_false(exists("tmp", id, ".msg"));
+	assert_false(exists("queue", id, ".msg"));
 	make_env(&e, id, 2);
 	e.size = txn.size;
 	assert_int_equal(spool_txn_prepare(&txn, &e, 1, err, sizeof err), 0);
-	/* one file: the content, then the envelope and its footer; not queued until published */
+	/* one file, made in queue/ whole: the content, then the envelope and its footer */
 	assert_int_equal(e.size, 20);
 	assert_true(e.tail > SPOOL_FOOT_LEN);
-	assert_false(exists("queue", id, ".msg"));
-	assert_true(exists("tmp", id, ".msg"));
+	assert_true(exists("queue", id, ".msg"));
+	assert_false(exists("tmp", id, ".msg"));
 	assert_false(exists("tmp", id, ".env"));
 	assert_int_equal(spool_txn_publish(&txn, err, sizeof err), 0);
 	assert_int_equal(spool_sync_queue(&sp), 0);
 	assert_false(exists("queue", id, ".env"));
 	assert_true(exists("queue", id, ".msg"));
 	assert_false(exists("tmp", id, ".msg"));
+	/* the same id again: its prepare fails (O_EXCL), and its abort leaves the first alone */
+	{
+		struct spool_txn txn2;
+		struct spool_env e2;
+		assert_int_equal(spool_txn_begin(&sp, id, &txn2), 0);
+		spool_txn_write(&txn2, "other\r\n", 7);
+		make_env(&e2, id, 1);
+		assert_int_equal(spool_txn_prepare(&txn2, &e2, 1, err, sizeof err), -1);
+		assert_int_equal(errno, EEXIST);
+		assert_non_null(strstr(err, "/queue/6553F100F423F000.msg"));
+		spool_txn_abort(&txn2);
+		spool_env_free(&e2);
+		assert_true(exists("queue", id, ".msg"));
+	}
 	{
 		struct stat st;
 		char p[512];
@@ -233,6 +247,20 @@ upper_filter(const char *content, size_t len, size_t *outlen, void *arg)
 	return out;
 }
 
+/* Replaces any content by 2 * SPOOL_TXN_BUF octets: more than the buffer holds. */
+static char *
+grow_filter(const char *content, size_t len, size_t *outlen, void *arg)
+{
+	char *out = xmalloc(2 * SPOOL_TXN_BUF);
+
+	(void)arg;
+	upper_filter_calls++;
+	memset(out, 'g', 2 * SPOOL_TXN_BUF);
+	memcpy(out, content, len < SPOOL_TXN_BUF ? len : SPOOL_TXN_BUF);
+	*outlen = 2 * SPOOL_TXN_BUF;
+	return out;
+}
+
 static void
 commit_content(struct spool *sp, const char *id, const char *const *parts, const size_t *lens, size_t n,
     int filter, char **content, size_t *clen)
@@ -251,12 +279,20 @@ commit_content(struct spool *sp, const char *id, const char *const *parts, const
 		assert_true(txn.blen <= SPOOL_TXN_BUF);
 	}
 	if (filter)
-		assert_int_equal(spool_txn_filter(&txn, upper_filter, NULL), 1);
+		assert_int_equal(spool_txn_filter(&txn, filter == 2 ? grow_filter : upper_filter, NULL), 1);
+	/* a file in tmp/ only once the content overflowed the buffer */
+	int overflowed = txn.msgfd != -1;
+	assert_int_equal(exists("tmp", id, ".msg"), overflowed);
 	make_env(&e, id, 1);
 	assert_int_equal(spool_txn_prepare(&txn, &e, 1, err, sizeof err), 0);
 	assert_null(txn.buf);
-	assert_int_equal(e.size, total);
+	assert_int_equal(e.size, total > 0 && filter == 2 ? 2 * SPOOL_TXN_BUF : total);
+	/* content that fit the buffer is written straight into queue/; the rest goes by tmp/ */
+	assert_int_equal(txn.in_queue, !overflowed);
+	assert_int_equal(exists("queue", id, ".msg"), !overflowed);
 	assert_int_equal(spool_txn_publish(&txn, err, sizeof err), 0);
+	assert_true(exists("queue", id, ".msg"));
+	assert_false(exists("tmp", id, ".msg"));
 	assert_int_equal(spool_env_read(sp, id, &r, err, sizeof err), 0);
 	assert_int_equal(spool_msg_check(sp, &r, -1, err, sizeof err), 0);
 	*content = spool_msg_read(sp, &r, SIZE_MAX, clen);
@@ -309,6 +345,31 @@ test_txn_buffer(void **state)
 		assert_memory_equal(content, "SUBJECT: Y\r\n\r\nBODY\r\n", 20);
 		free(content);
 	}
+	/* a filter of buffered content that returns more than the buffer holds: it goes by tmp/ */
+	{
+		const char *parts[] = { "subject: z\r\n\r\nbody\r\n" };
+		size_t lens[] = { 20 };
+
+		upper_filter_calls = 0;
+		commit_content(&sp, "6553F100F423F014", parts, lens, 1, 2, &content, &clen);
+		assert_int_equal(upper_filter_calls, 1);
+		assert_int_equal(clen, 2 * SPOOL_TXN_BUF);
+		assert_memory_equal(content, "subject: z\r\n\r\nbody\r\ngggg", 24);
+		assert_int_equal(content[clen - 1], 'g');
+		free(content);
+	}
+	/* a filter of content in tmp/ (larger than the buffer) */
+	{
+		const char *parts[] = { "subject: w\r\n\r\n", big };
+		size_t lens[] = { 14, SPOOL_TXN_BUF + 3 };
+
+		upper_filter_calls = 0;
+		commit_content(&sp, "6553F100F423F015", parts, lens, 2, 1, &content, &clen);
+		assert_int_equal(upper_filter_calls, 1);
+		assert_int_equal(clen, 14 + SPOOL_TXN_BUF + 3);
+		assert_memory_equal(content, "SUBJECT: W\r\n\r\nABC", 17);
+		free(content);
+	}
 	/* a write that fails while buffered content goes out: the transaction fails with its errno */
 	assert_int_equal(spool_txn_begin(&sp, "6553F100F423F012", &txn), 0);
 	spool_txn_write(&txn, big, 100);
@@ -354,6 +415,24 @@ test_abort(void **state)
 	spool_txn_abort(&txn);
 	assert_false(exists("tmp", id, ".msg"));
 	assert_false(exists("queue", id, ".msg"));
+	/*
+	 * Prepared, whole in queue/, then its batch's flush fails: the abort
+	 * that answers the failure removes it there, or a restart would
+	 * deliver a message the client was told was not accepted.
+	 */
+	{
+		struct spool_env e;
+		char err2[256];
+		assert_int_equal(spool_txn_begin(&sp, id, &txn), 0);
+		spool_txn_write(&txn, "Subject: a\r\n\r\n", 14);
+		make_env(&e, id, 1);
+		assert_int_equal(spool_txn_prepare(&txn, &e, 0, err2, sizeof err2), 0);
+		assert_true(txn.in_queue);
+		assert_true(exists("queue", id, ".msg"));
+		spool_txn_abort(&txn);
+		assert_false(exists("queue", id, ".msg"));
+		spool_env_free(&e);
+	}
 	spool_close(&sp);
 }
 
