@@ -65,6 +65,17 @@ update(const char *id, const char *state, const char *reply)
 	return req;
 }
 
+/* The start of a test: a spool in a new directory (root, a mkdtemp template), and a loop. */
+static void
+begin(char *root, struct spool *sp)
+{
+	char err[256];
+
+	assert_non_null(mkdtemp(root));
+	assert_int_equal(spool_open(sp, root, 1, err, sizeof err), 0);
+	base = event_base_new();
+}
+
 /* The end of a test: the spool closed, the loop freed, the directory removed. */
 static void
 finish(struct spool *sp, const char *root)
@@ -80,16 +91,14 @@ finish(struct spool *sp, const char *root)
 static void
 test_two_updates_of_one_envelope_in_a_batch(void **state)
 {
-	char root[] = "/tmp/test_commit.XXXXXX", err[256], p[512], buf[512];
+	char root[] = "/tmp/test_commit.XXXXXX", p[512], buf[512];
 	const char *id = "6553F100F423F000", *other = "6553F100F423F001";
 	struct spool sp;
 	ssize_t n;
 	int fd;
 
 	(void)state;
-	assert_non_null(mkdtemp(root));
-	assert_int_equal(spool_open(&sp, root, 1, err, sizeof err), 0);
-	base = event_base_new();
+	begin(root, &sp);
 	/* on disk: an envelope with one attempt in its history */
 	snprintf(p, sizeof p, "%s/queue/%s.env", root, id);
 	fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
@@ -195,15 +204,13 @@ removal(const char *id, int tag)
 static void
 test_a_removal_waits_for_the_next_batch(void **state)
 {
-	char root[] = "/tmp/test_commit.XXXXXX", err[256];
+	char root[] = "/tmp/test_commit.XXXXXX";
 	const char *a = "6553F100F423F000", *b = "6553F100F423F001", *c = "6553F100F423F002";
 	struct commit_req *req;
 	struct spool sp;
 
 	(void)state;
-	assert_non_null(mkdtemp(root));
-	assert_int_equal(spool_open(&sp, root, 1, err, sizeof err), 0);
-	base = event_base_new();
+	begin(root, &sp);
 	assert_int_equal(commit_start(base, &sp), 0);
 	touch(root, a, ".msg");
 	touch(root, c, ".msg");
@@ -252,14 +259,12 @@ on_relief(void)
 static void
 test_removal_backlog_is_bounded_and_relieved(void **state)
 {
-	char root[] = "/tmp/test_commit.XXXXXX", err[256], id[QID_LEN + 1];
+	char root[] = "/tmp/test_commit.XXXXXX", id[QID_LEN + 1];
 	struct spool sp;
 	int i;
 
 	(void)state;
-	assert_non_null(mkdtemp(root));
-	assert_int_equal(spool_open(&sp, root, 1, err, sizeof err), 0);
-	base = event_base_new();
+	begin(root, &sp);
 	assert_int_equal(commit_start(base, &sp), 0);
 	commit_on_relief(on_relief);
 	reliefs = 0;
@@ -297,15 +302,13 @@ test_removal_backlog_is_bounded_and_relieved(void **state)
 static void
 test_a_large_batch_of_removals(void **state)
 {
-	char root[] = "/tmp/test_commit.XXXXXX", err[256], id[QID_LEN + 1], first[QID_LEN + 1];
+	char root[] = "/tmp/test_commit.XXXXXX", id[QID_LEN + 1], first[QID_LEN + 1];
 	struct commit_req *req;
 	struct spool sp;
 	int i, n = 301;
 
 	(void)state;
-	assert_non_null(mkdtemp(root));
-	assert_int_equal(spool_open(&sp, root, 1, err, sizeof err), 0);
-	base = event_base_new();
+	begin(root, &sp);
 	norder = 0;
 	want = n + 1;
 	snprintf(first, sizeof first, "6553F100F42%05X", 0u);
@@ -379,9 +382,7 @@ test_new_messages_and_removals_in_one_batch(void **state)
 	int i, n = 8;
 
 	(void)state;
-	assert_non_null(mkdtemp(root));
-	assert_int_equal(spool_open(&sp, root, 1, err, sizeof err), 0);
-	base = event_base_new();
+	begin(root, &sp);
 	norder = 0;
 	nfailed = 0;
 	want = 2 * n + 1;
