@@ -712,6 +712,80 @@ test_scan_read_ahead(void **state)
 	spool_close(&sp);
 }
 
+/*
+ * A new message is made whole in queue/ by one writev, and is queued only
+ * once its tail is there: a crash before its flush may leave any prefix
+ * of the file (or its full length with the last octets missing).  At
+ * every such length, the start's scan must not take it for a message:
+ * the daemon's scan moves it to quarantine/, a reader's scan skips it.
+ * The whole file, the last case, is the one message listed.
+ */
+static void
+test_scan_new_message_cut_short(void **state)
+{
+	struct spool sp;
+	struct spool_txn txn;
+	struct spool_env e;
+	struct scan_ctx c;
+	char err[256], p[512], q[512], *whole;
+	const char *id = "6553F100F423F020";
+	struct stat st;
+	size_t len, cut[8], i, ncut = 0;
+	int fd;
+	(void)state;
+
+	assert_int_equal(spool_open(&sp, root, 1, err, sizeof err), 0);
+	assert_int_equal(spool_txn_begin(&sp, id, &txn), 0);
+	spool_txn_write(&txn, "Subject: cut\r\n\r\nbody\r\n", 22);
+	make_env(&e, id, 2);
+	assert_int_equal(spool_txn_prepare(&txn, &e, 1, err, sizeof err), 0);
+	assert_true(txn.in_queue);
+	snprintf(p, sizeof p, "%s/queue/%s.msg", root, id);
+	snprintf(q, sizeof q, "%s/quarantine/%s.msg", root, id);
+	assert_int_equal(stat(p, &st), 0);
+	len = (size_t)st.st_size;
+	assert_int_equal(len, 22 + e.tail);
+	whole = xmalloc(len);
+	fd = open(p, O_RDONLY);
+	assert_int_equal(read(fd, whole, len), (ssize_t)len);
+	close(fd);
+	/* nothing; part of the content; the content; into the envelope; into the footer; all but its LF */
+	cut[ncut++] = 0;
+	cut[ncut++] = 10;
+	cut[ncut++] = 22;
+	cut[ncut++] = 22 + (len - 22 - SPOOL_FOOT_LEN) / 2;
+	cut[ncut++] = len - SPOOL_FOOT_LEN + 5;
+	cut[ncut++] = len - 1;
+	for (i = 0; i < ncut; i++) {
+		fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		assert_true(fd >= 0);
+		assert_int_equal(write(fd, whole, cut[i]), (ssize_t)cut[i]);
+		close(fd);
+		/* a reader (flags 0) skips it and leaves it where it is */
+		memset(&c, 0, sizeof c);
+		assert_int_equal(spool_scan(&sp, 0, collect, &c), 0);
+		assert_true(exists("queue", id, ".msg"));
+		/* the daemon's start moves it aside */
+		assert_int_equal(spool_scan(&sp, SPOOL_SCAN_REMOVE_ORPHANS, collect, &c), 0);
+		assert_int_equal(c.n, 0);
+		assert_false(exists("queue", id, ".msg"));
+		assert_int_equal(stat(q, &st), 0);
+		assert_int_equal(st.st_size, (off_t)cut[i]);
+		assert_int_equal(unlink(q), 0);
+	}
+	/* whole, it is the message */
+	fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_int_equal(write(fd, whole, len), (ssize_t)len);
+	close(fd);
+	memset(&c, 0, sizeof c);
+	assert_int_equal(spool_scan(&sp, SPOOL_SCAN_REMOVE_ORPHANS, collect, &c), 1);
+	assert_string_equal(c.ids[0], id);
+	assert_string_equal(c.damaged[0], "");
+	free(whole);
+	spool_env_free(&e);
+	spool_close(&sp);
+}
+
 static void
 test_scan(void **state)
 {
@@ -1222,6 +1296,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_scan_read_ahead, setup, teardown),
 		cmocka_unit_test(test_env_parse_rejects),
 		cmocka_unit_test(test_env_end_record),
+		cmocka_unit_test_setup_teardown(test_scan_new_message_cut_short, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_damaged, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stage_update_history, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_env_file_and_id_floor, setup, teardown),
