@@ -497,7 +497,7 @@ spool_txn_prepare(struct spool_txn *txn, struct spool_env *env, int sync,
     char *errbuf, size_t errlen)
 {
 	char foot[SPOOL_FOOT_LEN + 1], name[64], *buf;
-	const char *where = txn->msgfd == -1 ? "queue" : "tmp";
+	const char *where = txn->msgfd == -1 ? "queue" : "tmp";	/* of the file written */
 	struct iovec iov[3];
 	size_t len;
 	int saved;
@@ -524,6 +524,15 @@ spool_txn_prepare(struct spool_txn *txn, struct spool_env *env, int sync,
 	env->tail = len + SPOOL_FOOT_LEN;
 	snprintf(foot, sizeof foot, "mailrelay-tail %010zu\n", len);
 	saved = len > ENV_MAX ? EFBIG : 0;
+	if (saved == 0 && txn->msgfd == -1 && txn->reuse[0] != '\0') {
+		/* a retired message's file: written from its start, cut to length below */
+		name_of(name, sizeof name, txn->reuse, SPOOL_FREE_SUFFIX);
+		txn->msgfd = openat(txn->sp->tmpfd, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (txn->msgfd == -1)
+			txn->reuse[0] = '\0';	/* a new file, then */
+		else
+			where = "tmp";
+	}
 	if (saved == 0 && txn->msgfd == -1) {
 		/*
 		 * All of the content is in the buffer: the file is made in
@@ -548,6 +557,9 @@ spool_txn_prepare(struct spool_txn *txn, struct spool_env *env, int sync,
 	iov[2].iov_len = SPOOL_FOOT_LEN;
 	if (saved == 0 && writev_all(txn->msgfd, iov, 3) == -1)
 		saved = errno;
+	if (saved == 0 && txn->reuse[0] != '\0' &&
+	    ftruncate(txn->msgfd, (off_t)(txn->size + len + SPOOL_FOOT_LEN)) == -1)
+		saved = errno;
 	free(buf);
 	txn_buf_free(txn);
 	/* close whatever fsync says (a failed fsync must not leak the descriptor); the first error wins */
@@ -557,7 +569,9 @@ spool_txn_prepare(struct spool_txn *txn, struct spool_env *env, int sync,
 		saved = errno;
 	txn->msgfd = -1;
 	if (saved != 0) {
-		snprintf(errbuf, errlen, "%s/%s/%s.msg: %s", txn->sp->dir, where, txn->id, strerror(saved));
+		snprintf(errbuf, errlen, "%s/%s/%s%s: %s", txn->sp->dir, where,
+		    txn->reuse[0] != '\0' ? txn->reuse : txn->id,
+		    txn->reuse[0] != '\0' ? SPOOL_FREE_SUFFIX : ".msg", strerror(saved));
 		errno = saved;
 		return -1;
 	}
@@ -568,13 +582,17 @@ int
 spool_txn_publish(struct spool_txn *txn, char *errbuf, size_t errlen)
 {
 	struct spool *sp = txn->sp;
-	char name[64];
+	char name[64], from[64];
 	int saved;
 
 	if (txn->in_queue)
 		return 0;	/* written there */
 	name_of(name, sizeof name, txn->id, ".msg");
-	if (renameat(sp->tmpfd, name, sp->queuefd, name) == -1) {
+	if (txn->reuse[0] != '\0')
+		name_of(from, sizeof from, txn->reuse, SPOOL_FREE_SUFFIX);
+	else
+		name_of(from, sizeof from, txn->id, ".msg");
+	if (renameat(sp->tmpfd, from, sp->queuefd, name) == -1) {
 		saved = errno;
 		snprintf(errbuf, errlen, "%s/queue/%s: rename: %s", sp->dir, name, strerror(saved));
 		errno = saved;
@@ -595,12 +613,24 @@ spool_txn_abort(struct spool_txn *txn)
 		txn->msgfd = -1;
 	}
 	txn_buf_free(txn);
-	name_of(name, sizeof name, txn->id, ".msg");
+	if (txn->reuse[0] != '\0')
+		name_of(name, sizeof name, txn->reuse, SPOOL_FREE_SUFFIX);
+	else
+		name_of(name, sizeof name, txn->id, ".msg");
 	/* a message written into queue/ and not acknowledged: it must not be delivered */
 	unlinkat(txn->in_queue ? txn->sp->queuefd : txn->sp->tmpfd, name, 0);
 	name_of(name, sizeof name, txn->id, ".env");
 	unlinkat(txn->sp->tmpfd, name, 0);
 	txn->sp = NULL;
+}
+
+int
+spool_txn_reuse(struct spool_txn *txn, const char *old_id)
+{
+	if (txn->msgfd != -1 || txn->failed || !spool_qid_valid(old_id))
+		return 0;	/* its content already has a file, in tmp/ */
+	memcpy(txn->reuse, old_id, QID_LEN + 1);
+	return 1;
 }
 
 int
@@ -1553,6 +1583,42 @@ spool_remove_known(struct spool *sp, const char *id, int has_env)
 	if (unlinkat(sp->queuefd, name, 0) == -1 && errno != ENOENT)
 		return -1;
 	return 0;
+}
+
+int
+spool_retire(struct spool *sp, const char *id, int has_env)
+{
+	char name[64], kept[64];
+	int moved = 0;
+
+	if (!spool_qid_valid(id)) {
+		errno = EINVAL;
+		return -1;
+	}
+	/* the .msg first, as in spool_remove() */
+	name_of(name, sizeof name, id, ".msg");
+	name_of(kept, sizeof kept, id, SPOOL_FREE_SUFFIX);
+	if (renameat(sp->queuefd, name, sp->tmpfd, kept) == 0)
+		moved = 1;
+	else if (errno != ENOENT)
+		return -1;
+	if (has_env) {
+		name_of(name, sizeof name, id, ".env");
+		if (unlinkat(sp->queuefd, name, 0) == -1 && errno != ENOENT)
+			return -1;
+	}
+	return moved;
+}
+
+void
+spool_unlink_retired(struct spool *sp, const char *id)
+{
+	char name[64];
+
+	if (!spool_qid_valid(id))
+		return;
+	name_of(name, sizeof name, id, SPOOL_FREE_SUFFIX);
+	unlinkat(sp->tmpfd, name, 0);
 }
 
 /*

@@ -135,8 +135,14 @@ def send(d, msg, rcpt=RCPT):
 
 
 def listing(d):
-    """Names in the spool's tmp/, queue/ and maildrop/, as {"tmp": [...], ...}."""
-    return {sub: d.spool_files(sub) for sub in ("tmp", "queue", "maildrop")}
+    """Names in the spool's tmp/, queue/ and maildrop/, as {"tmp": [...], ...};
+    tmp/ without the kept files of delivered messages (ID.free, written into
+    by later messages), which are no transaction."""
+    return {"tmp": d.tmp_files(), "queue": d.queue_files(), "maildrop": d.spool_files("maildrop")}
+
+
+def kept_files(d):
+    return [n for n in d.spool_files("tmp") if n.endswith(".free")]
 
 
 def assert_queue_consistent(d, qids):
@@ -291,6 +297,38 @@ def test_sendmail_on_a_full_spool_exits_75_and_leaves_nothing(spoolfs, daemon, s
     d.wait_queue_empty()
     assert_each_once(sh, [msg, fresh])
     assert listing(d) == {"tmp": [], "queue": [], "maildrop": []}
+
+
+def test_kept_files_of_delivered_messages_are_given_back_when_the_spool_is_full(spoolfs, daemon, smarthost):
+    """The files of delivered messages are kept in tmp/ for new messages to
+    be written into: on a full disk, a message that needs more room than
+    they have is refused, and the kept files are unlinked, their space given
+    back; nothing queued is touched, and mail flows once there is room."""
+    sh = smarthost()
+    d = daemon(sh, start=False)
+    fs = spoolfs(d)
+    d.start()
+    small = [make_message(subject="small %d" % i) for i in range(3)]
+    for m in small:
+        assert send(d, m).rc == 0
+    sh.wait_for(3)
+    d.wait_queue_empty()
+    # each message's file is kept once it is delivered, until a later message takes it
+    wait_until(lambda: len(kept_files(d)) >= 1, 5, what="a delivered message's file kept")
+
+    fs.fill()
+    big = make_message(subject="larger than a kept file", body=("x" * 70 + "\n") * 150)
+    assert_refused_cleanly(send(d, big))
+    d.wait_for_log(r"cannot queue message: .*%s" % re.escape(ENOSPC_TEXT))
+    assert kept_files(d) == []
+    assert listing(d) == {"tmp": [], "queue": [], "maildrop": []}
+
+    fs.release()
+    assert send(d, big).rc == 0
+    sh.wait_for(4)
+    d.wait_queue_empty()
+    assert_each_once(sh, small + [big])
+    assert d.alive
 
 
 # ---------------------------------------------------------------------------

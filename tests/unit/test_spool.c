@@ -786,6 +786,104 @@ test_scan_new_message_cut_short(void **state)
 	spool_close(&sp);
 }
 
+/*
+ * spool_retire() keeps the .msg in tmp/ (and unlinks the .env); a
+ * transaction given that file writes itself into it, cut to its length,
+ * and its publish renames it into queue/ under the new id.  An abort
+ * unlinks it; a retired file that is gone leaves the transaction to a
+ * file of its own.
+ */
+static void
+test_retire_and_reuse(void **state)
+{
+	struct spool sp;
+	struct spool_txn txn;
+	struct spool_env e, r;
+	char err[256], p[512], *content;
+	const char *old = "6553F100F4230030", *nw = "6553F100F4230031", *nw2 = "6553F100F4230032";
+	struct stat st;
+	ino_t ino;
+	size_t len;
+	int fd;
+	(void)state;
+
+	assert_int_equal(spool_open(&sp, root, 1, err, sizeof err), 0);
+	snprintf(p, sizeof p, "%s/queue/%s.msg", root, old);
+	fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	assert_int_equal(write(fd, "0123456789012345678901234567890123456789", 40), 40);
+	close(fd);
+	assert_int_equal(stat(p, &st), 0);
+	ino = st.st_ino;
+	snprintf(p, sizeof p, "%s/queue/%s.env", root, old);
+	fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	close(fd);
+	assert_int_equal(spool_retire(&sp, old, 1), 1);
+	assert_false(exists("queue", old, ".msg"));
+	assert_false(exists("queue", old, ".env"));
+	assert_true(exists("tmp", old, ".free"));
+	assert_false(exists("tmp", old, ".env"));
+	assert_int_equal(spool_retire(&sp, old, 0), 0);		/* nothing left to retire */
+
+	/* written into the retired file: the new message's octets only */
+	assert_int_equal(spool_txn_begin(&sp, nw, &txn), 0);
+	spool_txn_write(&txn, "S: r\r\n\r\nb\r\n", 11);
+	assert_int_equal(spool_txn_reuse(&txn, old), 1);
+	make_env(&e, nw, 1);
+	assert_int_equal(spool_txn_prepare(&txn, &e, 1, err, sizeof err), 0);
+	assert_false(txn.in_queue);
+	assert_false(exists("queue", nw, ".msg"));
+	assert_int_equal(spool_txn_publish(&txn, err, sizeof err), 0);
+	assert_false(exists("tmp", old, ".free"));
+	snprintf(p, sizeof p, "%s/queue/%s.msg", root, nw);
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_ino, ino);
+	assert_int_equal(st.st_size, (off_t)(11 + e.tail));
+	assert_int_equal(spool_env_load(&sp, nw, &r, err, sizeof err), 0);
+	assert_null(r.damaged);
+	content = spool_msg_read(&sp, &r, SIZE_MAX, &len);
+	assert_int_equal(len, 11);
+	assert_memory_equal(content, "S: r\r\n\r\nb\r\n", 11);
+	free(content);
+	spool_env_free(&r);
+	spool_env_free(&e);
+
+	/* retired again; a transaction given it and aborted unlinks it */
+	assert_int_equal(spool_retire(&sp, nw, 0), 1);
+	assert_int_equal(spool_txn_begin(&sp, nw2, &txn), 0);
+	spool_txn_write(&txn, "x\r\n", 3);
+	assert_int_equal(spool_txn_reuse(&txn, nw), 1);
+	make_env(&e, nw2, 1);
+	assert_int_equal(spool_txn_prepare(&txn, &e, 0, err, sizeof err), 0);
+	spool_txn_abort(&txn);
+	assert_false(exists("tmp", nw, ".free"));
+	assert_false(exists("queue", nw2, ".msg"));
+	spool_env_free(&e);
+
+	/* given a retired file that is gone: a file of its own, made in queue/ */
+	assert_int_equal(spool_txn_begin(&sp, nw2, &txn), 0);
+	spool_txn_write(&txn, "y\r\n", 3);
+	assert_int_equal(spool_txn_reuse(&txn, old), 1);
+	make_env(&e, nw2, 1);
+	assert_int_equal(spool_txn_prepare(&txn, &e, 1, err, sizeof err), 0);
+	assert_true(txn.in_queue);
+	assert_int_equal(spool_txn_publish(&txn, err, sizeof err), 0);
+	assert_true(exists("queue", nw2, ".msg"));
+	spool_env_free(&e);
+
+	/* content in a file of its own already (larger than the buffer): not given one */
+	{
+		char *big = xmalloc(SPOOL_TXN_BUF + 1);
+		memset(big, 'b', SPOOL_TXN_BUF + 1);
+		assert_int_equal(spool_txn_begin(&sp, "6553F100F4230033", &txn), 0);
+		spool_txn_write(&txn, big, SPOOL_TXN_BUF + 1);
+		assert_int_equal(spool_txn_reuse(&txn, nw2), 0);
+		spool_txn_abort(&txn);
+		free(big);
+	}
+	assert_true(exists("queue", nw2, ".msg"));
+	spool_close(&sp);
+}
+
 static void
 test_scan(void **state)
 {
@@ -1297,6 +1395,7 @@ main(void)
 		cmocka_unit_test(test_env_parse_rejects),
 		cmocka_unit_test(test_env_end_record),
 		cmocka_unit_test_setup_teardown(test_scan_new_message_cut_short, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_retire_and_reuse, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_damaged, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stage_update_history, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_env_file_and_id_floor, setup, teardown),
