@@ -141,6 +141,12 @@ def listing(d):
     return {"tmp": d.tmp_files(), "queue": d.queue_files(), "maildrop": d.spool_files("maildrop")}
 
 
+def submit_all(d, msgs):
+    for m in msgs:
+        r = send(d, m)
+        assert r.rc == 0, r
+
+
 def kept_files(d):
     return [n for n in d.spool_files("tmp") if n.endswith(".free")]
 
@@ -309,8 +315,7 @@ def test_kept_files_of_delivered_messages_are_given_back_when_the_spool_is_full(
     fs = spoolfs(d)
     d.start()
     small = [make_message(subject="small %d" % i) for i in range(3)]
-    for m in small:
-        assert send(d, m).rc == 0
+    submit_all(d, small)
     sh.wait_for(3)
     d.wait_queue_empty()
     # each message's file is kept once it is delivered, until a later message takes it
@@ -551,8 +556,7 @@ def test_disk_fills_during_retries_nothing_lost_or_corrupted(spoolfs, daemon, sm
     d.start()
 
     msgs = [make_message(subject="retried while full %d" % i) for i in range(3)]
-    for m in msgs:
-        assert send(d, m).rc == 0
+    submit_all(d, msgs)
     qids = [r["id"] for r in d.accepted()]
     assert len(qids) == 3
     for q in qids:
@@ -606,8 +610,7 @@ def test_daemon_restarted_on_a_full_spool_keeps_its_queue(spoolfs, daemon, smart
     fs = spoolfs(d)
     d.start()
     msgs = [make_message(subject="survives a restart %d" % i) for i in range(3)]
-    for m in msgs:
-        assert send(d, m).rc == 0
+    submit_all(d, msgs)
     qids = [r["id"] for r in d.accepted()]
     for q in qids:
         d.wait_for_record(id=q, to=RCPT, status="deferred")

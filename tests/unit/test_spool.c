@@ -786,6 +786,20 @@ test_scan_new_message_cut_short(void **state)
 	spool_close(&sp);
 }
 
+/* A transaction of id with content text, given old's retired file, prepared (fsynced). */
+static void
+prepare_into(struct spool *sp, struct spool_txn *txn, struct spool_env *e, const char *id,
+    const char *text, const char *old)
+{
+	char err[256];
+
+	assert_int_equal(spool_txn_begin(sp, id, txn), 0);
+	spool_txn_write(txn, text, strlen(text));
+	assert_int_equal(spool_txn_reuse(txn, old), 1);
+	make_env(e, id, 1);
+	assert_int_equal(spool_txn_prepare(txn, e, 1, err, sizeof err), 0);
+}
+
 /*
  * spool_retire() keeps the .msg in tmp/ (and unlinks the .env); a
  * transaction given that file writes itself into it, cut to its length,
@@ -825,11 +839,7 @@ test_retire_and_reuse(void **state)
 	assert_int_equal(spool_retire(&sp, old, 0), 0);		/* nothing left to retire */
 
 	/* written into the retired file: the new message's octets only */
-	assert_int_equal(spool_txn_begin(&sp, nw, &txn), 0);
-	spool_txn_write(&txn, "S: r\r\n\r\nb\r\n", 11);
-	assert_int_equal(spool_txn_reuse(&txn, old), 1);
-	make_env(&e, nw, 1);
-	assert_int_equal(spool_txn_prepare(&txn, &e, 1, err, sizeof err), 0);
+	prepare_into(&sp, &txn, &e, nw, "S: r\r\n\r\nb\r\n", old);
 	assert_false(txn.in_queue);
 	assert_false(exists("queue", nw, ".msg"));
 	assert_int_equal(spool_txn_publish(&txn, err, sizeof err), 0);
@@ -849,22 +859,14 @@ test_retire_and_reuse(void **state)
 
 	/* retired again; a transaction given it and aborted unlinks it */
 	assert_int_equal(spool_retire(&sp, nw, 0), 1);
-	assert_int_equal(spool_txn_begin(&sp, nw2, &txn), 0);
-	spool_txn_write(&txn, "x\r\n", 3);
-	assert_int_equal(spool_txn_reuse(&txn, nw), 1);
-	make_env(&e, nw2, 1);
-	assert_int_equal(spool_txn_prepare(&txn, &e, 0, err, sizeof err), 0);
+	prepare_into(&sp, &txn, &e, nw2, "x\r\n", nw);
 	spool_txn_abort(&txn);
 	assert_false(exists("tmp", nw, ".free"));
 	assert_false(exists("queue", nw2, ".msg"));
 	spool_env_free(&e);
 
 	/* given a retired file that is gone: a file of its own, made in queue/ */
-	assert_int_equal(spool_txn_begin(&sp, nw2, &txn), 0);
-	spool_txn_write(&txn, "y\r\n", 3);
-	assert_int_equal(spool_txn_reuse(&txn, old), 1);
-	make_env(&e, nw2, 1);
-	assert_int_equal(spool_txn_prepare(&txn, &e, 1, err, sizeof err), 0);
+	prepare_into(&sp, &txn, &e, nw2, "y\r\n", old);
 	assert_true(txn.in_queue);
 	assert_int_equal(spool_txn_publish(&txn, err, sizeof err), 0);
 	assert_true(exists("queue", nw2, ".msg"));
