@@ -109,7 +109,7 @@ commit_req_free(struct commit_req *req)
 }
 
 /*
- * The removals of a batch, after its other requests.  An unlink of a file
+ * The removals of a batch (see batch_run() for when).  An unlink of a file
  * with data waits for the file system to free (here: discard) its blocks,
  * after the directory entry is gone and the directory's lock released:
  * two threads overlap those waits.  A batch of at least REMOVE_SPLIT
@@ -123,6 +123,68 @@ struct removals {
 	int step, first;            /* the removals k with k % step == first */
 };
 
+/*
+ * Retired files (spool_retire()): the .msg files of removed messages,
+ * kept in tmp/ for new messages to be written into (spool_txn_reuse()),
+ * so that neither the removal frees an inode and its blocks nor the new
+ * message makes one.  A file retired in a batch is `fresh` until that
+ * batch's fsync of queue/ has made its rename out of queue/ durable, and
+ * only then `ready`.  The committer's own (a batch shared with the other
+ * thread removes as before); at most POOL_MAX files in all.
+ *
+ * Only a finished message's file (req->later: bounce.c's removal, once
+ * every recipient has its outcome) is kept.  Nothing reads it any more:
+ * its delivery sessions are over (a message being delivered cannot be
+ * deleted, queue_delete()), and its notices were written before.  A
+ * descriptor still open on it would read the next message's octets.
+ * The kept files hold disk space (at most POOL_MAX messages of up to
+ * SPOOL_TXN_BUF octets and their envelopes): a batch that fails for want
+ * of it unlinks them all.
+ */
+#define POOL_MAX 256
+
+static struct {
+	char ready[POOL_MAX][QID_LEN + 1], fresh[POOL_MAX][QID_LEN + 1];
+	size_t nready, nfresh;
+} P;
+
+/* One removal; pool: the committer alone, the file may be kept. */
+static int
+remove_one(struct commit_req *r, int pool)
+{
+	int rc;
+
+	if (!pool || P.nready + P.nfresh >= POOL_MAX)
+		return spool_remove_known(C.sp, r->id, !r->no_env);
+	rc = spool_retire(C.sp, r->id, !r->no_env);
+	if (rc == 1)
+		memcpy(P.fresh[P.nfresh++], r->id, QID_LEN + 1);
+	return rc == -1 ? -1 : 0;
+}
+
+/* The end of a batch: its retired files are ready when queue/ was fsynced, else unlinked. */
+static void
+pool_settle(int synced)
+{
+	size_t i;
+
+	for (i = 0; i < P.nfresh; i++) {
+		if (synced)
+			memcpy(P.ready[P.nready++], P.fresh[i], QID_LEN + 1);
+		else
+			spool_unlink_retired(C.sp, P.fresh[i]);
+	}
+	P.nfresh = 0;
+}
+
+static void
+pool_empty(void)
+{
+	pool_settle(0);
+	while (P.nready > 0)
+		spool_unlink_retired(C.sp, P.ready[--P.nready]);
+}
+
 static void *
 remove_some(void *arg)
 {
@@ -135,7 +197,7 @@ remove_some(void *arg)
 			continue;
 		if (k++ % w->step != w->first)
 			continue;
-		r->rc = spool_remove_known(C.sp, r->id, !r->no_env);
+		r->rc = remove_one(r, w->step == 1 && r->later);
 		if (r->rc == -1)
 			snprintf(r->err, sizeof r->err, "%s: remove: %s", r->id, strerror(errno));
 	}
@@ -157,7 +219,8 @@ remove_all(struct commit_req *batch, size_t nremove)
 
 /*
  * Make a batch durable: flush, publish, one directory fsync.  Requests
- * keep their order, but for removals, which come last (no request of a
+ * keep their order, but for removals, which come before the flush in a
+ * batch without updates and last in one with them (no request of a
  * batch follows the removal of its message; an update before it must be
  * installed first, or its .env would outlive the removal).
  */
@@ -166,12 +229,13 @@ batch_run(struct commit_req *batch)
 {
 	struct commit_req *r;
 	size_t n = 0;
-	int sync_each, dir_dirty = 0;
-	size_t nremove = 0;
+	int sync_each, dir_dirty = 0, removed = 0, full = 0;
+	size_t nremove = 0, nupdate = 0;
 
 	for (r = batch; r != NULL; r = r->next) {
 		n += r->kind != COMMIT_REMOVE;
 		nremove += r->kind == COMMIT_REMOVE;
+		nupdate += r->kind == COMMIT_UPDATE;
 	}
 	/* One file to write: fsync it.  Several: one syncfs for all of them.  A removal writes none. */
 	sync_each = n <= 1;
@@ -201,6 +265,8 @@ batch_run(struct commit_req *batch)
 			continue;
 		switch (r->kind) {
 		case COMMIT_NEW:
+			if (P.nready > 0 && spool_txn_reuse(&r->txn, P.ready[P.nready - 1]))
+				P.nready--;
 			r->rc = spool_txn_prepare(&r->txn, &r->env, sync_each, r->err, sizeof r->err);
 			break;
 		case COMMIT_UPDATE:
@@ -210,10 +276,23 @@ batch_run(struct commit_req *batch)
 		case COMMIT_REMOVE:
 			break;
 		}
+		full |= r->rc == -1 && (errno == ENOSPC || errno == EDQUOT);
+	}
+	/*
+	 * Without an update in the batch, the removals go first: the flush
+	 * that makes the new files durable takes their unlinks along, and
+	 * the directory's fsync at the end finds little left to write (one
+	 * flush a batch, not two).  An update must be installed before its
+	 * message's removal, so a batch with updates removes last.
+	 */
+	if (nremove > 0 && nupdate == 0) {
+		remove_all(batch, nremove);
+		removed = 1;
 	}
 	if (!sync_each) {
 		if (spool_syncfs(C.sp) == -1) {
 			int saved = errno;
+			full |= saved == ENOSPC || saved == EDQUOT;
 			for (r = batch; r != NULL; r = r->next) {
 				if (r->kind != COMMIT_REMOVE && r->rc == 0) {
 					r->rc = -1;
@@ -241,7 +320,8 @@ batch_run(struct commit_req *batch)
 			dir_dirty = 1;
 	}
 	if (nremove > 0) {
-		remove_all(batch, nremove);
+		if (!removed)
+			remove_all(batch, nremove);
 		for (r = batch; r != NULL; r = r->next)
 			if (r->kind == COMMIT_REMOVE && r->rc == 0)
 				dir_dirty = 1;
@@ -254,7 +334,11 @@ batch_run(struct commit_req *batch)
 				snprintf(r->err, sizeof r->err, "%s/queue: fsync: %s", C.sp->dir, strerror(saved));
 			}
 		}
-	}
+		pool_settle(0);
+	} else
+		pool_settle(1);
+	if (full)
+		pool_empty();	/* the space the kept files hold, back to the file system */
 	return batch;
 }
 
@@ -408,6 +492,7 @@ commit_stop(void)
 		C.done_tail = &last->next;
 		commit_drain();
 	}
+	pool_empty();
 	event_free(C.ev);
 	event_free(C.later_ev);
 	C.later_ev = NULL;

@@ -4,9 +4,10 @@
  * The event loop queues requests; one committer thread takes every request
  * queued so far as a batch and makes the whole batch durable with a fixed
  * number of flushes whatever its size: for new messages, content and
- * envelope are written by then; the thread flushes them (fsync for a batch
- * of one, syncfs for more), renames them into queue/, fsyncs queue/ once,
- * and only then reports back to the loop, which answers 250 / exit 0.
+ * envelope are written by then (whole into queue/, or in tmp/ for content
+ * larger than the buffer); the thread flushes them (fsync for a batch of
+ * one, syncfs for more), renames those in tmp/ into queue/, fsyncs queue/
+ * once, and only then reports back to the loop, which answers 250 / exit 0.
  * Envelope updates and removals ride in the same batches.  One thread keeps
  * requests for the same message in order.
  */

@@ -945,14 +945,10 @@ cmd_data(struct ssession *s)
 		reply(s, "503 5.5.1 Error: need RCPT command");
 		return;
 	}
+	/* no file yet (made when the content overflows its buffer, or at the commit) */
 	if (enqueue_begin(s->id, &s->arrival, &s->txn) == -1) {
-		int full = errno == ENOSPC || errno == EDQUOT;
-		log_err("smtpd: cannot create a queue file in %s/tmp", D->spool.dir);
-		if (full)
-			reply(s, "452 4.3.1 Error: insufficient system storage: the spool file system is full; "
-			    "try again later");
-		else
-			reply(s, "451 4.3.0 Error: cannot create a queue file; try again later");
+		log_err("smtpd: cannot begin a queue file");
+		reply(s, "451 4.3.0 Error: cannot create a queue file; try again later");
 		return;
 	}
 	s->txn_open = 1;

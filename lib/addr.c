@@ -27,8 +27,8 @@ struct mbox {
 	size_t nangle;
 	size_t angle_start, angle_end;
 	size_t route_end;       /* obsolete route: where the address after ':' starts */
-	int route_seen;
-	size_t route_text;      /* ... and where it starts in angle[] */
+	int route_seen;         /* the angle address had its first ':' */
+	int routed;             /* ... which ended a route: angle[] holds what follows it */
 	int have_angle;
 	int overflow;
 };
@@ -82,13 +82,11 @@ mbox_emit(struct mbox *m, int group, addr_mbox_fn fn, void *arg)
 		mb.start = m->angle_start;
 		mb.end = m->angle_end;
 		mb.angle = 1;
-		/* obsolete route "@a,@b:user@d" */
-		if (m->angle[0] == '@') {
-			if (!m->route_seen)
-				return -1;
-			mb.addr = m->angle + m->route_text;
+		/* obsolete route "@a,@b:user@d": the address is what follows it */
+		if (m->routed)
 			mb.start = m->route_end;
-		}
+		else if (m->angle[0] == '@')
+			return -1;
 	} else {
 		if (m->bare_words > 0)
 			return -1;	/* "John Doe" without an address */
@@ -187,12 +185,20 @@ addr_list_walk(const char *val, size_t len, addr_mbox_fn fn, void *arg)
 			break;
 		case ':':
 			if (in_angle) {
-				put(m.angle, &m.nangle, &m.overflow, c);
-				if (!m.route_seen) {
-					m.route_seen = 1;	/* the route ends at the first ':' */
+				if (!m.route_seen && m.angle[0] == '@') {
+					/*
+					 * The route ends at the first ':' and is dropped:
+					 * the address after it has all of ADDR_MAX, as it
+					 * has when a rewrite puts another in its place.
+					 */
+					m.route_seen = m.routed = 1;
 					m.route_end = i + 1;
-					m.route_text = m.nangle;
+					m.nangle = 0;
+					m.angle[0] = '\0';
+					break;
 				}
+				m.route_seen = 1;
+				put(m.angle, &m.nangle, &m.overflow, c);
 				break;
 			}
 			/* group: what came before was its display name */

@@ -206,8 +206,6 @@ name_of(char *buf, size_t len, const char *id, const char *suffix)
 int
 spool_txn_begin(struct spool *sp, const char *id, struct spool_txn *txn)
 {
-	char name[64];
-
 	memset(txn, 0, sizeof *txn);
 	txn->sp = sp;
 	txn->msgfd = -1;
@@ -216,11 +214,28 @@ spool_txn_begin(struct spool *sp, const char *id, struct spool_txn *txn)
 		return -1;
 	}
 	memcpy(txn->id, id, QID_LEN + 1);
-	name_of(name, sizeof name, id, ".msg");
-	/* read-write: spool_txn_filter() may read the content back */
-	txn->msgfd = openat(sp->tmpfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (txn->msgfd == -1)
+	return 0;
+}
+
+/*
+ * The file of a message larger than the buffer: tmp/ID.msg, made when the
+ * content first overflows (read-write: spool_txn_filter() may read it
+ * back).  0, or -1 with the transaction failed.
+ */
+static int
+txn_open_tmp(struct spool_txn *txn)
+{
+	char name[64];
+
+	if (txn->msgfd != -1)
+		return 0;
+	name_of(name, sizeof name, txn->id, ".msg");
+	txn->msgfd = openat(txn->sp->tmpfd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (txn->msgfd == -1) {
+		txn->failed = 1;
+		txn->err = errno;
 		return -1;
+	}
 	return 0;
 }
 
@@ -230,7 +245,7 @@ txn_flush(struct spool_txn *txn)
 {
 	if (txn->failed)
 		return -1;
-	if (txn->blen > 0 && write_all(txn->msgfd, txn->buf, txn->blen) == -1) {
+	if (txn->blen > 0 && (txn_open_tmp(txn) == -1 || write_all(txn->msgfd, txn->buf, txn->blen) == -1)) {
 		txn->failed = 1;
 		txn->err = errno;
 		return -1;
@@ -256,6 +271,8 @@ spool_txn_write(struct spool_txn *txn, const void *buf, size_t len)
 		if (txn_flush(txn) == -1)
 			return;
 		if (len >= SPOOL_TXN_BUF) {
+			if (txn_open_tmp(txn) == -1)
+				return;
 			if (write_all(txn->msgfd, buf, len) == -1) {
 				txn->failed = 1;
 				txn->err = errno;
@@ -281,10 +298,23 @@ spool_txn_filter(struct spool_txn *txn, spool_filter_fn fn, void *arg)
 	char *map, *out;
 	size_t outlen;
 
-	if (txn_flush(txn) == -1)
-		return -1;	/* failed, with its errno kept */
+	if (txn->failed)
+		return -1;	/* with its errno kept */
 	if (txn->size == 0)
 		return 0;
+	if (txn->msgfd == -1) {
+		/* all of it still in the buffer: filtered there */
+		out = fn(txn->buf, txn->blen, &outlen, arg);
+		if (out == NULL)
+			return 0;
+		txn->blen = 0;
+		txn->size = 0;
+		spool_txn_write(txn, out, outlen);
+		free(out);
+		return txn->failed ? -1 : 1;
+	}
+	if (txn_flush(txn) == -1)
+		return -1;
 	if (txn->size > SIZE_MAX) {
 		errno = EFBIG;
 		goto fail;
@@ -466,14 +496,15 @@ int
 spool_txn_prepare(struct spool_txn *txn, struct spool_env *env, int sync,
     char *errbuf, size_t errlen)
 {
-	char foot[SPOOL_FOOT_LEN + 1], *buf;
+	char foot[SPOOL_FOOT_LEN + 1], name[64], *buf;
+	const char *where = txn->msgfd == -1 ? "queue" : "tmp";	/* of the file written */
 	struct iovec iov[3];
 	size_t len;
 	int saved;
 
 	if (txn->failed) {
 		txn_buf_free(txn);
-		snprintf(errbuf, errlen, "%s/tmp/%s.msg: write: %s", txn->sp->dir, txn->id, strerror(txn->err));
+		snprintf(errbuf, errlen, "%s/tmp/%s.msg: %s", txn->sp->dir, txn->id, strerror(txn->err));
 		errno = txn->err;
 		return -1;
 	}
@@ -492,7 +523,31 @@ spool_txn_prepare(struct spool_txn *txn, struct spool_env *env, int sync,
 	buf = spool_env_render(env, &len);
 	env->tail = len + SPOOL_FOOT_LEN;
 	snprintf(foot, sizeof foot, "mailrelay-tail %010zu\n", len);
-	saved = 0;
+	saved = len > ENV_MAX ? EFBIG : 0;
+	if (saved == 0 && txn->msgfd == -1 && txn->reuse[0] != '\0') {
+		/* a retired message's file: written from its start, cut to length below */
+		name_of(name, sizeof name, txn->reuse, SPOOL_FREE_SUFFIX);
+		txn->msgfd = openat(txn->sp->tmpfd, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+		if (txn->msgfd == -1)
+			txn->reuse[0] = '\0';	/* a new file, then */
+		else
+			where = "tmp";
+	}
+	if (saved == 0 && txn->msgfd == -1) {
+		/*
+		 * All of the content is in the buffer: the file is made in
+		 * queue/ at once, with everything it will ever hold, in one
+		 * writev.  No rename, so a batch costs the file system one
+		 * journal commit where the rename into queue/ made it two.
+		 * Until its tail is there, the file is not a queued message.
+		 */
+		name_of(name, sizeof name, txn->id, ".msg");
+		txn->msgfd = openat(txn->sp->queuefd, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (txn->msgfd == -1)
+			saved = errno;
+		else
+			txn->in_queue = 1;
+	}
 	/* the content still buffered, the envelope and the footer: one writev */
 	iov[0].iov_base = txn->buf;
 	iov[0].iov_len = txn->blen;
@@ -500,20 +555,23 @@ spool_txn_prepare(struct spool_txn *txn, struct spool_env *env, int sync,
 	iov[1].iov_len = len;
 	iov[2].iov_base = foot;
 	iov[2].iov_len = SPOOL_FOOT_LEN;
-	if (len > ENV_MAX)
-		saved = EFBIG;
-	else if (writev_all(txn->msgfd, iov, 3) == -1)
+	if (saved == 0 && writev_all(txn->msgfd, iov, 3) == -1)
+		saved = errno;
+	if (saved == 0 && txn->reuse[0] != '\0' &&
+	    ftruncate(txn->msgfd, (off_t)(txn->size + len + SPOOL_FOOT_LEN)) == -1)
 		saved = errno;
 	free(buf);
 	txn_buf_free(txn);
 	/* close whatever fsync says (a failed fsync must not leak the descriptor); the first error wins */
 	if (saved == 0 && sync && fsync(txn->msgfd) == -1)
 		saved = errno;
-	if (close(txn->msgfd) == -1 && saved == 0)
+	if (txn->msgfd != -1 && close(txn->msgfd) == -1 && saved == 0)
 		saved = errno;
 	txn->msgfd = -1;
 	if (saved != 0) {
-		snprintf(errbuf, errlen, "%s/tmp/%s.msg: %s", txn->sp->dir, txn->id, strerror(saved));
+		snprintf(errbuf, errlen, "%s/%s/%s%s: %s", txn->sp->dir, where,
+		    txn->reuse[0] != '\0' ? txn->reuse : txn->id,
+		    txn->reuse[0] != '\0' ? SPOOL_FREE_SUFFIX : ".msg", strerror(saved));
 		errno = saved;
 		return -1;
 	}
@@ -524,11 +582,17 @@ int
 spool_txn_publish(struct spool_txn *txn, char *errbuf, size_t errlen)
 {
 	struct spool *sp = txn->sp;
-	char name[64];
+	char name[64], from[64];
 	int saved;
 
+	if (txn->in_queue)
+		return 0;	/* written there */
 	name_of(name, sizeof name, txn->id, ".msg");
-	if (renameat(sp->tmpfd, name, sp->queuefd, name) == -1) {
+	if (txn->reuse[0] != '\0')
+		name_of(from, sizeof from, txn->reuse, SPOOL_FREE_SUFFIX);
+	else
+		name_of(from, sizeof from, txn->id, ".msg");
+	if (renameat(sp->tmpfd, from, sp->queuefd, name) == -1) {
 		saved = errno;
 		snprintf(errbuf, errlen, "%s/queue/%s: rename: %s", sp->dir, name, strerror(saved));
 		errno = saved;
@@ -549,11 +613,24 @@ spool_txn_abort(struct spool_txn *txn)
 		txn->msgfd = -1;
 	}
 	txn_buf_free(txn);
-	name_of(name, sizeof name, txn->id, ".msg");
-	unlinkat(txn->sp->tmpfd, name, 0);
+	if (txn->reuse[0] != '\0')
+		name_of(name, sizeof name, txn->reuse, SPOOL_FREE_SUFFIX);
+	else
+		name_of(name, sizeof name, txn->id, ".msg");
+	/* a message written into queue/ and not acknowledged: it must not be delivered */
+	unlinkat(txn->in_queue ? txn->sp->queuefd : txn->sp->tmpfd, name, 0);
 	name_of(name, sizeof name, txn->id, ".env");
 	unlinkat(txn->sp->tmpfd, name, 0);
 	txn->sp = NULL;
+}
+
+int
+spool_txn_reuse(struct spool_txn *txn, const char *old_id)
+{
+	if (txn->msgfd != -1 || txn->failed || !spool_qid_valid(old_id))
+		return 0;	/* its content already has a file, in tmp/ */
+	memcpy(txn->reuse, old_id, QID_LEN + 1);
+	return 1;
 }
 
 int
@@ -1508,6 +1585,42 @@ spool_remove_known(struct spool *sp, const char *id, int has_env)
 	return 0;
 }
 
+int
+spool_retire(struct spool *sp, const char *id, int has_env)
+{
+	char name[64], kept[64];
+	int moved = 0;
+
+	if (!spool_qid_valid(id)) {
+		errno = EINVAL;
+		return -1;
+	}
+	/* the .msg first, as in spool_remove() */
+	name_of(name, sizeof name, id, ".msg");
+	name_of(kept, sizeof kept, id, SPOOL_FREE_SUFFIX);
+	if (renameat(sp->queuefd, name, sp->tmpfd, kept) == 0)
+		moved = 1;
+	else if (errno != ENOENT)
+		return -1;
+	if (has_env) {
+		name_of(name, sizeof name, id, ".env");
+		if (unlinkat(sp->queuefd, name, 0) == -1 && errno != ENOENT)
+			return -1;
+	}
+	return moved;
+}
+
+void
+spool_unlink_retired(struct spool *sp, const char *id)
+{
+	char name[64];
+
+	if (!spool_qid_valid(id))
+		return;
+	name_of(name, sizeof name, id, SPOOL_FREE_SUFFIX);
+	unlinkat(sp->tmpfd, name, 0);
+}
+
 /*
  * A queue id is 16 hex digits: 64 bits, which sort as the ids do.  The
  * scan lists them so (8 octets an id, no allocation each): the lists are
@@ -1556,9 +1669,10 @@ keys_add(uint64_t **keys, size_t *n, size_t *cap, uint64_t k)
 
 /*
  * A .msg with neither .env nor tail: cut short after it was queued (its
- * envelope was in the tail), or what a crash of an older version left of
- * a message it never acknowledged.  Nothing says where it was to go: into
- * quarantine/, for a look.
+ * envelope was in the tail), or what a crash left of a message it never
+ * acknowledged (one written into queue/ whole, before its flush, or an
+ * older version's between its two renames).  Nothing says where it was
+ * to go: into quarantine/, for a look.
  */
 static void
 quarantine_msg(struct spool *sp, const char *id)
@@ -1570,13 +1684,13 @@ quarantine_msg(struct spool *sp, const char *id)
 	/* never over what is there (quarantine/ keeps what it was given) */
 	if ((mkdirat(sp->dirfd, "quarantine", 0700) == -1 && errno != EEXIST) ||
 	    renameat2(sp->queuefd, name, sp->dirfd, dst, RENAME_NOREPLACE) == -1) {
-		log_warn("%s/queue/%s: content without envelope (cut short, or never acknowledged by an older "
-		    "version): cannot move it to quarantine",
+		log_warn("%s/queue/%s: content without envelope (cut short, or never acknowledged): "
+		    "cannot move it to quarantine",
 		    sp->dir, name);
 		return;
 	}
-	log_warnx("%s: content without envelope (cut short, or never acknowledged by an older version) "
-	    "moved to %s/%s", id, sp->dir, dst);
+	log_warnx("%s: content without envelope (cut short, or never acknowledged) moved to %s/%s",
+	    id, sp->dir, dst);
 }
 
 /*
@@ -1929,7 +2043,7 @@ spool_scan(struct spool *sp, int flags, spool_scan_fn fn, void *arg)
 			err_no = errno;
 		}
 		if (rc == -1) {
-			/* a .msg with neither .env nor tail: cut short, or an older version's interrupted submission */
+			/* a .msg with neither .env nor tail: cut short, or a submission a crash interrupted */
 			if (has_msg && !has_env && err_no == ENOENT && remove_orphans)
 				quarantine_msg(sp, id);
 			goto next;	/* or removed meanwhile */

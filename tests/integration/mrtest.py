@@ -1137,7 +1137,9 @@ class Daemon:
         return self.spool_files("queue")
 
     def tmp_files(self):
-        return self.spool_files("tmp")
+        """tmp/ but for the kept files of delivered messages (ID.free): what
+        is being written, or left by a crash."""
+        return [n for n in self.spool_files("tmp") if not n.endswith(".free")]
 
     def envelope_text(self, qid):
         """The envelope of a queued message as the spool holds it: queue/ID.env

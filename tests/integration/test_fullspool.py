@@ -135,8 +135,20 @@ def send(d, msg, rcpt=RCPT):
 
 
 def listing(d):
-    """Names in the spool's tmp/, queue/ and maildrop/, as {"tmp": [...], ...}."""
-    return {sub: d.spool_files(sub) for sub in ("tmp", "queue", "maildrop")}
+    """Names in the spool's tmp/, queue/ and maildrop/, as {"tmp": [...], ...};
+    tmp/ without the kept files of delivered messages (ID.free, written into
+    by later messages), which are no transaction."""
+    return {"tmp": d.tmp_files(), "queue": d.queue_files(), "maildrop": d.spool_files("maildrop")}
+
+
+def submit_all(d, msgs):
+    for m in msgs:
+        r = send(d, m)
+        assert r.rc == 0, r
+
+
+def kept_files(d):
+    return [n for n in d.spool_files("tmp") if n.endswith(".free")]
 
 
 def assert_queue_consistent(d, qids):
@@ -291,6 +303,37 @@ def test_sendmail_on_a_full_spool_exits_75_and_leaves_nothing(spoolfs, daemon, s
     d.wait_queue_empty()
     assert_each_once(sh, [msg, fresh])
     assert listing(d) == {"tmp": [], "queue": [], "maildrop": []}
+
+
+def test_kept_files_of_delivered_messages_are_given_back_when_the_spool_is_full(spoolfs, daemon, smarthost):
+    """The files of delivered messages are kept in tmp/ for new messages to
+    be written into: on a full disk, a message that needs more room than
+    they have is refused, and the kept files are unlinked, their space given
+    back; nothing queued is touched, and mail flows once there is room."""
+    sh = smarthost()
+    d = daemon(sh, start=False)
+    fs = spoolfs(d)
+    d.start()
+    small = [make_message(subject="small %d" % i) for i in range(3)]
+    submit_all(d, small)
+    sh.wait_for(3)
+    d.wait_queue_empty()
+    # each message's file is kept once it is delivered, until a later message takes it
+    wait_until(lambda: len(kept_files(d)) >= 1, 5, what="a delivered message's file kept")
+
+    fs.fill()
+    big = make_message(subject="larger than a kept file", body=("x" * 70 + "\n") * 150)
+    assert_refused_cleanly(send(d, big))
+    d.wait_for_log(r"cannot queue message: .*%s" % re.escape(ENOSPC_TEXT))
+    assert kept_files(d) == []
+    assert listing(d) == {"tmp": [], "queue": [], "maildrop": []}
+
+    fs.release()
+    assert send(d, big).rc == 0
+    sh.wait_for(4)
+    d.wait_queue_empty()
+    assert_each_once(sh, small + [big])
+    assert d.alive
 
 
 # ---------------------------------------------------------------------------
@@ -513,8 +556,7 @@ def test_disk_fills_during_retries_nothing_lost_or_corrupted(spoolfs, daemon, sm
     d.start()
 
     msgs = [make_message(subject="retried while full %d" % i) for i in range(3)]
-    for m in msgs:
-        assert send(d, m).rc == 0
+    submit_all(d, msgs)
     qids = [r["id"] for r in d.accepted()]
     assert len(qids) == 3
     for q in qids:
@@ -568,8 +610,7 @@ def test_daemon_restarted_on_a_full_spool_keeps_its_queue(spoolfs, daemon, smart
     fs = spoolfs(d)
     d.start()
     msgs = [make_message(subject="survives a restart %d" % i) for i in range(3)]
-    for m in msgs:
-        assert send(d, m).rc == 0
+    submit_all(d, msgs)
     qids = [r["id"] for r in d.accepted()]
     for q in qids:
         d.wait_for_record(id=q, to=RCPT, status="deferred")
@@ -618,7 +659,7 @@ def test_read_only_spool_exits_75_running_or_not(spoolfs, daemon, smarthost):
 
     msg = make_message(subject="read-only spool, daemon up")
     assert_refused_cleanly(send(d, msg))
-    d.wait_for_log(r"cannot create a queue file in .*: %s" % re.escape(EROFS_TEXT))
+    d.wait_for_log(r"cannot queue message: .*/queue/[0-9A-F]{16}\.msg: %s" % re.escape(EROFS_TEXT))
     assert d.alive
     d.stop()
 

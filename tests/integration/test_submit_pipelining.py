@@ -391,17 +391,25 @@ def test_refusal_by_the_daemon_queues_nothing(daemon, workdir, case):
     assert len(d.accepted()) == 1
 
 
-def test_data_refused_by_the_daemon_exits_75_and_queues_nothing(daemon):
+def test_queue_file_refused_after_data_exits_75_and_queues_nothing(daemon):
+    """A message that fits the daemon's 16 KiB buffer is written straight
+    into queue/, one larger goes through tmp/ as it arrives: with tmp/ gone
+    under the daemon, the larger one cannot be written and is refused after
+    its data (451, exit 75, nothing queued, nothing left in the maildrop),
+    and the small one is still accepted."""
     d = daemon()
-    # the spool's tmp directory gone under the daemon: no queue file can be made
     os.rmdir(os.path.join(d.spool, "tmp"))
-    r = d.sendmail(["-i", "-f", SENDER, "a@example.net"], make_message(subject="no tmp"))
+    big = make_message(subject="no tmp", body=("x" * 99 + "\n") * 200)
+    r = d.sendmail(["-i", "-f", SENDER, "a@example.net"], big)
     assert r.rc == 75, r
-    assert one_line(r.err_text) == ("mailrelay-sendmail: DATA refused: 451 4.3.0 Error: "
-                                    "cannot create a queue file; try again later")
+    assert one_line(r.err_text) == ("mailrelay-sendmail: message refused: 451 4.3.0 Error: "
+                                    "cannot write the queue file; try again later")
     assert d.queue_files() == [] and not d.accepted()
     assert not os.listdir(os.path.join(d.spool, "maildrop"))
-    d.wait_for_log(r"cannot create a queue file in")
+    d.wait_for_log(r"cannot queue message: .*/tmp/[0-9A-F]{16}\.msg: No such file or directory")
+    r = d.sendmail(["-i", "-f", SENDER, "a@example.net"], make_message(subject="small"))
+    assert r.rc == 0, r
+    assert len(d.accepted()) == 1
 
 
 def test_verbose_transcript_shows_each_command_and_each_reply(daemon):

@@ -154,6 +154,35 @@ test_rewrite_keeps_everything_else(void **state)
 	r = addr_list_rewrite(v, strlen(v), to_example, NULL, &n);
 	assert_string_equal(r, "<@hop.example:root@example.com>");
 	free(r);
+
+	/*
+	 * A route and an address each within ADDR_MAX, longer than it
+	 * together: the address is what counts, before and after a rewrite
+	 * that lengthens it (found by fuzz_addr: the rewritten value did not
+	 * parse, its route and new address together over the limit).
+	 */
+	{
+		char route[ADDR_MAX], val[2 * ADDR_MAX + 16];
+		struct out o;
+		memset(route, 'h', sizeof route);
+		route[0] = '@';
+		route[ADDR_MAX - 11] = '\0';	/* "@hhh...", 245 octets: 252 with ":u@web1", 259 rewritten */
+		snprintf(val, sizeof val, "<%s:u@web1>", route);
+		assert_int_equal(walk(val, &o), 1);
+		assert_string_equal(o.a[0], "u@web1");
+		r = addr_list_rewrite(val, strlen(val), to_example, NULL, &n);
+		assert_non_null(r);
+		assert_int_equal(walk(r, &o), 1);
+		assert_string_equal(o.a[0], "u@example.com");
+		free(r);
+		/* a route over the limit by itself is still refused */
+		char longroute[ADDR_MAX + 2];
+		memset(longroute, 'h', ADDR_MAX + 1);
+		longroute[0] = '@';
+		longroute[ADDR_MAX + 1] = '\0';
+		snprintf(val, sizeof val, "<%s:u@web1>", longroute);
+		assert_int_equal(walk(val, &o), -1);
+	}
 }
 
 static void

@@ -16,6 +16,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <sys/stat.h>
+
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,6 +65,17 @@ update(const char *id, const char *state, const char *reply)
 	return req;
 }
 
+/* The start of a test: a spool in a new directory (root, a mkdtemp template), and a loop. */
+static void
+begin(char *root, struct spool *sp)
+{
+	char err[256];
+
+	assert_non_null(mkdtemp(root));
+	assert_int_equal(spool_open(sp, root, 1, err, sizeof err), 0);
+	base = event_base_new();
+}
+
 /* The end of a test: the spool closed, the loop freed, the directory removed. */
 static void
 finish(struct spool *sp, const char *root)
@@ -78,16 +91,14 @@ finish(struct spool *sp, const char *root)
 static void
 test_two_updates_of_one_envelope_in_a_batch(void **state)
 {
-	char root[] = "/tmp/test_commit.XXXXXX", err[256], p[512], buf[512];
+	char root[] = "/tmp/test_commit.XXXXXX", p[512], buf[512];
 	const char *id = "6553F100F423F000", *other = "6553F100F423F001";
 	struct spool sp;
 	ssize_t n;
 	int fd;
 
 	(void)state;
-	assert_non_null(mkdtemp(root));
-	assert_int_equal(spool_open(&sp, root, 1, err, sizeof err), 0);
-	base = event_base_new();
+	begin(root, &sp);
 	/* on disk: an envelope with one attempt in its history */
 	snprintf(p, sizeof p, "%s/queue/%s.env", root, id);
 	fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
@@ -138,6 +149,17 @@ on_done_order(struct commit_req *req, void *arg)
 		event_base_loopbreak(base);
 }
 
+/* As on_done_order, for a batch where some requests may fail: counted in nfailed. */
+static void
+on_done_any(struct commit_req *req, void *arg)
+{
+	order[norder++] = (int)(intptr_t)arg;
+	nfailed += req->rc != 0;
+	commit_req_free(req);
+	if (norder == want)
+		event_base_loopbreak(base);
+}
+
 static void
 touch(const char *root, const char *id, const char *suffix)
 {
@@ -182,15 +204,13 @@ removal(const char *id, int tag)
 static void
 test_a_removal_waits_for_the_next_batch(void **state)
 {
-	char root[] = "/tmp/test_commit.XXXXXX", err[256];
+	char root[] = "/tmp/test_commit.XXXXXX";
 	const char *a = "6553F100F423F000", *b = "6553F100F423F001", *c = "6553F100F423F002";
 	struct commit_req *req;
 	struct spool sp;
 
 	(void)state;
-	assert_non_null(mkdtemp(root));
-	assert_int_equal(spool_open(&sp, root, 1, err, sizeof err), 0);
-	base = event_base_new();
+	begin(root, &sp);
 	assert_int_equal(commit_start(base, &sp), 0);
 	touch(root, a, ".msg");
 	touch(root, c, ".msg");
@@ -239,14 +259,12 @@ on_relief(void)
 static void
 test_removal_backlog_is_bounded_and_relieved(void **state)
 {
-	char root[] = "/tmp/test_commit.XXXXXX", err[256], id[QID_LEN + 1];
+	char root[] = "/tmp/test_commit.XXXXXX", id[QID_LEN + 1];
 	struct spool sp;
 	int i;
 
 	(void)state;
-	assert_non_null(mkdtemp(root));
-	assert_int_equal(spool_open(&sp, root, 1, err, sizeof err), 0);
-	base = event_base_new();
+	begin(root, &sp);
 	assert_int_equal(commit_start(base, &sp), 0);
 	commit_on_relief(on_relief);
 	reliefs = 0;
@@ -284,15 +302,13 @@ test_removal_backlog_is_bounded_and_relieved(void **state)
 static void
 test_a_large_batch_of_removals(void **state)
 {
-	char root[] = "/tmp/test_commit.XXXXXX", err[256], id[QID_LEN + 1], first[QID_LEN + 1];
+	char root[] = "/tmp/test_commit.XXXXXX", id[QID_LEN + 1], first[QID_LEN + 1];
 	struct commit_req *req;
 	struct spool sp;
 	int i, n = 301;
 
 	(void)state;
-	assert_non_null(mkdtemp(root));
-	assert_int_equal(spool_open(&sp, root, 1, err, sizeof err), 0);
-	base = event_base_new();
+	begin(root, &sp);
 	norder = 0;
 	want = n + 1;
 	snprintf(first, sizeof first, "6553F100F42%05X", 0u);
@@ -325,6 +341,229 @@ test_a_large_batch_of_removals(void **state)
 	finish(&sp, root);
 }
 
+/* A new message of one recipient, its content buffered in its transaction, as smtpd.c makes it. */
+static struct commit_req *
+new_message(struct spool *sp, const char *id, int tag)
+{
+	struct commit_req *req = xcalloc(1, sizeof *req);
+
+	req->kind = COMMIT_NEW;
+	assert_int_equal(spool_txn_begin(sp, id, &req->txn), 0);
+	spool_txn_write(&req->txn, "Subject: n\r\n\r\nbody\r\n", 20);
+	memcpy(req->env.id, id, QID_LEN + 1);
+	req->env.arrival = 1700000000;
+	req->env.sender = xstrdup("s@example.com");
+	strcpy(req->env.via, "smtp");
+	req->env.size = req->txn.size;
+	req->env.rcpts = xcalloc(1, sizeof *req->env.rcpts);
+	req->env.rcpts[0].addr = xstrdup("r@example.net");
+	req->env.rcpts[0].last_reply = xstrdup("");
+	req->env.nrcpt = 1;
+	req->done = on_done_any;
+	req->arg = (void *)(intptr_t)tag;
+	return req;
+}
+
+/*
+ * A batch of new messages and removals, without updates (the removals
+ * then go before the flush, which takes their unlinks along): each new
+ * message is in queue/ whole, one file, with nothing in tmp/; each removal
+ * is done; a new message whose id is already in queue/ fails alone and
+ * leaves that file as it was.  done() keeps the batch's order.
+ */
+static void
+test_new_messages_and_removals_in_one_batch(void **state)
+{
+	char root[] = "/tmp/test_commit.XXXXXX", err[256], id[QID_LEN + 1], p[512];
+	const char *taken = "6553F100F4230100";
+	struct spool_env e;
+	struct spool sp;
+	struct stat st;
+	int i, n = 8;
+
+	(void)state;
+	begin(root, &sp);
+	norder = 0;
+	nfailed = 0;
+	want = 2 * n + 1;
+	touch(root, taken, ".msg");
+	/* queued before the thread runs: one batch, new messages and removals alternating */
+	for (i = 0; i < n; i++) {
+		snprintf(id, sizeof id, "6553F100F42%05X", (unsigned)i);
+		touch(root, id, ".msg");
+		struct commit_req *req = removal(id, 2 * i + 1);
+		req->done = on_done_any;
+		req->later = 0;
+		commit_submit(req);
+		snprintf(id, sizeof id, "6553F100F42%05X", (unsigned)(0x1000 + i));
+		commit_submit(new_message(&sp, id, 2 * i + 2));
+	}
+	commit_submit(new_message(&sp, taken, 2 * n + 1));
+	assert_int_equal(commit_start(base, &sp), 0);
+	event_base_dispatch(base);
+	commit_stop();
+	assert_int_equal(norder, 2 * n + 1);
+	for (i = 0; i < 2 * n + 1; i++)
+		assert_int_equal(order[i], i + 1);
+	assert_int_equal(nfailed, 1);		/* the id already taken */
+	snprintf(p, sizeof p, "%s/queue/%s.msg", root, taken);
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_size, 0);	/* as it was */
+	for (i = 0; i < n; i++) {
+		snprintf(id, sizeof id, "6553F100F42%05X", (unsigned)i);
+		assert_false(present(root, id, ".msg"));
+		snprintf(id, sizeof id, "6553F100F42%05X", (unsigned)(0x1000 + i));
+		assert_int_equal(spool_env_load(&sp, id, &e, err, sizeof err), 0);
+		assert_null(e.damaged);
+		assert_int_equal(e.size, 20);
+		assert_string_equal(e.rcpts[0].addr, "r@example.net");
+		spool_env_free(&e);
+		snprintf(p, sizeof p, "%s/tmp/%s.msg", root, id);
+		assert_int_equal(access(p, F_OK), -1);
+	}
+	finish(&sp, root);
+}
+
+static ino_t
+inode_of(const char *root, const char *sub, const char *id)
+{
+	char p[512];
+	struct stat st;
+
+	snprintf(p, sizeof p, "%s/%s/%s%s", root, sub, id, strcmp(sub, "tmp") == 0 ? SPOOL_FREE_SUFFIX : ".msg");
+	if (stat(p, &st) == -1)
+		return 0;
+	return st.st_ino;
+}
+
+/* A queued message's file of n octets (content as far as the scan is concerned: none). */
+static void
+fill(const char *root, const char *id, size_t n)
+{
+	char p[512], *b = xmalloc(n);
+	int fd;
+
+	memset(b, 'o', n);
+	snprintf(p, sizeof p, "%s/queue/%s.msg", root, id);
+	fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, b, n), (ssize_t)n);
+	close(fd);
+	free(b);
+}
+
+/* Submit reqs[0..n) as one batch and run it to the end of every done(). */
+static void
+one_batch(struct commit_req **reqs, int n)
+{
+	int i;
+
+	norder = 0;
+	nfailed = 0;
+	want = n;
+	for (i = 0; i < n; i++)
+		commit_submit(reqs[i]);
+	event_base_dispatch(base);
+	assert_int_equal(norder, n);
+	assert_int_equal(nfailed, 0);
+}
+
+/*
+ * The file of a finished message, removed, is kept in tmp/ and becomes a
+ * new message's in a later batch (no inode made or freed): its octets are
+ * the new message's alone, cut to its length.  Not in the batch that
+ * removed it (its rename out of queue/ is durable only at that batch's
+ * end), not for a removal of an unfinished message (a deletion), not for
+ * a message larger than the buffer; the files still kept at the stop are
+ * unlinked.
+ */
+static void
+test_finished_messages_files_are_reused(void **state)
+{
+	char root[] = "/tmp/test_commit.XXXXXX", err[256];
+	const char *a = "6553F100F4230001", *b = "6553F100F4230002", *c = "6553F100F4230003";
+	const char *x = "6553F100F4230011", *y = "6553F100F4230012", *z = "6553F100F4230013";
+	const char *w = "6553F100F4230014";
+	struct commit_req *reqs[4];
+	struct spool_env e;
+	struct spool sp;
+	ino_t ia, ib;
+	char *content;
+	size_t len;
+
+	(void)state;
+	begin(root, &sp);
+	assert_int_equal(commit_start(base, &sp), 0);
+	fill(root, a, 5000);
+	fill(root, b, 5000);
+	fill(root, c, 5000);
+	ia = inode_of(root, "queue", a);
+	ib = inode_of(root, "queue", b);
+
+	/* batch 1: a finished (kept), b finished (kept), c deleted (unlinked); x new, in the same batch */
+	reqs[0] = removal(a, 1);
+	reqs[1] = removal(b, 2);
+	reqs[2] = removal(c, 3);
+	reqs[2]->later = 0;
+	reqs[3] = new_message(&sp, x, 4);
+	for (int i = 0; i < 3; i++)
+		reqs[i]->done = on_done_any;
+	one_batch(reqs, 4);
+	assert_false(present(root, a, ".msg"));
+	assert_int_equal(inode_of(root, "tmp", a), ia);
+	assert_int_equal(inode_of(root, "tmp", b), ib);
+	assert_int_equal(inode_of(root, "tmp", c), 0);
+	assert_true(inode_of(root, "queue", x) != ia && inode_of(root, "queue", x) != ib);
+
+	/* batch 2: y and z take the two kept files; w, larger than the buffer, a file of its own */
+	reqs[0] = new_message(&sp, y, 1);
+	reqs[1] = new_message(&sp, z, 2);
+	reqs[2] = new_message(&sp, w, 3);
+	{
+		char *big = xmalloc(SPOOL_TXN_BUF + 10);
+		memset(big, 'w', SPOOL_TXN_BUF + 10);
+		spool_txn_write(&reqs[2]->txn, big, SPOOL_TXN_BUF + 10);
+		reqs[2]->env.size = reqs[2]->txn.size;
+		free(big);
+	}
+	one_batch(reqs, 3);
+	assert_true((inode_of(root, "queue", y) == ia && inode_of(root, "queue", z) == ib) ||
+	    (inode_of(root, "queue", y) == ib && inode_of(root, "queue", z) == ia));
+	assert_true(inode_of(root, "queue", w) != ia && inode_of(root, "queue", w) != ib);
+	assert_int_equal(inode_of(root, "tmp", a), 0);
+	assert_int_equal(inode_of(root, "tmp", b), 0);
+	/* each is its own message, whole: nothing of the old 5,000 octets left */
+	assert_int_equal(spool_env_load(&sp, y, &e, err, sizeof err), 0);
+	assert_null(e.damaged);
+	content = spool_msg_read(&sp, &e, SIZE_MAX, &len);
+	assert_int_equal(len, 20);
+	assert_memory_equal(content, "Subject: n\r\n\r\nbody\r\n", 20);
+	free(content);
+	{
+		char p[512];
+		struct stat st;
+		snprintf(p, sizeof p, "%s/queue/%s.msg", root, y);
+		assert_int_equal(stat(p, &st), 0);
+		assert_int_equal(st.st_size, (off_t)(e.size + e.tail));
+	}
+	spool_env_free(&e);
+	assert_int_equal(spool_env_load(&sp, w, &e, err, sizeof err), 0);
+	assert_null(e.damaged);
+	assert_int_equal(e.size, 20 + SPOOL_TXN_BUF + 10);
+	spool_env_free(&e);
+
+	/* batch 3: y and z finished; the stop unlinks the files kept */
+	reqs[0] = removal(y, 1);
+	reqs[1] = removal(z, 2);
+	reqs[0]->done = reqs[1]->done = on_done_any;
+	one_batch(reqs, 2);
+	assert_true(inode_of(root, "tmp", y) != 0);
+	commit_stop();
+	assert_int_equal(inode_of(root, "tmp", y), 0);
+	assert_int_equal(inode_of(root, "tmp", z), 0);
+	finish(&sp, root);
+}
+
 int
 main(void)
 {
@@ -333,6 +572,8 @@ main(void)
 		cmocka_unit_test(test_a_removal_waits_for_the_next_batch),
 		cmocka_unit_test(test_removal_backlog_is_bounded_and_relieved),
 		cmocka_unit_test(test_a_large_batch_of_removals),
+		cmocka_unit_test(test_new_messages_and_removals_in_one_batch),
+		cmocka_unit_test(test_finished_messages_files_are_reused),
 	};
 
 	log_init("test_commit", LOG_TO_STDERR, LOG_CRIT);

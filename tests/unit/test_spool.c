@@ -115,26 +115,40 @@ test_commit_and_read(void **state)
 
 	assert_int_equal(spool_open(&sp, root, 1, err, sizeof err), 0);
 	assert_int_equal(spool_txn_begin(&sp, id, &txn), 0);
-	/* the same id cannot be begun twice (O_EXCL) */
-	struct spool_txn txn2;
-	assert_int_equal(spool_txn_begin(&sp, id, &txn2), -1);
 	spool_txn_write(&txn, "Subject: x\r\n\r\n", 14);
 	spool_txn_write(&txn, "body\r\n", 6);
 	assert_int_equal(txn.size, 20);
+	/* content that fits the buffer makes no file before prepare */
+	assert_false(exists("tmp", id, ".msg"));
+	assert_false(exists("queue", id, ".msg"));
 	make_env(&e, id, 2);
 	e.size = txn.size;
 	assert_int_equal(spool_txn_prepare(&txn, &e, 1, err, sizeof err), 0);
-	/* one file: the content, then the envelope and its footer; not queued until published */
+	/* one file, made in queue/ whole: the content, then the envelope and its footer */
 	assert_int_equal(e.size, 20);
 	assert_true(e.tail > SPOOL_FOOT_LEN);
-	assert_false(exists("queue", id, ".msg"));
-	assert_true(exists("tmp", id, ".msg"));
+	assert_true(exists("queue", id, ".msg"));
+	assert_false(exists("tmp", id, ".msg"));
 	assert_false(exists("tmp", id, ".env"));
 	assert_int_equal(spool_txn_publish(&txn, err, sizeof err), 0);
 	assert_int_equal(spool_sync_queue(&sp), 0);
 	assert_false(exists("queue", id, ".env"));
 	assert_true(exists("queue", id, ".msg"));
 	assert_false(exists("tmp", id, ".msg"));
+	/* the same id again: its prepare fails (O_EXCL), and its abort leaves the first alone */
+	{
+		struct spool_txn txn2;
+		struct spool_env e2;
+		assert_int_equal(spool_txn_begin(&sp, id, &txn2), 0);
+		spool_txn_write(&txn2, "other\r\n", 7);
+		make_env(&e2, id, 1);
+		assert_int_equal(spool_txn_prepare(&txn2, &e2, 1, err, sizeof err), -1);
+		assert_int_equal(errno, EEXIST);
+		assert_non_null(strstr(err, "/queue/6553F100F423F000.msg"));
+		spool_txn_abort(&txn2);
+		spool_env_free(&e2);
+		assert_true(exists("queue", id, ".msg"));
+	}
 	{
 		struct stat st;
 		char p[512];
@@ -233,6 +247,20 @@ upper_filter(const char *content, size_t len, size_t *outlen, void *arg)
 	return out;
 }
 
+/* Replaces any content by 2 * SPOOL_TXN_BUF octets: more than the buffer holds. */
+static char *
+grow_filter(const char *content, size_t len, size_t *outlen, void *arg)
+{
+	char *out = xmalloc(2 * SPOOL_TXN_BUF);
+
+	(void)arg;
+	upper_filter_calls++;
+	memset(out, 'g', 2 * SPOOL_TXN_BUF);
+	memcpy(out, content, len < SPOOL_TXN_BUF ? len : SPOOL_TXN_BUF);
+	*outlen = 2 * SPOOL_TXN_BUF;
+	return out;
+}
+
 static void
 commit_content(struct spool *sp, const char *id, const char *const *parts, const size_t *lens, size_t n,
     int filter, char **content, size_t *clen)
@@ -251,12 +279,20 @@ commit_content(struct spool *sp, const char *id, const char *const *parts, const
 		assert_true(txn.blen <= SPOOL_TXN_BUF);
 	}
 	if (filter)
-		assert_int_equal(spool_txn_filter(&txn, upper_filter, NULL), 1);
+		assert_int_equal(spool_txn_filter(&txn, filter == 2 ? grow_filter : upper_filter, NULL), 1);
+	/* a file in tmp/ only once the content overflowed the buffer */
+	int overflowed = txn.msgfd != -1;
+	assert_int_equal(exists("tmp", id, ".msg"), overflowed);
 	make_env(&e, id, 1);
 	assert_int_equal(spool_txn_prepare(&txn, &e, 1, err, sizeof err), 0);
 	assert_null(txn.buf);
-	assert_int_equal(e.size, total);
+	assert_int_equal(e.size, total > 0 && filter == 2 ? 2 * SPOOL_TXN_BUF : total);
+	/* content that fit the buffer is written straight into queue/; the rest goes by tmp/ */
+	assert_int_equal(txn.in_queue, !overflowed);
+	assert_int_equal(exists("queue", id, ".msg"), !overflowed);
 	assert_int_equal(spool_txn_publish(&txn, err, sizeof err), 0);
+	assert_true(exists("queue", id, ".msg"));
+	assert_false(exists("tmp", id, ".msg"));
 	assert_int_equal(spool_env_read(sp, id, &r, err, sizeof err), 0);
 	assert_int_equal(spool_msg_check(sp, &r, -1, err, sizeof err), 0);
 	*content = spool_msg_read(sp, &r, SIZE_MAX, clen);
@@ -309,6 +345,31 @@ test_txn_buffer(void **state)
 		assert_memory_equal(content, "SUBJECT: Y\r\n\r\nBODY\r\n", 20);
 		free(content);
 	}
+	/* a filter of buffered content that returns more than the buffer holds: it goes by tmp/ */
+	{
+		const char *parts[] = { "subject: z\r\n\r\nbody\r\n" };
+		size_t lens[] = { 20 };
+
+		upper_filter_calls = 0;
+		commit_content(&sp, "6553F100F423F014", parts, lens, 1, 2, &content, &clen);
+		assert_int_equal(upper_filter_calls, 1);
+		assert_int_equal(clen, 2 * SPOOL_TXN_BUF);
+		assert_memory_equal(content, "subject: z\r\n\r\nbody\r\ngggg", 24);
+		assert_int_equal(content[clen - 1], 'g');
+		free(content);
+	}
+	/* a filter of content in tmp/ (larger than the buffer) */
+	{
+		const char *parts[] = { "subject: w\r\n\r\n", big };
+		size_t lens[] = { 14, SPOOL_TXN_BUF + 3 };
+
+		upper_filter_calls = 0;
+		commit_content(&sp, "6553F100F423F015", parts, lens, 2, 1, &content, &clen);
+		assert_int_equal(upper_filter_calls, 1);
+		assert_int_equal(clen, 14 + SPOOL_TXN_BUF + 3);
+		assert_memory_equal(content, "SUBJECT: W\r\n\r\nABC", 17);
+		free(content);
+	}
 	/* a write that fails while buffered content goes out: the transaction fails with its errno */
 	assert_int_equal(spool_txn_begin(&sp, "6553F100F423F012", &txn), 0);
 	spool_txn_write(&txn, big, 100);
@@ -354,6 +415,24 @@ test_abort(void **state)
 	spool_txn_abort(&txn);
 	assert_false(exists("tmp", id, ".msg"));
 	assert_false(exists("queue", id, ".msg"));
+	/*
+	 * Prepared, whole in queue/, then its batch's flush fails: the abort
+	 * that answers the failure removes it there, or a restart would
+	 * deliver a message the client was told was not accepted.
+	 */
+	{
+		struct spool_env e;
+		char err2[256];
+		assert_int_equal(spool_txn_begin(&sp, id, &txn), 0);
+		spool_txn_write(&txn, "Subject: a\r\n\r\n", 14);
+		make_env(&e, id, 1);
+		assert_int_equal(spool_txn_prepare(&txn, &e, 0, err2, sizeof err2), 0);
+		assert_true(txn.in_queue);
+		assert_true(exists("queue", id, ".msg"));
+		spool_txn_abort(&txn);
+		assert_false(exists("queue", id, ".msg"));
+		spool_env_free(&e);
+	}
 	spool_close(&sp);
 }
 
@@ -630,6 +709,180 @@ test_scan_read_ahead(void **state)
 	free(c.ids);
 	free(c.damaged);
 	free(c.nrcpt);
+	spool_close(&sp);
+}
+
+/*
+ * A new message is made whole in queue/ by one writev, and is queued only
+ * once its tail is there: a crash before its flush may leave any prefix
+ * of the file (or its full length with the last octets missing).  At
+ * every such length, the start's scan must not take it for a message:
+ * the daemon's scan moves it to quarantine/, a reader's scan skips it.
+ * The whole file, the last case, is the one message listed.
+ */
+static void
+test_scan_new_message_cut_short(void **state)
+{
+	struct spool sp;
+	struct spool_txn txn;
+	struct spool_env e;
+	struct scan_ctx c;
+	char err[256], p[512], q[512], *whole;
+	const char *id = "6553F100F423F020";
+	struct stat st;
+	size_t len, cut[8], i, ncut = 0;
+	int fd;
+	(void)state;
+
+	assert_int_equal(spool_open(&sp, root, 1, err, sizeof err), 0);
+	assert_int_equal(spool_txn_begin(&sp, id, &txn), 0);
+	spool_txn_write(&txn, "Subject: cut\r\n\r\nbody\r\n", 22);
+	make_env(&e, id, 2);
+	assert_int_equal(spool_txn_prepare(&txn, &e, 1, err, sizeof err), 0);
+	assert_true(txn.in_queue);
+	snprintf(p, sizeof p, "%s/queue/%s.msg", root, id);
+	snprintf(q, sizeof q, "%s/quarantine/%s.msg", root, id);
+	assert_int_equal(stat(p, &st), 0);
+	len = (size_t)st.st_size;
+	assert_int_equal(len, 22 + e.tail);
+	whole = xmalloc(len);
+	fd = open(p, O_RDONLY);
+	assert_int_equal(read(fd, whole, len), (ssize_t)len);
+	close(fd);
+	/* nothing; part of the content; the content; into the envelope; into the footer; all but its LF */
+	cut[ncut++] = 0;
+	cut[ncut++] = 10;
+	cut[ncut++] = 22;
+	cut[ncut++] = 22 + (len - 22 - SPOOL_FOOT_LEN) / 2;
+	cut[ncut++] = len - SPOOL_FOOT_LEN + 5;
+	cut[ncut++] = len - 1;
+	for (i = 0; i < ncut; i++) {
+		fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+		assert_true(fd >= 0);
+		assert_int_equal(write(fd, whole, cut[i]), (ssize_t)cut[i]);
+		close(fd);
+		/* a reader (flags 0) skips it and leaves it where it is */
+		memset(&c, 0, sizeof c);
+		assert_int_equal(spool_scan(&sp, 0, collect, &c), 0);
+		assert_true(exists("queue", id, ".msg"));
+		/* the daemon's start moves it aside */
+		assert_int_equal(spool_scan(&sp, SPOOL_SCAN_REMOVE_ORPHANS, collect, &c), 0);
+		assert_int_equal(c.n, 0);
+		assert_false(exists("queue", id, ".msg"));
+		assert_int_equal(stat(q, &st), 0);
+		assert_int_equal(st.st_size, (off_t)cut[i]);
+		assert_int_equal(unlink(q), 0);
+	}
+	/* whole, it is the message */
+	fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_int_equal(write(fd, whole, len), (ssize_t)len);
+	close(fd);
+	memset(&c, 0, sizeof c);
+	assert_int_equal(spool_scan(&sp, SPOOL_SCAN_REMOVE_ORPHANS, collect, &c), 1);
+	assert_string_equal(c.ids[0], id);
+	assert_string_equal(c.damaged[0], "");
+	free(whole);
+	spool_env_free(&e);
+	spool_close(&sp);
+}
+
+/* A transaction of id with content text, given old's retired file, prepared (fsynced). */
+static void
+prepare_into(struct spool *sp, struct spool_txn *txn, struct spool_env *e, const char *id,
+    const char *text, const char *old)
+{
+	char err[256];
+
+	assert_int_equal(spool_txn_begin(sp, id, txn), 0);
+	spool_txn_write(txn, text, strlen(text));
+	assert_int_equal(spool_txn_reuse(txn, old), 1);
+	make_env(e, id, 1);
+	assert_int_equal(spool_txn_prepare(txn, e, 1, err, sizeof err), 0);
+}
+
+/*
+ * spool_retire() keeps the .msg in tmp/ (and unlinks the .env); a
+ * transaction given that file writes itself into it, cut to its length,
+ * and its publish renames it into queue/ under the new id.  An abort
+ * unlinks it; a retired file that is gone leaves the transaction to a
+ * file of its own.
+ */
+static void
+test_retire_and_reuse(void **state)
+{
+	struct spool sp;
+	struct spool_txn txn;
+	struct spool_env e, r;
+	char err[256], p[512], *content;
+	const char *old = "6553F100F4230030", *nw = "6553F100F4230031", *nw2 = "6553F100F4230032";
+	struct stat st;
+	ino_t ino;
+	size_t len;
+	int fd;
+	(void)state;
+
+	assert_int_equal(spool_open(&sp, root, 1, err, sizeof err), 0);
+	snprintf(p, sizeof p, "%s/queue/%s.msg", root, old);
+	fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	assert_int_equal(write(fd, "0123456789012345678901234567890123456789", 40), 40);
+	close(fd);
+	assert_int_equal(stat(p, &st), 0);
+	ino = st.st_ino;
+	snprintf(p, sizeof p, "%s/queue/%s.env", root, old);
+	fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0600);
+	close(fd);
+	assert_int_equal(spool_retire(&sp, old, 1), 1);
+	assert_false(exists("queue", old, ".msg"));
+	assert_false(exists("queue", old, ".env"));
+	assert_true(exists("tmp", old, ".free"));
+	assert_false(exists("tmp", old, ".env"));
+	assert_int_equal(spool_retire(&sp, old, 0), 0);		/* nothing left to retire */
+
+	/* written into the retired file: the new message's octets only */
+	prepare_into(&sp, &txn, &e, nw, "S: r\r\n\r\nb\r\n", old);
+	assert_false(txn.in_queue);
+	assert_false(exists("queue", nw, ".msg"));
+	assert_int_equal(spool_txn_publish(&txn, err, sizeof err), 0);
+	assert_false(exists("tmp", old, ".free"));
+	snprintf(p, sizeof p, "%s/queue/%s.msg", root, nw);
+	assert_int_equal(stat(p, &st), 0);
+	assert_int_equal(st.st_ino, ino);
+	assert_int_equal(st.st_size, (off_t)(11 + e.tail));
+	assert_int_equal(spool_env_load(&sp, nw, &r, err, sizeof err), 0);
+	assert_null(r.damaged);
+	content = spool_msg_read(&sp, &r, SIZE_MAX, &len);
+	assert_int_equal(len, 11);
+	assert_memory_equal(content, "S: r\r\n\r\nb\r\n", 11);
+	free(content);
+	spool_env_free(&r);
+	spool_env_free(&e);
+
+	/* retired again; a transaction given it and aborted unlinks it */
+	assert_int_equal(spool_retire(&sp, nw, 0), 1);
+	prepare_into(&sp, &txn, &e, nw2, "x\r\n", nw);
+	spool_txn_abort(&txn);
+	assert_false(exists("tmp", nw, ".free"));
+	assert_false(exists("queue", nw2, ".msg"));
+	spool_env_free(&e);
+
+	/* given a retired file that is gone: a file of its own, made in queue/ */
+	prepare_into(&sp, &txn, &e, nw2, "y\r\n", old);
+	assert_true(txn.in_queue);
+	assert_int_equal(spool_txn_publish(&txn, err, sizeof err), 0);
+	assert_true(exists("queue", nw2, ".msg"));
+	spool_env_free(&e);
+
+	/* content in a file of its own already (larger than the buffer): not given one */
+	{
+		char *big = xmalloc(SPOOL_TXN_BUF + 1);
+		memset(big, 'b', SPOOL_TXN_BUF + 1);
+		assert_int_equal(spool_txn_begin(&sp, "6553F100F4230033", &txn), 0);
+		spool_txn_write(&txn, big, SPOOL_TXN_BUF + 1);
+		assert_int_equal(spool_txn_reuse(&txn, nw2), 0);
+		spool_txn_abort(&txn);
+		free(big);
+	}
+	assert_true(exists("queue", nw2, ".msg"));
 	spool_close(&sp);
 }
 
@@ -1143,6 +1396,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_scan_read_ahead, setup, teardown),
 		cmocka_unit_test(test_env_parse_rejects),
 		cmocka_unit_test(test_env_end_record),
+		cmocka_unit_test_setup_teardown(test_scan_new_message_cut_short, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_retire_and_reuse, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_damaged, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_stage_update_history, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_env_file_and_id_floor, setup, teardown),
