@@ -130,21 +130,19 @@ struct removals {
  * message makes one.  A file retired in a batch is `fresh` until that
  * batch's fsync of queue/ has made its rename out of queue/ durable, and
  * only then `ready`.  The committer's own (a batch shared with the other
- * thread removes as before); at most POOL_MAX files in all.
+ * thread removes as before); at most COMMIT_KEPT_MAX files in all.
  *
  * Only a finished message's file (req->later: bounce.c's removal, once
  * every recipient has its outcome) is kept.  Nothing reads it any more:
  * its delivery sessions are over (a message being delivered cannot be
  * deleted, queue_delete()), and its notices were written before.  A
  * descriptor still open on it would read the next message's octets.
- * The kept files hold disk space (at most POOL_MAX messages of up to
+ * The kept files hold disk space (at most COMMIT_KEPT_MAX messages of up to
  * SPOOL_TXN_BUF octets and their envelopes): a batch that fails for want
  * of it unlinks them all.
  */
-#define POOL_MAX 256
-
 static struct {
-	char ready[POOL_MAX][QID_LEN + 1], fresh[POOL_MAX][QID_LEN + 1];
+	char ready[COMMIT_KEPT_MAX][QID_LEN + 1], fresh[COMMIT_KEPT_MAX][QID_LEN + 1];
 	size_t nready, nfresh;
 } P;
 
@@ -154,7 +152,7 @@ remove_one(struct commit_req *r, int pool)
 {
 	int rc;
 
-	if (!pool || P.nready + P.nfresh >= POOL_MAX)
+	if (!pool || P.nready + P.nfresh >= COMMIT_KEPT_MAX)
 		return spool_remove_known(C.sp, r->id, !r->no_env);
 	rc = spool_retire(C.sp, r->id, !r->no_env);
 	if (rc == 1)
