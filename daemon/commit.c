@@ -227,7 +227,7 @@ batch_run(struct commit_req *batch)
 {
 	struct commit_req *r;
 	size_t n = 0;
-	int sync_each, dir_dirty = 0, removed = 0, full = 0;
+	int sync_each, early, dir_dirty = 0, full = 0;
 	size_t nremove = 0, nupdate = 0;
 
 	for (r = batch; r != NULL; r = r->next) {
@@ -237,6 +237,7 @@ batch_run(struct commit_req *batch)
 	}
 	/* One file to write: fsync it.  Several: one syncfs for all of them.  A removal writes none. */
 	sync_each = n <= 1;
+	early = nremove > 0 && nupdate == 0;	/* the removals before the flush (below) */
 
 	/*
 	 * Two updates of one envelope in a batch would stage the same
@@ -283,10 +284,8 @@ batch_run(struct commit_req *batch)
 	 * flush a batch, not two).  An update must be installed before its
 	 * message's removal, so a batch with updates removes last.
 	 */
-	if (nremove > 0 && nupdate == 0) {
+	if (early)
 		remove_all(batch, nremove);
-		removed = 1;
-	}
 	if (!sync_each) {
 		if (spool_syncfs(C.sp) == -1) {
 			int saved = errno;
@@ -318,7 +317,7 @@ batch_run(struct commit_req *batch)
 			dir_dirty = 1;
 	}
 	if (nremove > 0) {
-		if (!removed)
+		if (!early)
 			remove_all(batch, nremove);
 		for (r = batch; r != NULL; r = r->next)
 			if (r->kind == COMMIT_REMOVE && r->rc == 0)
