@@ -130,21 +130,19 @@ struct removals {
  * message makes one.  A file retired in a batch is `fresh` until that
  * batch's fsync of queue/ has made its rename out of queue/ durable, and
  * only then `ready`.  The committer's own (a batch shared with the other
- * thread removes as before); at most POOL_MAX files in all.
+ * thread removes as before); at most COMMIT_KEPT_MAX files in all.
  *
  * Only a finished message's file (req->later: bounce.c's removal, once
  * every recipient has its outcome) is kept.  Nothing reads it any more:
  * its delivery sessions are over (a message being delivered cannot be
  * deleted, queue_delete()), and its notices were written before.  A
  * descriptor still open on it would read the next message's octets.
- * The kept files hold disk space (at most POOL_MAX messages of up to
+ * The kept files hold disk space (at most COMMIT_KEPT_MAX messages of up to
  * SPOOL_TXN_BUF octets and their envelopes): a batch that fails for want
  * of it unlinks them all.
  */
-#define POOL_MAX 256
-
 static struct {
-	char ready[POOL_MAX][QID_LEN + 1], fresh[POOL_MAX][QID_LEN + 1];
+	char ready[COMMIT_KEPT_MAX][QID_LEN + 1], fresh[COMMIT_KEPT_MAX][QID_LEN + 1];
 	size_t nready, nfresh;
 } P;
 
@@ -154,7 +152,7 @@ remove_one(struct commit_req *r, int pool)
 {
 	int rc;
 
-	if (!pool || P.nready + P.nfresh >= POOL_MAX)
+	if (!pool || P.nready + P.nfresh >= COMMIT_KEPT_MAX)
 		return spool_remove_known(C.sp, r->id, !r->no_env);
 	rc = spool_retire(C.sp, r->id, !r->no_env);
 	if (rc == 1)
@@ -229,7 +227,7 @@ batch_run(struct commit_req *batch)
 {
 	struct commit_req *r;
 	size_t n = 0;
-	int sync_each, dir_dirty = 0, removed = 0, full = 0;
+	int sync_each, early, dir_dirty = 0, full = 0;
 	size_t nremove = 0, nupdate = 0;
 
 	for (r = batch; r != NULL; r = r->next) {
@@ -239,6 +237,7 @@ batch_run(struct commit_req *batch)
 	}
 	/* One file to write: fsync it.  Several: one syncfs for all of them.  A removal writes none. */
 	sync_each = n <= 1;
+	early = nremove > 0 && nupdate == 0;	/* the removals before the flush (below) */
 
 	/*
 	 * Two updates of one envelope in a batch would stage the same
@@ -285,10 +284,8 @@ batch_run(struct commit_req *batch)
 	 * flush a batch, not two).  An update must be installed before its
 	 * message's removal, so a batch with updates removes last.
 	 */
-	if (nremove > 0 && nupdate == 0) {
+	if (early)
 		remove_all(batch, nremove);
-		removed = 1;
-	}
 	if (!sync_each) {
 		if (spool_syncfs(C.sp) == -1) {
 			int saved = errno;
@@ -320,7 +317,7 @@ batch_run(struct commit_req *batch)
 			dir_dirty = 1;
 	}
 	if (nremove > 0) {
-		if (!removed)
+		if (!early)
 			remove_all(batch, nremove);
 		for (r = batch; r != NULL; r = r->next)
 			if (r->kind == COMMIT_REMOVE && r->rc == 0)

@@ -55,6 +55,13 @@ struct commit_req {
  */
 #define COMMIT_REMOVALS_MAX 4096
 
+/*
+ * The files of finished messages the committer keeps in tmp/ for new
+ * messages to be written into (commit.c): at most this many; a removal
+ * beyond unlinks.
+ */
+#define COMMIT_KEPT_MAX 256
+
 int  commit_start(struct event_base *base, struct spool *sp);
 void commit_stop(void);
 /* Queue a request; ownership passes to the committer until done() (which must free it). */

@@ -203,6 +203,16 @@ name_of(char *buf, size_t len, const char *id, const char *suffix)
 	snprintf(buf, len, "%s%s", id, suffix);
 }
 
+/* The transaction's file, in tmp/ or queue/: a kept one (OLD.free, spool_txn_reuse()) or its own. */
+static void
+txn_name(const struct spool_txn *txn, char *buf, size_t len)
+{
+	if (txn->reuse[0] != '\0')
+		name_of(buf, len, txn->reuse, SPOOL_FREE_SUFFIX);
+	else
+		name_of(buf, len, txn->id, ".msg");
+}
+
 int
 spool_txn_begin(struct spool *sp, const char *id, struct spool_txn *txn)
 {
@@ -526,7 +536,7 @@ spool_txn_prepare(struct spool_txn *txn, struct spool_env *env, int sync,
 	saved = len > ENV_MAX ? EFBIG : 0;
 	if (saved == 0 && txn->msgfd == -1 && txn->reuse[0] != '\0') {
 		/* a retired message's file: written from its start, cut to length below */
-		name_of(name, sizeof name, txn->reuse, SPOOL_FREE_SUFFIX);
+		txn_name(txn, name, sizeof name);
 		txn->msgfd = openat(txn->sp->tmpfd, name, O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
 		if (txn->msgfd == -1)
 			txn->reuse[0] = '\0';	/* a new file, then */
@@ -569,9 +579,8 @@ spool_txn_prepare(struct spool_txn *txn, struct spool_env *env, int sync,
 		saved = errno;
 	txn->msgfd = -1;
 	if (saved != 0) {
-		snprintf(errbuf, errlen, "%s/%s/%s%s: %s", txn->sp->dir, where,
-		    txn->reuse[0] != '\0' ? txn->reuse : txn->id,
-		    txn->reuse[0] != '\0' ? SPOOL_FREE_SUFFIX : ".msg", strerror(saved));
+		txn_name(txn, name, sizeof name);
+		snprintf(errbuf, errlen, "%s/%s/%s: %s", txn->sp->dir, where, name, strerror(saved));
 		errno = saved;
 		return -1;
 	}
@@ -588,10 +597,7 @@ spool_txn_publish(struct spool_txn *txn, char *errbuf, size_t errlen)
 	if (txn->in_queue)
 		return 0;	/* written there */
 	name_of(name, sizeof name, txn->id, ".msg");
-	if (txn->reuse[0] != '\0')
-		name_of(from, sizeof from, txn->reuse, SPOOL_FREE_SUFFIX);
-	else
-		name_of(from, sizeof from, txn->id, ".msg");
+	txn_name(txn, from, sizeof from);
 	if (renameat(sp->tmpfd, from, sp->queuefd, name) == -1) {
 		saved = errno;
 		snprintf(errbuf, errlen, "%s/queue/%s: rename: %s", sp->dir, name, strerror(saved));
@@ -613,10 +619,7 @@ spool_txn_abort(struct spool_txn *txn)
 		txn->msgfd = -1;
 	}
 	txn_buf_free(txn);
-	if (txn->reuse[0] != '\0')
-		name_of(name, sizeof name, txn->reuse, SPOOL_FREE_SUFFIX);
-	else
-		name_of(name, sizeof name, txn->id, ".msg");
+	txn_name(txn, name, sizeof name);
 	/* a message written into queue/ and not acknowledged: it must not be delivered */
 	unlinkat(txn->in_queue ? txn->sp->queuefd : txn->sp->tmpfd, name, 0);
 	name_of(name, sizeof name, txn->id, ".env");

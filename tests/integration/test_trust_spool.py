@@ -8,6 +8,7 @@ removed but by `mailrelay delete`; the intact messages around it go out."""
 import json
 import os
 import re
+import subprocess
 
 from mrtest import make_message, to_crlf, wait_until
 
@@ -302,3 +303,30 @@ def test_envelope_written_before_the_end_record_is_still_delivered(daemon, smart
     assert sorted(t.rcpt_tos) == ["a@example.net", "b@example.net"] and t.content == content
     d.wait_queue_empty()
     assert not _damage_lines(d, qid)
+
+
+def test_kept_files_of_delivered_messages_are_closed_to_local_users(daemon, smarthost):
+    """A delivered message's file, kept in tmp/ for a later message to be
+    written into (ID.free), still holds its octets: no local user may read
+    it, not even with the group the setgid sendmail holds (the spool's,
+    which lets that client into the spool directory itself)."""
+    sh = smarthost()
+    d = daemon(sh)
+    secret = "kept-file-secret-%d" % os.getpid()
+    qid, _ = _submit(d, "kept", body="%s\n" % secret)
+    sh.wait_for(1)
+    d.wait_queue_empty()
+    kept = os.path.join(d.spool, "tmp", qid + ".free")
+    wait_until(lambda: os.path.exists(kept), what="the delivered message's file kept")
+    with open(kept, "rb") as f:
+        assert secret.encode() in f.read()         # it is the message's own file
+    assert os.stat(kept).st_mode & 0o777 == 0o600
+    assert os.stat(os.path.dirname(kept)).st_mode & 0o777 == 0o700
+    spool_gid = os.stat(d.spool).st_gid
+    for gid in (65534, spool_gid):
+        who = ["setpriv", "--reuid=65534", "--regid=%d" % gid, "--clear-groups"]
+        for argv in (["cat", kept], ["ls", os.path.dirname(kept)]):
+            p = subprocess.run(who + argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30)
+            assert p.returncode != 0, (gid, argv, p)
+            assert b"Permission denied" in p.stderr, (gid, argv, p)
+            assert secret.encode() not in p.stdout + p.stderr

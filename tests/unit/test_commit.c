@@ -564,6 +564,58 @@ test_finished_messages_files_are_reused(void **state)
 	finish(&sp, root);
 }
 
+static size_t
+kept_count(const char *root)
+{
+	char cmd[600], buf[64];
+	FILE *f;
+	size_t n = 0;
+
+	snprintf(cmd, sizeof cmd, "ls %s/tmp | grep -c '%s$'", root, SPOOL_FREE_SUFFIX);
+	f = popen(cmd, "r");
+	assert_non_null(f);
+	if (fgets(buf, sizeof buf, f) != NULL)
+		n = (size_t)strtoul(buf, NULL, 10);
+	pclose(f);
+	return n;
+}
+
+/*
+ * At most COMMIT_KEPT_MAX files are kept: finished messages removed beyond
+ * that are unlinked, and every one of them leaves queue/ either way.
+ * (Batches of fewer than REMOVE_SPLIT removals: the committer's own.)
+ */
+static void
+test_kept_files_are_bounded(void **state)
+{
+	char root[] = "/tmp/test_commit.XXXXXX", id[QID_LEN + 1];
+	struct commit_req *reqs[50];
+	struct spool sp;
+	int b, i, k = 0, nb = (COMMIT_KEPT_MAX + 49) / 50 + 1;
+
+	(void)state;
+	begin(root, &sp);
+	assert_int_equal(commit_start(base, &sp), 0);
+	for (b = 0; b < nb; b++) {
+		for (i = 0; i < 50; i++, k++) {
+			snprintf(id, sizeof id, "6553F100F42%05X", (unsigned)k);
+			fill(root, id, 100);
+			reqs[i] = removal(id, i + 1);
+			reqs[i]->done = on_done_any;
+		}
+		one_batch(reqs, 50);
+	}
+	assert_true(k > COMMIT_KEPT_MAX);
+	assert_int_equal(kept_count(root), COMMIT_KEPT_MAX);
+	for (i = 0; i < k; i++) {
+		snprintf(id, sizeof id, "6553F100F42%05X", (unsigned)i);
+		assert_false(present(root, id, ".msg"));
+	}
+	commit_stop();
+	assert_int_equal(kept_count(root), 0);
+	finish(&sp, root);
+}
+
 int
 main(void)
 {
@@ -574,6 +626,7 @@ main(void)
 		cmocka_unit_test(test_a_large_batch_of_removals),
 		cmocka_unit_test(test_new_messages_and_removals_in_one_batch),
 		cmocka_unit_test(test_finished_messages_files_are_reused),
+		cmocka_unit_test(test_kept_files_are_bounded),
 	};
 
 	log_init("test_commit", LOG_TO_STDERR, LOG_CRIT);
