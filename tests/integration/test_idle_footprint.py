@@ -8,7 +8,9 @@ ssh2, ...), about 4 MB of resident pages each daemon used to carry.
 
 A TLS smarthost that trusts the system's CAs has its store read by its
 first connection, not at start (daemon/tls.c): parsing the bundle costs
-about 1.5 MB that a smarthost not used yet need not hold.
+about 1.5 MB that a smarthost not used yet need not hold.  And when the
+store's directory holds hashed names, the bundle is not parsed at all: a
+verification reads the certificates its chain names from the directory.
 
 When libcurl cannot be loaded, the token request fails with one line
 naming the library and the loader's reason, the OAuth2 smarthost is
@@ -238,6 +240,39 @@ def test_system_ca_store_is_read_by_the_first_connection(daemon, smarthost, work
     assert rec["verify"] == "ok" and rec["tls"].startswith("TLSv1."), rec["line"]
     assert [t.content for t in sh.delivered()] == [to_crlf(msg)]
     assert d.outcomes(status="deferred") == [], d.outcomes()
+
+
+def other_ca_server(pki):
+    """A server certificate for localhost signed by client_ca, not by ca."""
+    if getattr(pki, "other_ca_good", None) is None:
+        pki.other_ca_good = pki._issue(pki.client_ca, "other-ca-good", "localhost",
+                                       ["DNS:localhost", "IP:127.0.0.1"])
+    return pki.other_ca_good
+
+
+@pytest.mark.parametrize("signer", ["ca_in_directory", "ca_in_bundle_only"])
+def test_system_ca_store_is_its_hashed_directory(daemon, smarthost, workdir, pki, signer):
+    """The system store's directory (SSL_CERT_DIR here) holds hashed names:
+    a chain is verified through it, and the bundle (SSL_CERT_FILE here,
+    with another CA) is not read, not even for a chain it would verify:
+    parsed whole it held about 1.4 MB per context (daemon/tls.c).
+    Opportunistic TLS logs the verdict without enforcing it."""
+    bundle = os.path.join(workdir, "system-cas.pem")
+    shutil.copy(pki.client_ca.cert, bundle)
+    cert = pki.good if signer == "ca_in_directory" else other_ca_server(pki)
+    sh = smarthost(tls_context=pki.server_context(cert))
+    d = daemon(smarthosts=[("main", smarthost_opts(sh.port, host=quote("localhost"),
+                                                   tls="opportunistic"))], start=False)
+    d.wrapper = ["env", "SSL_CERT_FILE=" + bundle, "SSL_CERT_DIR=" + pki.ca_path]
+    d.start()
+    msg = make_message(subject="system store " + signer, sender="a@example.org", to=(RCPT,))
+    assert d.sendmail(["-i", "-f", "a@example.org", RCPT], msg).rc == 0
+    rec = d.wait_for_record(to=RCPT, status="sent", timeout=15)
+    assert rec["tls"].startswith("TLSv1."), rec["line"]
+    if signer == "ca_in_directory":
+        assert rec["verify"] == "ok", rec["line"]
+    else:
+        assert rec["verify"].startswith("fail (") and "issuer" in rec["verify"], rec["line"]
 
 
 def test_idle_tls_smarthost_costs_no_ca_bundle(build, daemon, smarthost):
