@@ -124,6 +124,11 @@ int oauth2_state_write(const char *spool_dir, const char *name, time_t since, co
     char *errbuf, size_t errlen);
 char *oauth2_state_read(const char *spool_dir, const char *name, time_t *since);
 
+/* A regular file of at most max octets, NUL-terminated; NULL with "KEY: PATH: why" in errbuf. */
+char *oauth2_read_small(const char *path, size_t max, size_t *lenp, char *errbuf, size_t errlen,
+    const char *key);
+/* Printable ASCII, bounded: endpoint text in a log line. */
+void oauth2_printable(char *dst, size_t len, const char *src);
 /* Write a file atomically: tmp beside it (0600), fsync, rename, fsync dir. */
 int oauth2_write_atomic(const char *path, const char *data, size_t len, char *errbuf, size_t errlen);
 
