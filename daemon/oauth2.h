@@ -84,13 +84,4 @@ int oauth2_reply_needs_person(const struct smtp_reply *r);
 /* The "needs authorisation" sentence of a smarthost, or NULL. */
 const char *oauth2_status(const char *name);
 
-/*
- * The name of a smarthost that could carry mail from sender (its route's
- * smarthost, else any in the failover list) and that needs authorisation,
- * or NULL.  While there is one, the mail waits for a person and is not
- * expired at max_queue_time (delivery_trouble.c): it was not bounced for
- * a failure only a person can end.
- */
-const char *oauth2_holds_expiry(const struct config *c, const char *sender);
-
 #endif

@@ -23,6 +23,7 @@
 #include <openssl/x509.h>
 
 #include "oauth2_proto.h"
+#include "oauth2_state.h"
 #include "secret.h"
 #include "util.h"
 #include "xmalloc.h"

@@ -3,7 +3,7 @@
  * reads, the atomic writes, and the "needs authorisation" state (see
  * oauth2_proto.h).  Linked by mailrelayd, which keeps no token but tells
  * `mailrelay status` and max_queue_time about that state, by the
- * delivery process and by the CLI.
+ * delivery process and by the CLI.  See oauth2_state.h.
  */
 #include "config.h"
 
@@ -20,7 +20,7 @@
 
 #include <json-c/json.h>
 
-#include "oauth2_proto.h"
+#include "oauth2_state.h"
 #include "util.h"
 #include "xmalloc.h"
 

@@ -587,6 +587,12 @@ queue_verify(struct qmsg *m, int fd)
 	return -1;
 }
 
+void
+queue_damaged(struct qmsg *m, const char *why)
+{
+	damaged(m, why);
+}
+
 unsigned
 queue_retry_delay(unsigned attempts)
 {

@@ -93,6 +93,8 @@ void queue_take(struct qmsg *m);
  * the session must not send it and gives it back with queue_release().
  */
 int  queue_verify(struct qmsg *m, int fd);
+/* The same check failed where the session runs (the delivery process): held as damaged, why logged. */
+void queue_damaged(struct qmsg *m, const char *why);
 int  queue_has_ready(void);
 /* How many ready messages are part-way through failover (fo > 0). */
 size_t queue_ready_failover(void);
