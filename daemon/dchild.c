@@ -66,6 +66,7 @@ static struct daemon dstate;
 struct daemon *D = &dstate;
 
 static struct bufferevent *link_bev;
+static int exit_code;                  /* once the loop ends (finish()) */
 
 /* A message as a session holds it here: the envelope mailrelayd sent, and whose session it is. */
 struct cmsg {
@@ -610,11 +611,12 @@ on_frame(struct dl_in *m)
 static void
 finish(int code)
 {
-	D->shutting_down = 1;
-	delivery_shutdown();
-	oauth2_shutdown();
-	flush_out();
-	exit(code);
+	if (!D->shutting_down) {
+		exit_code = code;
+		D->shutting_down = 1;
+		delivery_shutdown();
+	}
+	event_base_loopbreak(D->base);
 }
 
 static void
@@ -631,6 +633,7 @@ on_link_read(struct bufferevent *bev, void *arg)
 		if (rc == -1) {
 			log_errx("mailrelayd sent a frame that does not parse; the delivery process ends");
 			finish(EX_PROTOCOL);
+			return;
 		}
 	}
 	if (r == -1) {
@@ -661,6 +664,29 @@ on_term(evutil_socket_t sig, short what, void *arg)
 	finish(0);
 }
 
+/*
+ * Work of its own with no session open (OAuth2: a token renewed before it
+ * expires, a request in flight) keeps the process: mailrelayd is told
+ * when that starts and ends, checked every second.
+ */
+static void
+on_busy_tick(evutil_socket_t fd, short what, void *arg)
+{
+	static int told;
+	int busy = oauth2_background();
+	struct dl_out f;
+
+	(void)fd;
+	(void)what;
+	(void)arg;
+	if (busy == told || out() == NULL)
+		return;
+	told = busy;
+	dl_begin(&f, out(), LK_BUSY);
+	dl_u32(&f, (uint32_t)busy);
+	dl_end(&f);
+}
+
 static void
 on_chld(evutil_socket_t sig, short what, void *arg)
 {
@@ -689,7 +715,7 @@ main(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct event *ev_term, *ev_int, *ev_chld;
+	struct event *ev_term, *ev_int, *ev_chld, *ev_busy;
 	char err[1024];
 	int ch, check = 0, level = LOG_INFO;
 
@@ -761,7 +787,26 @@ main(int argc, char **argv)
 	event_add(ev_term, NULL);
 	event_add(ev_int, NULL);
 	event_add(ev_chld, NULL);
+	struct timeval second = { 1, 0 };
+	ev_busy = event_new(D->base, -1, EV_PERSIST, on_busy_tick, NULL);
+	event_add(ev_busy, &second);
 	D->started = time(NULL);
 	event_base_dispatch(D->base);
 	finish(0);
+
+	/* everything back, the freed connections' finalizers run by event_base_free() */
+	oauth2_shutdown();
+	flush_out();
+	if (link_bev != NULL)
+		bufferevent_free(link_bev);
+	link_bev = NULL;
+	event_free(ev_term);
+	event_free(ev_int);
+	event_free(ev_chld);
+	event_free(ev_busy);
+	evdns_base_free(D->dns, 0);
+	event_base_free(D->base);
+	runconf_unref(D->rc);
+	spool_close(&D->spool);
+	return exit_code;
 }

@@ -58,7 +58,8 @@ enum lk_type {
 	LK_REFUSED,         /* sid: a LK_RESUME came after the session left IDLE: the message back untried */
 	LK_END,             /* sid: the session is over */
 	LK_METRIC_REPLY,    /* smarthost name, reply code */
-	LK_METRIC_TLS       /* smarthost name, result (enum metrics_tls) */
+	LK_METRIC_TLS,      /* smarthost name, result (enum metrics_tls) */
+	LK_BUSY             /* 0 or 1: work of its own with no session (an OAuth2 token renewed) */
 };
 
 /* Relay info travels as: relay, tls, verify (may be NULL), dsn (u32). */

@@ -12,7 +12,8 @@
  *
  * The process starts with the first session needed and ends (its link
  * closed) once no session has been open for DPROXY_IDLE_MS, so that an
- * idle daemon maps no TLS library.  If it ends on its own (a crash, a
+ * idle daemon maps no TLS library; unless it has work of its own (an
+ * OAuth2 token it renews before expiry: LK_BUSY), which keeps it.  If it ends on its own (a crash, a
  * start that failed), what its sessions carried goes back to the queue
  * untried, one line says so, and no session starts for a back-off that
  * doubles from 1 s to 60 s while it keeps failing (dispatch sees every
@@ -82,6 +83,7 @@ static struct {
 	struct bufferevent *bev;    /* its link; NULL: none open */
 	int stopping;               /* we closed the link: its end is no failure */
 	int reported;               /* it has said something since it started */
+	int busy;                   /* it has work of its own (LK_BUSY): it stays without sessions */
 	struct event *idle_ev, *retry_ev;
 	unsigned backoff;           /* seconds of the current back-off, 0: none */
 	int held;                   /* in a back-off: no session starts */
@@ -191,6 +193,7 @@ child_start(void)
 	dl_end(&f);
 	C.stopping = 0;
 	C.reported = 0;
+	C.busy = 0;
 	log_debug("delivery process started (pid %ld)", (long)C.pid);
 	return 0;
 }
@@ -290,7 +293,7 @@ on_idle(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	(void)arg;
-	if (nproxies == 0) {
+	if (nproxies == 0 && !C.busy) {
 		stop_child();
 		malloc_trim(0);
 	}
@@ -534,6 +537,14 @@ session_resume(struct dsession *p, struct qmsg *m)
 
 /* ---- what the process reports ----------------------------------------------- */
 
+static void
+idle_arm(void)
+{
+	struct timeval tv = { DPROXY_IDLE_MS / 1000, DPROXY_IDLE_MS % 1000 * 1000 };
+
+	evtimer_add(C.idle_ev, &tv);
+}
+
 static struct dsession *
 proxy_find(uint32_t sid)
 {
@@ -603,7 +614,8 @@ on_frame(struct dl_in *m)
 	struct dsession *p = NULL;
 	struct qmsg *msg;
 
-	if (m->type != LK_LOG && m->type != LK_METRIC_REPLY && m->type != LK_METRIC_TLS) {
+	if (m->type != LK_LOG && m->type != LK_METRIC_REPLY && m->type != LK_METRIC_TLS &&
+	    m->type != LK_BUSY) {
 		sid = dl_get_u32(m);
 		p = proxy_find(sid);
 		if (p == NULL)
@@ -709,10 +721,8 @@ on_frame(struct dl_in *m)
 			queue_release(msg);	/* given after the session had ended: untried */
 		}
 		proxy_free(p);
-		if (nproxies == 0) {
-			struct timeval tv = { DPROXY_IDLE_MS / 1000, DPROXY_IDLE_MS % 1000 * 1000 };
-			evtimer_add(C.idle_ev, &tv);
-		}
+		if (nproxies == 0)
+			idle_arm();
 		if (!D->shutting_down)
 			dispatch_kick();
 		return 0;
@@ -723,6 +733,14 @@ on_frame(struct dl_in *m)
 			return -1;
 		if (known_smarthost(name))
 			metrics_reply(name, (int)code);
+		return 0;
+	case LK_BUSY:
+		code = dl_get_u32(m);
+		if (!dl_done(m) || code > 1)
+			return -1;
+		C.busy = (int)code;
+		if (!C.busy && nproxies == 0)
+			idle_arm();
 		return 0;
 	case LK_METRIC_TLS:
 		name = dl_get_str(m);

@@ -445,6 +445,15 @@ oauth2_needs_person(const char *name, const char *why)
 		set_person(t, why);
 }
 
+int
+oauth2_background(void)
+{
+	for (struct tok *t = O.toks; t; t = t->next)
+		if (t->renew_at != 0 || t->req != NULL)
+			return 1;
+	return 0;
+}
+
 const char *
 oauth2_status(const char *name)
 {

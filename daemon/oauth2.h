@@ -81,6 +81,9 @@ const char *oauth2_explain_reply(const struct smtp_reply *r);
 /* Is it a reply no new token can fix (so: needs a person, no retry loop)? */
 int oauth2_reply_needs_person(const struct smtp_reply *r);
 
+/* 1 while a token request is in flight or a renewal is armed: work with no session open. */
+int oauth2_background(void);
+
 /* The "needs authorisation" sentence of a smarthost, or NULL. */
 const char *oauth2_status(const char *name);
 

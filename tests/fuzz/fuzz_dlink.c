@@ -17,7 +17,7 @@
 
 #include <event2/buffer.h>
 
-#include "dlink.h"
+#include "daemon/dlink.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -40,6 +40,7 @@ schema(enum lk_type t)
 	case LK_RELEASE: case LK_CHECKPOINT: case LK_IDLE: case LK_REFUSED: case LK_END: return "u";
 	case LK_DAMAGED: return "us";
 	case LK_METRIC_REPLY: case LK_METRIC_TLS: return "su";
+	case LK_BUSY: return "u";
 	}
 	return NULL;
 }
