@@ -82,7 +82,6 @@ static struct {
 	pid_t pid;                  /* the running process (0: none), until reaped */
 	struct bufferevent *bev;    /* its link; NULL: none open */
 	int stopping;               /* we closed the link: its end is no failure */
-	int reported;               /* it has said something since it started */
 	int busy;                   /* it has work of its own (LK_BUSY): it stays without sessions */
 	struct event *idle_ev, *retry_ev;
 	unsigned backoff;           /* seconds of the current back-off, 0: none */
@@ -192,7 +191,6 @@ child_start(void)
 	config_fields(&f, D->conf);
 	dl_end(&f);
 	C.stopping = 0;
-	C.reported = 0;
 	C.busy = 0;
 	log_debug("delivery process started (pid %ld)", (long)C.pid);
 	return 0;
@@ -639,8 +637,7 @@ on_frame(struct dl_in *m)
 		take_relay(m, p);
 		if (!dl_done(m) || p->msg == NULL || rcpt >= p->msg->env.nrcpt || kind >= TK_COUNT || cls > 5)
 			return -1;
-		C.reported = 1;
-		C.backoff = 0;
+		C.backoff = 0;	/* it works */
 		trouble_record(p, p->msg, rcpt, (enum trouble_kind)kind, (int)cls, text);
 		return 0;
 	case LK_COUNT:
@@ -665,7 +662,6 @@ on_frame(struct dl_in *m)
 	case LK_SH_OK:
 		if (!dl_done(m))
 			return -1;
-		C.reported = 1;
 		C.backoff = 0;
 		trouble_smarthost_ok(p);
 		return 0;
