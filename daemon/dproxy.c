@@ -114,10 +114,16 @@ find_path(void)
 static void on_link_read(struct bufferevent *bev, void *arg);
 static void on_link_event(struct bufferevent *bev, short what, void *arg);
 
-/* argv of the process: level as a number, the configuration as mailrelayd was given it */
+/*
+ * Run argv with linkfd as its descriptor 3 and errfd (when not -1) as its
+ * stderr.  Between fork and exec only async-signal-safe calls: the
+ * committer thread may hold any lock at the fork.
+ */
 static pid_t
 spawn(char *const *argv, int linkfd, int errfd)
 {
+	char failed[PATH_MAX + 64];
+	int n = snprintf(failed, sizeof failed, "mailrelayd: cannot run %s\n", argv[0]);
 	pid_t parent = getpid(), pid = fork();
 
 	if (pid != 0)
@@ -130,7 +136,8 @@ spawn(char *const *argv, int linkfd, int errfd)
 	if (errfd != -1 && dup2(errfd, 2) == -1)
 		_exit(127);
 	execv(argv[0], argv);
-	fprintf(stderr, "mailrelayd: cannot run %s: %s\n", argv[0], strerror(errno));
+	if (n > 0)
+		(void)!write(2, failed, (size_t)n < sizeof failed ? (size_t)n : sizeof failed - 1);
 	_exit(127);
 }
 
@@ -500,7 +507,8 @@ session_start(size_t shidx, struct qmsg *m)
 		queue_release(m);	/* untried: after the back-off */
 		return;
 	}
-	evtimer_del(C.idle_ev);
+	if (C.idle_ev != NULL)
+		evtimer_del(C.idle_ev);
 	p = xcalloc(1, sizeof *p);
 	if (++C.next_sid == 0)
 		C.next_sid = 1;
@@ -540,7 +548,8 @@ idle_arm(void)
 {
 	struct timeval tv = { DPROXY_IDLE_MS / 1000, DPROXY_IDLE_MS % 1000 * 1000 };
 
-	evtimer_add(C.idle_ev, &tv);
+	if (C.idle_ev != NULL)
+		evtimer_add(C.idle_ev, &tv);
 }
 
 static struct dsession *

@@ -378,6 +378,7 @@ main(int argc, char **argv)
 		usage(EX_USAGE);
 
 	log_init("mailrelayd", LOG_TO_STDERR, LOG_INFO);
+	signal(SIGPIPE, SIG_IGN);	/* before the check below writes to its process */
 	D->conf = conf_load(D->conf_path, err, sizeof err);
 	if (D->conf == NULL) {
 		fprintf(stderr, "mailrelayd: %s\n", err);
@@ -409,7 +410,6 @@ main(int argc, char **argv)
 	} else
 		log_set_timestamps(1);
 
-	signal(SIGPIPE, SIG_IGN);
 	if (spool_open(&D->spool, D->conf->spool_dir, 1, err, sizeof err) == -1)
 		log_fatalx_code(EX_CANTCREAT, "%s", err);
 	spool_clean_tmp(&D->spool);
