@@ -175,17 +175,6 @@ queue_ready_failover(void)
 	return 0;
 }
 
-unsigned
-queue_retry_delay(unsigned attempts)
-{
-	const struct config *c = D->conf;
-	size_t i = attempts == 0 ? 0 : attempts - 1;
-
-	if (c->nretry == 0)
-		return 300;
-	return c->retry_schedule[i < c->nretry ? i : c->nretry - 1];
-}
-
 int
 queue_verify(struct qmsg *m, int fd)
 {
