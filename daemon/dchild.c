@@ -202,6 +202,13 @@ queue_release(struct qmsg *m)
 	cmsg_free(m);
 }
 
+/* At the end (shutdown): mailrelayd's copy stays queued; this one goes. */
+void
+queue_untake(struct qmsg *m)
+{
+	cmsg_free(m);
+}
+
 void
 queue_checkpoint(struct qmsg *m)
 {

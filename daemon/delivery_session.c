@@ -888,7 +888,7 @@ delivery_shutdown(void)
 	while ((s = TAILQ_FIRST(&sessions)) != NULL) {
 		if (s->msg != NULL) {
 			txn_clear(s);
-			s->msg->inflight = 0;
+			queue_untake(s->msg);
 			s->msg = NULL;
 		}
 		session_free(s);

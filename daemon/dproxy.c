@@ -409,7 +409,7 @@ delivery_shutdown(void)
 	/* Messages go back untouched: no attempt is counted for an aborted session. */
 	while ((p = TAILQ_FIRST(&proxies)) != NULL) {
 		if (p->msg != NULL)
-			p->msg->inflight = 0;
+			queue_untake(p->msg);
 		proxy_free(p);
 	}
 	stop_child();

@@ -588,6 +588,12 @@ queue_verify(struct qmsg *m, int fd)
 }
 
 void
+queue_untake(struct qmsg *m)
+{
+	m->inflight = 0;
+}
+
+void
 queue_damaged(struct qmsg *m, const char *why)
 {
 	damaged(m, why);
