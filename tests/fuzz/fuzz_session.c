@@ -84,9 +84,9 @@ oauth2_reply_needs_person(const struct smtp_reply *r)
 }
 
 const char *
-oauth2_holds_expiry(const struct config *c, const char *sender)
+oauth2_status(const char *name)
 {
-	(void)c, (void)sender;
+	(void)name;
 	return NULL;
 }
 
