@@ -114,8 +114,8 @@ found_runconf(struct findings *f, const char *err, const char *user)
 		sep = rest - 2;
 	} else
 		snprintf(key, sizeof key, "%.*s", (int)(sep - rest), rest);
-	snprintf(msg, sizeof msg, "%s, as user %s: the daemon runs as %s and reads it again at "
-	    "every reload", sep + 2, user, user);
+	snprintf(msg, sizeof msg, "%s, as user %s: the daemon's delivery process runs as %s and reads "
+	    "it whenever it starts (mailrelayd does not start)", sep + 2, user, user);
 	found(f, CONFCHECK_ERROR, line, key, msg);
 }
 

@@ -26,6 +26,7 @@
 #include "mtest.h"
 #include "qprint.h"
 #include "daemon/oauth2_proto.h"
+#include "daemon/oauth2_state.h"
 #include "spool/qjson.h"
 
 /*

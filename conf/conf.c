@@ -2230,30 +2230,33 @@ conf_default_path(void)
 	return env != NULL && *env != '\0' ? env : CONF_DEFAULT_PATH;
 }
 
-struct config *
-conf_load(const char *path, char *errbuf, size_t errlen)
+static void
+ctx_begin(struct loadctx *ctx, const char *path, char *errbuf, size_t errlen)
 {
-	struct loadctx ctx;
-	struct config *conf = NULL;
-	cfg_t *cfg;
-	char *text = NULL;
-	size_t len = 0;
-	int may_be_missing = 0, r;
-
-	if (path == NULL) {
-		path = conf_default_path();
-		may_be_missing = strcmp(path, CONF_DEFAULT_PATH) == 0;
-	}
 	if (errbuf != NULL && errlen > 0)
 		errbuf[0] = '\0';
-	memset(&ctx, 0, sizeof ctx);
-	ctx.file = path;
-	ctx.err = errlen > 0 ? errbuf : NULL;
-	ctx.errlen = errlen;
-	lctx = &ctx;
+	memset(ctx, 0, sizeof *ctx);
+	ctx->file = path;
+	ctx->err = errlen > 0 ? errbuf : NULL;
+	ctx->errlen = errlen;
+	lctx = ctx;
+}
 
-	if ((r = read_file(path, may_be_missing, &text, &len)) == -1)
-		goto out;
+static void
+ctx_end(struct loadctx *ctx)
+{
+	free(ctx->seen);
+	lctx = NULL;
+}
+
+/* Parse text (r: read_file()'s answer, 1 for the defaults) as the file path says, in lctx. */
+static struct config *
+parse(const char *path, int r, const char *text, size_t len)
+{
+	struct config *conf = NULL;
+	cfg_t *cfg;
+	char *copy = NULL;
+
 	if ((cfg = cfg_init(top_opts, CFGF_NONE)) == NULL)
 		log_fatalx("conf: out of memory");
 	cfg_set_error_function(cfg, conf_errfunc);
@@ -2262,26 +2265,66 @@ conf_load(const char *path, char *errbuf, size_t errlen)
 		const char *why;
 		unsigned line;
 
-		if ((why = prepare_text(text, len, &line)) != NULL) {
+		/* prepare_text() works in place: the text is kept as read, for the delivery process */
+		copy = xmalloc(len + 1);
+		memcpy(copy, text, len);
+		copy[len] = '\0';
+		if ((why = prepare_text(copy, len, &line)) != NULL) {
 			conf_fail(line, "%s", why);
 			goto parsed;
 		}
 		free(cfg->filename);
 		cfg->filename = xstrdup(path);
-		if ((fp = fmemopen(text, len, "r")) == NULL)
+		if ((fp = fmemopen(copy, len, "r")) == NULL)
 			log_fatal("conf: fmemopen");
-		if (cfg_parse_fp(cfg, fp) != CFG_SUCCESS && !ctx.failed)
+		if (cfg_parse_fp(cfg, fp) != CFG_SUCCESS && !lctx->failed)
 			conf_fail(cfg_lineno(cfg), "syntax error");
 		fclose(fp);
 	}
 parsed:
-	if (!ctx.failed)
+	free(copy);
+	if (!lctx->failed)
 		conf = build(cfg, r == 1 ? NULL : path);
 	cfg_free(cfg);
-out:
+	if (conf != NULL && r == 0) {
+		conf->text = xmalloc(len + 1);
+		memcpy(conf->text, text, len);
+		conf->text[len] = '\0';
+		conf->text_len = len;
+	}
+	return conf;
+}
+
+struct config *
+conf_load(const char *path, char *errbuf, size_t errlen)
+{
+	struct loadctx ctx;
+	struct config *conf = NULL;
+	char *text = NULL;
+	size_t len = 0;
+	int may_be_missing = 0, r;
+
+	if (path == NULL) {
+		path = conf_default_path();
+		may_be_missing = strcmp(path, CONF_DEFAULT_PATH) == 0;
+	}
+	ctx_begin(&ctx, path, errbuf, errlen);
+	if ((r = read_file(path, may_be_missing, &text, &len)) != -1)
+		conf = parse(path, r, text, len);
 	free(text);
-	free(ctx.seen);
-	lctx = NULL;
+	ctx_end(&ctx);
+	return conf;
+}
+
+struct config *
+conf_load_text(const char *path, const char *text, size_t len, char *errbuf, size_t errlen)
+{
+	struct loadctx ctx;
+	struct config *conf;
+
+	ctx_begin(&ctx, path != NULL ? path : CONF_DEFAULT_PATH, errbuf, errlen);
+	conf = parse(path != NULL ? path : CONF_DEFAULT_PATH, path != NULL ? 0 : 1, text, len);
+	ctx_end(&ctx);
 	return conf;
 }
 
@@ -2331,6 +2374,7 @@ conf_free(struct config *conf)
 	if (conf == NULL)
 		return;
 	free(conf->path);
+	free(conf->text);
 	free(conf->hostname);
 	free(conf->spool_dir);
 	free(conf->user);

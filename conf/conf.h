@@ -157,6 +157,8 @@ struct cidr {
 
 struct config {
 	char    *path;                   /* file it was read from, or NULL for built-in defaults */
+	char    *text;                   /* the file's text as parsed (conf_load_text()), NULL with path */
+	size_t   text_len;
 	char    *hostname;               /* default: /etc/mailname, else the FQDN, else gethostname() */
 	char    *spool_dir;              /* default /var/spool/mailrelay */
 	char    *user;                   /* default mailrelay */
@@ -216,6 +218,13 @@ conf_rewrite_policy(const struct config *c)
  * a one-line message in errbuf (no trailing newline).
  */
 struct config *conf_load(const char *path, char *errbuf, size_t errlen);
+/*
+ * The same from a file's text already read (config->text of a conf_load()):
+ * path names it in messages; path NULL: the built-in defaults (text
+ * unused).  The delivery process runs on the configuration mailrelayd
+ * runs, whatever the file holds by then.
+ */
+struct config *conf_load_text(const char *path, const char *text, size_t len, char *errbuf, size_t errlen);
 void conf_free(struct config *conf);
 
 /*

@@ -162,6 +162,7 @@ struct dsession {
 	char *mail_from;                /* MAIL FROM when not the stored sender (rewrite_from = always) */
 	char *hdr_new;                  /* header section sent instead of the stored one ... */
 	size_t hdr_newlen, hdr_skip;    /* ... which is this long */
+	unsigned sid;                   /* its name between mailrelayd and mailrelay-deliver (dlink.h) */
 	unsigned messages;              /* transactions on this connection */
 	int reused;                     /* taken out of IDLE, no reply to its MAIL yet (session_resume()) */
 	enum trouble_kind fail_kind;    /* why it failed, once session_fail() said so */
@@ -235,8 +236,15 @@ void session_send_masked(struct dsession *s, const char *line, const char *logte
 /* Ready for mail (after EHLO, TLS and AUTH): begin the transaction. */
 void session_go(struct dsession *s);
 
-/* For dispatch.c: start a session to smarthost shidx for m (taken already). */
+/*
+ * For dispatch.c: start a session to smarthost shidx for m (taken
+ * already).  It is named session_start_sid (the delivery process sets it
+ * first, dlink.h; 0 elsewhere).
+ */
 void session_start(size_t shidx, struct qmsg *m);
+extern unsigned session_start_sid;
+/* The live session named sid, or NULL. */
+struct dsession *session_find(unsigned sid);
 /* Live sessions to smarthost shidx of the current configuration (the idle ones too). */
 unsigned session_count(size_t shidx);
 /*
@@ -274,6 +282,15 @@ int dispatch_may_idle(struct dsession *s);
  * the next smarthost or are deferred, as kind k says, with why.
  */
 void dispatch_smarthost_failed(struct dsession *s, struct qmsg *m, enum trouble_kind k, const char *why);
+
+/*
+ * s entered IDLE / s is being freed.  Nothing to do where dispatch runs
+ * beside the sessions (`mailrelay test`, the unit tests); in the delivery
+ * process (dchild.c) they tell mailrelayd, whose dispatch gives the next
+ * message and counts the sessions.
+ */
+void dispatch_idle(struct dsession *s);
+void dispatch_ended(struct dsession *s);
 
 /* delivery_txn.c: one transaction */
 /* Begin a transaction for s->msg (the recipients carried by a 452, else every pending one). */

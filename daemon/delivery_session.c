@@ -78,6 +78,7 @@ const enum deadline dstate_deadline[] = {
 static TAILQ_HEAD(, dsession) sessions = TAILQ_HEAD_INITIALIZER(sessions);
 static unsigned nsessions;
 int session_reuse = 1;
+unsigned session_start_sid;
 
 
 void
@@ -104,6 +105,7 @@ session_start(size_t shidx, struct qmsg *m)
 {
 	struct dsession *s = xcalloc(1, sizeof *s);
 
+	s->sid = session_start_sid;
 	s->rc = runconf_ref(D->rc);
 	s->shidx = shidx;
 	s->sh = &s->rc->conf->smarthosts[s->shidx];
@@ -169,6 +171,17 @@ session_reuse_failed(struct dsession *s, const char *why)
 	    "its message goes on a new connection", s->relay, why);
 	txn_release(s);
 	session_close(s);
+}
+
+struct dsession *
+session_find(unsigned sid)
+{
+	struct dsession *s;
+
+	TAILQ_FOREACH(s, &sessions, entry)
+		if (s->sid == sid)
+			return s;
+	return NULL;
 }
 
 unsigned
@@ -363,6 +376,7 @@ session_free(struct dsession *s)
 		event_free(s->deadline_ev);
 	TAILQ_REMOVE(&sessions, s, entry);
 	nsessions--;
+	dispatch_ended(s);
 	runconf_unref(s->rc);
 	free(s);
 	if (!D->shutting_down)
@@ -513,6 +527,7 @@ session_enter(struct dsession *s, enum dstate st)
 		session_send(s, "RSET");
 		break;
 	case DS_IDLE:
+		dispatch_idle(s);
 		break;
 	case DS_QUIT:
 		session_send(s, "QUIT");
@@ -873,7 +888,7 @@ delivery_shutdown(void)
 	while ((s = TAILQ_FIRST(&sessions)) != NULL) {
 		if (s->msg != NULL) {
 			txn_clear(s);
-			s->msg->inflight = 0;
+			queue_untake(s->msg);
 			s->msg = NULL;
 		}
 		session_free(s);

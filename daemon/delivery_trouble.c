@@ -20,6 +20,30 @@
 #include "xmalloc.h"
 
 /*
+ * The name of a smarthost that could carry mail from sender (its route's
+ * smarthost, else any in the failover list) and that needs authorisation
+ * (oauth2_status()), or NULL.  While there is one, the mail waits for a
+ * person and is not expired at max_queue_time: it is not bounced for a
+ * failure only a person can end.
+ */
+static const char *
+oauth2_holds_expiry(const struct config *c, const char *sender)
+{
+	const struct route_conf *rt = conf_route_find(c, sender);
+	size_t i;
+
+	/* routes are strict (dispatch.c): the route's smarthost is the only one */
+	for (i = rt ? rt->smarthost_index : 0; i < c->nsmarthosts; i++) {
+		const struct smarthost_conf *sh = &c->smarthosts[i];
+		if (sh->oauth2 != NULL && oauth2_status(sh->name) != NULL)
+			return sh->name;
+		if (rt != NULL)
+			break;
+	}
+	return NULL;
+}
+
+/*
  * A recipient deferred once more after max_queue_time in the queue is
  * bounced instead (TK_EXPIRED, 4.4.7), with the last error in its reply;
  * except while a smarthost the message could go to needs authorisation

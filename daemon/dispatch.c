@@ -569,6 +569,18 @@ dispatch_kick(void)
 }
 
 void
+dispatch_idle(struct dsession *s)
+{
+	(void)s;
+}
+
+void
+dispatch_ended(struct dsession *s)
+{
+	(void)s;
+}
+
+void
 dispatch_shutdown(void)
 {
 	if (rate_timer != NULL) {

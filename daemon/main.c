@@ -27,7 +27,6 @@
 #include <sysexits.h>
 #include <unistd.h>
 
-#include <event2/dns.h>
 #include <event2/event.h>
 
 #include "bounce.h"
@@ -37,13 +36,12 @@
 #include "delivery.h"
 #include "enqueue.h"
 #include "dispatch.h"
+#include "dproxy.h"
 #include "listener.h"
 #include "local.h"
 #include "metrics.h"
 #include "pickup.h"
-#include "oauth2.h"
 #include "runconf.h"
-#include "secret.h"
 #include "shstate.h"
 #include "log.h"
 #include "queue.h"
@@ -244,7 +242,8 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 		sysd_ready();
 		return;
 	}
-	struct runconf *nrc = runconf_new(nc, err, sizeof err);
+	/* the TLS files and secrets, as the delivery process will load them */
+	struct runconf *nrc = dproxy_check(nc, err, sizeof err) == 0 ? runconf_new(nc, err, sizeof err) : NULL;
 	if (nrc == NULL) {
 		reopen_log_file(D->conf);
 		reload_refused(err);
@@ -268,6 +267,7 @@ on_hup(evutil_socket_t sig, short what, void *arg)
 	log_info("configuration reloaded from %s", nc->path ? nc->path : "built-in defaults");
 	local_load();
 	metrics_config(nc);
+	dproxy_reload();
 	sysd_ready();
 	dispatch_kick();
 }
@@ -288,7 +288,7 @@ on_chld(evutil_socket_t sig, short what, void *arg)
 	(void)sig;
 	(void)what;
 	(void)arg;
-	secret_reap();
+	dproxy_reap();
 }
 
 static void
@@ -378,14 +378,18 @@ main(int argc, char **argv)
 		usage(EX_USAGE);
 
 	log_init("mailrelayd", LOG_TO_STDERR, LOG_INFO);
+	signal(SIGPIPE, SIG_IGN);	/* before the check below writes to its process */
 	D->conf = conf_load(D->conf_path, err, sizeof err);
 	if (D->conf == NULL) {
 		fprintf(stderr, "mailrelayd: %s\n", err);
 		return EX_CONFIG;
 	}
-	/* TLS contexts read CA files, certificates and keys now, before privileges go. */
-	D->rc = runconf_new(D->conf, err, sizeof err);
-	if (D->rc == NULL) {
+	/*
+	 * The delivery process loads the TLS files, keys and secrets: a check
+	 * that they do, now, as root, so that a start with a bad one fails
+	 * here; again below as the daemon's user, who starts that process.
+	 */
+	if (dproxy_check(D->conf, err, sizeof err) == -1 || (D->rc = runconf_new(D->conf, err, sizeof err)) == NULL) {
 		fprintf(stderr, "mailrelayd: %s\n", err);
 		conf_free(D->conf);
 		return EX_CONFIG;
@@ -406,7 +410,6 @@ main(int argc, char **argv)
 	} else
 		log_set_timestamps(1);
 
-	signal(SIGPIPE, SIG_IGN);
 	if (spool_open(&D->spool, D->conf->spool_dir, 1, err, sizeof err) == -1)
 		log_fatalx_code(EX_CANTCREAT, "%s", err);
 	spool_clean_tmp(&D->spool);
@@ -422,13 +425,11 @@ main(int argc, char **argv)
 		log_fatalx_code(EX_OSERR, "%s", err);
 	if (control_open(D->conf, err, sizeof err) == -1)
 		log_warnx("%s: `mailrelay flush` and `sendmail -q` cannot reach the daemon", err);
-	D->dns = evdns_base_new(D->base, EVDNS_BASE_INITIALIZE_NAMESERVERS | EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-	if (D->dns == NULL) {
-		log_warnx("no usable name servers in /etc/resolv.conf: only /etc/hosts and addresses will resolve");
-		D->dns = evdns_base_new(D->base, 0);
-		evdns_base_load_hosts(D->dns, NULL);
-	}
+	uid_t was = geteuid();
 	drop_privileges();
+	if (geteuid() != was && dproxy_check(D->conf, err, sizeof err) == -1)
+		log_fatalx_code(EX_CONFIG, "%s (as user %s, who runs the delivery process: make the file "
+		    "readable by it, e.g. mode 0640, group %s)", err, D->conf->user, D->conf->user);
 	/* As the daemon's user, as every reopen on SIGHUP will be. */
 	if (log_file_open(D->conf->log_file, err, sizeof err) == -1)
 		log_fatalx_code(EX_CANTCREAT, "%s", err);
@@ -462,8 +463,6 @@ main(int argc, char **argv)
 	queue_init();
 	enqueue_init(queue_add);
 	delivery_init();
-	if (oauth2_init(D->base, D->spool.dir) == -1)
-		log_fatalx_code(EX_OSERR, "cannot start the HTTP client for OAuth2 token endpoints");
 
 	ev_term = evsignal_new(D->base, SIGTERM, on_term, NULL);
 	ev_int = evsignal_new(D->base, SIGINT, on_term, NULL);
@@ -506,7 +505,6 @@ main(int argc, char **argv)
 	pickup_stop();
 	smtpd_shutdown(1);
 	delivery_shutdown();
-	oauth2_shutdown();
 	queue_free_all();
 	bounce_shutdown();
 	sysd_watchdog_stop();
@@ -520,12 +518,12 @@ main(int argc, char **argv)
 	event_free(ev_usr1);
 	event_free(ev_chld);
 	listeners_close();
-	evdns_base_free(D->dns, 0);
 	event_base_free(D->base);
 	spool_close(&D->spool);
 	log_info("stopped");
 	runconf_unref(D->rc);
 	shstate_free_all();
+	dproxy_free();
 	local_free();
 	return 0;
 }

@@ -42,6 +42,7 @@
 #include "httpc.h"
 #include "log.h"
 #include "oauth2.h"
+#include "oauth2_state.h"
 #include "runconf.h"
 #include "xmalloc.h"
 
@@ -444,29 +445,21 @@ oauth2_needs_person(const char *name, const char *why)
 		set_person(t, why);
 }
 
+int
+oauth2_background(void)
+{
+	for (struct tok *t = O.toks; t; t = t->next)
+		if (t->renew_at != 0 || t->req != NULL)
+			return 1;
+	return 0;
+}
+
 const char *
 oauth2_status(const char *name)
 {
 	for (struct tok *t = O.toks; t; t = t->next)
 		if (strcmp(t->name, name) == 0)
 			return t->person ? t->why : NULL;
-	return NULL;
-}
-
-const char *
-oauth2_holds_expiry(const struct config *c, const char *sender)
-{
-	const struct route_conf *rt = conf_route_find(c, sender);
-	size_t i;
-
-	/* routes are strict (dispatch.c): the route's smarthost is the only one */
-	for (i = rt ? rt->smarthost_index : 0; i < c->nsmarthosts; i++) {
-		const struct smarthost_conf *sh = &c->smarthosts[i];
-		if (sh->oauth2 != NULL && oauth2_status(sh->name) != NULL)
-			return sh->name;
-		if (rt != NULL)
-			break;
-	}
 	return NULL;
 }
 

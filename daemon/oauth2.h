@@ -81,16 +81,10 @@ const char *oauth2_explain_reply(const struct smtp_reply *r);
 /* Is it a reply no new token can fix (so: needs a person, no retry loop)? */
 int oauth2_reply_needs_person(const struct smtp_reply *r);
 
+/* 1 while a token request is in flight or a renewal is armed: work with no session open. */
+int oauth2_background(void);
+
 /* The "needs authorisation" sentence of a smarthost, or NULL. */
 const char *oauth2_status(const char *name);
-
-/*
- * The name of a smarthost that could carry mail from sender (its route's
- * smarthost, else any in the failover list) and that needs authorisation,
- * or NULL.  While there is one, the mail waits for a person and is not
- * expired at max_queue_time (delivery_trouble.c): it was not bounced for
- * a failure only a person can end.
- */
-const char *oauth2_holds_expiry(const struct config *c, const char *sender);
 
 #endif

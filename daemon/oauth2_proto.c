@@ -23,6 +23,7 @@
 #include <openssl/x509.h>
 
 #include "oauth2_proto.h"
+#include "oauth2_state.h"
 #include "secret.h"
 #include "util.h"
 #include "xmalloc.h"
@@ -102,37 +103,6 @@ b64url_decode(const char *in, size_t n, unsigned char *out, size_t outlen)
 
 /* ---- credentials ---------------------------------------------------------- */
 
-static char *
-read_small_file(const char *path, size_t max, size_t *lenp, char *errbuf, size_t errlen,
-    const char *key)
-{
-	struct stat st;
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-	char *buf;
-	ssize_t n;
-
-	if (fd == -1) {
-		snprintf(errbuf, errlen, "%s: %s: %s", key, path, strerror(errno));
-		return NULL;
-	}
-	if (fstat(fd, &st) == -1 || !S_ISREG(st.st_mode) || (size_t)st.st_size > max) {
-		snprintf(errbuf, errlen, "%s: %s: not a regular file of at most %zu bytes", key, path, max);
-		close(fd);
-		return NULL;
-	}
-	buf = xmalloc((size_t)st.st_size + 1);
-	n = read_full(fd, buf, (size_t)st.st_size);
-	close(fd);
-	if (n < 0) {
-		snprintf(errbuf, errlen, "%s: %s: %s", key, path, strerror(errno));
-		free(buf);
-		return NULL;
-	}
-	buf[n] = '\0';
-	*lenp = (size_t)n;
-	return buf;
-}
-
 static int
 load_certificate(struct oauth2_creds *c, const struct oauth2_conf *o, char *errbuf, size_t errlen)
 {
@@ -196,7 +166,7 @@ oauth2_creds_load(const struct smarthost_conf *sh, gid_t daemon_gid, char *errbu
 	if (o->client_certificate != NULL && load_certificate(c, o, errbuf, errlen) == -1)
 		goto fail;
 	if (sh->tls_ca_file != NULL &&
-	    (c->ca_blob = read_small_file(sh->tls_ca_file, 4 << 20, &c->ca_len, errbuf, errlen,
+	    (c->ca_blob = oauth2_read_small(sh->tls_ca_file, 4 << 20, &c->ca_len, errbuf, errlen,
 	    "tls_ca_file")) == NULL)
 		goto fail;
 	return c;
@@ -375,17 +345,6 @@ jstr(json_object *obj, const char *key)
 	return xstrdup(s);
 }
 
-/* Printable ASCII, bounded: endpoint text in a log line. */
-static void
-printable(char *dst, size_t len, const char *src)
-{
-	size_t o = 0;
-
-	for (const unsigned char *p = (const unsigned char *)src; *p && o + 1 < len; p++)
-		dst[o++] = (*p >= 0x20 && *p < 0x7f) ? (char)*p : ' ';
-	dst[o] = '\0';
-}
-
 /* The aud claim of a JWT access token (Microsoft's are), for `mailrelay oauth2 token`. */
 static char *
 jwt_audience(const char *token)
@@ -468,8 +427,8 @@ oauth2_parse_answer(int status, const char *body, size_t len, struct oauth2_toke
 	char *err = jstr(o, "error"), *desc = jstr(o, "error_description");
 	char d[400] = "";
 	if (desc)
-		printable(d, sizeof d, desc);
-	printable(t->error, sizeof t->error, err ? err : "");
+		oauth2_printable(d, sizeof d, desc);
+	oauth2_printable(t->error, sizeof t->error, err ? err : "");
 	snprintf(t->why, sizeof t->why, "HTTP %d%s%s%s%s", status, err ? ", " : "", t->error,
 	    desc ? ": " : "", d);
 	if (err != NULL && strcmp(err, "authorization_pending") == 0)
@@ -501,60 +460,6 @@ oauth2_token_clear(struct oauth2_token *t)
 
 /* ---- files ------------------------------------------------------------------ */
 
-static int
-write_full(int fd, const char *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-int
-oauth2_write_atomic(const char *path, const char *data, size_t len, char *errbuf, size_t errlen)
-{
-	char *tmp = xasprintf("%s.tmp", path), *dcopy = xstrdup(path);
-	const char *dir = dirname(dcopy);
-	int fd, dfd, rc = -1;
-
-	unlink(tmp);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd == -1) {
-		snprintf(errbuf, errlen, "%s: %s", tmp, strerror(errno));
-		goto out;
-	}
-	if (write_full(fd, data, len) != 0 || fsync(fd) != 0) {
-		snprintf(errbuf, errlen, "%s: %s", tmp, strerror(errno));
-		close(fd);
-		unlink(tmp);
-		goto out;
-	}
-	close(fd);
-	if (rename(tmp, path) != 0) {
-		snprintf(errbuf, errlen, "%s: %s", path, strerror(errno));
-		unlink(tmp);
-		goto out;
-	}
-	if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1 || fsync(dfd) != 0) {
-		snprintf(errbuf, errlen, "%s: %s", dir, strerror(errno));
-		if (dfd != -1)
-			close(dfd);
-		goto out;
-	}
-	close(dfd);
-	rc = 0;
-out:
-	free(tmp);
-	free(dcopy);
-	return rc;
-}
-
 char *
 oauth2_read_refresh_file(const char *path, char *errbuf, size_t errlen)
 {
@@ -567,7 +472,7 @@ oauth2_read_refresh_file(const char *path, char *errbuf, size_t errlen)
 		    "run chmod 0600 %s", path, (unsigned)(st.st_mode & 07777), path);
 		return NULL;
 	}
-	if ((buf = read_small_file(path, TOKEN_MAX, &len, errbuf, errlen, "refresh_token_file")) == NULL)
+	if ((buf = oauth2_read_small(path, TOKEN_MAX, &len, errbuf, errlen, "refresh_token_file")) == NULL)
 		return NULL;
 	buf[strcspn(buf, "\r\n")] = '\0';
 	if (buf[0] == '\0') {
@@ -640,7 +545,7 @@ oauth2_cache_read(const char *spool_dir, const char *name, struct oauth2_cached 
 {
 	char *path = oauth2_cache_path(spool_dir, name), err[300];
 	size_t len = 0;
-	char *buf = read_small_file(path, 64 * 1024, &len, err, sizeof err, "cache");
+	char *buf = oauth2_read_small(path, 64 * 1024, &len, err, sizeof err, "cache");
 	json_object *o = NULL, *v;
 	int rc = -1;
 
@@ -676,64 +581,6 @@ out:
 	if (rc != 0)
 		oauth2_cached_clear(c);
 	return rc;
-}
-
-/* ---- the "needs authorisation" state ----------------------------------------------- */
-
-char *
-oauth2_state_path(const char *spool_dir, const char *name)
-{
-	return xasprintf("%s/oauth2-%s.state", spool_dir, name);
-}
-
-int
-oauth2_state_write(const char *spool_dir, const char *name, time_t since, const char *why,
-    char *errbuf, size_t errlen)
-{
-	json_object *o = json_object_new_object();
-	char *path = oauth2_state_path(spool_dir, name);
-	int rc;
-
-	json_object_object_add(o, "version", json_object_new_int(1));
-	json_object_object_add(o, "since", json_object_new_int64(since));
-	json_object_object_add(o, "needs_authorisation", json_object_new_string(why));
-	const char *text = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN |
-	    JSON_C_TO_STRING_NOSLASHESCAPE);
-	rc = oauth2_write_atomic(path, text, strlen(text), errbuf, errlen);
-	json_object_put(o);
-	free(path);
-	return rc;
-}
-
-char *
-oauth2_state_read(const char *spool_dir, const char *name, time_t *since)
-{
-	char *path = oauth2_state_path(spool_dir, name), err[300], *why = NULL;
-	size_t len = 0;
-	char *buf = read_small_file(path, 8 * 1024, &len, err, sizeof err, "state");
-	json_object *o, *v;
-
-	free(path);
-	*since = 0;
-	if (buf == NULL)
-		return NULL;
-	json_tokener *tok = json_tokener_new_ex(JSON_DEPTH);
-	o = json_tokener_parse_ex(tok, buf, (int)len);
-	json_tokener_free(tok);
-	free(buf);
-	if (o != NULL && json_object_is_type(o, json_type_object) &&
-	    json_object_object_get_ex(o, "needs_authorisation", &v) &&
-	    json_object_is_type(v, json_type_string)) {
-		/* one printable line, bounded: it goes to a terminal */
-		char line[1024];
-		printable(line, sizeof line, json_object_get_string(v));
-		if (line[0] != '\0')
-			why = xstrdup(line);
-		if (json_object_object_get_ex(o, "since", &v))
-			*since = (time_t)json_object_get_int64(v);
-	}
-	json_object_put(o);
-	return why;
 }
 
 void

@@ -111,20 +111,4 @@ int oauth2_cache_write(const char *spool_dir, const char *name, const struct oau
 int oauth2_cache_read(const char *spool_dir, const char *name, struct oauth2_cached *c);
 void oauth2_cached_clear(struct oauth2_cached *c);
 
-/*
- * The "needs authorisation" state of a smarthost, kept by the daemon in
- * spool_dir/oauth2-NAME.state (mode 0600, written atomically) while it
- * lasts and removed when it ends, so that `mailrelay status` shows it
- * with the daemon down: {"version": 1, "since": T, "needs_authorisation":
- * "sentence"}.  Read: the sentence (printable, one line, bounded) and
- * since, or NULL when there is none.
- */
-char *oauth2_state_path(const char *spool_dir, const char *name);
-int oauth2_state_write(const char *spool_dir, const char *name, time_t since, const char *why,
-    char *errbuf, size_t errlen);
-char *oauth2_state_read(const char *spool_dir, const char *name, time_t *since);
-
-/* Write a file atomically: tmp beside it (0600), fsync, rename, fsync dir. */
-int oauth2_write_atomic(const char *path, const char *data, size_t len, char *errbuf, size_t errlen);
-
 #endif

@@ -587,6 +587,18 @@ queue_verify(struct qmsg *m, int fd)
 	return -1;
 }
 
+void
+queue_untake(struct qmsg *m)
+{
+	m->inflight = 0;
+}
+
+void
+queue_damaged(struct qmsg *m, const char *why)
+{
+	damaged(m, why);
+}
+
 unsigned
 queue_retry_delay(unsigned attempts)
 {

@@ -93,6 +93,8 @@ void queue_take(struct qmsg *m);
  * the session must not send it and gives it back with queue_release().
  */
 int  queue_verify(struct qmsg *m, int fd);
+/* The same check failed where the session runs (the delivery process): held as damaged, why logged. */
+void queue_damaged(struct qmsg *m, const char *why);
 int  queue_has_ready(void);
 /* How many ready messages are part-way through failover (fo > 0). */
 size_t queue_ready_failover(void);
@@ -116,6 +118,8 @@ void queue_outcome(struct qmsg *m, size_t rcpt, enum outcome o, const struct rel
 void queue_attempts_own(struct spool_env *env);
 /* The session is done with the message: persist, then reschedule or remove. */
 void queue_release(struct qmsg *m);
+/* A session aborted at shutdown gives its message back as it was: no attempt counted, nothing written. */
+void queue_untake(struct qmsg *m);
 /*
  * A notice for recipients idx[0..n) of message id is on disk (ok) or could
  * not be written: mark them reported, or owed again.  Called by bounce.c.

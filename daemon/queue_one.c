@@ -38,6 +38,12 @@ queue_release(struct qmsg *m)
 	queue_one_released++;
 }
 
+void
+queue_untake(struct qmsg *m)
+{
+	m->inflight = 0;
+}
+
 int
 queue_verify(struct qmsg *m, int fd)
 {

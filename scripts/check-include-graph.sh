@@ -3,7 +3,9 @@
 # named here (see scripts/include-graph): a module calling back into the
 # one that drives it is a named pair (delivery <-> delivery_trouble: the
 # session struct of delivery_int.h carries failure kinds, and the table
-# reads the session); any other circle fails the check.
+# reads the session; dchild <-> delivery_session: the delivery process
+# drives the sessions and stands in for the dispatch they call, as
+# dispatch.c does in mailrelayd); any other circle fails the check.
 # Exits 0 when clean, 1 otherwise, 77 (automake "skip") without python3.
 set -u
 
@@ -23,4 +25,5 @@ exec python3 "$dir/include-graph" \
 	--allow delivery_session,dispatch \
 	--allow delivery_session,delivery_trouble \
 	--allow delivery,delivery_trouble \
+	--allow dchild,delivery_session \
 	"$dir/../daemon"

@@ -3,7 +3,7 @@
  * (daemon/oauth2_proto.c, oauth2_parse_answer()): JSON from the network,
  * parsed with json-c under a depth bound, and the access token's JWT
  * payload decoded for its audience.
- * fuzz-sources: daemon/oauth2_proto.c daemon/secretfile.c lib/xmalloc.c lib/log.c lib/util.c
+ * fuzz-sources: daemon/oauth2_proto.c daemon/oauth2_state.c daemon/secretfile.c lib/xmalloc.c lib/log.c lib/util.c
  * fuzz-libs: -ljson-c -lcrypto
  *
  * The first two bytes pick the HTTP status (200, 400, 401, 500...); the

@@ -76,6 +76,7 @@ class Build:
     def __init__(self, builddir):
         self.dir = builddir
         self.mailrelayd = os.path.join(builddir, "mailrelayd")
+        self.mailrelay_deliver = os.path.join(builddir, "mailrelay-deliver")
         self.mailrelay = os.path.join(builddir, "mailrelay")
         self.sendmail = os.path.join(builddir, "mailrelay-sendmail")
 

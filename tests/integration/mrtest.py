@@ -67,6 +67,24 @@ def current_user():
     return pwd.getpwuid(os.getuid()).pw_name
 
 
+def delivery_pids(pid):
+    """The delivery processes (mailrelay-deliver) of the daemon with pid."""
+    found = []
+    for e in os.listdir("/proc"):
+        if not e.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % e) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        if ppid == pid and comm == "mailrelay-deliv":
+            found.append(int(e))
+    return found
+
+
 def vmrss_kib(pid):
     """The resident set size of process pid, in KiB (/proc/PID/status)."""
     with open("/proc/%d/status" % pid) as f:
@@ -931,7 +949,8 @@ class Daemon:
         self.starts += 1
         self.logs.append(path)
         self._logfile = open(path, "wb")
-        self.proc = subprocess.Popen(self.wrapper + [self.build.mailrelayd, "-c", self.conf, "-f"],
+        binary = getattr(self, "binary", None) or self.build.mailrelayd
+        self.proc = subprocess.Popen(self.wrapper + [binary, "-c", self.conf, "-f"],
                                      stdin=subprocess.DEVNULL, stdout=self._logfile,
                                      stderr=self._logfile, env=client_env())
         self.wait_ready(timeout)

@@ -135,13 +135,15 @@ def nobody():
 
 
 def test_password_file_the_daemon_user_cannot_read(build, workdir):
-    """Root reads it at start; the reload, as `user`, is refused."""
+    """Root reads it; the delivery process, started as `user`, could not:
+    mailrelayd does not start (test_delivery_process)."""
     nb = nobody()
     pw = secret(workdir, mode=0o600, owner=(0, 0))
     path, text = write(workdir, top={"user": quote("nobody")},
                        sh=dict(AUTH, password_file=quote(pw)))
     assert_error(build, path, "%s:%d: password_file: %s: Permission denied (smarthost main), as "
-                 "user nobody: the daemon runs as nobody and reads it again at every reload"
+                 "user nobody: the daemon's delivery process runs as nobody and reads it whenever it starts "
+                 "(mailrelayd does not start)"
                  % (path, line_of(text, "password_file"), pw))
     # the same file given to that user passes
     os.chown(pw, nb.pw_uid, nb.pw_gid)

@@ -8,7 +8,9 @@ ssh2, ...), about 4 MB of resident pages each daemon used to carry.
 
 A TLS smarthost that trusts the system's CAs has its store read by its
 first connection, not at start (daemon/tls.c): parsing the bundle costs
-about 1.5 MB that a smarthost not used yet need not hold.
+about 1.5 MB that a smarthost not used yet need not hold.  And when the
+store's directory holds hashed names, the bundle is not parsed at all: a
+verification reads the certificates its chain names from the directory.
 
 When libcurl cannot be loaded, the token request fails with one line
 naming the library and the loader's reason, the OAuth2 smarthost is
@@ -25,7 +27,8 @@ import subprocess
 
 import pytest
 
-from mrtest import make_message, quote, require_root, run, smarthost_opts, to_crlf, vmrss_kib, wait_until
+from mrtest import (delivery_pids, make_message, quote, require_root, run, smarthost_opts, to_crlf,
+                    vmrss_kib, wait_until)
 from test_oauth2 import (CLIENT_ID, RCPT, endpoint, oauth_host, oauth_smarthost,  # noqa: F401
                          sent, start, submit, write_secret)
 
@@ -63,16 +66,25 @@ def libcurl_path(build):
 
 
 def test_idle_daemon_without_oauth2_maps_no_libcurl(daemon, smarthost, build):
+    """The daemon maps no TLS library, and its delivery process, while it
+    runs (the connection kept for reuse_time), no libcurl."""
     sh = smarthost()
-    d = daemon(smarthost=sh)
+    d = daemon(smarthosts=[("main", smarthost_opts(sh.port, reuse_time="60s"))])
     msg = make_message(subject="plain", sender="a@example.org", to=(RCPT,))
     assert d.sendmail(["-i", "-f", "a@example.org", RCPT], msg).rc == 0
     d.wait_for_record(to=RCPT, status="sent")
-    names = mapped(d.proc.pid)
-    assert "libcrypto.so.3" in names, names      # the listing is the daemon's
-    assert curl_chain_in(names) == [], "an idle daemon maps %s" % curl_chain_in(names)
-    r = run(["ldd", build.mailrelayd])
-    assert "libcurl" not in r.out_text, r.out_text
+    (child,) = delivery_pids(d.proc.pid)
+    names = mapped(child)
+    assert "libcrypto.so.3" in names, names      # the listing is the delivery process's
+    assert curl_chain_in(names) == [], "the delivery process maps %s" % curl_chain_in(names)
+    daemon_names = mapped(d.proc.pid)
+    assert [n for n in daemon_names if n.startswith(("libssl", "libcrypto", "libevent_openssl"))] == [], \
+        daemon_names
+    assert curl_chain_in(daemon_names) == []
+    for prog in (build.mailrelayd, build.mailrelay_deliver):
+        r = run(["ldd", prog])
+        assert "libcurl" not in r.out_text, r.out_text
+    assert "libssl" not in run(["ldd", build.mailrelayd]).out_text
 
 
 def test_libcurl_is_loaded_by_the_first_token_request(daemon, workdir, pki, endpoint,
@@ -80,12 +92,16 @@ def test_libcurl_is_loaded_by_the_first_token_request(daemon, workdir, pki, endp
     endpoint.clients[CLIENT_ID] = "cs-" + os.urandom(8).hex()
     sh = oauth_smarthost(endpoint)
     secret = write_secret(workdir, "client.secret", endpoint.clients[CLIENT_ID])
-    d = start(daemon, [("m365", oauth_host(pki, sh, endpoint, client_secret_file=secret))])
+    opts = oauth_host(pki, sh, endpoint, client_secret_file=secret)
+    opts["reuse_time"] = "60s"     # the delivery process stays while the connection does
+    d = start(daemon, [("m365", opts)])
     assert curl_chain_in(mapped(d.proc.pid)) == []
     msg, qid = submit(d, "first token")
     sent(d, qid)
-    assert "libcurl.so.4" in {n.split(".so")[0] + ".so.4" for n in mapped(d.proc.pid)
+    (child,) = delivery_pids(d.proc.pid)
+    assert "libcurl.so.4" in {n.split(".so")[0] + ".so.4" for n in mapped(child)
                               if n.startswith("libcurl")}
+    assert curl_chain_in(mapped(d.proc.pid)) == []
 
 
 def test_unloadable_libcurl_defers_the_oauth2_smarthost_only(build, daemon, workdir, pki, endpoint,
@@ -172,14 +188,19 @@ def test_daemon_maps_no_libsystemd(daemon, smarthost, build, workdir):
 def test_daemon_maps_the_event_loop_once(daemon, smarthost):
     """libevent's event loop is mapped once: from libevent_core, which
     libevent_openssl needs too, with evdns from libevent_extra.  The whole
-    libevent beside them was a second copy of the loop's code."""
-    d = daemon(smarthost=smarthost())
+    libevent beside them was a second copy of the loop's code.  The daemon
+    maps libevent_core alone: its delivery process resolves names and
+    speaks TLS."""
+    d = daemon(smarthosts=[("main", smarthost_opts(smarthost().port, reuse_time="60s"))])
     msg = make_message(subject="plain", sender="a@example.org", to=(RCPT,))
     assert d.sendmail(["-i", "-f", "a@example.org", RCPT], msg).rc == 0
     d.wait_for_record(to=RCPT, status="sent")
-    names = mapped(d.proc.pid)
-    libevent = sorted(n.split(".so")[0] for n in names if n.startswith("libevent"))
-    assert libevent == ["libevent_core-2.1", "libevent_extra-2.1", "libevent_openssl-2.1"], names
+    (child,) = delivery_pids(d.proc.pid)
+    for pid, want in ((d.proc.pid, ["libevent_core-2.1"]),
+                      (child, ["libevent_core-2.1", "libevent_extra-2.1", "libevent_openssl-2.1"])):
+        names = mapped(pid)
+        libevent = sorted(n.split(".so")[0] for n in names if n.startswith("libevent"))
+        assert libevent == want, names
 
 
 BACKLOG = 1200
@@ -238,6 +259,39 @@ def test_system_ca_store_is_read_by_the_first_connection(daemon, smarthost, work
     assert rec["verify"] == "ok" and rec["tls"].startswith("TLSv1."), rec["line"]
     assert [t.content for t in sh.delivered()] == [to_crlf(msg)]
     assert d.outcomes(status="deferred") == [], d.outcomes()
+
+
+def other_ca_server(pki):
+    """A server certificate for localhost signed by client_ca, not by ca."""
+    if getattr(pki, "other_ca_good", None) is None:
+        pki.other_ca_good = pki._issue(pki.client_ca, "other-ca-good", "localhost",
+                                       ["DNS:localhost", "IP:127.0.0.1"])
+    return pki.other_ca_good
+
+
+@pytest.mark.parametrize("signer", ["ca_in_directory", "ca_in_bundle_only"])
+def test_system_ca_store_is_its_hashed_directory(daemon, smarthost, workdir, pki, signer):
+    """The system store's directory (SSL_CERT_DIR here) holds hashed names:
+    a chain is verified through it, and the bundle (SSL_CERT_FILE here,
+    with another CA) is not read, not even for a chain it would verify:
+    parsed whole it held about 1.4 MB per context (daemon/tls.c).
+    Opportunistic TLS logs the verdict without enforcing it."""
+    bundle = os.path.join(workdir, "system-cas.pem")
+    shutil.copy(pki.client_ca.cert, bundle)
+    cert = pki.good if signer == "ca_in_directory" else other_ca_server(pki)
+    sh = smarthost(tls_context=pki.server_context(cert))
+    d = daemon(smarthosts=[("main", smarthost_opts(sh.port, host=quote("localhost"),
+                                                   tls="opportunistic"))], start=False)
+    d.wrapper = ["env", "SSL_CERT_FILE=" + bundle, "SSL_CERT_DIR=" + pki.ca_path]
+    d.start()
+    msg = make_message(subject="system store " + signer, sender="a@example.org", to=(RCPT,))
+    assert d.sendmail(["-i", "-f", "a@example.org", RCPT], msg).rc == 0
+    rec = d.wait_for_record(to=RCPT, status="sent", timeout=15)
+    assert rec["tls"].startswith("TLSv1."), rec["line"]
+    if signer == "ca_in_directory":
+        assert rec["verify"] == "ok", rec["line"]
+    else:
+        assert rec["verify"].startswith("fail (") and "issuer" in rec["verify"], rec["line"]
 
 
 def test_idle_tls_smarthost_costs_no_ca_bundle(build, daemon, smarthost):

@@ -34,7 +34,7 @@ def make(build, *args, check=True):
 def dirs(build):
     """The configured installation directories, as make expands them."""
     names = ("prefix", "bindir", "sbindir", "sysconfdir", "systemdunitdir", "sysusersdir",
-             "tmpfilesdir", "mandir", "bashcompletiondir")
+             "tmpfilesdir", "mandir", "bashcompletiondir", "pkglibexecdir")
     out = make(build, "--no-print-directory",
                "--eval=mr-print-dirs: ; @echo %s" % " ".join("$(%s)" % n for n in names),
                "mr-print-dirs").stdout.split()
@@ -68,6 +68,11 @@ def test_staged_install_lays_out_what_the_package_has(build, staged):
 
     for prog in ("mailrelayd", "mailrelay"):
         assert os.access(at(d["sbindir"] + "/" + prog), os.X_OK), prog
+    # the delivery process, where mailrelayd runs it from (not beside it: not for running by hand)
+    assert os.access(at(d["pkglibexecdir"] + "/mailrelay-deliver"), os.X_OK)
+    assert not os.path.exists(at(d["sbindir"] + "/mailrelay-deliver"))
+    with open(at(d["sbindir"] + "/mailrelayd"), "rb") as f:
+        assert (d["pkglibexecdir"] + "/mailrelay-deliver\0").encode() in f.read()
     client = at(d["bindir"] + "/mailrelay-sendmail")
     assert os.access(client, os.X_OK)
     # The links, relative so that the staged tree can move as it is.

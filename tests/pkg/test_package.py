@@ -302,6 +302,7 @@ def test_noninteractive_install_with_preseeded_answers(root, smarthost):
     assert root.owner("/etc/mailrelay/mailrelay.conf") == "640 root:mailrelay"
     assert root.owner("/var/spool/mailrelay") == "710 mailrelay:mailrelay"
     assert root.owner("/var/spool/mailrelay/maildrop") == "1730 mailrelay:mailrelay"
+    assert root.owner("/usr/libexec/mailrelay/mailrelay-deliver") == "755 root:root"
     for link, target in (("/usr/sbin/sendmail", "../bin/mailrelay-sendmail"),
                          ("/usr/lib/sendmail", "../sbin/sendmail"),
                          ("/usr/bin/mailq", "mailrelay-sendmail"),

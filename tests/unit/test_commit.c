@@ -500,14 +500,20 @@ test_finished_messages_files_are_reused(void **state)
 	ia = inode_of(root, "queue", a);
 	ib = inode_of(root, "queue", b);
 
-	/* batch 1: a finished (kept), b finished (kept), c deleted (unlinked); x new, in the same batch */
+	/*
+	 * batch 1: a finished (kept), b finished (kept), x new, in the same
+	 * batch: a and b wait on the loop and go to the committer with x, in
+	 * one step, however busy the machine; c deleted (unlinked), in that
+	 * batch or the next.
+	 */
 	reqs[0] = removal(a, 1);
 	reqs[1] = removal(b, 2);
-	reqs[2] = removal(c, 3);
-	reqs[2]->later = 0;
-	reqs[3] = new_message(&sp, x, 4);
-	for (int i = 0; i < 3; i++)
-		reqs[i]->done = on_done_any;
+	reqs[2] = new_message(&sp, x, 3);
+	reqs[3] = removal(c, 4);
+	reqs[3]->later = 0;
+	for (int i = 0; i < 4; i++)
+		if (i != 2)
+			reqs[i]->done = on_done_any;
 	one_batch(reqs, 4);
 	assert_false(present(root, a, ".msg"));
 	assert_int_equal(inode_of(root, "tmp", a), ia);

@@ -23,6 +23,7 @@
 
 #include "conf/conf.h"
 #include "daemon/oauth2_proto.h"
+#include "daemon/oauth2_state.h"
 
 static enum oauth2_outcome
 judge(int status, const char *body, struct oauth2_token *t)
