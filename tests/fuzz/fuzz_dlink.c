@@ -28,7 +28,7 @@ schema(enum lk_type t)
 	switch (t) {
 	case LK_CONFIG: return "ss";
 	case LK_START: return "uuss";
-	case LK_RESUME: return "us";
+	case LK_RESUME: case LK_AHEAD: return "us";
 	case LK_QUIT: return "u";
 	case LK_RELOAD: return "uss";
 	case LK_LOG: return "usss";
