@@ -272,9 +272,10 @@ dispatch_next(struct dsession *s)
 {
 	struct qmsg *m = s->ahead;
 
-	if (D->shutting_down)
+	if (D->shutting_down || m == NULL)
 		return NULL;
 	s->ahead = NULL;
+	send_sid(LK_TAKEN, s->sid);	/* before any report that names it */
 	return m;
 }
 
@@ -605,9 +606,10 @@ on_frame(struct dl_in *m)
 		if (s == NULL || s->dead || s->state == DS_QUIT) {
 			cmsg_free(q);
 			send_sid(LK_REFUSED, sid);
-		} else if (s->state == DS_IDLE)
-			session_resume(s, q);	/* it went idle before this came */
-		else
+		} else if (s->state == DS_IDLE) {
+			send_sid(LK_TAKEN, sid);	/* it went idle before this came */
+			session_resume(s, q);
+		} else
 			s->ahead = q;
 		return 0;
 	case LK_QUIT:

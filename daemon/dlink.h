@@ -17,9 +17,11 @@
  * A session is named by the id mailrelayd gave it (LK_START); a message
  * by the session that carries it, one at a time.  A session that goes on
  * from one message to the next on its connection gets the next ahead
- * (LK_AHEAD), so that it need not wait for mailrelayd between the two;
- * reports name the message it carries until its LK_RELEASE, and the one
- * given ahead after it.  Each side checks every
+ * (LK_AHEAD), so that it need not wait for mailrelayd between the two.
+ * The process says when it takes that one (LK_TAKEN, after the
+ * LK_RELEASE of the one before, and maybe much later: an RSET comes
+ * between, or never: the session ends first), and mailrelayd gives the
+ * next ahead only then.  Each side checks every
  * frame and every field: a frame that does not parse, or names a session
  * that does not exist where it must, ends the link (the other side is
  * broken, not hostile: it is our own program, but its bugs must not
@@ -64,7 +66,8 @@ enum lk_type {
 	LK_END,             /* sid: the session is over */
 	LK_METRIC_REPLY,    /* smarthost name, reply code */
 	LK_METRIC_TLS,      /* smarthost name, result (enum metrics_tls) */
-	LK_BUSY             /* 0 or 1: work of its own with no session (an OAuth2 token renewed) */
+	LK_BUSY,            /* 0 or 1: work of its own with no session (an OAuth2 token renewed) */
+	LK_TAKEN            /* sid: it goes on to the message given ahead; reports name that one now */
 };
 
 /* Relay info travels as: relay, tls, verify (may be NULL), dsn (u32). */

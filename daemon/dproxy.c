@@ -722,9 +722,14 @@ on_frame(struct dl_in *m)
 		if (!dl_done(m) || p->msg == NULL)
 			return -1;
 		msg = p->msg;
-		p->msg = p->ahead;	/* what it goes on to, if it had one */
-		p->ahead = NULL;
+		p->msg = NULL;
 		queue_release(msg);
+		return 0;
+	case LK_TAKEN:
+		if (!dl_done(m) || p->msg != NULL || p->ahead == NULL)
+			return -1;
+		p->msg = p->ahead;
+		p->ahead = NULL;
 		give_ahead(p);
 		return 0;
 	case LK_CHECKPOINT:
@@ -739,10 +744,10 @@ on_frame(struct dl_in *m)
 		queue_damaged(p->msg, text);
 		return 0;
 	case LK_IDLE:
-		if (!dl_done(m))
+		if (!dl_done(m) || p->msg != NULL)
 			return -1;
-		/* with a message: it went idle before the one given ahead came, and takes it when it does */
-		if (p->msg == NULL)
+		/* with one given ahead: it went idle before that came, and takes it when it does */
+		if (p->ahead == NULL)
 			went_idle(p);
 		return 0;
 	case LK_REFUSED:

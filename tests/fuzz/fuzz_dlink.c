@@ -40,7 +40,7 @@ schema(enum lk_type t)
 	case LK_RELEASE: case LK_CHECKPOINT: case LK_IDLE: case LK_REFUSED: case LK_END: return "u";
 	case LK_DAMAGED: return "us";
 	case LK_METRIC_REPLY: case LK_METRIC_TLS: return "su";
-	case LK_BUSY: return "u";
+	case LK_BUSY: case LK_TAKEN: return "u";
 	}
 	return NULL;
 }

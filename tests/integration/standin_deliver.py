@@ -7,7 +7,7 @@ that races between the two processes make, one at a time and every time.
     standin_deliver.py DIR MODE [--check]
 
 DIR gets `log` (one line per event: "sent QID", "start SID QID",
-"resume SID QID", "ahead SID QID", "refused SID", "end SID", "crossed",
+"resume SID QID", "ahead SID QID", "refused SID", "end SID", the race made,
 "error ...") and, until it exists, the stand-in waits before it reports
 its first message: the test writes DIR/go once every message is queued.
 MODE says which race to make once, at the first session that has a
@@ -19,6 +19,8 @@ message given ahead:
   refuse     the session left IDLE: the next message (LK_RESUME) and the
              one ahead (LK_AHEAD) are refused, then the session ends
   end_ahead  it reports its message, then ends with the one ahead untried
+  rset       it reports its message and takes the one ahead only a moment
+             later (as after an RSET): nothing may come for it meanwhile
   die        it exits holding a message and the one ahead
 """
 import os
@@ -154,6 +156,16 @@ class StandIn:
                 self.raced("ended holding " + ahead)
                 self.end(sid)
                 return
+            if self.mode == "rset" and not self.done:
+                # an RSET between the two: mailrelayd must wait for LK_TAKEN
+                self.raced("released, not taken yet")
+                if select.select([LINK], [], [], 0.3)[0]:
+                    name, data = read_frame()
+                    self.log("error: %s before LK_TAKEN" % name)
+                    s["ahead"] = ahead
+                    self.dispatch(name, data)
+                    s["ahead"] = None
+            frame("LK_TAKEN", sid)
             s["cur"] = ahead
         s["idle"] = True
         frame("LK_IDLE", sid)
@@ -199,6 +211,7 @@ class StandIn:
                 return
             if s["idle"]:
                 s["idle"], s["cur"] = False, qid   # it went idle before this came
+                frame("LK_TAKEN", sid)
                 self.pending_ahead(sid, s)
                 return
             s["ahead"] = qid

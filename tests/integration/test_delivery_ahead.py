@@ -2,7 +2,8 @@
 one after it ahead (LK_AHEAD), so that the delivery process never waits
 for mailrelayd between two messages.  The two processes race: the
 process may go idle before the message ahead comes, or end, or refuse it,
-or die holding it.  A stand-in for mailrelay-deliver
+or die holding it; and it takes it only once the one before is done,
+which may be long after that one's release (an RSET between).  A stand-in for mailrelay-deliver
 (standin_deliver.py) makes each of those orders of frames every time;
 whatever the order, each message is sent once, at its first attempt, and
 nothing is left in the queue."""
@@ -50,6 +51,7 @@ def events(where):
     ("cross", "crossed"),
     ("refuse", "refused"),
     ("end_ahead", "ended holding "),
+    ("rset", "released, not taken yet"),
     ("die", "died"),
 ])
 def test_every_order_of_frames_sends_each_message_once(daemon, build, workdir, mode, raced):
