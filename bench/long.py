@@ -34,11 +34,18 @@ Messages that were not acknowledged may arrive or not.  The summary is
 printed; the exit status is 0 only when nothing was lost, corrupted or
 unexplained, the queue drained in time and the daemon never died on its
 own.  The work directory (spool, daemon log, smarthost log, kills.log:
-TIME PHASE per kill, submissions.log: SEQ PATH T0 T1 acked|unacked
+SENT GONE PHASE per kill, submissions.log: SEQ PATH T0 T1 acked|unacked
 maildrop|- per message) is kept when the run fails, or with --keep.
 
 Times are wall-clock seconds (time.time() here and in the smarthost, the
 daemon's RFC 3339 stamps), all from one machine.
+
+A kill lasts from the SIGKILL sent to mailrelayd until mailrelayd and its
+delivery process are both gone.  The delivery process is ended by the
+kernel once mailrelayd's exit is done (PR_SET_PDEATHSIG), a few
+milliseconds later, and may meanwhile go on with what it holds: a
+transaction the smarthost sees begin in that time was in flight at the
+crash all the same.
 """
 
 import argparse
@@ -49,6 +56,7 @@ import os
 import pwd
 import random
 import re
+import select
 import shutil
 import signal
 import smtplib
@@ -128,6 +136,21 @@ class Pool:
 # ---------------------------------------------------------------------------
 # the daemon
 
+def delivery_pids(pid):
+    """The delivery processes (mailrelay-deliver) of the daemon with pid."""
+    found = []
+    for e in os.listdir("/proc"):
+        try:
+            with open("/proc/%s/stat" % e) as f:
+                stat = f.read()
+        except (OSError, ValueError):
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        if int(stat[stat.rindex(")") + 2:].split()[1]) == pid and comm == "mailrelay-deliv":
+            found.append(int(e))
+    return found
+
+
 class Daemon:
     def __init__(self, build, work, conf):
         self.mailrelayd = os.path.join(build, "mailrelayd")
@@ -150,14 +173,25 @@ class Daemon:
             self.starts += 1
 
     def kill(self):
-        """SIGKILL; the time it was sent, or None when the daemon had died already."""
+        """SIGKILL; (sent, gone): when it was sent and when the daemon and its
+        delivery process were both gone, or None when the daemon had died
+        already."""
         with self.lock:
             if self.check():
                 return None
+            fds = []
+            for pid in delivery_pids(self.proc.pid):
+                try:
+                    fds.append(os.pidfd_open(pid))
+                except OSError:
+                    pass            # ended meanwhile
             t = time.time()
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
-            return t
+            for fd in fds:
+                select.select([fd], [], [], 10.0)     # readable once it has exited
+                os.close(fd)
+            return t, time.time()
 
     def check(self):
         """True (and the death noted) when the daemon exited on its own."""
@@ -223,7 +257,7 @@ class LongRun:
         self.shstats = os.path.join(self.work, "smarthost.stats")
         self.subs = {}          # seq: dict(path, t0, t1, acked, maildrop, why)
         self.subs_lock = threading.Lock()
-        self.kills = []         # (time, phase)
+        self.kills = []         # (sent, gone, phase): see Daemon.kill()
         self.submitting = True
         self.acked = 0
         self._shlog_off = 0
@@ -388,7 +422,7 @@ smarthost flaky { host = "127.0.0.1"; port = %d; tls = disabled; timeout = 30s; 
                 phase = "submitting" if self.submitting else "draining"
             t = daemon.kill()
             if t is not None:
-                self.kills.append((t, phase))
+                self.kills.append((t[0], t[1], phase))
             time.sleep(self.rng.uniform(0.0, DOWN_MAX))
             daemon.start()
 
@@ -464,7 +498,7 @@ smarthost flaky { host = "127.0.0.1"; port = %d; tls = disabled; timeout = 30s; 
     # -- the records the judgement rests on, kept with the logs
     def save(self, timing):
         with open(os.path.join(self.work, "kills.log"), "w") as f:
-            f.writelines("%.6f %s\n" % k for k in self.kills)
+            f.writelines("%.6f %.6f %s\n" % k for k in self.kills)
         with open(os.path.join(self.work, "submissions.log"), "w") as f:
             f.writelines("%d %s %.6f %.6f %s %s %s\n" % (seq, r["path"], r["t0"], r["t1"],
                                                          "acked" if r["acked"] else "unacked",
@@ -480,7 +514,7 @@ smarthost flaky { host = "127.0.0.1"; port = %d; tls = disabled; timeout = 30s; 
         self.n = timing["messages"]
         self.t_start = timing["t_start"]
         with open(os.path.join(self.work, "kills.log")) as f:
-            self.kills = [(float(t), ph) for t, ph in (l.split() for l in f)]
+            self.kills = [(float(t), float(g), ph) for t, g, ph in (l.split() for l in f)]
         with open(os.path.join(self.work, "submissions.log")) as f:
             for line in f:
                 seq, path, t0, t1, acked, md, why = (line.rstrip("\n").split(" ", 6) + [""])[:7]
@@ -501,10 +535,11 @@ smarthost flaky { host = "127.0.0.1"; port = %d; tls = disabled; timeout = 30s; 
                     continue
                 seq = int(parts[0])
                 copies.setdefault(seq, []).append((parts[1], float(parts[2]), float(parts[3]), parts[4], parts[5]))
-        kills = sorted(t for t, _ in self.kills)
+        kills = sorted((t, g) for t, g, _ in self.kills)
 
         def kill_in(a, b):
-            return [k for k in kills if a <= k <= b]
+            """The kills (their SIGKILL's time) that overlap [a, b]."""
+            return [t for t, g in kills if t <= b and g >= a]
 
         acked = [s for s, r in self.subs.items() if r["acked"]]
         unacked = [s for s, r in self.subs.items() if not r["acked"]]
@@ -592,8 +627,9 @@ smarthost flaky { host = "127.0.0.1"; port = %d; tls = disabled; timeout = 30s; 
         smtp_ok = sum(1 for r in subs if r["path"] == "smtp" and r["acked"])
         extra = sum(len(cs) - 1 for cs in copies.values())
         phases = {}
-        for _, ph in self.kills:
+        for _, _, ph in self.kills:
             phases[ph] = phases.get(ph, 0) + 1
+        gone_ms = [1000 * (g - t) for t, g, _ in self.kills]
         try:
             with open(self.shstats) as f:
                 stats = json.load(f)
@@ -628,6 +664,9 @@ smarthost flaky { host = "127.0.0.1"; port = %d; tls = disabled; timeout = 30s; 
         P("  kills            %d (%s); daemon starts %d; deaths on its own %d"
           % (len(self.kills), ", ".join("%d %s" % (v, k) for k, v in sorted(phases.items())),
              timing["starts"], timing["crashes"]))
+        if gone_ms:
+            P("                   all its processes gone %.1f to %.1f ms after the SIGKILL"
+              % (min(gone_ms), max(gone_ms)))
         P("  maildrop         %d sendmail submissions went to the maildrop; the daemon imported %d drops"
           % (sum(1 for r in subs if r["maildrop"]), imports))
         P("  smarthost        %s" % ", ".join("%s %d" % kv for kv in stats.items()))
@@ -676,11 +715,11 @@ def self_test(args):
     def q(name):
         return name.rjust(16, "0")
 
-    d = {s: message(s)[2] for s in range(1, 10)}
+    d = {s: message(s)[2] for s in range(1, 12)}
     files = {
-        "run.json": json.dumps(dict(messages=9, t_start=t0, wall=20, submit=10, drain=5, drained=True,
+        "run.json": json.dumps(dict(messages=11, t_start=t0, wall=20, submit=10, drain=5, drained=True,
                                     drain_bound=100, stop_rc=0, starts=2, crashes=0)),
-        "kills.log": "1010.000000 submitting\n",
+        "kills.log": "1010.000000 1010.004000 submitting\n",
         "submissions.log": "".join("%d %s %.1f %.1f %s %s %s\n" % r for r in (
             (1, "sendmail", 1001, 1001.1, "acked", "-", ""),
             (2, "sendmail", 1002, 1002.1, "acked", "-", ""),           # lost
@@ -690,7 +729,9 @@ def self_test(args):
             (6, "smtp", 1005, 1005.1, "acked", "-", ""),
             (7, "smtp", 1006, 1006.1, "unacked", "-", "reply to the dot: None lost"),
             (8, "sendmail", 1007, 1007.1, "acked", "-", ""),
-            (9, "sendmail", 1009.9, 1010.2, "acked", "maildrop", ""))),
+            (9, "sendmail", 1009.9, 1010.2, "acked", "maildrop", ""),
+            (10, "smtp", 1003, 1003.1, "acked", "-", ""),
+            (11, "smtp", 1003, 1003.1, "acked", "-", ""))),
         "smarthost.log": "".join("%s %s %.6f %.6f %d %s\n" % r for r in (
             ("1", q("1"), 1001.5, 1001.6, 1, d[1]),
             ("3", q("3"), 1009.9, 1009.95, 2, d[3]),     # in flight at the kill
@@ -704,7 +745,11 @@ def self_test(args):
             ("8", q("8"), 1008.0, 1008.1, 10, "0" * 16),  # another body
             ("-", "-", 1009.0, 1009.1, 11, "0" * 16),    # not one of the run's
             ("9", q("9A"), 1011.0, 1011.1, 12, d[9]),    # its 250 lost, and dropped too
-            ("9", q("9B"), 1012.0, 1012.1, 13, d[9]))),
+            ("9", q("9B"), 1012.0, 1012.1, 13, d[9]),
+            ("10", q("10"), 1010.002, 1010.05, 14, d[10]),  # begun after the SIGKILL, before all was gone
+            ("10", q("10"), 1011.0, 1011.1, 15, d[10]),
+            ("11", q("11"), 1010.010, 1010.05, 16, d[11]),  # begun once all was gone
+            ("11", q("11"), 1011.0, 1011.1, 17, d[11]))),
         "mailrelayd.log": "".join("%s mailrelayd: %s\n" % r for r in (
             (stamp(1009.95), q("3") + ": removed"),
             (stamp(1008.1), q("6") + ": removed"),
@@ -717,7 +762,7 @@ def self_test(args):
             f.write(text)
     r = LongRun(args, work)
     ok, counts = r.judge(r.load())
-    want = dict(lost=1, in_flight=1, late=1, sub_twice=1, pickup_twice=1, no_kill=1, corrupt=1, foreign=1)
+    want = dict(lost=1, in_flight=2, late=1, sub_twice=1, pickup_twice=1, no_kill=2, corrupt=1, foreign=1)
     shutil.rmtree(work, ignore_errors=True)
     if ok or counts != want:
         note("self-test: the judge counted %r, not %r" % (counts, want))

@@ -40,6 +40,7 @@
 #include "xmalloc.h"
 
 #define REMOVE_LATER_MS 20
+unsigned commit_remove_later_ms = REMOVE_LATER_MS;
 #define BATCH_MAX 1024		/* requests the thread takes at once */
 
 static void later_splice(void);
@@ -536,7 +537,7 @@ commit_submit(struct commit_req *req)
 		*C.later_tail = req;
 		C.later_tail = &req->next;
 		if (!evtimer_pending(C.later_ev, NULL)) {
-			struct timeval tv = { 0, REMOVE_LATER_MS * 1000 };
+			struct timeval tv = { commit_remove_later_ms / 1000, commit_remove_later_ms % 1000 * 1000 };
 			evtimer_add(C.later_ev, &tv);
 		}
 		return;

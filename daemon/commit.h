@@ -62,6 +62,13 @@ struct commit_req {
  */
 #define COMMIT_KEPT_MAX 256
 
+/*
+ * How long a removal waits on the loop for the next request to go with
+ * (REMOVE_LATER_MS in commit.c); a test sets it, to see the wait without
+ * racing its timer.
+ */
+extern unsigned commit_remove_later_ms;
+
 int  commit_start(struct event_base *base, struct spool *sp);
 void commit_stop(void);
 /* Queue a request; ownership passes to the committer until done() (which must free it). */

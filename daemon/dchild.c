@@ -266,12 +266,17 @@ dispatch_shutdown(void)
 {
 }
 
-/* mailrelayd gives the next message (LK_RESUME) once the session says it is idle. */
+/* The message mailrelayd gave ahead (LK_AHEAD), if it has come; else it gives one (LK_RESUME) once the session is idle. */
 struct qmsg *
 dispatch_next(struct dsession *s)
 {
-	(void)s;
-	return NULL;
+	struct qmsg *m = s->ahead;
+
+	if (D->shutting_down || m == NULL)
+		return NULL;
+	s->ahead = NULL;
+	send_sid(LK_TAKEN, s->sid);	/* before any report that names it */
+	return m;
 }
 
 int
@@ -309,6 +314,10 @@ dispatch_idle(struct dsession *s)
 void
 dispatch_ended(struct dsession *s)
 {
+	if (s->ahead != NULL) {
+		cmsg_free(s->ahead);	/* mailrelayd gives it back at LK_END */
+		s->ahead = NULL;
+	}
 	send_sid(LK_END, s->sid);
 }
 
@@ -584,6 +593,24 @@ on_frame(struct dl_in *m)
 			return 0;
 		}
 		session_resume(s, q);
+		return 0;
+	case LK_AHEAD:
+		sid = dl_get_u32(m);
+		if ((q = take_envelope(m, sid)) == NULL)
+			return -1;
+		s = session_find(sid);
+		if (!dl_done(m) || (s != NULL && s->ahead != NULL)) {
+			cmsg_free(q);	/* one ahead at most */
+			return -1;
+		}
+		if (s == NULL || s->dead || s->state == DS_QUIT) {
+			cmsg_free(q);
+			send_sid(LK_REFUSED, sid);
+		} else if (s->state == DS_IDLE) {
+			send_sid(LK_TAKEN, sid);	/* it went idle before this came */
+			session_resume(s, q);
+		} else
+			s->ahead = q;
 		return 0;
 	case LK_QUIT:
 		sid = dl_get_u32(m);

@@ -145,6 +145,7 @@ struct dsession {
 
 	/* the current transaction */
 	struct qmsg *msg;
+	struct qmsg *ahead;             /* the next message, given ahead (delivery process only: dlink.h) */
 	size_t *rc_idx;                 /* indexes of the recipients in this transaction */
 	size_t nrc;
 	enum rcstate *rc_st;            /* where each of them stands */

@@ -15,7 +15,13 @@
  * place).  A NULL string is the length 0xffffffff and nothing else.
  *
  * A session is named by the id mailrelayd gave it (LK_START); a message
- * by the session that carries it, one at a time.  Each side checks every
+ * by the session that carries it, one at a time.  A session that goes on
+ * from one message to the next on its connection gets the next ahead
+ * (LK_AHEAD), so that it need not wait for mailrelayd between the two.
+ * The process says when it takes that one (LK_TAKEN, after the
+ * LK_RELEASE of the one before, and maybe much later: an RSET comes
+ * between, or never: the session ends first), and mailrelayd gives the
+ * next ahead only then.  Each side checks every
  * frame and every field: a frame that does not parse, or names a session
  * that does not exist where it must, ends the link (the other side is
  * broken, not hostile: it is our own program, but its bugs must not
@@ -44,6 +50,7 @@ enum lk_type {
 	LK_RESUME,          /* sid, envelope: the next message for an idle session */
 	LK_QUIT,            /* sid: end this idle session (nothing more for it) */
 	LK_RELOAD,          /* log level, path, text: the configuration now (as LK_CONFIG) */
+	LK_AHEAD,           /* sid, envelope: the message after the one it carries (one at most) */
 	/* mailrelay-deliver -> mailrelayd */
 	LK_LOG = 32,        /* prio, qid, status, text: a log line */
 	LK_RECORD,          /* sid, rcpt, kind, class, text, relay info: trouble_record() */
@@ -55,11 +62,12 @@ enum lk_type {
 	LK_CHECKPOINT,      /* sid: queue_checkpoint() */
 	LK_DAMAGED,         /* sid, why: its message failed queue_verify() */
 	LK_IDLE,            /* sid: waiting for a next message (DS_IDLE) */
-	LK_REFUSED,         /* sid: a LK_RESUME came after the session left IDLE: the message back untried */
+	LK_REFUSED,         /* sid: a LK_RESUME or LK_AHEAD came after the session ended: back untried */
 	LK_END,             /* sid: the session is over */
 	LK_METRIC_REPLY,    /* smarthost name, reply code */
 	LK_METRIC_TLS,      /* smarthost name, result (enum metrics_tls) */
-	LK_BUSY             /* 0 or 1: work of its own with no session (an OAuth2 token renewed) */
+	LK_BUSY,            /* 0 or 1: work of its own with no session (an OAuth2 token renewed) */
+	LK_TAKEN            /* sid: it goes on to the message given ahead; reports name that one now */
 };
 
 /* Relay info travels as: relay, tls, verify (may be NULL), dsn (u32). */

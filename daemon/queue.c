@@ -594,6 +594,14 @@ queue_untake(struct qmsg *m)
 }
 
 void
+queue_giveback(struct qmsg *m)
+{
+	m->inflight = 0;
+	if (!D->shutting_down)
+		queue_schedule(m);
+}
+
+void
 queue_damaged(struct qmsg *m, const char *why)
 {
 	damaged(m, why);

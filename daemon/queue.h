@@ -120,6 +120,8 @@ void queue_attempts_own(struct spool_env *env);
 void queue_release(struct qmsg *m);
 /* A session aborted at shutdown gives its message back as it was: no attempt counted, nothing written. */
 void queue_untake(struct qmsg *m);
+/* A message taken but never given to its session (it ended first): ready again as it was. */
+void queue_giveback(struct qmsg *m);
 /*
  * A notice for recipients idx[0..n) of message id is on disk (ok) or could
  * not be written: mark them reported, or owed again.  Called by bounce.c.

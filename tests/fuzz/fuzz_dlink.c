@@ -28,7 +28,7 @@ schema(enum lk_type t)
 	switch (t) {
 	case LK_CONFIG: return "ss";
 	case LK_START: return "uuss";
-	case LK_RESUME: return "us";
+	case LK_RESUME: case LK_AHEAD: return "us";
 	case LK_QUIT: return "u";
 	case LK_RELOAD: return "uss";
 	case LK_LOG: return "usss";
@@ -40,7 +40,7 @@ schema(enum lk_type t)
 	case LK_RELEASE: case LK_CHECKPOINT: case LK_IDLE: case LK_REFUSED: case LK_END: return "u";
 	case LK_DAMAGED: return "us";
 	case LK_METRIC_REPLY: case LK_METRIC_TLS: return "su";
-	case LK_BUSY: return "u";
+	case LK_BUSY: case LK_TAKEN: return "u";
 	}
 	return NULL;
 }

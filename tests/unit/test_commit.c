@@ -31,7 +31,13 @@
 #include "xmalloc.h"
 
 static int ndone, nfailed;
+static unsigned later_ms;       /* commit_remove_later_ms as the daemon has it */
 static struct event_base *base;
+/* The running test's spool and directory, for teardown(): none when root[0] is 0. */
+static struct {
+	struct spool *sp;
+	char root[sizeof "/tmp/test_commit.XXXXXX"];
+} cur;
 
 static void
 on_done(struct commit_req *req, void *arg)
@@ -74,6 +80,8 @@ begin(char *root, struct spool *sp)
 	assert_non_null(mkdtemp(root));
 	assert_int_equal(spool_open(sp, root, 1, err, sizeof err), 0);
 	base = event_base_new();
+	cur.sp = sp;
+	memcpy(cur.root, root, sizeof cur.root);
 }
 
 /* The end of a test: the spool closed, the loop freed, the directory removed. */
@@ -85,7 +93,27 @@ finish(struct spool *sp, const char *root)
 	spool_close(sp);
 	event_base_free(base);
 	snprintf(cmd, sizeof cmd, "rm -rf %s", root);
+	cur.root[0] = '\0';
 	assert_int_equal(system(cmd), 0);
+}
+
+/*
+ * After every test, whatever it did: a failed assertion leaves it by
+ * longjmp, past its commit_stop() and finish().  The committer is the
+ * process's (its thread, its kept files): left running, the next test
+ * would start a second thread beside it and inherit its kept files (the
+ * reuse case, failing with one file kept, made test_kept_files_are_bounded
+ * count 255).  Stopped here, each test starts from nothing.
+ */
+static int
+teardown(void **state)
+{
+	(void)state;
+	commit_stop();		/* nothing when the test stopped it */
+	commit_remove_later_ms = later_ms;
+	if (cur.root[0] != '\0')
+		finish(cur.sp, cur.root);
+	return 0;
 }
 
 static void
@@ -93,7 +121,7 @@ test_two_updates_of_one_envelope_in_a_batch(void **state)
 {
 	char root[] = "/tmp/test_commit.XXXXXX", p[512], buf[512];
 	const char *id = "6553F100F423F000", *other = "6553F100F423F001";
-	struct spool sp;
+	static struct spool sp;		/* static: teardown() closes it after a failure */
 	ssize_t n;
 	int fd;
 
@@ -207,7 +235,7 @@ test_a_removal_waits_for_the_next_batch(void **state)
 	char root[] = "/tmp/test_commit.XXXXXX";
 	const char *a = "6553F100F423F000", *b = "6553F100F423F001", *c = "6553F100F423F002";
 	struct commit_req *req;
-	struct spool sp;
+	static struct spool sp;		/* static: teardown() closes it after a failure */
 
 	(void)state;
 	begin(root, &sp);
@@ -215,9 +243,11 @@ test_a_removal_waits_for_the_next_batch(void **state)
 	touch(root, a, ".msg");
 	touch(root, c, ".msg");
 
+	commit_remove_later_ms = 3600 * 1000;	/* its timer does not race the look below */
 	commit_submit(removal(a, 1));
 	event_base_loop(base, EVLOOP_NONBLOCK);
 	assert_true(present(root, a, ".msg"));	/* waiting, not handed to the thread */
+	commit_remove_later_ms = later_ms;
 
 	req = update(b, "state of b", "r");
 	req->done = on_done_order;
@@ -260,7 +290,7 @@ static void
 test_removal_backlog_is_bounded_and_relieved(void **state)
 {
 	char root[] = "/tmp/test_commit.XXXXXX", id[QID_LEN + 1];
-	struct spool sp;
+	static struct spool sp;		/* static: teardown() closes it after a failure */
 	int i;
 
 	(void)state;
@@ -304,7 +334,7 @@ test_a_large_batch_of_removals(void **state)
 {
 	char root[] = "/tmp/test_commit.XXXXXX", id[QID_LEN + 1], first[QID_LEN + 1];
 	struct commit_req *req;
-	struct spool sp;
+	static struct spool sp;		/* static: teardown() closes it after a failure */
 	int i, n = 301;
 
 	(void)state;
@@ -377,7 +407,7 @@ test_new_messages_and_removals_in_one_batch(void **state)
 	char root[] = "/tmp/test_commit.XXXXXX", err[256], id[QID_LEN + 1], p[512];
 	const char *taken = "6553F100F4230100";
 	struct spool_env e;
-	struct spool sp;
+	static struct spool sp;		/* static: teardown() closes it after a failure */
 	struct stat st;
 	int i, n = 8;
 
@@ -486,7 +516,7 @@ test_finished_messages_files_are_reused(void **state)
 	const char *w = "6553F100F4230014";
 	struct commit_req *reqs[4];
 	struct spool_env e;
-	struct spool sp;
+	static struct spool sp;		/* static: teardown() closes it after a failure */
 	ino_t ia, ib;
 	char *content;
 	size_t len;
@@ -596,7 +626,7 @@ test_kept_files_are_bounded(void **state)
 {
 	char root[] = "/tmp/test_commit.XXXXXX", id[QID_LEN + 1];
 	struct commit_req *reqs[50];
-	struct spool sp;
+	static struct spool sp;		/* static: teardown() closes it after a failure */
 	int b, i, k = 0, nb = (COMMIT_KEPT_MAX + 49) / 50 + 1;
 
 	(void)state;
@@ -626,15 +656,16 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_two_updates_of_one_envelope_in_a_batch),
-		cmocka_unit_test(test_a_removal_waits_for_the_next_batch),
-		cmocka_unit_test(test_removal_backlog_is_bounded_and_relieved),
-		cmocka_unit_test(test_a_large_batch_of_removals),
-		cmocka_unit_test(test_new_messages_and_removals_in_one_batch),
-		cmocka_unit_test(test_finished_messages_files_are_reused),
-		cmocka_unit_test(test_kept_files_are_bounded),
+		cmocka_unit_test_teardown(test_two_updates_of_one_envelope_in_a_batch, teardown),
+		cmocka_unit_test_teardown(test_a_removal_waits_for_the_next_batch, teardown),
+		cmocka_unit_test_teardown(test_removal_backlog_is_bounded_and_relieved, teardown),
+		cmocka_unit_test_teardown(test_a_large_batch_of_removals, teardown),
+		cmocka_unit_test_teardown(test_new_messages_and_removals_in_one_batch, teardown),
+		cmocka_unit_test_teardown(test_finished_messages_files_are_reused, teardown),
+		cmocka_unit_test_teardown(test_kept_files_are_bounded, teardown),
 	};
 
+	later_ms = commit_remove_later_ms;
 	log_init("test_commit", LOG_TO_STDERR, LOG_CRIT);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
